@@ -1,0 +1,34 @@
+"""Errors the pack raises on bad input.
+
+Every message says what was found, what was expected and how to fix it, so a ComfyUI user
+sees something actionable in the node's red box instead of a stack trace from deep inside
+PyTorch.
+"""
+
+
+class LTX2Error(Exception):
+    """Base class for all errors raised deliberately by ltx2_nodes."""
+
+
+class CheckpointError(LTX2Error):
+    """A model file is missing, unreadable, truncated, foreign or does not match its config."""
+
+
+class UnsupportedModelError(CheckpointError):
+    """The file is a recognised model family or version that this pack does not run."""
+
+
+class InputError(LTX2Error, ValueError):
+    """A user-supplied value (size, frame count, prompt, media file, ...) is not acceptable."""
+
+
+class ModelNotFoundError(LTX2Error, FileNotFoundError):
+    """A model file or folder named by the user does not exist where it was looked for."""
+
+
+class OutOfMemoryError(LTX2Error, MemoryError):
+    """A run would not fit (or did not fit) in the device or host memory budget."""
+
+
+class RunInterrupted(LTX2Error):
+    """The user cancelled a run; nothing was left on the compute device."""

@@ -1,0 +1,371 @@
+"""Reading LTX-2 checkpoints: variant detection, component split, build on meta + assign.
+
+A released single file (``ltx-2-19b-{dev,distilled}[-fp8].safetensors``) holds every component
+under its own key prefix, with one JSON ``config`` metadata entry describing them
+(``transformer``, ``vae``, ``audio_vae``, ``vocoder``). ComfyUI users also have the DiT split out
+into ``models/diffusion_models`` (same keys, sometimes without the prefix or the connectors).
+
+Components are built on the ``meta`` device and their parameters *assigned* from tensors that
+alias the memory-mapped file, so no second copy of a 40 GB file is ever made in RAM; a dtype
+conversion (e.g. bf16 file -> float32 on CPU) copies one component at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError, UnsupportedModelError
+from .quant import FP8_DTYPES, QUANT_SUFFIXES, FP8Linear, replace_module
+from .safetensors_file import SafetensorsFile
+
+log = logging.getLogger("ltx2_nodes")
+
+DIT_PREFIX = "model.diffusion_model."
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """Which keys belong to a component and how they are renamed: ``{file prefix: module prefix}``."""
+
+    name: str
+    renames: tuple[tuple[str, str], ...]
+    excludes: tuple[str, ...] = ()
+    config_section: str | None = None
+
+    def module_key(self, key: str) -> str | None:
+        if any(key.startswith(e) for e in self.excludes):
+            return None
+        for prefix, replacement in self.renames:
+            if key.startswith(prefix):
+                return replacement + key[len(prefix):]
+        return None
+
+
+_CONNECTORS = (DIT_PREFIX + "video_embeddings_connector.", DIT_PREFIX + "audio_embeddings_connector.")
+
+COMPONENTS: dict[str, ComponentSpec] = {
+    spec.name: spec
+    for spec in (
+        ComponentSpec("transformer", ((DIT_PREFIX, ""),), excludes=_CONNECTORS, config_section="transformer"),
+        ComponentSpec("video_connector", ((_CONNECTORS[0], ""),), config_section="transformer"),
+        ComponentSpec("audio_connector", ((_CONNECTORS[1], ""),), config_section="transformer"),
+        ComponentSpec("text_projection", (("text_embedding_projection.", ""),), config_section="transformer"),
+        ComponentSpec("video_encoder", (("vae.encoder.", ""), ("vae.per_channel_statistics.", "per_channel_statistics.")),
+                      config_section="vae"),
+        ComponentSpec("video_decoder", (("vae.decoder.", ""), ("vae.per_channel_statistics.", "per_channel_statistics.")),
+                      config_section="vae"),
+        ComponentSpec("audio_encoder", (("audio_vae.encoder.", ""),
+                                        ("audio_vae.per_channel_statistics.", "per_channel_statistics.")),
+                      config_section="audio_vae"),
+        ComponentSpec("audio_decoder", (("audio_vae.decoder.", ""),
+                                        ("audio_vae.per_channel_statistics.", "per_channel_statistics.")),
+                      config_section="audio_vae"),
+        ComponentSpec("vocoder", (("vocoder.", ""),), config_section="vocoder"),
+    )
+}
+
+# Key fingerprints of files people put in the wrong folder, for a helpful refusal.
+_FOREIGN_FINGERPRINTS: tuple[tuple[str, str], ...] = (
+    ("conditioner.embedders.", "an SDXL checkpoint"),
+    ("model.diffusion_model.input_blocks.", "a Stable Diffusion (UNet) checkpoint"),
+    ("cond_stage_model.", "a Stable Diffusion checkpoint"),
+    ("double_blocks.", "a Flux / HunyuanVideo checkpoint"),
+    ("model.diffusion_model.double_blocks.", "a Flux / HunyuanVideo checkpoint"),
+    ("patch_embedding.", "a Wan video checkpoint"),
+    ("model.diffusion_model.patch_embedding.", "a Wan video checkpoint"),
+    ("model.layers.", "a language model (text encoder), which belongs in models/text_encoders"),
+    ("language_model.model.layers.", "a language model (text encoder), which belongs in models/text_encoders"),
+    ("initial_conv.", "the LTX-2 latent upscaler, which belongs in models/latent_upscale_models"),
+    ("lora_", "a LoRA, which belongs in models/loras"),
+)
+
+_LTX23_MARKERS = ("attn1.to_gate_logits.", "prompt_adaln_single.", "text_embedding_projection.video_aggregate_embed.",
+                  "vocoder.bwe_generator.")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What a checkpoint file is, as far as loading is concerned."""
+
+    layout: str  # "single_file" | "diffusion_model"
+    key_prefix: str  # prefix in front of the DiT keys ("model.diffusion_model." or "")
+    quantized: bool  # carries fp8 weights with weight_scale siblings
+    config_inferred: bool  # no config metadata: transformer config derived from shapes
+
+    def describe(self) -> str:
+        kind = "LTX-2 single-file checkpoint" if self.layout == "single_file" else "LTX-2 diffusion model (DiT only)"
+        return kind + (" (fp8)" if self.quantized else "")
+
+
+class LTX2Checkpoint:
+    """An opened LTX-2 model file: config, variant, per-component state dicts."""
+
+    def __init__(self, path: str | Path):
+        self.file = SafetensorsFile(path)
+        self.path = self.file.path
+        keys = self.file.keys()
+        self._check_family(keys)
+        prefix = DIT_PREFIX if any(k.startswith(DIT_PREFIX + "transformer_blocks.") for k in keys) else ""
+        has_vae = any(k.startswith("vae.decoder.") for k in keys)
+        quantized = any(k.endswith(".weight_scale") for k in keys) and any(
+            self.file.info(k).dtype in FP8_DTYPES for k in keys)
+        config = self.file.json_metadata("config")
+        inferred = False
+        if config is None:
+            if has_vae:
+                raise CheckpointError(
+                    f"{self.path.name} has no 'config' metadata. Official LTX-2 files carry a JSON 'config' entry "
+                    "describing the transformer, VAEs and vocoder; this file was probably re-saved by a tool that "
+                    "dropped the metadata. Use the original ltx-2-19b-*.safetensors from Lightricks."
+                )
+            config = {"transformer": infer_transformer_config(self.file, prefix)}
+            inferred = True
+        if not isinstance(config, dict):
+            raise CheckpointError(f"{self.path.name}: metadata 'config' is not a JSON object.")
+        self._check_version(config)
+        self.config: dict = config
+        self.variant = Variant("single_file" if has_vae else "diffusion_model", prefix, quantized, inferred)
+        self._specs = self._specs_for_prefix(prefix)
+
+    # -- detection -----------------------------------------------------------------------------
+
+    def _check_family(self, keys: list[str]) -> None:
+        if any(k.endswith(".to_gate_logits.weight") or any(m in k for m in _LTX23_MARKERS) for k in keys):
+            version = self.file.metadata.get("model_version", "2.3 or later").strip('"')
+            raise UnsupportedModelError(
+                f"{self.path.name} is an LTX-{version} checkpoint (gated attention, new text path and "
+                "vocoder). ltx2_nodes runs LTX-2 (19B: ltx-2-19b-dev / ltx-2-19b-distilled and their fp8 files); "
+                "LTX-2.3/2.5 are not supported yet."
+            )
+        dit_like = [k for k in keys if ".transformer_blocks.0." in "." + k]
+        if dit_like:
+            if not any(".audio_attn1." in k for k in dit_like):
+                raise UnsupportedModelError(
+                    f"{self.path.name} is a video-only LTX-Video (0.9.x) checkpoint; ltx2_nodes runs the LTX-2 "
+                    "audio-video model (ltx-2-19b-*.safetensors)."
+                )
+            return
+        for prefix, what in _FOREIGN_FINGERPRINTS:
+            if any(k.startswith(prefix) or ("." + prefix) in k for k in keys):
+                raise CheckpointError(
+                    f"{self.path.name} looks like {what}, not an LTX-2 checkpoint. The LTX-2 loader needs "
+                    "ltx-2-19b-dev.safetensors / ltx-2-19b-distilled.safetensors (or their -fp8 versions) in "
+                    "models/checkpoints."
+                )
+        raise CheckpointError(
+            f"{self.path.name} does not contain an LTX-2 transformer (no 'transformer_blocks.0.*' keys; "
+            f"{len(keys)} tensors, e.g. {keys[:3]}). Expected an ltx-2-19b-*.safetensors file."
+        )
+
+    def _check_version(self, config: dict) -> None:
+        version = str(self.file.metadata.get("model_version", "")).strip('"')
+        if version and version.split(".")[:2] not in (["2", "0"], ["2"], ["1"], ["0"]):
+            major_minor = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+            if major_minor >= (2, 3):
+                raise UnsupportedModelError(
+                    f"{self.path.name} is LTX-{version}; ltx2_nodes runs LTX-2 (19B). LTX-2.3 and later differ in "
+                    "the transformer, text path and vocoder and are not supported yet."
+                )
+        vocoder = config.get("vocoder", {})
+        if isinstance(vocoder, dict) and "bwe" in vocoder:
+            raise UnsupportedModelError(
+                f"{self.path.name} has an LTX-2.3 vocoder (bandwidth extension); LTX-2.3 is not supported yet.")
+
+    def _specs_for_prefix(self, prefix: str) -> dict[str, ComponentSpec]:
+        if prefix == DIT_PREFIX:
+            return COMPONENTS
+        # DiT-only file without the prefix: connectors (if any) sit at the top level.
+        connectors = ("video_embeddings_connector.", "audio_embeddings_connector.")
+        specs = dict(COMPONENTS)
+        specs["transformer"] = ComponentSpec("transformer", (("", ""),),
+                                             excludes=connectors + ("text_embedding_projection.",),
+                                             config_section="transformer")
+        specs["video_connector"] = ComponentSpec("video_connector", ((connectors[0], ""),), config_section="transformer")
+        specs["audio_connector"] = ComponentSpec("audio_connector", ((connectors[1], ""),), config_section="transformer")
+        return specs
+
+    # -- component access ----------------------------------------------------------------------
+
+    def component_config(self, component: str) -> dict:
+        section = self._specs[component].config_section
+        value = self.config.get(section)
+        if not isinstance(value, dict):
+            raise CheckpointError(
+                f"{self.path.name}: metadata 'config' has no '{section}' section, needed to build the {component}. "
+                "Use the original LTX-2 release file."
+            )
+        return value
+
+    def has(self, component: str) -> bool:
+        spec = self._specs[component]
+        return any(spec.module_key(k) is not None for k in self.file.keys())
+
+    def state_dict(self, component: str) -> dict[str, torch.Tensor]:
+        """Tensors of ``component`` under module key names, as views of the memory-mapped file."""
+        spec = self._specs[component]
+        out = {}
+        for key in self.file.keys():
+            name = spec.module_key(key)
+            if name is not None:
+                out[name] = self.file.tensor(key)
+        if not out:
+            raise CheckpointError(
+                f"{self.path.name} has no {component} weights (looked for keys starting with "
+                f"{[p for p, _ in spec.renames]}). {self.variant.describe()} files do not carry it; load a full "
+                "ltx-2-19b-*.safetensors single file for this component."
+            )
+        return out
+
+    def component_bytes(self, component: str) -> int:
+        spec = self._specs[component]
+        return sum(self.file.info(k).nbytes for k in self.file.keys() if spec.module_key(k) is not None)
+
+    def __repr__(self) -> str:
+        return f"LTX2Checkpoint({self.path.name}: {self.variant.describe()})"
+
+
+# ------------------------------------------------------------------------------------------------
+# Transformer config without metadata
+
+
+def infer_transformer_config(file: SafetensorsFile, prefix: str) -> dict:
+    """Derive ``config.transformer`` from tensor shapes (DiT-only files saved without metadata).
+
+    Head dims cannot be read from shapes; the released values (128 video, 64 audio) are assumed.
+    """
+
+    def shape(key: str) -> tuple[int, ...]:
+        full = prefix + key
+        if full not in file:
+            raise CheckpointError(f"{file.path.name}: missing '{full}', cannot infer the transformer config.")
+        return file.info(full).shape
+
+    blocks = {int(k[len(prefix):].split(".")[1]) for k in file.keys()
+              if k.startswith(prefix + "transformer_blocks.")}
+    video_dim, in_channels = shape("patchify_proj.weight")
+    audio_dim, audio_in = shape("audio_patchify_proj.weight")
+    log.warning("%s has no config metadata; transformer config inferred from tensor shapes "
+                "(assuming the released head dims 128/64).", file.path.name)
+    return {
+        "num_layers": max(blocks) + 1,
+        "num_attention_heads": video_dim // 128, "attention_head_dim": 128,
+        "audio_num_attention_heads": audio_dim // 64, "audio_attention_head_dim": 64,
+        "in_channels": in_channels, "out_channels": shape("proj_out.weight")[0],
+        "audio_in_channels": audio_in, "audio_out_channels": shape("audio_proj_out.weight")[0],
+        "cross_attention_dim": video_dim, "audio_cross_attention_dim": audio_dim,
+        "caption_channels": shape("caption_projection.linear_1.weight")[1],
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# Building modules
+
+
+def _swap_in_fp8_linears(module: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Replace Linears whose file weight is fp8 with a ``weight_scale`` sibling by FP8Linear."""
+    swapped = []
+    for key, tensor in state.items():
+        if not key.endswith(".weight") or tensor.dtype not in FP8_DTYPES:
+            continue
+        layer = key[: -len(".weight")]
+        if layer + ".weight_scale" not in state:
+            continue
+        try:
+            target = module.get_submodule(layer)
+        except AttributeError:
+            continue
+        if isinstance(target, nn.Linear):
+            replace_module(module, layer, FP8Linear.like(target, tensor.dtype))
+            swapped.append(layer)
+    return swapped
+
+
+def _convert(key: str, tensor: torch.Tensor, dtype: torch.dtype | None, keep_fp8: bool) -> torch.Tensor:
+    if tensor.dtype in FP8_DTYPES and keep_fp8:
+        return tensor
+    if key.endswith(QUANT_SUFFIXES):
+        return tensor.float()
+    if dtype is not None and tensor.is_floating_point() and tensor.dtype != dtype:
+        return tensor.to(dtype)
+    return tensor
+
+
+def _dequantize_in_place(state: dict[str, torch.Tensor], dtype: torch.dtype) -> None:
+    """Fold ``weight * weight_scale`` into plain weights (upcast-on-load)."""
+    for key in [k for k in state if k.endswith(".weight_scale")]:
+        layer = key[: -len(".weight_scale")]
+        weight = state.get(layer + ".weight")
+        if weight is not None and weight.dtype in FP8_DTYPES:
+            state[layer + ".weight"] = (weight.float() * state[key].float()).to(dtype)
+        del state[key]
+        state.pop(layer + ".input_scale", None)
+
+
+def build_module(factory: Callable[[], nn.Module], state: dict[str, torch.Tensor], *, what: str, source: str,
+                 dtype: torch.dtype | None = None, device: torch.device | str | None = None,
+                 fp8: str = "keep", ignore_unexpected: tuple[str, ...] = ()) -> nn.Module:
+    """Instantiate on the meta device and assign ``state`` (no weight is allocated twice).
+
+    ``fp8``: "keep" stores fp8 file weights as FP8Linear (dequantized per forward);
+    "upcast" folds the scale into ``dtype`` weights at load.
+    Refuses with a precise message on missing keys, unknown keys or shape mismatches.
+    """
+    with torch.device("meta"):
+        module = factory()
+    state = dict(state)
+    if fp8 == "upcast":
+        _dequantize_in_place(state, dtype or torch.bfloat16)
+    elif fp8 != "keep":
+        raise ValueError(f"fp8 must be 'keep' or 'upcast', got {fp8!r}")
+    _swap_in_fp8_linears(module, state)
+
+    expected = module.state_dict(keep_vars=True)
+    missing = [k for k in expected if k not in state and expected[k] is not None]
+    unexpected = [k for k in state if k not in expected and not k.endswith(ignore_unexpected or ("\0",))]
+    # input_scale is only used by scaled-mm kernels; absence in module means we dequantize instead
+    unexpected = [k for k in unexpected if not k.endswith(".input_scale")]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing tensor(s), e.g. {missing[:5]}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected tensor(s), e.g. {unexpected[:5]}")
+    for key, param in expected.items():
+        if key in state and param is not None and tuple(param.shape) != tuple(state[key].shape):
+            problems.append(f"'{key}' has shape {list(state[key].shape)} in the file but the config needs "
+                            f"{list(param.shape)}")
+            if len(problems) > 6:
+                break
+    if problems:
+        raise CheckpointError(
+            f"{source}: the {what} weights do not match the {what} described by the file's config: "
+            + "; ".join(problems) + ". The file is damaged, from a different model version, or its metadata "
+            "was edited; use the original release file."
+        )
+    keep_fp8 = fp8 == "keep"
+    converted = {k: _convert(k, v, dtype, keep_fp8) for k, v in state.items() if k in expected}
+    module.load_state_dict(converted, strict=False, assign=True)
+    for sub in module.modules():
+        reset = getattr(sub, "reset_computed_buffers", None)
+        if reset is not None:
+            reset()
+    still_meta = [n for n, t in list(module.named_parameters()) + list(module.named_buffers()) if t.is_meta]
+    if still_meta:
+        raise CheckpointError(f"{source}: {what} tensors were not filled from the file: {still_meta[:5]}")
+    if device is not None:
+        module.to(device)
+    return module.eval().requires_grad_(False)
+
+
+def load_transformer(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None, fp8: str = "keep"):
+    """The DiT of ``ckpt``; ``dtype`` None keeps the file dtype (bf16 for the release)."""
+    from ..model.transformer import LTX2Transformer, TransformerConfig
+
+    cfg = TransformerConfig.from_metadata(ckpt.component_config("transformer"))
+    return build_module(lambda: LTX2Transformer(cfg), ckpt.state_dict("transformer"), what="transformer",
+                        source=ckpt.path.name, dtype=dtype, device=device, fp8=fp8)

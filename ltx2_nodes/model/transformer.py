@@ -1,0 +1,448 @@
+"""The LTX-2 asymmetric dual-stream audio-video diffusion transformer.
+
+A video stream and an audio stream run side by side through ``num_layers`` blocks. Each block
+does, per stream, AdaLN-modulated self-attention with RoPE, un-modulated text cross-attention,
+then bidirectional audio<->video cross-attention (both directions read the pre-exchange states,
+modulated by cross-modality AdaLN), then an AdaLN-modulated feed-forward. All AdaLN inputs are
+per token (``sigma * denoise_mask``) so conditioned tokens can sit at timestep 0.
+
+Configuration is read from the checkpoint's ``config.transformer`` metadata; the dataclass
+defaults are the released LTX-2 19B values (not the reference code's legacy defaults).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, fields
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from ..errors import UnsupportedModelError
+from .layers import AdaLayerNormSingle, Attention, CaptionProjection, FeedForward, binary_to_additive_mask, rms_norm
+from .rope import RopeSpec, RopeTable, rope_table
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    num_layers: int = 48
+    num_attention_heads: int = 32
+    attention_head_dim: int = 128
+    in_channels: int = 128
+    out_channels: int = 128
+    cross_attention_dim: int = 4096
+    audio_num_attention_heads: int = 32
+    audio_attention_head_dim: int = 64
+    audio_in_channels: int = 128
+    audio_out_channels: int = 128
+    audio_cross_attention_dim: int = 2048
+    caption_channels: int = 3840
+    norm_eps: float = 1e-6
+    positional_embedding_theta: float = 10000.0
+    positional_embedding_max_pos: tuple[float, ...] = (20, 2048, 2048)
+    audio_positional_embedding_max_pos: tuple[float, ...] = (20,)
+    use_middle_indices_grid: bool = True
+    causal_temporal_positioning: bool = True
+    rope_type: str = "split"
+    frequencies_precision: str = "float64"
+    timestep_scale_multiplier: float = 1000.0
+    av_ca_timestep_scale_multiplier: float = 1000.0
+    has_video: bool = True
+    has_audio: bool = True
+
+    # Values this implementation supports for metadata keys that describe architecture choices.
+    _REQUIRED = {
+        "qk_norm": ("rms_norm",),
+        "activation_fn": ("gelu-approximate",),
+        "standardization_norm": ("rms_norm",),
+        "positional_embedding_type": ("rope",),
+        "attention_bias": (True,),
+        "norm_elementwise_affine": (False,),
+        "apply_gated_attention": (False,),
+        "cross_attention_adaln": (False,),
+        "caption_proj_before_connector": (False,),
+    }
+
+    @property
+    def inner_dim(self) -> int:
+        return self.num_attention_heads * self.attention_head_dim
+
+    @property
+    def audio_inner_dim(self) -> int:
+        return self.audio_num_attention_heads * self.audio_attention_head_dim
+
+    @classmethod
+    def from_metadata(cls, meta: dict) -> "TransformerConfig":
+        """Build from a checkpoint's ``config.transformer`` dict, refusing architectures we do not run."""
+        for key, allowed in cls._REQUIRED.items():
+            if key in meta and meta[key] not in allowed:
+                raise UnsupportedModelError(
+                    f"transformer config has {key}={meta[key]!r}; ltx2_nodes runs LTX-2 (19B) transformers "
+                    f"with {key} in {list(allowed)}."
+                )
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in meta.items() if k in names}
+        for key in ("positional_embedding_max_pos", "audio_positional_embedding_max_pos"):
+            if key in values:
+                values[key] = tuple(values[key])
+        if "frequencies_precision" in values and values["frequencies_precision"] not in ("float32", "float64"):
+            raise UnsupportedModelError(f"unknown frequencies_precision {values['frequencies_precision']!r}")
+        return cls(**values)
+
+    def rope_spec(self, modality: str) -> RopeSpec:
+        max_pos = self.positional_embedding_max_pos if modality == "video" else self.audio_positional_embedding_max_pos
+        return RopeSpec(theta=self.positional_embedding_theta, max_pos=tuple(max_pos), rope_type=self.rope_type,
+                        double_precision=self.frequencies_precision == "float64",
+                        use_middle_indices_grid=self.use_middle_indices_grid)
+
+    def cross_rope_spec(self) -> RopeSpec:
+        max_pos = max(self.positional_embedding_max_pos[0], self.audio_positional_embedding_max_pos[0])
+        return RopeSpec(theta=self.positional_embedding_theta, max_pos=(max_pos,), rope_type=self.rope_type,
+                        double_precision=self.frequencies_precision == "float64", use_middle_indices_grid=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Guidance switches
+
+
+class Skip(enum.Enum):
+    """Attention contributions a guidance pass can remove (its residual term becomes 0)."""
+
+    VIDEO_SELF_ATTN = "video_self_attn"
+    AUDIO_SELF_ATTN = "audio_self_attn"
+    A2V_CROSS_ATTN = "a2v_cross_attn"
+    V2A_CROSS_ATTN = "v2a_cross_attn"
+
+
+@dataclass(frozen=True)
+class SampleSkips:
+    """What one batch sample skips: ``{Skip: block indices}``, ``None`` meaning every block."""
+
+    skips: dict = field(default_factory=dict)
+
+    def skipped(self, kind: Skip, block: int) -> bool:
+        if kind not in self.skips:
+            return False
+        blocks = self.skips[kind]
+        return blocks is None or block in blocks
+
+    @staticmethod
+    def stg(blocks, video: bool = True, audio: bool = True) -> "SampleSkips":
+        """Spatio-temporal guidance: self-attention removed in ``blocks``."""
+        blocks = frozenset(blocks)
+        skips = {}
+        if video:
+            skips[Skip.VIDEO_SELF_ATTN] = blocks
+        if audio:
+            skips[Skip.AUDIO_SELF_ATTN] = blocks
+        return SampleSkips(skips)
+
+    @staticmethod
+    def isolate_modalities() -> "SampleSkips":
+        """Modality guidance: both audio<->video cross-attentions removed in every block."""
+        return SampleSkips({Skip.A2V_CROSS_ATTN: None, Skip.V2A_CROSS_ATTN: None})
+
+
+class Perturbations:
+    """Per-sample skips for a batch; answers 'keep mask' questions per block."""
+
+    def __init__(self, samples: list[SampleSkips]):
+        self.samples = list(samples)
+
+    def keep_mask(self, kind: Skip, block: int, like: torch.Tensor) -> torch.Tensor | None | bool:
+        """``None``: nothing skipped; ``False``: every sample skips; else a ``[B, 1, 1]`` 0/1 mask."""
+        flags = [s.skipped(kind, block) for s in self.samples]
+        if not any(flags):
+            return None
+        if all(flags):
+            return False
+        keep = torch.tensor([0.0 if f else 1.0 for f in flags], dtype=like.dtype, device=like.device)
+        return keep.view(-1, 1, 1)
+
+
+def _residual(x: torch.Tensor, update_fn, keep) -> torch.Tensor:
+    if keep is False:
+        return x
+    update = update_fn()
+    return x + (update if keep is None else update * keep)
+
+
+# ------------------------------------------------------------------------------------------------
+# Inputs and per-forward state
+
+
+@dataclass
+class ModalityInput:
+    """One stream's inputs.
+
+    ``latent``: tokens ``[B, T, C]``; ``sigma``: noise level in [0, 1] per sample (``[B]``,
+    ``[B, 1]``, ``[B, 1, 1]``) or per token (``[B, T]``, ``[B, T, 1]``); ``positions``: token
+    bounds ``[B, P, T, 2]``; ``context``: connector output ``[B, L, caption_channels]``;
+    ``context_mask``: optional ``[B, L]`` with 1 = attend.
+    """
+
+    latent: torch.Tensor
+    sigma: torch.Tensor
+    positions: torch.Tensor
+    context: torch.Tensor
+    context_mask: torch.Tensor | None = None
+
+
+class AdaValues:
+    """AdaLN outputs computed once per distinct timestep and gathered per token on use.
+
+    Per-token timesteps usually take only a few values (0 for conditioned tokens, sigma for the
+    rest); embedding each distinct value once avoids a ``[T, k*D]`` matmul and its memory.
+    ``values`` is ``[B, 1, k, D]`` (one timestep per sample, ``index`` None) or ``[U, k, D]``
+    shared by the batch with ``index`` ``[B, T]`` selecting a row per token.
+    """
+
+    def __init__(self, values: torch.Tensor, index: torch.Tensor | None):
+        self.values = values
+        self.index = index
+
+    def rows(self, table: torch.Tensor | None, start: int, stop: int) -> list[torch.Tensor]:
+        """Rows ``start:stop`` (+ the learned ``table`` rows), each broadcastable to ``[B, T, D]``."""
+        vals = self.values[..., start:stop, :]
+        if table is not None:
+            vals = vals + table[start:stop].to(vals.dtype)
+        if self.index is not None:
+            batch, tokens = self.index.shape
+            vals = vals.index_select(0, self.index.reshape(-1)).view(batch, tokens, *vals.shape[1:])
+        return list(vals.unbind(dim=2))
+
+    def expanded(self, tokens: int) -> torch.Tensor:
+        """Full ``[B, T, k*D]`` tensor (for debugging and parity tests)."""
+        rows = self.rows(None, 0, self.values.shape[-2])
+        return torch.cat([r.expand(-1, tokens, -1) for r in rows], dim=-1)
+
+
+def _timestep_groups(sigma: torch.Tensor, batch: int, tokens: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Timesteps to embed and, for per-token sigma, the ``[B, T]`` index of each token's value."""
+    flat = sigma.reshape(batch, -1).float()
+    if flat.shape[1] == 1:
+        return flat.reshape(-1), None
+    if flat.shape[1] != tokens:
+        raise ValueError(f"sigma has {flat.shape[1]} entries per sample; expected 1 or {tokens} (one per token)")
+    uniques, inverse = torch.unique(flat, return_inverse=True)
+    return uniques, inverse
+
+
+@dataclass
+class StreamState:
+    """Everything a block needs for one stream during one forward."""
+
+    x: torch.Tensor
+    context: torch.Tensor
+    context_mask: torch.Tensor | None
+    ada: AdaValues  # 6 rows: shift/scale/gate msa, shift/scale/gate mlp
+    embedded_timestep: AdaValues  # 1 row
+    rope: RopeTable
+    cross_rope: RopeTable | None = None
+    cross_ada: AdaValues | None = None  # 4 rows (scale a2v, shift a2v, scale v2a, shift v2a)
+    cross_gate: AdaValues | None = None  # 1 row
+
+
+# ------------------------------------------------------------------------------------------------
+# Modules
+
+
+class AVTransformerBlock(nn.Module):
+    def __init__(self, index: int, cfg: TransformerConfig):
+        super().__init__()
+        self.index = index
+        self.eps = cfg.norm_eps
+        eps = cfg.norm_eps
+        if cfg.has_video:
+            d, h, dh = cfg.inner_dim, cfg.num_attention_heads, cfg.attention_head_dim
+            self.attn1 = Attention(d, h, dh, eps=eps)
+            self.attn2 = Attention(d, h, dh, context_dim=cfg.cross_attention_dim, eps=eps)
+            self.ff = FeedForward(d)
+            self.scale_shift_table = nn.Parameter(torch.empty(6, d))
+        if cfg.has_audio:
+            d, h, dh = cfg.audio_inner_dim, cfg.audio_num_attention_heads, cfg.audio_attention_head_dim
+            self.audio_attn1 = Attention(d, h, dh, eps=eps)
+            self.audio_attn2 = Attention(d, h, dh, context_dim=cfg.audio_cross_attention_dim, eps=eps)
+            self.audio_ff = FeedForward(d)
+            self.audio_scale_shift_table = nn.Parameter(torch.empty(6, d))
+        if cfg.has_video and cfg.has_audio:
+            h, dh = cfg.audio_num_attention_heads, cfg.audio_attention_head_dim
+            self.audio_to_video_attn = Attention(cfg.inner_dim, h, dh, context_dim=cfg.audio_inner_dim, eps=eps)
+            self.video_to_audio_attn = Attention(cfg.audio_inner_dim, h, dh, context_dim=cfg.inner_dim, eps=eps)
+            self.scale_shift_table_a2v_ca_video = nn.Parameter(torch.empty(5, cfg.inner_dim))
+            self.scale_shift_table_a2v_ca_audio = nn.Parameter(torch.empty(5, cfg.audio_inner_dim))
+
+    def _self_and_text(self, s: StreamState, table, attn1, attn2, kind: Skip, skips: Perturbations):
+        shift, scale, gate = s.ada.rows(table, 0, 3)
+        keep = skips.keep_mask(kind, self.index, s.x)
+        s.x = _residual(s.x, lambda: attn1(rms_norm(s.x, self.eps) * (1 + scale) + shift, rope=s.rope) * gate, keep)
+        s.x = s.x + attn2(rms_norm(s.x, self.eps), context=s.context, mask=s.context_mask)
+
+    def _feed_forward(self, s: StreamState, table, ff):
+        shift, scale, gate = s.ada.rows(table, 3, 6)
+        s.x = s.x + ff(rms_norm(s.x, self.eps) * (1 + scale) + shift) * gate
+
+    def _exchange(self, v: StreamState, a: StreamState, skips: Perturbations):
+        keep_a2v = skips.keep_mask(Skip.A2V_CROSS_ATTN, self.index, v.x)
+        keep_v2a = skips.keep_mask(Skip.V2A_CROSS_ATTN, self.index, a.x)
+        if keep_a2v is False and keep_v2a is False:
+            return
+        vn, an = rms_norm(v.x, self.eps), rms_norm(a.x, self.eps)
+        v_sc_a2v, v_sh_a2v, v_sc_v2a, v_sh_v2a = v.cross_ada.rows(self.scale_shift_table_a2v_ca_video, 0, 4)
+        a_sc_a2v, a_sh_a2v, a_sc_v2a, a_sh_v2a = a.cross_ada.rows(self.scale_shift_table_a2v_ca_audio, 0, 4)
+        (gate_a2v,) = v.cross_gate.rows(self.scale_shift_table_a2v_ca_video[4:], 0, 1)
+        (gate_v2a,) = a.cross_gate.rows(self.scale_shift_table_a2v_ca_audio[4:], 0, 1)
+        new_vx = _residual(v.x, lambda: self.audio_to_video_attn(
+            vn * (1 + v_sc_a2v) + v_sh_a2v, context=an * (1 + a_sc_a2v) + a_sh_a2v,
+            rope=v.cross_rope, k_rope=a.cross_rope) * gate_a2v, keep_a2v)
+        a.x = _residual(a.x, lambda: self.video_to_audio_attn(
+            an * (1 + a_sc_v2a) + a_sh_v2a, context=vn * (1 + v_sc_v2a) + v_sh_v2a,
+            rope=a.cross_rope, k_rope=v.cross_rope) * gate_v2a, keep_v2a)
+        v.x = new_vx
+
+    def forward(self, video: StreamState | None, audio: StreamState | None, skips: Perturbations) -> None:
+        """Updates ``video.x`` / ``audio.x`` in place of the state objects (tensors are not mutated)."""
+        if video is not None:
+            self._self_and_text(video, self.scale_shift_table, self.attn1, self.attn2, Skip.VIDEO_SELF_ATTN, skips)
+        if audio is not None:
+            self._self_and_text(audio, self.audio_scale_shift_table, self.audio_attn1, self.audio_attn2,
+                                Skip.AUDIO_SELF_ATTN, skips)
+        if video is not None and audio is not None:
+            self._exchange(video, audio, skips)
+        if video is not None:
+            self._feed_forward(video, self.scale_shift_table, self.ff)
+        if audio is not None:
+            self._feed_forward(audio, self.audio_scale_shift_table, self.audio_ff)
+
+
+class LTX2Transformer(nn.Module):
+    """Velocity model: ``forward(video, audio) -> (video_velocity, audio_velocity)`` in token layout."""
+
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.config = cfg
+        if cfg.has_video:
+            d = cfg.inner_dim
+            self.patchify_proj = nn.Linear(cfg.in_channels, d)
+            self.adaln_single = AdaLayerNormSingle(d, 6)
+            self.caption_projection = CaptionProjection(cfg.caption_channels, d)
+            self.scale_shift_table = nn.Parameter(torch.empty(2, d))
+            self.proj_out = nn.Linear(d, cfg.out_channels)
+        if cfg.has_audio:
+            d = cfg.audio_inner_dim
+            self.audio_patchify_proj = nn.Linear(cfg.audio_in_channels, d)
+            self.audio_adaln_single = AdaLayerNormSingle(d, 6)
+            self.audio_caption_projection = CaptionProjection(cfg.caption_channels, d)
+            self.audio_scale_shift_table = nn.Parameter(torch.empty(2, d))
+            self.audio_proj_out = nn.Linear(d, cfg.audio_out_channels)
+        if cfg.has_video and cfg.has_audio:
+            self.av_ca_video_scale_shift_adaln_single = AdaLayerNormSingle(cfg.inner_dim, 4)
+            self.av_ca_audio_scale_shift_adaln_single = AdaLayerNormSingle(cfg.audio_inner_dim, 4)
+            self.av_ca_a2v_gate_adaln_single = AdaLayerNormSingle(cfg.inner_dim, 1)
+            self.av_ca_v2a_gate_adaln_single = AdaLayerNormSingle(cfg.audio_inner_dim, 1)
+        self.transformer_blocks = nn.ModuleList(AVTransformerBlock(i, cfg) for i in range(cfg.num_layers))
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """dtype activations run in: that of the (never quantized) input projection."""
+        proj = self.patchify_proj if self.config.has_video else self.audio_patchify_proj
+        return proj.weight.dtype
+
+    # -- preparation ---------------------------------------------------------------------------
+
+    def _ada(self, adaln: AdaLayerNormSingle, sigma: torch.Tensor, batch: int, tokens: int, dtype,
+             multiplier: float) -> tuple[AdaValues, AdaValues]:
+        values, index = _timestep_groups(sigma, batch, tokens)
+        rows, embedded = adaln(values * multiplier, dtype)
+        shape = (-1, adaln.coefficient, rows.shape[-1] // adaln.coefficient)
+        rows, embedded = rows.view(shape), embedded.unsqueeze(1)
+        if index is None:  # one row per sample -> [B, 1, k, D]
+            rows, embedded = rows.unsqueeze(1), embedded.unsqueeze(1)
+        return AdaValues(rows, index), AdaValues(embedded, index)
+
+    def _prepare(self, inp: ModalityInput, modality: str, with_cross: bool) -> StreamState:
+        cfg = self.config
+        dtype = self.compute_dtype
+        video = modality == "video"
+        patchify = self.patchify_proj if video else self.audio_patchify_proj
+        adaln = self.adaln_single if video else self.audio_adaln_single
+        caption = self.caption_projection if video else self.audio_caption_projection
+        heads = cfg.num_attention_heads if video else cfg.audio_num_attention_heads
+        inner = cfg.inner_dim if video else cfg.audio_inner_dim
+
+        x = patchify(inp.latent.to(dtype))
+        batch, tokens = x.shape[:2]
+        ts = cfg.timestep_scale_multiplier
+        ada, embedded = self._ada(adaln, inp.sigma, batch, tokens, dtype, ts)
+        context = caption(inp.context.to(dtype))
+        state = StreamState(
+            x=x, context=context, context_mask=binary_to_additive_mask(inp.context_mask, dtype),
+            ada=ada, embedded_timestep=embedded,
+            rope=rope_table(inp.positions, inner, heads, cfg.rope_spec(modality), dtype),
+        )
+        if with_cross:
+            cross_adaln = (self.av_ca_video_scale_shift_adaln_single if video
+                           else self.av_ca_audio_scale_shift_adaln_single)
+            gate_adaln = self.av_ca_a2v_gate_adaln_single if video else self.av_ca_v2a_gate_adaln_single
+            state.cross_ada, _ = self._ada(cross_adaln, inp.sigma, batch, tokens, dtype, ts)
+            state.cross_gate, _ = self._ada(gate_adaln, inp.sigma, batch, tokens, dtype,
+                                            ts * cfg.av_ca_timestep_scale_multiplier / ts)
+            state.cross_rope = rope_table(inp.positions[:, :1], cfg.audio_cross_attention_dim, heads,
+                                          cfg.cross_rope_spec(), dtype)
+        return state
+
+    def prepare(self, video: ModalityInput | None, audio: ModalityInput | None
+                ) -> tuple[StreamState | None, StreamState | None]:
+        cfg = self.config
+        if video is None and audio is None:
+            raise ValueError("LTX2Transformer needs at least one of video / audio")
+        if video is not None and not cfg.has_video:
+            raise ValueError("this transformer has no video stream")
+        if audio is not None and not cfg.has_audio:
+            raise ValueError("this transformer has no audio stream")
+        both = video is not None and audio is not None
+        v = self._prepare(video, "video", both) if video is not None else None
+        a = self._prepare(audio, "audio", both) if audio is not None else None
+        return v, a
+
+    def _head(self, s: StreamState, table: torch.Tensor, proj: nn.Linear) -> torch.Tensor:
+        (emb,) = s.embedded_timestep.rows(None, 0, 1)
+        shift = table[0].to(emb.dtype) + emb
+        scale = table[1].to(emb.dtype) + emb
+        x = F.layer_norm(s.x, (s.x.shape[-1],), eps=self.config.norm_eps)
+        return proj(x * (1 + scale) + shift)
+
+    # -- forward -------------------------------------------------------------------------------
+
+    def forward(self, video: ModalityInput | None = None, audio: ModalityInput | None = None,
+                perturbations: Perturbations | None = None, block_hook=None
+                ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Velocities ``[B, T, out_channels]`` per stream (None for a stream not given).
+
+        Passing only one stream runs that modality alone (no audio<->video exchange).
+        ``block_hook(index, video_state, audio_state)`` is called after every block (debugging,
+        progress, interruption).
+        """
+        v, a = self.prepare(video, audio)
+        batch = (v or a).x.shape[0]
+        skips = perturbations or Perturbations([SampleSkips()] * batch)
+        if len(skips.samples) != batch:
+            raise ValueError(f"perturbations describe {len(skips.samples)} samples, batch has {batch}")
+        for i, block in enumerate(self.transformer_blocks):
+            block(v, a, skips)
+            if block_hook is not None:
+                block_hook(i, v, a)
+        out_v = self._head(v, self.scale_shift_table, self.proj_out) if v is not None else None
+        out_a = self._head(a, self.audio_scale_shift_table, self.audio_proj_out) if a is not None else None
+        return out_v, out_a
+
+
+def to_denoised(latent: torch.Tensor, velocity: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """``x0 = x - sigma * v`` in float32 (sigma per sample or per token), cast back to the latent dtype."""
+    sig = sigma.float()
+    if sig.ndim == 1:
+        sig = sig.view(-1, 1, 1)
+    elif sig.ndim == 2:
+        sig = sig.unsqueeze(-1)
+    return (latent.float() - velocity.float() * sig).to(latent.dtype)
