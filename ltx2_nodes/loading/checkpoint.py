@@ -360,12 +360,3 @@ def build_module(factory: Callable[[], nn.Module], state: dict[str, torch.Tensor
     if device is not None:
         module.to(device)
     return module.eval().requires_grad_(False)
-
-
-def load_transformer(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None, fp8: str = "keep"):
-    """The DiT of ``ckpt``; ``dtype`` None keeps the file dtype (bf16 for the release)."""
-    from ..model.transformer import LTX2Transformer, TransformerConfig
-
-    cfg = TransformerConfig.from_metadata(ckpt.component_config("transformer"))
-    return build_module(lambda: LTX2Transformer(cfg), ckpt.state_dict("transformer"), what="transformer",
-                        source=ckpt.path.name, dtype=dtype, device=device, fp8=fp8)
