@@ -6,10 +6,20 @@ Each takes an opened ``LTX2Checkpoint`` (or a file path for separately shipped m
 
 from __future__ import annotations
 
-import torch
+import logging
+from pathlib import Path
 
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
 from ..model.transformer import LTX2Transformer, TransformerConfig
+from ..model.upsampler import LatentUpsampler, UpsamplerConfig
+from ..model.video_vae import PerChannelStatistics, VideoDecoder, VideoEncoder, VideoVAEConfig
 from .checkpoint import LTX2Checkpoint, build_module
+from .safetensors_file import SafetensorsFile
+
+log = logging.getLogger("ltx2_nodes")
 
 
 def load_transformer(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None, fp8: str = "keep"):
@@ -17,3 +27,70 @@ def load_transformer(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, dev
     cfg = TransformerConfig.from_metadata(ckpt.component_config("transformer"))
     return build_module(lambda: LTX2Transformer(cfg), ckpt.state_dict("transformer"), what="transformer",
                         source=ckpt.path.name, dtype=dtype, device=device, fp8=fp8)
+
+
+# ------------------------------------------------------------------------------------------------
+# Video VAE and latent upsampler (issue 4)
+
+
+def load_video_encoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> VideoEncoder:
+    """The video VAE encoder (``vae.encoder.*`` + shared ``vae.per_channel_statistics.*``)."""
+    cfg = VideoVAEConfig.from_metadata(ckpt.component_config("video_encoder"))
+    return build_module(lambda: VideoEncoder(cfg), ckpt.state_dict("video_encoder"), what="video VAE encoder",
+                        source=ckpt.path.name, dtype=dtype, device=device)
+
+
+def load_video_decoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> VideoDecoder:
+    """The video VAE decoder (``vae.decoder.*`` + shared ``vae.per_channel_statistics.*``)."""
+    cfg = VideoVAEConfig.from_metadata(ckpt.component_config("video_decoder"))
+    return build_module(lambda: VideoDecoder(cfg), ckpt.state_dict("video_decoder"), what="video VAE decoder",
+                        source=ckpt.path.name, dtype=dtype, device=device)
+
+
+def load_latent_statistics(ckpt: LTX2Checkpoint, device=None) -> PerChannelStatistics:
+    """Only the video VAE's per-channel latent statistics (float32), e.g. for :func:`upsample_latent`
+    without loading a whole VAE."""
+    state = {k: v for k, v in ckpt.state_dict("video_decoder").items() if k.startswith("per_channel_statistics.")}
+    channels = VideoVAEConfig.from_metadata(ckpt.component_config("video_decoder")).latent_channels
+    holder = build_module(lambda: nn.ModuleDict({"per_channel_statistics": PerChannelStatistics(channels)}), state,
+                          what="video VAE statistics", source=ckpt.path.name, dtype=torch.float32, device=device)
+    return holder["per_channel_statistics"]
+
+
+def _infer_upsampler_config(file: SafetensorsFile) -> dict:
+    """Config from tensor shapes, for upscaler files re-saved without their ``config`` metadata."""
+    mid, in_channels = file.info("initial_conv.weight").shape[:2]
+    dims = len(file.info("initial_conv.weight").shape) - 2
+    up = file.info("upsampler.0.weight").shape
+    ratio = up[0] // mid
+    blocks = {int(k.split(".")[1]) for k in file.keys() if k.startswith("res_blocks.")}
+    log.warning("%s has no config metadata; latent upscaler config inferred from tensor shapes.", file.path.name)
+    return {"in_channels": in_channels, "mid_channels": mid, "num_blocks_per_stage": max(blocks, default=-1) + 1,
+            "dims": dims, "spatial_upsample": len(up) == 4 or ratio == 8, "temporal_upsample": len(up) == 5 and ratio in (2, 8)}
+
+
+def load_latent_upsampler(path: str | Path, dtype: torch.dtype | None = None, device=None) -> LatentUpsampler:
+    """The latent upscaler from its own file (``ltx-2-spatial-upscaler-x2-1.0.safetensors``, flat ``config``
+    metadata). Refuses the main checkpoint and other models with a message saying which file is needed."""
+    file = SafetensorsFile(path)
+    keys = file.keys()
+    if "initial_conv.weight" not in file or "upsampler.0.weight" not in file:
+        if any(k.startswith(("model.diffusion_model.", "vae.", "audio_vae.", "transformer_blocks.")) for k in keys):
+            what = "an LTX-2 model checkpoint (DiT/VAE)"
+        else:
+            what = f"not an LTX-2 latent upscaler ({len(keys)} tensors, e.g. {keys[:3]})"
+        raise CheckpointError(
+            f"{file.path.name} is {what}. The latent upscaler is a separate file, "
+            "ltx-2-spatial-upscaler-x2-1.0.safetensors from Lightricks/LTX-2, which goes in "
+            "models/latent_upscale_models.")
+    config = file.json_metadata("config")
+    if config is None:
+        config = _infer_upsampler_config(file)
+    elif not isinstance(config, dict) or config.get("_class_name", "LatentUpsampler") != "LatentUpsampler":
+        found = config.get("_class_name") if isinstance(config, dict) else type(config).__name__
+        raise CheckpointError(f"{file.path.name}: metadata 'config' describes {found!r}, not a LatentUpsampler; "
+                              "use ltx-2-spatial-upscaler-x2-1.0.safetensors.")
+    cfg = UpsamplerConfig.from_metadata(config, source=file.path.name)
+    state = {k: file.tensor(k) for k in keys}
+    return build_module(lambda: LatentUpsampler(cfg), state, what="latent upscaler", source=file.path.name,
+                        dtype=dtype, device=device)

@@ -1,0 +1,145 @@
+"""The LTX-2 latent upsampler (``ltx-2-spatial-upscaler-x2-1.0.safetensors``).
+
+Links the two-stage pipelines: stage 1 denoises at half resolution, the upsampler doubles the
+latent's height and width, stage 2 refines. It works on *un-normalised* latents, so the pipeline
+call is ``normalize(U(un_normalize(latent)))`` with the video VAE's per-channel statistics
+(:func:`upsample_latent`).
+
+Architecture (keys in brackets): Conv3d in->mid [initial_conv] -> GroupNorm(32) [initial_norm] ->
+SiLU -> N ResBlocks [res_blocks.i] -> upsampler [upsampler.0] -> N ResBlocks
+[post_upsample_res_blocks.i] -> Conv3d mid->in [final_conv]. The spatial x2 upsampler is a
+per-frame Conv2d to 4*mid channels plus a 2-D pixel shuffle; the temporal x2 variant
+(``ltx-2-temporal-upscaler-x2``) is a Conv3d to 2*mid plus a 1-D shuffle along time that drops the
+first output frame (F -> 2F - 1); spatio-temporal uses a Conv3d to 8*mid and a 3-D shuffle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import InputError, UnsupportedModelError
+from .video_vae import PerChannelStatistics, depth_to_space
+
+GROUPS = 32
+
+
+@dataclass(frozen=True)
+class UpsamplerConfig:
+    """The file's flat ``config`` metadata; defaults are the released spatial x2 upscaler."""
+
+    in_channels: int = 128
+    mid_channels: int = 1024
+    num_blocks_per_stage: int = 4
+    dims: int = 3
+    spatial_upsample: bool = True
+    temporal_upsample: bool = False
+    spatial_scale: float = 2.0
+    rational_resampler: bool = False
+
+    @classmethod
+    def from_metadata(cls, meta: dict, source: str = "upsampler") -> "UpsamplerConfig":
+        names = {f.name for f in fields(cls)}
+        cfg = cls(**{k: v for k, v in meta.items() if k in names})
+        if cfg.rational_resampler or float(cfg.spatial_scale) != 2.0:
+            raise UnsupportedModelError(
+                f"{source}: latent upscaler with rational_resampler={cfg.rational_resampler}, "
+                f"spatial_scale={cfg.spatial_scale}; ltx2_nodes supports the x2 upscalers "
+                "(ltx-2-spatial-upscaler-x2-1.0 / ltx-2-temporal-upscaler-x2-1.0).")
+        if cfg.dims not in (2, 3):
+            raise UnsupportedModelError(f"{source}: upsampler dims={cfg.dims}; expected 2 or 3.")
+        if not (cfg.spatial_upsample or cfg.temporal_upsample):
+            raise UnsupportedModelError(f"{source}: upsampler config enables neither spatial nor temporal upsampling.")
+        if cfg.temporal_upsample and cfg.dims == 2:
+            raise UnsupportedModelError(f"{source}: a temporal upsampler needs dims=3, the config has dims=2.")
+        return cfg
+
+    @property
+    def stride(self) -> tuple[int, int, int]:
+        """(time, height, width) growth factors."""
+        s = 2 if self.spatial_upsample else 1
+        return (2 if self.temporal_upsample else 1, s, s)
+
+
+class ResBlock(nn.Module):
+    """SiLU(x + GN(conv2(SiLU(GN(conv1(x))))))."""
+
+    def __init__(self, channels: int, conv: type[nn.Module]):
+        super().__init__()
+        self.conv1 = conv(channels, channels, kernel_size=3, padding=1)
+        self.norm1 = nn.GroupNorm(GROUPS, channels)
+        self.conv2 = conv(channels, channels, kernel_size=3, padding=1)
+        self.norm2 = nn.GroupNorm(GROUPS, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.silu(self.norm1(self.conv1(x)))
+        return F.silu(self.norm2(self.conv2(h)) + x)
+
+
+class LatentUpsampler(nn.Module):
+    """Un-normalised latent [B,C,F,H,W] -> [B,C,F',2H,2W] (spatial) / [B,C,2F-1,H,W] (temporal)."""
+
+    def __init__(self, config: UpsamplerConfig):
+        super().__init__()
+        self.config = config
+        mid = config.mid_channels
+        conv = nn.Conv2d if config.dims == 2 else nn.Conv3d
+        self.initial_conv = conv(config.in_channels, mid, kernel_size=3, padding=1)
+        self.initial_norm = nn.GroupNorm(GROUPS, mid)
+        self.res_blocks = nn.ModuleList(ResBlock(mid, conv) for _ in range(config.num_blocks_per_stage))
+        if config.temporal_upsample:
+            factor = 8 if config.spatial_upsample else 2
+            self.upsampler = nn.Sequential(nn.Conv3d(mid, factor * mid, kernel_size=3, padding=1))
+        else:
+            self.upsampler = nn.Sequential(nn.Conv2d(mid, 4 * mid, kernel_size=3, padding=1))
+        self.post_upsample_res_blocks = nn.ModuleList(ResBlock(mid, conv) for _ in range(config.num_blocks_per_stage))
+        self.final_conv = conv(mid, config.in_channels, kernel_size=3, padding=1)
+
+    def _per_frame(self, x: torch.Tensor, fn) -> torch.Tensor:
+        """Apply a 2-D op to every frame of [B,C,F,H,W]."""
+        b, _, f, _, _ = x.shape
+        y = fn(x.transpose(1, 2).flatten(0, 1))
+        return y.unflatten(0, (b, f)).transpose(1, 2)
+
+    def _shuffle_2d(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(self.upsampler(x), 2)  # b (c p1 p2) h w -> b c (h p1) (w p2)
+
+    def _upsample_3d(self, x: torch.Tensor) -> torch.Tensor:
+        if self.config.temporal_upsample:
+            # the first latent frame encodes a single pixel frame, so its duplicate is dropped
+            return depth_to_space(self.upsampler(x), self.config.stride)[:, :, 1:]
+        return self._per_frame(x, self._shuffle_2d)
+
+    def _body(self, x: torch.Tensor, upsample) -> torch.Tensor:
+        x = F.silu(self.initial_norm(self.initial_conv(x)))
+        for block in self.res_blocks:
+            x = block(x)
+        x = upsample(x)
+        for block in self.post_upsample_res_blocks:
+            x = block(x)
+        return self.final_conv(x)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        if latent.dim() != 5 or latent.shape[1] != self.config.in_channels:
+            raise InputError(f"latent upscaler expects a video latent [B,{self.config.in_channels},F,H,W], "
+                             f"got {list(latent.shape)}.")
+        if self.config.dims == 2:  # every layer runs per frame
+            return self._per_frame(latent, lambda x: self._body(x, self._shuffle_2d))
+        return self._body(latent, self._upsample_3d)
+
+
+def upsample_latent(latent: torch.Tensor, upsampler: LatentUpsampler, stats: PerChannelStatistics) -> torch.Tensor:
+    """Upscale a *normalised* video latent: ``normalize(U(un_normalize(latent)))``.
+
+    ``stats`` is the video VAE's ``per_channel_statistics`` (encoder's or decoder's: the file
+    stores one copy). Runs in the upsampler's dtype/device; returns that dtype on that device.
+    """
+    if stats.channels != upsampler.config.in_channels:
+        raise InputError(f"the latent upscaler works on {upsampler.config.in_channels}-channel latents but the VAE "
+                         f"statistics have {stats.channels} channels; they belong to different models.")
+    param = next(upsampler.parameters())
+    x = stats.un_normalize(latent.to(device=param.device, dtype=param.dtype))
+    return stats.normalize(upsampler(x))

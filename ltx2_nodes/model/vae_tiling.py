@@ -1,0 +1,370 @@
+"""Seam-free tiled video decoding with bounded memory, streamed in temporal chunks.
+
+The latent is cut into overlapping tiles (spatially, and temporally into chunks); each tile is
+decoded on its own, weighted by a separable trapezoid (linear ramps over the overlaps, 1 inside)
+and accumulated with the weights; the output is ``sum(mask * tile) / sum(mask)``. This is the
+reference's ``VideoDecoder.tiled_decode`` (Lightricks/LTX-2 @ 5cb97a9): the same tile list, the
+same masks and the same chunking, so the result matches it to float rounding.
+
+Causality: temporal tiles after the first start one latent frame early. Their first decoded
+frame is a "first frame" (an image decode of that latent, not a continuation), so their left
+ramp starts at weight exactly 0 and covers one extra latent frame; the previous chunk owns that
+frame.
+
+Memory: only the current temporal group (all spatial tiles of one chunk, full frame size) and the
+previous one are held; finished frames are yielded as soon as no later tile can touch them, so
+a muxer can encode while decoding continues and the peak does not grow with clip length.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+
+from ..errors import InputError
+from .patchify import VideoScale
+from .video_vae import VideoDecoder, VideoVAEConfig, block_stride
+
+log = logging.getLogger("ltx2_nodes")
+
+# Activations of the widest decoder stage alive at once inside a resnet / depth-to-space block:
+# block input (kept for the residual), activation output, time-padded copy, conv output. See
+# benchmarks/RESULTS.md (vae_decode) for the measured peak against this estimate.
+LIVE_ACTIVATIONS = 4
+
+
+@dataclass(frozen=True)
+class TilingConfig:
+    """Tile sizes in output pixels / frames; ``None`` disables tiling on that axis.
+
+    Field names and rules follow the reference ``TilingConfig`` (spatial: tile >= 64, multiples of
+    32; temporal: tile >= 16, multiples of 8; overlap < tile). Spatial tiles are rescaled per axis
+    to keep the video's aspect ratio (the long side gets ``tile_size_in_pixels``).
+    """
+
+    tile_size_in_pixels: int | None = 512
+    tile_overlap_in_pixels: int = 64
+    tile_size_in_frames: int | None = 64
+    tile_overlap_in_frames: int = 24
+
+    def __post_init__(self) -> None:
+        for what, size, overlap, minimum, step in (
+            ("spatial", self.tile_size_in_pixels, self.tile_overlap_in_pixels, 64, 32),
+            ("temporal", self.tile_size_in_frames, self.tile_overlap_in_frames, 16, 8),
+        ):
+            if size is None:
+                continue
+            unit = "pixels" if what == "spatial" else "frames"
+            if size < minimum or size % step or overlap < 0 or overlap % step or overlap >= size:
+                raise InputError(
+                    f"{what} tiling {size} {unit} with overlap {overlap}: the tile must be a multiple of {step} "
+                    f"and at least {minimum}, the overlap a multiple of {step} smaller than the tile "
+                    f"(e.g. {minimum * 4 if what == 'spatial' else 64} / {2 * step if what == 'spatial' else 24}).")
+
+    @classmethod
+    def default(cls) -> "TilingConfig":
+        """The reference default: 512 px tiles with 64 px overlap, 64-frame chunks with 24 overlap."""
+        return cls()
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TilingConfig":
+        """From the reference's field names (absent sizes disable that axis)."""
+        return cls(tile_size_in_pixels=values.get("tile_size_in_pixels"),
+                   tile_overlap_in_pixels=values.get("tile_overlap_in_pixels", 0),
+                   tile_size_in_frames=values.get("tile_size_in_frames"),
+                   tile_overlap_in_frames=values.get("tile_overlap_in_frames", 0))
+
+
+# ------------------------------------------------------------------------------------------------
+# Tile plan
+
+
+@dataclass(frozen=True)
+class Span:
+    """One tile along one axis: latent cells [start, end), blend ramps in latent cells."""
+
+    start: int
+    end: int
+    left_ramp: int = 0
+    right_ramp: int = 0
+
+
+def split_axis(length: int, size: int | None, overlap: int, temporal: bool) -> list[Span]:
+    """Cut ``length`` latent cells into tiles of ``size`` overlapping by ``overlap``; the last tile
+    ends at ``length``. Temporal tiles after the first start one cell early (causal overlap)."""
+    if size is None or length <= size:
+        return [Span(0, length)]
+    count = (length + size - 2 * overlap - 1) // (size - overlap)
+    spans = []
+    for i in range(count):
+        start = i * (size - overlap)
+        end = length if i == count - 1 else start + size
+        left = overlap if i else 0
+        if temporal and i:
+            start, left = start - 1, left + 1
+        spans.append(Span(start, end, left, overlap if i < count - 1 else 0))
+    return spans
+
+
+def trapezoid(length: int, left: int, right: int, left_from_zero: bool) -> torch.Tensor:
+    """1-D blend weights: ``left`` samples ramping up, ``right`` ramping down, ones between.
+
+    Ramps exclude their end points (neighbouring ramps sum to 1); ``left_from_zero`` makes the
+    left ramp start at exactly 0 (the causal first frame of a later temporal tile)."""
+    left, right = max(0, min(left, length)), max(0, min(right, length))
+    mask = torch.ones(length)
+    if left:
+        ramp = torch.linspace(0.0, 1.0, left + 1 if left_from_zero else left + 2)[:-1]
+        mask[:left] *= ramp if left_from_zero else ramp[1:]
+    if right:
+        mask[-right:] *= torch.linspace(1.0, 0.0, right + 2)[1:-1]
+    return mask.clamp_(0, 1)
+
+
+def _pixel_span(span: Span, scale: int, temporal: bool) -> tuple[slice, torch.Tensor]:
+    if temporal:  # latent frame k covers pixel frames 8k-7 .. 8k; frame 0 is alone
+        start, stop = span.start * scale, 1 + (span.end - 1) * scale
+        return slice(start, stop), trapezoid(stop - start, 1 + (span.left_ramp - 1) * scale,
+                                             span.right_ramp * scale, True)
+    start, stop = span.start * scale, span.end * scale
+    return slice(start, stop), trapezoid(stop - start, span.left_ramp * scale, span.right_ramp * scale, False)
+
+
+@dataclass(frozen=True)
+class Tile:
+    """Latent slices (F, H, W) to decode, where the result goes (pixel slices) and how it blends."""
+
+    latent: tuple[slice, slice, slice]
+    pixels: tuple[slice, slice, slice]
+    masks: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+    def blend_mask(self) -> torch.Tensor:
+        """Separable mask ``[1, 1, T, H, W]`` (time x height, then x width, as the reference)."""
+        t, h, w = self.masks
+        return (t[:, None, None] * h[None, :, None] * w[None, None, :])[None, None]
+
+    @property
+    def voxels(self) -> int:
+        return math.prod(s.stop - s.start for s in self.pixels)
+
+
+def plan_tiles(latent_fhw: Sequence[int], tiling: TilingConfig | None, scale: VideoScale = VideoScale()) -> list[Tile]:
+    """Tiles for a latent of (frames, height, width) cells, time-major then height, then width."""
+    frames, height, width = latent_fhw
+    tiling = tiling or TilingConfig(None, 0, None, 0)
+    long_side = max(height, width)
+
+    def spatial(length: int, factor: int) -> list[Span]:
+        if tiling.tile_size_in_pixels is None:
+            return [Span(0, length)]
+        size, overlap = tiling.tile_size_in_pixels // factor, tiling.tile_overlap_in_pixels // factor
+        # keep the aspect ratio: the short axis gets proportionally smaller tiles (Python round: half to even)
+        size = max(max(2, overlap + 1), round(size * length / long_side))
+        return split_axis(length, size, overlap, temporal=False)
+
+    t_size = None if tiling.tile_size_in_frames is None else tiling.tile_size_in_frames // scale.time
+    axes = (
+        [(s, *_pixel_span(s, scale.time, True)) for s in
+         split_axis(frames, t_size, tiling.tile_overlap_in_frames // scale.time, temporal=True)],
+        [(s, *_pixel_span(s, scale.height, False)) for s in spatial(height, scale.height)],
+        [(s, *_pixel_span(s, scale.width, False)) for s in spatial(width, scale.width)],
+    )
+    return [Tile(latent=(slice(ft.start, ft.end), slice(ht.start, ht.end), slice(wt.start, wt.end)),
+                 pixels=(fp, hp, wp), masks=(fm, hm, wm))
+            for ft, fp, fm in axes[0] for ht, hp, hm in axes[1] for wt, wp, wm in axes[2]]
+
+
+def _temporal_groups(tiles: list[Tile]) -> list[list[Tile]]:
+    groups: list[list[Tile]] = []
+    for tile in tiles:
+        if groups and groups[-1][0].pixels[0] == tile.pixels[0]:
+            groups[-1].append(tile)
+        else:
+            groups.append([tile])
+    return groups
+
+
+def chunk_frame_counts(latent_fhw: Sequence[int], tiling: TilingConfig | None,
+                       scale: VideoScale = VideoScale()) -> list[int]:
+    """Frames in each chunk :func:`tiled_decode` yields (without decoding anything)."""
+    starts = [g[0].pixels[0] for g in _temporal_groups(plan_tiles(latent_fhw, tiling, scale))]
+    counts = [b.start - a.start for a, b in zip(starts, starts[1:])]
+    return counts + [starts[-1].stop - starts[-1].start]
+
+
+# ------------------------------------------------------------------------------------------------
+# Decoding
+
+
+def tiled_decode(decoder: VideoDecoder, latent: torch.Tensor, tiling: TilingConfig | None,
+                 output_device: torch.device | str | None = None) -> Iterator[torch.Tensor]:
+    """Decode ``latent`` [B,C,F',H',W'] tile by tile, yielding float32 frame chunks [B,3,n,H,W]
+    in order (their concatenation along dim 2 is the whole video).
+
+    Tiles are moved to the decoder's device/dtype one at a time, so the latent may stay on the
+    CPU; blending happens in float32 on ``output_device`` (default: the latent's device).
+    """
+    decoder.check_latent(latent)
+    param = next(decoder.parameters())
+    out_device = torch.device(output_device) if output_device is not None else latent.device
+    batch, _, *fhw = latent.shape
+    scale = decoder.scale
+    height, width = fhw[1] * scale.height, fhw[2] * scale.width
+    channels = decoder.config.out_channels
+
+    previous: tuple[torch.Tensor, torch.Tensor, slice] | None = None
+    for group in _temporal_groups(plan_tiles(fhw, tiling, scale)):
+        span = group[0].pixels[0]
+        values = torch.zeros(batch, channels, span.stop - span.start, height, width, device=out_device)
+        weights = torch.zeros(1, 1, span.stop - span.start, height, width, device=out_device)
+        for tile in group:
+            part = latent[(slice(None), slice(None)) + tile.latent].to(device=param.device, dtype=param.dtype)
+            decoded = decoder(part).to(device=out_device, dtype=torch.float32)
+            mask = tile.blend_mask().to(out_device)
+            where = (slice(None), slice(None), slice(None)) + tile.pixels[1:]
+            values[where] += decoded * mask
+            weights[where] += mask
+            del part, decoded
+        if previous is not None:
+            prev_values, prev_weights, prev_span = previous
+            offset = span.start - prev_span.start
+            overlap = prev_span.stop - span.start
+            if overlap > 0:
+                # the overlap's sums end up in the current group, which carries them forward
+                prev_values[:, :, offset:] += values[:, :, :overlap]
+                prev_weights[:, :, offset:] += weights[:, :, :overlap]
+                values[:, :, :overlap] = prev_values[:, :, offset:]
+                weights[:, :, :overlap] = prev_weights[:, :, offset:]
+            yield prev_values[:, :, :offset] / prev_weights[:, :, :offset].clamp(min=1e-8)
+        previous = (values, weights, span)
+        del values, weights
+    if previous is not None:
+        yield previous[0] / previous[1].clamp(min=1e-8)
+
+
+def decode_chunks(decoder: VideoDecoder, latent: torch.Tensor, tiling: TilingConfig | str | None = "auto",
+                  memory_budget_bytes: int | None = None,
+                  output_device: torch.device | str | None = None) -> Iterator[torch.Tensor]:
+    """Decode to float32 frame chunks. ``tiling``: a :class:`TilingConfig`, ``None`` (one untiled
+    decode, one chunk) or ``"auto"`` (chosen by :func:`auto_tiling` from ``memory_budget_bytes``,
+    default: what :func:`default_memory_budget` finds free on the decoder's device)."""
+    if isinstance(tiling, str):
+        if tiling != "auto":
+            raise InputError(f"tiling must be a TilingConfig, None or 'auto', got {tiling!r}.")
+        device = next(decoder.parameters()).device
+        budget = memory_budget_bytes if memory_budget_bytes is not None else default_memory_budget(device)
+        tiling = auto_tiling(decoder.config, tuple(latent.shape), budget, next(decoder.parameters()).dtype)
+    if tiling is None:
+        decoder.check_latent(latent)
+        param = next(decoder.parameters())
+        out_device = torch.device(output_device) if output_device is not None else latent.device
+        yield decoder(latent.to(device=param.device, dtype=param.dtype)).to(device=out_device, dtype=torch.float32)
+        return
+    yield from tiled_decode(decoder, latent, tiling, output_device)
+
+
+def decode_video(decoder: VideoDecoder, latent: torch.Tensor, tiling: TilingConfig | str | None = "auto",
+                 memory_budget_bytes: int | None = None,
+                 output_device: torch.device | str | None = None) -> torch.Tensor:
+    """The whole video [B,3,F,H,W] float32 (concatenated :func:`decode_chunks`)."""
+    return torch.cat(list(decode_chunks(decoder, latent, tiling, memory_budget_bytes, output_device)), dim=2)
+
+
+# ------------------------------------------------------------------------------------------------
+# Memory estimate and automatic tile choice
+
+
+def activation_bytes_per_voxel(config: VideoVAEConfig, itemsize: int) -> float:
+    """Peak decoder activation bytes per decoded output voxel (frame x pixel).
+
+    A stage of width ``c`` whose cells span ``t`` frames and ``s x s`` pixels of the output holds
+    ``c / (t s^2)`` elements per output voxel; the widest stage (for LTX-2 the last one: 128
+    channels at 4x4 pixels = 8) times :data:`LIVE_ACTIVATIONS` tensors times the element size::
+
+        bytes/voxel = LIVE_ACTIVATIONS * itemsize * max_stage(c / (t * s_h * s_w))
+
+    LTX-2 19B in bf16: 4 * 2 * 8 = 64 bytes per output voxel.
+    """
+    scale = config.decoder_scale
+    t, s = scale.time, scale.height
+    widths = config.decoder_widths()
+    density = widths[0] / (t * s * s)
+    for (name, _), width in zip(reversed(config.decoder_blocks), widths[1:]):
+        st, ss, _ = block_stride(name)
+        t, s = t // st, s // ss
+        density = max(density, width / (t * s * s))
+    return LIVE_ACTIVATIONS * itemsize * density
+
+
+def estimate_decode_bytes(config: VideoVAEConfig, latent_shape: Sequence[int], tiling: TilingConfig | None,
+                          dtype: torch.dtype = torch.bfloat16) -> int:
+    """Peak bytes of a (tiled) decode: the largest tile's activations plus the float32 blend buffers
+    (two temporal groups of values + weights, and the chunk being yielded)."""
+    batch, _, *fhw = latent_shape
+    scale = config.decoder_scale
+    tiles = plan_tiles(fhw, tiling, scale)
+    per_voxel = activation_bytes_per_voxel(config, torch.empty(0, dtype=dtype).element_size())
+    activations = batch * per_voxel * max(t.voxels for t in tiles)
+    frame_pixels = fhw[1] * scale.height * fhw[2] * scale.width
+    group_frames = max(t.pixels[0].stop - t.pixels[0].start for t in tiles)
+    channels = batch * config.out_channels
+    buffers = (2 * (channels + 1) + channels) * group_frames * frame_pixels * 4
+    return int(activations + buffers)
+
+
+_SPATIAL_CANDIDATES = (None, 1024, 768, 512, 384, 256, 192, 128)
+_TEMPORAL_CANDIDATES = (None, 128, 96, 64, 48, 32, 24, 16)
+
+
+def _overlaps(spatial: int | None, temporal: int | None) -> tuple[int, int]:
+    return (64 if (spatial or 0) >= 192 else 32), (24 if (temporal or 0) >= 48 else 8)
+
+
+def auto_tiling(config: VideoVAEConfig, latent_shape: Sequence[int], memory_budget_bytes: int,
+                dtype: torch.dtype = torch.bfloat16) -> TilingConfig | None:
+    """The tiling with the largest tiles whose :func:`estimate_decode_bytes` fits the budget.
+
+    ``None`` when the untiled decode fits. Overlaps: 64 px spatially (32 px for tiles under
+    192 px), 24 frames temporally (8 for chunks under 48 frames). When nothing fits, the smallest
+    tiling (128 px, 16 frames) is returned with a warning.
+    """
+    best: tuple[int, TilingConfig | None] | None = None
+    smallest = None
+    for spatial in _SPATIAL_CANDIDATES:
+        for temporal in _TEMPORAL_CANDIDATES:
+            s_overlap, t_overlap = _overlaps(spatial, temporal)
+            tiling = None if spatial is None and temporal is None else TilingConfig(
+                spatial, s_overlap if spatial else 0, temporal, t_overlap if temporal else 0)
+            smallest = tiling
+            if estimate_decode_bytes(config, latent_shape, tiling, dtype) > memory_budget_bytes:
+                continue
+            volume = max(t.voxels for t in plan_tiles(latent_shape[2:], tiling, config.decoder_scale))
+            if best is None or volume > best[0]:
+                best = (volume, tiling)
+    if best is None:
+        log.warning("VAE decode: even %s needs about %.1f GB, more than the %.1f GB budget; trying it anyway.",
+                    smallest, estimate_decode_bytes(config, latent_shape, smallest, dtype) / 1e9,
+                    memory_budget_bytes / 1e9)
+        return smallest
+    return best[1]
+
+
+def default_memory_budget(device: torch.device) -> int:
+    """Bytes a decode may use when the caller gives no budget: 90% of the free CUDA memory, or half
+    of the available host RAM (``MemAvailable``) on the CPU."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * 0.9)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 // 2
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES") // 2)

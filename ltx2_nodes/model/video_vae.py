@@ -1,0 +1,453 @@
+"""The LTX-2 causal video VAE: pixels [B,3,F,H,W] in [-1,1] <-> normalised latents [B,C,F',H',W'].
+
+Compression is 32x in space and 8x in time with the first frame on its own
+(F' = 1 + (F-1)/8), so one image encodes to one latent frame. Both halves are built from the
+checkpoint's ``config.vae`` block lists:
+
+* encoder: 4x4 patchify -> causal conv_in -> ``encoder_blocks`` (res_x stacks and
+  space-to-depth downsamplers) -> PixelNorm, SiLU -> conv_out (C means + one shared log-variance,
+  dropped) -> ``(mu - mean_of_means) / std_of_means``.
+* decoder: un-normalise -> conv_in -> reversed ``decoder_blocks`` (res_x stacks and
+  depth-to-space upsamplers, each temporal x2 dropping its first frame) -> PixelNorm, SiLU ->
+  conv_out -> 4x4 unpatchify.
+
+Module and attribute names follow the released ``vae.encoder.*`` / ``vae.decoder.*`` keys. Widths
+are derived from the config exactly as the reference derives them (the encoder starts at
+``latent_channels`` wide; the decoder starts at ``latent_channels`` times the product of its
+``compress_all`` multipliers), so small test VAEs load as well as the released 128-channel one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import InputError, UnsupportedModelError
+from .patchify import VideoScale
+
+PIXEL_NORM_EPS = 1e-8
+
+# (name, params) as they appear in the released ltx-2-19b config.vae
+RELEASE_ENCODER_BLOCKS: tuple[tuple[str, dict], ...] = (
+    ("res_x", {"num_layers": 4}), ("compress_space_res", {"multiplier": 2}), ("res_x", {"num_layers": 6}),
+    ("compress_time_res", {"multiplier": 2}), ("res_x", {"num_layers": 6}), ("compress_all_res", {"multiplier": 2}),
+    ("res_x", {"num_layers": 2}), ("compress_all_res", {"multiplier": 2}), ("res_x", {"num_layers": 2}),
+)
+RELEASE_DECODER_BLOCKS: tuple[tuple[str, dict], ...] = (
+    ("res_x", {"num_layers": 5, "inject_noise": False}), ("compress_all", {"residual": True, "multiplier": 2}),
+    ("res_x", {"num_layers": 5, "inject_noise": False}), ("compress_all", {"residual": True, "multiplier": 2}),
+    ("res_x", {"num_layers": 5, "inject_noise": False}), ("compress_all", {"residual": True, "multiplier": 2}),
+    ("res_x", {"num_layers": 5, "inject_noise": False}),
+)
+
+# block name -> (time, height, width) stride
+_STRIDES = {"time": (2, 1, 1), "space": (1, 2, 2), "all": (2, 2, 2)}
+ENCODER_BLOCK_NAMES = ("res_x", "compress_time", "compress_space", "compress_all",
+                       "compress_time_res", "compress_space_res", "compress_all_res")
+DECODER_BLOCK_NAMES = ("res_x", "compress_time", "compress_space", "compress_all")
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+LOG_VAR_MODES = ("uniform", "per_channel", "constant")  # all three: means are the first C channels
+
+
+def block_stride(name: str) -> tuple[int, int, int]:
+    return _STRIDES[name.split("_")[1]] if name.startswith("compress_") else (1, 1, 1)
+
+
+def _normalise_blocks(blocks, allowed: tuple[str, ...], where: str) -> tuple[tuple[str, dict], ...]:
+    out = []
+    for entry in blocks:
+        try:
+            name, params = entry
+        except (TypeError, ValueError):
+            raise UnsupportedModelError(f"config.vae.{where} entry {entry!r} is not a [name, params] pair.") from None
+        if name not in allowed:
+            raise UnsupportedModelError(
+                f"config.vae.{where} uses block '{name}', which ltx2_nodes does not implement (supported: "
+                f"{', '.join(allowed)}). This VAE is not the LTX-2 video VAE; use the VAE of ltx-2-19b-*.safetensors."
+            )
+        params = {"num_layers": params} if isinstance(params, int) else dict(params or {})
+        if params.get("inject_noise"):
+            raise UnsupportedModelError(
+                f"config.vae.{where} block '{name}' has inject_noise=true (LTX-Video 0.9 decoder noise); "
+                "the LTX-2 decoder does not inject noise and ltx2_nodes does not implement it.")
+        out.append((name, params))
+    return tuple(out)
+
+
+def _scale_of(blocks: tuple[tuple[str, dict], ...], patch_size: int) -> VideoScale:
+    time, space = 1, patch_size
+    for name, _ in blocks:
+        t, s, _ = block_stride(name)
+        time, space = time * t, space * s
+    return VideoScale(time=time, height=space, width=space)
+
+
+@dataclass(frozen=True)
+class VideoVAEConfig:
+    """``config.vae`` of the checkpoint; defaults are the released LTX-2 19B values."""
+
+    in_channels: int = 3
+    out_channels: int = 3
+    latent_channels: int = 128
+    patch_size: int = 4
+    encoder_blocks: tuple[tuple[str, dict], ...] = RELEASE_ENCODER_BLOCKS
+    decoder_blocks: tuple[tuple[str, dict], ...] = RELEASE_DECODER_BLOCKS
+    encoder_spatial_padding_mode: str = "zeros"
+    decoder_spatial_padding_mode: str = "reflect"
+    causal_decoder: bool = False
+    latent_log_var: str = "uniform"
+
+    # metadata key -> values this implementation runs (absent keys take the released value)
+    _REQUIRED = {"dims": (3,), "norm_layer": ("pixel_norm",), "timestep_conditioning": (False,),
+                 "use_quant_conv": (False,)}
+
+    @classmethod
+    def from_metadata(cls, meta: dict) -> "VideoVAEConfig":
+        for key, allowed in cls._REQUIRED.items():
+            if key in meta and meta[key] not in allowed:
+                hint = (" (the LTX-Video 0.9.x timestep-conditioned decoder)" if key == "timestep_conditioning" else "")
+                raise UnsupportedModelError(
+                    f"config.vae has {key}={meta[key]!r}{hint}; ltx2_nodes runs the LTX-2 video VAE, which has "
+                    f"{key} in {list(allowed)}.")
+        # ComfyUI-style configs carry one spatial_padding_mode for both halves; explicit keys win.
+        shared_padding = meta.get("spatial_padding_mode")
+        values = {
+            "in_channels": meta.get("in_channels", cls.in_channels),
+            "out_channels": meta.get("out_channels", cls.out_channels),
+            "latent_channels": meta.get("latent_channels", cls.latent_channels),
+            "patch_size": meta.get("patch_size", cls.patch_size),
+            "encoder_blocks": _normalise_blocks(meta.get("encoder_blocks", RELEASE_ENCODER_BLOCKS),
+                                                ENCODER_BLOCK_NAMES, "encoder_blocks"),
+            "decoder_blocks": _normalise_blocks(meta.get("decoder_blocks", RELEASE_DECODER_BLOCKS),
+                                                DECODER_BLOCK_NAMES, "decoder_blocks"),
+            "encoder_spatial_padding_mode": meta.get("encoder_spatial_padding_mode", shared_padding or "zeros"),
+            "decoder_spatial_padding_mode": meta.get("decoder_spatial_padding_mode", shared_padding or "reflect"),
+            "causal_decoder": bool(meta.get("causal_decoder", False)),
+            "latent_log_var": meta.get("latent_log_var", "uniform"),
+        }
+        for key in ("encoder_spatial_padding_mode", "decoder_spatial_padding_mode"):
+            if values[key] not in PADDING_MODES:
+                raise UnsupportedModelError(f"config.vae {key}={values[key]!r}; expected one of {list(PADDING_MODES)}.")
+        if values["latent_log_var"] not in LOG_VAR_MODES:
+            raise UnsupportedModelError(
+                f"config.vae latent_log_var={values['latent_log_var']!r}; ltx2_nodes supports {list(LOG_VAR_MODES)}.")
+        return cls(**values)
+
+    @property
+    def encoder_scale(self) -> VideoScale:
+        return _scale_of(self.encoder_blocks, self.patch_size)
+
+    @property
+    def decoder_scale(self) -> VideoScale:
+        return _scale_of(self.decoder_blocks, self.patch_size)
+
+    def decoder_widths(self) -> list[int]:
+        """Channel width entering each decoder block (reversed list order), then the final width."""
+        width = self.latent_channels
+        for name, params in self.decoder_blocks:
+            if name == "compress_all":
+                width *= params.get("multiplier", 1)
+        widths = [width]
+        for name, params in reversed(self.decoder_blocks):
+            if name == "compress_all":
+                width //= params.get("multiplier", 1)
+            widths.append(width)
+        return widths
+
+
+# ------------------------------------------------------------------------------------------------
+# Size rules
+
+
+def check_video_size(frames: int, height: int, width: int, scale: VideoScale = VideoScale()) -> None:
+    """Refuse pixel sizes the VAE cannot represent: frames 1 + 8k, height/width multiples of 32 (>= 64)."""
+    problems = []
+    if frames < 1 or (frames - 1) % scale.time:
+        problems.append(f"{frames} frames (must be 1 + {scale.time}*k: 1, {1 + scale.time}, {1 + 2 * scale.time}, ...)")
+    for name, value, step in (("height", height, scale.height), ("width", width, scale.width)):
+        # the decoder pads with 'reflect', which needs at least 2 latent cells per side
+        if value % step or value < 2 * step:
+            problems.append(f"{name} {value} (must be a multiple of {step}, at least {2 * step})")
+    if problems:
+        f, h, w = snap_video_size(frames, height, width, scale)
+        raise InputError(f"video size not supported by the LTX-2 VAE: {'; '.join(problems)}. "
+                         f"Nearest valid size: {w}x{h}, {f} frames.")
+
+
+def snap_video_size(frames: int, height: int, width: int, scale: VideoScale = VideoScale()) -> tuple[int, int, int]:
+    """Nearest valid (frames, height, width) for UI widgets: frames to the nearest 1 + 8k (ties round
+    up), height/width to the nearest multiple of 32 (ties round up), each at least the minimum
+    (1 frame, 64 pixels)."""
+
+    def nearest(value: int, step: int, offset: int, minimum: int) -> int:
+        snapped = offset + math.floor((value - offset) / step + 0.5) * step
+        return max(minimum, snapped)
+
+    return (nearest(frames, scale.time, 1, 1), nearest(height, scale.height, 0, 2 * scale.height),
+            nearest(width, scale.width, 0, 2 * scale.width))
+
+
+def latent_shape_for(frames: int, height: int, width: int, scale: VideoScale = VideoScale()) -> tuple[int, int, int]:
+    """(F', H', W') of the latent of a valid pixel size."""
+    check_video_size(frames, height, width, scale)
+    return 1 + (frames - 1) // scale.time, height // scale.height, width // scale.width
+
+
+def video_to_uint8(video: torch.Tensor) -> torch.Tensor:
+    """Decoder output [B,3,F,H,W] (about [-1,1]) -> [B,F,H,W,3] uint8, truncating like the reference."""
+    return (((video.float() + 1.0) / 2.0).clamp(0.0, 1.0) * 255.0).to(torch.uint8).permute(0, 2, 3, 4, 1)
+
+
+def uint8_to_pixels(frames: torch.Tensor) -> torch.Tensor:
+    """[F,H,W,3] or [B,F,H,W,3] uint8 frames -> encoder input [B,3,F,H,W] float32 in [-1,1]."""
+    if frames.dim() == 4:
+        frames = frames.unsqueeze(0)
+    return frames.permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
+
+
+# ------------------------------------------------------------------------------------------------
+# Layout ops (einops patterns in the comments; implemented as view/permute)
+
+
+def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
+    """``b c f (h q) (w r) -> b (c r q) f h w``: channel = c*p*p + p*w_off + h_off."""
+    b, c, f, h, w = x.shape
+    x = x.reshape(b, c, f, h // p, p, w // p, p)
+    return x.permute(0, 1, 6, 4, 2, 3, 5).reshape(b, c * p * p, f, h // p, w // p)
+
+
+def unpatchify(x: torch.Tensor, p: int) -> torch.Tensor:
+    """Inverse of :func:`patchify`."""
+    b, c, f, h, w = x.shape
+    c //= p * p
+    x = x.reshape(b, c, p, p, f, h, w)  # (c, r=w_off, q=h_off)
+    return x.permute(0, 1, 4, 5, 3, 6, 2).reshape(b, c, f, h * p, w * p)
+
+
+def space_to_depth(x: torch.Tensor, stride: tuple[int, int, int]) -> torch.Tensor:
+    """``b c (d p1) (h p2) (w p3) -> b (c p1 p2 p3) d h w``."""
+    b, c, d, h, w = x.shape
+    p1, p2, p3 = stride
+    x = x.reshape(b, c, d // p1, p1, h // p2, p2, w // p3, p3)
+    return x.permute(0, 1, 3, 5, 7, 2, 4, 6).reshape(b, c * p1 * p2 * p3, d // p1, h // p2, w // p3)
+
+
+def depth_to_space(x: torch.Tensor, stride: tuple[int, int, int]) -> torch.Tensor:
+    """``b (c p1 p2 p3) d h w -> b c (d p1) (h p2) (w p3)``."""
+    b, c, d, h, w = x.shape
+    p1, p2, p3 = stride
+    c //= p1 * p2 * p3
+    x = x.reshape(b, c, p1, p2, p3, d, h, w)
+    return x.permute(0, 1, 5, 2, 6, 3, 7, 4).reshape(b, c, d * p1, h * p2, w * p3)
+
+
+def pixel_norm(x: torch.Tensor) -> torch.Tensor:
+    return x / torch.sqrt(torch.mean(x**2, dim=1, keepdim=True) + PIXEL_NORM_EPS)
+
+
+# ------------------------------------------------------------------------------------------------
+# Modules
+
+
+class PerChannelStatistics(nn.Module):
+    """Dataset statistics of the latent channels; diffusion runs in the normalised space."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        # every buffer the file stores; only the first two are read
+        for name in ("std-of-means", "mean-of-means", "mean-of-stds", "mean-of-stds_over_std-of-means", "channel"):
+            self.register_buffer(name, torch.empty(channels))
+
+    @property
+    def channels(self) -> int:
+        return self.get_buffer("mean-of-means").shape[0]
+
+    def _stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.shape[1] != self.channels:
+            raise InputError(f"latent has {x.shape[1]} channels but the VAE statistics have {self.channels}; "
+                             "the latent comes from a different model.")
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return (self.get_buffer("mean-of-means").view(shape).to(x), self.get_buffer("std-of-means").view(shape).to(x))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        mean, std = self._stats(x)
+        return (x - mean) / std
+
+    def un_normalize(self, x: torch.Tensor) -> torch.Tensor:
+        mean, std = self._stats(x)
+        return x * std + mean
+
+
+class CausalConv3d(nn.Module):
+    """3x3x3 conv with spatial padding by ``padding_mode`` and time padding by frame replication.
+
+    ``causal``: two copies of the first frame in front (a frame never sees the future);
+    otherwise one copy of the first frame in front and one of the last behind.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, padding_mode: str,
+                 stride: tuple[int, int, int] = (1, 1, 1)):
+        super().__init__()
+        self.conv = nn.Conv3d(in_channels, out_channels, 3, stride=stride, padding=(0, 1, 1), padding_mode=padding_mode)
+
+    def forward(self, x: torch.Tensor, causal: bool) -> torch.Tensor:
+        if causal:
+            x = torch.cat((x[:, :, :1], x[:, :, :1], x), dim=2)
+        else:
+            x = torch.cat((x[:, :, :1], x, x[:, :, -1:]), dim=2)
+        return self.conv(x)
+
+
+class ResnetBlock3D(nn.Module):
+    """x + conv2(SiLU(PN(conv1(SiLU(PN(x))))))."""
+
+    def __init__(self, channels: int, padding_mode: str):
+        super().__init__()
+        self.conv1 = CausalConv3d(channels, channels, padding_mode)
+        self.conv2 = CausalConv3d(channels, channels, padding_mode)
+
+    def forward(self, x: torch.Tensor, causal: bool) -> torch.Tensor:
+        h = self.conv1(F.silu(pixel_norm(x)), causal)
+        h = self.conv2(F.silu(pixel_norm(h)), causal)
+        return x + h
+
+
+class ResBlockStack(nn.Module):
+    """A ``res_x`` block: ``num_layers`` resnet blocks at constant width (key ``res_blocks.N``)."""
+
+    def __init__(self, channels: int, num_layers: int, padding_mode: str):
+        super().__init__()
+        self.res_blocks = nn.ModuleList(ResnetBlock3D(channels, padding_mode) for _ in range(num_layers))
+
+    def forward(self, x: torch.Tensor, causal: bool) -> torch.Tensor:
+        for block in self.res_blocks:
+            x = block(x, causal)
+        return x
+
+
+class SpaceToDepthDownsample(nn.Module):
+    """``compress_*_res``: conv to out/prod(stride) channels then space-to-depth, plus a parameter-free
+    residual (space-to-depth of the input averaged over channel groups). A temporal stride first
+    duplicates frame 0 so 1 + 2k frames become 1 + k."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: tuple[int, int, int], padding_mode: str):
+        super().__init__()
+        self.stride = stride
+        self.group_size = in_channels * math.prod(stride) // out_channels
+        self.conv = CausalConv3d(in_channels, out_channels // math.prod(stride), padding_mode)
+
+    def forward(self, x: torch.Tensor, causal: bool) -> torch.Tensor:
+        if self.stride[0] == 2:
+            x = torch.cat((x[:, :, :1], x), dim=2)
+        residual = space_to_depth(x, self.stride)
+        b, c, d, h, w = residual.shape
+        residual = residual.reshape(b, c // self.group_size, self.group_size, d, h, w).mean(dim=2)
+        return space_to_depth(self.conv(x, causal), self.stride) + residual
+
+
+class DepthToSpaceUpsample(nn.Module):
+    """Decoder ``compress_*``: conv to prod(stride)*in/reduction channels then depth-to-space; with
+    ``residual`` the input's depth-to-space, channel-tiled, is added. A temporal x2 drops the first
+    output frame (T -> 2T - 1)."""
+
+    def __init__(self, in_channels: int, stride: tuple[int, int, int], residual: bool, reduction: int,
+                 padding_mode: str):
+        super().__init__()
+        self.stride = stride
+        self.residual = residual
+        self.repeats = math.prod(stride) // reduction
+        self.conv = CausalConv3d(in_channels, math.prod(stride) * in_channels // reduction, padding_mode)
+
+    def forward(self, x: torch.Tensor, causal: bool) -> torch.Tensor:
+        drop = 1 if self.stride[0] == 2 else 0
+        out = depth_to_space(self.conv(x, causal), self.stride)[:, :, drop:]
+        if self.residual:
+            out = out + depth_to_space(x, self.stride).repeat(1, self.repeats, 1, 1, 1)[:, :, drop:]
+        return out
+
+
+class VideoEncoder(nn.Module):
+    """Pixels [B,3,1+8k,32m,32n] in [-1,1] -> normalised latent means [B,C,1+k,m,n]."""
+
+    def __init__(self, config: VideoVAEConfig):
+        super().__init__()
+        self.config = config
+        self.scale = config.encoder_scale
+        pad = config.encoder_spatial_padding_mode
+        width = config.latent_channels
+        self.per_channel_statistics = PerChannelStatistics(config.latent_channels)
+        self.conv_in = CausalConv3d(config.in_channels * config.patch_size**2, width, pad)
+        blocks = []
+        for name, params in config.encoder_blocks:
+            stride = block_stride(name)
+            if name == "res_x":
+                blocks.append(ResBlockStack(width, params["num_layers"], pad))
+            elif name.endswith("_res"):
+                out = width * params.get("multiplier", 2)
+                blocks.append(SpaceToDepthDownsample(width, out, stride, pad))
+                width = out
+            else:  # plain compress_*: one strided causal conv (key ``conv.weight``)
+                blocks.append(CausalConv3d(width, width, pad, stride))
+        self.down_blocks = nn.ModuleList(blocks)
+        extra = {"uniform": 1, "constant": 1, "per_channel": config.latent_channels}[config.latent_log_var]
+        self.conv_out = CausalConv3d(width, config.latent_channels + extra, pad)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        if pixels.dim() != 5 or pixels.shape[1] != self.config.in_channels:
+            raise InputError(f"VAE encode expects pixels [B,{self.config.in_channels},F,H,W], got {list(pixels.shape)}.")
+        _, _, frames, height, width = pixels.shape
+        check_video_size(frames, height, width, self.scale)
+        x = self.conv_in(patchify(pixels, self.config.patch_size), True)
+        for block in self.down_blocks:
+            x = block(x, True)
+        x = self.conv_out(F.silu(pixel_norm(x)), True)
+        # log-variance channel(s) are dropped: the pipelines use the posterior mean
+        return self.per_channel_statistics.normalize(x[:, : self.config.latent_channels])
+
+
+class VideoDecoder(nn.Module):
+    """Normalised latent [B,C,F',H',W'] -> video [B,3,8(F'-1)+1,32H',32W'], about [-1,1], un-clamped."""
+
+    def __init__(self, config: VideoVAEConfig):
+        super().__init__()
+        self.config = config
+        self.scale = config.decoder_scale
+        pad = config.decoder_spatial_padding_mode
+        widths = config.decoder_widths()
+        self.per_channel_statistics = PerChannelStatistics(config.latent_channels)
+        self.conv_in = CausalConv3d(config.latent_channels, widths[0], pad)
+        blocks = []
+        for (name, params), width in zip(reversed(config.decoder_blocks), widths):
+            if name == "res_x":
+                blocks.append(ResBlockStack(width, params["num_layers"], pad))
+            elif name == "compress_all":
+                blocks.append(DepthToSpaceUpsample(width, block_stride(name), bool(params.get("residual", False)),
+                                                   params.get("multiplier", 1), pad))
+            else:  # the reference ignores residual/multiplier for compress_time / compress_space
+                blocks.append(DepthToSpaceUpsample(width, block_stride(name), False, 1, pad))
+        self.up_blocks = nn.ModuleList(blocks)
+        self.conv_out = CausalConv3d(widths[-1], config.out_channels * config.patch_size**2, pad)
+
+    def check_latent(self, latent: torch.Tensor) -> None:
+        c = self.config.latent_channels
+        if latent.dim() != 5 or latent.shape[1] != c:
+            raise InputError(f"VAE decode expects a video latent [B,{c},F,H,W], got {list(latent.shape)}; "
+                             "audio latents go to the audio VAE, AV latents must be separated first.")
+        if self.config.decoder_spatial_padding_mode == "reflect" and min(latent.shape[3:]) < 2:
+            raise InputError(
+                f"latent is {latent.shape[3]}x{latent.shape[4]} cells; the decoder's reflect padding needs at least "
+                f"2 latent cells ({2 * self.scale.height} px) per side. For tiled decoding use a spatial overlap of "
+                f"at least {self.scale.height} px.")
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        self.check_latent(latent)
+        causal = self.config.causal_decoder
+        x = self.conv_in(self.per_channel_statistics.un_normalize(latent), causal)
+        for block in self.up_blocks:
+            x = block(x, causal)
+        x = self.conv_out(F.silu(pixel_norm(x)), causal)
+        return unpatchify(x, self.config.patch_size)
