@@ -126,26 +126,31 @@ def trapezoid(length: int, left: int, right: int, left_from_zero: bool) -> torch
     return mask.clamp_(0, 1)
 
 
-def _pixel_span(span: Span, scale: int, temporal: bool) -> tuple[slice, torch.Tensor]:
+def _pixel_span(span: Span, scale: int, temporal: bool) -> tuple[slice, tuple[int, int]]:
+    """Output slice and (left, right) ramp lengths of a latent span."""
     if temporal:  # latent frame k covers pixel frames 8k-7 .. 8k; frame 0 is alone
-        start, stop = span.start * scale, 1 + (span.end - 1) * scale
-        return slice(start, stop), trapezoid(stop - start, 1 + (span.left_ramp - 1) * scale,
-                                             span.right_ramp * scale, True)
-    start, stop = span.start * scale, span.end * scale
-    return slice(start, stop), trapezoid(stop - start, span.left_ramp * scale, span.right_ramp * scale, False)
+        return (slice(span.start * scale, 1 + (span.end - 1) * scale),
+                (1 + (span.left_ramp - 1) * scale, span.right_ramp * scale))
+    return slice(span.start * scale, span.end * scale), (span.left_ramp * scale, span.right_ramp * scale)
 
 
 @dataclass(frozen=True)
 class Tile:
-    """Latent slices (F, H, W) to decode, where the result goes (pixel slices) and how it blends."""
+    """Latent slices (F, H, W) to decode, where the result goes (pixel slices) and how it blends
+    (per-axis ramp lengths in output units)."""
 
     latent: tuple[slice, slice, slice]
     pixels: tuple[slice, slice, slice]
-    masks: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    ramps: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+
+    def masks(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """1-D weights per axis; the temporal left ramp starts at 0 (causal first frame)."""
+        return tuple(trapezoid(s.stop - s.start, left, right, axis == 0)
+                     for axis, (s, (left, right)) in enumerate(zip(self.pixels, self.ramps)))
 
     def blend_mask(self) -> torch.Tensor:
         """Separable mask ``[1, 1, T, H, W]`` (time x height, then x width, as the reference)."""
-        t, h, w = self.masks
+        t, h, w = self.masks()
         return (t[:, None, None] * h[None, :, None] * w[None, None, :])[None, None]
 
     @property
@@ -153,8 +158,8 @@ class Tile:
         return math.prod(s.stop - s.start for s in self.pixels)
 
 
-def plan_tiles(latent_fhw: Sequence[int], tiling: TilingConfig | None, scale: VideoScale = VideoScale()) -> list[Tile]:
-    """Tiles for a latent of (frames, height, width) cells, time-major then height, then width."""
+def _axis_spans(latent_fhw: Sequence[int], tiling: TilingConfig | None, scale: VideoScale) -> list[list[Span]]:
+    """Per axis (F, H, W): the latent spans of the tiles."""
     frames, height, width = latent_fhw
     tiling = tiling or TilingConfig(None, 0, None, 0)
     long_side = max(height, width)
@@ -168,15 +173,27 @@ def plan_tiles(latent_fhw: Sequence[int], tiling: TilingConfig | None, scale: Vi
         return split_axis(length, size, overlap, temporal=False)
 
     t_size = None if tiling.tile_size_in_frames is None else tiling.tile_size_in_frames // scale.time
-    axes = (
-        [(s, *_pixel_span(s, scale.time, True)) for s in
-         split_axis(frames, t_size, tiling.tile_overlap_in_frames // scale.time, temporal=True)],
-        [(s, *_pixel_span(s, scale.height, False)) for s in spatial(height, scale.height)],
-        [(s, *_pixel_span(s, scale.width, False)) for s in spatial(width, scale.width)],
-    )
+    return [split_axis(frames, t_size, tiling.tile_overlap_in_frames // scale.time, temporal=True),
+            spatial(height, scale.height), spatial(width, scale.width)]
+
+
+def plan_tiles(latent_fhw: Sequence[int], tiling: TilingConfig | None, scale: VideoScale = VideoScale()) -> list[Tile]:
+    """Tiles for a latent of (frames, height, width) cells, time-major then height, then width."""
+    f_spans, h_spans, w_spans = _axis_spans(latent_fhw, tiling, scale)
+    axes = ([(t, *_pixel_span(t, scale.time, True)) for t in f_spans],
+            [(t, *_pixel_span(t, scale.height, False)) for t in h_spans],
+            [(t, *_pixel_span(t, scale.width, False)) for t in w_spans])
     return [Tile(latent=(slice(ft.start, ft.end), slice(ht.start, ht.end), slice(wt.start, wt.end)),
-                 pixels=(fp, hp, wp), masks=(fm, hm, wm))
-            for ft, fp, fm in axes[0] for ht, hp, hm in axes[1] for wt, wp, wm in axes[2]]
+                 pixels=(fp, hp, wp), ramps=(fr, hr, wr))
+            for ft, fp, fr in axes[0] for ht, hp, hr in axes[1] for wt, wp, wr in axes[2]]
+
+
+def largest_tile(latent_fhw: Sequence[int], tiling: TilingConfig | None,
+                 scale: VideoScale = VideoScale()) -> tuple[int, int, int]:
+    """Output (frames, height, width) of the largest tile, without building the tile list."""
+    f_spans, h_spans, w_spans = _axis_spans(latent_fhw, tiling, scale)
+    return (max((t.end - t.start - 1) * scale.time + 1 for t in f_spans), max(t.end - t.start for t in h_spans) * scale.height,
+            max(t.end - t.start for t in w_spans) * scale.width)
 
 
 def _temporal_groups(tiles: list[Tile]) -> list[list[Tile]]:
@@ -307,11 +324,10 @@ def estimate_decode_bytes(config: VideoVAEConfig, latent_shape: Sequence[int], t
     (two temporal groups of values + weights, and the chunk being yielded)."""
     batch, _, *fhw = latent_shape
     scale = config.decoder_scale
-    tiles = plan_tiles(fhw, tiling, scale)
+    group_frames, tile_h, tile_w = largest_tile(fhw, tiling, scale)
     per_voxel = activation_bytes_per_voxel(config, torch.empty(0, dtype=dtype).element_size())
-    activations = batch * per_voxel * max(t.voxels for t in tiles)
+    activations = batch * per_voxel * group_frames * tile_h * tile_w
     frame_pixels = fhw[1] * scale.height * fhw[2] * scale.width
-    group_frames = max(t.pixels[0].stop - t.pixels[0].start for t in tiles)
     channels = batch * config.out_channels
     buffers = (2 * (channels + 1) + channels) * group_frames * frame_pixels * 4
     return int(activations + buffers)
@@ -343,7 +359,7 @@ def auto_tiling(config: VideoVAEConfig, latent_shape: Sequence[int], memory_budg
             smallest = tiling
             if estimate_decode_bytes(config, latent_shape, tiling, dtype) > memory_budget_bytes:
                 continue
-            volume = max(t.voxels for t in plan_tiles(latent_shape[2:], tiling, config.decoder_scale))
+            volume = math.prod(largest_tile(latent_shape[2:], tiling, config.decoder_scale))
             if best is None or volume > best[0]:
                 best = (volume, tiling)
     if best is None:

@@ -1,0 +1,93 @@
+"""Latent upscaler: file validation, config inference, variants and the statistics sandwich."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from conftest import find_golden
+from ltx2_nodes.errors import CheckpointError, InputError, UnsupportedModelError
+from ltx2_nodes.loading.checkpoint import build_module
+from ltx2_nodes.loading.components import load_latent_upsampler
+from ltx2_nodes.loading.safetensors_file import SafetensorsFile
+from ltx2_nodes.model.upsampler import LatentUpsampler, UpsamplerConfig, upsample_latent
+from ltx2_nodes.model.video_vae import PerChannelStatistics
+
+
+@pytest.fixture(scope="module")
+def golden():
+    return find_golden("spatial_upsampler_x2")
+
+
+def test_refuses_the_main_checkpoint_and_other_models(tmp_path):
+    main = find_golden("video_vae").weights_path
+    with pytest.raises(CheckpointError, match="is an LTX-2 model checkpoint .*ltx-2-spatial-upscaler-x2-1.0"):
+        load_latent_upsampler(main)
+    other = tmp_path / "some_vae.safetensors"
+    save_file({"encoder.conv_in.weight": torch.zeros(4, 3, 3, 3)}, str(other))
+    with pytest.raises(CheckpointError, match="some_vae.safetensors is not an LTX-2 latent upscaler"):
+        load_latent_upsampler(other)
+
+
+def test_config_inferred_when_metadata_is_missing(golden, tmp_path):
+    """A re-saved upscaler without its 'config' metadata still loads, with the same result."""
+    file = SafetensorsFile(golden.weights_path)
+    stripped = tmp_path / "upscaler_no_metadata.safetensors"
+    save_file({k: file.tensor(k).clone() for k in file.keys()}, str(stripped))
+    original = load_latent_upsampler(golden.weights_path, torch.float32)
+    inferred = load_latent_upsampler(stripped, torch.float32)
+    assert inferred.config == original.config
+    with torch.no_grad():
+        assert torch.equal(inferred(golden["latent"]), original(golden["latent"]))
+
+
+def test_foreign_config_is_refused(golden, tmp_path):
+    file = SafetensorsFile(golden.weights_path)
+    path = tmp_path / "other.safetensors"
+    save_file({k: file.tensor(k).clone() for k in file.keys()}, str(path),
+              metadata={"config": '{"_class_name": "AutoencoderKL"}'})
+    with pytest.raises(CheckpointError, match="describes 'AutoencoderKL', not a LatentUpsampler"):
+        load_latent_upsampler(path)
+    with pytest.raises(UnsupportedModelError, match="rational_resampler=True"):
+        UpsamplerConfig.from_metadata({"rational_resampler": True, "spatial_scale": 1.5})
+
+
+def _random(config: UpsamplerConfig) -> LatentUpsampler:
+    with torch.device("meta"):
+        shapes = LatentUpsampler(config).state_dict()
+    gen = torch.Generator().manual_seed(0)
+    state = {k: torch.randn(v.shape, generator=gen) * 0.1 for k, v in shapes.items()}
+    return build_module(lambda: LatentUpsampler(config), state, what="upsampler", source="test")
+
+
+@pytest.mark.parametrize("spatial, temporal, dims, expected", [
+    (True, False, 3, (3, 8, 10)),
+    (False, True, 3, (5, 4, 5)),  # temporal x2 drops the duplicated first frame: F -> 2F - 1
+    (True, True, 3, (5, 8, 10)),
+    (True, False, 2, (3, 8, 10)),
+])
+def test_variants_shapes(spatial, temporal, dims, expected):
+    cfg = UpsamplerConfig(in_channels=4, mid_channels=32, num_blocks_per_stage=1, dims=dims,
+                          spatial_upsample=spatial, temporal_upsample=temporal)
+    with torch.no_grad():
+        out = _random(cfg)(torch.randn(1, 4, 3, 4, 5))
+    assert out.shape == (1, 4) + expected
+
+
+def test_2d_upsampler_works_per_frame():
+    cfg = UpsamplerConfig(in_channels=4, mid_channels=32, num_blocks_per_stage=1, dims=2)
+    model, latent = _random(cfg), torch.randn(1, 4, 3, 4, 5)
+    with torch.no_grad():
+        whole = model(latent)
+        one = model(latent[:, :, 1:2])
+    assert torch.allclose(whole[:, :, 1:2], one, atol=1e-6)
+
+
+def test_statistics_must_match(golden):
+    upsampler = load_latent_upsampler(golden.weights_path, torch.float32)
+    stats = PerChannelStatistics(upsampler.config.in_channels + 1)
+    with pytest.raises(InputError, match="belong to different models"):
+        upsample_latent(golden["latent"], upsampler, stats)
+    with pytest.raises(InputError, match="latent upscaler expects a video latent"):
+        upsampler(golden["latent"][:, :-1])
