@@ -48,9 +48,9 @@ def _block_outputs(blocks: torch.nn.ModuleList, run) -> tuple[torch.Tensor, list
 def _check_debug(golden, prefix: str, outputs: list[torch.Tensor]) -> None:
     debug = golden.prefixed(prefix)
     assert debug, f"fixture has no {prefix}* tensors"
-    assert len(outputs) == len(debug), f"{len(outputs)} blocks ran, fixture records {len(debug)}"
     for name, expected in debug.items():
         index = int(name.removeprefix("down_block").removeprefix("up_block"))
+        assert index < len(outputs), f"{prefix}{name}: only {len(outputs)} blocks ran"
         assert_close(outputs[index], expected, prefix + name)
 
 

@@ -86,12 +86,15 @@ def test_blend_masks_are_a_partition_of_unity():
     assert min(total.min() for total in _axis_weight_sums((9, 7, 12), TilingConfig(128, 64, 24, 8))) > 0.1
 
 
+def _as_tuples(spans) -> list[tuple[int, int, int, int]]:
+    return [(s.start, s.end, s.left_ramp, s.right_ramp) for s in spans]
+
+
 def test_split_axis_rules():
     assert split_axis(5, 8, 2, temporal=False) == split_axis(5, None, 0, temporal=False)  # fits: one tile
-    spatial = split_axis(14, 6, 2, temporal=False)
-    assert [(s.start, s.end, s.left_ramp, s.right_ramp) for s in spatial] == [(0, 6, 0, 2), (4, 10, 2, 2), (8, 14, 2, 0)]
-    temporal = split_axis(14, 6, 2, temporal=True)  # later chunks start one latent frame early
-    assert [(s.start, s.end, s.left_ramp, s.right_ramp) for s in temporal] == [(0, 6, 0, 2), (3, 10, 3, 2), (7, 14, 3, 0)]
+    assert _as_tuples(split_axis(14, 6, 2, temporal=False)) == [(0, 6, 0, 2), (4, 10, 2, 2), (8, 14, 2, 0)]
+    # later chunks start one latent frame early, with a one frame longer left ramp
+    assert _as_tuples(split_axis(14, 6, 2, temporal=True)) == [(0, 6, 0, 2), (3, 10, 3, 2), (7, 14, 3, 0)]
 
 
 def test_tiled_equals_untiled_for_a_pointwise_decoder():
@@ -112,7 +115,8 @@ def _seam_ratio(decoder, latent, tiling, axis: int) -> float:
     d = d.amax(dim=[i for i in range(5) if i != axis])  # d[x-1] = |v[x] - v[x-1]|
     coverage = torch.zeros(video.shape[axis])
     edges: set[int] = set()
-    for start, stop in {(t.pixels[axis - 2].start, t.pixels[axis - 2].stop) for t in plan_tiles(latent.shape[2:], tiling)}:
+    spans = {(t.pixels[axis - 2].start, t.pixels[axis - 2].stop) for t in plan_tiles(latent.shape[2:], tiling)}
+    for start, stop in spans:
         coverage[start:stop] += 1
         edges.update({start, stop})
     edges -= {0, video.shape[axis]}
@@ -192,18 +196,28 @@ def test_golden_decoder_tiled_vs_untiled():
     assert (diff <= worst_tile_error + 1e-5).all()
 
 
-def test_chunks_stream_before_later_tiles_decode():
+def test_chunks_stream_and_buffers_stay_chunk_sized(monkeypatch):
+    """Each chunk is yielded as soon as the next temporal group is decoded, and no buffer inside the
+    generator spans more than one temporal group, however long the clip."""
     decoder = SurrogateDecoder()
     latent = torch.randn(1, 3, 17, 2, 2)
     tiling = TilingConfig(None, 0, 32, 8)
     counts = chunk_frame_counts(latent.shape[2:], tiling)
-    calls_at_yield = []
-    chunks = []
+    allocated_frames = []
+    zeros = torch.zeros
+
+    def recording_zeros(*shape, **kwargs):
+        allocated_frames.append(shape[2])
+        return zeros(*shape, **kwargs)
+
+    monkeypatch.setattr(torch, "zeros", recording_zeros)
+    calls_at_yield, chunks = [], []
     for chunk in tiled_decode(decoder, latent, tiling):
         calls_at_yield.append(decoder.calls)
         chunks.append(chunk)
     assert [c.shape[2] for c in chunks] == counts and sum(counts) == 1 + 8 * 16
     assert calls_at_yield == list(range(2, len(counts) + 1)) + [len(counts)]  # one chunk per new tile
+    assert allocated_frames and max(allocated_frames) == 1 + 8 * 4  # one 4-latent-frame group, not 129 frames
 
 
 def test_untiled_and_auto_paths():
@@ -221,12 +235,13 @@ def test_tiling_config_validation():
         TilingConfig(100, 64, 64, 24)
     with pytest.raises(InputError, match="temporal tiling 64 frames with overlap 64"):
         TilingConfig(512, 64, 64, 64)
-    assert TilingConfig.from_dict({"tile_size_in_frames": 24, "tile_overlap_in_frames": 8}) == TilingConfig(None, 0, 24, 8)
+    temporal_only = {"tile_size_in_frames": 24, "tile_overlap_in_frames": 8}
+    assert TilingConfig.from_dict(temporal_only) == TilingConfig(None, 0, 24, 8)
 
 
 def test_memory_estimate_and_auto_tiling():
     cfg = VideoVAEConfig()  # released 19B decoder
-    assert activation_bytes_per_voxel(cfg, 2) == 64.0  # 4 live tensors x 2 bytes x 128 ch / (4x4 px)
+    assert activation_bytes_per_voxel(cfg, 2) == 144.0  # 9 live tensors x 2 bytes x 128 ch / (4x4 px)
     tiling = TilingConfig(512, 64, 64, 24)
     short, long = (1, 128, 16, 24, 40), (1, 128, 61, 24, 40)  # 121 vs 481 frames at 1280x768
     assert estimate_decode_bytes(cfg, short, tiling) == estimate_decode_bytes(cfg, long, tiling)  # flat in length

@@ -55,7 +55,8 @@ def test_config_reads_metadata_and_refuses_what_it_cannot_run():
 def test_size_rules():
     check_video_size(121, 512, 768)
     check_video_size(1, 64, 64)
-    with pytest.raises(InputError, match=r"120 frames \(must be 1 \+ 8\*k.*width 770 .*Nearest valid size: 768x512, 121"):
+    expected = r"120 frames \(must be 1 \+ 8\*k.*width 770 .*Nearest valid size: 768x512, 121 frames"
+    with pytest.raises(InputError, match=expected):
         check_video_size(120, 512, 770)
     with pytest.raises(InputError, match="height 32 .*at least 64"):
         check_video_size(9, 32, 64)

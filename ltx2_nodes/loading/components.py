@@ -66,7 +66,8 @@ def _infer_upsampler_config(file: SafetensorsFile) -> dict:
     blocks = {int(k.split(".")[1]) for k in file.keys() if k.startswith("res_blocks.")}
     log.warning("%s has no config metadata; latent upscaler config inferred from tensor shapes.", file.path.name)
     return {"in_channels": in_channels, "mid_channels": mid, "num_blocks_per_stage": max(blocks, default=-1) + 1,
-            "dims": dims, "spatial_upsample": len(up) == 4 or ratio == 8, "temporal_upsample": len(up) == 5 and ratio in (2, 8)}
+            "dims": dims, "spatial_upsample": len(up) == 4 or ratio == 8,
+            "temporal_upsample": len(up) == 5 and ratio in (2, 8)}
 
 
 def load_latent_upsampler(path: str | Path, dtype: torch.dtype | None = None, device=None) -> LatentUpsampler:

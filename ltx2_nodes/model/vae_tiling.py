@@ -32,10 +32,12 @@ from .video_vae import VideoDecoder, VideoVAEConfig, block_stride
 
 log = logging.getLogger("ltx2_nodes")
 
-# Activations of the widest decoder stage alive at once inside a resnet / depth-to-space block:
-# block input (kept for the residual), activation output, time-padded copy, conv output. See
-# benchmarks/RESULTS.md (vae_decode) for the measured peak against this estimate.
-LIVE_ACTIVATIONS = 4
+# Activation tensors of the widest decoder stage alive at once, measured: peak-RSS growth per
+# output voxel of CPU float32 decodes is 8.0-8.8x the widest stage's bytes per voxel (resnet
+# block input, its activation held by the caller, time-padded and spatially padded copies, conv
+# output, conv scratch). ComfyUI's LTX VAE estimate (900 * 512 elements per latent voxel) is 56
+# elements per output voxel; this one gives 9 * 8 = 72 for the release decoder.
+LIVE_ACTIVATIONS = 9
 
 
 @dataclass(frozen=True)
@@ -153,10 +155,6 @@ class Tile:
         t, h, w = self.masks()
         return (t[:, None, None] * h[None, :, None] * w[None, None, :])[None, None]
 
-    @property
-    def voxels(self) -> int:
-        return math.prod(s.stop - s.start for s in self.pixels)
-
 
 def _axis_spans(latent_fhw: Sequence[int], tiling: TilingConfig | None, scale: VideoScale) -> list[list[Span]]:
     """Per axis (F, H, W): the latent spans of the tiles."""
@@ -192,8 +190,8 @@ def largest_tile(latent_fhw: Sequence[int], tiling: TilingConfig | None,
                  scale: VideoScale = VideoScale()) -> tuple[int, int, int]:
     """Output (frames, height, width) of the largest tile, without building the tile list."""
     f_spans, h_spans, w_spans = _axis_spans(latent_fhw, tiling, scale)
-    return (max((t.end - t.start - 1) * scale.time + 1 for t in f_spans), max(t.end - t.start for t in h_spans) * scale.height,
-            max(t.end - t.start for t in w_spans) * scale.width)
+    return (max((t.end - t.start - 1) * scale.time + 1 for t in f_spans),
+            max(t.end - t.start for t in h_spans) * scale.height, max(t.end - t.start for t in w_spans) * scale.width)
 
 
 def _temporal_groups(tiles: list[Tile]) -> list[list[Tile]]:
@@ -223,11 +221,10 @@ def tiled_decode(decoder: VideoDecoder, latent: torch.Tensor, tiling: TilingConf
     """Decode ``latent`` [B,C,F',H',W'] tile by tile, yielding float32 frame chunks [B,3,n,H,W]
     in order (their concatenation along dim 2 is the whole video).
 
-    Tiles are moved to the decoder's device/dtype one at a time, so the latent may stay on the
-    CPU; blending happens in float32 on ``output_device`` (default: the latent's device).
+    The decoder moves each tile to its own device/dtype, so the latent may stay on the CPU;
+    blending happens in float32 on ``output_device`` (default: the latent's device).
     """
     decoder.check_latent(latent)
-    param = next(decoder.parameters())
     out_device = torch.device(output_device) if output_device is not None else latent.device
     batch, _, *fhw = latent.shape
     scale = decoder.scale
@@ -240,13 +237,12 @@ def tiled_decode(decoder: VideoDecoder, latent: torch.Tensor, tiling: TilingConf
         values = torch.zeros(batch, channels, span.stop - span.start, height, width, device=out_device)
         weights = torch.zeros(1, 1, span.stop - span.start, height, width, device=out_device)
         for tile in group:
-            part = latent[(slice(None), slice(None)) + tile.latent].to(device=param.device, dtype=param.dtype)
-            decoded = decoder(part).to(device=out_device, dtype=torch.float32)
+            decoded = decoder(latent[(slice(None), slice(None)) + tile.latent]).to(out_device, torch.float32)
             mask = tile.blend_mask().to(out_device)
             where = (slice(None), slice(None), slice(None)) + tile.pixels[1:]
             values[where] += decoded * mask
             weights[where] += mask
-            del part, decoded
+            del decoded
         if previous is not None:
             prev_values, prev_weights, prev_span = previous
             offset = span.start - prev_span.start
@@ -273,14 +269,12 @@ def decode_chunks(decoder: VideoDecoder, latent: torch.Tensor, tiling: TilingCon
     if isinstance(tiling, str):
         if tiling != "auto":
             raise InputError(f"tiling must be a TilingConfig, None or 'auto', got {tiling!r}.")
-        device = next(decoder.parameters()).device
-        budget = memory_budget_bytes if memory_budget_bytes is not None else default_memory_budget(device)
-        tiling = auto_tiling(decoder.config, tuple(latent.shape), budget, next(decoder.parameters()).dtype)
-    if tiling is None:
-        decoder.check_latent(latent)
         param = next(decoder.parameters())
+        budget = memory_budget_bytes if memory_budget_bytes is not None else default_memory_budget(param.device)
+        tiling = auto_tiling(decoder.config, tuple(latent.shape), budget, param.dtype)
+    if tiling is None:
         out_device = torch.device(output_device) if output_device is not None else latent.device
-        yield decoder(latent.to(device=param.device, dtype=param.dtype)).to(device=out_device, dtype=torch.float32)
+        yield decoder(latent).to(out_device, torch.float32)
         return
     yield from tiled_decode(decoder, latent, tiling, output_device)
 
@@ -305,7 +299,8 @@ def activation_bytes_per_voxel(config: VideoVAEConfig, itemsize: int) -> float:
 
         bytes/voxel = LIVE_ACTIVATIONS * itemsize * max_stage(c / (t * s_h * s_w))
 
-    LTX-2 19B in bf16: 4 * 2 * 8 = 64 bytes per output voxel.
+    LTX-2 19B in bf16: 9 * 2 * 8 = 144 bytes per output voxel (a 512x512 tile of 65 frames: 2.5 GB).
+    Model weights are not included.
     """
     scale = config.decoder_scale
     t, s = scale.time, scale.height
@@ -320,17 +315,25 @@ def activation_bytes_per_voxel(config: VideoVAEConfig, itemsize: int) -> float:
 
 def estimate_decode_bytes(config: VideoVAEConfig, latent_shape: Sequence[int], tiling: TilingConfig | None,
                           dtype: torch.dtype = torch.bfloat16) -> int:
-    """Peak bytes of a (tiled) decode: the largest tile's activations plus the float32 blend buffers
-    (two temporal groups of values + weights, and the chunk being yielded)."""
+    """Peak bytes of a decode: the largest tile's activations (:func:`activation_bytes_per_voxel`)
+    plus float32 outputs. Untiled (``tiling=None``): the video and the consumer's copy of it
+    (``2C`` channels). Tiled:
+
+    * per tile: the decoded tile, its masked product and the mask (``2C + 1`` channels of the tile);
+    * per chunk: values + weights of two temporal groups, the chunk being yielded and the one the
+      consumer still holds (``2(C + 1) + 2C`` channels of the largest group, full frame size).
+    """
     batch, _, *fhw = latent_shape
     scale = config.decoder_scale
     group_frames, tile_h, tile_w = largest_tile(fhw, tiling, scale)
+    tile_voxels = group_frames * tile_h * tile_w
     per_voxel = activation_bytes_per_voxel(config, torch.empty(0, dtype=dtype).element_size())
-    activations = batch * per_voxel * group_frames * tile_h * tile_w
-    frame_pixels = fhw[1] * scale.height * fhw[2] * scale.width
     channels = batch * config.out_channels
-    buffers = (2 * (channels + 1) + channels) * group_frames * frame_pixels * 4
-    return int(activations + buffers)
+    if tiling is None:
+        return int(batch * per_voxel * tile_voxels + 2 * channels * tile_voxels * 4)
+    group_voxels = group_frames * fhw[1] * scale.height * fhw[2] * scale.width
+    blending = ((2 * channels + 1) * tile_voxels + (2 * (channels + 1) + 2 * channels) * group_voxels) * 4
+    return int(batch * per_voxel * tile_voxels + blending)
 
 
 _SPATIAL_CANDIDATES = (None, 1024, 768, 512, 384, 256, 192, 128)

@@ -299,7 +299,11 @@ class CausalConv3d(nn.Module):
             x = torch.cat((x[:, :, :1], x[:, :, :1], x), dim=2)
         else:
             x = torch.cat((x[:, :, :1], x, x[:, :, -1:]), dim=2)
-        return self.conv(x)
+        if self.conv.padding_mode == "zeros":
+            return self.conv(x)
+        # pad here (what nn.Conv3d would do) so the time-padded copy is freed before the conv runs
+        x = F.pad(x, (1, 1, 1, 1, 0, 0), mode=self.conv.padding_mode)
+        return F.conv3d(x, self.conv.weight, self.conv.bias, self.conv.stride)
 
 
 class ResnetBlock3D(nn.Module):
@@ -311,9 +315,10 @@ class ResnetBlock3D(nn.Module):
         self.conv2 = CausalConv3d(channels, channels, padding_mode)
 
     def forward(self, x: torch.Tensor, causal: bool) -> torch.Tensor:
-        h = self.conv1(F.silu(pixel_norm(x)), causal)
-        h = self.conv2(F.silu(pixel_norm(h)), causal)
-        return x + h
+        # in-place SiLU on fresh tensors: one activation-sized buffer less at the peak
+        h = self.conv1(F.silu(pixel_norm(x), inplace=True), causal)
+        h = self.conv2(F.silu(pixel_norm(h), inplace=True), causal)
+        return h.add_(x)
 
 
 class ResBlockStack(nn.Module):
@@ -366,7 +371,7 @@ class DepthToSpaceUpsample(nn.Module):
         drop = 1 if self.stride[0] == 2 else 0
         out = depth_to_space(self.conv(x, causal), self.stride)[:, :, drop:]
         if self.residual:
-            out = out + depth_to_space(x, self.stride).repeat(1, self.repeats, 1, 1, 1)[:, :, drop:]
+            out += depth_to_space(x, self.stride).repeat(1, self.repeats, 1, 1, 1)[:, :, drop:]
         return out
 
 
@@ -398,13 +403,15 @@ class VideoEncoder(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         if pixels.dim() != 5 or pixels.shape[1] != self.config.in_channels:
-            raise InputError(f"VAE encode expects pixels [B,{self.config.in_channels},F,H,W], got {list(pixels.shape)}.")
+            raise InputError(f"VAE encode expects pixels [B,{self.config.in_channels},F,H,W] in [-1,1], "
+                             f"got {list(pixels.shape)}.")
         _, _, frames, height, width = pixels.shape
         check_video_size(frames, height, width, self.scale)
+        pixels = pixels.to(self.conv_in.conv.weight)  # runs in the module's dtype, on its device
         x = self.conv_in(patchify(pixels, self.config.patch_size), True)
         for block in self.down_blocks:
             x = block(x, True)
-        x = self.conv_out(F.silu(pixel_norm(x)), True)
+        x = self.conv_out(F.silu(pixel_norm(x), inplace=True), True)
         # log-variance channel(s) are dropped: the pipelines use the posterior mean
         return self.per_channel_statistics.normalize(x[:, : self.config.latent_channels])
 
@@ -446,8 +453,9 @@ class VideoDecoder(nn.Module):
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         self.check_latent(latent)
         causal = self.config.causal_decoder
+        latent = latent.to(self.conv_in.conv.weight)  # runs in the module's dtype, on its device
         x = self.conv_in(self.per_channel_statistics.un_normalize(latent), causal)
         for block in self.up_blocks:
             x = block(x, causal)
-        x = self.conv_out(F.silu(pixel_norm(x)), causal)
+        x = self.conv_out(F.silu(pixel_norm(x), inplace=True), causal)
         return unpatchify(x, self.config.patch_size)
