@@ -32,11 +32,11 @@ from .video_vae import VideoDecoder, VideoVAEConfig, block_stride
 
 log = logging.getLogger("ltx2_nodes")
 
-# Activation tensors of the widest decoder stage alive at once, measured: peak-RSS growth per
-# output voxel of CPU float32 decodes is 8.0-8.8x the widest stage's bytes per voxel (resnet
-# block input, its activation held by the caller, time-padded and spatially padded copies, conv
-# output, conv scratch). ComfyUI's LTX VAE estimate (900 * 512 elements per latent voxel) is 56
-# elements per output voxel; this one gives 9 * 8 = 72 for the release decoder.
+# Activation tensors of the widest decoder stage alive at once (resnet block input, its
+# activation held by the caller, time-padded and spatially padded copies, conv output, conv
+# scratch). Measured by ``benchmarks/vae_decode.py --calibrate`` (CPU float32): 7.0-7.2 live,
+# 8.0-8.8 counting glibc's heap retention; 9 leaves a margin. ComfyUI's LTX VAE estimate
+# (900 * 512 elements per latent voxel) is 56 elements per output voxel; 9 * 8 = 72 here.
 LIVE_ACTIVATIONS = 9
 
 
