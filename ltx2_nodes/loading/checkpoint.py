@@ -237,7 +237,8 @@ class LTX2Checkpoint:
 def infer_transformer_config(file: SafetensorsFile, prefix: str) -> dict:
     """Derive ``config.transformer`` from tensor shapes (DiT-only files saved without metadata).
 
-    Head dims cannot be read from shapes; the released values (128 video, 64 audio) are assumed.
+    Head dims cannot be read from shapes; the released values (128 video, 64 audio) are assumed
+    (a width they do not divide is treated as one head, which only happens for toy models).
     """
 
     def shape(key: str) -> tuple[int, ...]:
@@ -250,12 +251,14 @@ def infer_transformer_config(file: SafetensorsFile, prefix: str) -> dict:
               if k.startswith(prefix + "transformer_blocks.")}
     video_dim, in_channels = shape("patchify_proj.weight")
     audio_dim, audio_in = shape("audio_patchify_proj.weight")
+    video_head = 128 if video_dim % 128 == 0 else video_dim
+    audio_head = 64 if audio_dim % 64 == 0 else audio_dim
     log.warning("%s has no config metadata; transformer config inferred from tensor shapes "
                 "(assuming the released head dims 128/64).", file.path.name)
     return {
         "num_layers": max(blocks) + 1,
-        "num_attention_heads": video_dim // 128, "attention_head_dim": 128,
-        "audio_num_attention_heads": audio_dim // 64, "audio_attention_head_dim": 64,
+        "num_attention_heads": video_dim // video_head, "attention_head_dim": video_head,
+        "audio_num_attention_heads": audio_dim // audio_head, "audio_attention_head_dim": audio_head,
         "in_channels": in_channels, "out_channels": shape("proj_out.weight")[0],
         "audio_in_channels": audio_in, "audio_out_channels": shape("audio_proj_out.weight")[0],
         "cross_attention_dim": video_dim, "audio_cross_attention_dim": audio_dim,
