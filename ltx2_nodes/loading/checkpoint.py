@@ -222,6 +222,10 @@ class LTX2Checkpoint:
             )
         return out
 
+    def release_pages(self, tensor: torch.Tensor) -> None:
+        """Forget the mapped file pages behind ``tensor`` (after it was copied elsewhere)."""
+        self.file.release_pages(tensor)
+
     def component_bytes(self, component: str) -> int:
         spec = self._specs[component]
         return sum(self.file.info(k).nbytes for k in self.file.keys() if spec.module_key(k) is not None)
@@ -312,11 +316,14 @@ def _dequantize_in_place(state: dict[str, torch.Tensor], dtype: torch.dtype) -> 
 
 def build_module(factory: Callable[[], nn.Module], state: dict[str, torch.Tensor], *, what: str, source: str,
                  dtype: torch.dtype | None = None, device: torch.device | str | None = None,
-                 fp8: str = "keep", ignore_unexpected: tuple[str, ...] = ()) -> nn.Module:
+                 fp8: str = "keep", ignore_unexpected: tuple[str, ...] = (),
+                 release: Callable[[torch.Tensor], None] | None = None) -> nn.Module:
     """Instantiate on the meta device and assign ``state`` (no weight is allocated twice).
 
     ``fp8``: "keep" stores fp8 file weights as FP8Linear (dequantized per forward);
     "upcast" folds the scale into ``dtype`` weights at load.
+    ``release(tensor)`` is called for every file tensor once a converted copy or the device copy
+    has replaced it (``LTX2Checkpoint.release_pages`` keeps RSS at one copy of the component).
     Refuses with a precise message on missing keys, unknown keys or shape mismatches.
     """
     with torch.device("meta"):
@@ -351,7 +358,11 @@ def build_module(factory: Callable[[], nn.Module], state: dict[str, torch.Tensor
             "was edited; use the original release file."
         )
     keep_fp8 = fp8 == "keep"
-    converted = {k: _convert(k, v, dtype, keep_fp8) for k, v in state.items() if k in expected}
+    converted = {}
+    for key in [k for k in state if k in expected]:
+        converted[key] = _convert(key, state[key], dtype, keep_fp8)
+        if release is not None and converted[key] is not state[key]:
+            release(state[key])
     module.load_state_dict(converted, strict=False, assign=True)
     for sub in module.modules():
         reset = getattr(sub, "reset_computed_buffers", None)
@@ -360,6 +371,9 @@ def build_module(factory: Callable[[], nn.Module], state: dict[str, torch.Tensor
     still_meta = [n for n, t in list(module.named_parameters()) + list(module.named_buffers()) if t.is_meta]
     if still_meta:
         raise CheckpointError(f"{source}: {what} tensors were not filled from the file: {still_meta[:5]}")
-    if device is not None:
+    if device is not None and torch.device(device).type != "cpu":
         module.to(device)
+        if release is not None:
+            for tensor in state.values():
+                release(tensor)
     return module.eval().requires_grad_(False)

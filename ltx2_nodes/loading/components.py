@@ -16,4 +16,4 @@ def load_transformer(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, dev
     """The DiT of ``ckpt``; ``dtype`` None keeps the file dtype (bf16 for the release)."""
     cfg = TransformerConfig.from_metadata(ckpt.component_config("transformer"))
     return build_module(lambda: LTX2Transformer(cfg), ckpt.state_dict("transformer"), what="transformer",
-                        source=ckpt.path.name, dtype=dtype, device=device, fp8=fp8)
+                        source=ckpt.path.name, dtype=dtype, device=device, fp8=fp8, release=ckpt.release_pages)

@@ -192,9 +192,60 @@ class SafetensorsFile:
                 flat = raw.clone().view(info.dtype)
         return flat.view(info.shape)
 
+    def release_pages(self, tensor: torch.Tensor) -> None:
+        """Drop the mapped pages behind ``tensor`` from this process's RSS once it has been copied.
+
+        Applies only to views of this file's map; the data stays on disk and is re-read if used.
+        """
+        if self._mmap is None or tensor.numel() == 0 or not hasattr(self._mmap, "madvise"):
+            return
+        base = torch.frombuffer(self._mmap, dtype=torch.uint8, count=1).data_ptr()
+        start = tensor.data_ptr() - base
+        end = start + tensor.numel() * tensor.element_size()
+        if start < 0 or end > len(self._mmap):
+            return
+        page = mmap.PAGESIZE
+        first = -(-start // page) * page  # only whole pages inside the tensor
+        last = end // page * page
+        if last > first:
+            self._mmap.madvise(mmap.MADV_DONTNEED, first, last - first)
+
     def close(self) -> None:
         # Tensors handed out keep their own reference to the map, so closing only drops ours.
         self._mmap = None
 
     def __repr__(self) -> str:
         return f"SafetensorsFile({self.path}, {len(self._infos)} tensors)"
+
+
+_DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
+
+
+def write_safetensors(path: str | os.PathLike, entries, metadata: dict[str, str] | None = None) -> Path:
+    """Stream tensors to a safetensors file without holding them all in memory.
+
+    ``entries``: iterable of ``(name, shape, dtype, make)`` where ``make()`` returns the tensor when
+    its turn comes (so a multi-GB synthetic checkpoint needs only one tensor in RAM at a time).
+    Written to a temporary name and renamed, so an interrupted write never leaves a plausible file.
+    """
+    entries = list(entries)
+    header: dict = {"__metadata__": dict(metadata)} if metadata else {}
+    offset = 0
+    for name, shape, dtype, _ in entries:
+        nbytes = math.prod(shape) * dtype.itemsize
+        header[name] = {"dtype": _DTYPE_NAMES[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # keep the data section 8-byte aligned
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)))
+        f.write(raw)
+        for name, shape, dtype, make in entries:
+            tensor = make()
+            if tuple(tensor.shape) != tuple(shape) or tensor.dtype != dtype:
+                raise ValueError(f"{name}: produced {tuple(tensor.shape)} {tensor.dtype}, declared {tuple(shape)} {dtype}")
+            f.write(tensor.contiguous().view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    os.replace(tmp, path)
+    return path
