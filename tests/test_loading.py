@@ -122,6 +122,8 @@ def test_fp8_file_keeps_fp8_weights_and_matches_dequantized(tmp_path, released, 
             quantized[key] = q
             quantized[key[: -len("weight")] + "weight_scale"] = scale
             quantized[key[: -len("weight")] + "input_scale"] = torch.tensor(1.0)
+            quantized[key[: -len("weight")] + "comfy_quant"] = torch.tensor(list(b'{"format":"float8_e4m3fn"}'),
+                                                                            dtype=torch.uint8)
             dequantized[key] = q.float() * scale  # kept in float32: exact
     ckpt = LTX2Checkpoint(_write(tmp_path / "fp8.safetensors", quantized, meta))
     assert ckpt.variant.quantized and "(fp8)" in ckpt.variant.describe()
@@ -136,6 +138,19 @@ def test_fp8_file_keeps_fp8_weights_and_matches_dequantized(tmp_path, released, 
     out_kept, out_up, out_ref = _forward(kept, golden), _forward(upcast, golden), _forward(reference, golden)
     for a, b, c in zip(out_kept, out_up, out_ref):
         assert torch.allclose(a, c, atol=1e-5) and torch.allclose(b, c, atol=1e-5)
+
+
+def test_fp16_and_fp32_files_load(tmp_path, released, golden):
+    tensors, meta = released
+    reference = _forward(load_transformer(LTX2Checkpoint(golden.weights_path), dtype=torch.float32), golden)
+    for dtype, tol in ((torch.float16, 2e-2), (torch.float32, 0.0)):
+        converted = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+        ckpt = LTX2Checkpoint(_write(tmp_path / f"{dtype}.safetensors", converted, meta))
+        kept = load_transformer(ckpt)
+        assert kept.compute_dtype == dtype
+        out = _forward(load_transformer(ckpt, dtype=torch.float32), golden)
+        for a, b in zip(out, reference):
+            assert (a - b).abs().max() <= tol
 
 
 # -- bad input -----------------------------------------------------------------------------------

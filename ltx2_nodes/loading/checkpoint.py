@@ -337,9 +337,10 @@ def build_module(factory: Callable[[], nn.Module], state: dict[str, torch.Tensor
 
     expected = module.state_dict(keep_vars=True)
     missing = [k for k in expected if k not in state and expected[k] is not None]
-    unexpected = [k for k in state if k not in expected and not k.endswith(ignore_unexpected or ("\0",))]
-    # input_scale is only used by scaled-mm kernels; absence in module means we dequantize instead
-    unexpected = [k for k in unexpected if not k.endswith(".input_scale")]
+    # input_scale (static activation scale for scaled-mm kernels) is unused when dequantizing;
+    # ComfyUI's quantized files add per-layer ``comfy_quant`` / a ``scaled_fp8`` marker.
+    tolerated = tuple(ignore_unexpected) + (".input_scale", ".comfy_quant", "scaled_fp8")
+    unexpected = [k for k in state if k not in expected and not k.endswith(tolerated)]
     problems = []
     if missing:
         problems.append(f"{len(missing)} missing tensor(s), e.g. {missing[:5]}")
