@@ -78,36 +78,10 @@ class SafetensorsFile:
         self.file_size = self.path.stat().st_size
         with open(self.path, "rb") as f:
             head = f.read(8)
-            foreign = _sniff_foreign_format(head)
-            if foreign:
-                raise CheckpointError(
-                    f"{self.path.name} is {foreign}, not a safetensors file. ltx2_nodes only reads "
-                    "safetensors (pickle checkpoints can run arbitrary code and are never loaded); "
-                    "download the .safetensors release of the model instead."
-                )
-            if len(head) < 8:
-                raise CheckpointError(
-                    f"{self.path.name} is {self.file_size} bytes long, too short to be a safetensors file "
-                    "(the download probably failed); delete it and download it again."
-                )
-            (header_len,) = struct.unpack("<Q", head)
-            if header_len == 0 or header_len > min(_MAX_HEADER_BYTES, self.file_size - 8):
-                raise CheckpointError(
-                    f"{self.path.name} is not a valid safetensors file (header length {header_len} does not "
-                    f"fit a {self.file_size}-byte file). It is probably truncated or another format; "
-                    "re-download it."
-                )
-            raw = f.read(header_len)
-        try:
-            header = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(
-                f"{self.path.name}: the safetensors header is not valid JSON ({exc}); the file is damaged or "
-                "not a safetensors file. Re-download it."
-            ) from None
+            header = self._read_header(f, head)
         if not isinstance(header, dict):
             raise CheckpointError(f"{self.path.name}: the safetensors header is not a JSON object.")
-        self.data_start = 8 + header_len
+        self.data_start = 8 + struct.unpack("<Q", head)[0]
         raw_meta = header.pop("__metadata__", None) or {}
         self.metadata: dict[str, str] = {str(k): str(v) for k, v in raw_meta.items()}
         self._infos = self._parse_infos(header)
@@ -119,6 +93,32 @@ class SafetensorsFile:
                 "missing). The download was interrupted; delete the file and download it again."
             )
         self._mmap: mmap.mmap | None = None
+
+    def _read_header(self, f, head: bytes):
+        """Parse the JSON header; a file that is not safetensors is named by its magic bytes."""
+
+        def refuse(reason: str) -> CheckpointError:
+            foreign = _sniff_foreign_format(head)
+            if foreign:
+                return CheckpointError(
+                    f"{self.path.name} is {foreign}, not a safetensors file. ltx2_nodes only reads safetensors "
+                    "(pickle checkpoints can run arbitrary code and are never loaded); download the "
+                    ".safetensors release of the model instead."
+                )
+            return CheckpointError(f"{self.path.name}: {reason}")
+
+        if len(head) < 8:
+            raise refuse(f"{self.file_size} bytes long, too short to be a safetensors file (the download probably "
+                         "failed); delete it and download it again.")
+        (header_len,) = struct.unpack("<Q", head)
+        if header_len == 0 or header_len > min(_MAX_HEADER_BYTES, self.file_size - 8):
+            raise refuse(f"not a valid safetensors file (header length {header_len} does not fit a "
+                         f"{self.file_size}-byte file). It is probably truncated or another format; re-download it.")
+        try:
+            return json.loads(f.read(header_len))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise refuse(f"the safetensors header is not valid JSON ({exc}); the file is damaged or not a "
+                         "safetensors file. Re-download it.") from None
 
     def _parse_infos(self, header: dict) -> dict[str, TensorInfo]:
         infos: dict[str, TensorInfo] = {}
