@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 
-from conftest import assert_close, find_golden, golden_dir
+from conftest import REPO, assert_close, find_golden, golden_dir
 from tiny_gemma import Workspace, hf_model, language_state, write_comfy_file, write_hf_folder
 from ltx2_nodes.errors import CheckpointError, ModelNotFoundError, RunInterrupted, UnsupportedModelError
 from ltx2_nodes.loading.quant import FP8Linear
@@ -298,3 +298,44 @@ def test_wrong_files_are_named_and_refused(ws, tmp_path):
     empty.mkdir()
     with pytest.raises(ModelNotFoundError, match="no folder inside it has both config.json"):
         load_gemma_encoder(empty)
+
+
+def test_text_package_does_not_import_transformers():
+    import subprocess
+    import sys
+
+    code = ("import sys, ltx2_nodes.text.gemma, ltx2_nodes.text.enhance, ltx2_nodes.model.connector; "
+            "sys.exit('transformers' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=str(REPO)).returncode == 0
+
+
+# -- CUDA (correct by construction on CPU-only machines; run with -m gpu) ------------------------
+
+
+@pytest.mark.gpu
+def test_cuda_compute_with_layers_streamed_from_cpu(ws):
+    encoder = load_gemma_encoder(ws.words, max_length=32)
+    expected = encoder.encode(PROMPTS, cache=None).hidden_states
+    encoder.compute_device = torch.device("cuda")  # embedding table and final norm stay in CPU memory
+    for layer in encoder.decoder_layers:
+        layer.register_forward_pre_hook(lambda m, a: m.to("cuda") and None)
+        layer.register_forward_hook(lambda m, a, o: m.to("cpu") and None)
+    streamed = encoder.encode(PROMPTS, cache=None).hidden_states
+    assert streamed.device.type == "cpu" and all(p.device.type == "cpu" for p in encoder.lm.parameters())
+    assert_close(streamed, expected, "cuda vs cpu", 1e-3)
+    encoder.to("cuda")
+    assert_close(encoder.encode(PROMPTS, cache=None).hidden_states, expected, "all on cuda", 1e-3)
+
+
+@pytest.mark.gpu
+def test_cuda_connectors_take_cpu_features():
+    golden = find_golden("text_embedding_projection+embeddings_connectors")
+    from ltx2_nodes.loading.checkpoint import LTX2Checkpoint
+    from ltx2_nodes.loading.components import load_text_connectors
+
+    connectors = load_text_connectors(LTX2Checkpoint(golden.weights_path), dtype=torch.float32, device="cuda")
+    with torch.no_grad():
+        out = connectors.connect(golden["ex0.hidden_states"], golden["ex0.attention_mask"])
+    assert out.video_context.device.type == "cuda"
+    assert_close(out.video_context.cpu(), golden["ex0.video_encoding"], "video on cuda", 1e-4)
+    assert_close(out.audio_context.cpu(), golden["ex0.audio_encoding"], "audio on cuda", 1e-4)

@@ -25,7 +25,7 @@ from typing import Callable
 
 import torch
 
-from ..errors import RunInterrupted
+from ..errors import InputError, RunInterrupted
 from ..loading.checkpoint import build_module
 from ..loading.gemma_files import GemmaFiles, locate_gemma, prepare_gemma_state
 from ..loading.quant import FP8_DTYPES
@@ -50,8 +50,9 @@ class GemmaFeatures:
 
     def __post_init__(self):
         if self.hidden_states.ndim != 4 or tuple(self.mask.shape) != tuple(self.hidden_states.shape[:2]):
-            raise ValueError(f"hidden states {list(self.hidden_states.shape)} and mask {list(self.mask.shape)} "
-                             "do not describe the same [batch, tokens]")
+            raise InputError(f"Gemma features: hidden states {list(self.hidden_states.shape)} and mask "
+                             f"{list(self.mask.shape)} do not describe the same [batch, tokens]; expected "
+                             "[B, T, width, layers + 1] and [B, T].")
 
 
 class GemmaEncoder:
@@ -119,7 +120,8 @@ class GemmaEncoder:
         valid = mask.bool()
         start = total - int(valid.sum(dim=1).max()) if skip_padding else 0
         if valid[:, :start].any():
-            raise ValueError("Gemma encode expects left padding (all valid tokens at the end of each row)")
+            raise InputError("Gemma encode expects left-padded token rows (every valid token after the padding), "
+                             "as PromptTokenizer.batch produces them.")
         out = torch.zeros(batch, total - start, cfg.hidden_size, cfg.num_hidden_states, dtype=self.dtype,
                           device=out_device)
         if start == total:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, InputError
 
 log = logging.getLogger("ltx2_nodes")
 
@@ -59,7 +59,7 @@ class PromptTokenizer:
     def batch(self, prompts: list[str], max_length: int = DEFAULT_MAX_LENGTH) -> TokenBatch:
         """Tokenize, truncate beyond ``max_length`` (logging how many tokens were dropped) and left-pad."""
         if max_length < 1:
-            raise ValueError(f"max_length must be at least 1, got {max_length}")
+            raise InputError(f"The token limit (max_length) must be at least 1, got {max_length}.")
         ids = torch.full((len(prompts), max_length), self.pad_id, dtype=torch.int64)
         mask = torch.zeros((len(prompts), max_length), dtype=torch.int64)
         dropped = []
