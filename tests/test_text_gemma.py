@@ -275,6 +275,10 @@ def test_missing_tokenizer_says_where_it_looked(ws, tmp_path):
     other.mkdir()
     (other / "tokenizer.model").write_bytes(ws.spm)
     assert load_gemma_encoder(path, tokenizer_path=other).tokenizer.source == str(other / "tokenizer.model")
+    lender = load_gemma_encoder(path, tokenizer_path=ws.comfy)  # ComfyUI's file lends its embedded tokenizer
+    assert lender.tokenizer.source == f"spiece_model inside {ws.comfy.name}"
+    with pytest.raises(ModelNotFoundError, match="gemma_no_tok.safetensors was given as the tokenizer"):
+        load_gemma_encoder(ws.hf_spm, tokenizer_path=path)
     folder = write_hf_folder(ws.like12b, tmp_path / "hf_no_tok", tokenizer="none")
     with pytest.raises(ModelNotFoundError, match="has config.json and weights but no tokenizer"):
         load_gemma_encoder(folder)

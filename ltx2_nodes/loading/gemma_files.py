@@ -170,6 +170,10 @@ def _explicit_tokenizer(path: Path) -> TokenizerLocation:
         return found
     if path.is_file() and path.name.endswith(".json"):
         return TokenizerLocation("hf_folder", path.parent)
+    if path.is_file() and path.suffix == ".safetensors":  # e.g. ComfyUI's Gemma file lending its spiece_model
+        if "spiece_model" not in SafetensorsFile(path):
+            raise ModelNotFoundError(f"{path.name} was given as the tokenizer but carries no 'spiece_model' tensor.")
+        return TokenizerLocation("sentencepiece", path, embedded=True)
     if path.is_file():
         return TokenizerLocation("sentencepiece", path)
     raise ModelNotFoundError(f"Tokenizer not found: {path} (give tokenizer.model, tokenizer.json or their folder).")
