@@ -86,10 +86,8 @@ class GemmaFiles:
     """A located Gemma 3 text encoder: weight files, text config (dict), tokenizer location."""
 
     name: str
-    layout: str  # "hf_folder" | "single_file"
     files: list[SafetensorsFile]
-    text_config: dict
-    config_inferred: bool
+    text_config: dict  # transformers ``gemma3_text`` format; inferred from shapes for single files
     tokenizer: TokenizerLocation
 
     def raw_state(self) -> dict[str, torch.Tensor]:
@@ -199,7 +197,7 @@ def _locate_folder(root: Path, tokenizer: TokenizerLocation | None) -> GemmaFile
             f"found in it or below {root}. Copy them from the Gemma 3 release into {folder}.")
     files = [SafetensorsFile(p) for p in shards]
     _check_gemma3(files, folder.name)
-    return GemmaFiles(folder.name, "hf_folder", files, text_config, False, tokenizer)
+    return GemmaFiles(folder.name, files, text_config, tokenizer)
 
 
 def _shards(folder: Path) -> list[Path]:
@@ -239,7 +237,7 @@ def _locate_single_file(path: Path, tokenizer: TokenizerLocation | None) -> Gemm
                     f"{path.name} carries no tokenizer (no 'spiece_model' tensor) and none was found next to it: "
                     f"looked for tokenizer.json / tokenizer.model in {', '.join(str(d) for d in searched)}. "
                     "Put Gemma 3's tokenizer.model next to the file or pass the tokenizer path.")
-    return GemmaFiles(path.stem, "single_file", [f], infer_text_config(f), True, tokenizer)
+    return GemmaFiles(path.stem, [f], infer_text_config(f), tokenizer)
 
 
 def _check_gemma3(files: list[SafetensorsFile], name: str) -> None:
