@@ -314,3 +314,22 @@ def test_run_command_usage_errors(tmp_path, capsys):
     assert err[1].startswith("error: --nodes ") and "cannot import it" in err[1]
     assert err[2].startswith("error: models directory ") and err[2].endswith(
         "does not exist; pass the folder that holds checkpoints/, text_encoders/, ... (ComfyUI's models/ folder works)")
+
+
+def test_terminal_display_redraws_one_status_line():
+    import io
+
+    from ltx2_nodes.cli.display import Display
+
+    stream = io.StringIO()
+    display = Display(total_jobs=3, stream=stream, tty=True)
+    workflow = Workflow.from_json(base_graph())
+    display.start_job(2, "a cat", workflow)
+    display.event("executing", {"node": "5"})
+    display.event("progress", {"node": "5", "value": 3, "max": 3})
+    display.finish_job(2, True, "x.mp4")
+    display.close()
+    text = stream.getvalue()
+    assert "\rbatch [----------] 0/3 | job 2: node 5 (FakeSteps) [####################] 3/3 0:00\x1b[K" in text
+    assert "[2/3] done in " in text and text.endswith("\r\x1b[K")
+    assert "\n" in text and text.count("\n") == 1  # only the job result is a line of its own

@@ -12,6 +12,7 @@ command skips finished jobs and retries failed ones.
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import time
 import uuid
@@ -226,21 +227,31 @@ class ServerQueue:
         while self.active:
             now = time.monotonic()
             if now >= next_poll:
+                self._receive(0.0)  # show what the server already said before its jobs are marked finished
                 self._poll()
-                next_poll = now + self.poll
-                continue
-            if self.websocket is None:
-                time.sleep(max(0.0, next_poll - now))
-                continue
+                next_poll = time.monotonic() + self.poll
+            elif self.websocket is None:
+                time.sleep(next_poll - now)
+            elif self._receive(next_poll - now):
+                next_poll = 0.0
+
+    def _receive(self, timeout: float) -> bool:
+        """Handle websocket messages until ``timeout`` passes without one; ``True`` when a job just ended."""
+        ended = False
+        while self.websocket is not None:
             try:
-                message = self.websocket.recv(timeout=max(0.01, next_poll - now))
+                message = self.websocket.recv(timeout=max(timeout, 0.001))
             except WebSocketError as exc:
                 self.display.note(f"{exc}; following progress by polling")
                 self.websocket = None
-                continue
-            if isinstance(message, str):
-                if self._on_message(message):
-                    next_poll = 0.0
+                break
+            if message is None:
+                break
+            if isinstance(message, str) and self._on_message(message):
+                ended = True
+                break
+            timeout = 0.0
+        return ended
 
     def _poll(self) -> None:
         """Jobs no longer running or waiting on the server are finished (or were lost by a restart)."""
@@ -259,6 +270,7 @@ class ServerQueue:
 
     def _on_message(self, text: str) -> bool:
         """Update the display from one websocket message; ``True`` when a job just ended (check history)."""
+        logging.debug("websocket: %s", text[:300])
         try:
             message = json.loads(text)
             kind, data = message.get("type"), message.get("data") or {}
@@ -267,8 +279,9 @@ class ServerQueue:
         job = self.active.get(str(data.get("prompt_id")))
         if job is None:
             return False
-        if kind == "execution_start" or (kind == "executing" and data.get("node") is not None
-                                         and self.display.number != job.number):
+        # a job may have started before we connected (resumed queue): its first message of any kind starts it
+        starts = kind in ("execution_start", "progress") or (kind == "executing" and data.get("node") is not None)
+        if starts and self.display.number != job.number:
             self.manifest.update(job.key, status="running")
             self.display.start_job(job.number, job.title, job.workflow)
         if kind in ("executing", "progress"):
