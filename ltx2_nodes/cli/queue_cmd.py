@@ -27,7 +27,7 @@ from .jobs import (PROMPT_INPUT_NAMES, SEED_INPUT_NAMES, Job, build_jobs, expand
                    read_prompts_file)
 from .manifest import Manifest
 from .websocket import WebSocketError
-from .workflow import Assignment, Workflow, WorkflowError
+from .workflow import Assignment, UsageError, Workflow, WorkflowError
 
 HELP = "queue a workflow once per line of a prompts file (ComfyUI server or --local), resumable via a manifest"
 DEFAULT_SERVER = "http://127.0.0.1:8188"
@@ -65,6 +65,11 @@ def run(args) -> int:
         apply_path_options(args)
         executor = Executor(node_registry(args))
     else:
+        local_only = [o for o, v in (("--models-dir", args.models_dir), ("--input-dir", args.input_dir),
+                                     ("--out", args.out), ("--nodes", args.nodes)) if v]
+        if local_only:
+            raise UsageError(f"{', '.join(local_only)}: only used with --local; a ComfyUI server uses its own "
+                             f"folders and nodes")
         client = ComfyClient(args.server)
     declared = executor.declared_inputs if executor else None
     for text in args.overrides:
