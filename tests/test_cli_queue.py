@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -328,3 +329,23 @@ def test_websocket_client_reassembles_fragments_answers_pings_and_reads_long_fra
         assert server.pongs == 1
     with pytest.raises(OSError):
         WebSocket.connect(f"ws://127.0.0.1:{free_port()}/ws", timeout=2)
+
+
+def test_a_server_that_is_not_comfyui_is_refused(files, capsys):
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        assert server_queue(files, url) == 3
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert capsys.readouterr().err.strip() == f"error: {url} answered HTTP 404 to GET /queue; is it a ComfyUI server?"
+    assert not files["manifest"].exists()

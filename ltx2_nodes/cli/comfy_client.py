@@ -56,13 +56,16 @@ class ComfyClient:
             raise ServerUnreachable(f"{self.base}{path} did not answer JSON ({exc}); is it a ComfyUI server?") \
                 from None
 
+    def _get(self, path: str):
+        try:
+            return self._request(path)
+        except _HTTPStatus as exc:
+            raise ServerUnreachable(f"{self.base} answered HTTP {exc.status} to GET {path}; is it a ComfyUI "
+                                    f"server?") from None
+
     def check(self) -> None:
         """Fail with :class:`ServerUnreachable` unless a ComfyUI server answers."""
-        try:
-            answer = self._request("/queue")
-        except _HTTPStatus as exc:
-            raise ServerUnreachable(f"{self.base} answered HTTP {exc.status} to GET /queue; is it a ComfyUI "
-                                    f"server?") from None
+        answer = self._get("/queue")
         if not isinstance(answer, dict) or "queue_running" not in answer:
             raise ServerUnreachable(f"{self.base} does not look like a ComfyUI server (GET /queue)")
 
@@ -79,12 +82,12 @@ class ComfyClient:
 
     def history(self, prompt_id: str) -> dict | None:
         """The history entry of a finished prompt, or ``None`` while it is queued, running or unknown."""
-        answer = self._request(f"/history/{quote(prompt_id)}")
+        answer = self._get(f"/history/{quote(prompt_id)}")
         return answer.get(prompt_id) if isinstance(answer, dict) else None
 
     def queued_ids(self) -> set[str]:
         """Prompt ids running or waiting on the server."""
-        answer = self._request("/queue")
+        answer = self._get("/queue")
         items = (answer.get("queue_running") or []) + (answer.get("queue_pending") or [])
         return {str(item[1]) for item in items if isinstance(item, list) and len(item) > 1}
 

@@ -57,9 +57,6 @@ def add_parser(p) -> None:
 
 
 def run(args) -> int:
-    workflow = Workflow.load(args.workflow)
-    specs = read_prompts_file(args.prompts)
-    specs = expand_seeds(specs, parse_seeds(args.seeds) if args.seeds else [])
     executor = client = None
     if args.local:
         apply_path_options(args)
@@ -71,20 +68,9 @@ def run(args) -> int:
             raise UsageError(f"{', '.join(local_only)}: only used with --local; a ComfyUI server uses its own "
                              f"folders and nodes")
         client = ComfyClient(args.server)
-    declared = executor.declared_inputs if executor else None
-    for text in args.overrides:
-        workflow.assign(Assignment.parse(text), declared)
-    prompt_input = seed_input = None
-    if any(s.prompt is not None for s in specs):
-        prompt_input = find_input(workflow, args.prompt_input, PROMPT_INPUT_NAMES, str, "--prompt-input")
-    if any(s.seed is not None for s in specs):
-        seed_input = find_input(workflow, args.seed_input, SEED_INPUT_NAMES, int, "--seed-input")
-    jobs = build_jobs(workflow, specs, prompt_input, seed_input, declared)
-    # refuse what cannot work before the manifest is touched
-    if executor:
-        executor.plan(jobs[0].workflow)
-    else:
-        client.check()
+    jobs = _jobs(args, executor)
+    if client:
+        client.check()  # before the manifest is touched
     manifest_path = Path(args.manifest) if args.manifest else Path(args.prompts + ".manifest.jsonl")
     display = Display(total_jobs=len(jobs))
     with Manifest(manifest_path).locked() as manifest, _sigterm_interrupts():
@@ -112,6 +98,23 @@ def run(args) -> int:
     for job, record in failed:
         display.note(f"job {job.number} (line {job.spec.line}) failed: {record.get('error')}")
     return ExitCode.FAILED if failed or done < len(jobs) else ExitCode.OK
+
+
+def _jobs(args, executor: Executor | None) -> list[Job]:
+    """The batch: prompts file x seeds, each applied to the workflow after the ``--set`` overrides."""
+    declared = executor.declared_inputs if executor else None  # a server's classes are unknown here
+    workflow = Workflow.load(args.workflow)
+    specs = expand_seeds(read_prompts_file(args.prompts), parse_seeds(args.seeds) if args.seeds else [])
+    for text in args.overrides:
+        workflow.assign(Assignment.parse(text), declared)
+    if executor:
+        executor.plan(workflow)  # a broken workflow fails the command (exit 2), a bad job line only its job
+    prompt_input = seed_input = None
+    if any(s.prompt is not None for s in specs):
+        prompt_input = find_input(workflow, args.prompt_input, PROMPT_INPUT_NAMES, str, "--prompt-input")
+    if any(s.seed is not None for s in specs):
+        seed_input = find_input(workflow, args.seed_input, SEED_INPUT_NAMES, int, "--seed-input")
+    return build_jobs(workflow, specs, prompt_input, seed_input, declared)
 
 
 @contextmanager
