@@ -4,13 +4,6 @@ from __future__ import annotations
 
 import time
 
-import torch
-
-from ..loading.checkpoint import LTX2Checkpoint
-from ..loading.components import load_transformer
-from ..model.patchify import AudioTiming, audio_positions, patchify_video, video_positions
-from ..model.transformer import ModalityInput
-
 HELP = "describe an LTX-2 checkpoint (variant, config, components) and run one DiT forward on it"
 
 _COMPONENTS = ("transformer", "video_connector", "audio_connector", "text_projection", "video_encoder",
@@ -37,6 +30,14 @@ def _human(n: int) -> str:
 
 
 def run(args) -> int:
+    # torch and the model code load only when this command runs: the CLI starts fast for the others
+    import torch
+
+    from ..loading.checkpoint import LTX2Checkpoint
+    from ..loading.components import load_transformer
+    from ..model.patchify import AudioTiming, audio_positions, patchify_video, video_positions
+    from ..model.transformer import ModalityInput
+
     ckpt = LTX2Checkpoint(args.checkpoint)
     print(f"{ckpt.path.name}: {ckpt.variant.describe()}, {len(ckpt.file.keys())} tensors, "
           f"{_human(ckpt.file.file_size)}")
