@@ -20,6 +20,12 @@ and each modality combines its predictions with its own parameters::
 
 The passes either run as one forward over the concatenated batch (one perturbation set per
 sample) or one after another (less memory); both give the same predictions.
+
+Differences from the reference, both invisible with batch 1 and the default ``skip_step`` 0:
+the rescale std is taken per batch item (the reference: over the whole batch), so items do not
+influence each other; and when only one modality skips a step (``skip_step``), both streams still
+run normally and the skipping modality's result is discarded, where the reference freezes that
+stream inside the passes.
 """
 
 from __future__ import annotations

@@ -1,0 +1,107 @@
+"""sampler_step: wall time of one sampling step, unguided vs dev-default guidance, batched vs sequential passes.
+
+Mid-size random-weight DiT on CPU (float32): 8 blocks, video 512 wide (8x64), audio 256 wide
+(8x32); 512x384x25 frames -> 768 video tokens + 26 audio tokens, 256 text tokens. One step =
+one iteration of the real loop (``sampling.loop.denoise`` over a 2-sigma schedule): the guided
+denoiser's forwards, guidance combination, mask post-processing and the Euler / res_2s update.
+Dev defaults: video cfg 3 / audio cfg 7, STG 1.0 (block 29 in the 48-block model; the last block
+here), modality 3, rescale 0.7 -> 4 passes per evaluation. Each case runs in a fresh interpreter
+so its peak RSS is its own.
+
+    python benchmarks/sampler_step.py            # prints a markdown table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import _util  # noqa: F401  (puts the repo on sys.path)
+import torch
+from dit_forward import build
+
+from ltx2_nodes.model.transformer import TransformerConfig
+from ltx2_nodes.sampling.guidance import DEV_AUDIO_GUIDANCE, DEV_VIDEO_GUIDANCE, NO_GUIDANCE, GuidanceParams, \
+    GuidedDenoiser
+from ltx2_nodes.sampling.loop import denoise
+from ltx2_nodes.sampling.noise import SeededNoise
+from ltx2_nodes.sampling.state import AudioGrid, TextConditioning, VideoGrid, add_noise, initial_state
+
+CONFIG = dict(num_layers=8, num_attention_heads=8, attention_head_dim=64, cross_attention_dim=512,
+              audio_num_attention_heads=8, audio_attention_head_dim=32, audio_cross_attention_dim=256,
+              caption_channels=512)
+W, H, FRAMES, FPS, TEXT = 512, 384, 25, 24.0, 256
+REPEATS = 5
+
+
+def _on_last_block(params: GuidanceParams, layers: int) -> GuidanceParams:
+    return GuidanceParams(params.cfg, params.stg, (layers - 1,), params.rescale, params.modality)
+
+
+def run_case(case: dict) -> dict:
+    cfg = TransformerConfig(**CONFIG)
+    model = build(cfg)
+    vgrid = VideoGrid.from_pixels(cfg.in_channels, FRAMES, H, W, FPS)
+    agrid = AudioGrid.for_video(8, cfg.audio_in_channels // 8, FRAMES, FPS)
+    video, audio = initial_state(vgrid, 1), initial_state(agrid, 1)
+    nv, na = SeededNoise(0, 1).draw((vgrid.tokens, cfg.in_channels), (agrid.tokens, cfg.audio_in_channels))
+    video, audio = add_noise(video, nv, 1.0), add_noise(audio, na, 1.0)
+    gen = torch.Generator().manual_seed(1)
+
+    def text():
+        return TextConditioning(torch.randn(1, TEXT, cfg.caption_channels, generator=gen),
+                                torch.randn(1, TEXT, cfg.caption_channels, generator=gen))
+
+    positive, negative = text(), text()
+    guided = case["guided"]
+    vp = _on_last_block(DEV_VIDEO_GUIDANCE, cfg.num_layers) if guided else NO_GUIDANCE
+    ap = _on_last_block(DEV_AUDIO_GUIDANCE, cfg.num_layers) if guided else NO_GUIDANCE
+    denoiser = GuidedDenoiser(model, positive, negative, vp, ap, batched=case["batched"])
+    sigmas = torch.tensor([0.6, 0.5])
+
+    def step():
+        denoise(denoiser, video, audio, sigmas, sampler=case["sampler"])
+
+    step()  # warm-up (allocator, kernels)
+    denoiser.forwards = 0
+    times = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return {"seconds": statistics.median(times), "forwards": denoiser.forwards // REPEATS,
+            "passes": len(denoiser.passes()), "peak_rss": _util.peak_rss_bytes()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--case")
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(run_case(json.loads(args.case))))
+        return
+    cases = [
+        ("unguided (distilled / stage 2), euler", {"guided": False, "batched": True, "sampler": "euler"}),
+        ("dev guidance, batched passes, euler", {"guided": True, "batched": True, "sampler": "euler"}),
+        ("dev guidance, sequential passes, euler", {"guided": True, "batched": False, "sampler": "euler"}),
+        ("dev guidance, batched passes, res_2s", {"guided": True, "batched": True, "sampler": "res_2s"}),
+    ]
+    rows, base = [], None
+    for name, case in cases:
+        r = _util.run_isolated(__file__, case)
+        base = base or r["seconds"]
+        rows.append([name, r["passes"], r["forwards"], f"{r['seconds']:.2f}", f"{r['seconds'] / base:.1f}x",
+                     _util.gib(r["peak_rss"])])
+    vgrid = VideoGrid.from_pixels(128, FRAMES, H, W, FPS)
+    print(f"sampler_step: 8 blocks, video 512 wide (8x64), audio 256 wide (8x32), float32, CPU; {W}x{H}x{FRAMES} -> "
+          f"{vgrid.tokens} video tokens + {AudioGrid.for_video(8, 16, FRAMES, FPS).tokens} audio tokens, "
+          f"{TEXT} text tokens; median of {REPEATS} steps")
+    print(f"machine: {_util.machine()}\n")
+    print(_util.table(["step", "passes / eval", "forwards / step", "seconds / step", "vs unguided", "peak RSS"],
+                      rows))
+
+
+if __name__ == "__main__":
+    main()
