@@ -205,6 +205,11 @@ class TextConditioning:
     mask: torch.Tensor | None = None
 
     def for_batch(self, batch: int, device=None) -> "TextConditioning":
+        lengths = {self.video_context.shape[1], self.audio_context.shape[1]}
+        if self.mask is not None and (len(lengths) > 1 or self.mask.shape[-1] not in lengths):
+            raise InputError(f"text mask covers {self.mask.shape[-1]} tokens but the contexts have "
+                             f"{sorted(lengths)}; the mask must match both contexts' length.")
+
         def fit(t: torch.Tensor | None, name: str) -> torch.Tensor | None:
             if t is None:
                 return None
