@@ -227,11 +227,11 @@ def test_encode_images_resizes_to_cover_and_crops_the_centre():
         return pixels
 
     wide = torch.rand(2, 32, 96, 3)
-    out = encoder(None) if False else encode_images(encoder, wide, 32, 32)
+    out = encode_images(encoder, wide, 32, 32, crf=0)
     assert out.shape == (2, 3, 1, 32, 32)
     assert torch.allclose(out[:, :, 0], wide[:, :, 32:64].permute(0, 3, 1, 2) * 2 - 1)
     small = torch.rand(16, 16, 3)  # single image, upscaled x4 to cover 32 x 64, rows 16..48 kept
-    out = encode_images(encoder, small, 32, 64)
+    out = encode_images(encoder, small, 32, 64, crf=0)
     expected = F.interpolate(small.permute(2, 0, 1)[None], size=(64, 64), mode="bilinear",
                              align_corners=False)[:, :, 16:48] * 2 - 1
     assert out.shape == (1, 3, 1, 32, 64) and torch.allclose(out[:, :, 0], expected)
@@ -239,6 +239,19 @@ def test_encode_images_resizes_to_cover_and_crops_the_centre():
         encode_images(encoder, torch.zeros(0, 32, 32, 3), 32, 32)
     with pytest.raises(InputError, match=r"image must be \[B, H, W, 3\]"):
         encode_images(encoder, torch.zeros(1, 3, 32, 32), 32, 32)
+
+
+def test_conditioning_images_get_the_reference_h264_look():
+    def identity(pixels):
+        return pixels
+
+    y, x = torch.meshgrid(torch.linspace(0, 1, 45), torch.linspace(0, 1, 61), indexing="ij")
+    smooth = torch.stack([y, x, (x + y) / 2], dim=-1)  # odd sides: cropped to 44 x 60 for the codec
+    clean = encode_images(identity, smooth[:44, :60], 32, 32, crf=0)
+    compressed = encode_images(identity, smooth, 32, 32)  # default crf 33
+    difference = (compressed - clean).abs()
+    assert compressed.shape == clean.shape == (1, 3, 1, 32, 32)
+    assert 0 < difference.mean() < 0.05  # visibly re-encoded, still the same picture
 
 
 def test_latent_shapes_and_input_errors(model, texts):

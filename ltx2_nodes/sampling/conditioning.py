@@ -15,6 +15,7 @@ Audio-to-video / video-to-audio need no item: give that modality's latent with a
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from typing import Callable, Protocol
@@ -25,6 +26,10 @@ import torch.nn.functional as F
 from ..errors import InputError
 from ..model.patchify import patchify_video, video_positions
 from .state import LatentState, VideoGrid
+
+# The reference passes conditioning images through one H.264 frame at this CRF before encoding, so
+# they carry the compression look of the training videos (0 = skip).
+DEFAULT_IMAGE_CRF = 33
 
 
 class ConditioningItem(Protocol):
@@ -148,12 +153,31 @@ def resize_and_center_crop(images: torch.Tensor, height: int, width: int) -> tor
     return x[:, :, top:top + height, left:left + width]
 
 
+def h264_roundtrip(image: torch.Tensor, crf: float) -> torch.Tensor:
+    """One ``[H, W, 3]`` image in [0, 1] through a single-frame libx264 encode/decode at ``crf``
+    (as uint8 RGB, cropped to even sides as the codec needs), back in [0, 1]."""
+    import av  # a hard dependency, imported here so the sampling package loads without it
+
+    pixels = (image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2].clamp(0, 1) * 255).round()
+    array = pixels.to(torch.uint8).cpu().numpy()
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=1, options={"crf": str(crf), "preset": "veryfast"})
+        stream.height, stream.width = array.shape[:2]
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24").reformat(format="yuv420p")))
+        container.mux(stream.encode())
+    with av.open(io.BytesIO(buffer.getvalue())) as container:
+        decoded = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    return torch.from_numpy(decoded).to(image.dtype) / 255.0
+
+
 def encode_images(encoder: VideoEncoder | Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
-                  height: int, width: int) -> torch.Tensor:
+                  height: int, width: int, crf: float = DEFAULT_IMAGE_CRF) -> torch.Tensor:
     """Images ``[B, H, W, 3]`` (or ``[H, W, 3]``) in [0, 1] (ComfyUI IMAGE) -> latents ``[B, C, 1, H', W']``.
 
-    Each image is resized/cropped to ``width x height`` as the reference does, mapped to [-1, 1]
-    and encoded as a one-frame video; item ``b`` conditions batch item ``b``.
+    As the reference: each image goes through an H.264 frame at ``crf`` (0 skips it), is resized to
+    cover ``width x height`` and centre-cropped, mapped to [-1, 1] and encoded as a one-frame video;
+    item ``b`` conditions batch item ``b``.
     """
     if images.ndim == 3:
         images = images.unsqueeze(0)
@@ -162,7 +186,12 @@ def encode_images(encoder: VideoEncoder | Callable[[torch.Tensor], torch.Tensor]
     if images.shape[0] == 0 or images.shape[1] == 0 or images.shape[2] == 0:
         raise InputError(f"the image batch is empty (shape {list(images.shape)}); connect an image with at least "
                          "one frame.")
-    pixels = resize_and_center_crop(images[..., :3], height, width) * 2.0 - 1.0
+    images = images[..., :3].float()
+    if crf:
+        if min(images.shape[1:3]) < 2:
+            raise InputError(f"image of {images.shape[2]}x{images.shape[1]} pixels is too small to condition on.")
+        images = torch.stack([h264_roundtrip(image, crf) for image in images])
+    pixels = resize_and_center_crop(images, height, width) * 2.0 - 1.0
     encode = getattr(encoder, "encode", encoder)
     with torch.no_grad():
         return encode(pixels.unsqueeze(2))
@@ -170,11 +199,13 @@ def encode_images(encoder: VideoEncoder | Callable[[torch.Tensor], torch.Tensor]
 
 @dataclass
 class ImageCondition:
-    """An image (``[B|1, H, W, 3]`` in [0, 1]) to pin at pixel frame ``frame_index`` with ``strength``."""
+    """An image (``[B|1, H, W, 3]`` in [0, 1]) to pin at pixel frame ``frame_index`` with ``strength``
+    (``crf``: H.264 pre-compression, 0 = off)."""
 
     image: torch.Tensor
     frame_index: int = 0
     strength: float = 1.0
+    crf: float = DEFAULT_IMAGE_CRF
 
 
 def image_conditioner(encoder: VideoEncoder | Callable[[torch.Tensor], torch.Tensor], images: list[ImageCondition]
@@ -185,7 +216,7 @@ def image_conditioner(encoder: VideoEncoder | Callable[[torch.Tensor], torch.Ten
         height, width = grid.height * grid.scale.height, grid.width * grid.scale.width
         items = []
         for cond in images:
-            latent = encode_images(encoder, cond.image, height, width)
+            latent = encode_images(encoder, cond.image, height, width, cond.crf)
             items.append(frame_condition(latent, cond.frame_index, cond.strength))
         return items
 
