@@ -27,7 +27,8 @@ from ltx2_nodes.sampling.guidance import DEV_AUDIO_GUIDANCE, DEV_VIDEO_GUIDANCE,
     GuidedDenoiser
 from ltx2_nodes.sampling.loop import denoise
 from ltx2_nodes.sampling.noise import SeededNoise
-from ltx2_nodes.sampling.state import AudioGrid, TextConditioning, VideoGrid, add_noise, initial_state
+from ltx2_nodes.model.connector import TextConditioning
+from ltx2_nodes.sampling.state import AudioGrid, VideoGrid, add_noise, initial_state
 
 CONFIG = dict(num_layers=8, num_attention_heads=8, attention_head_dim=64, cross_attention_dim=512,
               audio_num_attention_heads=8, audio_attention_head_dim=32, audio_cross_attention_dim=256,
@@ -52,7 +53,7 @@ def run_case(case: dict) -> dict:
 
     def text():
         return TextConditioning(torch.randn(1, TEXT, cfg.caption_channels, generator=gen),
-                                torch.randn(1, TEXT, cfg.caption_channels, generator=gen))
+                                torch.randn(1, TEXT, cfg.caption_channels, generator=gen), torch.ones(1, TEXT, dtype=torch.int64))
 
     positive, negative = text(), text()
     guided = case["guided"]

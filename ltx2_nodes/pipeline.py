@@ -3,7 +3,7 @@
 Everything here works at the latent level; the text encoder, the VAEs and the latent upsampler
 come in as plain callables / protocol objects:
 
-* text: ``TextConditioning`` (connector outputs) -- produced by the text stack;
+* text: ``TextConditioning`` (``model.connector``: the connectors' video/audio contexts + mask);
 * image conditioning: ``sampling.conditioning.image_conditioner(encoder, [ImageCondition...])``
   with ``encoder.encode(pixels [B,3,F,H,W] in [-1,1]) -> normalized latent`` -- the video VAE encoder;
 * two-stage: ``upsample(video_latent) -> video_latent`` on normalized latents (x2 in H and W) --
@@ -26,13 +26,14 @@ import torch.nn.functional as F
 
 from .errors import InputError
 from .loading.lora import LoRA, applied_loras
+from .model.connector import TextConditioning
 from .model.patchify import AudioTiming, VideoScale
 from .sampling.conditioning import ConditioningItem, apply_conditionings
 from .sampling.guidance import DEV_AUDIO_GUIDANCE, DEV_VIDEO_GUIDANCE, NO_GUIDANCE, GuidanceParams, GuidedDenoiser
 from .sampling.loop import SAMPLERS, Callback, denoise
 from .sampling.noise import SeededNoise
 from .sampling.schedules import distilled_sigmas, ltx2_sigmas, parse_sigmas, validate_sigmas
-from .sampling.state import AudioGrid, TextConditioning, VideoGrid, add_noise, initial_state
+from .sampling.state import AudioGrid, VideoGrid, add_noise, initial_state
 
 __all__ = ["AVLatents", "GenerationSettings", "TextConditioning", "LatentUpsampler", "Conditioner", "sample",
            "two_stage", "empty_latents"]

@@ -36,7 +36,8 @@ def texts(model):
     c = model.config.caption_channels
 
     def encode():
-        return TextConditioning(torch.randn(1, 12, c, generator=g), torch.randn(1, 12, c, generator=g))
+        return TextConditioning(torch.randn(1, 12, c, generator=g), torch.randn(1, 12, c, generator=g),
+                                torch.ones(1, 12, dtype=torch.int64))
 
     return encode(), encode()
 

@@ -14,9 +14,10 @@ from ltx2_nodes.loading.checkpoint import LTX2Checkpoint
 from ltx2_nodes.loading.components import load_transformer
 from ltx2_nodes.model.transformer import Skip, to_denoised
 from ltx2_nodes.sampling.guidance import (DEV_AUDIO_GUIDANCE, DEV_VIDEO_GUIDANCE, NO_GUIDANCE, GuidanceParams,
-                                          GuidedDenoiser, combine, plan_passes)
+                                          GuidedDenoiser, combine, plan_passes, text_for_batch)
 from ltx2_nodes.sampling.samplers import euler_step, post_process, to_velocity
-from ltx2_nodes.sampling.state import AudioGrid, TextConditioning, VideoGrid, add_noise, initial_state
+from ltx2_nodes.model.connector import TextConditioning
+from ltx2_nodes.sampling.state import AudioGrid, VideoGrid, add_noise, initial_state
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +120,8 @@ def _texts(model, batch=1, length=12):
     c = model.config.caption_channels
 
     def one():
-        return TextConditioning(torch.randn(batch, length, c, generator=g), torch.randn(batch, length, c, generator=g))
+        return TextConditioning(torch.randn(batch, length, c, generator=g), torch.randn(batch, length, c, generator=g),
+                                torch.ones(batch, length, dtype=torch.int64))
 
     return one(), one()
 
@@ -194,7 +196,17 @@ def test_denoiser_errors(model):
         GuidanceParams(cfg=float("nan"))
     bad_mask = TextConditioning(positive.video_context, positive.audio_context, torch.ones(1, 3, dtype=torch.int64))
     with pytest.raises(InputError, match="text mask covers 3 tokens but the contexts have"):
-        bad_mask.for_batch(1)
+        text_for_batch(bad_mask, 1)
+
+
+def test_all_ones_mask_is_dropped_and_batch_one_is_shared(model):
+    positive, _ = _texts(model)
+    fitted = text_for_batch(positive, 3)
+    assert fitted.mask is None and fitted.video_context.shape[0] == 3
+    assert torch.equal(fitted.audio_context[2], positive.audio_context[0])
+    two = TextConditioning(torch.zeros(2, 4, 1), torch.zeros(2, 4, 1), None)
+    with pytest.raises(InputError, match="text conditioning video_context has batch 2, the latents have 3"):
+        text_for_batch(two, 3)
 
 
 def test_context_mask_is_honoured(model):

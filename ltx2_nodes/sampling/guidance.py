@@ -36,8 +36,9 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import InputError
+from ..model.connector import TextConditioning
 from ..model.transformer import ModalityInput, Perturbations, SampleSkips, Skip, to_denoised
-from .state import LatentState, TextConditioning
+from .state import LatentState
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,7 @@ class GuidedDenoiser:
     # -- running passes ------------------------------------------------------------------------
 
     def _text(self, negative: bool, batch: int, device) -> TextConditioning:
-        return (self.negative if negative else self.positive).for_batch(batch, device)
+        return text_for_batch(self.negative if negative else self.positive, batch, device)
 
     def _can_batch(self, passes: list[GuidancePass]) -> bool:
         texts = [self.negative if p.negative else self.positive for p in passes]
@@ -205,12 +206,11 @@ class GuidedDenoiser:
             return None
         timesteps = state.timesteps(sigma)
         context = torch.cat([getattr(t, f"{modality}_context") for t in contexts], dim=0)
-        masks = [t.mask for t in contexts]
         mask = None
-        if any(m is not None for m in masks):
-            mask = torch.cat([m if m is not None else torch.ones(t.video_context.shape[:2], dtype=torch.int64,
-                                                                  device=context.device)
-                              for m, t in zip(masks, contexts)], dim=0).to(torch.int64)
+        if any(t.mask is not None for t in contexts):
+            mask = torch.cat([t.mask if t.mask is not None else torch.ones(t.video_context.shape[:2], dtype=torch.int64,
+                                                                           device=context.device)
+                              for t in contexts], dim=0)
         return ModalityInput(latent=state.latent.repeat(repeat, 1, 1), sigma=timesteps.repeat(repeat, 1, 1),
                              positions=state.positions.repeat(repeat, 1, 1, 1), context=context, context_mask=mask)
 
@@ -243,3 +243,27 @@ class GuidedDenoiser:
             results[p.name] = self._forward(self._inputs(video, sigma, contexts, "video", 1),
                                             self._inputs(audio, sigma, contexts, "audio", 1), [p.skips] * batch)
         return results
+
+
+def text_for_batch(text: TextConditioning, batch: int, device=None) -> TextConditioning:
+    """``text`` on ``device`` with batch ``batch`` (a batch-1 conditioning is shared by every item).
+
+    An all-ones mask (what the connectors return: registers fill every padded slot) is dropped, as
+    the reference passes no mask to the DiT; a mask with zeros is kept (int64, 1 = attend).
+    """
+    lengths = {text.video_context.shape[1], text.audio_context.shape[1]}
+    mask = text.mask
+    if mask is not None and (len(lengths) > 1 or mask.shape[-1] not in lengths):
+        raise InputError(f"text mask covers {mask.shape[-1]} tokens but the contexts have {sorted(lengths)}; the "
+                         "mask must match both contexts' length.")
+
+    def fit(t: torch.Tensor, name: str) -> torch.Tensor:
+        if t.shape[0] not in (1, batch):
+            raise InputError(f"text conditioning {name} has batch {t.shape[0]}, the latents have {batch}; encode "
+                             "one prompt (shared) or one per item.")
+        return t.to(device).expand(batch, *t.shape[1:])
+
+    if mask is not None and bool(mask.bool().all()):
+        mask = None
+    return TextConditioning(fit(text.video_context, "video_context"), fit(text.audio_context, "audio_context"),
+                            fit(mask.to(torch.int64), "mask") if mask is not None else None)

@@ -1,4 +1,4 @@
-"""What the sampler works on: latent grids, token-level latent states, text conditioning.
+"""What the sampler works on: latent grids and token-level latent states.
 
 The sampler runs in the DiT's token layout. A ``LatentState`` holds, per modality, the current
 noisy tokens, the clean tokens conditioned positions are pinned to, the per-token denoise mask
@@ -186,37 +186,3 @@ def add_noise(state: LatentState, noise: torch.Tensor, scale: float) -> LatentSt
     scaled = state.mask * scale
     noise = noise.to(device=state.latent.device, dtype=state.latent.dtype)
     return state.replace(latent=(noise * scaled + state.latent * (1 - scaled)).to(state.latent.dtype))
-
-
-# ------------------------------------------------------------------------------------------------
-# Text
-
-
-@dataclass
-class TextConditioning:
-    """Connector outputs for one prompt set: ``[B|1, L, caption_channels]`` per stream.
-
-    ``mask`` (optional, ``[B|1, L]``, 1 = attend) applies to both contexts (the two connectors see
-    the same tokens). A batch-1 conditioning is shared by every item of a larger batch.
-    """
-
-    video_context: torch.Tensor
-    audio_context: torch.Tensor
-    mask: torch.Tensor | None = None
-
-    def for_batch(self, batch: int, device=None) -> "TextConditioning":
-        lengths = {self.video_context.shape[1], self.audio_context.shape[1]}
-        if self.mask is not None and (len(lengths) > 1 or self.mask.shape[-1] not in lengths):
-            raise InputError(f"text mask covers {self.mask.shape[-1]} tokens but the contexts have "
-                             f"{sorted(lengths)}; the mask must match both contexts' length.")
-
-        def fit(t: torch.Tensor | None, name: str) -> torch.Tensor | None:
-            if t is None:
-                return None
-            if t.shape[0] not in (1, batch):
-                raise InputError(f"text conditioning {name} has batch {t.shape[0]}, the latents have {batch}; "
-                                 "encode one prompt (shared) or one per item.")
-            return t.to(device).expand(batch, *t.shape[1:])
-
-        return TextConditioning(fit(self.video_context, "video_context"), fit(self.audio_context, "audio_context"),
-                                fit(self.mask, "mask"))
