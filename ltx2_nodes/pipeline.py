@@ -28,6 +28,7 @@ from .errors import InputError
 from .loading.lora import LoRA, applied_loras
 from .model.connector import TextConditioning
 from .model.patchify import AudioTiming, VideoScale
+from .progress import ProgressBar, check_interrupted
 from .sampling.conditioning import ConditioningItem, apply_conditionings
 from .sampling.guidance import DEV_AUDIO_GUIDANCE, DEV_VIDEO_GUIDANCE, NO_GUIDANCE, GuidanceParams, GuidedDenoiser
 from .sampling.loop import SAMPLERS, Callback, denoise
@@ -165,6 +166,28 @@ def _check_channels(model, video: VideoGrid | None, audio: AudioGrid | None) -> 
                          f"per frame but the transformer expects {cfg.audio_in_channels}.")
 
 
+class StageProgress:
+    """Step reporting for one or two stages: a ``progress.ProgressBar`` (ComfyUI canvas / headless
+    handler) over the whole run, the caller's ``callback(step, total, preview)`` with the same
+    numbering, and cancellation polling (ComfyUI's Cancel button, then the caller's ``cancel()``)."""
+
+    def __init__(self, total: int, callback: Callback | None = None, cancel: Callable[[], bool] | None = None):
+        self.total = total
+        self.offset = 0
+        self.callback = callback
+        self.user_cancel = cancel
+        self.bar = ProgressBar(total)
+
+    def __call__(self, step: int, _stage_total: int, preview: torch.Tensor) -> None:
+        self.bar.update_absolute(self.offset + step, self.total)
+        if self.callback is not None:
+            self.callback(self.offset + step, self.total, preview)
+
+    def cancel(self) -> bool:
+        check_interrupted()  # raises ComfyUI's interrupt exception itself
+        return self.user_cancel is not None and bool(self.user_cancel())
+
+
 def sample(model, text: TextConditioning, latents: AVLatents, settings: GenerationSettings, *,
            negative: TextConditioning | None = None,
            conditioning: Conditioner | Sequence[ConditioningItem] = (),
@@ -174,8 +197,16 @@ def sample(model, text: TextConditioning, latents: AVLatents, settings: Generati
 
     Noise: ``noise`` (default ``SeededNoise(settings.seed, batch)``) is drawn video tokens first,
     then audio tokens, and mixed in at ``settings.sigmas[0]`` where the masks allow.
+    Progress goes to ``progress.ProgressBar`` and ``callback(step, total, preview_latent)``;
+    ComfyUI's Cancel and ``cancel()`` are polled before every model evaluation.
     Returns the denoised latents (appended keyframe tokens removed, masks cleared).
     """
+    return _sample(model, text, latents, settings, negative, conditioning, noise,
+                   StageProgress(settings.steps, callback, cancel), device)
+
+
+def _sample(model, text, latents: AVLatents, settings: GenerationSettings, negative, conditioning,
+            noise: SeededNoise | None, progress: StageProgress, device=None) -> AVLatents:
     device = torch.device(device) if device is not None else _model_device(model)
     dtype = model.compute_dtype
     batch = latents.batch
@@ -204,7 +235,8 @@ def sample(model, text: TextConditioning, latents: AVLatents, settings: Generati
     denoiser = GuidedDenoiser(model, text, negative, settings.video_guidance, settings.audio_guidance,
                               settings.batched_guidance)
     video, audio = denoise(denoiser, video, audio, settings.sigmas, sampler=settings.sampler, seed=settings.seed,
-                           eta=settings.eta, substep_eta=settings.substep_eta, callback=callback, cancel=cancel)
+                           eta=settings.eta, substep_eta=settings.substep_eta, callback=progress,
+                           cancel=progress.cancel)
     return AVLatents(video=video.to_grid() if video is not None else None,
                      audio=audio.to_grid() if audio is not None else None, fps=latents.fps,
                      video_scale=latents.video_scale, audio_timing=latents.audio_timing)
@@ -214,19 +246,6 @@ def _upscale_mask(mask: torch.Tensor | None, grid: VideoGrid) -> torch.Tensor | 
     if mask is None:
         return None
     return F.interpolate(mask.float(), size=(grid.frames, grid.height, grid.width), mode="nearest")
-
-
-@dataclass
-class StageProgress:
-    """Maps per-stage loop progress onto one ``(step, total)`` range across both stages."""
-
-    callback: Callback | None
-    total: int
-    offset: int = 0
-
-    def __call__(self, step: int, _stage_total: int, preview: torch.Tensor) -> None:
-        if self.callback is not None:
-            self.callback(self.offset + step, self.total, preview)
 
 
 def two_stage(model, text: TextConditioning, latents: AVLatents, settings: GenerationSettings,
@@ -248,9 +267,8 @@ def two_stage(model, text: TextConditioning, latents: AVLatents, settings: Gener
         raise InputError("the two-stage pipeline upsamples video; this run has no video latent (use sample()).")
     stage2 = stage2 or GenerationSettings.distilled(seed=settings.seed, stage=2)
     noise = SeededNoise(settings.seed, latents.batch)
-    progress = StageProgress(callback, settings.steps + stage2.steps)
-    first = sample(model, text, latents, settings, negative=negative, conditioning=conditioning or (), noise=noise,
-                   callback=progress, cancel=cancel)
+    progress = StageProgress(settings.steps + stage2.steps, callback, cancel)
+    first = _sample(model, text, latents, settings, negative, conditioning or (), noise, progress)
     upscaled = upsample(first.video)
     expected = latents.video_grid().upscaled(2)
     if tuple(upscaled.shape[1:]) != expected.shape or upscaled.shape[0] != latents.batch:
@@ -261,5 +279,4 @@ def two_stage(model, text: TextConditioning, latents: AVLatents, settings: Gener
     progress.offset = settings.steps
     stage2_model = stage2_model or model
     with applied_loras(stage2_model, list(stage2_loras)):
-        return sample(stage2_model, text, second_in, stage2, negative=negative, conditioning=conditioning or (),
-                      noise=noise, callback=progress, cancel=cancel)
+        return _sample(stage2_model, text, second_in, stage2, negative, conditioning or (), noise, progress)

@@ -17,6 +17,7 @@ from ltx2_nodes.loading.checkpoint import LTX2Checkpoint
 from ltx2_nodes.loading.components import load_transformer
 from ltx2_nodes.loading.lora import load_lora
 from ltx2_nodes.pipeline import AVLatents, GenerationSettings, TextConditioning, empty_latents, sample, two_stage
+from ltx2_nodes.progress import reporting_to
 from ltx2_nodes.sampling.conditioning import (ImageCondition, KeyframeAtFrame, LatentAtIndex, encode_images,
                                               image_conditioner)
 from ltx2_nodes.sampling.guidance import DEV_AUDIO_GUIDANCE, DEV_VIDEO_GUIDANCE, GuidanceParams
@@ -166,6 +167,13 @@ def test_interruption_propagates_and_leaves_the_model_usable(model, texts, refer
     assert all(torch.equal(v, snapshot[k]) for k, v in model.state_dict().items())
     after = _run(model, texts)
     assert torch.equal(after.video, reference_run.video) and torch.equal(after.audio, reference_run.audio)
+
+
+def test_progress_reaches_the_progress_module(model, texts):
+    seen = []
+    with reporting_to(lambda node, value, total: seen.append((value, total))):
+        _run(model, texts)
+    assert seen == [(1, 3), (2, 3), (3, 3)]
 
 
 def _tiny_lora(model, path):
