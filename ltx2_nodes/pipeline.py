@@ -269,7 +269,8 @@ def two_stage(model, text: TextConditioning, latents: AVLatents, settings: Gener
     noise = SeededNoise(settings.seed, latents.batch)
     progress = StageProgress(settings.steps + stage2.steps, callback, cancel)
     first = _sample(model, text, latents, settings, negative, conditioning or (), noise, progress)
-    upscaled = upsample(first.video)
+    with torch.no_grad():
+        upscaled = upsample(first.video)
     expected = latents.video_grid().upscaled(2)
     if tuple(upscaled.shape[1:]) != expected.shape or upscaled.shape[0] != latents.batch:
         raise InputError(f"the upsampler returned shape {list(upscaled.shape)}; expected "
