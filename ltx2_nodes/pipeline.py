@@ -111,8 +111,9 @@ class GenerationSettings:
 
     ``sigmas``: 1-D schedule (strictly descending in [0, 1], ending at 0); the initial noise is
     mixed in at ``sigmas[0]``. ``sampler``: "euler" or "res_2s" (``eta``/``substep_eta``: its SDE
-    noise fractions). ``batched_guidance``: run the guidance passes as one batched forward
-    (faster) or one after another (less memory) -- same result.
+    noise fractions). ``batched_guidance``: run the guidance passes as one batched forward or one
+    after another (the default, as the reference's ``max_batch_size=1``: a quarter of the activation
+    memory, and no slower on CPU -- see benchmarks/RESULTS.md) -- same result either way.
     """
 
     sigmas: torch.Tensor
@@ -120,7 +121,7 @@ class GenerationSettings:
     sampler: str = "euler"
     video_guidance: GuidanceParams = NO_GUIDANCE
     audio_guidance: GuidanceParams = NO_GUIDANCE
-    batched_guidance: bool = True
+    batched_guidance: bool = False
     eta: float = 0.5
     substep_eta: float = 0.5
 

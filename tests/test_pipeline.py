@@ -140,9 +140,9 @@ def test_batch_items_equal_single_runs_with_seed_plus_index(model, texts, refere
 
 
 def test_batched_and_sequential_guidance_give_the_same_run(model, texts, reference_run):
-    sequential = _run(model, texts, settings=_settings(model, batched_guidance=False))
-    assert (sequential.video - reference_run.video).abs().max() < 1e-5
-    assert (sequential.audio - reference_run.audio).abs().max() < 1e-5
+    batched = _run(model, texts, settings=_settings(model, batched_guidance=True))
+    assert (batched.video - reference_run.video).abs().max() < 1e-5
+    assert (batched.audio - reference_run.audio).abs().max() < 1e-5
 
 
 def test_interruption_propagates_and_leaves_the_model_usable(model, texts, reference_run):

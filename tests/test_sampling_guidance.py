@@ -180,8 +180,9 @@ def test_skip_step_reuses_last_prediction(model):
     params = GuidanceParams(cfg=3.0, skip_step=1)
     denoiser = GuidedDenoiser(model, positive, negative, params, params)
     first = denoiser(video, audio, torch.tensor(0.9), 0)
+    assert denoiser.forwards == 2  # cond + negative prompt, one after another (the default)
     again = denoiser(video, audio, torch.tensor(0.5), 1)  # odd step: guidance skipped, no forward
-    assert denoiser.forwards == 1 and again[0] is first[0] and again[1] is first[1]
+    assert denoiser.forwards == 2 and again[0] is first[0] and again[1] is first[1]
 
 
 def test_denoiser_errors(model):

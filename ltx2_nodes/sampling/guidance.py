@@ -141,11 +141,12 @@ class GuidedDenoiser:
     """``(video_state, audio_state, sigma, step) -> (x0_video, x0_audio)`` with multimodal guidance.
 
     ``batched=True`` runs all passes of a step as one forward over ``passes x batch`` samples;
-    ``False`` runs them one after another (peak activation memory of a single pass).
+    ``False`` (default, like the reference) runs them one after another (peak activation memory of
+    a single pass).
     """
 
     def __init__(self, model, positive: TextConditioning, negative: TextConditioning | None = None,
-                 video: GuidanceParams = NO_GUIDANCE, audio: GuidanceParams = NO_GUIDANCE, batched: bool = True):
+                 video: GuidanceParams = NO_GUIDANCE, audio: GuidanceParams = NO_GUIDANCE, batched: bool = False):
         layers = model.config.num_layers
         for name, params in (("video", video), ("audio", audio)):
             bad = [b for b in params.stg_blocks if not 0 <= b < layers]
