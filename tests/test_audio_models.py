@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from conftest import find_golden
-from ltx2_nodes.errors import CheckpointError, UnsupportedModelError
+from ltx2_nodes.errors import CheckpointError, InputError, UnsupportedModelError
 from ltx2_nodes.loading.checkpoint import LTX2Checkpoint, build_module
+from ltx2_nodes.loading.components import load_audio_decoder, load_vocoder
+from ltx2_nodes.media.audio_codec import decode_audio
 from ltx2_nodes.model.audio_vae import AudioDecoder, AudioEncoder, AudioVAEConfig
 from ltx2_nodes.model.vocoder import Vocoder, VocoderConfig
 
@@ -89,3 +91,18 @@ def test_weights_that_do_not_fit_the_config_are_refused():
     with pytest.raises(CheckpointError, match="audio decoder weights do not match"):
         build_module(lambda: AudioDecoder(wider), ckpt.state_dict("audio_decoder"), what="audio decoder",
                      source=ckpt.path.name)
+
+
+@pytest.mark.parametrize("shape, message", [
+    ((1, 3, 5), r"expected \[batch, "),
+    ("channels+1", r"expected \[batch, "),
+    ("bins/2", "features per step but this audio VAE works on"),
+])
+def test_foreign_latents_are_refused(shape, message):
+    golden = find_golden("audio_vae")
+    ckpt = LTX2Checkpoint(golden.weights_path)
+    decoder, vocoder = load_audio_decoder(ckpt, torch.float32), load_vocoder(ckpt, torch.float32)
+    b, c, t, f = golden["decode.latent"].shape
+    shape = {"channels+1": (b, c + 1, t, f), "bins/2": (b, c, t, f // 2)}.get(shape, shape)
+    with pytest.raises(InputError, match=message):
+        decode_audio(torch.zeros(shape), decoder, vocoder)

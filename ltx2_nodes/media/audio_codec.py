@@ -14,6 +14,8 @@ cross-faded, so there is nothing at a chunk join that is not in the whole decode
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import torch
 
 from ..errors import InputError, UnsupportedModelError
@@ -22,8 +24,9 @@ from ..model.vocoder import Vocoder
 from .lengths import clip_samples, fit_to_length
 from .mel import MelConfig, audio_to_mel
 
-# Chunk sizes bound peak activation memory; at the released widths a 10 s chunk peaks at ~0.7 GB
-# (decoder, fp32) and ~1 GB (vocoder, fp32) of activations.
+# Chunk sizes bound peak activation memory: at the released widths in fp32 a 10 s chunk peaks at
+# ~0.36 GiB of activations whatever the clip length (whole decode: ~0.03 GiB per second of audio;
+# benchmarks/audio_decode.py). Shorter chunks save memory but recompute the decoder's ~1.4 s of history.
 DEFAULT_CHUNK_LATENTS = 250  # 10 s at 25 latents/s
 DEFAULT_CHUNK_MEL_FRAMES = 1000  # 10 s at 100 mel frames/s
 END_FADE_SECONDS = 0.005
@@ -97,7 +100,7 @@ def vocode(mel: torch.Tensor, vocoder: Vocoder, chunk_frames: int | None = DEFAU
 
 @torch.no_grad()
 def decode_audio(latent: torch.Tensor, decoder: AudioDecoder, vocoder: Vocoder, frames: int | None = None,
-                 fps: float | None = None, chunk_latents: int | None = DEFAULT_CHUNK_LATENTS,
+                 fps: float | Fraction | None = None, chunk_latents: int | None = DEFAULT_CHUNK_LATENTS,
                  chunk_mel_frames: int | None = DEFAULT_CHUNK_MEL_FRAMES) -> tuple[torch.Tensor, int]:
     """Audio latent -> ``(waveform [B, 2, N] float32, sample_rate)``.
 

@@ -28,9 +28,9 @@ from fractions import Fraction
 import torch
 
 from ..errors import InputError
+from ..model.audio_vae import decoded_mel_frames
 from ..model.patchify import AudioTiming
 
-LATENT_DOWNSAMPLE = 4
 ROUNDING_RULES = ("reference", "comfyui")
 
 
@@ -59,15 +59,9 @@ def audio_latent_count(frames: int, fps: float | int | Fraction, timing: AudioTi
     raise ValueError(f"rule must be one of {ROUNDING_RULES}, got {rule!r}")
 
 
-def decoded_mel_frames(latents: int, causal: bool = True) -> int:
-    """Mel frames the audio decoder returns for ``latents`` latent steps."""
-    frames = latents * LATENT_DOWNSAMPLE
-    return max(frames - (LATENT_DOWNSAMPLE - 1), 1) if causal else frames
-
-
-def decoded_samples(latents: int, upsample_factor: int = 240, causal: bool = True) -> int:
+def decoded_samples(latents: int, upsample_factor: int = 240) -> int:
     """Waveform samples the vocoder returns for ``latents`` latent steps."""
-    return decoded_mel_frames(latents, causal) * upsample_factor
+    return decoded_mel_frames(latents) * upsample_factor
 
 
 def clip_samples(frames: int, fps: float | int | Fraction, sample_rate: int) -> int:

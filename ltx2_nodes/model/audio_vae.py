@@ -22,13 +22,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import UnsupportedModelError
+from ..errors import InputError, UnsupportedModelError
 from .patchify import AudioTiming, patchify_audio, unpatchify_audio
 
 # The reference fixes the time ratio between mel frames and latents at 4 when it sizes the decoder
 # output, independently of the number of levels.
 LATENT_DOWNSAMPLE = 4
 PIXEL_NORM_EPS = 1e-6
+
+
+def decoded_mel_frames(latent_frames: int) -> int:
+    """Mel frames the causal decoder delivers for ``latent_frames`` steps (the reference's crop/pad target)."""
+    return max(latent_frames * LATENT_DOWNSAMPLE - (LATENT_DOWNSAMPLE - 1), 1)
 
 
 @dataclass(frozen=True)
@@ -122,10 +127,6 @@ class CausalConv2d(nn.Module):
         self.padding = (half, kernel_size - 1 - half, kernel_size - 1, 0)  # (mel left, right, time top, bottom)
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size)
 
-    @property
-    def past_rows(self) -> int:
-        return self.padding[2]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.pad(x, self.padding) if any(self.padding) else x)
 
@@ -209,8 +210,8 @@ class PerChannelStatistics(nn.Module):
         tokens = patchify_audio(latent)
         std, mean = self.get_buffer("std-of-means"), self.get_buffer("mean-of-means")
         if tokens.shape[-1] != std.shape[0]:
-            raise ValueError(f"audio latent has {channels} channels x {bins} bins = {tokens.shape[-1]} features per "
-                             f"step but the audio VAE statistics have {std.shape[0]}")
+            raise InputError(f"audio latent has {channels} channels x {bins} bins = {tokens.shape[-1]} features per "
+                             f"step but this audio VAE works on {std.shape[0]}; the latent comes from another model.")
         return unpatchify_audio(fn(tokens, std.to(tokens), mean.to(tokens)), channels, bins)
 
     def normalize(self, latent: torch.Tensor) -> torch.Tensor:
@@ -272,13 +273,8 @@ class AudioDecoder(nn.Module):
         self.up = nn.ModuleList(levels)
         self.conv_out = CausalConv2d(block_in, cfg.out_ch, 3)
 
-    def output_frames(self, latent_frames: int) -> int:
-        """Mel frames of the decoded spectrogram (the reference's crop/pad target)."""
-        frames = latent_frames * LATENT_DOWNSAMPLE
-        return max(frames - (LATENT_DOWNSAMPLE - 1), 1) if self.cfg.causal else frames
-
     def decode_raw(self, latent: torch.Tensor) -> torch.Tensor:
-        """The network output before the crop/pad to :meth:`output_frames` (``2^(L-1)(T-1)+1`` frames)."""
+        """The network output before the crop/pad to :func:`decoded_mel_frames` (``2^(L-1)(T-1)+1`` frames)."""
         h = self.conv_in(self.per_channel_statistics.denormalize(latent))
         h = self.mid(h)
         for level in reversed(self.up):
@@ -286,8 +282,8 @@ class AudioDecoder(nn.Module):
         return self.conv_out(F.silu(pixel_norm(h)))
 
     def fit_output(self, raw: torch.Tensor, latent_frames: int) -> torch.Tensor:
-        """Crop, then zero-pad, to ``out_ch`` x :meth:`output_frames` x ``mel_bins`` like the reference."""
-        frames, bins = self.output_frames(latent_frames), self.cfg.mel_bins
+        """Crop, then zero-pad, to ``out_ch`` x :func:`decoded_mel_frames` x ``mel_bins`` like the reference."""
+        frames, bins = decoded_mel_frames(latent_frames), self.cfg.mel_bins
         raw = raw[:, : self.cfg.out_ch, :frames, :bins]
         return F.pad(raw, (0, bins - raw.shape[3], 0, frames - raw.shape[2]))
 
