@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from conftest import find_golden
-from ltx2_nodes.errors import InputError
+from ltx2_nodes.errors import InputError, UnsupportedModelError
 from ltx2_nodes.loading.checkpoint import LTX2Checkpoint
 from ltx2_nodes.loading.components import load_audio_decoder, load_vocoder
-from ltx2_nodes.media.audio_codec import decode_audio
+from ltx2_nodes.media.audio_codec import check_pair, decode_audio
 from ltx2_nodes.media.lengths import (audio_latent_count, clip_samples, decoded_mel_frames, decoded_samples,
                                       encoded_latent_count, exact_fps, fit_to_length, mel_frames_for_samples)
 
@@ -98,6 +98,10 @@ def models():
 @pytest.mark.parametrize("frames, fps", [(9, 24), (9, 23.976), (17, 30)])
 def test_decode_audio_delivers_exactly_the_clip_length(models, frames, fps):
     golden, decoder, vocoder = models
+    try:
+        check_pair(decoder, vocoder)
+    except UnsupportedModelError:
+        pytest.skip("this fixture set's vocoder does not read its decoder's mel layout")
     _, channels, _, bins = golden["decode.latent"].shape
     latents = audio_latent_count(frames, fps, decoder.cfg.timing)
     latent = torch.randn(1, channels, latents, bins, generator=torch.Generator().manual_seed(frames))

@@ -106,3 +106,11 @@ def test_foreign_latents_are_refused(shape, message):
     shape = {"channels+1": (b, c + 1, t, f), "bins/2": (b, c, t, f // 2)}.get(shape, shape)
     with pytest.raises(InputError, match=message):
         decode_audio(torch.zeros(shape), decoder, vocoder)
+
+
+def test_mismatched_decoder_and_vocoder_are_refused():
+    with torch.device("meta"):
+        decoder = AudioDecoder(dataclasses.replace(AudioVAEConfig(), mel_bins=80))
+        vocoder = Vocoder(VocoderConfig())
+    with pytest.raises(UnsupportedModelError, match="writes 2 x 80 mel bins but the vocoder reads 128"):
+        decode_audio(torch.zeros(1, 8, 4, 20), decoder, vocoder)

@@ -59,6 +59,17 @@ def _check_latent(latent: torch.Tensor, decoder: AudioDecoder) -> None:
         )
 
 
+def check_pair(decoder: AudioDecoder, vocoder: Vocoder) -> None:
+    """The vocoder must read what the decoder writes: ``out_ch`` spectrograms of ``mel_bins`` bins."""
+    produced = decoder.cfg.out_ch * decoder.cfg.mel_bins
+    expected = vocoder.conv_pre.in_channels
+    if produced != expected:
+        raise UnsupportedModelError(
+            f"the audio decoder writes {decoder.cfg.out_ch} x {decoder.cfg.mel_bins} mel bins but the vocoder reads "
+            f"{expected} channels; load both from the same LTX-2 checkpoint."
+        )
+
+
 @torch.no_grad()
 def decode_mel(latent: torch.Tensor, decoder: AudioDecoder, chunk_latents: int | None = DEFAULT_CHUNK_LATENTS
                ) -> torch.Tensor:
@@ -110,6 +121,7 @@ def decode_audio(latent: torch.Tensor, decoder: AudioDecoder, vocoder: Vocoder, 
     """
     if (frames is None) != (fps is None):
         raise InputError("decode_audio needs both frames and fps (to match the video length) or neither.")
+    check_pair(decoder, vocoder)
     mel = decode_mel(latent, decoder, chunk_latents)
     waveform = vocode(mel, vocoder, chunk_mel_frames)
     rate = vocoder.sample_rate

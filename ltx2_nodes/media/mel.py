@@ -61,8 +61,9 @@ class MelConfig:
         return cls(sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_mels=cfg.mel_bins)
 
 
+@lru_cache(maxsize=1)
 def torchaudio_module():
-    """torchaudio if it imports on this machine, else None."""
+    """torchaudio if it imports on this machine, else None (probed once)."""
     try:
         return importlib.import_module("torchaudio")
     except Exception:  # noqa: BLE001 - any import failure (missing, ABI mismatch) means "not available"
