@@ -55,7 +55,7 @@ def test_worked_examples_from_the_architecture_notes():
     assert clip_samples(121, 30, 24000) == 96800
     assert clip_samples(121, Fraction(24000, 1001), 24000) == 121121
     assert clip_samples(121, 24000 / 1001, 24000) == 121121  # float NTSC rate snaps to 24000/1001
-    assert exact_fps(23.976) == Fraction(2997, 125)
+    assert exact_fps(23.976) == Fraction(24000, 1001)
     assert decoded_mel_frames(1) == 1 and decoded_mel_frames(0) == 1  # never empty, like the reference
 
 

@@ -35,10 +35,19 @@ ROUNDING_RULES = ("reference", "comfyui")
 
 
 def exact_fps(fps: float | int | Fraction) -> Fraction:
-    """``fps`` as an exact fraction (floats snap to the nearest ratio with denominator <= 100000)."""
+    """``fps`` as an exact fraction: whole rates stay whole, the NTSC rates typed as decimals
+    (23.976, 29.97, 59.94) become N*1000/1001, anything else the nearest ratio with denominator
+    <= 100000."""
     if isinstance(fps, bool) or not isinstance(fps, (int, float, Fraction)) or not math.isfinite(fps) or fps <= 0:
         raise InputError(f"frame rate {fps!r} is not a positive number; use e.g. 24, 25, 30 or 24000/1001.")
-    return fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(100_000)
+    if isinstance(fps, Fraction):
+        return fps
+    if abs(fps - round(fps)) < 1e-9:
+        return Fraction(round(fps))
+    ntsc = round(fps * 1.001)
+    if abs(fps - ntsc / 1.001) < 5e-3:
+        return Fraction(ntsc * 1000, 1001)
+    return Fraction(fps).limit_denominator(100_000)
 
 
 def _check_frames(frames: int) -> None:
