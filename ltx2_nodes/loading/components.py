@@ -9,8 +9,10 @@ from __future__ import annotations
 import torch
 
 from ..errors import CheckpointError
+from ..model.audio_vae import AudioDecoder, AudioEncoder, AudioVAEConfig
 from ..model.connector import ConnectorConfig, Embeddings1DConnector, TextConnectors, TextProjection
 from ..model.transformer import LTX2Transformer, TransformerConfig
+from ..model.vocoder import Vocoder, VocoderConfig
 from .checkpoint import LTX2Checkpoint, build_module
 
 
@@ -58,3 +60,25 @@ def load_text_connectors(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None,
     """Projection + both connectors; ``connectors.connect(gemma_states, mask)`` gives the DiT contexts."""
     return TextConnectors(load_text_projection(ckpt, dtype, device), load_video_connector(ckpt, dtype, device),
                           load_audio_connector(ckpt, dtype, device)).eval()
+# Audio path: audio VAE encoder / decoder and vocoder (``audio_vae.*`` / ``vocoder.*`` keys)
+
+
+def load_audio_encoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> AudioEncoder:
+    """Log-mel -> normalised audio latent, built from ``config.audio_vae``."""
+    cfg = AudioVAEConfig.from_metadata(ckpt.component_config("audio_encoder"))
+    return build_module(lambda: AudioEncoder(cfg), ckpt.state_dict("audio_encoder"), what="audio encoder",
+                        source=ckpt.path.name, dtype=dtype, device=device, release=ckpt.release_pages)
+
+
+def load_audio_decoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> AudioDecoder:
+    """Normalised audio latent -> log-mel, built from ``config.audio_vae``."""
+    cfg = AudioVAEConfig.from_metadata(ckpt.component_config("audio_decoder"))
+    return build_module(lambda: AudioDecoder(cfg), ckpt.state_dict("audio_decoder"), what="audio decoder",
+                        source=ckpt.path.name, dtype=dtype, device=device, release=ckpt.release_pages)
+
+
+def load_vocoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> Vocoder:
+    """Log-mel -> waveform (HiFi-GAN), built from ``config.vocoder``."""
+    cfg = VocoderConfig.from_metadata(ckpt.component_config("vocoder"))
+    return build_module(lambda: Vocoder(cfg), ckpt.state_dict("vocoder"), what="vocoder",
+                        source=ckpt.path.name, dtype=dtype, device=device, release=ckpt.release_pages)
