@@ -1,0 +1,179 @@
+"""Block streaming and stage placement give bit-identical results, on a virtual compute device.
+
+The virtual device (host memory standing in for a GPU) makes every placement a real copy into
+fresh buffers, so the slot rotation, prefetch, host packing/staging and re-pointing all run as
+they do on CUDA; only the side stream is replaced by synchronous copies.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+import torch
+
+from conftest import find_golden
+from memory_support import add_lora, dit_inputs, host_pointers, random_dit, tiny_gemma
+from ltx2_nodes.loading.checkpoint import LTX2Checkpoint
+from ltx2_nodes.loading.components import load_transformer
+from ltx2_nodes.loading.quant import FP8Linear, cast_linears_to_fp8
+from ltx2_nodes.memory import MemoryEngine, StreamPlan
+from ltx2_nodes.memory.devices import ComputeDevice, CopyQueue
+from ltx2_nodes.memory.host import PackedHost, StagedHost
+from ltx2_nodes.memory.ledger import DeviceLedger
+from ltx2_nodes.memory.placement import module_tensors, tensor_bytes
+from ltx2_nodes.memory.streaming import BlockStreamer
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These models are tiny: one intra-op thread is faster and keeps the suite quick on busy CI machines."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _golden_dit(fp8: bool, lora: bool):
+    golden = find_golden("transformer")
+    model = load_transformer(LTX2Checkpoint(golden.weights_path), dtype=torch.float32)
+    if fp8:
+        assert cast_linears_to_fp8(model.transformer_blocks) > 0
+    if lora:
+        assert add_lora(model.transformer_blocks) > 0
+    from test_golden_transformer import _inputs
+
+    return model, _inputs(golden, "call1")
+
+
+def _bytes(model) -> int:
+    return tensor_bytes(module_tensors(model))
+
+
+def _equal(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("fp8,lora,host_mode", [
+    (False, False, "packed"), (False, False, "staged"), (True, False, "packed"), (False, True, "staged"),
+    (True, True, "packed"), (True, True, "staged"),
+])
+def test_golden_dit_streamed_equals_resident(fp8, lora, host_mode):
+    model, (video, audio) = _golden_dit(fp8, lora)
+    with torch.no_grad():
+        expected = model(video, audio)
+    before = host_pointers(model) if host_mode == "staged" else None
+    # minimal=True streams every block through two slots even though the whole model would fit
+    engine = MemoryEngine("cpu", virtual=True, vram_budget=2 * _bytes(model), minimal=True, host_mode=host_mode)
+    with torch.inference_mode(), engine.stage("dit", model, blocks=model.transformer_blocks) as stage:
+        assert stage.mode == "streamed" and stage.host == host_mode
+        first, second = model(video, audio), model(video, audio)
+    assert _equal(first, expected) and _equal(second, expected)
+    assert stage.stats.copies >= 2 * len(model.transformer_blocks)
+    assert engine.device_bytes == 0
+    if before is not None:  # staged blocks are read where they are: nothing was re-pointed for good
+        assert host_pointers(model) == before
+    if fp8:
+        assert any(isinstance(m, FP8Linear) for m in model.transformer_blocks.modules())
+
+
+def test_golden_dit_resident_stage_equals_host_run():
+    model, (video, audio) = _golden_dit(False, False)
+    with torch.no_grad():
+        expected = model(video, audio)
+    before = host_pointers(model)
+    engine = MemoryEngine("cpu", virtual=True, vram_budget=2 * _bytes(model))
+    with torch.no_grad(), engine.stage("dit", model, blocks=model.transformer_blocks) as stage:
+        assert stage.mode == "resident"
+        # the weights really are copies now
+        assert all(host_pointers(model)[k] != v for k, v in before.items())
+        got = model(video, audio)
+    assert _equal(got, expected)
+    assert host_pointers(model) == before and engine.device_bytes == 0
+
+
+@pytest.mark.parametrize("plan,host_cls", [
+    (StreamPlan(2), PackedHost), (StreamPlan(3), StagedHost), (StreamPlan(4, frozenset({2})), PackedHost),
+    (StreamPlan(2, frozenset({0, 3, 5})), StagedHost), (StreamPlan(3, frozenset({1, 4})), PackedHost),
+])
+def test_every_plan_gives_identical_output(plan, host_cls):
+    model = random_dit(layers=6, heads=2)
+    video, audio = dit_inputs(model.config)
+    with torch.no_grad():
+        expected = model(video, audio)
+    device, ledger, copies = ComputeDevice.resolve("cpu", virtual=True), DeviceLedger(), CopyQueue()
+    blocks = model.transformer_blocks
+    host = host_cls({i: blocks[i] for i in range(len(blocks)) if i not in plan.resident}, copies, pinned=False)
+    streamer = BlockStreamer(blocks, device, ledger, copies, host, plan, owner="dit").attach()
+    try:
+        with torch.no_grad():
+            outputs = [model(video, audio) for _ in range(2)]
+    finally:
+        streamer.detach()
+        host.close()
+    assert all(_equal(out, expected) for out in outputs)
+    streamed = len(blocks) - len(plan.resident)
+    # after the first forward every block was prefetched: one miss in total
+    assert streamer.stats.misses == 1
+    assert streamer.stats.copies == 2 * streamed + (plan.slots - 1)
+    assert ledger.used == 0 and ledger.peak == (
+        sum(tensor_bytes(module_tensors(blocks[i])) for i in plan.resident) + streamer.slot_bytes)
+
+
+def test_prefetch_recovers_when_blocks_run_out_of_order():
+    x = torch.randn(1, 4, 8)
+    blocks = torch.nn.ModuleList(torch.nn.Linear(8, 8) for _ in range(5))
+    order = [0, 2, 4, 1, 3, 3, 0]
+    with torch.no_grad():
+        expected = x
+        for i in order:
+            expected = blocks[i](expected)
+    device, ledger, copies = ComputeDevice.resolve("cpu", virtual=True), DeviceLedger(), CopyQueue()
+    host = StagedHost(dict(enumerate(blocks)), copies, pinned=False)
+    streamer = BlockStreamer(blocks, device, ledger, copies, host, StreamPlan(2), owner="x").attach()
+    try:
+        with torch.no_grad():
+            got = x
+            for i in order:
+                got = blocks[i](got)
+    finally:
+        streamer.detach()
+        host.close()
+    assert torch.equal(got, expected)
+    assert streamer.stats.misses > 1 and ledger.used == 0
+
+
+@pytest.mark.parametrize("fp8,lora", [(False, False), (True, False), (True, True)])
+def test_tiny_gemma_streamed_equals_resident(fp8, lora):
+    model = tiny_gemma()
+    if fp8:
+        assert cast_linears_to_fp8(model.layers) > 0
+    if lora:
+        assert add_lora(model.layers) > 0
+    ids = torch.randint(0, 128, (2, 12), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones_like(ids)
+    mask[0, :5] = 0  # left padding, as the pack encodes prompts
+
+    def run():
+        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        return torch.stack(out.hidden_states)
+
+    with torch.no_grad():
+        expected = run()
+    engine = MemoryEngine("cpu", virtual=True, vram_budget=2 * _bytes(model), minimal=True)
+    with torch.no_grad(), engine.stage("gemma", model, blocks=model.layers) as stage:
+        assert stage.mode == "streamed"
+        got = run()
+    assert torch.equal(got, expected)
+    assert engine.device_bytes == 0
+
+
+def test_blocks_sharing_weights_with_the_rest_are_refused():
+    model = random_dit(layers=2)
+    model.proj_out.weight = model.transformer_blocks[0].ff.net[2].weight
+    engine = MemoryEngine("cpu", virtual=True, vram_budget=10 * _bytes(model), minimal=True)
+    with pytest.raises(ValueError, match="shared with a streamed block"):
+        with engine.stage("dit", model, blocks=model.transformer_blocks):
+            pass
+    assert engine.device_bytes == 0
+    gc.collect()
