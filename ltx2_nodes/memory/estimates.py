@@ -9,14 +9,14 @@ DiT activations of one forward (peak):
     persistent = s*B*[ Tv*(2D + Dx) + Ta*(2Da + Dx) + L*(D + Da + 2C) ]
         (hidden states, self-attention RoPE cos+sin = D per token, cross-modal RoPE = Dx per token,
         projected text context, and the caller's two connector outputs of C = 3840 channels)
-    transient  = s*B*max(Tv*D, Ta*Da) * 13
+    transient  = s*B*max(Tv*D, Ta*Da) * (10 + 3 if sigma is per token)
         (the feed-forward holds its input, the modulated input and 2 x 4D of GELU in/out = 10 units;
         per-token AdaLN gathers shift/scale/gate rows = 3 more; attention is no larger with
         flash/memory-efficient SDPA, which never materialises the T x T scores)
     io         = B*(Tv + Ta) * 1536   (float32 latents, velocity, denoised: 3 x 128 channels)
 Checked against the real model code with ``measure.LiveBytes`` (tests: estimate within
-[1.0, 1.35] x the measured peak). Sizes: 768x512x121 (Tv = 6144, Ta = 126): ~1.1 GiB at B=1;
-1280x704x121 (Tv = 14080): ~2.4 GiB.
+[1.0, 1.35] x the measured peak). Sizes in bf16 at B=1, per-token sigma: 768x512x121 (Tv = 6144,
+Ta = 126): 0.76 GiB; 1280x704x121 (Tv = 14080): 1.71 GiB; multiply by B for batched guidance.
 
 DiT FLOPs per block and forward (multiply-add = 2 FLOPs): per stream with tokens T, width d,
 text width c: self-attention projections 8*T*d^2 + scores 4*T^2*d; text cross-attention
@@ -25,8 +25,9 @@ text width c: self-attention projections 8*T*d^2 + scores 4*T^2*d; text cross-at
 scores 4*Tv*Ta*Dx, once per direction.
 
 Gemma 3 (any decoder-only text model of that shape) activations, all hidden states kept:
-    s*B*L*[ (layers + 1)*H + 3*I + 4*heads*head_dim ] + 2*s*B*L^2   (causal + sliding masks)
-with hidden width H, MLP width I. FLOPs per layer: 2*L*H*(2*heads + 2*kv_heads)*head_dim
+    s*B*L*[ (layers + 2)*H + 3*I + 4*heads*head_dim ] + 2*s*B*L^2   (causal + sliding masks)
+with hidden width H, MLP width I (the states, the residual being formed, the MLP's gate/up/product,
+q/k/v/attention output). FLOPs per layer: 2*L*H*(2*heads + 2*kv_heads)*head_dim
 + 4*L^2*heads*head_dim + 6*L*H*I.
 
 Other stages (weights dominate; the activation terms are upper estimates):
@@ -52,7 +53,8 @@ from .planner import StageProfile
 
 TEXT_TOKENS = 1024
 AUDIO_LATENTS_PER_SECOND = 25
-DIT_TRANSIENT_UNITS = 13
+DIT_TRANSIENT_UNITS = 10
+ADALN_GATHER_UNITS = 3
 IO_BYTES_PER_TOKEN = 3 * 128 * 4
 UPSCALER_BYTES_PER_VOXEL = 24576
 VAE_DECODE_BYTES_PER_VOXEL = 900 * 512  # ComfyUI comfy/sd.py, LTX-Video VAE memory_used_decode
@@ -86,7 +88,9 @@ def audio_tokens(frames: int, fps: float) -> int:
 
 
 def dit_activation_bytes(cfg: TransformerConfig, video_tokens: int, audio_tokens: int, *,
-                         text_tokens: int = TEXT_TOKENS, batch: int = 1, dtype: torch.dtype = torch.bfloat16) -> int:
+                         text_tokens: int = TEXT_TOKENS, batch: int = 1, dtype: torch.dtype = torch.bfloat16,
+                         per_token_timesteps: bool = True) -> int:
+    """``per_token_timesteps``: sigma varies per token (conditioning frames), which adds the AdaLN gather."""
     s, b = itemsize(dtype), batch
     d, da, dx = cfg.inner_dim, cfg.audio_inner_dim, cfg.audio_cross_attention_dim
     tv = video_tokens if cfg.has_video else 0
@@ -94,7 +98,8 @@ def dit_activation_bytes(cfg: TransformerConfig, video_tokens: int, audio_tokens
     streams = (tv > 0) + (ta > 0)
     text = text_tokens * (d * (tv > 0) + da * (ta > 0) + cfg.caption_channels * streams)
     persistent = s * b * (tv * (2 * d + dx) + ta * (2 * da + dx) + text)
-    transient = s * b * max(tv * d, ta * da) * DIT_TRANSIENT_UNITS
+    units = DIT_TRANSIENT_UNITS + (ADALN_GATHER_UNITS if per_token_timesteps else 0)
+    transient = s * b * max(tv * d, ta * da) * units
     return int(persistent + transient + b * (tv + ta) * IO_BYTES_PER_TOKEN)
 
 
@@ -158,7 +163,7 @@ GEMMA3_12B = DecoderShape(hidden=3840, intermediate=15360, heads=16, kv_heads=8,
 def decoder_activation_bytes(shape: DecoderShape, tokens: int = TEXT_TOKENS, *, batch: int = 1,
                              dtype: torch.dtype = torch.bfloat16) -> int:
     s, b, h = itemsize(dtype), batch, shape.hidden
-    per_token = (shape.layers + 1) * h + 3 * shape.intermediate + 4 * shape.heads * shape.head_dim
+    per_token = (shape.layers + 2) * h + 3 * shape.intermediate + 4 * shape.heads * shape.head_dim
     return int(s * b * tokens * per_token + 2 * s * b * tokens * tokens)
 
 
