@@ -88,6 +88,7 @@ class _Active:
         self.placed: PlacedTensors | None = None
         self.streamer: BlockStreamer | None = None
         self.host: PackedHost | StagedHost | None = None
+        self.hooks: list = []
 
 
 class MemoryEngine:
@@ -187,6 +188,11 @@ class MemoryEngine:
         return available if self.vram_budget is None else min(self.vram_budget, available)
 
     @property
+    def parked_bytes(self) -> int:
+        """Device bytes of models kept loaded after their stage (``keep_loaded``)."""
+        return sum(placed.nbytes for placed in self._parked.values())
+
+    @property
     def device_bytes(self) -> int:
         """Bytes this engine holds on the compute device now (weights, slots, activation reserve)."""
         return self.ledger.used
@@ -203,7 +209,7 @@ class MemoryEngine:
         block_bytes = [BlockLayout(b).nbytes for b in blocks] if blocks is not None else []
         model_bytes = tensor_bytes(nonblock) + sum(block_bytes)
         act = profile.activation_bytes
-        if self.make_room is not None and self.device.is_cuda:
+        if self.make_room is not None and self.device.separate:
             self.make_room(model_bytes + act - (parked.nbytes if parked else 0))
         budget = self.budget()
         self.ledger.budget = budget
@@ -215,6 +221,7 @@ class MemoryEngine:
                 active.activation_bytes = act
             if parked is not None and parked.intact():
                 active.placed, active.handle.mode = parked, "resident"
+                self._check_between(active, blocks)
                 return active
             if parked is not None:
                 parked.restore()
@@ -223,6 +230,7 @@ class MemoryEngine:
                 active.handle.mode = "resident" if self.device.separate else "host"
                 active.placed = PlacedTensors(name, module_tensors(model), self.device, self.ledger)
                 active.placed.place(FIT_ADVICE)
+                self._check_between(active, blocks)
             elif block_bytes:
                 self._stream(active, blocks, nonblock, block_bytes, profile, budget)
             else:
@@ -233,6 +241,12 @@ class MemoryEngine:
             self._leave(active, park=False)
             raise
         return active
+
+    def _check_between(self, active: _Active, blocks: nn.ModuleList | None) -> None:
+        """A resident model with blocks still honours interrupts between them."""
+        name = active.handle.name
+        for block in blocks if blocks is not None else ():
+            active.hooks.append(block.register_forward_pre_hook(lambda *_: self.check_interrupt(name)))
 
     def _stream(self, active: _Active, blocks: nn.ModuleList, nonblock: list[torch.Tensor], block_bytes: list[int],
                 profile: StageProfile, budget: int) -> None:
@@ -279,6 +293,9 @@ class MemoryEngine:
     def _leave(self, active: _Active | None, park: bool) -> None:
         if active is None:
             return
+        for hook in active.hooks:
+            hook.remove()
+        active.hooks.clear()
         if active.streamer is not None:
             active.streamer.detach()
             active.streamer = None
