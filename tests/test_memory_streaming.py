@@ -172,8 +172,31 @@ def test_blocks_sharing_weights_with_the_rest_are_refused():
     model = random_dit(layers=2)
     model.proj_out.weight = model.transformer_blocks[0].ff.net[2].weight
     engine = MemoryEngine("cpu", virtual=True, vram_budget=10 * _bytes(model), minimal=True)
-    with pytest.raises(ValueError, match="shared with a streamed block"):
+    with pytest.raises(ValueError, match="shared with a streamed block or a module kept on the host"):
         with engine.stage("dit", model, blocks=model.transformer_blocks):
             pass
     assert engine.device_bytes == 0
     gc.collect()
+
+
+def test_pack_gemma_encoder_streamed_with_its_embedding_table_left_on_the_host(tmp_path):
+    """The text encoder of issue 3 (its own Gemma module, weights memory-mapped from an HF folder)."""
+    from tiny_gemma import hf_model, write_hf_folder
+    from ltx2_nodes.memory import DecoderShape, decoder_profile
+    from ltx2_nodes.text.gemma import load_gemma_encoder
+
+    encoder = load_gemma_encoder(write_hf_folder(hf_model(seed=0, sliding_window=6), tmp_path / "g",
+                                                 tokenizer="wordlevel"), max_length=32)
+    prompts = ["a small red bird flies in the sky and a big dog runs in the park", "a cat"]
+    expected = encoder.encode(prompts, cache=None).hidden_states
+    embedding = encoder.lm.model.embed_tokens
+    table = embedding.weight.data_ptr()
+    engine = MemoryEngine("cpu", virtual=True, vram_budget=_bytes(encoder.lm), minimal=True)
+    profile = decoder_profile(DecoderShape.of(encoder.config), 32, batch=2, dtype=encoder.dtype)
+    with engine.stage("gemma", encoder.lm, blocks=encoder.decoder_layers, keep_on_host=[embedding],
+                      profile=profile) as stage:
+        assert stage.mode == "streamed" and embedding.weight.data_ptr() == table
+        encoder.compute_device = stage.device
+        got = encoder.encode(prompts, cache=None).hidden_states
+    assert torch.equal(got, expected) and engine.device_bytes == 0
+    assert engine.ledger.peak < _bytes(encoder.lm) - _bytes(embedding) + profile.activation_bytes

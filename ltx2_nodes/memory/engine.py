@@ -26,7 +26,7 @@ import logging
 import re
 import threading
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -137,11 +137,17 @@ class MemoryEngine:
 
     @contextmanager
     def stage(self, name: str, model: nn.Module, *, blocks: nn.ModuleList | None = None,
-              profile: StageProfile | None = None) -> Iterator[StageHandle]:
-        """Run ``model`` on the compute device for the duration of the ``with`` block (see module doc)."""
+              profile: StageProfile | None = None, keep_on_host: Sequence[nn.Module] = ()) -> Iterator[StageHandle]:
+        """Run ``model`` on the compute device for the duration of the ``with`` block (see module doc).
+
+        ``blocks``: the model's repeated blocks, streamed when the whole model does not fit;
+        ``profile``: activation reserve and per-block FLOPs (``dit_profile``, ``decoder_profile``);
+        ``keep_on_host``: submodules the model uses where they are (e.g. Gemma's 2 GB embedding table,
+        looked up on the CPU), never placed.
+        """
         active = None
         try:
-            active = self._enter(name, model, blocks, profile or StageProfile())
+            active = self._enter(name, model, blocks, profile or StageProfile(), list(keep_on_host))
             yield active.handle
         except torch.OutOfMemoryError as err:
             detail = str(err).split("\n")[0]
@@ -199,12 +205,12 @@ class MemoryEngine:
 
     # -- entering a stage ------------------------------------------------------------------------
 
-    def _enter(self, name: str, model: nn.Module, blocks: nn.ModuleList | None,
-               profile: StageProfile) -> _Active:
+    def _enter(self, name: str, model: nn.Module, blocks: nn.ModuleList | None, profile: StageProfile,
+               keep_on_host: list[nn.Module]) -> _Active:
         self.check_interrupt(name)
         parked = self._parked.pop(model, None)
         self.release()
-        nonblock = module_tensors(model, skip=[blocks] if blocks is not None else [])
+        nonblock = module_tensors(model, skip=keep_on_host + ([blocks] if blocks is not None else []))
         # a block's size in a slot (aligned tensors), an upper bound of its resident size too
         block_bytes = [BlockLayout(b).nbytes for b in blocks] if blocks is not None else []
         model_bytes = tensor_bytes(nonblock) + sum(block_bytes)
@@ -228,7 +234,8 @@ class MemoryEngine:
             fits = budget is None or model_bytes + act <= budget
             if fits and not (self.minimal and block_bytes):
                 active.handle.mode = "resident" if self.device.separate else "host"
-                active.placed = PlacedTensors(name, module_tensors(model), self.device, self.ledger)
+                active.placed = PlacedTensors(name, module_tensors(model, skip=keep_on_host), self.device,
+                                              self.ledger)
                 active.placed.place(FIT_ADVICE)
                 self._check_between(active, blocks)
             elif block_bytes:

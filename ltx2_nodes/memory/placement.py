@@ -35,7 +35,7 @@ def module_tensors(module: nn.Module, skip: Iterable[nn.Module] = ()) -> list[to
     """Unique parameters and buffers of ``module``, leaving out the subtrees in ``skip``.
 
     Refuses a tensor that is both inside and outside ``skip`` (a weight shared between a streamed
-    block and the rest of the model cannot live in a rotating slot).
+    block, or a module kept on the host, and the rest of the model cannot be in two places).
     """
     skip = list(skip)
     skip_ids = {id(m) for m in skip}
@@ -48,7 +48,7 @@ def module_tensors(module: nn.Module, skip: Iterable[nn.Module] = ()) -> list[to
                 continue
             if id(t) in inside:
                 raise ValueError(f"a {tuple(t.shape)} {t.dtype} tensor of {type(m).__name__} is shared with a "
-                                 "streamed block; streamed blocks must own their weights")
+                                 "streamed block or a module kept on the host; those must own their weights")
             seen.add(id(t))
             out.append(t)
         for child in m.children():
