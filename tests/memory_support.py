@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import weakref
-
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ltx2_nodes.memory.devices import ComputeDevice
+from ltx2_nodes.memory.measure import DeviceAllocations
 from ltx2_nodes.model.patchify import AudioTiming, VideoScale, audio_positions, video_positions
 from ltx2_nodes.model.transformer import LTX2Transformer, ModalityInput, TransformerConfig
 
@@ -86,36 +85,8 @@ def host_pointers(model: nn.Module) -> dict[str, int]:
     return {n: t.data_ptr() for n, t in list(model.named_parameters()) + list(model.named_buffers())}
 
 
-class DeviceAllocations:
-    """Counts bytes the engine allocates on a (virtual) compute device, freed when their storage dies.
-
-    Independent of the engine's own ledger: it wraps the two allocation points of ComputeDevice.
-    """
-
-    def __init__(self, monkeypatch):
-        self.live = 0
-        self.peak = 0
-        self.samples: list[int] = []
-        empty, copy_of = ComputeDevice.empty, ComputeDevice.copy_of
-
-        def tracked_empty(device, nbytes):
-            return self._track(empty(device, nbytes))
-
-        def tracked_copy(device, t):
-            return self._track(copy_of(device, t))
-
-        monkeypatch.setattr(ComputeDevice, "empty", tracked_empty)
-        monkeypatch.setattr(ComputeDevice, "copy_of", tracked_copy)
-
-    def _track(self, t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        self.live += storage.nbytes()
-        self.peak = max(self.peak, self.live)
-        weakref.finalize(storage, self._free, storage.nbytes())
-        return t
-
-    def _free(self, nbytes: int) -> None:
-        self.live -= nbytes
-
-    def sample(self, *_args) -> None:
-        self.samples.append(self.live)
+@pytest.fixture()
+def allocations():
+    """Engine allocations on the (virtual) compute device, counted independently of its ledger."""
+    with DeviceAllocations() as tracker:
+        yield tracker

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from memory_support import DeviceAllocations, random_dit
+from memory_support import allocations, dit_inputs, random_dit  # noqa: F401
 from ltx2_nodes.memory import comfy as bridge
 from ltx2_nodes.memory import MemoryEngine
 from ltx2_nodes.memory.placement import module_tensors, tensor_bytes
@@ -96,8 +96,7 @@ def _virtual(settings: dict, budget: int) -> MemoryEngine:
     return MemoryEngine(**dict(settings, device="cpu", virtual=True, vram_budget=budget))
 
 
-def test_comfy_interrupt_between_blocks_passes_through_and_clears_the_device(comfy, monkeypatch):
-    allocations = DeviceAllocations(monkeypatch)
+def test_comfy_interrupt_between_blocks_passes_through_and_clears_the_device(comfy, allocations):
     model = random_dit(layers=4, heads=2)
     size = tensor_bytes(module_tensors(model))
     engine = _virtual(bridge.engine_settings(comfy), budget=2 * size)
@@ -109,8 +108,6 @@ def test_comfy_interrupt_between_blocks_passes_through_and_clears_the_device(com
             comfy.interrupt_processing = True  # the user pressed Cancel while block 2 was about to run
 
     hooks = [b.register_forward_pre_hook(interrupt_at_block_two) for b in model.transformer_blocks]
-    from memory_support import dit_inputs
-
     video, audio = dit_inputs(model.config)
     with pytest.raises(InterruptProcessingException):
         with torch.no_grad(), engine.stage("dit", model, blocks=model.transformer_blocks) as st:

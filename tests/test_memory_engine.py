@@ -9,10 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from memory_support import DeviceAllocations, dit_inputs, host_pointers, random_dit, tiny_gemma
+from memory_support import allocations, dit_inputs, host_pointers, random_dit, tiny_gemma  # noqa: F401
 from ltx2_nodes.errors import OutOfMemoryError, RunInterrupted
 from ltx2_nodes.memory import DecoderShape, DeviceSpeed, MemoryEngine, decoder_profile, dit_profile, parse_size
 from ltx2_nodes.memory.host import BlockLayout
+from ltx2_nodes.memory.measure import DeviceAllocations
 from ltx2_nodes.memory.placement import module_tensors, tensor_bytes
 
 SPEED = DeviceSpeed(flops_per_s=1e9, copy_bytes_per_s=1e9)  # fixed, so plans do not depend on the machine
@@ -99,8 +100,7 @@ def _sampled(engine: MemoryEngine, allocations: DeviceAllocations, pipeline: Tin
     return ledger_samples, hooks
 
 
-def test_device_bytes_stay_within_budget_and_nothing_remains(pipeline, reference, monkeypatch):
-    allocations = DeviceAllocations(monkeypatch)
+def test_device_bytes_stay_within_budget_and_nothing_remains(pipeline, reference, allocations):
     budget = pipeline.budget()
     engine = MemoryEngine("cpu", virtual=True, vram_budget=budget, speed=SPEED)
     ledger_samples, hooks = _sampled(engine, allocations, pipeline)
@@ -122,8 +122,7 @@ def test_device_bytes_stay_within_budget_and_nothing_remains(pipeline, reference
     assert engine.device_bytes == 0 and allocations.live == 0
 
 
-def test_interrupt_at_any_block_leaves_nothing_on_the_device(pipeline, reference, monkeypatch):
-    allocations = DeviceAllocations(monkeypatch)
+def test_interrupt_at_any_block_leaves_nothing_on_the_device(pipeline, reference, allocations):
     calls = []
     engine = MemoryEngine("cpu", virtual=True, vram_budget=pipeline.budget(), speed=SPEED,
                           interrupt=lambda: calls.append(1))
@@ -148,11 +147,10 @@ def test_interrupt_at_any_block_leaves_nothing_on_the_device(pipeline, reference
     assert torch.equal(pipeline.run(engine), reference)
 
 
-def test_interrupt_from_a_host_callable_passes_through_unchanged(pipeline, monkeypatch):
+def test_interrupt_from_a_host_callable_passes_through_unchanged(pipeline, allocations):
     class HostInterrupt(Exception):
         pass
 
-    allocations = DeviceAllocations(monkeypatch)
     count = iter(range(1000))
 
     def interrupt():
@@ -166,8 +164,7 @@ def test_interrupt_from_a_host_callable_passes_through_unchanged(pipeline, monke
     assert engine.device_bytes == 0 and allocations.live == 0
 
 
-def test_cuda_oom_inside_a_stage_becomes_our_error_with_advice(pipeline, reference, monkeypatch):
-    allocations = DeviceAllocations(monkeypatch)
+def test_cuda_oom_inside_a_stage_becomes_our_error_with_advice(pipeline, reference, allocations):
     block = pipeline.dit.transformer_blocks[3]
 
     def fail(*_args):
@@ -190,8 +187,7 @@ def test_cuda_oom_inside_a_stage_becomes_our_error_with_advice(pipeline, referen
     assert torch.equal(pipeline.run(engine), reference)
 
 
-def test_a_budget_too_small_to_stream_is_refused_before_anything_moves(pipeline, monkeypatch):
-    allocations = DeviceAllocations(monkeypatch)
+def test_a_budget_too_small_to_stream_is_refused_before_anything_moves(pipeline, allocations):
     dit = pipeline.dit
     block = _bytes(dit.transformer_blocks[0])
     fixed = _bytes(dit) - len(dit.transformer_blocks) * block
@@ -218,8 +214,7 @@ def test_spare_room_keeps_blocks_resident_when_copies_dominate(pipeline, copy_by
     assert st.mode == "streamed" and st.plan.slots == 2 and len(st.plan.resident) == resident
 
 
-def test_keep_loaded_parks_a_resident_stage_until_the_room_is_needed(pipeline, monkeypatch):
-    allocations = DeviceAllocations(monkeypatch)
+def test_keep_loaded_parks_a_resident_stage_until_the_room_is_needed(pipeline, allocations):
     engine = MemoryEngine("cpu", virtual=True, vram_budget=10 * _bytes(pipeline.dit), keep_loaded=True)
     with engine.stage("connectors", pipeline.connector) as st:
         assert st.mode == "resident"

@@ -200,3 +200,25 @@ def test_pack_gemma_encoder_streamed_with_its_embedding_table_left_on_the_host(t
         got = encoder.encode(prompts, cache=None).hidden_states
     assert torch.equal(got, expected) and engine.device_bytes == 0
     assert engine.ledger.peak < _bytes(encoder.lm) - _bytes(embedding) + profile.activation_bytes
+
+
+def test_staged_blocks_read_from_the_memory_map_release_their_pages():
+    ckpt = LTX2Checkpoint(find_golden("transformer").weights_path)
+    model = load_transformer(ckpt)  # file dtype: every weight is a view of the memory map
+    from test_golden_transformer import _inputs
+
+    video, audio = _inputs(find_golden("transformer"), "call1")
+    with torch.no_grad():
+        expected = model(video, audio)
+    released = []
+
+    def release(t):
+        released.append(t.data_ptr())
+        ckpt.release_pages(t)
+
+    engine = MemoryEngine("cpu", virtual=True, vram_budget=2 * _bytes(model), minimal=True, host_mode="staged")
+    with torch.no_grad(), engine.stage("dit", model, blocks=model.transformer_blocks, release_pages=release):
+        got = model(video, audio)
+    assert _equal(got, expected)
+    block_tensors = {t.data_ptr() for t in module_tensors(model.transformer_blocks)}
+    assert block_tensors <= set(released)

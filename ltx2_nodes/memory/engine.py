@@ -137,17 +137,20 @@ class MemoryEngine:
 
     @contextmanager
     def stage(self, name: str, model: nn.Module, *, blocks: nn.ModuleList | None = None,
-              profile: StageProfile | None = None, keep_on_host: Sequence[nn.Module] = ()) -> Iterator[StageHandle]:
+              profile: StageProfile | None = None, keep_on_host: Sequence[nn.Module] = (),
+              release_pages: Callable[[torch.Tensor], None] | None = None) -> Iterator[StageHandle]:
         """Run ``model`` on the compute device for the duration of the ``with`` block (see module doc).
 
         ``blocks``: the model's repeated blocks, streamed when the whole model does not fit;
         ``profile``: activation reserve and per-block FLOPs (``dit_profile``, ``decoder_profile``);
         ``keep_on_host``: submodules the model uses where they are (e.g. Gemma's 2 GB embedding table,
-        looked up on the CPU), never placed.
+        looked up on the CPU), never placed;
+        ``release_pages``: the loader's ``release_pages`` (``LTX2Checkpoint``, Gemma files), called on a
+        block's memory-mapped tensors after they were read, so streaming from the file keeps RSS flat.
         """
         active = None
         try:
-            active = self._enter(name, model, blocks, profile or StageProfile(), list(keep_on_host))
+            active = self._enter(name, model, blocks, profile or StageProfile(), list(keep_on_host), release_pages)
             yield active.handle
         except torch.OutOfMemoryError as err:
             detail = str(err).split("\n")[0]
@@ -206,7 +209,7 @@ class MemoryEngine:
     # -- entering a stage ------------------------------------------------------------------------
 
     def _enter(self, name: str, model: nn.Module, blocks: nn.ModuleList | None, profile: StageProfile,
-               keep_on_host: list[nn.Module]) -> _Active:
+               keep_on_host: list[nn.Module], release_pages) -> _Active:
         self.check_interrupt(name)
         parked = self._parked.pop(model, None)
         self.release()
@@ -239,7 +242,7 @@ class MemoryEngine:
                 active.placed.place(FIT_ADVICE)
                 self._check_between(active, blocks)
             elif block_bytes:
-                self._stream(active, blocks, nonblock, block_bytes, profile, budget)
+                self._stream(active, blocks, nonblock, block_bytes, profile, budget, release_pages)
             else:
                 raise OutOfMemoryError(
                     f"The {name} stage does not fit the {gib(budget)} VRAM budget: it needs {gib(model_bytes)} of "
@@ -256,7 +259,7 @@ class MemoryEngine:
             active.hooks.append(block.register_forward_pre_hook(lambda *_: self.check_interrupt(name)))
 
     def _stream(self, active: _Active, blocks: nn.ModuleList, nonblock: list[torch.Tensor], block_bytes: list[int],
-                profile: StageProfile, budget: int) -> None:
+                profile: StageProfile, budget: int, release_pages) -> None:
         name = active.handle.name
         room = budget - active.activation_bytes - tensor_bytes(nonblock)
         compute_s = None
@@ -280,7 +283,7 @@ class MemoryEngine:
             host_mode = "packed" if unpacked <= self._ram_room() else "staged"
         pinned = self.device.is_cuda and self.pin_memory
         host_cls = PackedHost if host_mode == "packed" else StagedHost
-        active.host = host_cls(streamed, self.copies, pinned)
+        active.host = host_cls(streamed, self.copies, pinned, release_pages)
         if host_mode == "packed":
             self.packed_host_bytes += active.host.new_bytes
         active.streamer = BlockStreamer(blocks, self.device, self.ledger, self.copies, active.host, plan, owner=name,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
@@ -61,9 +62,13 @@ class BlockLayout:
             views.append(torch.as_strided(flat, t.shape, stride))
         return views
 
-    def fill(self, views: list[torch.Tensor]) -> None:
+    def fill(self, views: list[torch.Tensor], release_pages: Callable[[torch.Tensor], None] | None = None) -> None:
+        """Copy the block's host tensors into ``views``; ``release_pages`` then drops their mapped file
+        pages from the process (the loaders' ``release_pages``), so reading in place does not grow RSS."""
         for view, home in zip(views, self.homes):
             view.copy_(home)
+            if release_pages is not None:
+                release_pages(home)
 
     def point_at(self, views: list[torch.Tensor]) -> None:
         for t, view in zip(self.tensors, views):
@@ -83,11 +88,11 @@ def _ready(marker) -> Future:
 class _Packed:
     """One block's packed host bytes; kept (weakly keyed by the block) across stages."""
 
-    def __init__(self, layout: BlockLayout, pinned: bool):
+    def __init__(self, layout: BlockLayout, pinned: bool, release_pages):
         with plain_tensors():
             self.buffer = host_buffer(layout.nbytes, pinned)
             views = layout.carve(self.buffer)
-            layout.fill(views)
+            layout.fill(views, release_pages)
         layout.point_at(views)
         layout.homes = [t.data for t in layout.tensors]
         self.pointers = [t.data_ptr() for t in layout.tensors]
@@ -109,7 +114,7 @@ def packed_bytes(block: nn.Module) -> int:
 class PackedHost:
     """Streamed blocks packed in (pinned) host buffers; a copy is one async transfer."""
 
-    def __init__(self, blocks: dict[int, nn.Module], copies: CopyQueue, pinned: bool):
+    def __init__(self, blocks: dict[int, nn.Module], copies: CopyQueue, pinned: bool, release_pages=None):
         self.copies = copies
         self.layouts: dict[int, BlockLayout] = {}
         self._buffers: dict[int, torch.Tensor] = {}
@@ -118,7 +123,7 @@ class PackedHost:
             layout = BlockLayout(block)
             packed = _PACKED.get(block)
             if packed is None or not packed.intact(layout):
-                packed = _PACKED[block] = _Packed(layout, pinned)
+                packed = _PACKED[block] = _Packed(layout, pinned, release_pages)
                 self.new_bytes += packed.nbytes
             self.layouts[index] = layout
             self._buffers[index] = packed.buffer
@@ -137,8 +142,9 @@ class StagedHost:
 
     STAGING = 2
 
-    def __init__(self, blocks: dict[int, nn.Module], copies: CopyQueue, pinned: bool):
+    def __init__(self, blocks: dict[int, nn.Module], copies: CopyQueue, pinned: bool, release_pages=None):
         self.copies = copies
+        self.release_pages = release_pages
         self.layouts = {index: BlockLayout(block) for index, block in blocks.items()}
         self.staging_bytes = max((layout.nbytes for layout in self.layouts.values()), default=0)
         with plain_tensors():
@@ -158,7 +164,7 @@ class StagedHost:
         staging = self._staging[k]
         with plain_tensors():
             self.copies.host_wait(self._last_copy[k])  # the previous transfer out of this buffer is done
-            layout.fill(layout.carve(staging))
+            layout.fill(layout.carve(staging), self.release_pages)
             marker = self.copies.copy(slot[: layout.nbytes], staging[: layout.nbytes], after)
         self._last_copy[k] = marker
         return marker
