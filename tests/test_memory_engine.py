@@ -254,3 +254,16 @@ def test_parse_size(text, expected):
 def test_parse_size_refuses_nonsense():
     with pytest.raises(ValueError, match="cannot read memory size 'lots'; write e.g. '8GiB'"):
         parse_size("lots")
+
+
+def test_fp8_blocks_add_their_dequantisation_to_the_activation_reserve(pipeline):
+    from ltx2_nodes.loading.quant import cast_linears_to_fp8
+    from ltx2_nodes.memory.estimates import fp8_upcast_bytes
+
+    model = random_dit(layers=2, heads=2)
+    cast_linears_to_fp8(model.transformer_blocks)
+    engine = MemoryEngine("cpu", virtual=True, vram_budget=10 * _bytes(model))
+    with engine.stage("dit", model, blocks=model.transformer_blocks, profile=pipeline.dit_profile):
+        reserve = engine.ledger.held("dit:activations")
+    assert reserve == pipeline.dit_profile.activation_bytes + fp8_upcast_bytes(model) > \
+        pipeline.dit_profile.activation_bytes

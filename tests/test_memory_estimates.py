@@ -84,3 +84,19 @@ def test_released_19b_sizes():
     small = dit_activation_bytes(cfg, video_tokens(768, 512, 121), audio_tokens(121, 24.0))
     large = dit_activation_bytes(cfg, video_tokens(1280, 704, 121), audio_tokens(121, 24.0))
     assert 0.7 * gib < small < 0.8 * gib and 1.65 * gib < large < 1.75 * gib
+
+
+def test_fp8_upcast_transient_matches_the_measured_dequantisation():
+    from torch import nn
+
+    from ltx2_nodes.loading.quant import cast_linears_to_fp8
+    from ltx2_nodes.memory.estimates import fp8_upcast_bytes
+
+    model = nn.Sequential(nn.Linear(64, 256), nn.Linear(256, 64))
+    cast_linears_to_fp8(model)
+    x = torch.randn(1, 64)
+    with torch.no_grad(), LiveBytes() as live:
+        model(x)
+    outputs = (256 + 64) * 4
+    assert fp8_upcast_bytes(model) == 2 * 64 * 256 * 4
+    assert fp8_upcast_bytes(model) <= live.peak <= fp8_upcast_bytes(model) + outputs + 256 * 4

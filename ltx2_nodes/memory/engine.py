@@ -35,6 +35,7 @@ from torch import nn
 
 from ..errors import OutOfMemoryError, RunInterrupted
 from .devices import GiB, MiB, ComputeDevice, copy_queue_for, host_ram_available
+from .estimates import fp8_upcast_bytes
 from .host import BlockLayout, PackedHost, StagedHost, packed_bytes
 from .ledger import DeviceLedger, gib
 from .placement import PlacedTensors, module_tensors, tensor_bytes
@@ -217,7 +218,7 @@ class MemoryEngine:
         # a block's size in a slot (aligned tensors), an upper bound of its resident size too
         block_bytes = [BlockLayout(b).nbytes for b in blocks] if blocks is not None else []
         model_bytes = tensor_bytes(nonblock) + sum(block_bytes)
-        act = profile.activation_bytes
+        act = profile.activation_bytes + fp8_upcast_bytes(model)
         if self.make_room is not None and self.device.separate:
             self.make_room(model_bytes + act - (parked.nbytes if parked else 0))
         budget = self.budget()

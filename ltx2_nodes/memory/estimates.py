@@ -14,7 +14,9 @@ DiT activations of one forward (peak):
         per-token AdaLN gathers shift/scale/gate rows = 3 more; attention is no larger with
         flash/memory-efficient SDPA, which never materialises the T x T scores)
     io         = B*(Tv + Ta) * 1536   (float32 latents, velocity, denoised: 3 x 128 channels)
-Checked against the real model code with ``measure.LiveBytes`` (tests: estimate within
+fp8 blocks add the dequantisation transient of their largest Linear (``fp8_upcast_bytes``: 2 x its
+weight in the compute dtype, 256 MiB for the 19B feed-forward in bf16); the engine adds it to the
+activation reserve by itself. Checked against the real model code with ``measure.LiveBytes`` (tests: estimate within
 [1.0, 1.35] x the measured peak). Sizes in bf16 at B=1, per-token sigma: 768x512x121 (Tv = 6144,
 Ta = 126): 0.76 GiB; 1280x704x121 (Tv = 14080): 1.71 GiB; multiply by B for batched guidance.
 
@@ -48,6 +50,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..loading.quant import FP8_DTYPES, FP8Linear
 from ..model.transformer import TransformerConfig
 from .planner import StageProfile
 
@@ -63,6 +66,21 @@ VOCODER_BYTES_PER_MEL_FRAME = 40000 * 4
 
 def itemsize(dtype: torch.dtype) -> int:
     return torch.empty((), dtype=dtype).element_size()
+
+
+def fp8_upcast_bytes(module: torch.nn.Module) -> int:
+    """Transient device bytes of dequantising ``module``'s largest fp8 Linear weight during its forward.
+
+    ``FP8Linear`` forms ``weight.to(dtype) * scale``: two temporaries of the weight's size in the
+    compute dtype (the widest non-fp8 floating dtype among the module's tensors). For the 19B's
+    feed-forward (16384 x 4096) in bf16 that is 256 MiB.
+    """
+    largest = max((m.weight.numel() for m in module.modules() if isinstance(m, FP8Linear)), default=0)
+    if not largest:
+        return 0
+    compute = max((t.element_size() for t in module.parameters()
+                   if t.is_floating_point() and t.dtype not in FP8_DTYPES), default=2)
+    return 2 * largest * compute
 
 
 # ------------------------------------------------------------------------------------------------

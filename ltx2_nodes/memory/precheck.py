@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import OutOfMemoryError
-from ..loading.quant import QUANT_SUFFIXES
+from ..loading.quant import FP8_DTYPES, QUANT_SUFFIXES, FP8Linear
 from ..model.transformer import TransformerConfig
 from .estimates import (GEMMA3_12B, TEXT_TOKENS, DecoderShape, audio_decode_activation_bytes, audio_tokens,
                         connector_activation_bytes, decoder_activation_bytes, dit_activation_bytes, itemsize,
@@ -47,6 +47,8 @@ class StageWeights:
     host_bytes: int = 0  # anonymous RAM (converted tensors); memory-mapped ones cost none
     block_host_bytes: int = 0  # the part of host_bytes inside blocks
     fp8_block_bytes: tuple[int, ...] | None = None  # the blocks if their Linear weights were cast to fp8
+    fp8: bool = False  # block Linears are fp8 (dequantised per forward: a transient on the device)
+    largest_linear: int = 0  # elements of the largest Linear weight in a block
 
     @property
     def total(self) -> int:
@@ -57,8 +59,12 @@ class StageWeights:
         if self.fp8_block_bytes is None:
             return self
         blocks = self.fp8_block_bytes
-        return replace(self, block_bytes=blocks, fp8_block_bytes=None, block_host_bytes=sum(blocks),
+        return replace(self, block_bytes=blocks, fp8_block_bytes=None, block_host_bytes=sum(blocks), fp8=True,
                        host_bytes=self.host_bytes - self.block_host_bytes + sum(blocks))
+
+    def upcast_bytes(self, compute: torch.dtype) -> int:
+        """Device transient of dequantising the largest fp8 Linear (see ``estimates.fp8_upcast_bytes``)."""
+        return 2 * self.largest_linear * itemsize(compute) if self.fp8 else 0
 
 
 def _aligned(nbytes: int) -> int:
@@ -73,7 +79,8 @@ def stage_weights(name: str, tensors: Mapping[str, object], *, dtype: torch.dtyp
     ``fp8_blocks``: Linear weights inside blocks are cast to fp8 on load; ``streamable``: blocks are
     recognised by ``transformer_blocks.N.`` / ``layers.N.`` in the key.
     """
-    fixed = host = block_host = 0
+    fixed = host = block_host = largest = 0
+    fp8_stored = False
     blocks: dict[int, int] = {}
     fp8: dict[int, int] = {}
     for key, t in tensors.items():
@@ -89,6 +96,9 @@ def stage_weights(name: str, tensors: Mapping[str, object], *, dtype: torch.dtyp
         nbytes = numel * itemsize(target)
         if match:
             index = int(match.group(1))
+            if key.endswith(".weight") and len(t.shape) == 2:
+                largest = max(largest, numel)
+                fp8_stored = fp8_stored or itemsize(stored) == 1
             size = as_fp8 if fp8_blocks and castable else _aligned(nbytes)
             blocks[index] = blocks.get(index, 0) + size
             fp8[index] = fp8.get(index, 0) + (as_fp8 if castable else _aligned(nbytes))
@@ -102,7 +112,7 @@ def stage_weights(name: str, tensors: Mapping[str, object], *, dtype: torch.dtyp
     block_bytes = tuple(blocks[i] for i in order)
     fp8_bytes = tuple(fp8[i] for i in order)
     return StageWeights(name, fixed, block_bytes, host + block_host, block_host,
-                        fp8_bytes if fp8_bytes != block_bytes else None)
+                        fp8_bytes if fp8_bytes != block_bytes else None, fp8_stored or fp8_blocks, largest)
 
 
 def module_weights(name: str, module: nn.Module, blocks: nn.ModuleList | None = None,
@@ -110,7 +120,11 @@ def module_weights(name: str, module: nn.Module, blocks: nn.ModuleList | None = 
     """Sizes of a built (possibly meta-device) module, blocks measured as the engine lays them out."""
     fixed = tensor_bytes(module_tensors(module, skip=[blocks] if blocks is not None else []))
     block_bytes = tuple(BlockLayout(b).nbytes for b in blocks) if blocks is not None else ()
-    return StageWeights(name, fixed, block_bytes, host_bytes)
+    inside = blocks.modules() if blocks is not None else ()
+    linears = [m.weight for m in inside if isinstance(m, (nn.Linear, FP8Linear))]
+    fp8 = any(w.dtype in FP8_DTYPES for w in linears)
+    return StageWeights(name, fixed, block_bytes, host_bytes, fp8=fp8,
+                        largest_linear=max((w.numel() for w in linears), default=0))
 
 
 def checkpoint_weights(ckpt, *, dtype: torch.dtype | None = None, fp8: bool = False) -> dict[str, StageWeights]:
@@ -229,6 +243,7 @@ def estimate_run(weights: Mapping[str, StageWeights], request: RunRequest, *, vr
         w = weights.get("dit" if name == "dit_stage2" else name)
         if w is None:
             continue
+        act += w.upcast_bytes(request.dtype)
         full = w.total + act
         least = w.fixed_bytes + act + 2 * max(w.block_bytes) if w.block_bytes else full
         least = min(least, full)
