@@ -267,3 +267,12 @@ def test_fp8_blocks_add_their_dequantisation_to_the_activation_reserve(pipeline)
         reserve = engine.ledger.held("dit:activations")
     assert reserve == pipeline.dit_profile.activation_bytes + fp8_upcast_bytes(model) > \
         pipeline.dit_profile.activation_bytes
+
+
+def test_stages_do_not_nest(pipeline):
+    engine = MemoryEngine("cpu", virtual=True, vram_budget=10 * _bytes(pipeline.dit))
+    with engine.stage("connectors", pipeline.connector):
+        with pytest.raises(RuntimeError, match="stage 'decoder' entered while stage 'connectors' runs"):
+            with engine.stage("decoder", pipeline.decoder):
+                pass
+    assert engine.device_bytes == 0

@@ -71,11 +71,6 @@ class ComputeDevice:
         stats = torch.cuda.memory_stats(self.device)
         return free + stats.get("reserved_bytes.all.current", 0) - stats.get("active_bytes.all.current", 0)
 
-    def total_bytes(self) -> int | None:
-        if not self.is_cuda:
-            return None
-        return torch.cuda.get_device_properties(self.device).total_memory
-
     def empty_cache(self) -> None:
         if self.is_cuda:
             torch.cuda.empty_cache()
@@ -185,11 +180,3 @@ def host_ram_available() -> int:
                     return int(line.split()[1]) * 1024
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
-
-def peak_rss_bytes() -> int:
-    """Peak resident set size of this process so far."""
-    import resource
-    import sys
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024

@@ -132,7 +132,7 @@ class MemoryEngine:
         self.packed_host_bytes = 0  # RAM this engine packed streamed blocks into (kept with the models)
         self._parked: dict[nn.Module, PlacedTensors] = {}
         self._interrupt_requested = threading.Event()
-        self._current: str | None = None
+        self._current: str | None = None  # the stage running now
 
     # -- public ----------------------------------------------------------------------------------
 
@@ -211,6 +211,8 @@ class MemoryEngine:
 
     def _enter(self, name: str, model: nn.Module, blocks: nn.ModuleList | None, profile: StageProfile,
                keep_on_host: list[nn.Module], release_pages) -> _Active:
+        if self._current is not None:
+            raise RuntimeError(f"stage {name!r} entered while stage {self._current!r} runs; stages run one at a time")
         self.check_interrupt(name)
         parked = self._parked.pop(model, None)
         self.release()
@@ -236,7 +238,7 @@ class MemoryEngine:
             if parked is not None:
                 parked.restore()
             fits = budget is None or model_bytes + act <= budget
-            if fits and not (self.minimal and block_bytes):
+            if not self.device.separate or (fits and not (self.minimal and block_bytes)):
                 active.handle.mode = "resident" if self.device.separate else "host"
                 active.placed = PlacedTensors(name, module_tensors(model, skip=keep_on_host), self.device,
                                               self.ledger)
@@ -251,6 +253,7 @@ class MemoryEngine:
         except BaseException:
             self._leave(active, park=False)
             raise
+        self._current = name
         return active
 
     def _check_between(self, active: _Active, blocks: nn.ModuleList | None) -> None:
@@ -304,6 +307,7 @@ class MemoryEngine:
     def _leave(self, active: _Active | None, park: bool) -> None:
         if active is None:
             return
+        self._current = None
         for hook in active.hooks:
             hook.remove()
         active.hooks.clear()

@@ -63,9 +63,6 @@ class DeviceLedger:
             return "nothing"
         return ", ".join(f"{k} {gib(v)}" for k, v in sorted(self._owners.items(), key=lambda kv: -kv[1]))
 
-    def reset_peak(self) -> None:
-        self.peak = self.used
-
     def _notify(self, event: str, owner: str, nbytes: int) -> None:
         for observer in self.observers:
             observer(event, owner, nbytes, self.used)

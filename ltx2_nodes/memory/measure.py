@@ -6,9 +6,10 @@ independently of the engine's own ledger, by wrapping the two allocation points 
 that nothing is left after a run.
 
 ``LiveBytes`` is a ``TorchDispatchMode`` that sees every tensor an operator returns, counts each
-storage allocated inside it once, and uncounts it when that storage is freed. Tensors that existed before the mode started (weights, inputs) are not counted,
-so ``peak`` is the activation high-water mark of the code run inside it. Used to check the
-activation formulas of ``estimates`` against the real model code.
+storage allocated inside it once, and uncounts it when that storage is freed. Tensors that existed
+before the mode started (weights, inputs) are not counted, so ``peak`` is the activation
+high-water mark of the code run inside it. Used to check the activation formulas of
+``estimates`` against the real model code.
 """
 
 from __future__ import annotations

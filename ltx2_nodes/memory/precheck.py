@@ -234,7 +234,7 @@ def _stage_activations(request: RunRequest, dit: TransformerConfig, text: Decode
 def estimate_run(weights: Mapping[str, StageWeights], request: RunRequest, *, vram_budget: int, ram_budget: int,
                  dit_config: TransformerConfig | None = None, text_shape: DecoderShape = GEMMA3_12B,
                  minimal: bool = False) -> RunEstimate:
-    """Per-stage VRAM and the run's RAM for ``request`` under the budgets (stages absent from ``weights`` are skipped)."""
+    """Per-stage VRAM and the run's RAM for ``request`` under the budgets (stages missing in ``weights``: skipped)."""
     dit_config = dit_config or TransformerConfig()
     acts = _stage_activations(request, dit_config, text_shape)
     stages: list[StageNeed] = []

@@ -106,8 +106,7 @@ class BlockStreamer:
                 layout.point_home()
         self._active.clear()
         self._free.clear()
-        if self._slots:
-            self._slots = []
+        self._slots = []
         if self.ledger.held(f"{self.owner}:slots"):
             self.ledger.credit(f"{self.owner}:slots", self.slot_bytes)
         for placed in self._resident:
