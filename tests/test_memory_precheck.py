@@ -121,3 +121,13 @@ def test_ram_refusal_when_converted_weights_do_not_fit(released):
     estimate = estimate_run(released, RunRequest(768, 512, 121), vram_budget=24 * GiB, ram_budget=16 * GiB)
     assert estimate.fits  # memory-mapped bf16 weights need no RAM of their own
     assert estimate.ram_packed == estimate.ram_required  # ... but are too big to pack into 16 GiB
+
+
+def test_engine_precheck_uses_its_budget(released):
+    from ltx2_nodes.memory import MemoryEngine
+
+    request = RunRequest(1280, 704, 121)  # bf16 weights stay memory-mapped: little RAM of their own
+    estimate = MemoryEngine("cpu", virtual=True, vram_budget="8GiB").precheck(released, request)
+    assert estimate.vram_budget == 8 * GiB and estimate.peak_vram <= 8 * GiB
+    with pytest.raises(OutOfMemoryError, match=r"1920x1088x241 would not fit: .* What would fit: "):
+        MemoryEngine("cpu", virtual=True, vram_budget="6GiB").precheck(released, RunRequest(1920, 1088, 241))

@@ -71,6 +71,11 @@ class ComputeDevice:
         stats = torch.cuda.memory_stats(self.device)
         return free + stats.get("reserved_bytes.all.current", 0) - stats.get("active_bytes.all.current", 0)
 
+    def total_bytes(self) -> int | None:
+        if not self.is_cuda:
+            return None
+        return torch.cuda.get_device_properties(self.device).total_memory
+
     def empty_cache(self) -> None:
         if self.is_cuda:
             torch.cuda.empty_cache()

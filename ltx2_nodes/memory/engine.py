@@ -26,7 +26,7 @@ import logging
 import re
 import threading
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -34,11 +34,13 @@ import torch
 from torch import nn
 
 from ..errors import OutOfMemoryError, RunInterrupted
+from ..model.transformer import TransformerConfig
 from .devices import GiB, MiB, ComputeDevice, copy_queue_for, host_ram_available
-from .estimates import fp8_upcast_bytes
+from .estimates import GEMMA3_12B, DecoderShape, fp8_upcast_bytes
 from .host import BlockLayout, PackedHost, StagedHost, packed_bytes
 from .ledger import DeviceLedger, gib
 from .placement import PlacedTensors, module_tensors, tensor_bytes
+from .precheck import RunEstimate, RunRequest, StageWeights, precheck
 from .planner import DeviceSpeed, StageProfile, StreamPlan, measure_speed, plan_streaming
 from .streaming import BlockStreamer, StreamStats
 
@@ -196,6 +198,26 @@ class MemoryEngine:
         if self.vram_budget is not None and self.vram_budget > available:
             log.info("VRAM budget %s capped to the %s actually free", gib(self.vram_budget), gib(available))
         return available if self.vram_budget is None else min(self.vram_budget, available)
+
+    def precheck(self, weights: Mapping[str, StageWeights], request: RunRequest, *,
+                 dit_config: TransformerConfig | None = None, text_shape: DecoderShape = GEMMA3_12B) -> RunEstimate:
+        """``precheck.precheck`` with this engine's budgets: raises ``OutOfMemoryError`` saying what would fit.
+
+        VRAM: the user's budget, else what the device could give (its total minus the reserve when a
+        memory manager frees other models on request, as in ComfyUI; else what is free now). RAM:
+        available memory minus ``ram_reserve``. On a plain CPU device everything lives in RAM.
+        """
+        ram = host_ram_available() - self.ram_reserve
+        if not self.device.separate:
+            vram = ram
+        elif self.vram_budget is not None:
+            vram = self.vram_budget
+        elif self.make_room is not None:
+            vram = self.device.total_bytes() - self.reserve
+        else:
+            vram = self.budget()
+        return precheck(weights, request, vram_budget=vram, ram_budget=ram, dit_config=dit_config,
+                        text_shape=text_shape, minimal=self.minimal)
 
     @property
     def parked_bytes(self) -> int:
