@@ -12,6 +12,15 @@ from ltx2_nodes.model.patchify import AudioTiming, VideoScale, audio_positions, 
 from ltx2_nodes.model.transformer import LTX2Transformer, ModalityInput, TransformerConfig
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These models are tiny: one intra-op thread is faster and keeps the suite quick on busy CI machines."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def random_dit(layers: int = 6, heads: int = 4, seed: int = 0) -> LTX2Transformer:
     """A small DiT with the released layout (video 32-wide heads, audio 16-wide) and random weights."""
     cfg = TransformerConfig(num_layers=layers, num_attention_heads=heads, attention_head_dim=32,

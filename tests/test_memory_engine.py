@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from memory_support import allocations, dit_inputs, host_pointers, random_dit, tiny_gemma  # noqa: F401
+from memory_support import allocations, dit_inputs, host_pointers, one_thread, random_dit, tiny_gemma  # noqa: F401
 from ltx2_nodes.errors import OutOfMemoryError, RunInterrupted
 from ltx2_nodes.memory import DecoderShape, DeviceSpeed, MemoryEngine, decoder_profile, dit_profile, parse_size
 from ltx2_nodes.memory.host import BlockLayout
@@ -65,15 +65,6 @@ class TinyPipeline:
             with engine.stage("decoder", self.decoder) as st:
                 modes[st.name] = st.mode
                 return self.decoder(video.latent.transpose(1, 2))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: one intra-op thread is faster and keeps the suite quick on busy CI machines."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

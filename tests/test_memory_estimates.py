@@ -7,19 +7,11 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from memory_support import dit_inputs, random_dit, tiny_gemma
+from memory_support import dit_inputs, one_thread, random_dit, tiny_gemma  # noqa: F401
 from ltx2_nodes.memory.estimates import (DecoderShape, audio_tokens, decoder_activation_bytes, decoder_layer_flops,
                                          dit_activation_bytes, dit_block_flops, video_latent_grid, video_tokens)
 from ltx2_nodes.memory.measure import LiveBytes
 from ltx2_nodes.model.transformer import ModalityInput, Perturbations, SampleSkips
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_token_counts_match_the_reference_worked_example():

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import find_golden
-from memory_support import add_lora, dit_inputs, host_pointers, random_dit, tiny_gemma
+from memory_support import add_lora, dit_inputs, host_pointers, one_thread, random_dit, tiny_gemma  # noqa: F401
 from ltx2_nodes.loading.checkpoint import LTX2Checkpoint
 from ltx2_nodes.loading.components import load_transformer
 from ltx2_nodes.loading.quant import FP8Linear, cast_linears_to_fp8
@@ -23,15 +23,6 @@ from ltx2_nodes.memory.host import PackedHost, StagedHost
 from ltx2_nodes.memory.ledger import DeviceLedger
 from ltx2_nodes.memory.placement import module_tensors, tensor_bytes
 from ltx2_nodes.memory.streaming import BlockStreamer
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: one intra-op thread is faster and keeps the suite quick on busy CI machines."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _golden_dit(fp8: bool, lora: bool):
