@@ -35,6 +35,7 @@ from torch import nn
 
 from ..errors import OutOfMemoryError, RunInterrupted
 from ..model.transformer import TransformerConfig
+from ..progress import check_interrupted
 from .devices import GiB, MiB, ComputeDevice, copy_queue_for, host_ram_available
 from .estimates import GEMMA3_12B, DecoderShape, fp8_upcast_bytes
 from .host import BlockLayout, PackedHost, StagedHost, packed_bytes
@@ -99,7 +100,8 @@ class MemoryEngine:
                  ram_budget: int | str | None = "auto", reserve: int = DEFAULT_RESERVE,
                  ram_reserve: int = DEFAULT_RAM_RESERVE, virtual: bool = False, keep_loaded: bool = False,
                  minimal: bool = False, pin_memory: bool = True, host_mode: str = "auto",
-                 interrupt: Callable[[], None] | None = None, make_room: Callable[[int], None] | None = None,
+                 interrupt: Callable[[], None] | None = check_interrupted,
+                 make_room: Callable[[int], None] | None = None,
                  speed: DeviceSpeed | None = None):
         """
         vram_budget: bytes the engine may occupy on the device ("auto": free memory minus ``reserve``).
@@ -108,7 +110,8 @@ class MemoryEngine:
         keep_loaded: a resident stage stays on the device after it ends, until the room is needed.
         minimal: stream every block-streamed stage with two slots and nothing resident (``--novram``).
         host_mode: "auto" | "packed" | "staged" for streamed blocks.
-        interrupt: called between blocks and at stage entry; raises to stop the run.
+        interrupt: called between blocks and at stage entry; raises to stop the run (default
+            ``progress.check_interrupted``: ComfyUI's Cancel when running inside it, else nothing).
         make_room: called with the bytes a stage would like before the budget is measured
             (ComfyUI: evict its own models).
         speed: compute and copy speed for the streaming planner (measured on first need if None).
