@@ -80,13 +80,28 @@ class LoRALinear(nn.Module):
         return self.base(x) + delta * self.scale.to(x.dtype)
 
 
-def add_lora(root: nn.Module, rank: int = 4) -> int:
-    """Wrap every Linear (plain or FP8Linear) under ``root`` in a LoRALinear; returns how many."""
+def _lora_hook(module: nn.Module, inputs, output):
+    x = inputs[0]
+    return output + F.linear(F.linear(x, module.lora_down.to(x.dtype)), module.lora_up.to(x.dtype))
+
+
+def add_lora(root: nn.Module, rank: int = 4, style: str = "wrapper") -> int:
+    """Add a LoRA to every Linear (plain or FP8Linear) under ``root``; returns how many.
+
+    ``wrapper``: the Linear is wrapped in a LoRALinear. ``hook``: factors are buffers of the Linear itself and a
+    forward hook adds the low-rank term (the layout of the pack's ``loading/lora.py``)."""
     from ltx2_nodes.loading.quant import FP8Linear, replace_module
 
     targets = [n for n, m in root.named_modules() if isinstance(m, (nn.Linear, FP8Linear))]
     for i, name in enumerate(targets):
-        replace_module(root, name, LoRALinear(root.get_submodule(name), rank, seed=i))
+        if style == "wrapper":
+            replace_module(root, name, LoRALinear(root.get_submodule(name), rank, seed=i))
+            continue
+        module = root.get_submodule(name)
+        g = torch.Generator().manual_seed(i)
+        module.register_buffer("lora_down", torch.randn(rank, module.in_features, generator=g) * 0.1, persistent=False)
+        module.register_buffer("lora_up", torch.randn(module.out_features, rank, generator=g) * 0.1, persistent=False)
+        module.register_forward_hook(_lora_hook)
     return len(targets)
 
 

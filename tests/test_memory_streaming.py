@@ -25,16 +25,30 @@ from ltx2_nodes.memory.placement import module_tensors, tensor_bytes
 from ltx2_nodes.memory.streaming import BlockStreamer
 
 
-def _golden_dit(fp8: bool, lora: bool):
+def _golden_dit(fp8: bool, lora: str | None):
     golden = find_golden("transformer")
     model = load_transformer(LTX2Checkpoint(golden.weights_path), dtype=torch.float32)
     if fp8:
         assert cast_linears_to_fp8(model.transformer_blocks) > 0
     if lora:
-        assert add_lora(model.transformer_blocks) > 0
+        assert add_lora(model.transformer_blocks, style=lora) > 0
     from test_golden_transformer import _inputs
 
     return model, _inputs(golden, "call1")
+
+
+def _watch_block_tensors(blocks) -> list[bool]:
+    """Per block call: whether each of its tensors pointed elsewhere while it ran than right after.
+
+    Hooks registered after the engine's run after them: the pre-hook sees the slot views, the post-hook
+    the host storage the engine pointed the block back at."""
+    results, during = [], {}
+    for i, block in enumerate(blocks):
+        tensors = module_tensors(block)
+        block.register_forward_pre_hook(lambda *_, i=i, ts=tensors: during.__setitem__(i, [t.data_ptr() for t in ts]))
+        block.register_forward_hook(lambda *_, i=i, ts=tensors: results.append(
+            all(a != t.data_ptr() for a, t in zip(during[i], ts))))
+    return results
 
 
 def _bytes(model) -> int:
@@ -46,8 +60,8 @@ def _equal(a, b) -> bool:
 
 
 @pytest.mark.parametrize("fp8,lora,host_mode", [
-    (False, False, "packed"), (False, False, "staged"), (True, False, "packed"), (False, True, "staged"),
-    (True, True, "packed"), (True, True, "staged"),
+    (False, None, "packed"), (False, None, "staged"), (True, None, "packed"), (False, "wrapper", "staged"),
+    (False, "hook", "packed"), (True, "wrapper", "packed"), (True, "hook", "staged"),
 ])
 def test_golden_dit_streamed_equals_resident(fp8, lora, host_mode):
     model, (video, audio) = _golden_dit(fp8, lora)
@@ -58,8 +72,11 @@ def test_golden_dit_streamed_equals_resident(fp8, lora, host_mode):
     engine = MemoryEngine("cpu", virtual=True, vram_budget=2 * _bytes(model), minimal=True, host_mode=host_mode)
     with torch.inference_mode(), engine.stage("dit", model, blocks=model.transformer_blocks) as stage:
         assert stage.mode == "streamed" and stage.host == host_mode
+        moved = _watch_block_tensors(model.transformer_blocks)
         first, second = model(video, audio), model(video, audio)
     assert _equal(first, expected) and _equal(second, expected)
+    # every tensor of every block (LoRA factors included) ran from a slot, and pointed home again afterwards
+    assert moved and all(moved)
     assert stage.stats.copies >= 2 * len(model.transformer_blocks)
     assert engine.device_bytes == 0
     if before is not None:  # staged blocks are read where they are: nothing was re-pointed for good
@@ -69,7 +86,7 @@ def test_golden_dit_streamed_equals_resident(fp8, lora, host_mode):
 
 
 def test_golden_dit_resident_stage_equals_host_run():
-    model, (video, audio) = _golden_dit(False, False)
+    model, (video, audio) = _golden_dit(False, None)
     with torch.no_grad():
         expected = model(video, audio)
     before = host_pointers(model)
@@ -134,13 +151,13 @@ def test_prefetch_recovers_when_blocks_run_out_of_order():
     assert streamer.stats.misses > 1 and ledger.used == 0
 
 
-@pytest.mark.parametrize("fp8,lora", [(False, False), (True, False), (True, True)])
+@pytest.mark.parametrize("fp8,lora", [(False, None), (True, None), (True, "wrapper"), (False, "hook")])
 def test_tiny_gemma_streamed_equals_resident(fp8, lora):
     model = tiny_gemma()
     if fp8:
         assert cast_linears_to_fp8(model.layers) > 0
     if lora:
-        assert add_lora(model.layers) > 0
+        assert add_lora(model.layers, style=lora) > 0
     ids = torch.randint(0, 128, (2, 12), generator=torch.Generator().manual_seed(3))
     mask = torch.ones_like(ids)
     mask[0, :5] = 0  # left padding, as the pack encodes prompts
