@@ -116,7 +116,8 @@ def test_refusal_names_the_stage_and_every_suggestion_fits(released):
 
 def test_ram_refusal_when_converted_weights_do_not_fit(released):
     weights = dict(released, dit=released["dit"].as_fp8())  # fp8 cast on load: 18.5 GB of RAM of its own
-    with pytest.raises(OutOfMemoryError, match=r"the run needs .* of RAM \(weights converted on load"):
+    with pytest.raises(OutOfMemoryError, match=r"the run needs .* of RAM \(process 2.00 GiB, weights converted on "
+                                               r"load 17.\d\d GiB, .* To need less RAM: load weights in the file's"):
         precheck(weights, RunRequest(768, 512, 121), vram_budget=24 * GiB, ram_budget=16 * GiB)
     estimate = estimate_run(released, RunRequest(768, 512, 121), vram_budget=24 * GiB, ram_budget=16 * GiB)
     assert estimate.fits  # memory-mapped bf16 weights need no RAM of their own

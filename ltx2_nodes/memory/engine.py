@@ -38,7 +38,7 @@ from ..model.transformer import TransformerConfig
 from ..progress import check_interrupted
 from .devices import GiB, MiB, ComputeDevice, copy_queue_for, host_ram_available
 from .estimates import GEMMA3_12B, DecoderShape, fp8_upcast_bytes
-from .host import BlockLayout, PackedHost, StagedHost, packed_bytes
+from .host import BlockLayout, PackedHost, StagedHost, packed_bytes, packed_total
 from .ledger import DeviceLedger, gib
 from .placement import PlacedTensors, module_tensors, tensor_bytes
 from .precheck import RunEstimate, RunRequest, StageWeights, precheck
@@ -105,8 +105,9 @@ class MemoryEngine:
                  speed: DeviceSpeed | None = None):
         """
         vram_budget: bytes the engine may occupy on the device ("auto": free memory minus ``reserve``).
-        ram_budget: bytes of RAM streamed blocks may be packed into ("auto": available RAM minus
-            ``ram_reserve``); beyond it blocks are read in place (memory-mapped) through staging buffers.
+        ram_budget: bytes of RAM streamed blocks may be packed (pinned) into, all models together ("auto":
+            available RAM minus ``ram_reserve``); beyond it blocks are read in place (memory-mapped) through
+            two staging buffers. Packed memory lives as long as its model.
         keep_loaded: a resident stage stays on the device after it ends, until the room is needed.
         minimal: stream every block-streamed stage with two slots and nothing resident (``--novram``).
         host_mode: "auto" | "packed" | "staged" for streamed blocks.
@@ -134,7 +135,6 @@ class MemoryEngine:
         self.speed = speed
         self.ledger = DeviceLedger()
         self.copies = copy_queue_for(self.device)
-        self.packed_host_bytes = 0  # RAM this engine packed streamed blocks into (kept with the models)
         self._parked: dict[nn.Module, PlacedTensors] = {}
         self._interrupt_requested = threading.Event()
         self._current: str | None = None  # the stage running now
@@ -313,8 +313,6 @@ class MemoryEngine:
         pinned = self.device.is_cuda and self.pin_memory
         host_cls = PackedHost if host_mode == "packed" else StagedHost
         active.host = host_cls(streamed, self.copies, pinned, release_pages)
-        if host_mode == "packed":
-            self.packed_host_bytes += active.host.new_bytes
         active.streamer = BlockStreamer(blocks, self.device, self.ledger, self.copies, active.host, plan, owner=name,
                                         between_blocks=lambda: self.check_interrupt(name)).attach(FIT_ADVICE)
         active.handle.mode, active.handle.plan, active.handle.host = "streamed", plan, host_mode
@@ -324,7 +322,7 @@ class MemoryEngine:
 
     def _ram_room(self) -> int:
         if self.ram_budget is not None:
-            return self.ram_budget - self.packed_host_bytes
+            return self.ram_budget - packed_total()
         return host_ram_available() - self.ram_reserve
 
     # -- leaving a stage -------------------------------------------------------------------------

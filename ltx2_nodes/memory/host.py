@@ -111,6 +111,11 @@ def packed_bytes(block: nn.Module) -> int:
     return packed.nbytes if packed is not None and packed.intact(BlockLayout(block)) else 0
 
 
+def packed_total() -> int:
+    """Host bytes held by packed blocks of models still alive (the memory goes with its model)."""
+    return sum(packed.nbytes for packed in list(_PACKED.values()))
+
+
 class PackedHost:
     """Streamed blocks packed in (pinned) host buffers; a copy is one async transfer."""
 
@@ -118,13 +123,11 @@ class PackedHost:
         self.copies = copies
         self.layouts: dict[int, BlockLayout] = {}
         self._buffers: dict[int, torch.Tensor] = {}
-        self.new_bytes = 0  # host bytes packed by this call (the rest was packed earlier)
         for index, block in blocks.items():
             layout = BlockLayout(block)
             packed = _PACKED.get(block)
             if packed is None or not packed.intact(layout):
                 packed = _PACKED[block] = _Packed(layout, pinned, release_pages)
-                self.new_bytes += packed.nbytes
             self.layouts[index] = layout
             self._buffers[index] = packed.buffer
 
@@ -149,7 +152,6 @@ class StagedHost:
         self.staging_bytes = max((layout.nbytes for layout in self.layouts.values()), default=0)
         with plain_tensors():
             self._staging = [host_buffer(self.staging_bytes, pinned) for _ in range(self.STAGING)]
-        self.new_bytes = self.staging_bytes * self.STAGING
         self._last_copy = [None] * self.STAGING
         self._turn = 0
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ltx2-block-staging")

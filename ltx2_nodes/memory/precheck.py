@@ -6,8 +6,9 @@ time, so the VRAM peak is the largest stage need:
 * resident stage: weights + activations;
 * streamable stage (blocks) under a budget: at least non-block weights + activations + two block
   slots, at most the whole model; the engine uses what the budget allows in between.
-RAM (anonymous memory, not the memory-mapped files): weights converted on load (dtype change, fp8
-cast), two staging buffers for blocks read from the file, the decoded video as float32 frames.
+RAM (anonymous memory, not the memory-mapped files): the process itself (2 GiB), weights converted on
+load (dtype change, fp8 cast), two staging buffers for blocks read from the file, the decoded video
+as float32 frames.
 If streamed blocks also fit in RAM the engine packs (pins) them for faster copies; the estimate
 reports that as ``ram_packed`` but only refuses on ``ram_required``.
 """
@@ -32,6 +33,7 @@ from .host import ALIGN, BlockLayout
 from .ledger import gib
 from .placement import module_tensors, tensor_bytes
 
+PROCESS_RAM = 2 * 2 ** 30  # Python, torch and (on CUDA) the driver's host-side context, before any weights
 BLOCK_KEY = re.compile(r"(?:^|\.)(?:transformer_blocks|layers)\.(\d+)\.")
 FP8_LINEAR_BYTES = 1
 MIN_FRAMES = 9
@@ -255,11 +257,11 @@ def estimate_run(weights: Mapping[str, StageWeights], request: RunRequest, *, vr
                             f"activations) but the budget is {gib(vram_budget)}")
     staging = max((2 * max(w.block_bytes) for w in weights.values() if w.block_bytes), default=0)
     frames_ram = request.frames * request.width * request.height * 3 * 4
-    required = sum(w.host_bytes for w in weights.values()) + staging + frames_ram
+    required = PROCESS_RAM + sum(w.host_bytes for w in weights.values()) + staging + frames_ram
     packable = sum(sum(w.block_bytes) for w in weights.values() if w.block_bytes and not w.host_bytes)
     packed = required - staging + packable if required - staging + packable <= ram_budget else required
     if required > ram_budget:
-        problems.append(f"the run needs {gib(required)} of RAM (weights converted on load "
+        problems.append(f"the run needs {gib(required)} of RAM (process {gib(PROCESS_RAM)}, weights converted on load "
                         f"{gib(sum(w.host_bytes for w in weights.values()))}, block staging {gib(staging)}, decoded "
                         f"frames {gib(frames_ram)}) but the RAM budget is {gib(ram_budget)}")
     return RunEstimate(request, vram_budget, ram_budget, stages, required, packed, problems)
@@ -309,4 +311,7 @@ def precheck(weights: Mapping[str, StageWeights], request: RunRequest, *, vram_b
     advice = ("What would fit: " + "; ".join(options) + "." if options else
               "Nothing smaller in resolution, frames or weight size fits these budgets; free VRAM/RAM or raise "
               "the budgets.")
+    if estimate.ram_required > ram_budget:
+        advice += (" To need less RAM: load weights in the file's dtype without casting (they stay memory-mapped), "
+                   "use an -fp8 checkpoint file instead of casting to fp8 on load, or close other programs.")
     raise OutOfMemoryError(f"{request.describe()} would not fit: " + "; ".join(estimate.problems) + ". " + advice)
