@@ -222,6 +222,10 @@ class LTX2Checkpoint:
             )
         return out
 
+    def release_pages(self, tensor: torch.Tensor) -> None:
+        """Forget the mapped file pages behind ``tensor`` (after it was copied elsewhere)."""
+        self.file.release_pages(tensor)
+
     def component_bytes(self, component: str) -> int:
         spec = self._specs[component]
         return sum(self.file.info(k).nbytes for k in self.file.keys() if spec.module_key(k) is not None)
@@ -237,7 +241,8 @@ class LTX2Checkpoint:
 def infer_transformer_config(file: SafetensorsFile, prefix: str) -> dict:
     """Derive ``config.transformer`` from tensor shapes (DiT-only files saved without metadata).
 
-    Head dims cannot be read from shapes; the released values (128 video, 64 audio) are assumed.
+    Head dims cannot be read from shapes; the released values (128 video, 64 audio) are assumed
+    (a width they do not divide is treated as one head, which only happens for toy models).
     """
 
     def shape(key: str) -> tuple[int, ...]:
@@ -250,12 +255,14 @@ def infer_transformer_config(file: SafetensorsFile, prefix: str) -> dict:
               if k.startswith(prefix + "transformer_blocks.")}
     video_dim, in_channels = shape("patchify_proj.weight")
     audio_dim, audio_in = shape("audio_patchify_proj.weight")
+    video_head = 128 if video_dim % 128 == 0 else video_dim
+    audio_head = 64 if audio_dim % 64 == 0 else audio_dim
     log.warning("%s has no config metadata; transformer config inferred from tensor shapes "
                 "(assuming the released head dims 128/64).", file.path.name)
     return {
         "num_layers": max(blocks) + 1,
-        "num_attention_heads": video_dim // 128, "attention_head_dim": 128,
-        "audio_num_attention_heads": audio_dim // 64, "audio_attention_head_dim": 64,
+        "num_attention_heads": video_dim // video_head, "attention_head_dim": video_head,
+        "audio_num_attention_heads": audio_dim // audio_head, "audio_attention_head_dim": audio_head,
         "in_channels": in_channels, "out_channels": shape("proj_out.weight")[0],
         "audio_in_channels": audio_in, "audio_out_channels": shape("audio_proj_out.weight")[0],
         "cross_attention_dim": video_dim, "audio_cross_attention_dim": audio_dim,
@@ -309,11 +316,14 @@ def _dequantize_in_place(state: dict[str, torch.Tensor], dtype: torch.dtype) -> 
 
 def build_module(factory: Callable[[], nn.Module], state: dict[str, torch.Tensor], *, what: str, source: str,
                  dtype: torch.dtype | None = None, device: torch.device | str | None = None,
-                 fp8: str = "keep", ignore_unexpected: tuple[str, ...] = ()) -> nn.Module:
+                 fp8: str = "keep", ignore_unexpected: tuple[str, ...] = (),
+                 release: Callable[[torch.Tensor], None] | None = None) -> nn.Module:
     """Instantiate on the meta device and assign ``state`` (no weight is allocated twice).
 
     ``fp8``: "keep" stores fp8 file weights as FP8Linear (dequantized per forward);
     "upcast" folds the scale into ``dtype`` weights at load.
+    ``release(tensor)`` is called for every file tensor once a converted copy or the device copy
+    has replaced it (``LTX2Checkpoint.release_pages`` keeps RSS at one copy of the component).
     Refuses with a precise message on missing keys, unknown keys or shape mismatches.
     """
     with torch.device("meta"):
@@ -327,9 +337,10 @@ def build_module(factory: Callable[[], nn.Module], state: dict[str, torch.Tensor
 
     expected = module.state_dict(keep_vars=True)
     missing = [k for k in expected if k not in state and expected[k] is not None]
-    unexpected = [k for k in state if k not in expected and not k.endswith(ignore_unexpected or ("\0",))]
-    # input_scale is only used by scaled-mm kernels; absence in module means we dequantize instead
-    unexpected = [k for k in unexpected if not k.endswith(".input_scale")]
+    # input_scale (static activation scale for scaled-mm kernels) is unused when dequantizing;
+    # ComfyUI's quantized files add per-layer ``comfy_quant`` / a ``scaled_fp8`` marker.
+    tolerated = tuple(ignore_unexpected) + (".input_scale", ".comfy_quant", "scaled_fp8")
+    unexpected = [k for k in state if k not in expected and not k.endswith(tolerated)]
     problems = []
     if missing:
         problems.append(f"{len(missing)} missing tensor(s), e.g. {missing[:5]}")
@@ -348,7 +359,11 @@ def build_module(factory: Callable[[], nn.Module], state: dict[str, torch.Tensor
             "was edited; use the original release file."
         )
     keep_fp8 = fp8 == "keep"
-    converted = {k: _convert(k, v, dtype, keep_fp8) for k, v in state.items() if k in expected}
+    converted = {}
+    for key in [k for k in state if k in expected]:
+        converted[key] = _convert(key, state[key], dtype, keep_fp8)
+        if release is not None and converted[key] is not state[key]:
+            release(state[key])
     module.load_state_dict(converted, strict=False, assign=True)
     for sub in module.modules():
         reset = getattr(sub, "reset_computed_buffers", None)
@@ -357,6 +372,9 @@ def build_module(factory: Callable[[], nn.Module], state: dict[str, torch.Tensor
     still_meta = [n for n, t in list(module.named_parameters()) + list(module.named_buffers()) if t.is_meta]
     if still_meta:
         raise CheckpointError(f"{source}: {what} tensors were not filled from the file: {still_meta[:5]}")
-    if device is not None:
+    if device is not None and torch.device(device).type != "cpu":
         module.to(device)
+        if release is not None:
+            for tensor in state.values():
+                release(tensor)
     return module.eval().requires_grad_(False)

@@ -13,20 +13,83 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..model.audio_vae import AudioDecoder, AudioEncoder, AudioVAEConfig
+from ..model.connector import ConnectorConfig, Embeddings1DConnector, TextConnectors, TextProjection
 from ..model.transformer import LTX2Transformer, TransformerConfig
 from ..model.upsampler import LatentUpsampler, UpsamplerConfig
 from ..model.video_vae import PerChannelStatistics, VideoDecoder, VideoEncoder, VideoVAEConfig
+from ..model.vocoder import Vocoder, VocoderConfig
 from .checkpoint import LTX2Checkpoint, build_module
 from .safetensors_file import SafetensorsFile
 
 log = logging.getLogger("ltx2_nodes")
 
-
 def load_transformer(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None, fp8: str = "keep"):
     """The DiT of ``ckpt``; ``dtype`` None keeps the file dtype (bf16 for the release)."""
     cfg = TransformerConfig.from_metadata(ckpt.component_config("transformer"))
     return build_module(lambda: LTX2Transformer(cfg), ckpt.state_dict("transformer"), what="transformer",
-                        source=ckpt.path.name, dtype=dtype, device=device, fp8=fp8)
+                        source=ckpt.path.name, dtype=dtype, device=device, fp8=fp8, release=ckpt.release_pages)
+
+
+# ------------------------------------------------------------------------------------------------
+# Text path after Gemma (issue 3): feature projection + video/audio embedding connectors.
+# Their weights live in the LTX-2 checkpoint, never in Gemma's file.
+
+
+def load_text_projection(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> TextProjection:
+    """``text_embedding_projection.aggregate_embed`` ([caption_channels, gemma_width * gemma_states], no bias)."""
+    state = ckpt.state_dict("text_projection")
+    weight = state.get("aggregate_embed.weight")
+    if weight is None or weight.ndim != 2:
+        raise CheckpointError(
+            f"{ckpt.path.name}: 'text_embedding_projection.aggregate_embed.weight' is missing or not a matrix; "
+            "the file is damaged or not an LTX-2 (19B) checkpoint.")
+    caption_channels = int(ckpt.component_config("text_projection").get("caption_channels", weight.shape[0]))
+    return build_module(lambda: TextProjection(weight.shape[1], caption_channels), state, what="text projection",
+                        source=ckpt.path.name, dtype=dtype, device=device, release=ckpt.release_pages)
+
+
+def _load_connector(ckpt: LTX2Checkpoint, component: str, dtype, device) -> Embeddings1DConnector:
+    cfg = ConnectorConfig.from_metadata(ckpt.component_config(component))
+    return build_module(lambda: Embeddings1DConnector(cfg), ckpt.state_dict(component),
+                        what=component.replace("_", " "), source=ckpt.path.name, dtype=dtype, device=device,
+                        release=ckpt.release_pages)
+
+
+def load_video_connector(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> Embeddings1DConnector:
+    return _load_connector(ckpt, "video_connector", dtype, device)
+
+
+def load_audio_connector(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> Embeddings1DConnector:
+    return _load_connector(ckpt, "audio_connector", dtype, device)
+
+
+def load_text_connectors(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> TextConnectors:
+    """Projection + both connectors; ``connectors.connect(gemma_states, mask)`` gives the DiT contexts."""
+    return TextConnectors(load_text_projection(ckpt, dtype, device), load_video_connector(ckpt, dtype, device),
+                          load_audio_connector(ckpt, dtype, device)).eval()
+# Audio path: audio VAE encoder / decoder and vocoder (``audio_vae.*`` / ``vocoder.*`` keys)
+
+
+def load_audio_encoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> AudioEncoder:
+    """Log-mel -> normalised audio latent, built from ``config.audio_vae``."""
+    cfg = AudioVAEConfig.from_metadata(ckpt.component_config("audio_encoder"))
+    return build_module(lambda: AudioEncoder(cfg), ckpt.state_dict("audio_encoder"), what="audio encoder",
+                        source=ckpt.path.name, dtype=dtype, device=device, release=ckpt.release_pages)
+
+
+def load_audio_decoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> AudioDecoder:
+    """Normalised audio latent -> log-mel, built from ``config.audio_vae``."""
+    cfg = AudioVAEConfig.from_metadata(ckpt.component_config("audio_decoder"))
+    return build_module(lambda: AudioDecoder(cfg), ckpt.state_dict("audio_decoder"), what="audio decoder",
+                        source=ckpt.path.name, dtype=dtype, device=device, release=ckpt.release_pages)
+
+
+def load_vocoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> Vocoder:
+    """Log-mel -> waveform (HiFi-GAN), built from ``config.vocoder``."""
+    cfg = VocoderConfig.from_metadata(ckpt.component_config("vocoder"))
+    return build_module(lambda: Vocoder(cfg), ckpt.state_dict("vocoder"), what="vocoder",
+                        source=ckpt.path.name, dtype=dtype, device=device, release=ckpt.release_pages)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -37,14 +100,14 @@ def load_video_encoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, d
     """The video VAE encoder (``vae.encoder.*`` + shared ``vae.per_channel_statistics.*``)."""
     cfg = VideoVAEConfig.from_metadata(ckpt.component_config("video_encoder"))
     return build_module(lambda: VideoEncoder(cfg), ckpt.state_dict("video_encoder"), what="video VAE encoder",
-                        source=ckpt.path.name, dtype=dtype, device=device)
+                        source=ckpt.path.name, dtype=dtype, device=device, release=ckpt.release_pages)
 
 
 def load_video_decoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> VideoDecoder:
     """The video VAE decoder (``vae.decoder.*`` + shared ``vae.per_channel_statistics.*``)."""
     cfg = VideoVAEConfig.from_metadata(ckpt.component_config("video_decoder"))
     return build_module(lambda: VideoDecoder(cfg), ckpt.state_dict("video_decoder"), what="video VAE decoder",
-                        source=ckpt.path.name, dtype=dtype, device=device)
+                        source=ckpt.path.name, dtype=dtype, device=device, release=ckpt.release_pages)
 
 
 def load_latent_statistics(ckpt: LTX2Checkpoint, device=None) -> PerChannelStatistics:
@@ -53,7 +116,8 @@ def load_latent_statistics(ckpt: LTX2Checkpoint, device=None) -> PerChannelStati
     state = {k: v for k, v in ckpt.state_dict("video_decoder").items() if k.startswith("per_channel_statistics.")}
     channels = VideoVAEConfig.from_metadata(ckpt.component_config("video_decoder")).latent_channels
     holder = build_module(lambda: nn.ModuleDict({"per_channel_statistics": PerChannelStatistics(channels)}), state,
-                          what="video VAE statistics", source=ckpt.path.name, dtype=torch.float32, device=device)
+                          what="video VAE statistics", source=ckpt.path.name, dtype=torch.float32, device=device,
+                          release=ckpt.release_pages)
     return holder["per_channel_statistics"]
 
 
@@ -94,4 +158,4 @@ def load_latent_upsampler(path: str | Path, dtype: torch.dtype | None = None, de
     cfg = UpsamplerConfig.from_metadata(config, source=file.path.name)
     state = {k: file.tensor(k) for k in keys}
     return build_module(lambda: LatentUpsampler(cfg), state, what="latent upscaler", source=file.path.name,
-                        dtype=dtype, device=device)
+                        dtype=dtype, device=device, release=file.release_pages)

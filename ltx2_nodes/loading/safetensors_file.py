@@ -78,36 +78,10 @@ class SafetensorsFile:
         self.file_size = self.path.stat().st_size
         with open(self.path, "rb") as f:
             head = f.read(8)
-            foreign = _sniff_foreign_format(head)
-            if foreign:
-                raise CheckpointError(
-                    f"{self.path.name} is {foreign}, not a safetensors file. ltx2_nodes only reads "
-                    "safetensors (pickle checkpoints can run arbitrary code and are never loaded); "
-                    "download the .safetensors release of the model instead."
-                )
-            if len(head) < 8:
-                raise CheckpointError(
-                    f"{self.path.name} is {self.file_size} bytes long, too short to be a safetensors file "
-                    "(the download probably failed); delete it and download it again."
-                )
-            (header_len,) = struct.unpack("<Q", head)
-            if header_len == 0 or header_len > min(_MAX_HEADER_BYTES, self.file_size - 8):
-                raise CheckpointError(
-                    f"{self.path.name} is not a valid safetensors file (header length {header_len} does not "
-                    f"fit a {self.file_size}-byte file). It is probably truncated or another format; "
-                    "re-download it."
-                )
-            raw = f.read(header_len)
-        try:
-            header = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(
-                f"{self.path.name}: the safetensors header is not valid JSON ({exc}); the file is damaged or "
-                "not a safetensors file. Re-download it."
-            ) from None
+            header = self._read_header(f, head)
         if not isinstance(header, dict):
             raise CheckpointError(f"{self.path.name}: the safetensors header is not a JSON object.")
-        self.data_start = 8 + header_len
+        self.data_start = 8 + struct.unpack("<Q", head)[0]
         raw_meta = header.pop("__metadata__", None) or {}
         self.metadata: dict[str, str] = {str(k): str(v) for k, v in raw_meta.items()}
         self._infos = self._parse_infos(header)
@@ -119,6 +93,32 @@ class SafetensorsFile:
                 "missing). The download was interrupted; delete the file and download it again."
             )
         self._mmap: mmap.mmap | None = None
+
+    def _read_header(self, f, head: bytes):
+        """Parse the JSON header; a file that is not safetensors is named by its magic bytes."""
+
+        def refuse(reason: str) -> CheckpointError:
+            foreign = _sniff_foreign_format(head)
+            if foreign:
+                return CheckpointError(
+                    f"{self.path.name} is {foreign}, not a safetensors file. ltx2_nodes only reads safetensors "
+                    "(pickle checkpoints can run arbitrary code and are never loaded); download the "
+                    ".safetensors release of the model instead."
+                )
+            return CheckpointError(f"{self.path.name}: {reason}")
+
+        if len(head) < 8:
+            raise refuse(f"{self.file_size} bytes long, too short to be a safetensors file (the download probably "
+                         "failed); delete it and download it again.")
+        (header_len,) = struct.unpack("<Q", head)
+        if header_len == 0 or header_len > min(_MAX_HEADER_BYTES, self.file_size - 8):
+            raise refuse(f"not a valid safetensors file (header length {header_len} does not fit a "
+                         f"{self.file_size}-byte file). It is probably truncated or another format; re-download it.")
+        try:
+            return json.loads(f.read(header_len))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise refuse(f"the safetensors header is not valid JSON ({exc}); the file is damaged or not a "
+                         "safetensors file. Re-download it.") from None
 
     def _parse_infos(self, header: dict) -> dict[str, TensorInfo]:
         infos: dict[str, TensorInfo] = {}
@@ -192,9 +192,60 @@ class SafetensorsFile:
                 flat = raw.clone().view(info.dtype)
         return flat.view(info.shape)
 
+    def release_pages(self, tensor: torch.Tensor) -> None:
+        """Drop the mapped pages behind ``tensor`` from this process's RSS once it has been copied.
+
+        Applies only to views of this file's map; the data stays on disk and is re-read if used.
+        """
+        if self._mmap is None or tensor.numel() == 0 or not hasattr(self._mmap, "madvise"):
+            return
+        base = torch.frombuffer(self._mmap, dtype=torch.uint8, count=1).data_ptr()
+        start = tensor.data_ptr() - base
+        end = start + tensor.numel() * tensor.element_size()
+        if start < 0 or end > len(self._mmap):
+            return
+        page = mmap.PAGESIZE
+        first = -(-start // page) * page  # only whole pages inside the tensor
+        last = end // page * page
+        if last > first:
+            self._mmap.madvise(mmap.MADV_DONTNEED, first, last - first)
+
     def close(self) -> None:
         # Tensors handed out keep their own reference to the map, so closing only drops ours.
         self._mmap = None
 
     def __repr__(self) -> str:
         return f"SafetensorsFile({self.path}, {len(self._infos)} tensors)"
+
+
+_DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
+
+
+def write_safetensors(path: str | os.PathLike, entries, metadata: dict[str, str] | None = None) -> Path:
+    """Stream tensors to a safetensors file without holding them all in memory.
+
+    ``entries``: iterable of ``(name, shape, dtype, make)`` where ``make()`` returns the tensor when
+    its turn comes (so a multi-GB synthetic checkpoint needs only one tensor in RAM at a time).
+    Written to a temporary name and renamed, so an interrupted write never leaves a plausible file.
+    """
+    entries = list(entries)
+    header: dict = {"__metadata__": dict(metadata)} if metadata else {}
+    offset = 0
+    for name, shape, dtype, _ in entries:
+        nbytes = math.prod(shape) * dtype.itemsize
+        header[name] = {"dtype": _DTYPE_NAMES[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # keep the data section 8-byte aligned
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)))
+        f.write(raw)
+        for name, shape, dtype, make in entries:
+            tensor = make()
+            if tuple(tensor.shape) != tuple(shape) or tensor.dtype != dtype:
+                raise ValueError(f"{name}: produced {tuple(tensor.shape)} {tensor.dtype}, declared {tuple(shape)} {dtype}")
+            f.write(tensor.contiguous().view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    os.replace(tmp, path)
+    return path

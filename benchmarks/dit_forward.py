@@ -1,0 +1,131 @@
+"""dit_forward: one transformer forward of 2 blocks at the real LTX-2 19B widths on CPU (float32).
+
+Shapes: video 768x512x25 frames -> 4x16x24 = 1536 tokens, audio 25 frames @ 24 fps -> 26 tokens,
+1024 text tokens of width 3840 per stream; random weights (only their shapes matter for speed).
+Each case runs in a fresh interpreter so its peak RSS is its own.
+
+Optional reference row: set LTX2_REFERENCE_SRC to the `packages/ltx-core/src` folder of
+Lightricks/LTX-2 (not shipped here) to time the official LTXModel on the same weights and inputs.
+
+    python benchmarks/dit_forward.py            # prints a markdown table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import types
+
+import _util  # noqa: F401  (puts the repo on sys.path)
+import torch
+
+from ltx2_nodes.model.patchify import AudioTiming, audio_positions, video_positions
+from ltx2_nodes.model.transformer import LTX2Transformer, ModalityInput, TransformerConfig
+
+W, H, FRAMES, FPS, TEXT = 768, 512, 25, 24.0, 1024
+LATENT = (1 + (FRAMES - 1) // 8, H // 32, W // 32)
+AUDIO_TOKENS = round(FRAMES / FPS * AudioTiming().latents_per_second)
+
+
+def build(cfg: TransformerConfig) -> LTX2Transformer:
+    with torch.device("meta"):
+        model = LTX2Transformer(cfg)
+    model.to_empty(device="cpu")
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.02, generator=gen)
+    return model.eval().requires_grad_(False)
+
+
+def inputs(cfg: TransformerConfig, per_token: bool):
+    gen = torch.Generator().manual_seed(1)
+    f, h, w = LATENT
+    video_tokens = f * h * w
+    sigma_v = torch.full((1, video_tokens), 0.7)
+    if per_token:
+        sigma_v[:, : h * w] = 0.0  # first latent frame conditioned (image-to-video)
+    video = ModalityInput(torch.randn(1, video_tokens, cfg.in_channels, generator=gen), sigma_v,
+                          video_positions(1, f, h, w, FPS), torch.randn(1, TEXT, cfg.caption_channels, generator=gen))
+    audio = ModalityInput(torch.randn(1, AUDIO_TOKENS, cfg.audio_in_channels, generator=gen), torch.full((1,), 0.7),
+                          audio_positions(1, AUDIO_TOKENS), torch.randn(1, TEXT, cfg.caption_channels, generator=gen))
+    return video, audio
+
+
+def reference_forward(model: LTX2Transformer, video: ModalityInput, audio: ModalityInput):
+    """Time the official implementation on the same weights (triton stubbed: CPU run never uses it)."""
+    sys.path.insert(0, os.environ["LTX2_REFERENCE_SRC"])
+    if "triton" not in sys.modules:
+        triton = types.ModuleType("triton")
+        triton.jit = lambda *a, **k: (lambda f: f)
+        triton.autotune = lambda *a, **k: (lambda f: f)
+        triton.language = types.ModuleType("triton.language")
+        triton.language.constexpr = int
+        sys.modules.update({"triton": triton, "triton.language": triton.language})
+    from ltx_core.guidance.perturbations import BatchedPerturbationConfig
+    from ltx_core.model.transformer.attention import AttentionFunction
+    from ltx_core.model.transformer.model import LTXModel
+    from ltx_core.model.transformer.modality import Modality
+    from ltx_core.model.transformer.rope import LTXRopeType
+
+    cfg = model.config
+    with torch.device("meta"):
+        ref = LTXModel(num_layers=cfg.num_layers, rope_type=LTXRopeType.SPLIT, double_precision_rope=True,
+                       av_ca_timestep_scale_multiplier=1000, attention_type=AttentionFunction.PYTORCH)
+    ref.load_state_dict(model.state_dict(), assign=True, strict=True)
+    mods = [Modality(latent=m.latent, timesteps=m.sigma.reshape(1, -1, 1) if m.sigma.numel() > 1 else
+                     m.sigma.view(1, 1, 1), positions=m.positions, context=m.context) for m in (video, audio)]
+    with torch.no_grad():
+        ref(mods[0], mods[1], BatchedPerturbationConfig.empty(1))  # warm-up, as for ours
+        start = time.perf_counter()
+        out = ref(mods[0], mods[1], BatchedPerturbationConfig.empty(1))
+    return time.perf_counter() - start, out
+
+
+def run_case(case: dict) -> dict:
+    torch.manual_seed(0)
+    cfg = TransformerConfig(num_layers=2)
+    model = build(cfg)
+    video, audio = inputs(cfg, case["per_token"])
+    with torch.no_grad():
+        model(video, audio)  # warm-up (allocator, kernels)
+        start = time.perf_counter()
+        ours = model(video, audio)
+        seconds = time.perf_counter() - start
+    result = {"seconds": seconds}
+    if case.get("reference"):
+        ref_seconds, ref_out = reference_forward(model, video, audio)
+        result["seconds"] = ref_seconds
+        result["max_diff_vs_ours"] = max((a - b).abs().max().item() for a, b in zip(ours, ref_out))
+    result["peak_rss"] = _util.peak_rss_bytes()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--case")
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(run_case(json.loads(args.case))))
+        return
+    cases = [("ltx2_nodes", {"per_token": False}), ("ltx2_nodes, per-token sigma (I2V)", {"per_token": True})]
+    if os.environ.get("LTX2_REFERENCE_SRC"):
+        cases += [("official ltx-core @5cb97a9", {"per_token": False, "reference": True}),
+                  ("official ltx-core, per-token sigma", {"per_token": True, "reference": True})]
+    rows = []
+    for name, case in cases:
+        r = _util.run_isolated(__file__, case)
+        note = f"max |diff| vs ours {r['max_diff_vs_ours']:.1e}" if "max_diff_vs_ours" in r else ""
+        rows.append([name, f"{r['seconds']:.2f}", _util.gib(r["peak_rss"]), note])
+    f, h, w = LATENT
+    print(f"dit_forward: 2 blocks, video 4096 wide (32x128), audio 2048 wide (32x64), float32, CPU; "
+          f"{W}x{H}x{FRAMES} -> {f * h * w} video tokens + {AUDIO_TOKENS} audio tokens, {TEXT} text tokens")
+    print(f"machine: {_util.machine()}\n")
+    print(_util.table(["implementation", "seconds / forward", "peak RSS", "note"], rows))
+
+
+if __name__ == "__main__":
+    main()

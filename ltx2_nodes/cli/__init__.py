@@ -1,0 +1,39 @@
+"""``python -m ltx2_nodes <command>``: headless entry points sharing the nodes' code path.
+
+Exit codes (see :class:`common.ExitCode`): 0 ok · 1 a node or a job failed · 2 usage or input error, nothing
+ran · 3 ComfyUI server unreachable · 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..errors import LTX2Error
+from . import inspect_cmd, queue_cmd, run_cmd
+from .common import ExitCode
+
+COMMANDS = {"inspect": inspect_cmd, "run": run_cmd, "queue": queue_cmd}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ltx2_nodes", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, module in COMMANDS.items():
+        module.add_parser(sub.add_parser(name, help=module.HELP, description=module.HELP))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    try:
+        return COMMANDS[args.command].run(args) or ExitCode.OK
+    except LTX2Error as exc:
+        if args.verbose and getattr(exc, "details", ""):
+            print(exc.details, file=sys.stderr, end="")
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(f"error: {line}", file=sys.stderr)
+        return getattr(exc, "exit_code", ExitCode.USAGE)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED

@@ -1,0 +1,175 @@
+"""The core ComfyUI I/O nodes a shipped workflow may use, re-implemented for headless runs.
+
+Only ``LoadImage`` and ``LoadAudio``: the media inputs of image-to-video and audio-conditioned workflows.
+Same ids, inputs, outputs and values as ComfyUI's (``nodes.py`` / ``comfy_extras/nodes_audio.py``):
+
+- ``LoadImage`` -> IMAGE ``[N, H, W, 3]`` float32 in 0..1 and MASK (``1 - alpha``, ``[N, H, W]``, or a
+  ``[1, 64, 64]`` zero mask without alpha); every frame of an animated file with the first frame's size.
+  Decoded with Pillow when installed (exactly ComfyUI's code path, EXIF rotation included), else with PyAV
+  (FFmpeg's PNG/JPEG/WebP/GIF decoders; EXIF orientation is not applied there).
+- ``LoadAudio`` -> AUDIO ``{"waveform": [1, C, T] float32, "sample_rate": int}`` decoded with PyAV.
+
+Inside ComfyUI these classes are never registered: ComfyUI's own nodes run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+
+import numpy as np
+import torch
+
+from .. import paths
+
+
+def _input_files(kinds: tuple[str, ...]) -> list[str]:
+    folder = paths.input_directory()
+    if not folder.is_dir():
+        return []
+    return sorted(f for f in os.listdir(folder)
+                  if (folder / f).is_file() and (mimetypes.guess_type(f, strict=False)[0] or "").split("/")[0]
+                  in kinds)
+
+
+def _sha256(name: str) -> str:
+    return hashlib.sha256(paths.input_file(name).read_bytes()).hexdigest()
+
+
+def _check_exists(name: str, what: str):
+    return True if paths.input_file(name).exists() else f"Invalid {what} file: {name}"
+
+
+class LoadImage:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": (_input_files(("image",)), {"image_upload": True})}}
+
+    CATEGORY = "image"
+    RETURN_TYPES = ("IMAGE", "MASK")
+    FUNCTION = "load_image"
+
+    def load_image(self, image):
+        path = paths.input_file(image)
+        frames = _frames_pillow(path) if _has_pillow() else _frames_pyav(path)
+        width, height = frames[0][0].shape[1], frames[0][0].shape[0]
+        images, masks = [], []
+        for rgb, alpha in frames:
+            if rgb.shape[1] != width or rgb.shape[0] != height:
+                continue  # like ComfyUI: frames of another size are skipped
+            images.append(torch.from_numpy(rgb.astype(np.float32) / 255.0)[None])
+            if alpha is None:
+                masks.append(torch.zeros((1, 64, 64), dtype=torch.float32))
+            else:
+                masks.append(1.0 - torch.from_numpy(alpha.astype(np.float32) / 255.0)[None])
+        return torch.cat(images, dim=0), torch.cat(masks, dim=0)
+
+    @classmethod
+    def IS_CHANGED(cls, image):
+        return _sha256(image)
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, image):
+        return _check_exists(image, "image")
+
+
+def _has_pillow() -> bool:
+    try:
+        import PIL  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _frames_pillow(path) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """ComfyUI's LoadImage frame loop: EXIF transpose, 32-bit 'I' scaled, alpha or palette transparency."""
+    from PIL import Image, ImageOps, ImageSequence
+
+    frames = []
+    with Image.open(path) as img:
+        for frame in ImageSequence.Iterator(img):
+            frame = ImageOps.exif_transpose(frame)
+            if frame.mode == "I":
+                frame = frame.point(lambda v: v * (1 / 255))
+            rgb = np.array(frame.convert("RGB"))
+            alpha = None
+            if "A" in frame.getbands():
+                alpha = np.array(frame.getchannel("A"))
+            elif frame.mode == "P" and "transparency" in frame.info:
+                alpha = np.array(frame.convert("RGBA").getchannel("A"))
+            frames.append((rgb, alpha))
+            if img.format == "MPO":
+                break  # ComfyUI keeps only the first picture of a multi-picture JPEG
+    return frames
+
+
+def _frames_pyav(path) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    import av
+
+    frames = []
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise ValueError(f"{path} holds no image")
+        for frame in container.decode(video=0):
+            if any(c.is_alpha for c in frame.format.components):
+                rgba = frame.to_ndarray(format="rgba")
+                frames.append((rgba[..., :3], rgba[..., 3]))
+            else:
+                frames.append((frame.to_ndarray(format="rgb24"), None))
+    if not frames:
+        raise ValueError(f"{path}: no image frame could be decoded")
+    return frames
+
+
+class LoadAudio:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"audio": (_input_files(("audio", "video")), {"audio_upload": True})}}
+
+    CATEGORY = "audio"
+    RETURN_TYPES = ("AUDIO",)
+    FUNCTION = "load"
+
+    def load(self, audio):
+        waveform, sample_rate = _decode_audio(paths.input_file(audio))
+        return ({"waveform": waveform.unsqueeze(0), "sample_rate": sample_rate},)
+
+    @classmethod
+    def IS_CHANGED(cls, audio):
+        return _sha256(audio)
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, audio):
+        return _check_exists(audio, "audio")
+
+
+def _decode_audio(path) -> tuple[torch.Tensor, int]:
+    """ComfyUI's ``nodes_audio.load``: the first audio stream as ``[C, T]``, integer PCM scaled to float."""
+    import av
+
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            raise ValueError(f"{path}: no audio stream found in the file")
+        stream = container.streams.audio[0]
+        channels = stream.codec_context.channels
+        chunks = []
+        for frame in container.decode(streams=stream.index):
+            chunk = torch.from_numpy(frame.to_ndarray())
+            if chunk.shape[0] != channels:  # packed samples: interleaved in one row
+                chunk = chunk.view(-1, channels).t()
+            chunks.append(chunk)
+        if not chunks:
+            raise ValueError(f"{path}: no audio frames decoded")
+        sample_rate = stream.codec_context.sample_rate
+    waveform = torch.cat(chunks, dim=1)
+    if waveform.dtype == torch.int16:
+        waveform = waveform.float() / 2 ** 15
+    elif waveform.dtype == torch.int32:
+        waveform = waveform.float() / 2 ** 31
+    elif not waveform.dtype.is_floating_point:
+        raise ValueError(f"{path}: unsupported sample format {waveform.dtype}")
+    return waveform, sample_rate
+
+
+CORE_NODE_CLASSES: dict[str, type] = {"LoadImage": LoadImage, "LoadAudio": LoadAudio}

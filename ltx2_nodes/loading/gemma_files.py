@@ -1,0 +1,313 @@
+"""Finding and reading Gemma 3 text-encoder files (no transformers import here).
+
+Two layouts are accepted:
+
+* a Hugging Face folder: ``config.json`` (``gemma3`` or ``gemma3_text``), one or more
+  ``*.safetensors`` shards and ``tokenizer.json`` / ``tokenizer.model``; keys are
+  ``language_model.model.*`` (Gemma3ForConditionalGeneration as released),
+  ``model.language_model.*`` (transformers >= 4.52 saves) or ``model.*`` (Gemma3ForCausalLM);
+* a ComfyUI single file from ``models/text_encoders`` (``gemma_3_12B_it*.safetensors``): keys
+  ``model.*`` plus the vision tower, the SentencePiece tokenizer embedded as a uint8 tensor
+  ``spiece_model``, no config. fp8 variants store Linear weights as ``F8_E4M3`` with a
+  ``weight_scale`` (new ``comfy_quant`` format), a ``scale_weight`` (older ``scaled_fp8``
+  format) or no scale at all.
+
+Everything is mapped to the key names of one ``Gemma3TextModel`` held as ``model`` (the vision
+tower and ``lm_head``, which Gemma ties to the embedding, are never read). Weights stay views of
+the memory-mapped files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import CheckpointError, ModelNotFoundError, UnsupportedModelError
+from .quant import FP8_DTYPES
+from .safetensors_file import SafetensorsFile
+
+log = logging.getLogger("ltx2_nodes")
+
+# Prefixes of the language model in the known layouts, longest first (``model.`` is also a prefix
+# of the multimodal layouts).
+_TEXT_PREFIXES = ("model.language_model.", "language_model.model.", "model.")
+_SKIPPED_PREFIXES = ("model.vision_tower.", "model.multi_modal_projector.", "vision_tower.", "multi_modal_projector.",
+                     "vision_model.", "lm_head.", "language_model.lm_head.")
+_LINEAR_WEIGHT = re.compile(r"\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$")
+_REQUIRED = ("model.embed_tokens.weight", "model.norm.weight", "model.layers.0.self_attn.q_norm.weight",
+             "model.layers.0.pre_feedforward_layernorm.weight")
+
+# Released google/gemma-3-12b-it text config (config.json ``text_config``); everything a ComfyUI
+# single file cannot tell through tensor shapes is taken from here.
+GEMMA3_12B_TEXT_CONFIG = {
+    "model_type": "gemma3_text", "hidden_size": 3840, "intermediate_size": 15360, "num_hidden_layers": 48,
+    "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 256, "query_pre_attn_scalar": 256,
+    "vocab_size": 262208, "rms_norm_eps": 1e-6, "hidden_activation": "gelu_pytorch_tanh", "sliding_window": 1024,
+    "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0, "rope_scaling": {"factor": 8.0, "rope_type": "linear"},
+    "max_position_embeddings": 131072,
+}
+
+_FOREIGN = (
+    ("model.diffusion_model.", "an LTX-2 model checkpoint (it belongs in models/checkpoints; the text encoder is "
+                               "Gemma 3 12B, e.g. gemma_3_12B_it.safetensors)"),
+    ("text_embedding_projection.", "an LTX-2 model checkpoint (it belongs in models/checkpoints)"),
+    ("encoder.block.", "a T5 text encoder"),
+    ("text_model.encoder.", "a CLIP text encoder"),
+    ("transformer.resblocks.", "a CLIP text encoder"),
+)
+
+
+@dataclass(frozen=True)
+class TokenizerLocation:
+    """Where the tokenizer comes from: an HF folder, a ``tokenizer.model`` file, or bytes inside the weights."""
+
+    kind: str  # "hf_folder" | "sentencepiece"
+    path: Path
+    embedded: bool = False  # ``spiece_model`` tensor inside the safetensors file ``path``
+
+    def describe(self) -> str:
+        return f"spiece_model inside {self.path.name}" if self.embedded else str(self.path)
+
+    def sentencepiece_bytes(self) -> bytes:
+        if self.embedded:
+            return SafetensorsFile(self.path).tensor("spiece_model").numpy().tobytes()
+        return self.path.read_bytes()
+
+
+@dataclass
+class GemmaFiles:
+    """A located Gemma 3 text encoder: weight files, text config (dict), tokenizer location."""
+
+    name: str
+    files: list[SafetensorsFile]
+    text_config: dict  # transformers ``gemma3_text`` format; inferred from shapes for single files
+    tokenizer: TokenizerLocation
+
+    def raw_state(self) -> dict[str, torch.Tensor]:
+        """Language-model tensors under ``model.*`` names plus their fp8 scale siblings (memory-mapped views)."""
+        out: dict[str, torch.Tensor] = {}
+        for f in self.files:
+            for key in f.keys():
+                name = module_key(key)
+                if name is not None:
+                    out[name] = f.tensor(key)
+        return out
+
+    def release_pages(self, tensor: torch.Tensor) -> None:
+        """Drop the mapped pages behind ``tensor`` once a copy replaced it (whichever file it maps)."""
+        for f in self.files:
+            f.release_pages(tensor)
+
+    def fingerprint(self) -> str:
+        """Cheap content identity of the weights: headers, sizes and sampled bytes of every file."""
+        digest = hashlib.sha256()
+        for f in sorted(self.files, key=lambda f: f.path.name):
+            digest.update(_file_fingerprint(f.path))
+        return digest.hexdigest()[:32]
+
+
+def module_key(key: str) -> str | None:
+    """File key -> ``model.*`` key of the language model (None for keys that are not read)."""
+    if key.startswith(_SKIPPED_PREFIXES) or key.endswith(".comfy_quant"):  # quant JSON is read separately
+        return None
+    for prefix in _TEXT_PREFIXES:
+        if key.startswith(prefix):
+            rest = key[len(prefix):]
+            rest = rest.replace(".scale_weight", ".weight_scale").replace(".scale_input", ".input_scale")
+            return "model." + rest
+    return None
+
+
+def _file_fingerprint(path: Path, sample: int = 1 << 16) -> bytes:
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        (header_len,) = struct.unpack("<Q", f.read(8))
+        parts = [str(size).encode(), f.read(header_len)]
+        for offset in (8 + header_len, (size + header_len) // 2, max(size - sample, 0)):
+            f.seek(offset)
+            parts.append(f.read(sample))
+    return hashlib.sha256(b"".join(parts)).digest()
+
+
+# ------------------------------------------------------------------------------------------------
+# Locating files
+
+
+def locate_gemma(path: str | Path, tokenizer_path: str | Path | None = None) -> GemmaFiles:
+    """Open a Gemma 3 text encoder given as an HF folder or a ComfyUI single ``.safetensors`` file."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ModelNotFoundError(f"Gemma text encoder not found: {path} (expected a .safetensors file from "
+                                 "models/text_encoders or a Hugging Face Gemma 3 folder).")
+    explicit = _explicit_tokenizer(Path(tokenizer_path).expanduser()) if tokenizer_path is not None else None
+    if path.is_dir():
+        return _locate_folder(path, explicit)
+    return _locate_single_file(path, explicit)
+
+
+def _tokenizer_in(folder: Path) -> TokenizerLocation | None:
+    if (folder / "tokenizer.json").is_file():
+        return TokenizerLocation("hf_folder", folder)
+    if (folder / "tokenizer.model").is_file():
+        return TokenizerLocation("sentencepiece", folder / "tokenizer.model")
+    return None
+
+
+def _explicit_tokenizer(path: Path) -> TokenizerLocation:
+    if path.is_dir():
+        found = _tokenizer_in(path)
+        if found is None:
+            raise ModelNotFoundError(f"The tokenizer folder {path} has neither tokenizer.json nor tokenizer.model.")
+        return found
+    if path.is_file() and path.name.endswith(".json"):
+        return TokenizerLocation("hf_folder", path.parent)
+    if path.is_file() and path.suffix == ".safetensors":  # e.g. ComfyUI's Gemma file lending its spiece_model
+        if "spiece_model" not in SafetensorsFile(path):
+            raise ModelNotFoundError(f"{path.name} was given as the tokenizer but carries no 'spiece_model' tensor.")
+        return TokenizerLocation("sentencepiece", path, embedded=True)
+    if path.is_file():
+        return TokenizerLocation("sentencepiece", path)
+    raise ModelNotFoundError(f"Tokenizer not found: {path} (give tokenizer.model, tokenizer.json or their folder).")
+
+
+def _locate_folder(root: Path, tokenizer: TokenizerLocation | None) -> GemmaFiles:
+    candidates = [root] + sorted(p.parent for p in root.rglob("config.json") if p.parent != root)
+    folder = next((d for d in candidates if (d / "config.json").is_file() and any(d.glob("*.safetensors"))), None)
+    if folder is None:
+        raise ModelNotFoundError(
+            f"{root} is not a Hugging Face Gemma 3 folder: no folder inside it has both config.json and "
+            "*.safetensors weights. Download google/gemma-3-12b-it (all files) or use ComfyUI's single-file "
+            "gemma_3_12B_it.safetensors.")
+    config = json.loads((folder / "config.json").read_text())
+    text_config = _text_config_from_hf(config, folder / "config.json")
+    shards = _shards(folder)
+    if tokenizer is None:
+        tokenizer = _tokenizer_in(folder) or next(
+            (t for t in (_tokenizer_in(p.parent) for p in sorted(root.rglob("tokenizer.*"))) if t), None)
+    if tokenizer is None:
+        raise ModelNotFoundError(
+            f"{folder} has config.json and weights but no tokenizer: neither tokenizer.json nor tokenizer.model was "
+            f"found in it or below {root}. Copy them from the Gemma 3 release into {folder}.")
+    files = [SafetensorsFile(p) for p in shards]
+    _check_gemma3(files, folder.name)
+    return GemmaFiles(folder.name, files, text_config, tokenizer)
+
+
+def _shards(folder: Path) -> list[Path]:
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        names = sorted(set(json.loads(index.read_text()).get("weight_map", {}).values()))
+        missing = [n for n in names if not (folder / n).is_file()]
+        if missing:
+            raise ModelNotFoundError(f"{folder}: model.safetensors.index.json lists shards that are missing: "
+                                     f"{missing[:4]}. The download is incomplete; fetch the missing files.")
+        return [folder / n for n in names]
+    return sorted(folder.glob("*.safetensors"))
+
+
+def _text_config_from_hf(config: dict, where: Path) -> dict:
+    model_type = config.get("model_type")
+    if model_type == "gemma3":
+        return dict(config.get("text_config") or {}, model_type="gemma3_text")
+    if model_type == "gemma3_text":
+        return dict(config)
+    raise UnsupportedModelError(
+        f"{where} describes a '{model_type}' model; LTX-2 uses Gemma 3 (model_type 'gemma3', 12B) as its text "
+        "encoder.")
+
+
+def _locate_single_file(path: Path, tokenizer: TokenizerLocation | None) -> GemmaFiles:
+    f = SafetensorsFile(path)
+    _check_gemma3([f], path.name)
+    if tokenizer is None:
+        if "spiece_model" in f:
+            tokenizer = TokenizerLocation("sentencepiece", path, embedded=True)
+        else:
+            searched = [path.parent, path.parent / path.stem, path.parent / "tokenizer"]
+            tokenizer = next((t for t in map(_tokenizer_in, [d for d in searched if d.is_dir()]) if t), None)
+            if tokenizer is None:
+                raise ModelNotFoundError(
+                    f"{path.name} carries no tokenizer (no 'spiece_model' tensor) and none was found next to it: "
+                    f"looked for tokenizer.json / tokenizer.model in {', '.join(str(d) for d in searched)}. "
+                    "Put Gemma 3's tokenizer.model next to the file or pass the tokenizer path.")
+    return GemmaFiles(path.stem, [f], infer_text_config(f), tokenizer)
+
+
+def _check_gemma3(files: list[SafetensorsFile], name: str) -> None:
+    mapped = {module_key(k) for f in files for k in f.keys()}
+    missing = [k for k in _REQUIRED if k not in mapped]
+    if not missing:
+        return
+    keys = [k for f in files for k in f.keys()]
+    for prefix, what in _FOREIGN:
+        if any(k.startswith(prefix) for k in keys):
+            raise CheckpointError(f"{name} is {what}, not the Gemma 3 text encoder LTX-2 needs.")
+    raise CheckpointError(
+        f"{name} does not contain a Gemma 3 language model (missing {missing[:2]}; found e.g. {keys[:3]}). "
+        "LTX-2 needs Gemma 3 12B: ComfyUI's gemma_3_12B_it*.safetensors or the google/gemma-3-12b-it folder.")
+
+
+def infer_text_config(f: SafetensorsFile) -> dict:
+    """``gemma3_text`` config from tensor shapes; the rest (RoPE, window, eps) is Gemma 3 12B's."""
+    shapes = {module_key(k): f.info(k).shape for k in f.keys() if module_key(k) is not None}
+    layers = {int(k.split(".")[2]) for k in shapes if k.startswith("model.layers.")}
+    vocab, hidden = shapes["model.embed_tokens.weight"]
+    head_dim = shapes["model.layers.0.self_attn.q_norm.weight"][0]
+    config = dict(GEMMA3_12B_TEXT_CONFIG)
+    config.update(
+        vocab_size=vocab, hidden_size=hidden, num_hidden_layers=max(layers) + 1, head_dim=head_dim,
+        query_pre_attn_scalar=head_dim,
+        num_attention_heads=shapes["model.layers.0.self_attn.q_proj.weight"][0] // head_dim,
+        num_key_value_heads=shapes["model.layers.0.self_attn.k_proj.weight"][0] // head_dim,
+        intermediate_size=shapes["model.layers.0.mlp.gate_proj.weight"][0],
+    )
+    if any(config[k] != GEMMA3_12B_TEXT_CONFIG[k] for k in ("hidden_size", "num_hidden_layers")):
+        log.warning("%s is not Gemma 3 12B (width %d, %d layers); LTX-2's text projection expects 3840 x 49 "
+                    "hidden states.", f.path.name, hidden, config["num_hidden_layers"])
+    return config
+
+
+# ------------------------------------------------------------------------------------------------
+# fp8
+
+
+def _comfy_quant_format(files: list[SafetensorsFile]) -> dict[str, str]:
+    formats = {}
+    for f in files:
+        for key in f.keys():
+            if key.endswith(".comfy_quant"):
+                conf = json.loads(f.tensor(key).numpy().tobytes() or b"{}")
+                formats[key[: -len(".comfy_quant")]] = conf.get("format", "?")
+    return formats
+
+
+def prepare_gemma_state(gemma: GemmaFiles, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Module state for ``build_module``: fp8 Linear weights get a ``weight_scale`` (1.0 when the file has
+    none), every other fp8 tensor (embedding, norms) is dequantized to ``dtype``; formats we cannot run
+    (NVFP4) are refused with the file name."""
+    unsupported = {layer: fmt for layer, fmt in _comfy_quant_format(gemma.files).items()
+                   if fmt not in ("float8_e4m3fn", "float8_e5m2")}
+    state = gemma.raw_state()
+    if unsupported or any(k.endswith(".weight_scale_2") for k in state):
+        fmt = next(iter(unsupported.values()), "nvfp4")
+        raise UnsupportedModelError(
+            f"{gemma.name} stores layers in the '{fmt}' quantization format, which ltx2_nodes cannot run. Use the "
+            "bf16 or fp8 (e4m3fn) version of the Gemma 3 12B text encoder.")
+    for key in [k for k in state if k.endswith(".weight")]:
+        tensor = state[key]
+        if tensor.dtype not in FP8_DTYPES:
+            continue
+        scale_key = key[: -len(".weight")] + ".weight_scale"
+        if _LINEAR_WEIGHT.search(key):
+            state.setdefault(scale_key, torch.ones((), dtype=torch.float32))
+        else:
+            scale = state.pop(scale_key, torch.ones(()))
+            state[key] = (tensor.float() * scale.float()).to(dtype)
+    return state

@@ -1,0 +1,1 @@
+"""Media: audio/video file I/O, the waveform -> log-mel front end, exact lengths, muxing."""

@@ -1,0 +1,317 @@
+"""Before a run: will it fit? Peak VRAM and RAM per stage, and a refusal that says what would fit.
+
+Weights come from tensor headers (checkpoint metadata, no data read) or from a (meta-built)
+module; activations from the formulas in ``estimates``. Only one stage occupies the device at a
+time, so the VRAM peak is the largest stage need:
+* resident stage: weights + activations;
+* streamable stage (blocks) under a budget: at least non-block weights + activations + two block
+  slots, at most the whole model; the engine uses what the budget allows in between.
+RAM (anonymous memory, not the memory-mapped files): the process itself (2 GiB), weights converted on
+load (dtype change, fp8 cast), two staging buffers for blocks read from the file, the decoded video
+as float32 frames.
+If streamed blocks also fit in RAM the engine packs (pins) them for faster copies; the estimate
+reports that as ``ram_packed`` but only refuses on ``ram_required``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import nn
+
+from ..errors import OutOfMemoryError
+from ..loading.quant import FP8_DTYPES, QUANT_SUFFIXES, FP8Linear
+from ..model.transformer import TransformerConfig
+from .estimates import (GEMMA3_12B, TEXT_TOKENS, DecoderShape, audio_decode_activation_bytes, audio_tokens,
+                        connector_activation_bytes, decoder_activation_bytes, dit_activation_bytes, itemsize,
+                        upscaler_activation_bytes, vae_decode_activation_bytes, video_latent_grid)
+from .host import ALIGN, BlockLayout
+from .ledger import gib
+from .placement import module_tensors, tensor_bytes
+
+PROCESS_RAM = 2 * 2 ** 30  # Python, torch and (on CUDA) the driver's host-side context, before any weights
+BLOCK_KEY = re.compile(r"(?:^|\.)(?:transformer_blocks|layers)\.(\d+)\.")
+FP8_LINEAR_BYTES = 1
+MIN_FRAMES = 9
+
+
+@dataclass(frozen=True)
+class StageWeights:
+    """A stage's weight bytes as loaded: outside blocks, per block, and what occupies RAM of its own."""
+
+    name: str
+    fixed_bytes: int
+    block_bytes: tuple[int, ...] = ()
+    host_bytes: int = 0  # anonymous RAM (converted tensors); memory-mapped ones cost none
+    block_host_bytes: int = 0  # the part of host_bytes inside blocks
+    fp8_block_bytes: tuple[int, ...] | None = None  # the blocks if their Linear weights were cast to fp8
+    fp8: bool = False  # block Linears are fp8 (dequantised per forward: a transient on the device)
+    largest_linear: int = 0  # elements of the largest Linear weight in a block
+
+    @property
+    def total(self) -> int:
+        return self.fixed_bytes + sum(self.block_bytes)
+
+    def as_fp8(self) -> "StageWeights":
+        """The same stage with its block Linears cast to fp8 on load (cast tensors live in RAM)."""
+        if self.fp8_block_bytes is None:
+            return self
+        blocks = self.fp8_block_bytes
+        return replace(self, block_bytes=blocks, fp8_block_bytes=None, block_host_bytes=sum(blocks), fp8=True,
+                       host_bytes=self.host_bytes - self.block_host_bytes + sum(blocks))
+
+    def upcast_bytes(self, compute: torch.dtype) -> int:
+        """Device transient of dequantising the largest fp8 Linear (see ``estimates.fp8_upcast_bytes``)."""
+        return 2 * self.largest_linear * itemsize(compute) if self.fp8 else 0
+
+
+def _aligned(nbytes: int) -> int:
+    return math.ceil(nbytes / ALIGN) * ALIGN
+
+
+def stage_weights(name: str, tensors: Mapping[str, object], *, dtype: torch.dtype | None = None,
+                  fp8_blocks: bool = False, streamable: bool = True) -> StageWeights:
+    """Sizes of ``tensors`` (anything with ``.shape`` and ``.dtype``: tensors, safetensors header entries).
+
+    ``dtype``: the dtype floating tensors are loaded in (None: as stored; fp8 weights stay fp8);
+    ``fp8_blocks``: Linear weights inside blocks are cast to fp8 on load; ``streamable``: blocks are
+    recognised by ``transformer_blocks.N.`` / ``layers.N.`` in the key.
+    """
+    fixed = host = block_host = largest = 0
+    fp8_stored = False
+    blocks: dict[int, int] = {}
+    fp8: dict[int, int] = {}
+    for key, t in tensors.items():
+        stored = t.dtype
+        numel = math.prod(t.shape)
+        target = stored
+        if dtype is not None and stored.is_floating_point and itemsize(stored) > 1 and not key.endswith(QUANT_SUFFIXES):
+            target = dtype
+        castable = key.endswith(".weight") and len(t.shape) == 2 and itemsize(target) > 1
+        match = BLOCK_KEY.search(key) if streamable else None
+        # an fp8-cast Linear stores 1 byte per weight plus a float32 scale
+        as_fp8 = _aligned(numel * FP8_LINEAR_BYTES) + _aligned(4)
+        nbytes = numel * itemsize(target)
+        if match:
+            index = int(match.group(1))
+            if key.endswith(".weight") and len(t.shape) == 2:
+                largest = max(largest, numel)
+                fp8_stored = fp8_stored or itemsize(stored) == 1
+            size = as_fp8 if fp8_blocks and castable else _aligned(nbytes)
+            blocks[index] = blocks.get(index, 0) + size
+            fp8[index] = fp8.get(index, 0) + (as_fp8 if castable else _aligned(nbytes))
+            if target != stored or (fp8_blocks and castable):
+                block_host += size
+        else:
+            fixed += nbytes
+            if target != stored:
+                host += nbytes
+    order = sorted(blocks)
+    block_bytes = tuple(blocks[i] for i in order)
+    fp8_bytes = tuple(fp8[i] for i in order)
+    return StageWeights(name, fixed, block_bytes, host + block_host, block_host,
+                        fp8_bytes if fp8_bytes != block_bytes else None, fp8_stored or fp8_blocks, largest)
+
+
+def module_weights(name: str, module: nn.Module, blocks: nn.ModuleList | None = None,
+                   host_bytes: int = 0) -> StageWeights:
+    """Sizes of a built (possibly meta-device) module, blocks measured as the engine lays them out."""
+    fixed = tensor_bytes(module_tensors(module, skip=[blocks] if blocks is not None else []))
+    block_bytes = tuple(BlockLayout(b).nbytes for b in blocks) if blocks is not None else ()
+    inside = blocks.modules() if blocks is not None else ()
+    linears = [m.weight for m in inside if isinstance(m, (nn.Linear, FP8Linear))]
+    fp8 = any(w.dtype in FP8_DTYPES for w in linears)
+    return StageWeights(name, fixed, block_bytes, host_bytes, fp8=fp8,
+                        largest_linear=max((w.numel() for w in linears), default=0))
+
+
+def checkpoint_weights(ckpt, *, dtype: torch.dtype | None = None, fp8: bool = False) -> dict[str, StageWeights]:
+    """Stage weights of an opened ``LTX2Checkpoint`` from its header (DiT, connectors, VAEs, vocoder)."""
+    groups = {"dit": ("transformer",), "connectors": ("text_projection", "video_connector", "audio_connector"),
+              "video_vae": ("video_decoder",), "audio_vae": ("audio_decoder", "vocoder")}
+    out = {}
+    for stage, components in groups.items():
+        tensors = {}
+        for component in components:
+            if ckpt.has(component):
+                tensors.update({f"{component}.{k}": v for k, v in ckpt.state_dict(component).items()})
+        if tensors:
+            out[stage] = stage_weights(stage, tensors, dtype=dtype, fp8_blocks=fp8 and stage == "dit",
+                                       streamable=stage == "dit")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Requests and estimates
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    width: int
+    height: int
+    frames: int
+    fps: float = 24.0
+    batch: int = 1  # samples per DiT call (guidance passes run together)
+    prompts: int = 2  # prompts encoded together (positive + negative)
+    two_stage: bool = False  # stage 1 at half size, x2 upscaler, stage 2 at full size
+    vae_tile: tuple[int, int] | None = (512, 64)  # decode tile (pixels, frames); None: the whole video at once
+    dtype: torch.dtype = torch.bfloat16
+
+    def describe(self) -> str:
+        return f"{self.width}x{self.height}x{self.frames}"
+
+
+@dataclass(frozen=True)
+class StageNeed:
+    name: str
+    weights: StageWeights
+    activation_bytes: int
+    min_vram: int  # the least this stage can run in (streamed with two slots, if it has blocks)
+    full_vram: int  # everything resident
+    vram: int  # what it will occupy under the budget
+
+    @property
+    def streamed(self) -> bool:
+        return self.vram < self.full_vram
+
+
+@dataclass
+class RunEstimate:
+    request: RunRequest
+    vram_budget: int
+    ram_budget: int
+    stages: list[StageNeed]
+    ram_required: int  # anonymous RAM the run needs
+    ram_packed: int  # ... plus streamed blocks packed in (pinned) RAM, when that fits
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def peak_vram(self) -> int:
+        return max(s.vram for s in self.stages)
+
+    @property
+    def fits(self) -> bool:
+        return not self.problems
+
+    def table(self) -> str:
+        rows = [f"{'stage':<12}{'weights':>12}{'activations':>13}{'min VRAM':>11}{'uses':>11}  mode"]
+        for s in self.stages:
+            rows.append(f"{s.name:<12}{gib(s.weights.total):>12}{gib(s.activation_bytes):>13}{gib(s.min_vram):>11}"
+                        f"{gib(s.vram):>11}  {'streamed' if s.streamed else 'resident'}")
+        rows.append(f"peak VRAM {gib(self.peak_vram)} of {gib(self.vram_budget)}; RAM {gib(self.ram_required)} "
+                    f"required, {gib(self.ram_packed)} with blocks packed, budget {gib(self.ram_budget)}")
+        return "\n".join(rows)
+
+
+def _stage_activations(request: RunRequest, dit: TransformerConfig, text: DecoderShape) -> dict[str, int]:
+    dtype = request.dtype
+    ta = audio_tokens(request.frames, request.fps)
+    grid = video_latent_grid(request.width, request.height, request.frames)
+    scale = 2 if request.two_stage else 1
+    first = video_latent_grid(request.width // scale, request.height // scale, request.frames)
+    if request.vae_tile is None:
+        tile = math.prod(grid)
+    else:
+        pixels, frames = request.vae_tile
+        tile_grid = ((frames - 1) // 8 + 1, pixels // 32, pixels // 32)
+        tile = math.prod(min(g, t) for g, t in zip(grid, tile_grid))
+    acts = {
+        "gemma": decoder_activation_bytes(text, TEXT_TOKENS, batch=request.prompts, dtype=dtype),
+        "connectors": connector_activation_bytes(dit.caption_channels, text.layers, batch=request.prompts,
+                                                 dtype=dtype),
+        "dit": dit_activation_bytes(dit, math.prod(first), ta, batch=request.batch, dtype=dtype),
+    }
+    if request.two_stage:
+        acts["upscaler"] = upscaler_activation_bytes(math.prod(first), dtype)
+        acts["dit_stage2"] = dit_activation_bytes(dit, math.prod(grid), ta, batch=request.batch, dtype=dtype)
+    acts["video_vae"] = vae_decode_activation_bytes(tile, dtype)
+    acts["audio_vae"] = audio_decode_activation_bytes(ta)
+    return acts
+
+
+def estimate_run(weights: Mapping[str, StageWeights], request: RunRequest, *, vram_budget: int, ram_budget: int,
+                 dit_config: TransformerConfig | None = None, text_shape: DecoderShape = GEMMA3_12B,
+                 minimal: bool = False) -> RunEstimate:
+    """Per-stage VRAM and the run's RAM for ``request`` under the budgets (stages missing in ``weights``: skipped)."""
+    dit_config = dit_config or TransformerConfig()
+    acts = _stage_activations(request, dit_config, text_shape)
+    stages: list[StageNeed] = []
+    problems: list[str] = []
+    for name, act in acts.items():
+        w = weights.get("dit" if name == "dit_stage2" else name)
+        if w is None:
+            continue
+        act += w.upcast_bytes(request.dtype)
+        full = w.total + act
+        least = w.fixed_bytes + act + 2 * max(w.block_bytes) if w.block_bytes else full
+        least = min(least, full)
+        vram = least if minimal else max(least, min(full, vram_budget))
+        stages.append(StageNeed(name, w, act, least, full, vram))
+        if least > vram_budget:
+            how = "streamed, " if w.block_bytes else ""
+            problems.append(f"the {name} stage needs at least {gib(least)} of VRAM ({how}{gib(act)} of it "
+                            f"activations) but the budget is {gib(vram_budget)}")
+    staging = max((2 * max(w.block_bytes) for w in weights.values() if w.block_bytes), default=0)
+    frames_ram = request.frames * request.width * request.height * 3 * 4
+    required = PROCESS_RAM + sum(w.host_bytes for w in weights.values()) + staging + frames_ram
+    packable = sum(sum(w.block_bytes) for w in weights.values() if w.block_bytes and not w.host_bytes)
+    packed = required - staging + packable if required - staging + packable <= ram_budget else required
+    if required > ram_budget:
+        problems.append(f"the run needs {gib(required)} of RAM (process {gib(PROCESS_RAM)}, weights converted on load "
+                        f"{gib(sum(w.host_bytes for w in weights.values()))}, block staging {gib(staging)}, decoded "
+                        f"frames {gib(frames_ram)}) but the RAM budget is {gib(ram_budget)}")
+    return RunEstimate(request, vram_budget, ram_budget, stages, required, packed, problems)
+
+
+# ------------------------------------------------------------------------------------------------
+# The refusal
+
+
+def _alternatives(weights, request: RunRequest, kwargs: dict) -> list[str]:
+    def fits(w=weights, **change) -> bool:
+        return estimate_run(w, replace(request, **change), **kwargs).fits
+
+    found = []
+    frames = request.frames
+    while frames - 8 >= MIN_FRAMES and not fits(frames=frames - 8):
+        frames -= 8
+    if frames - 8 >= MIN_FRAMES:
+        found.append(f"{request.width}x{request.height} with {frames - 8} frames")
+    step = 64 if request.two_stage else 32
+    for scale in (0.875, 0.75, 0.625, 0.5, 0.375, 0.25):
+        w = max(step, int(request.width * scale) // step * step)
+        h = max(step, int(request.height * scale) // step * step)
+        if fits(width=w, height=h):
+            found.append(f"{w}x{h} with {request.frames} frames")
+            break
+    fp8 = {k: v.as_fp8() for k, v in weights.items()}
+    if fp8 != dict(weights) and fits(fp8):
+        found.append("fp8 weights (an -fp8 checkpoint, or cast the DiT blocks to fp8 on load)")
+    if request.batch > 1 and fits(batch=1):
+        found.append("guidance passes run one after another instead of batched")
+    if request.vae_tile != (256, 32) and fits(vae_tile=(256, 32)):
+        found.append("a smaller VAE decode tile (256 px, 32 frames)")
+    return found
+
+
+def precheck(weights: Mapping[str, StageWeights], request: RunRequest, *, vram_budget: int, ram_budget: int,
+             dit_config: TransformerConfig | None = None, text_shape: DecoderShape = GEMMA3_12B,
+             minimal: bool = False) -> RunEstimate:
+    """The estimate if ``request`` fits both budgets; otherwise ``OutOfMemoryError`` saying what would."""
+    kwargs = dict(vram_budget=vram_budget, ram_budget=ram_budget, dit_config=dit_config, text_shape=text_shape,
+                  minimal=minimal)
+    estimate = estimate_run(weights, request, **kwargs)
+    if estimate.fits:
+        return estimate
+    options = _alternatives(weights, request, kwargs)
+    advice = ("What would fit: " + "; ".join(options) + "." if options else
+              "Nothing smaller in resolution, frames or weight size fits these budgets; free VRAM/RAM or raise "
+              "the budgets.")
+    if estimate.ram_required > ram_budget:
+        advice += (" To need less RAM: load weights in the file's dtype without casting (they stay memory-mapped), "
+                   "use an -fp8 checkpoint file instead of casting to fp8 on load, or close other programs.")
+    raise OutOfMemoryError(f"{request.describe()} would not fit: " + "; ".join(estimate.problems) + ". " + advice)

@@ -1,0 +1,285 @@
+"""Gemma 3 language model (text path only) in plain PyTorch, numerically equal to transformers'.
+
+Why not transformers' module: its Gemma 3 internals (decoder-layer signature, rotary modules,
+mask construction) changed between the 4.5x releases ComfyUI installs and 5.x, and a
+block-streaming engine needs a per-layer forward that touches nothing but that layer's weights
+and tensors already on the compute device. Parameter names are those of transformers'
+``Gemma3ForCausalLM`` (``model.layers.N.self_attn.q_proj.weight`` ...), so the same state dict
+loads into either; the tests check equality against transformers on random tiny models.
+
+Per layer (``x`` residual stream, norms are ``x * (1 + w)`` RMS norms computed in float32):
+``x += post_attn_norm(attn(input_norm(x)))``, ``x += post_ff_norm(mlp(pre_ff_norm(x)))``.
+Attention has q/k RMS norms over the head dim, RoPE (global layers: theta 1e6 with linear
+scaling, local layers: theta 1e4 and a sliding window), GQA and scale
+``query_pre_attn_scalar ** -0.5``. The MLP is ``down(gelu_tanh(gate(x)) * up(x))``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import UnsupportedModelError
+
+SLIDING = "sliding_attention"
+FULL = "full_attention"
+
+# transformers' Gemma3TextConfig defaults: a config.json only lists what differs from them.
+HF_TEXT_DEFAULTS = {
+    "vocab_size": 262208, "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,
+    "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256, "hidden_activation": "gelu_pytorch_tanh",
+    "rms_norm_eps": 1e-6, "attention_bias": False, "query_pre_attn_scalar": 256, "sliding_window": 4096,
+    "sliding_window_pattern": 6, "rope_theta": 1_000_000.0, "rope_local_base_freq": 10_000.0,
+    "final_logit_softcapping": None, "attn_logit_softcapping": None, "use_bidirectional_attention": False,
+}
+
+
+@dataclass(frozen=True)
+class RopeParams:
+    theta: float
+    linear_factor: float = 1.0
+
+
+@dataclass(frozen=True)
+class GemmaConfig:
+    """Text config of Gemma 3; defaults are google/gemma-3-12b-it's."""
+
+    vocab_size: int = 262208
+    hidden_size: int = 3840
+    intermediate_size: int = 15360
+    num_hidden_layers: int = 48
+    num_attention_heads: int = 16
+    num_key_value_heads: int = 8
+    head_dim: int = 256
+    query_pre_attn_scalar: float = 256
+    rms_norm_eps: float = 1e-6
+    attention_bias: bool = False
+    sliding_window: int = 1024
+    layer_types: tuple[str, ...] = field(default_factory=lambda: tuple(
+        SLIDING if (i + 1) % 6 else FULL for i in range(48)))
+    rope: tuple[tuple[str, RopeParams], ...] = ((FULL, RopeParams(1_000_000.0, 8.0)), (SLIDING, RopeParams(10_000.0)))
+    final_logit_softcapping: float | None = None
+
+    @property
+    def num_hidden_states(self) -> int:
+        """Embedding output + one per layer: what the LTX-2 feature extractor stacks."""
+        return self.num_hidden_layers + 1
+
+    def rope_params(self, layer_type: str) -> RopeParams:
+        return dict(self.rope)[layer_type]
+
+    @classmethod
+    def from_hf(cls, config: dict, source: str = "config.json") -> "GemmaConfig":
+        """From a transformers ``gemma3_text`` config dict (4.5x or 5.x format; omitted keys take HF defaults)."""
+        values = {**HF_TEXT_DEFAULTS, **{k: v for k, v in config.items() if v is not None or k.endswith("capping")}}
+        if values["hidden_activation"] not in ("gelu_pytorch_tanh", "gelu_tanh"):
+            raise UnsupportedModelError(f"{source}: hidden_activation {values['hidden_activation']!r} is not Gemma 3's.")
+        if values["use_bidirectional_attention"] or values["attn_logit_softcapping"] is not None:
+            raise UnsupportedModelError(f"{source}: bidirectional / soft-capped attention is not the Gemma 3 text "
+                                        "model LTX-2 uses.")
+        layers = int(values["num_hidden_layers"])
+        types = values.get("layer_types") or [
+            SLIDING if (i + 1) % int(values["sliding_window_pattern"]) else FULL for i in range(layers)]
+        if len(types) != layers or set(types) - {SLIDING, FULL}:
+            raise UnsupportedModelError(f"{source}: layer_types must list '{SLIDING}'/'{FULL}' for each of {layers} "
+                                        "layers.")
+        return cls(
+            vocab_size=int(values["vocab_size"]), hidden_size=int(values["hidden_size"]),
+            intermediate_size=int(values["intermediate_size"]), num_hidden_layers=layers,
+            num_attention_heads=int(values["num_attention_heads"]),
+            num_key_value_heads=int(values["num_key_value_heads"]), head_dim=int(values["head_dim"]),
+            query_pre_attn_scalar=float(values["query_pre_attn_scalar"]), rms_norm_eps=float(values["rms_norm_eps"]),
+            attention_bias=bool(values["attention_bias"]), sliding_window=int(values["sliding_window"]),
+            layer_types=tuple(types), rope=_rope_from_hf(values, source),
+            final_logit_softcapping=values["final_logit_softcapping"],
+        )
+
+
+def _rope_from_hf(values: dict, source: str) -> tuple[tuple[str, RopeParams], ...]:
+    """transformers 5 ``rope_parameters`` per layer type, or 4.x ``rope_theta``/``rope_local_base_freq``/``rope_scaling``."""
+    given = values.get("rope_parameters")
+    if isinstance(given, dict) and FULL in given:
+        per_type = {FULL: dict(given.get(FULL) or {}), SLIDING: dict(given.get(SLIDING) or {})}
+    else:  # 4.x keys; rope_scaling applies to the global (full-attention) layers only
+        per_type = {FULL: {"rope_type": "default", **(values.get("rope_scaling") or {})}, SLIDING: {"rope_type": "default"}}
+        per_type[FULL].setdefault("rope_theta", values["rope_theta"])
+        per_type[SLIDING].setdefault("rope_theta", values["rope_local_base_freq"])
+    defaults = {FULL: values["rope_theta"], SLIDING: values["rope_local_base_freq"]}
+    out = []
+    for kind, params in per_type.items():
+        rope_type = params.get("rope_type", params.get("type", "default"))
+        if rope_type not in ("default", "linear"):
+            raise UnsupportedModelError(f"{source}: RoPE type {rope_type!r} for {kind} layers is not supported "
+                                        "(Gemma 3 uses 'default' and 'linear').")
+        factor = float(params.get("factor", 1.0)) if rope_type == "linear" else 1.0
+        out.append((kind, RopeParams(float(params.get("rope_theta", defaults[kind])), factor)))
+    return tuple(out)
+
+
+# ------------------------------------------------------------------------------------------------
+# Modules
+
+
+class GemmaRMSNorm(nn.Module):
+    """``x * rsqrt(mean(x^2) + eps) * (1 + w)`` in float32, cast back (Gemma's zero-centred weight)."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (h * (1.0 + self.weight.float())).type_as(x)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+@dataclass
+class LayerCache:
+    """Keys/values of one layer seen so far (generation)."""
+
+    keys: torch.Tensor | None = None
+    values: torch.Tensor | None = None
+
+    def extend(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.keys = k if self.keys is None else torch.cat([self.keys, k], dim=2)
+        self.values = v if self.values is None else torch.cat([self.values, v], dim=2)
+        return self.keys, self.values
+
+
+class GemmaAttention(nn.Module):
+    def __init__(self, cfg: GemmaConfig):
+        super().__init__()
+        self.heads, self.kv_heads, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        self.scale = cfg.query_pre_attn_scalar ** -0.5
+        bias = cfg.attention_bias
+        self.q_proj = nn.Linear(cfg.hidden_size, self.heads * self.head_dim, bias=bias)
+        self.k_proj = nn.Linear(cfg.hidden_size, self.kv_heads * self.head_dim, bias=bias)
+        self.v_proj = nn.Linear(cfg.hidden_size, self.kv_heads * self.head_dim, bias=bias)
+        self.o_proj = nn.Linear(self.heads * self.head_dim, cfg.hidden_size, bias=bias)
+        self.q_norm = GemmaRMSNorm(self.head_dim, cfg.rms_norm_eps)
+        self.k_norm = GemmaRMSNorm(self.head_dim, cfg.rms_norm_eps)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None,
+                cache: LayerCache | None = None) -> torch.Tensor:
+        batch, tokens, _ = x.shape
+        q = self.q_norm(self.q_proj(x).view(batch, tokens, self.heads, self.head_dim).transpose(1, 2))
+        k = self.k_norm(self.k_proj(x).view(batch, tokens, self.kv_heads, self.head_dim).transpose(1, 2))
+        v = self.v_proj(x).view(batch, tokens, self.kv_heads, self.head_dim).transpose(1, 2)
+        cos, sin = (t.unsqueeze(1) for t in rope)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        if cache is not None:
+            k, v = cache.extend(k, v)
+        groups = self.heads // self.kv_heads
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and tokens > 1,
+                                             scale=self.scale)
+        return self.o_proj(out.transpose(1, 2).reshape(batch, tokens, -1))
+
+
+class GemmaMLP(nn.Module):
+    def __init__(self, cfg: GemmaConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.gelu(self.gate_proj(x), approximate="tanh") * self.up_proj(x))
+
+
+class GemmaDecoderLayer(nn.Module):
+    """One decoder layer. Its forward reads only its own weights and the tensors it is given, so a
+    streaming engine may bring the weights in with a forward pre-hook and drop them in a post-hook."""
+
+    def __init__(self, cfg: GemmaConfig, index: int):
+        super().__init__()
+        self.layer_type = cfg.layer_types[index]
+        self.self_attn = GemmaAttention(cfg)
+        self.mlp = GemmaMLP(cfg)
+        self.input_layernorm = GemmaRMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.post_attention_layernorm = GemmaRMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.pre_feedforward_layernorm = GemmaRMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.post_feedforward_layernorm = GemmaRMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None,
+                cache: LayerCache | None = None) -> torch.Tensor:
+        x = x + self.post_attention_layernorm(self.self_attn(self.input_layernorm(x), rope, mask, cache))
+        return x + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x)))
+
+
+class GemmaTextModel(nn.Module):
+    def __init__(self, cfg: GemmaConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList([GemmaDecoderLayer(cfg, i) for i in range(cfg.num_hidden_layers)])
+        self.norm = GemmaRMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+
+class GemmaLanguageModel(nn.Module):
+    """Holds the text model as ``model`` (keys ``model.*`` as in Gemma3ForCausalLM; ``lm_head`` is tied)."""
+
+    def __init__(self, cfg: GemmaConfig):
+        super().__init__()
+        self.config = cfg
+        self.model = GemmaTextModel(cfg)
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Scaled token embeddings, looked up where the table lives (it may stay in CPU memory)."""
+        table = self.model.embed_tokens.weight
+        emb = F.embedding(ids.to(table.device), table)
+        # transformers rounds sqrt(hidden) to the weight dtype before multiplying (62.0 in bf16 for 3840).
+        return emb * torch.tensor(self.config.hidden_size ** 0.5, dtype=emb.dtype)
+
+    def rope(self, positions: torch.Tensor, layer_type: str, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos/sin ``[B or 1, T, head_dim]`` for integer ``positions`` ``[B or 1, T]``."""
+        params = self.config.rope_params(layer_type)
+        dim = self.config.head_dim
+        inv_freq = 1.0 / (params.theta ** (torch.arange(0, dim, 2, dtype=torch.int64, device=positions.device).float()
+                                           / dim))
+        inv_freq = inv_freq / params.linear_factor
+        freqs = positions.float()[..., None] * inv_freq
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos().to(dtype), emb.sin().to(dtype)
+
+    def ropes(self, positions: torch.Tensor, dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        return {kind: self.rope(positions, kind, dtype) for kind in set(self.config.layer_types)}
+
+    def masks(self, query_positions: torch.Tensor, key_valid: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        """Boolean attention masks ``[B, 1, Tq, Tk]`` per layer type (True = attend), None where plain causal
+        attention is exact. ``query_positions`` ``[Tq]`` index into the ``Tk`` keys; ``key_valid`` ``[B, Tk]``.
+
+        A query always sees itself, so rows of padding never become all-masked (NaN in SDPA).
+        """
+        tokens = key_valid.shape[1]
+        kpos = torch.arange(tokens, device=key_valid.device)
+        delta = query_positions[:, None] - kpos[None, :]  # [Tq, Tk]
+        plain = bool(key_valid.all()) and query_positions.numel() == tokens
+        out: dict[str, torch.Tensor | None] = {}
+        for kind in set(self.config.layer_types):
+            windowed = kind == SLIDING and int(query_positions.max()) >= self.config.sliding_window
+            if plain and not windowed:
+                out[kind] = None
+                continue
+            allowed = delta >= 0
+            if kind == SLIDING:
+                allowed = allowed & (delta < self.config.sliding_window)
+            mask = allowed[None] & key_valid.bool()[:, None, :]
+            out[kind] = (mask | (delta == 0)[None])[:, None]
+        return out
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Next-token logits through the tied embedding (Gemma has no separate lm_head)."""
+        table = self.model.embed_tokens.weight
+        logits = F.linear(hidden.to(table.device, table.dtype), table).float()
+        cap = self.config.final_logit_softcapping
+        return torch.tanh(logits / cap) * cap if cap else logits

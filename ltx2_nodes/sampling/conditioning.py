@@ -1,0 +1,223 @@
+"""Conditioning a video on given latents (images, keyframes) and images -> latents.
+
+Two mechanisms, as in the reference (``ltx_core/conditioning/types``):
+
+* ``LatentAtIndex`` overwrites the grid tokens of latent frames ``latent_index ...`` with the given
+  latent (in both the noisy and the clean state) and sets their denoise mask to ``1 - strength``;
+  with strength 1 they are never noised and stay exactly as given (image-to-video, first frame).
+* ``KeyframeAtFrame`` appends the given latent's tokens after the grid with their own positions,
+  shifted to start at pixel frame ``frame_index`` (the causal first-frame fix only at frame 0),
+  mask ``1 - strength``; the model attends to them as guides; they are dropped from the output.
+
+Audio-to-video / video-to-audio need no item: give that modality's latent with a zero mask
+(``initial_state(..., mask=zeros)``) and it is kept clean while the other one is generated.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError
+from ..model.patchify import patchify_video, video_positions
+from .state import LatentState, VideoGrid
+
+# The reference passes conditioning images through one H.264 frame at this CRF before encoding, so
+# they carry the compression look of the training videos (0 = skip).
+DEFAULT_IMAGE_CRF = 33
+
+
+class ConditioningItem(Protocol):
+    def apply(self, state: LatentState) -> LatentState:
+        """Return the video state with the conditioning applied (appended tokens go at the end)."""
+
+
+def _check_strength(strength: float) -> None:
+    if not 0.0 <= strength <= 1.0:
+        raise InputError(f"conditioning strength must be in [0, 1] (1 = keep exactly), got {strength}.")
+
+
+def _fit_batch(latent: torch.Tensor, batch: int, what: str) -> torch.Tensor:
+    if latent.ndim != 5:
+        raise InputError(f"{what} latent must be [B, C, F, H, W], got shape {list(latent.shape)}.")
+    if latent.shape[0] not in (1, batch):
+        raise InputError(f"{what} latent has batch {latent.shape[0]}; the generation has batch {batch} "
+                         "(give one latent shared by all items, or one per item).")
+    return latent.expand(batch, *latent.shape[1:])
+
+
+@dataclass
+class LatentAtIndex:
+    """Replace latent frames ``latent_index ... latent_index + F_c - 1`` by ``latent`` ``[B|1, C, F_c, H, W]``."""
+
+    latent: torch.Tensor
+    latent_index: int = 0
+    strength: float = 1.0
+
+    def apply(self, state: LatentState) -> LatentState:
+        grid = state.grid
+        if not isinstance(grid, VideoGrid):
+            raise InputError("LatentAtIndex conditions video latents; it was applied to audio.")
+        _check_strength(self.strength)
+        latent = _fit_batch(self.latent, state.batch, "conditioning")
+        _, channels, frames, height, width = latent.shape
+        if (channels, height, width) != (grid.channels, grid.height, grid.width):
+            raise InputError(
+                f"conditioning latent is {channels} x {height} x {width} (channels x height x width) but the video "
+                f"latent is {grid.channels} x {grid.height} x {grid.width}; encode the image at the generation size "
+                f"({grid.width * grid.scale.width}x{grid.height * grid.scale.height}).")
+        if not 0 <= self.latent_index <= grid.frames - frames:
+            raise InputError(f"latent index {self.latent_index} with {frames} conditioning frame(s) does not fit a "
+                             f"video of {grid.frames} latent frames (valid: 0..{grid.frames - frames}).")
+        tokens = patchify_video(latent).to(state.latent.dtype)
+        start = self.latent_index * grid.height * grid.width
+        stop = start + tokens.shape[1]
+        latent_tokens, clean, mask = state.latent.clone(), state.clean.clone(), state.mask.clone()
+        latent_tokens[:, start:stop] = tokens
+        clean[:, start:stop] = tokens
+        mask[:, start:stop] = 1.0 - self.strength
+        return state.replace(latent=latent_tokens, clean=clean, mask=mask)
+
+
+@dataclass
+class KeyframeAtFrame:
+    """Append ``latent`` ``[B|1, C, F_k, H_k, W_k]`` as guide tokens placed at pixel frame ``frame_index``."""
+
+    latent: torch.Tensor
+    frame_index: int
+    strength: float = 1.0
+
+    def apply(self, state: LatentState) -> LatentState:
+        grid = state.grid
+        if not isinstance(grid, VideoGrid):
+            raise InputError("KeyframeAtFrame conditions video latents; it was applied to audio.")
+        _check_strength(self.strength)
+        latent = _fit_batch(self.latent, state.batch, "keyframe")
+        batch, channels, frames, height, width = latent.shape
+        if channels != grid.channels:
+            raise InputError(f"keyframe latent has {channels} channels, the video latent {grid.channels}.")
+        if not 0 <= self.frame_index < grid.pixel_frames:
+            raise InputError(f"keyframe frame index {self.frame_index} is outside the video "
+                             f"(0..{grid.pixel_frames - 1}).")
+        tokens = patchify_video(latent).to(state.latent.dtype)
+        positions = video_positions(batch, frames, height, width, grid.fps, grid.scale,
+                                    frame_offset=self.frame_index, device=state.positions.device)
+        mask = torch.full((*tokens.shape[:2], 1), 1.0 - self.strength, device=state.mask.device)
+        return state.replace(latent=torch.cat([state.latent, tokens], dim=1),
+                             clean=torch.cat([state.clean, tokens], dim=1),
+                             mask=torch.cat([state.mask, mask], dim=1),
+                             positions=torch.cat([state.positions, positions.to(state.positions.dtype)], dim=2))
+
+
+def frame_condition(latent: torch.Tensor, frame_index: int, strength: float = 1.0) -> ConditioningItem:
+    """The reference's choice for an image at a pixel frame: replace latent frame 0 for frame 0,
+    otherwise guide tokens at that frame (a latent frame spans 8 pixel frames, so replacing one
+    would pin 8 frames to a single image)."""
+    if frame_index == 0:
+        return LatentAtIndex(latent, 0, strength)
+    return KeyframeAtFrame(latent, frame_index, strength)
+
+
+def apply_conditionings(state: LatentState, items) -> LatentState:
+    for item in items:
+        state = item.apply(state)
+    return state
+
+
+# ------------------------------------------------------------------------------------------------
+# Images -> latents
+
+
+class VideoEncoder(Protocol):
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, F, H, W]`` in [-1, 1] (F = 1 + 8k) -> normalized latent ``[B, C, F', H', W']``."""
+
+
+def resize_and_center_crop(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``[B, H, W, 3]`` -> ``[B, 3, height, width]``: scale to cover (bilinear), then crop the centre.
+
+    The reference rule: scale = max(height/H, width/W), new size = ceil(side * scale) (ceil so
+    rounding never leaves the image a pixel short), crop offsets (new - target) // 2.
+    """
+    src_h, src_w = images.shape[1:3]
+    scale = max(height / src_h, width / src_w)
+    new_h, new_w = math.ceil(src_h * scale), math.ceil(src_w * scale)
+    x = images.permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False)
+    top, left = (new_h - height) // 2, (new_w - width) // 2
+    return x[:, :, top:top + height, left:left + width]
+
+
+def h264_roundtrip(image: torch.Tensor, crf: float) -> torch.Tensor:
+    """One ``[H, W, 3]`` image in [0, 1] through a single-frame libx264 encode/decode at ``crf``
+    (as uint8 RGB, cropped to even sides as the codec needs), back in [0, 1]."""
+    import av  # a hard dependency, imported here so the sampling package loads without it
+
+    pixels = (image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2].clamp(0, 1) * 255).round()
+    array = pixels.to(torch.uint8).cpu().numpy()
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=1, options={"crf": str(crf), "preset": "veryfast"})
+        stream.height, stream.width = array.shape[:2]
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24").reformat(format="yuv420p")))
+        container.mux(stream.encode())
+    with av.open(io.BytesIO(buffer.getvalue())) as container:
+        decoded = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    return torch.from_numpy(decoded).to(image.dtype) / 255.0
+
+
+def encode_images(encoder: VideoEncoder | Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+                  height: int, width: int, crf: float = DEFAULT_IMAGE_CRF) -> torch.Tensor:
+    """Images ``[B, H, W, 3]`` (or ``[H, W, 3]``) in [0, 1] (ComfyUI IMAGE) -> latents ``[B, C, 1, H', W']``.
+
+    As the reference: each image goes through an H.264 frame at ``crf`` (0 skips it), is resized to
+    cover ``width x height`` and centre-cropped, mapped to [-1, 1] and encoded as a one-frame video;
+    item ``b`` conditions batch item ``b``.
+    """
+    if images.ndim == 3:
+        images = images.unsqueeze(0)
+    if images.ndim != 4 or images.shape[-1] not in (3, 4):
+        raise InputError(f"image must be [B, H, W, 3] (ComfyUI IMAGE), got shape {list(images.shape)}.")
+    if images.shape[0] == 0 or images.shape[1] == 0 or images.shape[2] == 0:
+        raise InputError(f"the image batch is empty (shape {list(images.shape)}); connect an image with at least "
+                         "one frame.")
+    images = images[..., :3].float()
+    if crf:
+        if min(images.shape[1:3]) < 2:
+            raise InputError(f"image of {images.shape[2]}x{images.shape[1]} pixels is too small to condition on.")
+        images = torch.stack([h264_roundtrip(image, crf) for image in images])
+    pixels = resize_and_center_crop(images, height, width) * 2.0 - 1.0
+    encode = getattr(encoder, "encode", encoder)
+    with torch.no_grad():
+        return encode(pixels.unsqueeze(2))
+
+
+@dataclass
+class ImageCondition:
+    """An image (``[B|1, H, W, 3]`` in [0, 1]) to pin at pixel frame ``frame_index`` with ``strength``
+    (``crf``: H.264 pre-compression, 0 = off)."""
+
+    image: torch.Tensor
+    frame_index: int = 0
+    strength: float = 1.0
+    crf: float = DEFAULT_IMAGE_CRF
+
+
+def image_conditioner(encoder: VideoEncoder | Callable[[torch.Tensor], torch.Tensor], images: list[ImageCondition]
+                      ) -> Callable[[VideoGrid], list[ConditioningItem]]:
+    """A per-stage conditioner: encodes the images at the stage's resolution (two-stage runs re-encode)."""
+
+    def conditioner(grid: VideoGrid) -> list[ConditioningItem]:
+        height, width = grid.height * grid.scale.height, grid.width * grid.scale.width
+        items = []
+        for cond in images:
+            latent = encode_images(encoder, cond.image, height, width, cond.crf)
+            items.append(frame_condition(latent, cond.frame_index, cond.strength))
+        return items
+
+    return conditioner

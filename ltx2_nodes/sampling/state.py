@@ -1,0 +1,188 @@
+"""What the sampler works on: latent grids and token-level latent states.
+
+The sampler runs in the DiT's token layout. A ``LatentState`` holds, per modality, the current
+noisy tokens, the clean tokens conditioned positions are pinned to, the per-token denoise mask
+(1 = generate, 0 = keep clean; the model sees timestep ``mask * sigma``) and the RoPE positions.
+Conditioning tokens that are not part of the output grid (keyframes) are appended after the grid
+tokens and dropped when the result is read back with ``to_grid``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import InputError
+from ..model.patchify import (AudioTiming, VideoScale, audio_positions, patchify_audio, patchify_video,
+                              unpatchify_audio, unpatchify_video, video_positions)
+
+
+@dataclass(frozen=True)
+class VideoGrid:
+    """A video latent grid ``[C, F, H, W]`` and how it maps to pixels and seconds."""
+
+    channels: int
+    frames: int
+    height: int
+    width: int
+    fps: float
+    scale: VideoScale = VideoScale()
+
+    @property
+    def tokens(self) -> int:
+        return self.frames * self.height * self.width
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (self.channels, self.frames, self.height, self.width)
+
+    @property
+    def pixel_frames(self) -> int:
+        return (self.frames - 1) * self.scale.time + 1
+
+    @classmethod
+    def from_pixels(cls, channels: int, frames: int, height: int, width: int, fps: float,
+                    scale: VideoScale = VideoScale()) -> "VideoGrid":
+        """The latent grid of a ``frames x height x width`` video (frames = 1 + 8k, sides multiples of 32)."""
+        if frames < 1 or (frames - 1) % scale.time:
+            raise InputError(f"frame count {frames} is not 1 + {scale.time}*k; use e.g. "
+                             f"{((frames - 1) // scale.time) * scale.time + 1} or "
+                             f"{((frames - 1) // scale.time + 1) * scale.time + 1}.")
+        if height % scale.height or width % scale.width or height <= 0 or width <= 0:
+            raise InputError(f"size {width}x{height} is not a multiple of {scale.width}x{scale.height}; round "
+                             f"width and height to multiples of {scale.height}.")
+        if fps <= 0:
+            raise InputError(f"fps must be positive, got {fps}.")
+        return cls(channels, (frames - 1) // scale.time + 1, height // scale.height, width // scale.width,
+                   float(fps), scale)
+
+    @classmethod
+    def of(cls, latent: torch.Tensor, fps: float, scale: VideoScale = VideoScale()) -> "VideoGrid":
+        if latent.ndim != 5:
+            raise InputError(f"video latent must be [B, C, F, H, W], got shape {list(latent.shape)}.")
+        return cls(*latent.shape[1:], fps=float(fps), scale=scale)
+
+    def patchify(self, latent: torch.Tensor) -> torch.Tensor:
+        return patchify_video(latent)
+
+    def unpatchify(self, tokens: torch.Tensor) -> torch.Tensor:
+        return unpatchify_video(tokens, self.frames, self.height, self.width)
+
+    def positions(self, batch: int, device=None) -> torch.Tensor:
+        return video_positions(batch, self.frames, self.height, self.width, self.fps, self.scale, device=device)
+
+    def upscaled(self, factor: int = 2) -> "VideoGrid":
+        return dataclasses.replace(self, height=self.height * factor, width=self.width * factor)
+
+
+@dataclass(frozen=True)
+class AudioGrid:
+    """An audio latent grid ``[C, T, M]`` (T latent frames of ``C`` channels x ``M`` mel bins)."""
+
+    channels: int
+    frames: int
+    mel_bins: int
+    timing: AudioTiming = AudioTiming()
+
+    @property
+    def tokens(self) -> int:
+        return self.frames
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.frames, self.mel_bins)
+
+    @classmethod
+    def for_video(cls, channels: int, mel_bins: int, pixel_frames: int, fps: float,
+                  timing: AudioTiming = AudioTiming()) -> "AudioGrid":
+        """The audio grid covering ``pixel_frames / fps`` seconds (``round`` as the reference does)."""
+        return cls(channels, round(pixel_frames / fps * timing.latents_per_second), mel_bins, timing)
+
+    @classmethod
+    def of(cls, latent: torch.Tensor, timing: AudioTiming = AudioTiming()) -> "AudioGrid":
+        if latent.ndim != 4:
+            raise InputError(f"audio latent must be [B, C, T, M], got shape {list(latent.shape)}.")
+        return cls(*latent.shape[1:], timing=timing)
+
+    def patchify(self, latent: torch.Tensor) -> torch.Tensor:
+        return patchify_audio(latent)
+
+    def unpatchify(self, tokens: torch.Tensor) -> torch.Tensor:
+        return unpatchify_audio(tokens, self.channels, self.mel_bins)
+
+    def positions(self, batch: int, device=None) -> torch.Tensor:
+        return audio_positions(batch, self.frames, self.timing, device=device)
+
+
+Grid = VideoGrid | AudioGrid
+
+
+@dataclass
+class LatentState:
+    """One modality in token layout: ``latent``/``clean`` ``[B, T, C]``, ``mask`` ``[B, T, 1]`` float32,
+    ``positions`` ``[B, P, T, 2]``. Tokens past ``grid.tokens`` are appended conditioning tokens."""
+
+    latent: torch.Tensor
+    clean: torch.Tensor
+    mask: torch.Tensor
+    positions: torch.Tensor
+    grid: VideoGrid | AudioGrid
+
+    def replace(self, **changes) -> "LatentState":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def batch(self) -> int:
+        return self.latent.shape[0]
+
+    def timesteps(self, sigma: torch.Tensor) -> torch.Tensor:
+        """Per-token noise level the model is told: ``mask * sigma``."""
+        return self.mask * sigma
+
+    def to_grid(self, tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """``tokens`` (default: the current latent) without appended tokens, back in grid layout."""
+        tokens = self.latent if tokens is None else tokens
+        return self.grid.unpatchify(tokens[:, : self.grid.tokens])
+
+
+def initial_state(grid: VideoGrid | AudioGrid, batch: int, latent: torch.Tensor | None = None,
+                  mask: torch.Tensor | None = None, device=None, dtype: torch.dtype = torch.float32) -> LatentState:
+    """State before noising: ``latent`` (default zeros) with a grid-shaped denoise ``mask`` (default ones).
+
+    ``mask`` is ``[B|1, 1, F, H, W]`` for video or ``[B|1, 1, T, 1]`` for audio, values in [0, 1]
+    (0 keeps that latent cell exactly as given, e.g. the audio of an audio-to-video run).
+    """
+    kind = "video" if isinstance(grid, VideoGrid) else "audio"
+    full = (batch, *grid.shape)
+    if latent is None:
+        latent = torch.zeros(full, device=device, dtype=dtype)
+    elif tuple(latent.shape) != full:
+        raise InputError(f"{kind} latent has shape {list(latent.shape)}, expected {list(full)}.")
+    latent = latent.to(device=device, dtype=dtype)
+    mask_shape = (batch, 1, *grid.shape[1:]) if kind == "video" else (batch, 1, grid.frames, 1)
+    if mask is None:
+        mask = torch.ones(mask_shape, device=device, dtype=torch.float32)
+    else:
+        if mask.ndim != len(mask_shape) or any(m not in (1, s) for m, s in zip(mask.shape, mask_shape)):
+            raise InputError(f"{kind} mask has shape {list(mask.shape)}, expected {list(mask_shape)} "
+                             "(1 = generate, 0 = keep the given latent).")
+        if mask.numel() and (mask.min() < 0 or mask.max() > 1):
+            raise InputError(f"{kind} mask values must lie in [0, 1], got [{mask.min():.3g}, {mask.max():.3g}].")
+        mask = mask.to(device=device, dtype=torch.float32).expand(mask_shape).contiguous()
+    tokens = grid.patchify(latent).contiguous()
+    positions = grid.positions(batch, device=device)
+    if kind == "video":
+        positions = positions.to(dtype).float()  # the reference keeps video positions in the latent dtype
+    return LatentState(latent=tokens, clean=tokens.clone(), mask=grid.patchify(mask).contiguous(),
+                       positions=positions, grid=grid)
+
+
+def add_noise(state: LatentState, noise: torch.Tensor, scale: float) -> LatentState:
+    """``noise * (mask*scale) + latent * (1 - mask*scale)``: fresh noise where the mask says generate."""
+    if tuple(noise.shape) != tuple(state.latent.shape):
+        raise ValueError(f"noise shape {list(noise.shape)} != latent token shape {list(state.latent.shape)}")
+    scaled = state.mask * scale
+    noise = noise.to(device=state.latent.device, dtype=state.latent.dtype)
+    return state.replace(latent=(noise * scaled + state.latent * (1 - scaled)).to(state.latent.dtype))

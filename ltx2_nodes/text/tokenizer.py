@@ -1,0 +1,155 @@
+"""Gemma 3 tokenization as the LTX-2 reference does it.
+
+The reference strips the prompt, prepends BOS (no EOS), truncates to ``max_length`` (1024) and
+left-pads to exactly that length, returning the attention mask. Two back ends give the same
+ids for Gemma: a Hugging Face tokenizer folder (``tokenizer.json``, what the reference loads)
+and a raw SentencePiece model (``tokenizer.model``, or the ``spiece_model`` bytes ComfyUI
+stores inside its single-file text encoders).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import CheckpointError, InputError
+
+log = logging.getLogger("ltx2_nodes")
+
+DEFAULT_MAX_LENGTH = 1024
+
+
+@dataclass
+class TokenBatch:
+    """Left-padded ids ``[B, T]``, mask ``[B, T]`` (int64, 1 = token) and how many tokens each prompt lost."""
+
+    ids: torch.Tensor
+    mask: torch.Tensor
+    dropped: list[int]
+
+
+class PromptTokenizer:
+    """Common part of both back ends: BOS + text ids, truncation, left padding."""
+
+    source: str  # what it was loaded from, for messages
+    fingerprint: str  # content hash, part of prompt-cache keys
+    pad_id: int
+    bos_ids: list[int]  # [BOS] or [] when the vocabulary has none
+    eos_ids: list[int]
+
+    def encode(self, text: str) -> list[int]:
+        """BOS + ids of ``text`` (no EOS), as the reference's tokenizer call produces them."""
+        raise NotImplementedError
+
+    def pieces(self, text: str) -> list[int]:
+        """Ids of ``text`` alone, no special tokens (to assemble chat turns around special tokens)."""
+        raise NotImplementedError
+
+    def decode(self, ids: list[int]) -> str:
+        raise NotImplementedError
+
+    def token_id(self, token: str) -> int | None:
+        """Id of a special token such as ``<end_of_turn>``; None when the vocabulary lacks it."""
+        raise NotImplementedError
+
+    def batch(self, prompts: list[str], max_length: int = DEFAULT_MAX_LENGTH) -> TokenBatch:
+        """Tokenize, truncate beyond ``max_length`` (logging how many tokens were dropped) and left-pad."""
+        if max_length < 1:
+            raise InputError(f"The token limit (max_length) must be at least 1, got {max_length}.")
+        ids = torch.full((len(prompts), max_length), self.pad_id, dtype=torch.int64)
+        mask = torch.zeros((len(prompts), max_length), dtype=torch.int64)
+        dropped = []
+        for row, prompt in enumerate(prompts):
+            tokens = self.encode(prompt.strip())
+            lost = max(0, len(tokens) - max_length)
+            if lost:
+                log.warning("Prompt %d is %d tokens long; only the first %d are used, %d token(s) dropped "
+                            "(starting at: %r).", row, len(tokens), max_length, lost,
+                            self.decode(tokens[max_length:max_length + 12]))
+                tokens = tokens[:max_length]
+            dropped.append(lost)
+            if tokens:
+                ids[row, max_length - len(tokens):] = torch.tensor(tokens, dtype=torch.int64)
+                mask[row, max_length - len(tokens):] = 1
+        return TokenBatch(ids, mask, dropped)
+
+
+class HFPromptTokenizer(PromptTokenizer):
+    """A Hugging Face tokenizer folder (``tokenizer.json`` + ``tokenizer_config.json``), loaded offline."""
+
+    def __init__(self, folder: Path):
+        from transformers import AutoTokenizer
+
+        try:
+            self.hf = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"Could not load the tokenizer in {folder}: {exc}. The folder needs "
+                                  "tokenizer.json and tokenizer_config.json from the Gemma 3 release.") from None
+        self.source = str(folder)
+        digest = hashlib.sha256()
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            if (folder / name).is_file():
+                digest.update((folder / name).read_bytes())
+        self.fingerprint = digest.hexdigest()[:32]
+        # The reference pads with eos when the tokenizer defines no pad token.
+        pad = self.hf.pad_token_id if self.hf.pad_token_id is not None else self.hf.eos_token_id
+        self.pad_id = int(pad if pad is not None else 0)
+        self.bos_ids = [self.hf.bos_token_id] if self.hf.bos_token_id is not None else []
+        self.eos_ids = [self.hf.eos_token_id] if self.hf.eos_token_id is not None else []
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.hf(text)["input_ids"])
+
+    def pieces(self, text: str) -> list[int]:
+        return list(self.hf(text, add_special_tokens=False)["input_ids"]) if text else []
+
+    def decode(self, ids: list[int]) -> str:
+        size = len(self.hf)  # the embedding table has spare rows beyond the vocabulary
+        return self.hf.decode([i for i in ids if 0 <= i < size], skip_special_tokens=True)
+
+    def token_id(self, token: str) -> int | None:
+        index = self.hf.convert_tokens_to_ids(token)
+        return None if index is None or index == self.hf.unk_token_id else int(index)
+
+
+class SentencePiecePromptTokenizer(PromptTokenizer):
+    """A serialized SentencePiece model (Gemma's ``tokenizer.model`` / ComfyUI's ``spiece_model``)."""
+
+    def __init__(self, model_proto: bytes, source: str):
+        import sentencepiece
+
+        try:
+            self.sp = sentencepiece.SentencePieceProcessor(model_proto=model_proto)
+        except (RuntimeError, TypeError) as exc:
+            raise CheckpointError(f"{source} is not a valid SentencePiece tokenizer model ({exc}).") from None
+        self.source = source
+        self.fingerprint = hashlib.sha256(model_proto).hexdigest()[:32]
+        pad, eos, bos = self.sp.pad_id(), self.sp.eos_id(), self.sp.bos_id()
+        self.pad_id = pad if pad >= 0 else max(eos, 0)
+        self.bos_ids = [bos] if bos >= 0 else []
+        self.eos_ids = [eos] if eos >= 0 else []
+
+    def encode(self, text: str) -> list[int]:
+        return self.bos_ids + self.pieces(text)
+
+    def pieces(self, text: str) -> list[int]:
+        return list(self.sp.encode(text)) if text else []
+
+    def decode(self, ids: list[int]) -> str:
+        size = self.sp.get_piece_size()  # the embedding table has spare rows beyond the vocabulary
+        return self.sp.decode([i for i in ids if 0 <= i < size and not self.sp.is_control(i)])
+
+    def token_id(self, token: str) -> int | None:
+        index = self.sp.piece_to_id(token)
+        return None if index == self.sp.unk_id() else int(index)
+
+
+def load_tokenizer(location) -> PromptTokenizer:
+    """The tokenizer a ``loading.gemma_files.TokenizerLocation`` points at."""
+    if location.kind == "hf_folder":
+        return HFPromptTokenizer(location.path)
+    return SentencePiecePromptTokenizer(location.sentencepiece_bytes(), location.describe())

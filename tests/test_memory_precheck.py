@@ -1,0 +1,134 @@
+"""Pre-run estimates: weights from headers equal what the engine places; refusals say what would fit."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import pytest
+import torch
+
+from conftest import find_golden
+from ltx2_nodes.errors import OutOfMemoryError
+from ltx2_nodes.loading.checkpoint import LTX2Checkpoint
+from ltx2_nodes.loading.components import load_transformer
+from ltx2_nodes.loading.quant import cast_linears_to_fp8
+from ltx2_nodes.memory.precheck import (RunRequest, StageWeights, checkpoint_weights, estimate_run, module_weights,
+                                        precheck)
+from ltx2_nodes.model.transformer import LTX2Transformer, TransformerConfig
+
+GiB = 2 ** 30
+
+
+@pytest.mark.parametrize("dtype", [None, torch.float32])
+@pytest.mark.parametrize("fp8", [False, True])
+def test_header_sizes_equal_the_loaded_model_as_the_engine_lays_it_out(dtype, fp8):
+    ckpt = LTX2Checkpoint(find_golden("transformer").weights_path)
+    from_header = checkpoint_weights(ckpt, dtype=dtype, fp8=fp8)["dit"]
+    model = load_transformer(ckpt, dtype=dtype)
+    if fp8:
+        cast_linears_to_fp8(model.transformer_blocks)
+    loaded = module_weights("dit", model, model.transformer_blocks)
+    assert (from_header.fixed_bytes, from_header.block_bytes) == (loaded.fixed_bytes, loaded.block_bytes)
+    if not fp8:  # the fp8 variant predicted from the bf16 header matches a real cast
+        cast_linears_to_fp8(model.transformer_blocks)
+        assert from_header.fp8_block_bytes == module_weights("dit", model, model.transformer_blocks).block_bytes
+    # file dtype, no cast: everything stays memory-mapped
+    assert (from_header.host_bytes == 0) == (dtype is None and not fp8)
+
+
+def test_checkpoint_weights_cover_every_stage_of_the_single_file():
+    ckpt = LTX2Checkpoint(find_golden("transformer").weights_path)
+    weights = checkpoint_weights(ckpt)
+    assert set(weights) == {"dit", "connectors", "video_vae", "audio_vae"}
+    assert weights["dit"].block_bytes and not weights["connectors"].block_bytes
+    total = sum(ckpt.component_bytes(c) for c in ("transformer", "text_projection", "video_connector",
+                                                   "audio_connector", "video_decoder", "audio_decoder", "vocoder"))
+    # per-channel statistics are shared by the VAE encoder and decoder specs; block bytes are 256-aligned
+    assert sum(w.fixed_bytes + sum(w.block_bytes) for w in weights.values()) >= total
+
+
+@pytest.fixture(scope="module")
+def released():
+    """Stage weights of the released 19B in bf16 (DiT and Gemma built on the meta device; small stages from
+    the parameter counts in ltx2-architecture.md §2.2/§7)."""
+    from transformers import Gemma3TextConfig
+    from transformers.models.gemma3.modeling_gemma3 import Gemma3TextModel
+
+    with torch.device("meta"):
+        dit = LTX2Transformer(TransformerConfig()).to(torch.bfloat16)
+        gemma = Gemma3TextModel(Gemma3TextConfig(
+            vocab_size=262208, hidden_size=3840, intermediate_size=15360, num_hidden_layers=48,
+            num_attention_heads=16, num_key_value_heads=8, head_dim=256)).to(torch.bfloat16)
+    dit_weights = module_weights("dit", dit, dit.transformer_blocks)
+    cast_linears_to_fp8(dit.transformer_blocks)
+    fp8_blocks = module_weights("dit", dit, dit.transformer_blocks).block_bytes
+    return {
+        "gemma": module_weights("gemma", gemma, gemma.layers),
+        "connectors": StageWeights("connectors", 2 * (2 * 354_500_000 + 722_500_000)),
+        "dit": replace(dit_weights, fp8_block_bytes=fp8_blocks),
+        "upscaler": StageWeights("upscaler", 2 * 498_000_000),
+        "video_vae": StageWeights("video_vae", 2 * 528_400_000),
+        "audio_vae": StageWeights("audio_vae", 2 * (31_900_000 + 55_600_000)),
+    }
+
+
+def test_released_sizes(released):
+    assert released["dit"].total == pytest.approx(2 * 18_876_174_592, rel=1e-3)
+    assert released["dit"].block_bytes[0] == pytest.approx(2 * 386_074_624, rel=1e-3)
+    assert released["dit"].fp8_block_bytes[0] == pytest.approx(386_074_624, rel=2e-3)
+    assert released["gemma"].total == pytest.approx(23.5e9, rel=0.01)
+
+
+def test_720p_fits_an_8gb_budget_and_32gb_of_ram_with_fp8_blocks(released):
+    weights = dict(released, dit=released["dit"].as_fp8())
+    estimate = precheck(weights, RunRequest(1280, 704, 121), vram_budget=8 * GiB, ram_budget=32 * GiB)
+    assert estimate.peak_vram <= 8 * GiB and estimate.ram_required <= 32 * GiB
+    needs = {s.name: s for s in estimate.stages}
+    assert needs["dit"].streamed and needs["gemma"].streamed and not needs["video_vae"].streamed
+    assert needs["dit"].min_vram < 4 * GiB  # non-block weights + activations + two fp8 slots
+    assert weights["dit"].upcast_bytes(torch.bfloat16) == 2 * 16384 * 4096 * 2  # the feed-forward dequantised
+    assert "peak VRAM" in estimate.table()
+
+
+def test_refusal_names_the_stage_and_every_suggestion_fits(released):
+    request = RunRequest(1920, 1088, 241, batch=2)
+    kwargs = dict(vram_budget=6 * GiB, ram_budget=64 * GiB)
+    with pytest.raises(OutOfMemoryError) as info:
+        precheck(released, request, **kwargs)
+    message = str(info.value)
+    assert message.startswith("1920x1088x241 would not fit: the dit stage needs at least ")
+    assert "What would fit: " in message
+    suggestions = message.split("What would fit: ")[1].rstrip(".").split("; ")
+    assert len(suggestions) >= 2
+    for text in suggestions:
+        size = re.match(r"(\d+)x(\d+) with (\d+) frames", text)
+        if size:
+            w, h, f = map(int, size.groups())
+            precheck(released, RunRequest(w, h, f, batch=2), **kwargs)
+        elif text.startswith("fp8"):
+            precheck({k: v.as_fp8() for k, v in released.items()}, request, **kwargs)
+        elif text.startswith("guidance passes"):
+            precheck(released, RunRequest(1920, 1088, 241, batch=1), **kwargs)
+        else:
+            pytest.fail(f"unexpected suggestion {text!r}")
+
+
+def test_ram_refusal_when_converted_weights_do_not_fit(released):
+    weights = dict(released, dit=released["dit"].as_fp8())  # fp8 cast on load: 18.5 GB of RAM of its own
+    with pytest.raises(OutOfMemoryError, match=r"the run needs .* of RAM \(process 2.00 GiB, weights converted on "
+                                               r"load 17.\d\d GiB, .* To need less RAM: load weights in the file's"):
+        precheck(weights, RunRequest(768, 512, 121), vram_budget=24 * GiB, ram_budget=16 * GiB)
+    estimate = estimate_run(released, RunRequest(768, 512, 121), vram_budget=24 * GiB, ram_budget=16 * GiB)
+    assert estimate.fits  # memory-mapped bf16 weights need no RAM of their own
+    assert estimate.ram_packed == estimate.ram_required  # ... but are too big to pack into 16 GiB
+
+
+def test_engine_precheck_uses_its_budget(released):
+    from ltx2_nodes.memory import MemoryEngine
+
+    request = RunRequest(1280, 704, 121)  # bf16 weights stay memory-mapped: little RAM of their own
+    estimate = MemoryEngine("cpu", virtual=True, vram_budget="8GiB").precheck(released, request)
+    assert estimate.vram_budget == 8 * GiB and estimate.peak_vram <= 8 * GiB
+    with pytest.raises(OutOfMemoryError, match=r"1920x1088x241 would not fit: .* What would fit: "):
+        MemoryEngine("cpu", virtual=True, vram_budget="6GiB").precheck(released, RunRequest(1920, 1088, 241))
