@@ -84,6 +84,21 @@ def test_2d_upsampler_works_per_frame():
     assert torch.allclose(whole[:, :, 1:2], one, atol=1e-6)
 
 
+def test_upsample_latent_keeps_the_latent_dtype(golden):
+    """A bf16 upsampler on a float32 latent: statistics in float32, result back in float32, close to
+    the float32 run (bf16 weights and activations)."""
+    upsampler = load_latent_upsampler(golden.weights_path)  # file dtype: bf16
+    assert next(upsampler.parameters()).dtype == torch.bfloat16
+    stats = PerChannelStatistics(upsampler.config.in_channels)
+    stats.get_buffer("mean-of-means").fill_(0.1)
+    stats.get_buffer("std-of-means").fill_(2.0)
+    with torch.no_grad():
+        out = upsample_latent(golden["latent"], upsampler, stats)
+        reference = upsample_latent(golden["latent"], upsampler.float(), stats)
+    assert out.dtype == torch.float32 and out.shape == reference.shape
+    assert (out - reference).abs().max() < 0.1 * reference.abs().max()
+
+
 def test_statistics_must_match(golden):
     upsampler = load_latent_upsampler(golden.weights_path, torch.float32)
     stats = PerChannelStatistics(upsampler.config.in_channels + 1)

@@ -135,11 +135,14 @@ def upsample_latent(latent: torch.Tensor, upsampler: LatentUpsampler, stats: Per
     """Upscale a *normalised* video latent: ``normalize(U(un_normalize(latent)))``.
 
     ``stats`` is the video VAE's ``per_channel_statistics`` (encoder's or decoder's: the file
-    stores one copy). Runs in the upsampler's dtype/device; returns that dtype on that device.
+    stores one copy). The statistics are applied in float32, the upsampler runs in its own
+    dtype on its own device, and the result comes back in ``latent``'s dtype on its device, so a
+    float32 CPU latent can go through a bf16 GPU upsampler.
     """
     if stats.channels != upsampler.config.in_channels:
         raise InputError(f"the latent upscaler works on {upsampler.config.in_channels}-channel latents but the VAE "
                          f"statistics have {stats.channels} channels; they belong to different models.")
     param = next(upsampler.parameters())
-    x = stats.un_normalize(latent.to(device=param.device, dtype=param.dtype))
-    return stats.normalize(upsampler(x))
+    raw = stats.un_normalize(latent.float()).to(device=param.device, dtype=param.dtype)
+    upscaled = upsampler(raw).to(device=latent.device, dtype=torch.float32)
+    return stats.normalize(upscaled).to(latent.dtype)
