@@ -35,7 +35,7 @@ log = logging.getLogger("ltx2_nodes")
 # Activation tensors of the widest decoder stage alive at once (resnet block input, its
 # activation held by the caller, time-padded and spatially padded copies, conv output, conv
 # scratch). Measured by ``benchmarks/vae_decode.py --calibrate`` (CPU float32): 7.0-7.2 live,
-# 8.0-8.8 counting glibc's heap retention; 9 leaves a margin. ComfyUI's LTX VAE estimate
+# 7.3-9.7 counting glibc's heap retention; 9 leaves a margin. ComfyUI's LTX VAE estimate
 # (900 * 512 elements per latent voxel) is 56 elements per output voxel; 9 * 8 = 72 here.
 LIVE_ACTIVATIONS = 9
 
