@@ -61,12 +61,17 @@ class ProgressBar:
     def update(self, steps: int = 1) -> None:
         self.update_absolute(self.current + steps)
 
-    def update_absolute(self, value: int, total: int | None = None) -> None:
+    def update_absolute(self, value: int, total: int | None = None, preview=None) -> None:
+        """``preview``: ComfyUI's preview tuple ``("JPEG", PIL image, max size)``, shown on the node inside
+        ComfyUI (dropped headless)."""
         if total is not None:
             self.total = int(total)
         self.current = min(int(value), self.total)
         if self._comfy is not None:
-            self._comfy.update_absolute(self.current, self.total)
+            if preview is None:
+                self._comfy.update_absolute(self.current, self.total)
+            else:
+                self._comfy.update_absolute(self.current, self.total, preview)
         elif _handler is not None:
             _handler(self._node, self.current, self.total)
 

@@ -580,6 +580,7 @@ def output_files(ui_outputs: dict[str, dict]) -> list[Path]:
             for item in items if isinstance(items, list) else ():
                 if isinstance(item, dict) and "filename" in item:
                     folder = paths.directory_for(item.get("type", "output"))
-                    if folder is not None:
-                        files.append(folder / (item.get("subfolder") or "") / item["filename"])
+                    path = folder / (item.get("subfolder") or "") / item["filename"] if folder else None
+                    if path is not None and path not in files:  # one file may be reported under several keys
+                        files.append(path)
     return files

@@ -246,6 +246,6 @@ def write_safetensors(path: str | os.PathLike, entries, metadata: dict[str, str]
             tensor = make()
             if tuple(tensor.shape) != tuple(shape) or tensor.dtype != dtype:
                 raise ValueError(f"{name}: produced {tuple(tensor.shape)} {tensor.dtype}, declared {tuple(shape)} {dtype}")
-            f.write(tensor.contiguous().view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+            f.write(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     os.replace(tmp, path)
     return path

@@ -1,7 +1,35 @@
-"""ComfyUI node classes (thin adapters over the pipeline API).
+"""ComfyUI node classes (thin adapters over ``ltx2_nodes.stages``).
 
-Registered ids never change once shipped: saved workflows refer to them.
+Registered ids never change once shipped: saved workflows refer to them. The classes are ComfyUI's
+classic ("V1") node classes -- ``INPUT_TYPES`` / ``RETURN_TYPES`` / ``FUNCTION`` -- because the headless
+runner (``python -m ltx2_nodes run|queue``, ``cli/executor.py``) executes the very same classes without
+ComfyUI; V3 ``comfy_api`` classes cannot even be imported without ComfyUI. Nothing here imports ComfyUI:
+everything ComfyUI-owned is reached through ``ltx2_nodes.paths`` / ``progress`` / ``memory.comfy`` and
+lazily in ``types`` (nested tensors, VIDEO).
 """
 
-NODE_CLASS_MAPPINGS: dict[str, type] = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
+from .decode import LTX2AudioDecode, LTX2AVCombine, LTX2VideoDecodeTiled
+from .latent import LTX2AudioToLatent, LTX2EmptyAVLatent, LTX2ImageToVideo, LTX2LatentUpscaler
+from .loaders import LTX2CheckpointLoader, LTX2GemmaLoader, LTX2LoraLoader
+from .sampler import LTX2Sampler
+from .text import LTX2GemmaEncode, LTX2PromptEnhance, LTX2TextConnector
+
+_NODES = {
+    "LTX2CheckpointLoader": (LTX2CheckpointLoader, "LTX-2 Checkpoint Loader"),
+    "LTX2GemmaLoader": (LTX2GemmaLoader, "LTX-2 Gemma 3 Loader"),
+    "LTX2GemmaEncode": (LTX2GemmaEncode, "LTX-2 Gemma Encode"),
+    "LTX2TextConnector": (LTX2TextConnector, "LTX-2 Text Connector"),
+    "LTX2EmptyAVLatent": (LTX2EmptyAVLatent, "LTX-2 Empty Audio+Video Latent"),
+    "LTX2ImageToVideo": (LTX2ImageToVideo, "LTX-2 Image to Video"),
+    "LTX2AudioToLatent": (LTX2AudioToLatent, "LTX-2 Audio to Latent (Audio to Video)"),
+    "LTX2LoraLoader": (LTX2LoraLoader, "LTX-2 LoRA Loader"),
+    "LTX2Sampler": (LTX2Sampler, "LTX-2 Sampler (Audio+Video)"),
+    "LTX2LatentUpscaler": (LTX2LatentUpscaler, "LTX-2 Latent Upscaler x2"),
+    "LTX2VideoDecodeTiled": (LTX2VideoDecodeTiled, "LTX-2 Video Decode (Tiled)"),
+    "LTX2AudioDecode": (LTX2AudioDecode, "LTX-2 Audio Decode"),
+    "LTX2AVCombine": (LTX2AVCombine, "LTX-2 Save Video (MP4 with Audio)"),
+    "LTX2PromptEnhance": (LTX2PromptEnhance, "LTX-2 Prompt Enhance (Gemma)"),
+}
+
+NODE_CLASS_MAPPINGS: dict[str, type] = {node_id: cls for node_id, (cls, _) in _NODES.items()}
+NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {node_id: name for node_id, (_, name) in _NODES.items()}

@@ -1,0 +1,251 @@
+"""Tiny random-weight demo models in the released file layouts (``python -m ltx2_nodes demo-models DIR``).
+
+They make every shipped workflow runnable anywhere -- CPU, CI, a fresh ComfyUI -- in seconds, and
+they generate **noise** (random weights, honestly named ``ltx2-demo-*``). Written into a ComfyUI-style
+models tree:
+
+* ``checkpoints/ltx2-demo-av.safetensors``: one single file with every component under the released
+  key names (``model.diffusion_model.*`` DiT + connectors, ``text_embedding_projection.*``,
+  ``vae.*``, ``audio_vae.*``, ``vocoder.*``) and the released ``config`` metadata format;
+* ``latent_upscale_models/ltx2-demo-spatial-upscaler-x2.safetensors`` (flat ``config`` metadata);
+* ``text_encoders/ltx2-demo-gemma3/``: a Gemma 3 Hugging Face folder (config.json, sharded weights,
+  a SentencePiece ``tokenizer.model`` trained in code with Gemma's special and chat tokens);
+* ``loras/ltx2-demo-distilled-lora.safetensors``: a rank-4 LoRA in the official key format.
+
+Sizes (see ``DEMO_*`` below): the DiT has the released block count (48, so STG block 29 of the
+dev recipe exists) at width 32/16; the video VAE compresses 8x32x32 like the release with 8 latent
+channels; the audio VAE and vocoder keep the released mel (64 bins, 16 kHz), latent (8 x 16) and
+upsampling (x240 -> 24 kHz) shapes with narrow channels, which ComfyUI core's
+``LTXVAudioVAELoader`` / ``LTXVAudioVAEDecode`` can load (core hard-codes the 128-long audio latent
+statistics and the vocoder's 128 input channels). Weights are deterministic: every tensor is drawn
+from a generator seeded by the model seed and the tensor's name.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..loading.safetensors_file import write_safetensors
+
+CHECKPOINT = "ltx2-demo-av.safetensors"
+UPSCALER = "ltx2-demo-spatial-upscaler-x2.safetensors"
+GEMMA = "ltx2-demo-gemma3"
+LORA = "ltx2-demo-distilled-lora.safetensors"
+DEMO_NOTICE = ("ltx2_nodes demo model: tiny random weights in the released LTX-2 layout; it generates noise. "
+               "For real videos download the released models from Lightricks/LTX-2 and google/gemma-3-12b-it.")
+
+DEMO_GEMMA = dict(vocab_size=320, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
+                  num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=16, sliding_window=16,
+                  rope_scaling={"rope_type": "linear", "factor": 8.0}, max_position_embeddings=4096,
+                  pad_token_id=0, eos_token_id=1, bos_token_id=2)
+DEMO_VIDEO_LATENT_CHANNELS = 8
+DEMO_CAPTION_CHANNELS = 24
+
+DEMO_TRANSFORMER = {
+    "_class_name": "AVTransformer3DModel", "num_layers": 48,
+    "num_attention_heads": 2, "attention_head_dim": 16, "cross_attention_dim": 32,
+    "audio_num_attention_heads": 2, "audio_attention_head_dim": 8, "audio_cross_attention_dim": 16,
+    "in_channels": DEMO_VIDEO_LATENT_CHANNELS, "out_channels": DEMO_VIDEO_LATENT_CHANNELS,
+    "audio_in_channels": 128, "audio_out_channels": 128, "caption_channels": DEMO_CAPTION_CHANNELS,
+    "connector_num_attention_heads": 3, "connector_attention_head_dim": 8, "connector_num_layers": 2,
+    "connector_num_learnable_registers": 8, "connector_positional_embedding_max_pos": [4096],
+    "positional_embedding_max_pos": [20, 2048, 2048], "audio_positional_embedding_max_pos": [20],
+    "positional_embedding_theta": 10000.0, "positional_embedding_type": "rope", "rope_type": "split",
+    "frequencies_precision": "float64", "norm_eps": 1e-06, "activation_fn": "gelu-approximate",
+    "attention_bias": True, "qk_norm": "rms_norm", "cross_attention_norm": True, "norm_elementwise_affine": False,
+    "timestep_scale_multiplier": 1000, "av_ca_timestep_scale_multiplier": 1000, "av_cross_ada_norm": True,
+    "causal_temporal_positioning": True, "use_audio_video_cross_attention": True, "use_embeddings_connector": True,
+    "use_middle_indices_grid": True, "standardization_norm": "rms_norm",
+}
+_RES = lambda layers: ["res_x", {"num_layers": layers}]  # noqa: E731
+DEMO_VAE = {
+    "_class_name": "CausalVideoAutoencoder", "dims": 3, "in_channels": 3, "out_channels": 3,
+    "latent_channels": DEMO_VIDEO_LATENT_CHANNELS, "patch_size": 4, "norm_layer": "pixel_norm",
+    "latent_log_var": "uniform", "use_quant_conv": False, "causal_decoder": False, "timestep_conditioning": False,
+    "normalize_latent_channels": False, "scaling_factor": 1.0,
+    "encoder_spatial_padding_mode": "zeros", "decoder_spatial_padding_mode": "reflect",
+    "encoder_blocks": [_RES(1), ["compress_space_res", {"multiplier": 2}], _RES(1),
+                       ["compress_time_res", {"multiplier": 2}], _RES(1), ["compress_all_res", {"multiplier": 2}],
+                       _RES(1), ["compress_all_res", {"multiplier": 2}], _RES(1)],
+    "decoder_blocks": [["res_x", {"num_layers": 1, "inject_noise": False}],
+                       ["compress_all", {"residual": True, "multiplier": 2}],
+                       ["res_x", {"num_layers": 1, "inject_noise": False}],
+                       ["compress_all", {"residual": True, "multiplier": 2}],
+                       ["res_x", {"num_layers": 1, "inject_noise": False}],
+                       ["compress_all", {"residual": True, "multiplier": 2}],
+                       ["res_x", {"num_layers": 1, "inject_noise": False}]],
+}
+DEMO_AUDIO_VAE = {
+    "model": {"params": {
+        "ddconfig": {"double_z": True, "mel_bins": 64, "z_channels": 8, "resolution": 256, "downsample_time": False,
+                     "in_channels": 2, "out_ch": 2, "ch": 128, "ch_mult": [1, 1, 1], "num_res_blocks": 1,
+                     "attn_resolutions": [], "dropout": 0.0, "mid_block_add_attention": False, "norm_type": "pixel",
+                     "causality_axis": "height"},
+        "sampling_rate": 16000}},
+    "preprocessing": {"stft": {"filter_length": 1024, "hop_length": 160, "win_length": 1024, "causal": True},
+                      "mel": {"n_mel_channels": 64, "mel_fmin": 0, "mel_fmax": 8000}},
+}
+DEMO_VOCODER = {
+    "resblock_kernel_sizes": [3, 7, 11], "upsample_rates": [6, 5, 2, 2, 2], "upsample_kernel_sizes": [16, 15, 8, 4, 4],
+    "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]], "upsample_initial_channel": 32, "stereo": True,
+    "resblock": "1", "output_sample_rate": 24000,
+}
+DEMO_UPSCALER = {"_class_name": "LatentUpsampler", "in_channels": DEMO_VIDEO_LATENT_CHANNELS, "mid_channels": 32,
+                 "num_blocks_per_stage": 1, "dims": 3, "spatial_upsample": True, "temporal_upsample": False,
+                 "spatial_scale": 2.0, "rational_resampler": False}
+DEMO_LORA_TARGETS = ("attn1.to_q", "attn1.to_v", "ff.net.2")
+DEMO_LORA_RANK = 4
+
+@dataclass(frozen=True)
+class DemoModels:
+    root: Path
+    checkpoint: Path
+    upscaler: Path
+    gemma: Path
+    lora: Path
+
+
+def _seed(seed: int, name: str) -> int:
+    return (seed * 1_000_003 + zlib.crc32(name.encode())) % (2 ** 63)
+
+
+def _random_value(name: str, shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """A plausible random value for a tensor of this name: O(1) activations through every layer, positive
+    statistics, small biases."""
+    g = torch.Generator().manual_seed(_seed(seed, name))
+    leaf = name.rsplit(".", 1)[-1]
+    if leaf in ("std-of-means", "mean-of-stds", "mean-of-stds_over_std-of-means"):
+        return torch.rand(shape, generator=g) + 0.5
+    if leaf == "channel":
+        return torch.arange(math.prod(shape), dtype=torch.float32).reshape(shape)
+    if leaf == "mean-of-means":
+        return torch.randn(shape, generator=g) * 0.1
+    if len(shape) >= 2:
+        fan_in = math.prod(shape[1:])
+        return torch.randn(shape, generator=g) / math.sqrt(fan_in)
+    if "norm" in name and leaf == "weight":
+        return 1.0 + torch.randn(shape, generator=g) * 0.05
+    return torch.randn(shape, generator=g) * 0.05
+
+
+def checkpoint_state(config: dict, text_width: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random float32 tensors under the released single-file key names for ``config`` (the ``config``
+    metadata); ``text_width``: Gemma's hidden size x (layers + 1), the text projection's input."""
+    from ..model.audio_vae import AudioDecoder, AudioEncoder, AudioVAEConfig
+    from ..model.connector import ConnectorConfig, Embeddings1DConnector
+    from ..model.transformer import LTX2Transformer, TransformerConfig
+    from ..model.video_vae import VideoDecoder, VideoEncoder, VideoVAEConfig
+    from ..model.vocoder import Vocoder, VocoderConfig
+
+    dit_cfg = TransformerConfig.from_metadata(config["transformer"])
+    connector_cfg = ConnectorConfig.from_metadata(config["transformer"])
+    vae_cfg = VideoVAEConfig.from_metadata(config["vae"])
+    audio_cfg = AudioVAEConfig.from_metadata(config["audio_vae"])
+    # (module, prefix in the file, prefix of its per-channel statistics in the file)
+    parts = [
+        (lambda: LTX2Transformer(dit_cfg), "model.diffusion_model.", None),
+        (lambda: Embeddings1DConnector(connector_cfg), "model.diffusion_model.video_embeddings_connector.", None),
+        (lambda: Embeddings1DConnector(connector_cfg), "model.diffusion_model.audio_embeddings_connector.", None),
+        (lambda: nn.ModuleDict({"aggregate_embed": nn.Linear(text_width, dit_cfg.caption_channels, bias=False)}),
+         "text_embedding_projection.", None),
+        (lambda: VideoEncoder(vae_cfg), "vae.encoder.", "vae."),
+        (lambda: VideoDecoder(vae_cfg), "vae.decoder.", "vae."),
+        (lambda: AudioEncoder(audio_cfg), "audio_vae.encoder.", "audio_vae."),
+        (lambda: AudioDecoder(audio_cfg), "audio_vae.decoder.", "audio_vae."),
+        (lambda: Vocoder(VocoderConfig.from_metadata(config["vocoder"])), "vocoder.", None),
+    ]
+    state: dict[str, torch.Tensor] = {}
+    for build, prefix, stats_prefix in parts:
+        with torch.device("meta"):
+            module = build()
+        for key, value in module.state_dict().items():
+            name = (stats_prefix + key) if stats_prefix and key.startswith("per_channel_statistics.") else prefix + key
+            state.setdefault(name, _random_value(name, tuple(value.shape), seed))
+    return state
+
+
+def _write(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str], dtype: torch.dtype) -> Path:
+    """Stream ``tensors`` (floating ones cast to ``dtype``) to ``path``; pads the metadata if the header
+    length would look like a pickle to the reader's sniff."""
+    def entries():
+        for name, tensor in tensors.items():
+            target = dtype if tensor.is_floating_point() else tensor.dtype
+            yield name, tuple(tensor.shape), target, lambda t=tensor, d=target: t.to(d).contiguous()
+
+    write_safetensors(path, entries(), metadata)
+    head = path.read_bytes()[:2]
+    if head[0] == 0x80 and head[1] in (2, 3, 4, 5):
+        write_safetensors(path, entries(), {**metadata, "padding": "-" * 8})
+    return path
+
+
+def demo_config() -> dict:
+    return {"transformer": copy.deepcopy(DEMO_TRANSFORMER), "vae": copy.deepcopy(DEMO_VAE),
+            "audio_vae": copy.deepcopy(DEMO_AUDIO_VAE), "vocoder": copy.deepcopy(DEMO_VOCODER)}
+
+
+def write_checkpoint(path: Path, seed: int = 0, config: dict | None = None) -> Path:
+    config = config or demo_config()
+    text_width = DEMO_GEMMA["hidden_size"] * (DEMO_GEMMA["num_hidden_layers"] + 1)
+    state = checkpoint_state(config, text_width, seed)
+    return _write(path, state, {"config": json.dumps(config), "ltx2_nodes_demo": DEMO_NOTICE}, torch.bfloat16)
+
+
+def write_upscaler(path: Path, seed: int = 0) -> Path:
+    from ..model.upsampler import LatentUpsampler, UpsamplerConfig
+
+    with torch.device("meta"):
+        module = LatentUpsampler(UpsamplerConfig.from_metadata(DEMO_UPSCALER))
+    state = {k: _random_value("upscaler." + k, tuple(v.shape), seed) for k, v in module.state_dict().items()}
+    return _write(path, state, {"config": json.dumps(DEMO_UPSCALER), "ltx2_nodes_demo": DEMO_NOTICE}, torch.bfloat16)
+
+
+def write_lora(path: Path, seed: int = 0) -> Path:
+    """Rank-4 factors for a few Linears of every block, official ``diffusion_model.*.lora_A/B`` names."""
+    from ..model.transformer import TransformerConfig
+
+    cfg = TransformerConfig.from_metadata(DEMO_TRANSFORMER)
+    tensors = {}
+    widths = {"attn1.to_q": (cfg.inner_dim, cfg.inner_dim), "attn1.to_v": (cfg.inner_dim, cfg.inner_dim),
+              "ff.net.2": (cfg.inner_dim * 4, cfg.inner_dim)}
+    for block in range(cfg.num_layers):
+        for target in DEMO_LORA_TARGETS:
+            fan_in, fan_out = widths[target]
+            name = f"diffusion_model.transformer_blocks.{block}.{target}"
+            g = torch.Generator().manual_seed(_seed(seed, name))
+            tensors[name + ".lora_A.weight"] = torch.randn(DEMO_LORA_RANK, fan_in, generator=g) / math.sqrt(fan_in)
+            tensors[name + ".lora_B.weight"] = torch.randn(fan_out, DEMO_LORA_RANK, generator=g) * 0.05
+    return _write(path, tensors, {"ltx2_nodes_demo": DEMO_NOTICE}, torch.bfloat16)
+
+
+def write_gemma(folder: Path, seed: int = 0) -> Path:
+    from .tiny_gemma import hf_model, spm_bytes, write_hf_folder
+
+    model = hf_model(seed=seed, **DEMO_GEMMA)
+    tokenizer = spm_bytes(vocab_size=DEMO_GEMMA["vocab_size"], byte_fallback=True)
+    write_hf_folder(model, folder, tokenizer=tokenizer, shard_bytes=64_000)
+    (folder / "README.txt").write_text(DEMO_NOTICE + "\n")
+    return folder
+
+
+def write_demo_models(root: str | Path, seed: int = 0) -> DemoModels:
+    """Write every demo model under ``root`` (a ComfyUI-style models folder); returns their paths."""
+    root = Path(root)
+    folders = {name: root / name for name in ("checkpoints", "latent_upscale_models", "text_encoders", "loras")}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    paths = DemoModels(root, folders["checkpoints"] / CHECKPOINT, folders["latent_upscale_models"] / UPSCALER,
+                       folders["text_encoders"] / GEMMA, folders["loras"] / LORA)
+    write_checkpoint(paths.checkpoint, seed)
+    write_upscaler(paths.upscaler, seed)
+    write_gemma(paths.gemma, seed)
+    write_lora(paths.lora, seed)
+    return paths

@@ -1,0 +1,443 @@
+"""Loaded models as cheap handles: what the nodes pass between each other and the stages run.
+
+``load_ltx2(path)`` opens one LTX-2 file and returns an :class:`LTX2Models` bundle whose handles
+(DiT, video VAE, audio VAE + vocoder, text connectors) build their modules lazily, on first use,
+from the memory-mapped file -- a workflow that never encodes audio never builds the audio
+encoder. Bundles, Gemma encoders and upscalers are cached per (path, mtime, size, dtype, fp8),
+so a second loader node, a second CLI job or a re-queued prompt gets the same objects for free.
+
+Handles never change the modules they share: a LoRA loader returns a new :class:`DiTHandle`
+carrying its LoRA list; the sampler applies the list around its stage and removes it after.
+
+Weight dtype "auto" means bfloat16 when the compute device is CUDA and float32 on the CPU (CPU
+kernels for bf16 are slow and the tiny demo models are float32 there); fp8:
+
+* "as stored": fp8 weights of ``-fp8`` files stay fp8 (dequantised per layer), others as stored;
+* "upcast on load": fp8 weights are multiplied out into the weight dtype at load;
+* "cast bf16 to fp8": the DiT blocks' Linear weights are quantised to fp8 at load (half the
+  bytes to hold or stream; costs that much RAM once, since the file cannot be mapped as fp8).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError, InputError
+from .loading import components
+from .loading.checkpoint import LTX2Checkpoint
+from .loading.lora import LoRA, load_lora
+from .loading.quant import cast_linears_to_fp8
+from .model.patchify import AudioTiming, VideoScale
+
+log = logging.getLogger("ltx2_nodes")
+
+WEIGHT_DTYPES = ("auto", "bfloat16", "float16", "float32")
+FP8_MODES = ("as stored", "upcast on load", "cast bf16 to fp8")
+_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+CACHE_SIZE = 2  # bundles kept per kind: a workflow switching between two checkpoints does not reload
+
+
+def resolve_dtype(weight_dtype: str, device: torch.device | str | None = None) -> torch.dtype:
+    """"auto": bfloat16 on CUDA, float32 elsewhere; else the named dtype."""
+    if weight_dtype == "auto":
+        kind = torch.device(device).type if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.bfloat16 if kind == "cuda" else torch.float32
+    if weight_dtype not in _DTYPES:
+        raise InputError(f"weight dtype {weight_dtype!r} is not one of {list(WEIGHT_DTYPES)}.")
+    return _DTYPES[weight_dtype]
+
+
+def _fp8_mode(fp8: str) -> str:
+    if fp8 not in FP8_MODES:
+        raise InputError(f"fp8 option {fp8!r} is not one of {list(FP8_MODES)}.")
+    return fp8
+
+
+def _file_key(path: Path) -> tuple:
+    stat = path.stat()
+    return (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+class _Cache:
+    """A tiny LRU of loaded bundles; a changed file (mtime/size) is a new key."""
+
+    def __init__(self, size: int = CACHE_SIZE):
+        self.size = size
+        self._items: OrderedDict[tuple, object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, build: Callable[[], object]):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = build()
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_LTX2_CACHE, _GEMMA_CACHE, _UPSCALER_CACHE, _LORA_CACHE = _Cache(), _Cache(), _Cache(), _Cache(8)
+
+
+def clear_caches() -> None:
+    """Forget every cached model (tests; ComfyUI's "unload models" does not need it: nothing is on the GPU)."""
+    for cache in (_LTX2_CACHE, _GEMMA_CACHE, _UPSCALER_CACHE, _LORA_CACHE):
+        cache.clear()
+
+
+class _Lazy:
+    """Builds each named module once, thread-safely."""
+
+    def __init__(self):
+        self._lock = threading.RLock()
+        self._built: dict[str, nn.Module] = {}
+
+    def get(self, name: str, build: Callable[[], nn.Module]) -> nn.Module:
+        with self._lock:
+            if name not in self._built:
+                self._built[name] = build()
+            return self._built[name]
+
+
+# ------------------------------------------------------------------------------------------------
+# LTX-2 single file
+
+
+class LTX2Models:
+    """Everything one LTX-2 file holds, built on demand (see the module doc)."""
+
+    def __init__(self, path: str | Path, dtype: torch.dtype, fp8: str):
+        self.ckpt = LTX2Checkpoint(path)
+        self.path = self.ckpt.path
+        self.dtype = dtype
+        self.fp8 = _fp8_mode(fp8)
+        self._lazy = _Lazy()
+
+    def __repr__(self) -> str:
+        return f"LTX2Models({self.path.name}, {self.dtype}, fp8={self.fp8!r})"
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def _load_fp8(self) -> str:
+        return "upcast" if self.fp8 == "upcast on load" else "keep"
+
+    def transformer(self) -> nn.Module:
+        def build():
+            model = components.load_transformer(self.ckpt, self.dtype, fp8=self._load_fp8())
+            if self.fp8 == "cast bf16 to fp8":
+                count = cast_linears_to_fp8(model.transformer_blocks)
+                log.info("%s: cast %d DiT block Linear weights to fp8", self.name, count)
+            return model
+
+        return self._lazy.get("transformer", build)
+
+    def connectors(self) -> nn.Module:
+        return self._lazy.get("connectors", lambda: components.load_text_connectors(self.ckpt, self.dtype))
+
+    def video_encoder(self) -> nn.Module:
+        return self._lazy.get("video_encoder", lambda: components.load_video_encoder(self.ckpt, self.dtype))
+
+    def video_decoder(self) -> nn.Module:
+        return self._lazy.get("video_decoder", lambda: components.load_video_decoder(self.ckpt, self.dtype))
+
+    def latent_statistics(self) -> nn.Module:
+        return self._lazy.get("statistics", lambda: components.load_latent_statistics(self.ckpt))
+
+    def audio_encoder(self) -> nn.Module:
+        return self._lazy.get("audio_encoder", lambda: components.load_audio_encoder(self.ckpt, self.dtype))
+
+    def audio_decoder(self) -> nn.Module:
+        return self._lazy.get("audio_decoder", lambda: components.load_audio_decoder(self.ckpt, self.dtype))
+
+    def vocoder(self) -> nn.Module:
+        return self._lazy.get("vocoder", lambda: components.load_vocoder(self.ckpt, self.dtype))
+
+    # -- handles -----------------------------------------------------------------------------------
+
+    @cached_property
+    def dit(self) -> "DiTHandle":
+        return DiTHandle(self)
+
+    @cached_property
+    def video_vae(self) -> "VideoVAEHandle":
+        self._require("video_decoder", "video VAE")
+        return VideoVAEHandle(self)
+
+    @cached_property
+    def audio_vae(self) -> "AudioVAEHandle":
+        self._require("audio_decoder", "audio VAE")
+        return AudioVAEHandle(self)
+
+    @cached_property
+    def text_connector(self) -> "ConnectorHandle":
+        self._require("video_connector", "text connectors")
+        return ConnectorHandle(self)
+
+    def _require(self, component: str, what: str) -> None:
+        if not self.ckpt.has(component):
+            raise CheckpointError(f"{self.name} ({self.ckpt.variant.describe()}) has no {what}; load a full "
+                                  "ltx-2-19b-*.safetensors single file from models/checkpoints.")
+
+    def optional(self, attribute: str):
+        """The handle if the file has that component, else None (DiT-only files)."""
+        try:
+            return getattr(self, attribute)
+        except CheckpointError:
+            return None
+
+
+def load_ltx2(path: str | Path, weight_dtype: str = "auto", fp8: str = "as stored",
+              device: torch.device | str | None = None) -> LTX2Models:
+    """Open an LTX-2 file (cached); ``device`` only decides what "auto" means."""
+    path = Path(path)
+    dtype = resolve_dtype(weight_dtype, device)
+    key = (*_file_key(path), dtype, _fp8_mode(fp8))
+    return _LTX2_CACHE.get(key, lambda: LTX2Models(path, dtype, fp8))
+
+
+@dataclass(frozen=True, eq=False)
+class AppliedLoRA:
+    lora: LoRA
+    strength: float
+    name: str
+
+
+@dataclass(frozen=True, eq=False)
+class DiTHandle:
+    """The transformer of a bundle plus the LoRAs to apply while it samples (the module is shared)."""
+
+    models: LTX2Models
+    loras: tuple[AppliedLoRA, ...] = ()
+
+    @property
+    def model(self) -> nn.Module:
+        return self.models.transformer()
+
+    @property
+    def config(self):
+        from .model.transformer import TransformerConfig
+
+        return TransformerConfig.from_metadata(self.models.ckpt.component_config("transformer"))
+
+    @property
+    def release_pages(self):
+        return self.models.ckpt.release_pages
+
+    def with_lora(self, lora: LoRA, strength: float, name: str = "") -> "DiTHandle":
+        return DiTHandle(self.models, self.loras + (AppliedLoRA(lora, float(strength), name or lora.name),))
+
+    def lora_list(self) -> list[tuple[LoRA, float]]:
+        return [(entry.lora, entry.strength) for entry in self.loras]
+
+    def describe(self) -> str:
+        loras = ", ".join(f"{e.name} x{e.strength:g}" for e in self.loras)
+        return self.models.name + (f" + {loras}" if loras else "")
+
+
+@dataclass(frozen=True, eq=False)
+class VideoVAEHandle:
+    models: LTX2Models
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.models.video_encoder()
+
+    @property
+    def decoder(self) -> nn.Module:
+        return self.models.video_decoder()
+
+    @property
+    def stats(self) -> nn.Module:
+        """Per-channel latent statistics (float32), e.g. for the latent upscaler."""
+        return self.models.latent_statistics()
+
+    @cached_property
+    def config(self):
+        from .model.video_vae import VideoVAEConfig
+
+        return VideoVAEConfig.from_metadata(self.models.ckpt.component_config("video_decoder"))
+
+    @property
+    def scale(self) -> VideoScale:
+        return self.config.decoder_scale
+
+    @property
+    def latent_channels(self) -> int:
+        return self.config.latent_channels
+
+    @property
+    def release_pages(self):
+        return self.models.ckpt.release_pages
+
+
+@dataclass(frozen=True, eq=False)
+class AudioVAEHandle:
+    models: LTX2Models
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.models.audio_encoder()
+
+    @property
+    def decoder(self) -> nn.Module:
+        return self.models.audio_decoder()
+
+    @property
+    def vocoder(self) -> nn.Module:
+        return self.models.vocoder()
+
+    @cached_property
+    def config(self):
+        from .model.audio_vae import AudioVAEConfig
+
+        return AudioVAEConfig.from_metadata(self.models.ckpt.component_config("audio_decoder"))
+
+    @cached_property
+    def vocoder_config(self):
+        from .model.vocoder import VocoderConfig
+
+        return VocoderConfig.from_metadata(self.models.ckpt.component_config("vocoder"))
+
+    @property
+    def timing(self) -> AudioTiming:
+        return self.config.timing
+
+    @property
+    def latent_channels(self) -> int:
+        return self.config.z_channels
+
+    @property
+    def latent_mel_bins(self) -> int:
+        return self.config.mel_bins // 2 ** (self.config.levels - 1)
+
+    @property
+    def sample_rate(self) -> int:
+        """Rate of the decoded waveform (the vocoder's output rate)."""
+        return self.vocoder_config.output_sample_rate
+
+
+@dataclass(frozen=True, eq=False)
+class ConnectorHandle:
+    models: LTX2Models
+
+    @property
+    def connectors(self) -> nn.Module:
+        return self.models.connectors()
+
+
+# ------------------------------------------------------------------------------------------------
+# Gemma and the latent upscaler
+
+
+@dataclass(eq=False)
+class GemmaHandle:
+    """A Gemma 3 text encoder, loaded on first use."""
+
+    path: Path
+    dtype: torch.dtype | None
+    fp8: str
+    _lazy: _Lazy = field(default_factory=_Lazy, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def encoder(self):
+        from .text.gemma import load_gemma_encoder
+
+        return self._lazy.get("encoder", lambda: load_gemma_encoder(self.path, dtype=self.dtype,
+                                                                    fp8="upcast" if self.fp8 == "upcast on load"
+                                                                    else "keep"))
+
+    @property
+    def release_pages(self):
+        return self.files.release_pages
+
+    @cached_property
+    def files(self):
+        from .loading.gemma_files import locate_gemma
+
+        return locate_gemma(self.path)
+
+
+GEMMA_WEIGHT_DTYPES = ("auto", "bfloat16", "float32")
+GEMMA_FP8_MODES = ("as stored", "upcast on load")
+
+
+def load_gemma(path: str | Path, weight_dtype: str = "auto", fp8: str = "as stored",
+               device: torch.device | str | None = None) -> GemmaHandle:
+    """A Gemma 3 text encoder (HF folder or ComfyUI single file), cached. "auto" keeps the file's
+    dtype on CUDA (bf16 as released) and computes in float32 on the CPU."""
+    path = Path(path)
+    if fp8 not in GEMMA_FP8_MODES:
+        raise InputError(f"Gemma fp8 option {fp8!r} is not one of {list(GEMMA_FP8_MODES)}.")
+    if weight_dtype == "auto":
+        dtype = None if resolve_dtype("auto", device) == torch.bfloat16 else torch.float32
+    else:
+        dtype = resolve_dtype(weight_dtype)
+    key = (*_folder_key(path), dtype, fp8)
+    return _GEMMA_CACHE.get(key, lambda: GemmaHandle(path, dtype, fp8))
+
+
+def _folder_key(path: Path) -> tuple:
+    if not path.is_dir():
+        return _file_key(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    return (str(path.resolve()), tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files))
+
+
+@dataclass(eq=False)
+class UpscalerHandle:
+    path: Path
+    dtype: torch.dtype
+    _lazy: _Lazy = field(default_factory=_Lazy, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def model(self) -> nn.Module:
+        return self._lazy.get("upsampler", lambda: components.load_latent_upsampler(self.path, self.dtype))
+
+
+def load_upscaler(path: str | Path, weight_dtype: str = "auto", device: torch.device | str | None = None
+                  ) -> UpscalerHandle:
+    path = Path(path)
+    dtype = resolve_dtype(weight_dtype, device)
+    return _UPSCALER_CACHE.get((*_file_key(path), dtype), lambda: UpscalerHandle(path, dtype))
+
+
+def load_lora_file(path: str | Path) -> LoRA:
+    """A parsed LoRA (cached; tensors stay memory-mapped until applied)."""
+    path = Path(path)
+    return _LORA_CACHE.get(_file_key(path), lambda: load_lora(path))
+
+
+def file_signature(path: str | os.PathLike) -> str:
+    """mtime and size, for ``IS_CHANGED`` of loader nodes (a replaced file reloads)."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return "missing"
+    return f"{stat.st_mtime_ns}:{stat.st_size}"

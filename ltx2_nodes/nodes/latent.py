@@ -1,0 +1,152 @@
+"""Latent nodes: the empty audio+video latent, image and audio conditioning, the x2 latent upscaler."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from .. import paths, stages
+from ..errors import InputError
+from ..model.video_vae import check_video_size, snap_video_size
+from ..models import load_upscaler
+from ..pipeline import empty_latents
+from ..sampling.conditioning import DEFAULT_IMAGE_CRF, ImageCondition
+from ..sampling.state import AudioGrid
+from .common import LATENT, device, engine, require
+from .types import ConditionRecord, LatentInfo, fit_empty_channels, from_av_latents, latent_info, pixel_frames, to_av_latents
+
+VAE_HINT = "connect the video_vae output of an LTX-2 Checkpoint Loader that loaded a full single file."
+AUDIO_VAE_HINT = "connect the audio_vae output of an LTX-2 Checkpoint Loader that loaded a full single file."
+
+
+def frames_for(seconds: float, fps: float, frames: int) -> int:
+    """``frames`` unless ``seconds`` > 0: then the 8k+1 frame count nearest to ``seconds * fps``."""
+    if seconds <= 0:
+        return frames
+    return snap_video_size(max(1, round(seconds * fps)), 64, 64)[0]
+
+
+class LTX2EmptyAVLatent:
+    DESCRIPTION = ("An empty audio+video latent. Width and height are multiples of 32 (of 64 for two-stage "
+                   "workflows, which sample this latent at half the final size), frames are 8k+1 (1, 9, ..., 121); "
+                   "seconds > 0 picks the 8k+1 frame count nearest to seconds x fps. The audio latent covers "
+                   "exactly the video's duration.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "width": ("INT", {"default": 768, "min": 64, "max": 4096, "step": 32}),
+            "height": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 32}),
+            "frames": ("INT", {"default": 121, "min": 1, "max": 1025, "step": 8}),
+            "seconds": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 60.0, "step": 0.05,
+                                  "tooltip": "0 = use frames"}),
+            "fps": ("FLOAT", {"default": 24.0, "min": 1.0, "max": 120.0, "step": 0.01}),
+            "batch_size": ("INT", {"default": 1, "min": 1, "max": 16}),
+        }, "optional": {"audio": ("BOOLEAN", {"default": True, "tooltip": "generate a soundtrack too"})}}
+
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("latent",)
+    FUNCTION = "create"
+    CATEGORY = LATENT
+
+    def create(self, width, height, frames, seconds, fps, batch_size, audio=True):
+        frames = frames_for(seconds, fps, frames)
+        check_video_size(frames, height, width)
+        av = empty_latents(batch_size, frames, height, width, fps, audio=audio)
+        return (from_av_latents(av, LatentInfo(fps=float(fps), frames=frames)),)
+
+
+class LTX2ImageToVideo:
+    DESCRIPTION = ("Conditions the video on an image at a frame: frame 0 replaces the first latent frame (kept "
+                   "exactly at strength 1), later frames guide the video as keyframes. The image is encoded now "
+                   "and again by a sampler running at another size (stage 2 after the upscaler). crf: the "
+                   "reference's H.264 pre-compression (33), 0 = off.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "latent": ("LATENT",),
+            "video_vae": ("LTX2_VIDEO_VAE",),
+            "image": ("IMAGE",),
+            "frame_index": ("INT", {"default": 0, "min": 0, "max": 1024}),
+            "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}),
+            "crf": ("INT", {"default": DEFAULT_IMAGE_CRF, "min": 0, "max": 51}),
+        }}
+
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("latent",)
+    FUNCTION = "condition"
+    CATEGORY = LATENT
+
+    def condition(self, latent, video_vae, image, frame_index=0, strength=1.0, crf=DEFAULT_IMAGE_CRF):
+        video_vae = require(video_vae, "video VAE", VAE_HINT)
+        info = latent_info(latent)
+        av = fit_empty_channels(to_av_latents(latent), video_channels=video_vae.latent_channels)
+        if av.video is None:
+            raise InputError("image conditioning needs a video latent; this latent holds audio only.")
+        grid = av.video_grid()
+        if frame_index >= grid.pixel_frames:
+            raise InputError(f"frame_index {frame_index} is outside the video (frames 0..{grid.pixel_frames - 1}).")
+        condition = ImageCondition(image, frame_index, strength, crf)
+        item = stages.encode_conditioning_images(video_vae, [condition], grid, engine())[0]
+        size = (grid.height * grid.scale.height, grid.width * grid.scale.width)
+        record = ConditionRecord(condition, video_vae, {size: item.latent})
+        return (from_av_latents(av, info.replace(conditions=info.conditions + (record,)), base=latent),)
+
+
+class LTX2AudioToLatent:
+    DESCRIPTION = ("Audio-to-video: encodes the audio (from start_seconds, as long as the video) into the audio "
+                   "latent and marks it to be kept unchanged while the video is generated to match it.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"latent": ("LATENT",), "audio_vae": ("LTX2_AUDIO_VAE",), "audio": ("AUDIO",)},
+                "optional": {"start_seconds": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 3600.0, "step": 0.01})}}
+
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("latent",)
+    FUNCTION = "encode"
+    CATEGORY = LATENT
+
+    def encode(self, latent, audio_vae, audio, start_seconds=0.0):
+        audio_vae = require(audio_vae, "audio VAE", AUDIO_VAE_HINT)
+        info = latent_info(latent)
+        av = to_av_latents(latent)
+        shape = (audio_vae.latent_channels, audio_vae.latent_mel_bins)
+        av = fit_empty_channels(av, audio_shape=shape)
+        frames = pixel_frames(av, info)
+        if frames is None:
+            raise InputError("cannot tell the clip's length: connect a latent from LTX-2 Empty AV Latent.")
+        steps = av.audio.shape[2] if av.audio is not None else AudioGrid.for_video(
+            shape[0], shape[1], frames, av.fps, audio_vae.timing).frames
+        encoded = stages.audio_latent_for_clip(audio_vae, audio, start_seconds, frames / av.fps, steps, engine())
+        if av.audio is not None and tuple(encoded.shape[1:]) != tuple(av.audio.shape[1:]):
+            raise InputError(f"the encoded audio latent {list(encoded.shape[1:])} does not match the latent's audio "
+                             f"{list(av.audio.shape[1:])}; both must come from the same LTX-2 model.")
+        encoded = encoded[:1].expand(av.batch, *encoded.shape[1:]).contiguous()
+        av = dataclasses.replace(av, audio=encoded, audio_timing=audio_vae.timing).keep_audio()
+        return (from_av_latents(av, info, base=latent),)
+
+
+class LTX2LatentUpscaler:
+    DESCRIPTION = ("x2 width and height of the video latent with the LTX-2 spatial upscaler (two-stage workflows: "
+                   "stage 1 at half size, upscale, refine with a stage-2 sampler). Audio passes through.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"latent": ("LATENT",), "video_vae": ("LTX2_VIDEO_VAE",),
+                             "upscale_model": (paths.list_models("latent_upscale_models"),)}}
+
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("latent",)
+    FUNCTION = "upscale"
+    CATEGORY = LATENT
+
+    def upscale(self, latent, video_vae, upscale_model):
+        video_vae = require(video_vae, "video VAE", VAE_HINT)
+        upscaler = load_upscaler(paths.find_model("latent_upscale_models", upscale_model), device=device())
+        av = to_av_latents(latent)
+        with torch.no_grad():
+            out = stages.upscale(av, upscaler, video_vae.stats, engine())
+        return (from_av_latents(out, latent_info(latent), base=latent),)

@@ -1,0 +1,563 @@
+"""One function per pipeline stage, each running its model(s) inside ``engine.stage(...)``.
+
+The ComfyUI nodes and the CLI call these (no ComfyUI import here). Every function takes the
+memory engine that places the stage's weights (``default_engine()`` when None: ComfyUI's engine
+inside ComfyUI, a process-wide headless one otherwise) and returns its results on the CPU, so
+nothing of a stage stays on the compute device after it, also when it raises or is interrupted.
+
+Engine stages do not nest, so work that needs another model is done before a stage starts:
+conditioning images are encoded (video VAE encoder stage) before the DiT stage, the latent
+preview projection is fitted (video VAE decoder) before sampling, LoRAs are installed on the
+shared DiT around its stage (as buffers, so the engine moves them with the blocks) and removed
+afterwards.
+
+``generate`` composes the stages end to end for the CLI: prompt(s) -> Gemma features -> text
+conditioning -> [stage 1, x2 upscale, stage 2 | one stage] -> audio decode -> tiled video decode
+streamed into an MP4 with the audio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import InputError
+from .loading.lora import applied_loras
+from .media.audio_codec import decode_audio as _decode_audio_modules
+from .media.audio_codec import encode_audio as _encode_audio_module
+from .media.mux import MP4Writer
+from .memory import MemoryEngine, StageProfile, decoder_profile, dit_profile
+from .memory.estimates import (DecoderShape, audio_decode_activation_bytes, connector_activation_bytes,
+                               upscaler_activation_bytes, vae_decode_activation_bytes)
+from .memory.placement import module_tensors, tensor_bytes
+from .memory.precheck import RunEstimate, RunRequest, checkpoint_weights, stage_weights
+from .model.connector import TextConditioning
+from .model.upsampler import upsample_latent
+from .model.vae_tiling import (TilingConfig, activation_bytes_per_voxel, auto_tiling, decode_chunks,
+                               default_memory_budget, largest_tile, plan_tiles)
+from .models import AudioVAEHandle, ConnectorHandle, DiTHandle, GemmaHandle, LTX2Models, UpscalerHandle, VideoVAEHandle
+from .pipeline import AVLatents, GenerationSettings, empty_latents, sample
+from .progress import ProgressBar, check_interrupted
+from .sampling.conditioning import (ConditioningItem, ImageCondition, KeyframeAtFrame, encode_images,
+                                    frame_condition)
+from .sampling.guidance import plan_passes
+from .sampling.loop import Callback
+from .sampling.noise import SeededNoise
+from .sampling.state import VideoGrid
+from .text.cache import SESSION_CACHE, cache_key
+from .text.gemma import GemmaFeatures
+
+log = logging.getLogger("ltx2_nodes")
+
+ENGINE_ENV = {"device": "LTX2_DEVICE", "vram_budget": "LTX2_VRAM_BUDGET", "ram_budget": "LTX2_RAM_BUDGET"}
+_HEADLESS_ENGINE: MemoryEngine | None = None
+
+
+# ------------------------------------------------------------------------------------------------
+# The engine
+
+
+def inside_comfyui() -> bool:
+    """True when ComfyUI's model management is loaded (the server imports it before any node pack)."""
+    return "comfy.model_management" in sys.modules
+
+
+def configure_engine(engine: MemoryEngine | None = None, **settings) -> MemoryEngine:
+    """Set the process-wide headless engine: a given one, or one built from ``MemoryEngine`` keyword
+    arguments (``device``, ``vram_budget``, ...), defaults from ``$LTX2_DEVICE``, ``$LTX2_VRAM_BUDGET``,
+    ``$LTX2_RAM_BUDGET`` ("auto" when unset)."""
+    global _HEADLESS_ENGINE
+    if engine is None:
+        kwargs = {key: os.environ.get(env, "auto") for key, env in ENGINE_ENV.items()}
+        kwargs.update(settings)
+        device = kwargs.pop("device")
+        engine = MemoryEngine(device, **kwargs)
+    _HEADLESS_ENGINE = engine
+    return engine
+
+
+def default_engine() -> MemoryEngine:
+    """ComfyUI's engine (``memory.comfy.comfy_engine``) inside ComfyUI, else the headless one."""
+    if inside_comfyui():
+        from .memory.comfy import comfy_engine
+
+        return comfy_engine()
+    return _HEADLESS_ENGINE or configure_engine()
+
+
+def compute_device() -> torch.device:
+    return default_engine().device.device
+
+
+def _engine(engine: MemoryEngine | None) -> MemoryEngine:
+    return engine if engine is not None else default_engine()
+
+
+def _module_dtype(module: nn.Module) -> torch.dtype:
+    floating = [p.dtype for p in module.parameters() if p.is_floating_point() and p.element_size() > 1]
+    return floating[0] if floating else torch.bfloat16
+
+
+def _interrupt_hooks(module: nn.Module, bar: ProgressBar | None = None) -> list:
+    """Cancel polling before and a progress tick after every call of ``module`` (decode tiles)."""
+    hooks = [module.register_forward_pre_hook(lambda *_: check_interrupted())]
+    if bar is not None:
+        hooks.append(module.register_forward_hook(lambda *_: bar.update(1)))
+    return hooks
+
+
+@contextlib.contextmanager
+def _hooked(module: nn.Module, bar: ProgressBar | None = None):
+    hooks = _interrupt_hooks(module, bar)
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+# ------------------------------------------------------------------------------------------------
+# Text
+
+
+def _all_cached(encoder, prompts: list[str], cache_dir) -> bool:
+    """Whether every prompt's Gemma states are in the prompt cache (then Gemma need not be placed)."""
+    tokens = encoder.tokenize(prompts)
+    total = tokens.ids.shape[1]
+    for row, count in enumerate(tokens.mask.sum(dim=1).tolist()):
+        key = cache_key(encoder.fingerprint, tokens.ids[row, total - count:].tolist(), total)
+        if SESSION_CACHE.get(key, cache_dir) is None:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def _gemma_stage(gemma: GemmaHandle, engine: MemoryEngine, tokens: int, batch: int):
+    """Gemma's decoder layers stream through the device; its 2 GB embedding table stays on the host
+    (only the looked-up rows move)."""
+    encoder = gemma.encoder
+    profile = decoder_profile(DecoderShape.of(encoder.config), max(tokens, 1), batch=batch, dtype=encoder.dtype)
+    host_device = encoder.compute_device
+    with engine.stage("gemma", encoder.lm, blocks=encoder.decoder_layers, profile=profile,
+                      keep_on_host=[encoder.lm.model.embed_tokens], release_pages=gemma.release_pages) as stage:
+        encoder.compute_device = stage.device
+        try:
+            yield encoder
+        finally:
+            encoder.compute_device = host_device
+
+
+def _poll_cancel() -> bool:
+    check_interrupted()  # raises ComfyUI's own interrupt exception
+    return False
+
+
+def encode_prompts(gemma: GemmaHandle, prompts: str | Sequence[str], engine: MemoryEngine | None = None, *,
+                   cache_dir: str | Path | None = None) -> GemmaFeatures:
+    """Prompts -> Gemma's stacked hidden states (CPU); cached prompts skip Gemma (and its placement)."""
+    engine = _engine(engine)
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    encoder = gemma.encoder
+    if _all_cached(encoder, prompts, cache_dir):
+        return encoder.encode(prompts, cache_dir=cache_dir)
+    tokens = encoder.tokenize(prompts)
+    bar = ProgressBar(len(encoder.decoder_layers))
+    with torch.no_grad(), _gemma_stage(gemma, engine, int(tokens.mask.sum(dim=1).max()), len(prompts)) as enc:
+        return enc.encode(prompts, cache_dir=cache_dir, progress=lambda done, total: bar.update_absolute(done, total),
+                          should_interrupt=_poll_cancel)
+
+
+def enhance_prompt(gemma: GemmaHandle, prompt: str, engine: MemoryEngine | None = None, *, mode: str = "t2v",
+                   seed: int = 42, max_new_tokens: int = 512) -> str:
+    """Gemma rewrites ``prompt`` into a detailed one (deterministic per seed); one token per progress step."""
+    from .text.enhance import enhance_prompt as enhance
+
+    engine = _engine(engine)
+    bar = ProgressBar(max_new_tokens)
+    with torch.no_grad(), _gemma_stage(gemma, engine, max_new_tokens, 1) as encoder:
+        return enhance(encoder, prompt, mode=mode, seed=seed, max_new_tokens=max_new_tokens,
+                       progress=lambda done, total: bar.update_absolute(done, total), should_interrupt=_poll_cancel)
+
+
+def connect_text(connector: ConnectorHandle, features: GemmaFeatures, engine: MemoryEngine | None = None
+                 ) -> TextConditioning:
+    """Gemma features -> the DiT's video/audio text contexts (CPU)."""
+    engine = _engine(engine)
+    module = connector.connectors
+    batch, tokens, _width, layers = features.hidden_states.shape
+    caption = module.projection.aggregate_embed.weight.shape[0]
+    profile = StageProfile(connector_activation_bytes(caption, layers - 1, tokens=tokens, batch=batch,
+                                                      dtype=_module_dtype(module)))
+    with torch.no_grad(), engine.stage("connectors", module, profile=profile,
+                                       release_pages=connector.models.ckpt.release_pages):
+        text = module.connect(features.hidden_states, features.mask)
+        return text.to("cpu")
+
+
+def split_text(text: TextConditioning, index: int) -> TextConditioning:
+    """Item ``index`` of a batch of encoded prompts (e.g. positive 0, negative 1)."""
+    pick = slice(index, index + 1)
+    return TextConditioning(text.video_context[pick], text.audio_context[pick], text.mask[pick])
+
+
+# ------------------------------------------------------------------------------------------------
+# Conditioning media
+
+
+def encode_conditioning_images(video_vae: VideoVAEHandle, conds: Sequence[ImageCondition], grid: VideoGrid,
+                               engine: MemoryEngine | None = None) -> list[ConditioningItem]:
+    """Encode images at ``grid``'s pixel size (one stage of the VAE encoder) into conditioning items
+    (frame 0 replaces latent frame 0, other frames become guide tokens)."""
+    if not conds:
+        return []
+    engine = _engine(engine)
+    encoder = video_vae.encoder
+    height, width = grid.height * grid.scale.height, grid.width * grid.scale.width
+    profile = StageProfile(vae_decode_activation_bytes(grid.height * grid.width, _module_dtype(encoder)))
+    items = []
+    with torch.no_grad(), engine.stage("video_encoder", encoder, profile=profile, release_pages=video_vae.release_pages):
+        for cond in conds:
+            check_interrupted()
+            latent = encode_images(encoder, cond.image, height, width, cond.crf).float().cpu()
+            items.append(frame_condition(latent, cond.frame_index, cond.strength))
+    return items
+
+
+def encode_audio_latent(audio_vae: AudioVAEHandle, audio: dict, engine: MemoryEngine | None = None) -> torch.Tensor:
+    """AUDIO dict -> normalised audio latent ``[B, C, T, M]`` (float32, CPU)."""
+    engine = _engine(engine)
+    encoder = audio_vae.encoder
+    seconds = audio["waveform"].shape[-1] / max(int(audio["sample_rate"]), 1)
+    latents = math.ceil(seconds * audio_vae.timing.latents_per_second)
+    profile = StageProfile(audio_decode_activation_bytes(latents))  # the encoder mirrors the decoder
+    with torch.no_grad(), engine.stage("audio_encoder", encoder, profile=profile,
+                                       release_pages=audio_vae.models.ckpt.release_pages):
+        return _encode_audio_module(audio, encoder).cpu()
+
+
+# ------------------------------------------------------------------------------------------------
+# Sampling
+
+
+def appended_tokens(items: Sequence[ConditioningItem]) -> int:
+    """Guide tokens keyframe items append after the video grid."""
+    return sum(math.prod(item.latent.shape[2:]) for item in items if isinstance(item, KeyframeAtFrame))
+
+
+def _on_cpu(latents: AVLatents) -> AVLatents:
+    def cpu(t):
+        return None if t is None else t.detach().to("cpu", torch.float32)
+
+    return dataclasses.replace(latents, video=cpu(latents.video), audio=cpu(latents.audio),
+                               video_mask=cpu(latents.video_mask), audio_mask=cpu(latents.audio_mask))
+
+
+def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, settings: GenerationSettings,
+                engine: MemoryEngine | None = None, *, negative: TextConditioning | None = None,
+                conditioning: Sequence[ConditioningItem] = (), loras: Sequence | None = None,
+                noise: SeededNoise | None = None, callback: Callback | None = None) -> AVLatents:
+    """One sampling stage of ``pipeline.sample`` with the DiT placed by the engine.
+
+    ``conditioning``: already encoded items (``encode_conditioning_images``); ``loras``:
+    ``[(LoRA, strength)]``, default the handle's list, applied around the stage only; ``noise``:
+    a ``SeededNoise`` to continue (two-stage runs), default a fresh one from ``settings.seed``.
+    Returns the latents on the CPU in float32.
+    """
+    engine = _engine(engine)
+    model = dit.model
+    loras = dit.lora_list() if loras is None else list(loras)
+    cfg = model.config
+    video_tokens = (latents.video_grid().tokens if latents.video is not None else 0) + appended_tokens(conditioning)
+    audio_tokens = latents.audio.shape[2] if latents.audio is not None else 0
+    passes = len(plan_passes(settings.video_guidance, settings.audio_guidance, latents.video is not None,
+                             latents.audio is not None))
+    batch = latents.batch * (passes if settings.batched_guidance else 1)
+    profile = dit_profile(cfg, video_tokens, audio_tokens, text_tokens=positive.video_context.shape[1], batch=batch,
+                          dtype=model.compute_dtype)
+    with torch.no_grad(), applied_loras(model, loras), \
+            engine.stage("dit", model, blocks=model.transformer_blocks, profile=profile,
+                         release_pages=dit.release_pages) as stage:
+        out = sample(model, positive, latents, settings, negative=negative, conditioning=list(conditioning),
+                     noise=noise, callback=callback, device=stage.device)
+        return _on_cpu(out)
+
+
+def _scaled_mask(mask: torch.Tensor | None, grid: VideoGrid) -> torch.Tensor | None:
+    if mask is None:
+        return None
+    return F.interpolate(mask.float(), size=(grid.frames, grid.height, grid.width), mode="nearest")
+
+
+def upscale(latents: AVLatents, upsampler: UpscalerHandle, stats: nn.Module, engine: MemoryEngine | None = None
+            ) -> AVLatents:
+    """x2 the video latent's height and width with the latent upscaler (audio passes through)."""
+    if latents.video is None:
+        raise InputError("the latent upscaler works on video latents; this latent holds audio only.")
+    engine = _engine(engine)
+    model = upsampler.model
+    voxels = math.prod(latents.video.shape[2:]) * latents.batch
+    profile = StageProfile(upscaler_activation_bytes(voxels, _module_dtype(model)))
+    with torch.no_grad(), engine.stage("upscaler", model, profile=profile):
+        video = upsample_latent(latents.video.float(), model, stats).cpu()
+    grid = latents.video_grid().upscaled(2)
+    return dataclasses.replace(latents, video=video, video_mask=_scaled_mask(latents.video_mask, grid))
+
+
+# ------------------------------------------------------------------------------------------------
+# Decoding
+
+
+def resolve_tiling(video_vae: VideoVAEHandle, latent_shape: Sequence[int], engine: MemoryEngine,
+                   tiling: TilingConfig | str | None = "auto") -> TilingConfig | None:
+    """``"auto"``: the largest tiles whose decode fits what the engine can give the decoder."""
+    if not isinstance(tiling, str):
+        return tiling
+    if tiling != "auto":
+        raise InputError(f"tiling must be a TilingConfig, None or 'auto', got {tiling!r}.")
+    decoder = video_vae.decoder
+    budget = engine.budget()
+    if budget is None:
+        budget = default_memory_budget(torch.device("cpu"))
+    else:
+        budget -= tensor_bytes(module_tensors(decoder))
+    return auto_tiling(video_vae.config, tuple(latent_shape), max(budget, 0), _module_dtype(decoder))
+
+
+def _decode_profile(video_vae: VideoVAEHandle, latent_shape: Sequence[int], tiling: TilingConfig | None,
+                    dtype: torch.dtype) -> StageProfile:
+    """Device activations of one tile (outputs are blended on the CPU)."""
+    frames, height, width = largest_tile(latent_shape[2:], tiling, video_vae.scale)
+    voxels = frames * height * width
+    itemsize = torch.empty(0, dtype=dtype).element_size()
+    per_voxel = activation_bytes_per_voxel(video_vae.config, itemsize)
+    out = video_vae.config.out_channels * voxels * 4
+    return StageProfile(int(latent_shape[0] * (per_voxel * voxels + out)))
+
+
+def decode_video_chunks(latent: torch.Tensor, video_vae: VideoVAEHandle, engine: MemoryEngine | None = None,
+                        tiling: TilingConfig | str | None = "auto") -> Iterator[torch.Tensor]:
+    """Video latent ``[B, C, F', H', W']`` -> float32 CPU chunks ``[B, 3, n, H, W]`` in [-1, 1] (about),
+    in order, decoded tile by tile (progress per tile). The decoder's stage stays open while the
+    caller consumes chunks, so run no other stage in between (e.g. mux them into a file)."""
+    engine = _engine(engine)
+    decoder = video_vae.decoder
+    decoder.check_latent(latent)
+    tiling = resolve_tiling(video_vae, latent.shape, engine, tiling)
+    tiles = len(plan_tiles(latent.shape[2:], tiling, video_vae.scale)) if tiling is not None else 1
+    bar = ProgressBar(tiles)
+    profile = _decode_profile(video_vae, latent.shape, tiling, _module_dtype(decoder))
+    with torch.no_grad(), _hooked(decoder, bar), \
+            engine.stage("video_vae", decoder, profile=profile, release_pages=video_vae.release_pages):
+        yield from decode_chunks(decoder, latent, tiling, output_device="cpu")
+
+
+def decode_video(latent: torch.Tensor, video_vae: VideoVAEHandle, engine: MemoryEngine | None = None,
+                 tiling: TilingConfig | str | None = "auto") -> torch.Tensor:
+    """The whole video ``[B, 3, F, H, W]`` float32 on the CPU."""
+    with contextlib.closing(decode_video_chunks(latent, video_vae, engine, tiling)) as chunks:
+        return torch.cat(list(chunks), dim=2)
+
+
+def pixels_to_images(video: torch.Tensor) -> torch.Tensor:
+    """``[B, 3, F, H, W]`` in [-1, 1] -> ComfyUI IMAGE ``[B*F, H, W, 3]`` in [0, 1]."""
+    return ((video.permute(0, 2, 3, 4, 1).flatten(0, 1) + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
+class _AudioDecodeModules(nn.Module):
+    def __init__(self, decoder: nn.Module, vocoder: nn.Module):
+        super().__init__()
+        self.decoder = decoder
+        self.vocoder = vocoder
+
+
+def decode_audio(audio_latent: torch.Tensor, audio_vae: AudioVAEHandle, engine: MemoryEngine | None = None, *,
+                 frames: int | None = None, fps: float | None = None) -> dict:
+    """Audio latent -> AUDIO ``{"waveform": [B, 2, N] float32 CPU, "sample_rate"}``; with ``frames``/``fps``
+    exactly ``frames / fps`` seconds long (the video's duration)."""
+    engine = _engine(engine)
+    decoder, vocoder = audio_vae.decoder, audio_vae.vocoder
+    profile = StageProfile(audio_decode_activation_bytes(audio_latent.shape[2]))
+    with torch.no_grad(), _hooked(decoder), engine.stage("audio_vae", _AudioDecodeModules(decoder, vocoder),
+                                                        profile=profile,
+                                                        release_pages=audio_vae.models.ckpt.release_pages):
+        waveform, rate = _decode_audio_modules(audio_latent, decoder, vocoder, frames, fps)
+        return {"waveform": waveform.cpu(), "sample_rate": int(rate)}
+
+
+# ------------------------------------------------------------------------------------------------
+# End to end (CLI)
+
+
+@dataclass
+class GenerateRequest:
+    """What to generate. ``width``/``height`` are the final size (two-stage: stage 1 runs at half).
+
+    ``mode``: "distilled" (fixed 8-step list, no guidance) or "dev" (``steps``, reference guidance,
+    needs the negative prompt); ``stage1`` overrides the settings ``mode`` implies. ``images``:
+    image conditions (re-encoded at each stage's size); ``audio``: an AUDIO dict to keep as the
+    soundtrack (audio-to-video), starting at ``audio_start_seconds``.
+    """
+
+    prompt: str
+    negative_prompt: str = ""
+    width: int = 1536
+    height: int = 1024
+    frames: int = 121
+    fps: float = 24.0
+    seed: int = 10
+    mode: str = "distilled"
+    steps: int = 40
+    two_stage: bool = True
+    stage1: GenerationSettings | None = None
+    images: Sequence[ImageCondition] = ()
+    audio: dict | None = None
+    audio_start_seconds: float = 0.0
+    tiling: TilingConfig | str | None = "auto"
+    metadata: dict = field(default_factory=dict)
+
+    def stage1_settings(self) -> GenerationSettings:
+        if self.stage1 is not None:
+            return self.stage1
+        if self.mode == "distilled":
+            return GenerationSettings.distilled(seed=self.seed)
+        if self.mode == "dev":
+            return GenerationSettings.dev(steps=self.steps, seed=self.seed)
+        raise InputError(f"mode {self.mode!r} is not 'distilled' or 'dev'.")
+
+    def stage_size(self) -> tuple[int, int]:
+        """(height, width) of the first stage."""
+        if not self.two_stage:
+            return self.height, self.width
+        if self.height % 64 or self.width % 64:
+            raise InputError(f"a two-stage run needs width and height divisible by 64 (stage 1 runs at half size); "
+                             f"got {self.width}x{self.height}.")
+        return self.height // 2, self.width // 2
+
+
+def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, engine: MemoryEngine | None = None,
+             upscaler: UpscalerHandle | None = None) -> RunEstimate:
+    """``engine.precheck`` for the whole run from file headers (nothing loaded): raises
+    ``OutOfMemoryError`` naming what would fit when the run cannot."""
+    from .model.gemma3 import GemmaConfig
+    from .model.transformer import TransformerConfig
+
+    engine = _engine(engine)
+    weights = checkpoint_weights(ltx2.ckpt, dtype=ltx2.dtype, fp8=ltx2.fp8 == "cast bf16 to fp8")
+    weights["gemma"] = stage_weights("gemma", gemma.files.raw_state(), dtype=gemma.dtype)
+    if upscaler is not None and request.two_stage:
+        from .loading.safetensors_file import SafetensorsFile
+
+        file = SafetensorsFile(upscaler.path)
+        weights["upscaler"] = stage_weights("upscaler", {k: file.info(k) for k in file.keys()},
+                                            dtype=upscaler.dtype, streamable=False)
+    settings = request.stage1_settings()
+    passes = len(plan_passes(settings.video_guidance, settings.audio_guidance))
+    tile = request.tiling if isinstance(request.tiling, TilingConfig) else None
+    run = RunRequest(request.width, request.height, request.frames, request.fps,
+                     batch=passes if settings.batched_guidance else 1,
+                     prompts=2 if _needs_negative(settings) else 1, two_stage=request.two_stage,
+                     vae_tile=(tile.tile_size_in_pixels or 4096, tile.tile_size_in_frames or 4096) if tile else (512, 64),
+                     dtype=ltx2.dtype)
+    text_shape = DecoderShape.of(GemmaConfig.from_hf(gemma.files.text_config, source=gemma.name))
+    dit_config = TransformerConfig.from_metadata(ltx2.ckpt.component_config("transformer"))
+    estimate = engine.precheck(weights, run, dit_config=dit_config, text_shape=text_shape)
+    log.info("pre-check:\n%s", estimate.table())
+    return estimate
+
+
+def _needs_negative(settings: GenerationSettings) -> bool:
+    return settings.video_guidance.needs_negative or settings.audio_guidance.needs_negative
+
+
+def audio_latent_for_clip(audio_vae: AudioVAEHandle, audio: dict, start_seconds: float, seconds: float,
+                          latent_frames: int, engine: MemoryEngine | None = None) -> torch.Tensor:
+    """Encode ``[start, start + seconds)`` of ``audio`` to exactly ``latent_frames`` latents (audio-to-video)."""
+    encoded = encode_audio_latent(audio_vae, audio_segment(audio, start_seconds, seconds), engine)
+    return fit_latent_frames(encoded, latent_frames)
+
+
+def audio_segment(audio: dict, start_seconds: float, seconds: float) -> dict:
+    """``seconds`` of ``audio`` from ``start_seconds``, zero-padded at the end when the file is shorter."""
+    waveform, rate = audio["waveform"], int(audio["sample_rate"])
+    if start_seconds < 0:
+        raise InputError(f"audio start {start_seconds} s is negative.")
+    begin = round(start_seconds * rate)
+    if begin >= waveform.shape[-1]:
+        raise InputError(f"audio start {start_seconds} s is past the end of the audio "
+                         f"({waveform.shape[-1] / rate:.2f} s).")
+    length = math.ceil(seconds * rate)
+    piece = waveform[..., begin:begin + length]
+    return {"waveform": F.pad(piece, (0, length - piece.shape[-1])), "sample_rate": rate}
+
+
+def fit_latent_frames(latent: torch.Tensor, frames: int) -> torch.Tensor:
+    """Cut a ``[B, C, T, M]`` audio latent to ``frames`` steps (or repeat its last step when short by the
+    encoder's rounding)."""
+    if latent.shape[2] >= frames:
+        return latent[:, :, :frames].contiguous()
+    pad = latent[:, :, -1:].expand(-1, -1, frames - latent.shape[2], -1)
+    return torch.cat([latent, pad], dim=2)
+
+
+def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out_path: str | Path, *,
+             upscaler: UpscalerHandle | None = None, engine: MemoryEngine | None = None,
+             loras: Sequence = (), stage2_loras: Sequence = (), callback: Callback | None = None,
+             gemma_cache_dir: str | Path | None = None) -> Path:
+    """Text (+ images / audio) -> MP4 with video and audio, end to end. ``loras``: ``[(LoRA, strength)]``
+    for every stage; ``stage2_loras`` added for the refinement stage (the dev recipe passes the distilled
+    LoRA). Returns the MP4 path."""
+    engine = _engine(engine)
+    if request.two_stage and upscaler is None:
+        raise InputError("a two-stage run needs the latent upscaler (ltx-2-spatial-upscaler-x2-1.0.safetensors).")
+    settings = request.stage1_settings()
+    height, width = request.stage_size()
+    precheck(ltx2, gemma, request, engine, upscaler)
+
+    negative_needed = _needs_negative(settings)
+    prompts = [request.prompt] + ([request.negative_prompt] if negative_needed else [])
+    text = connect_text(ltx2.text_connector, encode_prompts(gemma, prompts, engine, cache_dir=gemma_cache_dir), engine)
+    positive = split_text(text, 0)
+    negative = split_text(text, 1) if negative_needed else None
+
+    video_vae, audio_vae = ltx2.video_vae, ltx2.audio_vae
+    latents = empty_latents(1, request.frames, height, width, request.fps, video_channels=video_vae.latent_channels,
+                            audio_channels=audio_vae.latent_channels, audio_mel_bins=audio_vae.latent_mel_bins,
+                            video_scale=video_vae.scale, audio_timing=audio_vae.timing)
+    if request.audio is not None:
+        audio = audio_latent_for_clip(audio_vae, request.audio, request.audio_start_seconds,
+                                      request.frames / request.fps, latents.audio.shape[2], engine)
+        latents = dataclasses.replace(latents, audio=audio).keep_audio()
+
+    noise = SeededNoise(settings.seed, latents.batch)
+    dit = ltx2.dit
+    items = encode_conditioning_images(video_vae, request.images, latents.video_grid(), engine)
+    result = run_sampler(dit, positive, latents, settings, engine, negative=negative, conditioning=items,
+                         loras=list(loras), noise=noise, callback=callback)
+    if request.two_stage:
+        upscaled = upscale(result, upscaler, video_vae.stats, engine)
+        second_in = dataclasses.replace(upscaled, audio_mask=latents.audio_mask)
+        items = encode_conditioning_images(video_vae, request.images, second_in.video_grid(), engine)
+        stage2 = GenerationSettings.distilled(seed=settings.seed, stage=2)
+        result = run_sampler(dit, positive, second_in, stage2, engine, negative=negative, conditioning=items,
+                             loras=list(loras) + list(stage2_loras), noise=noise, callback=callback)
+
+    sound = decode_audio(result.audio, audio_vae, engine, frames=request.frames, fps=request.fps)
+    writer = MP4Writer(out_path, request.fps, audio_sample_rate=sound["sample_rate"],
+                       metadata={"prompt": request.prompt, **request.metadata})
+    with writer, contextlib.closing(decode_video_chunks(result.video, video_vae, engine, request.tiling)) as chunks:
+        for chunk in chunks:
+            writer.add_frames(pixels_to_images(chunk[:1]))
+        writer.set_audio(sound["waveform"][0])
+    return writer.path
+

@@ -1,0 +1,470 @@
+#!/usr/bin/env python3
+"""Generate the shipped workflows from one source: ``python scripts/build_workflows.py``.
+
+Writes, for every workflow below:
+
+* ``example_workflows/<name>.json`` -- UI format (what users drag onto the canvas; ComfyUI's template
+  browser lists a pack's top-level ``example_workflows``), with Note nodes, a shared ``seed`` and ``fps``
+  PrimitiveNode, and the released model file names;
+* ``workflows/<name>.api.json`` -- the API-format twin (headless ``run`` / ``queue``, ``/prompt``), same
+  released names;
+* ``workflows/demo/<name>.api.json`` -- the same graph on the tiny demo models
+  (``python -m ltx2_nodes demo-models``) at a CPU-friendly size, and the demo input files it reads in
+  ``workflows/demo/input/``. Demo weights never carry released names: the twin names the demo files.
+
+Widget order, socket types and output types are read from the node classes themselves, so a file
+can never disagree with the nodes; ``tests/test_workflows.py`` checks the checked-in files equal what
+this script writes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from ltx2_nodes.cli.core_nodes import CORE_NODE_CLASSES  # noqa: E402
+from ltx2_nodes.demo import models as demo  # noqa: E402
+from ltx2_nodes.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
+
+RELEASED = {"distilled": "ltx-2-19b-distilled-fp8.safetensors", "dev": "ltx-2-19b-dev-fp8.safetensors",
+            "upscaler": "ltx-2-spatial-upscaler-x2-1.0.safetensors", "gemma": "gemma_3_12B_it.safetensors",
+            "lora": "ltx-2-19b-distilled-lora-384.safetensors", "image": "example.png", "audio": "example.wav"}
+DEMO = {"distilled": demo.CHECKPOINT, "dev": demo.CHECKPOINT, "upscaler": demo.UPSCALER, "gemma": demo.GEMMA,
+        "lora": demo.LORA, "image": "ltx2-demo-image.png", "audio": "ltx2-demo-audio.flac"}
+# Reference sizes (ltx_pipelines constants): stage 1 at 768x512 -> 1536x1024 after the x2 upscaler, 121 frames
+# at 24 fps. The demo twins run at 256x160 -> 512x320, 49 frames: seconds on a CPU.
+RELEASED_SIZE = {"width": 768, "height": 512, "frames": 121}
+DEMO_SIZE = {"width": 256, "height": 160, "frames": 49}
+FPS = 24.0
+SEED = 10
+WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
+CLASSES = {**CORE_NODE_CLASSES, **NODE_CLASS_MAPPINGS}
+
+DEFAULT_PROMPT = ("A red fox trots through fresh snow in a pine forest at dawn, its breath steaming in the cold air. "
+                  "The camera follows it at ground level as it stops, lifts its head and listens; snow crunches "
+                  "under its paws, wind hisses through the branches and a raven calls in the distance.")
+I2V_PROMPT = ("The scene in the image comes to life: the camera slowly pushes in while the subject moves "
+              "naturally, with soft ambient sound matching the place.")
+A2V_PROMPT = ("A singer performs on a small stage under warm spotlights, moving to the rhythm of the music, "
+              "the camera slowly circling her.")
+NEGATIVE_PROMPT = (
+    "blurry, out of focus, overexposed, underexposed, low contrast, washed out colors, excessive noise, grainy "
+    "texture, poor lighting, flickering, motion blur, distorted proportions, unnatural skin tones, deformed facial "
+    "features, asymmetrical face, missing facial features, extra limbs, disfigured hands, wrong hand count, artifacts "
+    "around text, inconsistent perspective, camera shake, incorrect depth of field, background too sharp, background "
+    "clutter, distracting reflections, harsh shadows, inconsistent lighting direction, color banding, cartoonish "
+    "rendering, 3D CGI look, unrealistic materials, uncanny valley effect, incorrect ethnicity, wrong gender, "
+    "exaggerated expressions, wrong gaze direction, mismatched lip sync, silent or muted audio, distorted voice, "
+    "robotic voice, echo, background noise, off-sync audio, incorrect dialogue, added dialogue, repetitive speech, "
+    "jittery movement, awkward pauses, incorrect timing, unnatural transitions, inconsistent framing, tilted camera, "
+    "flat lighting, inconsistent tone, cinematic oversaturation, stylized filters, or AI artifacts.")
+
+DISTILLED = dict(steps=8, schedule="distilled", sigmas="", sampler="euler", video_cfg=1.0, audio_cfg=1.0,
+                 modality_scale=1.0, stg_scale=0.0, stg_blocks="29", rescale=0.0, start_sigma=1.0,
+                 guidance_passes="sequential")
+DEV = dict(steps=40, schedule="ltx2", sigmas="", sampler="euler", video_cfg=3.0, audio_cfg=7.0, modality_scale=3.0,
+           stg_scale=1.0, stg_blocks="29", rescale=0.7, start_sigma=1.0, guidance_passes="sequential")
+REFINE = dict(DISTILLED, steps=3, schedule="distilled stage 2", start_sigma=0.909375)
+
+
+@dataclass(frozen=True)
+class Link:
+    node: int
+    slot: int = 0
+
+
+@dataclass(frozen=True)
+class Shared:
+    """A widget value shared by several nodes: one PrimitiveNode in the UI file, constants in the API file."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Size:
+    """A size widget: the reference size in the released files, a small one in the demo twin."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class Model:
+    """A file-name widget: the released name, or the demo one in the demo twin."""
+
+    key: str
+
+
+@dataclass
+class Node:
+    id: int
+    type: str
+    inputs: dict
+    title: str | None = None
+    pos: tuple[int, int] = (0, 0)
+
+
+@dataclass
+class Workflow:
+    name: str
+    description: str
+    nodes: list[Node]
+    shared: dict[str, tuple[str, object]]  # name -> (widget type, value)
+    notes: list[tuple[str, tuple[int, int], tuple[int, int]]] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------------
+# The graphs
+
+
+def _col(i: int, row: int = 0) -> tuple[int, int]:
+    return (40 + 380 * i, 60 + row)
+
+
+def _front(checkpoint: str) -> list[Node]:
+    return [
+        Node(1, "LTX2CheckpointLoader", {"ckpt_name": Model(checkpoint), "weight_dtype": "auto", "fp8": "as stored"},
+             pos=_col(0, 0)),
+        Node(2, "LTX2GemmaLoader", {"gemma_name": Model("gemma"), "weight_dtype": "auto", "fp8": "as stored"},
+             pos=_col(0, 260)),
+    ]
+
+
+def _prompt(node_id: int, text: str, title: str, row: int) -> Node:
+    return Node(node_id, "LTX2GemmaEncode", {"gemma": Link(2), "prompt": text, "disk_cache": False}, title,
+                _col(1, row))
+
+
+def _empty_latent(node_id: int = 5) -> Node:
+    return Node(node_id, "LTX2EmptyAVLatent", {"width": Size("width"), "height": Size("height"),
+                                               "frames": Size("frames"), "seconds": 0.0, "fps": Shared("fps"),
+                                               "batch_size": 1, "audio": True}, pos=_col(2, 520))
+
+
+def _sampler(node_id: int, model: Link, latent: Link, preset: dict, title: str, pos, negative: Link | None = None
+             ) -> Node:
+    inputs = {"model": model, "positive": Link(4), "latent": latent, "seed": Shared("seed"), **preset}
+    if negative is not None:
+        inputs["negative"] = negative
+    return Node(node_id, "LTX2Sampler", inputs, title, pos)
+
+
+def _back(final: int, audio_decode_latent: int, prefix: str) -> list[Node]:
+    return [
+        Node(9, "LTX2VideoDecodeTiled", {"latent": Link(final), "video_vae": Link(1, 1), "tile_size": 0,
+                                         "tile_overlap": 64, "temporal_tile": 0, "temporal_overlap": 24},
+             pos=_col(5, 0)),
+        Node(10, "LTX2AudioDecode", {"latent": Link(audio_decode_latent), "audio_vae": Link(1, 2)}, pos=_col(5, 260)),
+        Node(11, "LTX2AVCombine", {"images": Link(9), "fps": Shared("fps"), "filename_prefix": prefix,
+                                   "audio": Link(10)}, pos=_col(6, 0)),
+    ]
+
+
+STAGE_NOTE = ("Two stages, as the reference pipeline: stage 1 samples at the Empty Latent's size (768x512 here), the "
+              "x2 latent upscaler doubles it, stage 2 refines at 1536x1024 from sigma 0.909375 with the distilled "
+              "3-step list. Width/height must be multiples of 64 here (32 after halving), frames 8k+1 (121 = 5 s at "
+              "24 fps). The 'seed' and 'fps' boxes feed every node that needs them; a stage-2 sampler with stage 1's "
+              "seed continues its noise stream exactly like the reference. Lower the size or frames if memory is "
+              "short; the decode tiles itself to the free memory (0 = auto).")
+MODELS_NOTE = ("Models (Lightricks/LTX-2 on Hugging Face, google/gemma-3-12b-it): {checkpoint} in models/checkpoints, "
+               "ltx-2-spatial-upscaler-x2-1.0.safetensors in models/latent_upscale_models, gemma_3_12B_it.safetensors "
+               "(or the whole gemma-3-12b-it folder) in models/text_encoders{extra}. The bf16 files work as well.")
+
+
+def t2av_distilled() -> Workflow:
+    nodes = _front("distilled") + [
+        _prompt(3, DEFAULT_PROMPT, "Prompt", 0),
+        Node(4, "LTX2TextConnector", {"text_connector": Link(1, 3), "features": Link(3)}, pos=_col(2, 0)),
+        _empty_latent(),
+        _sampler(6, Link(1), Link(5), DISTILLED, "Stage 1 sampler (distilled)", _col(3, 0)),
+        Node(7, "LTX2LatentUpscaler", {"latent": Link(6), "video_vae": Link(1, 1), "upscale_model": Model("upscaler")},
+             pos=_col(3, 620)),
+        _sampler(8, Link(1), Link(7), REFINE, "Stage 2 sampler (refine)", _col(4, 0)),
+    ] + _back(8, 8, "LTX2/t2av_distilled")
+    notes = [(MODELS_NOTE.format(checkpoint="ltx-2-19b-distilled-fp8.safetensors", extra=""), _col(0, 520), (340, 200)),
+             ("Distilled model: guidance off (CFG 1, STG 0, modality 1) and the fixed 8-step schedule; 'steps' is "
+              "ignored. " + STAGE_NOTE, _col(1, 420), (340, 300))]
+    return Workflow("t2av_distilled_two_stage", "Text to video with sound, LTX-2 distilled, two stages", nodes,
+                    {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes)
+
+
+def t2av_dev() -> Workflow:
+    nodes = _front("dev") + [
+        _prompt(3, DEFAULT_PROMPT, "Prompt", 0),
+        Node(4, "LTX2TextConnector", {"text_connector": Link(1, 3), "features": Link(3)}, pos=_col(2, 0)),
+        _empty_latent(),
+        _sampler(6, Link(1), Link(5), DEV, "Stage 1 sampler (dev, guided)", _col(3, 0), negative=Link(14)),
+        Node(7, "LTX2LatentUpscaler", {"latent": Link(6), "video_vae": Link(1, 1), "upscale_model": Model("upscaler")},
+             pos=_col(3, 620)),
+        Node(12, "LTX2LoraLoader", {"model": Link(1), "lora_name": Model("lora"), "strength": 0.6}, pos=_col(3, 820)),
+        _sampler(8, Link(12), Link(7), REFINE, "Stage 2 sampler (refine, distilled LoRA)", _col(4, 0)),
+        _prompt(13, NEGATIVE_PROMPT, "Negative prompt", 260),
+        Node(14, "LTX2TextConnector", {"text_connector": Link(1, 3), "features": Link(13)}, "Negative connector",
+             pos=_col(2, 260)),
+    ] + _back(8, 8, "LTX2/t2av_dev")
+    notes = [(MODELS_NOTE.format(checkpoint="ltx-2-19b-dev-fp8.safetensors",
+                                 extra=", ltx-2-19b-distilled-lora-384.safetensors in models/loras"),
+              _col(0, 520), (340, 220)),
+             ("Dev model with the reference guidance: 40 steps of the LTX-2 schedule, video CFG 3 / audio CFG 7 "
+              "against the negative prompt, STG 1 on block 29, modality guidance 3, rescale 0.7 (up to 4 model passes "
+              "per step). Stage 2 refines with the distilled LoRA at 0.6 and no guidance, as the reference two-stage "
+              "dev pipeline. " + STAGE_NOTE, _col(1, 620), (340, 360))]
+    return Workflow("t2av_dev_two_stage", "Text to video with sound, LTX-2 dev with guidance, two stages", nodes,
+                    {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes)
+
+
+def i2av_distilled() -> Workflow:
+    nodes = _front("distilled") + [
+        _prompt(3, I2V_PROMPT, "Prompt", 0),
+        Node(4, "LTX2TextConnector", {"text_connector": Link(1, 3), "features": Link(3)}, pos=_col(2, 0)),
+        _empty_latent(),
+        Node(15, "LoadImage", {"image": Model("image")}, pos=_col(1, 620)),
+        Node(16, "LTX2ImageToVideo", {"latent": Link(5), "video_vae": Link(1, 1), "image": Link(15),
+                                      "frame_index": 0, "strength": 1.0, "crf": 33}, pos=_col(2, 820)),
+        _sampler(6, Link(1), Link(16), DISTILLED, "Stage 1 sampler (distilled)", _col(3, 0)),
+        Node(7, "LTX2LatentUpscaler", {"latent": Link(6), "video_vae": Link(1, 1), "upscale_model": Model("upscaler")},
+             pos=_col(3, 620)),
+        _sampler(8, Link(1), Link(7), REFINE, "Stage 2 sampler (refine)", _col(4, 0)),
+    ] + _back(8, 8, "LTX2/i2av_distilled")
+    notes = [(MODELS_NOTE.format(checkpoint="ltx-2-19b-distilled-fp8.safetensors", extra=""), _col(0, 520), (340, 200)),
+             ("Image to video with sound: the image becomes frame 0 (strength 1 keeps it exactly; lower it to let the "
+              "model change it). It is resized to cover the latent's size and centre-cropped, passed through one "
+              "H.264 frame at CRF 33 like the reference, and encoded again at the stage-2 size by the second sampler. "
+              "Other frame_index values place it as a keyframe guide. Describe the motion and the sound in the "
+              "prompt (LTX-2 Prompt Enhance in i2v mode can write it). " + STAGE_NOTE, _col(0, 760), (340, 420))]
+    return Workflow("i2av_distilled_two_stage", "Image to video with sound, LTX-2 distilled, two stages", nodes,
+                    {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes)
+
+
+def a2v_distilled() -> Workflow:
+    nodes = _front("distilled") + [
+        _prompt(3, A2V_PROMPT, "Prompt", 0),
+        Node(4, "LTX2TextConnector", {"text_connector": Link(1, 3), "features": Link(3)}, pos=_col(2, 0)),
+        _empty_latent(),
+        Node(17, "LoadAudio", {"audio": Model("audio")}, pos=_col(1, 620)),
+        Node(18, "LTX2AudioToLatent", {"latent": Link(5), "audio_vae": Link(1, 2), "audio": Link(17),
+                                       "start_seconds": 0.0}, pos=_col(2, 820)),
+        _sampler(6, Link(1), Link(18), DISTILLED, "Stage 1 sampler (distilled)", _col(3, 0)),
+        Node(7, "LTX2LatentUpscaler", {"latent": Link(6), "video_vae": Link(1, 1), "upscale_model": Model("upscaler")},
+             pos=_col(3, 620)),
+        _sampler(8, Link(1), Link(7), REFINE, "Stage 2 sampler (refine)", _col(4, 0)),
+    ] + _back(8, 8, "LTX2/a2v_distilled")
+    notes = [(MODELS_NOTE.format(checkpoint="ltx-2-19b-distilled-fp8.safetensors", extra=""), _col(0, 520), (340, 200)),
+             ("Audio to video: the audio (from start_seconds, as long as the video) is encoded into the audio latent "
+              "and kept unchanged by both samplers while the video is generated to match it. Audio Decode then "
+              "returns the audio VAE's version of it, cut to the video's exact duration; connect Load Audio to the "
+              "Save node instead to keep the original sound (when starting at 0). " + STAGE_NOTE,
+              _col(0, 760), (340, 380))]
+    return Workflow("a2v_distilled_two_stage", "Audio to video, LTX-2 distilled, two stages", nodes,
+                    {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes)
+
+
+WORKFLOWS = (t2av_distilled, t2av_dev, i2av_distilled, a2v_distilled)
+
+
+# ------------------------------------------------------------------------------------------------
+# Resolving values
+
+
+def _value(value, names: dict, size: dict, shared: dict):
+    if isinstance(value, Model):
+        return names[value.key]
+    if isinstance(value, Shared):
+        return shared[value.name][1]
+    if isinstance(value, Size):
+        return size[value.key]
+    return value
+
+
+def _declared(node_type: str) -> list[tuple[str, object, dict, str]]:
+    """(name, type, options, section) of a class's inputs in serialisation order (required, optional)."""
+    declared = CLASSES[node_type].INPUT_TYPES()
+    out = []
+    for section in ("required", "optional"):
+        for name, info in (declared.get(section) or {}).items():
+            info = info if isinstance(info, (tuple, list)) else (info,)
+            out.append((name, info[0], info[1] if len(info) > 1 and isinstance(info[1], dict) else {}, section))
+    return out
+
+
+def is_widget(kind, options: dict) -> bool:
+    return (isinstance(kind, list) or kind in WIDGET_TYPES) and not options.get("forceInput")
+
+
+def output_types(node_type: str) -> tuple:
+    return tuple(CLASSES[node_type].RETURN_TYPES)
+
+
+def output_names(node_type: str) -> tuple:
+    cls = CLASSES[node_type]
+    return tuple(getattr(cls, "RETURN_NAMES", None) or cls.RETURN_TYPES)
+
+
+def title_of(node: Node) -> str:
+    return node.title or NODE_DISPLAY_NAME_MAPPINGS.get(node.type, node.type)
+
+
+def api_format(workflow: Workflow, names: dict, size: dict) -> dict:
+    prompt = {}
+    for node in sorted(workflow.nodes, key=lambda n: n.id):
+        inputs = {}
+        for name, value in node.inputs.items():
+            inputs[name] = [str(value.node), value.slot] if isinstance(value, Link) else \
+                _value(value, names, size, workflow.shared)
+        prompt[str(node.id)] = {"class_type": node.type, "inputs": inputs, "_meta": {"title": title_of(node)}}
+    return prompt
+
+
+def _order(workflow: Workflow) -> dict[int, int]:
+    """Execution order index per node (the UI's ``order``)."""
+    deps = {n.id: {v.node for v in n.inputs.values() if isinstance(v, Link)} for n in workflow.nodes}
+    order, done = {}, set()
+    while len(done) < len(deps):
+        ready = sorted(n for n in deps if n not in done and deps[n] <= done)
+        for n in ready:
+            order[n] = len(order)
+            done.add(n)
+    return order
+
+
+def _size(widgets: int, sockets: int, wide: bool = False) -> list[int]:
+    return [400 if wide else 320, 46 + 24 * max(widgets, 0) + 22 * max(sockets, 0)]
+
+
+def ui_format(workflow: Workflow, names: dict, size: dict) -> dict:
+    links, nodes = [], []
+    primitives = {name: 100 + i for i, name in enumerate(workflow.shared)}
+    primitive_links: dict[str, list[int]] = {name: [] for name in workflow.shared}
+    outgoing: dict[tuple[int, int], list[int]] = {}
+    order = _order(workflow)
+    for node in sorted(workflow.nodes, key=lambda n: n.id):
+        declared = _declared(node.type)
+        inputs, widgets = [], []
+        for name, kind, options, section in declared:
+            value = node.inputs.get(name)
+            if is_widget(kind, options):
+                widgets.append(_value(value, names, size, workflow.shared) if value is not None
+                               else options.get("default", kind[0] if isinstance(kind, list) and kind else None))
+                if options.get("control_after_generate"):
+                    widgets.append("fixed")
+                if isinstance(value, Shared):
+                    link_id = len(links) + 1
+                    inputs.append({"name": name, "type": kind, "widget": {"name": name}, "link": link_id})
+                    links.append([link_id, primitives[value.name], 0, node.id, len(inputs) - 1, kind])
+                    primitive_links[value.name].append(link_id)
+                continue
+            entry = {"name": name, "type": kind, "link": None}
+            if section == "optional":
+                entry["shape"] = 7  # the frontend draws optional sockets hollow
+            if isinstance(value, Link):
+                link_id = len(links) + 1
+                entry["link"] = link_id
+                source = next(n for n in workflow.nodes if n.id == value.node)
+                links.append([link_id, value.node, value.slot, node.id, len(inputs), output_types(source.type)[value.slot]])
+                outgoing.setdefault((value.node, value.slot), []).append(link_id)
+            inputs.append(entry)
+        if node.type == "LoadImage":
+            widgets.append("image")  # the upload button's value, as the frontend saves it
+        nodes.append({"id": node.id, "type": node.type, "pos": list(node.pos),
+                      "size": _size(len(widgets), len(inputs), node.type in ("LTX2GemmaEncode", "LTX2Sampler")),
+                      "flags": {}, "order": order[node.id], "mode": 0, "inputs": inputs, "outputs": [],
+                      "properties": {"Node name for S&R": node.type}, "widgets_values": widgets,
+                      **({"title": node.title} if node.title else {})})
+    for entry, node in zip(nodes, sorted(workflow.nodes, key=lambda n: n.id)):
+        entry["outputs"] = [{"name": name, "type": kind, "links": outgoing.get((node.id, slot), []), "slot_index": slot}
+                            for slot, (name, kind) in enumerate(zip(output_names(node.type), output_types(node.type)))]
+    for i, (name, (kind, value)) in enumerate(workflow.shared.items()):
+        widgets = [value, "fixed"] if name == "seed" else [value]
+        nodes.append({"id": primitives[name], "type": "PrimitiveNode", "pos": [40, 1400 + 120 * i], "size": [260, 82],
+                      "flags": {}, "order": len(order) + i, "mode": 0, "inputs": [],
+                      "outputs": [{"name": kind, "type": kind, "links": primitive_links[name], "slot_index": 0,
+                                   "widget": {"name": name}}],
+                      "title": name, "properties": {"Run widget replace on values": False}, "widgets_values": widgets})
+    for i, (text, pos, box) in enumerate(workflow.notes):
+        nodes.append({"id": 200 + i, "type": "Note", "pos": list(pos), "size": list(box), "flags": {},
+                      "order": len(order) + len(workflow.shared) + i, "mode": 0, "inputs": [], "outputs": [],
+                      "properties": {}, "widgets_values": [text], "color": "#432", "bgcolor": "#653"})
+    nodes.sort(key=lambda n: n["id"])
+    return {"last_node_id": max(n["id"] for n in nodes), "last_link_id": len(links), "nodes": nodes, "links": links,
+            "groups": [], "config": {}, "extra": {"ds": {"scale": 0.75, "offset": [0, 0]},
+                                                 "ltx2_nodes": {"workflow": workflow.name,
+                                                                "description": workflow.description}},
+            "version": 0.4}
+
+
+# ------------------------------------------------------------------------------------------------
+# Demo inputs
+
+
+def demo_image(path: Path, width: int = 384, height: int = 256) -> Path:
+    """A deterministic colour-gradient PNG with a disc (written with PyAV, no Pillow needed)."""
+    import av
+    import numpy as np
+
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    rgb = np.stack([x / width, y / height, 0.5 + 0.5 * np.sin(x / 23.0) * np.cos(y / 17.0)], axis=-1)
+    disc = (x - width * 0.6) ** 2 + (y - height * 0.45) ** 2 < (height * 0.2) ** 2
+    rgb[disc] = (0.95, 0.85, 0.2)
+    pixels = (rgb * 255).round().astype(np.uint8)
+    with av.open(str(path), "w", format="image2") as container:
+        stream = container.add_stream("png", rate=1)
+        stream.width, stream.height, stream.pix_fmt = width, height, "rgb24"
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def demo_audio(path: Path, seconds: float = 4.0, rate: int = 16000) -> Path:
+    """A deterministic stereo chirp with a beat, as 16-bit WAV."""
+    import torch
+
+    from ltx2_nodes.media.audio_io import write_audio_file
+
+    t = torch.arange(int(seconds * rate), dtype=torch.float64) / rate
+    tone = torch.sin(2 * math.pi * (220 * t + 110 * t * t / seconds))
+    beat = (torch.sin(2 * math.pi * 2 * t) > 0.9).double() * torch.sin(2 * math.pi * 60 * t)
+    wave = torch.stack([0.3 * tone + 0.3 * beat, 0.3 * tone - 0.2 * beat]).float()
+    return write_audio_file(path, {"waveform": wave.unsqueeze(0), "sample_rate": rate})
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def _dump(data: dict) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def build() -> dict[Path, str]:
+    """Every generated text file, relative to the repository root -> its content."""
+    files = {}
+    for make in WORKFLOWS:
+        workflow = make()
+        files[Path("example_workflows") / f"{workflow.name}.json"] = _dump(ui_format(workflow, RELEASED, RELEASED_SIZE))
+        files[Path("workflows") / f"{workflow.name}.api.json"] = _dump(api_format(workflow, RELEASED, RELEASED_SIZE))
+        files[Path("workflows") / "demo" / f"{workflow.name}.api.json"] = _dump(
+            api_format(copy.deepcopy(workflow), DEMO, DEMO_SIZE))
+    return files
+
+
+def main() -> int:
+    for relative, text in build().items():
+        path = REPO / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(relative)
+    inputs = REPO / "workflows" / "demo" / "input"
+    inputs.mkdir(parents=True, exist_ok=True)
+    print(demo_image(inputs / DEMO["image"]).relative_to(REPO))
+    print(demo_audio(inputs / DEMO["audio"]).relative_to(REPO))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
