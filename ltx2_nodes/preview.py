@@ -56,6 +56,8 @@ def fit_projection(video_vae, engine=None, seed: int = 0) -> torch.Tensor:
     y = target.permute(0, 2, 3, 4, 1).reshape(-1, 3).double()
     gram = x.T @ x + RIDGE * x.shape[0] * torch.eye(x.shape[1], dtype=torch.float64)
     projection = torch.linalg.solve(gram, x.T @ y).float()
+    residual = float((x.float() @ projection - y.float()).pow(2).mean().sqrt())
+    log.info("ltx2_nodes: sampling preview projection fitted on %s (rms error %.3f)", video_vae.models.name, residual)
     _PROJECTIONS[video_vae.models] = projection
     return projection
 
@@ -89,10 +91,13 @@ class LatentPreviewer:
         self.max_size = max_size
         self.bar: ProgressBar | None = None
 
-    def image(self, latent: torch.Tensor):
+    def pixels(self, latent: torch.Tensor) -> torch.Tensor:
+        """``[H', W', 3]`` uint8 colours of the middle latent frame of batch item 0."""
         frame = latent[0, :, latent.shape[2] // 2]
-        pixels = (project(frame, self.projection) * 255).round().to(torch.uint8).numpy()
-        image = self._image.fromarray(pixels)
+        return (project(frame, self.projection) * 255).round().to(torch.uint8)
+
+    def image(self, latent: torch.Tensor):
+        image = self._image.fromarray(self.pixels(latent).numpy())
         factor = max(1, self.max_size // max(image.size))
         return image.resize((image.size[0] * factor, image.size[1] * factor), self._image.BILINEAR)
 

@@ -1,0 +1,27 @@
+"""``demo-models``: write tiny random-weight LTX-2 models (released layouts, demo names) into a models folder."""
+
+from __future__ import annotations
+
+HELP = ("write tiny random-weight demo models (LTX-2 single file, spatial upscaler, Gemma 3 folder, a LoRA) into a "
+        "ComfyUI-style models folder; they run every shipped workflow in seconds on a CPU and generate noise")
+
+
+def add_parser(p) -> None:
+    p.add_argument("directory", help="models folder to write into (checkpoints/, latent_upscale_models/, "
+                                     "text_encoders/, loras/ are created)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+
+
+def run(args) -> int:
+    import time
+
+    from ..demo.models import DEMO_NOTICE, write_demo_models
+
+    start = time.perf_counter()
+    written = write_demo_models(args.directory, seed=args.seed)
+    for path in (written.checkpoint, written.upscaler, written.gemma, written.lora):
+        print(path)
+    print(f"wrote 4 demo models in {time.perf_counter() - start:.1f} s. {DEMO_NOTICE}\n"
+          f"Try: python -m ltx2_nodes run workflows/demo/t2av_distilled_two_stage.api.json --models-dir "
+          f"{args.directory} --out output", flush=True)
+    return 0

@@ -1,0 +1,77 @@
+"""The tiny demo models: released key layout and metadata format, the shapes ComfyUI core's audio VAE loader
+hard-codes, determinism, clear demo labelling, and the ``demo-models`` command."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from conftest import find_golden
+from demo_support import demo_models  # noqa: F401
+from ltx2_nodes.cli import main
+from ltx2_nodes.demo.models import (CHECKPOINT, DEMO_NOTICE, GEMMA, LORA, UPSCALER, checkpoint_state, demo_config)
+from ltx2_nodes.loading.checkpoint import LTX2Checkpoint
+from ltx2_nodes.loading.lora import load_lora, resolve_targets
+from ltx2_nodes.loading.safetensors_file import SafetensorsFile
+from ltx2_nodes.models import load_gemma, load_ltx2
+
+
+def test_the_released_key_layout_for_any_config():
+    """Written with the golden checkpoint's config, the demo writer produces exactly its keys and shapes: the
+    single-file layout the reference and ComfyUI read."""
+    golden = LTX2Checkpoint(find_golden("transformer").weights_path)
+    width = golden.file.info("text_embedding_projection.aggregate_embed.weight").shape[1]
+    state = checkpoint_state(golden.config, width)
+    assert set(state) == set(golden.file.keys())
+    assert all(tuple(state[k].shape) == golden.file.info(k).shape for k in state)
+
+
+def test_demo_checkpoint_loads_and_fits_comfyui_cores_audio_vae(demo_models):
+    ckpt = LTX2Checkpoint(demo_models.checkpoint)
+    assert ckpt.variant.describe() == "LTX-2 single-file checkpoint"
+    assert json.loads(ckpt.file.metadata["config"]) == demo_config()
+    assert ckpt.file.metadata["ltx2_nodes_demo"] == DEMO_NOTICE
+    # core: per-channel statistics of length 128 and a vocoder reading 2 x 64 mel bins; 24 kHz out
+    assert ckpt.file.info("audio_vae.per_channel_statistics.mean-of-means").shape == (128,)
+    assert ckpt.file.info("vocoder.conv_pre.weight").shape[1] == 128
+    assert json.loads(ckpt.file.metadata["config"])["vocoder"]["output_sample_rate"] == 24000
+    models = load_ltx2(demo_models.checkpoint, device="cpu")
+    assert models.dit.config.num_layers == 48  # block indices of the release (STG block 29 exists)
+    assert models.audio_vae.latent_channels * models.audio_vae.latent_mel_bins == models.dit.config.audio_in_channels
+    assert {ckpt.file.info(k).dtype for k in ckpt.file.keys()} == {torch.bfloat16}  # like the release
+    assert json.loads(SafetensorsFile(demo_models.upscaler).metadata["config"])["_class_name"] == "LatentUpsampler"
+
+
+def test_demo_lora_targets_the_demo_transformer(demo_models):
+    lora = load_lora(demo_models.lora)
+    model = load_ltx2(demo_models.checkpoint, device="cpu").transformer()
+    assert len(resolve_targets(lora, model)) == 48 * 3
+
+
+def test_demo_gemma_tokenizes_any_text_and_feeds_the_text_projection(demo_models):
+    encoder = load_gemma(demo_models.gemma, device="cpu").encoder
+    tokens = encoder.tokenize(["Zoë's 🦊 runs!"])
+    assert int(tokens.mask.sum()) > 5 and encoder.tokenizer.token_id("<start_of_turn>") is not None
+    width = encoder.config.hidden_size * encoder.config.num_hidden_states
+    projection = load_ltx2(demo_models.checkpoint, device="cpu").ckpt.file.info(
+        "text_embedding_projection.aggregate_embed.weight")
+    assert projection.shape[1] == width
+
+
+def test_weights_are_deterministic():
+    a = checkpoint_state(demo_config(), 128, seed=0)
+    b = checkpoint_state(demo_config(), 128, seed=0)
+    c = checkpoint_state(demo_config(), 128, seed=1)
+    assert all(torch.equal(a[k], b[k]) for k in a) and not torch.equal(a["vocoder.conv_pre.weight"],
+                                                                        c["vocoder.conv_pre.weight"])
+
+
+def test_demo_models_command(tmp_path, capsys):
+    assert main(["demo-models", str(tmp_path / "models")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    root = tmp_path / "models"
+    assert out[:4] == [str(root / "checkpoints" / CHECKPOINT), str(root / "latent_upscale_models" / UPSCALER),
+                       str(root / "text_encoders" / GEMMA), str(root / "loras" / LORA)]
+    assert "generates noise" in out[4]
+    assert (root / "text_encoders" / GEMMA / "README.txt").read_text().startswith("ltx2_nodes demo model")

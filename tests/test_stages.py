@@ -1,0 +1,214 @@
+"""The stage runner on the demo models: end-to-end ``generate`` to an MP4, nothing left on the (virtual) device
+after an interrupt at any stage, streamed stages equal resident ones, the pre-check refusing before any
+load, the sampling preview."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+import torch
+
+from demo_support import demo_models, headless  # noqa: F401
+from ltx2_nodes import stages
+from ltx2_nodes.errors import OutOfMemoryError, RunInterrupted
+from ltx2_nodes.media.mux import probe
+from ltx2_nodes.memory import MemoryEngine
+from ltx2_nodes.models import clear_caches, load_gemma, load_ltx2, load_upscaler
+from ltx2_nodes.pipeline import GenerationSettings, empty_latents
+from ltx2_nodes.preview import LatentPreviewer, cell_means, fit_projection, previewer_for
+from ltx2_nodes.text.cache import SESSION_CACHE
+
+REQUEST = dict(prompt="a fox in the snow", width=128, height=128, frames=9, fps=24.0, seed=3)
+
+
+@pytest.fixture
+def loaded(headless, demo_models):
+    clear_caches()
+    return (load_ltx2(demo_models.checkpoint, device="cpu"), load_gemma(demo_models.gemma, device="cpu"),
+            load_upscaler(demo_models.upscaler, device="cpu"))
+
+
+def test_generate_writes_an_mp4_with_video_and_exactly_long_audio(loaded, tmp_path):
+    ltx2, gemma, upscaler = loaded
+    path = stages.generate(ltx2, gemma, stages.GenerateRequest(**REQUEST), tmp_path / "clip.mp4", upscaler=upscaler)
+    media = probe(path)
+    assert (media.video_frames, media.width, media.height, media.video_codec) == (9, 128, 128, "h264")
+    assert (media.audio_codec, media.audio_sample_rate) == ("aac", 24000)
+    assert 9 / 24 <= media.audio_seconds <= 9 / 24 + 1024 / 24000
+    assert media.metadata["prompt"] == REQUEST["prompt"]
+
+
+class CountingInterrupt:
+    """The engine's interrupt hook: counts checks (stage entries and block boundaries), raises at check ``stop``."""
+
+    def __init__(self, engine: MemoryEngine, stop: int | None = None):
+        self.engine, self.stop, self.calls, self.stages = engine, stop, 0, []
+
+    def __call__(self):
+        self.calls += 1
+        self.stages.append(self.engine._current)
+        if self.calls == self.stop:
+            raise RunInterrupted(f"interrupted at check {self.calls}")
+
+
+def _virtual_engine(budget: int = 256 << 20, minimal: bool = False) -> MemoryEngine:
+    """Host memory plays a separate device: every copy, slot and rotation really happens (``minimal``: block
+    models stream through two slots, like ComfyUI's --novram)."""
+    return MemoryEngine("cpu", virtual=True, vram_budget=budget, ram_budget="1GiB", minimal=minimal)
+
+
+@pytest.mark.parametrize("minimal", [False, True], ids=["resident", "streamed"])
+def test_interrupt_at_any_stage_leaves_nothing_on_the_device(loaded, tmp_path, minimal):
+    ltx2, gemma, upscaler = loaded
+    request = stages.GenerateRequest(**REQUEST)
+    engine = _virtual_engine(minimal=minimal)
+    counter = engine.interrupt = CountingInterrupt(engine)
+    SESSION_CACHE.clear()  # Gemma runs (a cached prompt would skip its stage and shift the check numbers)
+    stages.generate(ltx2, gemma, request, tmp_path / "full.mp4", upscaler=upscaler, engine=engine)
+    assert engine.device_bytes == 0
+    # the first check of each stage (stage entry) and a few inside the DiT's block loop
+    entries = [i + 1 for i, stage in enumerate(counter.stages) if stage is None]
+    inside = [i + 1 for i, stage in enumerate(counter.stages) if stage == "dit"]
+    points = sorted(set(entries) | {inside[0], inside[len(inside) // 2], inside[-1]})
+    assert len(entries) == 7  # gemma, connectors, dit, upscaler, dit, audio_vae, video_vae
+    for stop in points:
+        engine.interrupt = CountingInterrupt(engine, stop)
+        SESSION_CACHE.clear()
+        out = tmp_path / f"cut_{stop}.mp4"
+        with pytest.raises(RunInterrupted):
+            stages.generate(ltx2, gemma, request, out, upscaler=upscaler, engine=engine)
+        assert engine.device_bytes == 0, f"left on the device after an interrupt at check {stop}"
+        assert engine._current is None
+        assert not out.exists() and not list(tmp_path.glob("cut_*.partial.mp4"))
+
+
+def test_streamed_stages_equal_the_plain_cpu_run(loaded):
+    ltx2, gemma, _ = loaded
+    text = stages.connect_text(ltx2.text_connector, stages.encode_prompts(gemma, ["a fox"], stages.default_engine()))
+    latents = empty_latents(1, 9, 64, 64, 24.0, video_channels=8)
+    settings = GenerationSettings.custom("1.0, 0.6, 0.0", seed=5)
+    expected = stages.run_sampler(ltx2.dit, text, latents, settings)
+    engine = _virtual_engine(minimal=True)
+    modes = []
+    real_stage = engine.stage
+
+    def stage(*args, **kwargs):
+        context = real_stage(*args, **kwargs)
+        handle = context.__enter__()
+        modes.append(handle.mode)
+        return _Entered(context, handle)
+
+    engine.stage = stage
+    got = stages.run_sampler(ltx2.dit, text, latents, settings, engine)
+    assert modes == ["streamed"] and engine.device_bytes == 0
+    assert torch.equal(got.video, expected.video) and torch.equal(got.audio, expected.audio)
+    features = stages.encode_prompts(gemma, ["a brand new prompt"], stages.default_engine())
+    streamed = stages.encode_prompts(gemma, ["a brand new prompt"], engine)
+    assert torch.equal(streamed.hidden_states, features.hidden_states)
+
+
+class _Entered:
+    def __init__(self, context, handle):
+        self.context, self.handle = context, handle
+
+    def __enter__(self):
+        return self.handle
+
+    def __exit__(self, *exc):
+        return self.context.__exit__(*exc)
+
+
+def test_precheck_refuses_before_anything_is_built(loaded, tmp_path):
+    ltx2, gemma, upscaler = loaded
+    engine = MemoryEngine("cpu", virtual=True, vram_budget=64 << 10)
+    with pytest.raises(OutOfMemoryError, match="128x128x9 would not fit"):
+        stages.generate(ltx2, gemma, stages.GenerateRequest(**REQUEST), tmp_path / "x.mp4", upscaler=upscaler,
+                        engine=engine)
+    assert ltx2._lazy._built == {} and not (tmp_path / "x.mp4").exists()
+
+
+class LinearDecoder(torch.nn.Module):
+    """A 'VAE decoder' whose pixels are a known linear function of each latent cell (plus bias), spread over the
+    cell's 8 frames x 32 x 32 pixels (the first latent frame is one frame)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
+        super().__init__()
+        self.weight, self.bias = torch.nn.Parameter(weight), torch.nn.Parameter(bias)
+
+    def check_latent(self, latent):
+        pass
+
+    def forward(self, latent):
+        rgb = torch.einsum("bcfhw,cr->brfhw", latent, self.weight) + self.bias[None, :, None, None, None]
+        rgb = rgb.repeat_interleave(32, dim=3).repeat_interleave(32, dim=4)
+        return torch.cat([rgb[:, :, :1], rgb[:, :, 1:].repeat_interleave(8, dim=2)], dim=2)
+
+
+class _Models:
+    name = "linear test VAE"
+
+
+def test_preview_projection_recovers_a_linear_decoder_and_draws_the_middle_frame(headless):
+    from ltx2_nodes.model.patchify import VideoScale
+    from ltx2_nodes.model.video_vae import VideoVAEConfig
+
+    g = torch.Generator().manual_seed(4)
+    weight, bias = torch.randn(8, 3, generator=g) * 0.3, torch.tensor([0.1, -0.2, 0.05])
+    vae = types.SimpleNamespace(decoder=LinearDecoder(weight, bias), latent_channels=8, scale=VideoScale(),
+                                config=VideoVAEConfig(latent_channels=8), models=_Models(), release_pages=None)
+    projection = fit_projection(vae)
+    assert fit_projection(vae) is projection  # fitted once per VAE
+    assert torch.allclose(projection[:-1], weight, atol=0.02) and torch.allclose(projection[-1], bias, atol=0.02)
+    previewer = LatentPreviewer.__new__(LatentPreviewer)
+    previewer.projection = projection
+    latent = torch.zeros(1, 8, 3, 2, 2)
+    latent[0, :, 1] = 1.0  # only the middle frame is shown
+    expected = ((weight.sum(0) + bias + 1) / 2).clamp(0, 1) * 255
+    assert (previewer.pixels(latent).float() - expected).abs().max() <= 5
+    assert previewer.pixels(latent).shape == (2, 2, 3)
+    frames = cell_means(vae.decoder(latent), 8, 32, 32)
+    assert frames.shape == (1, 3, 3, 2, 2)
+
+
+def test_preview_is_sent_through_comfys_progress_bar_when_previews_are_on(loaded, monkeypatch):
+    """Inside ComfyUI (fake modules here): ``update_absolute(step, total, ("JPEG", image, size))``."""
+    sent = []
+
+    class Bar:
+        def __init__(self, total):
+            self.total = total
+
+        def update_absolute(self, value, total=None, preview=None):
+            sent.append((value, total, preview))
+
+    class Image:
+        BILINEAR = 2
+        size = (2, 2)
+
+        @classmethod
+        def fromarray(cls, array):
+            image = cls()
+            image.array = array
+            return image
+
+        def resize(self, size, _filter):
+            self.size = size
+            return self
+
+    monkeypatch.setitem(sys.modules, "comfy.utils", types.SimpleNamespace(ProgressBar=Bar))
+    monkeypatch.setitem(sys.modules, "comfy.cli_args", types.SimpleNamespace(
+        args=types.SimpleNamespace(preview_method=types.SimpleNamespace(value="auto"), preview_size=256)))
+    monkeypatch.setitem(sys.modules, "PIL", types.SimpleNamespace(Image=Image))
+    monkeypatch.setitem(sys.modules, "PIL.Image", Image)
+    monkeypatch.setitem(sys.modules, "comfy.model_management",
+                        types.SimpleNamespace(throw_exception_if_processing_interrupted=lambda: None))
+    monkeypatch.setattr(stages, "default_engine", lambda: _virtual_engine(256 << 20))
+    previewer = previewer_for(loaded[0].video_vae)
+    assert isinstance(previewer, LatentPreviewer)
+    previewer(3, 8, torch.randn(1, 8, 2, 2, 2))
+    (value, total, (kind, image, size)), = [s for s in sent if s[2] is not None]
+    assert (value, total, kind, size) == (3, 8, "JPEG", 256) and image.array.shape == (2, 2, 3)
+    monkeypatch.setattr(sys.modules["comfy.cli_args"].args.preview_method, "value", "none")
+    assert previewer_for(loaded[0].video_vae) is None

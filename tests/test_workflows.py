@@ -1,0 +1,235 @@
+"""The shipped workflows: generated from one source, valid against the node definitions (ids, link types,
+widget ranges, combos -- model names from folders may be the released names), UI and API twins describing
+the same graph, and running end to end on the demo models through ``python -m ltx2_nodes run``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from demo_support import DEMO_INPUTS, DEMO_WORKFLOWS, REPO, demo_models, headless, load_json  # noqa: F401
+from ltx2_nodes import paths
+from ltx2_nodes.cli import core_nodes, main
+from ltx2_nodes.cli.executor import Executor, default_registry
+from ltx2_nodes.cli.jobs import PROMPT_INPUT_NAMES, find_input
+from ltx2_nodes.cli.workflow import Workflow
+from ltx2_nodes.media.mux import probe
+
+sys.path.insert(0, str(REPO / "scripts"))
+import build_workflows as build  # noqa: E402
+
+UI_FILES = sorted((REPO / "example_workflows").glob("*.json"))
+API_FILES = sorted((REPO / "workflows").glob("*.api.json"))
+DEMO_FILES = sorted(DEMO_WORKFLOWS.glob("*.api.json"))
+FOLDER_NAMES = {"checkpoints": ["distilled", "dev"], "diffusion_models": [], "text_encoders": ["gemma"],
+                "loras": ["lora"], "latent_upscale_models": ["upscaler"], "vae": []}
+AAC_FRAME_SECONDS = 1024 / 24000
+
+
+def test_four_workflows_in_each_form():
+    names = {p.name.split(".")[0] for p in UI_FILES}
+    assert names == {"t2av_distilled_two_stage", "t2av_dev_two_stage", "i2av_distilled_two_stage",
+                     "a2v_distilled_two_stage"}
+    assert {p.name.split(".")[0] for p in API_FILES} == names == {p.name.split(".")[0] for p in DEMO_FILES}
+
+
+def test_generated_files_are_up_to_date():
+    for relative, text in build.build().items():
+        assert (REPO / relative).read_text(encoding="utf-8") == text, \
+            f"{relative} is stale: run python scripts/build_workflows.py"
+    assert (DEMO_INPUTS / build.DEMO["image"]).is_file() and (DEMO_INPUTS / build.DEMO["audio"]).is_file()
+
+
+@pytest.fixture
+def folder_lists(monkeypatch):
+    """Model and input combos list the released and the demo names (no files needed to validate)."""
+    def list_models(folder):
+        folder = {"clip": "text_encoders", "unet": "diffusion_models"}.get(folder, folder)
+        return sorted({table[key] for key in FOLDER_NAMES[folder] for table in (build.RELEASED, build.DEMO)})
+
+    monkeypatch.setattr(paths, "list_models", list_models)
+    monkeypatch.setattr(core_nodes, "_input_files", lambda kinds: sorted(
+        {t[k] for t in (build.RELEASED, build.DEMO) for k in ("image", "audio")}))
+    monkeypatch.setattr(core_nodes.LoadImage, "VALIDATE_INPUTS", classmethod(lambda cls, image: True), raising=False)
+    monkeypatch.setattr(core_nodes.LoadAudio, "VALIDATE_INPUTS", classmethod(lambda cls, audio: True), raising=False)
+
+
+@pytest.mark.parametrize("path", API_FILES + DEMO_FILES, ids=lambda p: p.parent.name + "/" + p.name)
+def test_api_workflows_validate_against_the_node_definitions(path, folder_lists):
+    workflow = Workflow.load(path)
+    plan = Executor(default_registry()).plan(workflow)
+    assert plan.order[-1] == "11" and plan.classes["11"].class_type == "LTX2AVCombine"
+    assert len(plan.order) == len(workflow.prompt)  # every node feeds the output
+    # the batch queue finds the prompt by itself (the negative prompt is titled as such)
+    assert find_input(workflow, None, PROMPT_INPUT_NAMES, str, "--prompt-input") == ("3", "prompt")
+
+
+# ------------------------------------------------------------------------------------------------ UI format
+
+
+def _widgets(node_type: str) -> list[tuple[str, object, dict]]:
+    return [(name, kind, options) for name, kind, options, _ in build._declared(node_type)
+            if build.is_widget(kind, options)]
+
+
+def ui_to_api(ui: dict) -> dict:
+    """The frontend's graphToPrompt for these files: widget values in declaration order (skipping the value of
+    control_after_generate), links followed, PrimitiveNodes' values put into their targets, Notes dropped."""
+    nodes = {n["id"]: n for n in ui["nodes"]}
+    links = {link[0]: link for link in ui["links"]}
+    prompt = {}
+    for node in ui["nodes"]:
+        if node["type"] in ("Note", "PrimitiveNode"):
+            continue
+        values = list(node["widgets_values"])
+        inputs = {}
+        for name, _kind, options in _widgets(node["type"]):
+            inputs[name] = values.pop(0)
+            if options.get("control_after_generate"):
+                assert values.pop(0) in ("fixed", "increment", "decrement", "randomize")
+        for entry in node["inputs"]:
+            if entry["link"] is None:
+                continue
+            _, source, slot, _, _, _ = links[entry["link"]]
+            origin = nodes[source]
+            inputs[entry["name"]] = origin["widgets_values"][0] if origin["type"] == "PrimitiveNode" \
+                else [str(source), slot]
+        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
+    return prompt
+
+
+@pytest.mark.parametrize("path", UI_FILES, ids=lambda p: p.name)
+def test_ui_workflows_are_valid_graphs_of_the_nodes(path, folder_lists):
+    ui = load_json(path)
+    registry = default_registry()
+    nodes = {n["id"]: n for n in ui["nodes"]}
+    assert ui["last_node_id"] == max(nodes) and ui["last_link_id"] == len(ui["links"])
+    assert any(n["type"] == "Note" and len(n["widgets_values"][0]) > 200 for n in nodes.values())
+    for node in nodes.values():
+        assert node["type"] in registry or node["type"] in ("Note", "PrimitiveNode"), node["type"]
+    for link_id, source, slot, target, target_slot, kind in ui["links"]:
+        origin, dest = nodes[source], nodes[target]
+        assert origin["outputs"][slot]["type"] == kind and link_id in origin["outputs"][slot]["links"]
+        entry = dest["inputs"][target_slot]
+        assert entry["link"] == link_id and entry["type"] == kind
+        declared = {name: k for name, k, _, _ in build._declared(dest["type"])}
+        assert declared[entry["name"]] == kind, f"{dest['type']}.{entry['name']} is {declared[entry['name']]}"
+        if origin["type"] != "PrimitiveNode":
+            assert registry[origin["type"]].RETURN_TYPES[slot] == kind
+        else:  # a primitive feeds a widget converted to an input, and holds the value the widget shows
+            assert entry["widget"]["name"] == entry["name"]
+            position = [name for name, _, _ in _widgets(dest["type"])].index(entry["name"])
+            controls = sum(1 for name, _, o in _widgets(dest["type"])[:position] if o.get("control_after_generate"))
+            assert dest["widgets_values"][position + controls] == origin["widgets_values"][0]
+    # the same graph as the API twin (what ComfyUI would queue), which the executor validates
+    api = load_json(REPO / "workflows" / path.name.replace(".json", ".api.json"))
+    assert ui_to_api(ui) == {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in api.items()}
+    Executor(registry).plan(Workflow(ui_to_api(ui), str(path)))
+
+
+def test_both_samplers_share_one_seed_and_the_stage_two_recipe():
+    for path in API_FILES:
+        prompt = load_json(path)
+        stage1, stage2 = prompt["6"]["inputs"], prompt["8"]["inputs"]
+        assert stage1["seed"] == stage2["seed"] == build.SEED
+        assert stage2["schedule"] == "distilled stage 2" and stage2["start_sigma"] == 0.909375
+        assert stage2["video_cfg"] == stage2["audio_cfg"] == 1.0 and stage2["stg_scale"] == 0.0
+        assert prompt["5"]["inputs"]["fps"] == prompt["11"]["inputs"]["fps"] == 24.0
+        assert (prompt["5"]["inputs"]["width"], prompt["5"]["inputs"]["height"], prompt["5"]["inputs"]["frames"]) \
+            == (768, 512, 121)  # the reference's stage-1 size: 1536x1024 after the upscaler
+    dev = load_json(REPO / "workflows" / "t2av_dev_two_stage.api.json")
+    assert dev["6"]["inputs"]["negative"] == ["14", 0] and dev["13"]["_meta"]["title"] == "Negative prompt"
+    assert dev["8"]["inputs"]["model"] == ["12", 0] and dev["12"]["inputs"]["strength"] == 0.6
+    assert (dev["6"]["inputs"]["video_cfg"], dev["6"]["inputs"]["audio_cfg"], dev["6"]["inputs"]["stg_blocks"]) \
+        == (3.0, 7.0, "29")
+
+
+# ------------------------------------------------------------------------------------------------ running
+
+
+def check_mp4(path: Path, frames: int, size: tuple[int, int], fps: float = 24.0):
+    media = probe(path)
+    assert (media.video_codec, media.video_frames, (media.width, media.height)) == ("h264", frames, size)
+    assert media.fps == Fraction(fps).limit_denominator(1000)
+    assert (media.audio_codec, media.audio_sample_rate, media.audio_channels) == ("aac", 24000, 2)
+    # AAC codes whole 1024-sample frames: the stream ends within one frame after frames / fps
+    assert frames / fps <= media.audio_seconds + 1e-6 <= frames / fps + AAC_FRAME_SECONDS
+    return media
+
+
+def run_cli(args: list[str], capsys) -> list[Path]:
+    assert main(["run", *args]) == 0
+    return [Path(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_demo_text_to_audio_video_workflow_runs_end_to_end(demo_models, tmp_path, capsys):
+    files = run_cli([str(DEMO_WORKFLOWS / "t2av_distilled_two_stage.api.json"), "--models-dir", str(demo_models.root),
+                     "--out", str(tmp_path)], capsys)
+    assert len(files) == 1 and files[0].suffix == ".mp4" and files[0].parent == tmp_path / "LTX2"
+    media = check_mp4(files[0], build.DEMO_SIZE["frames"], (2 * build.DEMO_SIZE["width"], 2 * build.DEMO_SIZE["height"]))
+    prompt = json.loads(media.metadata["prompt"])
+    assert prompt["3"]["inputs"]["prompt"] == build.DEFAULT_PROMPT  # the workflow travels with the video
+
+
+def test_released_twin_runs_on_demo_models_with_set_overrides(demo_models, tmp_path, capsys):
+    """How a user points a shipped API workflow at other files: --set per model widget (tiny size for speed)."""
+    names = {"1.ckpt_name": build.DEMO["distilled"], "2.gemma_name": build.DEMO["gemma"],
+             "7.upscale_model": build.DEMO["upscaler"], "5.width": 64, "5.height": 64, "5.frames": 9}
+    sets = [f"--set={k}={v}" for k, v in names.items()]
+    files = run_cli([str(REPO / "workflows" / "t2av_distilled_two_stage.api.json"), "--models-dir",
+                     str(demo_models.root), "--out", str(tmp_path), *sets], capsys)
+    check_mp4(files[0], 9, (128, 128))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["t2av_dev_two_stage", "i2av_distilled_two_stage", "a2v_distilled_two_stage"])
+def test_other_demo_workflows_run_end_to_end(name, demo_models, tmp_path, capsys):
+    files = run_cli([str(DEMO_WORKFLOWS / f"{name}.api.json"), "--models-dir", str(demo_models.root),
+                     "--input-dir", str(DEMO_INPUTS), "--out", str(tmp_path)], capsys)
+    check_mp4(files[0], build.DEMO_SIZE["frames"], (2 * build.DEMO_SIZE["width"], 2 * build.DEMO_SIZE["height"]))
+
+
+def test_local_queue_of_the_demo_workflow_killed_after_the_first_job_resumes(demo_models, tmp_path):
+    """``queue --local`` with 3 prompts, SIGKILLed once the first job is done, then run again: 3 jobs done, the
+    first one not repeated, one MP4 per prompt."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red fox in the snow\na blue whale sings\na parrot on a branch\n")
+    manifest = Path(str(prompts) + ".manifest.jsonl")
+    small = [f"--set={k}" for k in ("5.width=64", "5.height=64", "5.frames=9")]
+    command = [sys.executable, "-m", "ltx2_nodes", "queue", str(DEMO_WORKFLOWS / "t2av_distilled_two_stage.api.json"),
+               "--prompts", str(prompts), "--local", "--models-dir", str(demo_models.root), "--out", str(tmp_path / "out"),
+               *small]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def records() -> list[dict]:
+        return [json.loads(line) for line in manifest.read_text().splitlines()] if manifest.exists() else []
+
+    first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and first.poll() is None and not any(r["status"] == "done" for r in records()):
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+    done_first = [r for r in records() if r["status"] == "done"]
+    assert len(done_first) >= 1 and len(records()) == 3
+    first_file = Path(done_first[0]["files"][0])
+    stamp = first_file.stat().st_mtime_ns
+    resumed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    final = records()
+    assert [r["status"] for r in final] == ["done"] * 3
+    assert final[0]["attempts"] == 1 and first_file.stat().st_mtime_ns == stamp  # nothing ran twice
+    assert "already done (manifest)" in resumed.stderr
+    files = [Path(r["files"][0]) for r in final]
+    assert len(set(files)) == 3 and all(f.suffix == ".mp4" and f.is_file() for f in files)
+    for record, path in zip(final, files):
+        assert json.loads(probe(path).metadata["prompt"])["3"]["inputs"]["prompt"] == record["prompt"]
