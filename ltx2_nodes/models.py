@@ -369,12 +369,9 @@ class GemmaHandle:
                                                                     fp8="upcast" if self.fp8 == "upcast on load"
                                                                     else "keep"))
 
-    @property
-    def release_pages(self):
-        return self.files.release_pages
-
     @cached_property
     def files(self):
+        """The located files (headers for the pre-check; the encoder maps its own)."""
         from .loading.gemma_files import locate_gemma
 
         return locate_gemma(self.path)

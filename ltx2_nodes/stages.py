@@ -150,7 +150,7 @@ def _gemma_stage(gemma: GemmaHandle, engine: MemoryEngine, tokens: int, batch: i
     profile = decoder_profile(DecoderShape.of(encoder.config), max(tokens, 1), batch=batch, dtype=encoder.dtype)
     host_device = encoder.compute_device
     with engine.stage("gemma", encoder.lm, blocks=encoder.decoder_layers, profile=profile,
-                      keep_on_host=[encoder.lm.model.embed_tokens], release_pages=gemma.release_pages) as stage:
+                      keep_on_host=[encoder.lm.model.embed_tokens]) as stage:
         encoder.compute_device = stage.device
         try:
             yield encoder

@@ -1,0 +1,1 @@
+"""Tiny random-weight demo models in the released layouts (``python -m ltx2_nodes demo-models``)."""

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import torch
-
 from .. import paths, stages
 from ..errors import InputError
 from ..model.video_vae import check_video_size, snap_video_size
@@ -146,7 +144,5 @@ class LTX2LatentUpscaler:
     def upscale(self, latent, video_vae, upscale_model):
         video_vae = require(video_vae, "video VAE", VAE_HINT)
         upscaler = load_upscaler(paths.find_model("latent_upscale_models", upscale_model), device=device())
-        av = to_av_latents(latent)
-        with torch.no_grad():
-            out = stages.upscale(av, upscaler, video_vae.stats, engine())
+        out = stages.upscale(to_av_latents(latent), upscaler, video_vae.stats, engine())
         return (from_av_latents(out, latent_info(latent), base=latent),)
