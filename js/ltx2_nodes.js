@@ -27,6 +27,8 @@ const SAMPLER_WIDGETS = ["steps", "schedule", "video_cfg", "audio_cfg", "modalit
   "stg_blocks", "rescale", "start_sigma"];
 const READOUT_LINE_PX = 15;
 const READOUT_PAD_PX = 8;
+const READOUT_CHAR_PX = 6.7; // 11px monospace advance (0.6 em) plus a little for fallback glyphs
+const DOM_MARGIN_PX = 10; // ComfyUI insets a DOM widget's element by this on each side
 const CAPTION_PX = 18;
 
 // ------------------------------------------------------------------------------------------------
@@ -80,9 +82,9 @@ function notSerialized(widget) {
 }
 
 /** Grow the node (never shrink it) so every widget gets at least its minimum size. */
-function fitNode(node) {
+function fitNode(node, minWidth = 0) {
   const [width, height] = node.computeSize();
-  node.setSize([Math.max(node.size[0], width), Math.max(node.size[1], height)]);
+  node.setSize([Math.max(node.size[0], width, minWidth), Math.max(node.size[1], height)]);
   node.setDirtyCanvas?.(true, true);
 }
 
@@ -97,16 +99,19 @@ function addReadout(node) {
     color: "var(--input-text, #ddd)", background: "var(--comfy-input-bg, #222)",
   });
   let lineCount = 0;
-  const height = () => lineCount * READOUT_LINE_PX + READOUT_PAD_PX;
+  let width = 0;
+  const height = () => lineCount * READOUT_LINE_PX + READOUT_PAD_PX + 2 * DOM_MARGIN_PX;
   notSerialized(node.addDOMWidget("ltx2_readout", "ltx2_readout", element, {
     serialize: false, hideOnZoom: true, getMinHeight: height, getMaxHeight: height,
   }));
   return ({ lines, tooltip }) => {
-    const grew = lines.length > lineCount;
+    const needed = Math.ceil(Math.max(...lines.map((l) => l.length)) * READOUT_CHAR_PX) + 12 + 2 * DOM_MARGIN_PX;
+    const grew = lines.length > lineCount || needed > width;
     lineCount = lines.length;
+    width = Math.max(width, needed);
     element.textContent = lines.join("\n");
     element.title = tooltip;
-    if (grew) fitNode(node);
+    if (grew) fitNode(node, width);
   };
 }
 
@@ -189,7 +194,8 @@ function ensurePlayer(node) {
   const player = { video, caption, aspect: 0, file: null, hasAudio: null };
   notSerialized(node.addDOMWidget("ltx2_player", "video", container, {
     serialize: false, hideOnZoom: false,
-    getMinHeight: () => playerHeight(node.size[0], player.aspect) + CAPTION_PX,
+    getMinHeight: () => playerHeight(node.size[0], player.aspect, { margin: DOM_MARGIN_PX }) + CAPTION_PX +
+      2 * DOM_MARGIN_PX,
   }));
   video.addEventListener("loadedmetadata", () => {
     player.aspect = video.videoHeight / video.videoWidth;

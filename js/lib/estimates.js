@@ -84,28 +84,32 @@ export const LATENT_TOOLTIP = [
 ].join("\n");
 
 /**
- * The empty-latent read-out: lines of text for {width, height, frames, fps, batch_size, audio}.
+ * The empty-latent read-out for {width, height, frames, fps, batch_size, audio}: short lines (about
+ * 40 characters at most; the extension widens the node to the longest).
  */
 export function describeLatent({ width, height, frames, fps, batch_size: batch = 1, audio = true }) {
   const [f, h, w] = videoLatentGrid(width, height, frames);
   const tv = videoTokens(width, height, frames);
   const ta = audio ? audioTokens(frames, fps) : 0;
-  const duration = secondsForFrames(frames, fps);
-  const batchText = batch > 1 ? ` · batch ${batch}` : "";
+  const duration = secondsForFrames(frames, fps).toFixed(2);
   const twoStage = width % TWO_STAGE_MULTIPLE === 0 && height % TWO_STAGE_MULTIPLE === 0;
-  const fp8 = ditVram(tv, ta, { weights: "fp8", batch });
-  const bf16 = ditVram(tv, ta, { weights: "bf16", batch });
-  const up = [2 * width, 2 * height];
-  const tv2 = videoTokens(up[0], up[1], frames);
+  const gib = (bytes) => (bytes / GiB).toFixed(2);
+  const vram = (weights) => {
+    const { streamed, resident } = ditVram(tv, ta, { weights, batch });
+    return `  ${weights}`.padEnd(8) + `≥ ${gib(streamed)}`.padStart(10) + gib(resident).padStart(10);
+  };
+  const tv2 = videoTokens(2 * width, 2 * height, frames);
+  const perBatch = batch > 1 ? ` (batch ${batch})` : "";
   const lines = [
-    `${frames} frames = ${duration.toFixed(2)} s at ${+fps.toFixed(3)} fps${batchText}`,
-    `${width}×${height}: ` + (twoStage ? "×64 ✓ two-stage ready" : "×32 ✓; ×64 recommended for two-stage"),
-    `tokens: video ${tv} (${f}×${h}×${w})` + (audio ? ` + audio ${ta}` : " (no audio)"),
-    `DiT activations ${formatBytes(ditActivationBytes(tv, ta, { batch }))}`,
-    `VRAM fp8: ≥ ${formatBytes(fp8.streamed)} streamed · ${formatBytes(fp8.resident)} resident`,
-    `VRAM bf16: ≥ ${formatBytes(bf16.streamed)} streamed · ${formatBytes(bf16.resident)} resident`,
-    `after ×2 upscale (${up[0]}×${up[1]}): ${tv2} video tokens, ` +
-      `activations ${formatBytes(ditActivationBytes(tv2, ta, { batch }))}`,
+    `${frames} frames · ${duration} s @ ${+fps.toFixed(3)} fps`,
+    `${width}×${height} ` + (twoStage ? "×64 ✓ two-stage ready" : "×32 ✓ (×64 for two-stage)"),
+    `video ${f}×${h}×${w} = ${tv} tokens`,
+    audio ? `audio ${ta} tokens` : "audio off",
+    `DiT activations ${formatBytes(ditActivationBytes(tv, ta, { batch }))}${perBatch}`,
+    "VRAM GiB" + "streamed".padStart(10) + "resident".padStart(10),
+    vram("fp8"),
+    vram("bf16"),
+    `×2 upscale: ${tv2} tok · act ${formatBytes(ditActivationBytes(tv2, ta, { batch }))}`,
   ];
   return { lines, tooltip: LATENT_TOOLTIP };
 }

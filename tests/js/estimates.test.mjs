@@ -40,17 +40,19 @@ test("formatBytes uses the ledger's units", () => {
   assert.equal(formatBytes(2048), "2.0 KiB");
 });
 
-test("the read-out states duration, size advice, tokens and memory", () => {
+test("the read-out states duration, size advice, tokens and memory in short lines", () => {
   const { lines, tooltip } = describeLatent({ width: 768, height: 512, frames: 121, fps: 24, batch_size: 1, audio: true });
-  assert.deepEqual(lines.slice(0, 4), [
-    "121 frames = 5.04 s at 24 fps",
-    "768×512: ×64 ✓ two-stage ready",
-    "tokens: video 6144 (16×16×24) + audio 126",
+  assert.deepEqual(lines, [
+    "121 frames · 5.04 s @ 24 fps",
+    "768×512 ×64 ✓ two-stage ready",
+    "video 16×16×24 = 6144 tokens",
+    "audio 126 tokens",
     "DiT activations 0.76 GiB",
+    "VRAM GiB  streamed  resident",
+    "  fp8       ≥ 2.37     18.92",
+    "  bf16      ≥ 2.84     35.92",
+    "×2 upscale: 24576 tok · act 2.97 GiB",
   ]);
-  assert.match(lines[4], /^VRAM fp8: ≥ 2\.37 GiB streamed · 18\.92 GiB resident$/);
-  assert.match(lines[5], /^VRAM bf16: ≥ 2\.84 GiB streamed · 35\.92 GiB resident$/);
-  assert.match(lines[6], /^after ×2 upscale \(1536×1024\): 24576 video tokens, activations 2\.97 GiB$/);
   assert.match(tooltip, /streamed/);
   assert.match(tooltip, /resident/);
   assert.match(tooltip, /fp8/);
@@ -58,8 +60,19 @@ test("the read-out states duration, size advice, tokens and memory", () => {
 
 test("the read-out flags sizes that are not two-stage ready, batches and missing audio", () => {
   const { lines } = describeLatent({ width: 768, height: 480, frames: 97, fps: 23.976, batch_size: 2, audio: false });
-  assert.equal(lines[0], "97 frames = 4.05 s at 23.976 fps · batch 2");
-  assert.equal(lines[1], "768×480: ×32 ✓; ×64 recommended for two-stage");
-  assert.equal(lines[2], "tokens: video 4680 (13×15×24) (no audio)");
-  assert.equal(lines[3], `DiT activations ${formatBytes(ditActivationBytes(4680, 0, { batch: 2 }))}`);
+  assert.equal(lines[0], "97 frames · 4.05 s @ 23.976 fps");
+  assert.equal(lines[1], "768×480 ×32 ✓ (×64 for two-stage)");
+  assert.equal(lines[2], "video 13×15×24 = 4680 tokens");
+  assert.equal(lines[3], "audio off");
+  assert.equal(lines[4], `DiT activations ${formatBytes(ditActivationBytes(4680, 0, { batch: 2 }))} (batch 2)`);
+  const fp8 = ditVram(4680, 0, { weights: "fp8", batch: 2 });
+  assert.equal(lines[6], `  fp8       ≥ ${(fp8.streamed / GiB).toFixed(2)}     ${(fp8.resident / GiB).toFixed(2)}`);
+});
+
+test("read-out lines stay short across the widget ranges", () => {
+  for (const values of [{ width: 4096, height: 4096, frames: 1025, fps: 120, batch_size: 16, audio: true },
+    { width: 64, height: 64, frames: 1, fps: 1, batch_size: 1, audio: true },
+    { width: 992, height: 544, frames: 241, fps: 23.976, batch_size: 2, audio: false }]) {
+    for (const line of describeLatent(values).lines) assert.ok(line.length <= 42, line);
+  }
 });

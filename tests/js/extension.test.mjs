@@ -72,11 +72,12 @@ test("empty latent: read-out widget after the node's widgets, never serialized",
   assert.equal(readout.name, "ltx2_readout");
   assert.equal(readout.serialize, false);
   assert.equal(readout.options.serialize, false);
-  assert.match(readout.element.textContent, /^121 frames = 5\.04 s at 24 fps\n/);
-  assert.match(readout.element.textContent, /tokens: video 6144 \(16×16×24\) \+ audio 126/);
+  assert.match(readout.element.textContent, /^121 frames · 5\.04 s @ 24 fps\n/);
+  assert.match(readout.element.textContent, /\nvideo 16×16×24 = 6144 tokens\naudio 126 tokens\n/);
   assert.match(readout.element.title, /streamed/);
-  assert.equal(readout.options.getMinHeight(), 7 * 15 + 8);
+  assert.equal(readout.options.getMinHeight(), 9 * 15 + 8 + 20);
   assert.ok(node.size[1] >= node.computeSize()[1], "node grown to fit the read-out");
+  assert.ok(node.size[0] >= 36 * 6.7 + 32, "node widened to the longest line");
   assert.deepEqual(Object.keys(node.promptInputs()), LATENT.map(([, name]) => name));
   assert.deepEqual(node.serializeWidgets(), [768, 512, 121, 0, 24, 1, true]);
 });
@@ -86,18 +87,18 @@ test("empty latent: seconds drive frames, frames switch seconds off, sizes snap"
   const text = () => node.widgets.at(-1).element.textContent;
   node.edit("seconds", 10);
   assert.equal(node.value("frames"), 241);
-  assert.match(text(), /^241 frames = 10\.04 s at 24 fps/);
+  assert.match(text(), /^241 frames · 10\.04 s @ 24 fps/);
   node.edit("fps", 25);
   assert.equal(node.value("frames"), 249);
   node.edit("frames", 100);
   assert.equal(node.value("frames"), 97);
   assert.equal(node.value("seconds"), 0);
-  assert.match(text(), /^97 frames = 3\.88 s at 25 fps/);
+  assert.match(text(), /^97 frames · 3\.88 s @ 25 fps/);
   node.edit("width", 1000);
   assert.equal(node.value("width"), 992);
-  assert.match(text(), /992×512: ×32 ✓; ×64 recommended for two-stage/);
+  assert.match(text(), /\n992×512 ×32 ✓ \(×64 for two-stage\)\n/);
   node.edit("audio", false);
-  assert.match(text(), /\(no audio\)/);
+  assert.match(text(), /\naudio off\n/);
 });
 
 test("empty latent: a saved workflow loads back into the same widgets and refreshes the read-out", async () => {
@@ -109,7 +110,7 @@ test("empty latent: a saved workflow loads back into the same widgets and refres
   const loaded = create(NodeType);
   loaded.configure({ widgets_values: values, properties: {} });
   assert.deepEqual(loaded.serializeWidgets(), values);
-  assert.match(loaded.widgets.at(-1).element.textContent, /video 14080 \(16×22×40\)/);
+  assert.match(loaded.widgets.at(-1).element.textContent, /video 16×22×40 = 14080 tokens/);
 });
 
 test("sampler: preset and link widgets come last, are not serialized, and show the matching preset", async () => {
@@ -190,7 +191,7 @@ test("combine: the executed output plays in an inline <video controls>", async (
   video.videoWidth = 768;
   video.videoHeight = 512;
   video.dispatch("loadedmetadata");
-  assert.equal(player.options.getMinHeight(), Math.round((node.size[0] - 20) * 512 / 768) + 18);
+  assert.equal(player.options.getMinHeight(), Math.round((node.size[0] - 20) * 512 / 768) + 18 + 20);
   assert.ok(node.size[1] >= node.computeSize()[1]);
 
   const src = video.src;
