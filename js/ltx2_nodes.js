@@ -211,11 +211,12 @@ function showVideo(node, output) {
   const found = videoFromOutput(output);
   if (!found) return false;
   const player = ensurePlayer(node);
-  if (!sameFile(player.file, found.file)) {
+  const newFile = !sameFile(player.file, found.file);
+  if (newFile) {
     player.file = found.file;
     player.video.src = viewURL(found.file, (route) => api.apiURL(route), { rand: Math.random() });
   }
-  if (player.hasAudio !== found.hasAudio || !player.caption.textContent) {
+  if (newFile || player.hasAudio !== found.hasAudio) {
     player.hasAudio = found.hasAudio;
     player.caption.textContent = playerCaption(found.file, found.hasAudio);
   }

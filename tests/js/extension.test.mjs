@@ -200,6 +200,8 @@ test("combine: the executed output plays in an inline <video controls>", async (
   node.onExecuted({ ...OUTPUT, ltx2_video: [{ ...ENTRY, filename: "LTX2_00002_.mp4" }], has_audio: [false] });
   assert.match(video.src, /filename=LTX2_00002_\.mp4/);
   assert.equal(caption.textContent, "LTX2_00002_.mp4 · no audio track");
+  node.onExecuted({ ...OUTPUT, ltx2_video: [{ ...ENTRY, filename: "LTX2_00003_.mp4" }], has_audio: [false] });
+  assert.equal(caption.textContent, "LTX2_00003_.mp4 · no audio track");
   node.onDrawBackground();
   assert.equal(coreDraws, 1, "core's second preview is not built once ours plays");
   assert.equal(node.widgets.filter((w) => w.name === "ltx2_player").length, 1);
