@@ -69,3 +69,25 @@ def table(headers: list[str], rows: list[list]) -> str:
 
 def gib(n: float) -> str:
     return f"{n / 2**30:.2f} GiB"
+
+
+def synthetic_dit_entries(num_layers: int, seed_base: int = 0) -> list:
+    """``write_safetensors`` entries for a DiT at the real 19B widths with ``num_layers`` blocks (bf16,
+    released key names), plus its ``config.transformer`` dict. Tensors are generated one at a time."""
+    from dataclasses import asdict
+
+    import torch
+
+    from ltx2_nodes.model.transformer import LTX2Transformer, TransformerConfig
+
+    cfg = TransformerConfig(num_layers=num_layers)
+    with torch.device("meta"):
+        model = LTX2Transformer(cfg)
+    entries = []
+    for i, (key, t) in enumerate(model.state_dict().items()):
+        shape = tuple(t.shape)
+        entries.append((f"model.diffusion_model.{key}", shape, torch.bfloat16,
+                        lambda shape=shape, i=i: torch.randn(shape, generator=torch.Generator().manual_seed(seed_base + i))
+                        .mul_(0.02).to(torch.bfloat16)))
+    config = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+    return entries, config

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import _util
@@ -31,19 +30,10 @@ NAME = "ltx2_synthetic_2blocks_bf16.safetensors"
 def write_checkpoint(path: Path) -> Path:
     if path.exists():
         return path
-    cfg = TransformerConfig(num_layers=2)
-    with torch.device("meta"):
-        model = LTX2Transformer(cfg)
-    entries = []
-    for i, (key, t) in enumerate(model.state_dict().items()):
-        shape = tuple(t.shape)
-        entries.append((f"model.diffusion_model.{key}", shape, torch.bfloat16,
-                        lambda shape=shape, i=i: torch.randn(shape, generator=torch.Generator().manual_seed(i))
-                        .mul_(0.02).to(torch.bfloat16)))
-    proj = (cfg.caption_channels, cfg.caption_channels * 49)
+    entries, config = _util.synthetic_dit_entries(2)
+    proj = (config["caption_channels"], config["caption_channels"] * 49)
     entries.append(("text_embedding_projection.aggregate_embed.weight", proj, torch.bfloat16,
                     lambda: torch.randn(proj, generator=torch.Generator().manual_seed(99)).mul_(0.02).bfloat16()))
-    config = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
     return write_safetensors(path, entries, {"config": json.dumps({"transformer": config})})
 
 

@@ -27,7 +27,6 @@ import gc
 import json
 import math
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import _util
@@ -202,16 +201,7 @@ def write_checkpoint(path: Path) -> Path:
     """A DiT-only file in the released layout: the real 19B widths with 4 blocks, bf16, config metadata."""
     if path.exists():
         return path
-    cfg = TransformerConfig(num_layers=CPU_BLOCKS)
-    with torch.device("meta"):
-        model = LTX2Transformer(cfg)
-    entries = []
-    for i, (key, t) in enumerate(model.state_dict().items()):
-        shape = tuple(t.shape)
-        entries.append((f"model.diffusion_model.{key}", shape, torch.bfloat16,
-                        lambda shape=shape, i=i: torch.randn(shape, generator=torch.Generator().manual_seed(i))
-                        .mul_(0.02).to(torch.bfloat16)))
-    config = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+    entries, config = _util.synthetic_dit_entries(CPU_BLOCKS)
     return write_safetensors(path, entries, {"config": json.dumps({"transformer": config})})
 
 

@@ -3,7 +3,6 @@ independence, interruption, the two-stage recipe, and the image -> latent front 
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -24,11 +25,19 @@ from .safetensors_file import SafetensorsFile
 
 log = logging.getLogger("ltx2_nodes")
 
+
+def _load(ckpt: LTX2Checkpoint, component: str, make: Callable[[dict], nn.Module], what: str, dtype, device,
+          **options) -> nn.Module:
+    """Build ``make(config section)`` and assign the component's tensors from the memory map."""
+    config = ckpt.component_config(component)
+    return build_module(lambda: make(config), ckpt.state_dict(component), what=what, source=ckpt.path.name,
+                        dtype=dtype, device=device, release=ckpt.release_pages, **options)
+
+
 def load_transformer(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None, fp8: str = "keep"):
     """The DiT of ``ckpt``; ``dtype`` None keeps the file dtype (bf16 for the release)."""
     cfg = TransformerConfig.from_metadata(ckpt.component_config("transformer"))
-    return build_module(lambda: LTX2Transformer(cfg), ckpt.state_dict("transformer"), what="transformer",
-                        source=ckpt.path.name, dtype=dtype, device=device, fp8=fp8, release=ckpt.release_pages)
+    return _load(ckpt, "transformer", lambda _: LTX2Transformer(cfg), "transformer", dtype, device, fp8=fp8)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -50,10 +59,8 @@ def load_text_projection(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None,
 
 
 def _load_connector(ckpt: LTX2Checkpoint, component: str, dtype, device) -> Embeddings1DConnector:
-    cfg = ConnectorConfig.from_metadata(ckpt.component_config(component))
-    return build_module(lambda: Embeddings1DConnector(cfg), ckpt.state_dict(component),
-                        what=component.replace("_", " "), source=ckpt.path.name, dtype=dtype, device=device,
-                        release=ckpt.release_pages)
+    return _load(ckpt, component, lambda c: Embeddings1DConnector(ConnectorConfig.from_metadata(c)),
+                 component.replace("_", " "), dtype, device)
 
 
 def load_video_connector(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> Embeddings1DConnector:
@@ -73,23 +80,17 @@ def load_text_connectors(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None,
 
 def load_audio_encoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> AudioEncoder:
     """Log-mel -> normalised audio latent, built from ``config.audio_vae``."""
-    cfg = AudioVAEConfig.from_metadata(ckpt.component_config("audio_encoder"))
-    return build_module(lambda: AudioEncoder(cfg), ckpt.state_dict("audio_encoder"), what="audio encoder",
-                        source=ckpt.path.name, dtype=dtype, device=device, release=ckpt.release_pages)
+    return _load(ckpt, "audio_encoder", lambda c: AudioEncoder(AudioVAEConfig.from_metadata(c)), "audio encoder", dtype, device)
 
 
 def load_audio_decoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> AudioDecoder:
     """Normalised audio latent -> log-mel, built from ``config.audio_vae``."""
-    cfg = AudioVAEConfig.from_metadata(ckpt.component_config("audio_decoder"))
-    return build_module(lambda: AudioDecoder(cfg), ckpt.state_dict("audio_decoder"), what="audio decoder",
-                        source=ckpt.path.name, dtype=dtype, device=device, release=ckpt.release_pages)
+    return _load(ckpt, "audio_decoder", lambda c: AudioDecoder(AudioVAEConfig.from_metadata(c)), "audio decoder", dtype, device)
 
 
 def load_vocoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> Vocoder:
     """Log-mel -> waveform (HiFi-GAN), built from ``config.vocoder``."""
-    cfg = VocoderConfig.from_metadata(ckpt.component_config("vocoder"))
-    return build_module(lambda: Vocoder(cfg), ckpt.state_dict("vocoder"), what="vocoder",
-                        source=ckpt.path.name, dtype=dtype, device=device, release=ckpt.release_pages)
+    return _load(ckpt, "vocoder", lambda c: Vocoder(VocoderConfig.from_metadata(c)), "vocoder", dtype, device)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -98,16 +99,12 @@ def load_vocoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=
 
 def load_video_encoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> VideoEncoder:
     """The video VAE encoder (``vae.encoder.*`` + shared ``vae.per_channel_statistics.*``)."""
-    cfg = VideoVAEConfig.from_metadata(ckpt.component_config("video_encoder"))
-    return build_module(lambda: VideoEncoder(cfg), ckpt.state_dict("video_encoder"), what="video VAE encoder",
-                        source=ckpt.path.name, dtype=dtype, device=device, release=ckpt.release_pages)
+    return _load(ckpt, "video_encoder", lambda c: VideoEncoder(VideoVAEConfig.from_metadata(c)), "video VAE encoder", dtype, device)
 
 
 def load_video_decoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> VideoDecoder:
     """The video VAE decoder (``vae.decoder.*`` + shared ``vae.per_channel_statistics.*``)."""
-    cfg = VideoVAEConfig.from_metadata(ckpt.component_config("video_decoder"))
-    return build_module(lambda: VideoDecoder(cfg), ckpt.state_dict("video_decoder"), what="video VAE decoder",
-                        source=ckpt.path.name, dtype=dtype, device=device, release=ckpt.release_pages)
+    return _load(ckpt, "video_decoder", lambda c: VideoDecoder(VideoVAEConfig.from_metadata(c)), "video VAE decoder", dtype, device)
 
 
 def load_latent_statistics(ckpt: LTX2Checkpoint, device=None) -> PerChannelStatistics:

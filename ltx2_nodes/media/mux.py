@@ -13,7 +13,6 @@ write never leaves a truncated MP4 that looks finished.
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass
 from fractions import Fraction
