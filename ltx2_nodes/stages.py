@@ -424,7 +424,15 @@ class GenerateRequest:
     audio: dict | None = None
     audio_start_seconds: float = 0.0
     tiling: TilingConfig | str | None = "auto"
-    metadata: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)  # more MP4 tags (JSON-encoded when not strings)
+
+    def describe(self) -> dict:
+        """What the MP4's ``ltx2_generate`` tag records (ComfyUI's own ``prompt`` tag means an API graph)."""
+        settings = self.stage1_settings()
+        return {"prompt": self.prompt, "negative_prompt": self.negative_prompt if _needs_negative(settings) else "",
+                "width": self.width, "height": self.height, "frames": self.frames, "fps": self.fps, "seed": self.seed,
+                "mode": self.mode, "sampler": settings.sampler, "steps": settings.steps, "two_stage": self.two_stage,
+                "images": len(self.images), "audio_to_video": self.audio is not None}
 
     def stage1_settings(self) -> GenerationSettings:
         if self.stage1 is not None:
@@ -554,7 +562,7 @@ def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out
 
     sound = decode_audio(result.audio, audio_vae, engine, frames=request.frames, fps=request.fps)
     writer = MP4Writer(out_path, request.fps, audio_sample_rate=sound["sample_rate"],
-                       metadata={"prompt": request.prompt, **request.metadata})
+                       metadata={"ltx2_generate": request.describe(), **request.metadata})
     with writer, contextlib.closing(decode_video_chunks(result.video, video_vae, engine, request.tiling)) as chunks:
         for chunk in chunks:
             writer.add_frames(pixels_to_images(chunk[:1]))

@@ -4,6 +4,7 @@ load, the sampling preview."""
 
 from __future__ import annotations
 
+import json
 import sys
 import types
 
@@ -37,7 +38,8 @@ def test_generate_writes_an_mp4_with_video_and_exactly_long_audio(loaded, tmp_pa
     assert (media.video_frames, media.width, media.height, media.video_codec) == (9, 128, 128, "h264")
     assert (media.audio_codec, media.audio_sample_rate) == ("aac", 24000)
     assert 9 / 24 <= media.audio_seconds <= 9 / 24 + 1024 / 24000
-    assert media.metadata["prompt"] == REQUEST["prompt"]
+    recorded = json.loads(media.metadata["ltx2_generate"])
+    assert recorded["prompt"] == REQUEST["prompt"] and (recorded["seed"], recorded["steps"]) == (3, 8)
 
 
 class CountingInterrupt:
