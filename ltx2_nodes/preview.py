@@ -13,6 +13,7 @@ setting or ``--preview-method``); headless nothing is fitted or drawn.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 import weakref
@@ -115,9 +116,7 @@ def previewer_for(video_vae, engine=None) -> LatentPreviewer | None:
     max_size = _preview_settings()
     if max_size is None or video_vae is None:
         return None
-    try:
-        import PIL  # noqa: F401
-    except ImportError:
+    if sys.modules.get("PIL") is None and importlib.util.find_spec("PIL") is None:
         return None
     try:
         return LatentPreviewer(fit_projection(video_vae, engine), max_size)

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from demo_support import DEMO_INPUTS, REPO, demo_models, headless  # noqa: F401
+from demo_support import REPO, demo_models, headless  # noqa: F401
 from ltx2_nodes import stages
 from ltx2_nodes.cli.core_nodes import LoadAudio, LoadImage
 from ltx2_nodes.errors import InputError
