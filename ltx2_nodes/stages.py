@@ -185,7 +185,8 @@ def enhance_prompt(gemma: GemmaHandle, prompt: str, engine: MemoryEngine | None 
 
     engine = _engine(engine)
     bar = ProgressBar(max_new_tokens)
-    with torch.no_grad(), _gemma_stage(gemma, engine, max_new_tokens, 1) as encoder:
+    context = gemma.encoder.max_length + max_new_tokens  # system prompt + user text + the answer, at most
+    with torch.no_grad(), _gemma_stage(gemma, engine, context, 1) as encoder:
         return enhance(encoder, prompt, mode=mode, seed=seed, max_new_tokens=max_new_tokens,
                        progress=lambda done, total: bar.update_absolute(done, total), should_interrupt=_poll_cancel)
 
