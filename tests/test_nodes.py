@@ -397,3 +397,19 @@ def test_decode_tiling_widgets(models, monkeypatch):
     assert whole.shape == tiled.shape == spatial_only.shape == (17, 64, 128, 3)
     with pytest.raises(InputError, match="spatial tiling 48 pixels"):
         call("LTX2VideoDecodeTiled", tile_size=48, temporal_tile=0, **decode)
+
+
+def test_fp8_cast_on_load_samples(headless, demo_models):
+    from ltx2_nodes.loading.quant import FP8Linear
+
+    dit = call("LTX2CheckpointLoader", ckpt_name=demo_models.checkpoint.name, fp8="cast bf16 to fp8")[0]
+    connector = call("LTX2CheckpointLoader", ckpt_name=demo_models.checkpoint.name)[3]
+    gemma = call("LTX2GemmaLoader", gemma_name=demo_models.gemma.name)[0]
+    (positive,) = call("LTX2TextConnector", text_connector=connector,
+                       features=call("LTX2GemmaEncode", gemma=gemma, prompt="a fox")[0])
+    blocks = dit.model.transformer_blocks
+    assert sum(isinstance(m, FP8Linear) for m in blocks.modules()) > 48 * 10
+    assert not any(isinstance(m, FP8Linear) for m in dit.model.proj_out.modules())  # only the blocks
+    (out,) = call("LTX2Sampler", model=dit, positive=positive, latent=empty(),
+                  **dict(DISTILLED, schedule="custom", sigmas="1.0, 0.5, 0.0"))
+    assert torch.isfinite(to_av_latents(out).video).all()
