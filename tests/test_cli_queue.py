@@ -107,29 +107,38 @@ def test_prompt_and_seed_input_detection():
                     "_meta": {"title": "CLIP Text Encode (Negative Prompt)"}},
               "3": {"class_type": "KSampler", "inputs": {"seed": 4, "steps": 20}}}
     workflow = Workflow.from_json(prompt)
-    assert find_input(workflow, None, PROMPT_INPUT_NAMES, str, "--prompt-input") == ("1", "text")
-    assert find_input(workflow, None, SEED_INPUT_NAMES, int, "--seed-input") == ("3", "seed")
-    assert find_input(workflow, "KSampler.steps", SEED_INPUT_NAMES, int, "--seed-input") == ("3", "steps")
+    assert find_input(workflow, None, PROMPT_INPUT_NAMES, str, "--prompt-input") == [("1", "text")]
+    assert find_input(workflow, None, SEED_INPUT_NAMES, int, "--seed-input") == [("3", "seed")]
+    assert find_input(workflow, "KSampler.steps", SEED_INPUT_NAMES, int, "--seed-input") == [("3", "steps")]
     prompt["4"] = {"class_type": "Note", "inputs": {"text": "another"}}
     with pytest.raises(UsageError, match=r"several possible prompt inputs \(1.text, 4.text\); choose one with "
                                          r"--prompt-input NODE.INPUT"):
         find_input(Workflow.from_json(prompt), None, PROMPT_INPUT_NAMES, str, "--prompt-input")
     prompt["5"] = {"class_type": "Enhancer", "inputs": {"prompt": "p"}}  # "prompt" beats "text"
-    assert find_input(Workflow.from_json(prompt), None, PROMPT_INPUT_NAMES, str, "--prompt-input") == ("5", "prompt")
+    assert find_input(Workflow.from_json(prompt), None, PROMPT_INPUT_NAMES, str, "--prompt-input") == [("5", "prompt")]
     with pytest.raises(UsageError, match="no seed input found"):
         find_input(Workflow.from_json({"1": prompt["1"]}), None, SEED_INPUT_NAMES, int, "--seed-input")
+    # a two-stage graph: both samplers share one seed value, so they are one logical seed and both get it
+    prompt["6"] = {"class_type": "KSampler", "inputs": {"seed": 4, "steps": 3}}
+    two_stage = Workflow.from_json(prompt)
+    assert find_input(two_stage, None, SEED_INPUT_NAMES, int, "--seed-input") == [("3", "seed"), ("6", "seed")]
+    jobs = build_jobs(two_stage, [JobSpec(1, "x", seed=77)], [("5", "prompt")], [("3", "seed"), ("6", "seed")])
+    assert jobs[0].workflow.prompt["3"]["inputs"]["seed"] == jobs[0].workflow.prompt["6"]["inputs"]["seed"] == 77
+    prompt["6"]["inputs"]["seed"] = 5  # different values: genuinely ambiguous
+    with pytest.raises(UsageError, match=r"several possible seed inputs \(3.seed, 6.seed\)"):
+        find_input(Workflow.from_json(prompt), None, SEED_INPUT_NAMES, int, "--seed-input")
 
 
 def test_job_keys_hash_the_final_workflow_and_number_repeats():
     workflow = Workflow.from_json(queue_graph())
     specs = [JobSpec(1, "a"), JobSpec(2, "b"), JobSpec(3, "a"), JobSpec(4, "a", overrides={"5.steps": 3})]
-    jobs = build_jobs(workflow, specs, ("4", "text"), None)
-    assert jobs[0].key == build_jobs(workflow, specs[:1], ("4", "text"), None)[0].key  # stable
+    jobs = build_jobs(workflow, specs, [("4", "text")], None)
+    assert jobs[0].key == build_jobs(workflow, specs[:1], [("4", "text")], None)[0].key  # stable
     assert jobs[2].key == jobs[0].key + "-2"
     assert len({j.key for j in jobs}) == 4
     assert jobs[3].workflow.prompt["5"]["inputs"]["steps"] == 3 and workflow.prompt["5"]["inputs"]["steps"] == 2
     with pytest.raises(UsageError, match=r"prompts file line 9: no node 'Sampler'"):
-        build_jobs(workflow, [JobSpec(9, "a", overrides={"Sampler.steps": 3})], ("4", "text"), None)
+        build_jobs(workflow, [JobSpec(9, "a", overrides={"Sampler.steps": 3})], [("4", "text")], None)
 
 
 # ---------------------------------------------------------------------------------------------- manifest

@@ -65,7 +65,7 @@ def test_api_workflows_validate_against_the_node_definitions(path, folder_lists)
     assert plan.order[-1] == "11" and plan.classes["11"].class_type == "LTX2AVCombine"
     assert len(plan.order) == len(workflow.prompt)  # every node feeds the output
     # the batch queue finds the prompt by itself (the negative prompt is titled as such)
-    assert find_input(workflow, None, PROMPT_INPUT_NAMES, str, "--prompt-input") == ("3", "prompt")
+    assert find_input(workflow, None, PROMPT_INPUT_NAMES, str, "--prompt-input") == [("3", "prompt")]
 
 
 # ------------------------------------------------------------------------------------------------ UI format

@@ -6,8 +6,10 @@ optional).
 
 Which input receives the prompt text: ``--prompt-input NODE.INPUT`` when given; otherwise the one constant
 string input named ``prompt`` or ``text`` on a node whose class_type and title do not contain "negative"
-(if both names occur, ``prompt`` wins). Seeds go to ``--seed-input`` or the one integer input named ``seed``
-or ``noise_seed``. Anything ambiguous is refused with the candidates listed.
+(if both names occur, ``prompt`` wins). Seeds go to ``--seed-input`` or the integer input named ``seed``
+or ``noise_seed``. Candidates that all hold the same value are one logical input and all receive the job's
+value: a two-stage workflow gives both samplers the same seed so stage 2 continues stage 1's noise stream.
+Anything else ambiguous is refused with the candidates listed.
 """
 
 from __future__ import annotations
@@ -119,15 +121,15 @@ def expand_seeds(specs: list[JobSpec], seeds: list[int]) -> list[JobSpec]:
 
 
 def find_input(workflow: Workflow, explicit: str | None, names: tuple[str, ...], kind: type,
-               option: str) -> tuple[str, str]:
-    """``(node id, input name)`` of the prompt or seed input (see the module docstring for the rule)."""
+               option: str) -> list[tuple[str, str]]:
+    """``[(node id, input name), ...]`` receiving the prompt or seed (see the module docstring for the rule)."""
     if explicit:
         target = Assignment.at(explicit, None)
         node_id = workflow.resolve(target.node)
         if target.input not in workflow.prompt[node_id]["inputs"]:
             raise UsageError(f"{option} {explicit}: {workflow.label(node_id)} has no input {target.input!r} "
                              f"in {workflow.source}")
-        return node_id, target.input
+        return [(node_id, target.input)]
     candidates = []
     for node_id, node in workflow.prompt.items():
         identity = f"{node['class_type']} {workflow.title(node_id) or ''}".lower()
@@ -141,8 +143,9 @@ def find_input(workflow: Workflow, explicit: str | None, names: tuple[str, ...],
     if candidates:
         best = min(c[0] for c in candidates)
         candidates = [c for c in candidates if c[0] == best]
-    if len(candidates) == 1:
-        return candidates[0][1], candidates[0][2]
+    values = {json.dumps(workflow.prompt[n]["inputs"][i]) for _, n, i in candidates}
+    if len(candidates) == 1 or (candidates and len(values) == 1):
+        return [(n, i) for _, n, i in candidates]
     what = "prompt" if kind is str else "seed"
     if not candidates:
         raise UsageError(f"{workflow.source}: no {what} input found (a constant input named "
@@ -152,18 +155,18 @@ def find_input(workflow: Workflow, explicit: str | None, names: tuple[str, ...],
                      f"{option} NODE.INPUT")
 
 
-def build_jobs(workflow: Workflow, specs: list[JobSpec], prompt_input: tuple[str, str] | None,
-               seed_input: tuple[str, str] | None,
+def build_jobs(workflow: Workflow, specs: list[JobSpec], prompt_input: list[tuple[str, str]] | None,
+               seed_input: list[tuple[str, str]] | None,
                declared: Callable[[str], Iterable[str] | None] | None = None) -> list[Job]:
     """Each job's own workflow (prompt, seed and overrides applied) and its manifest key: a hash of that
     workflow, with ``-2``, ``-3``, ... for repeats of an identical job."""
     jobs, seen = [], {}
     for number, spec in enumerate(specs, 1):
         job_workflow = workflow.copy()
-        if spec.prompt is not None:
-            job_workflow.prompt[prompt_input[0]]["inputs"][prompt_input[1]] = spec.prompt
-        if spec.seed is not None:
-            job_workflow.prompt[seed_input[0]]["inputs"][seed_input[1]] = spec.seed
+        for value, targets in ((spec.prompt, prompt_input), (spec.seed, seed_input)):
+            if value is not None:
+                for node_id, name in targets:
+                    job_workflow.prompt[node_id]["inputs"][name] = value
         for target, value in spec.overrides.items():
             try:
                 job_workflow.assign(Assignment.at(target, value), declared)
