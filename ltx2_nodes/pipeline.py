@@ -40,6 +40,20 @@ __all__ = ["AVLatents", "GenerationSettings", "TextConditioning", "LatentUpsampl
            "two_stage", "empty_latents"]
 
 DEFAULT_SEED = 10
+# The reference pipelines' default negative prompt (ltx_pipelines/utils/constants.py): the dev model's
+# text CFG pushes away from it; the distilled model runs without a negative pass.
+DEFAULT_NEGATIVE_PROMPT = (
+    "blurry, out of focus, overexposed, underexposed, low contrast, washed out colors, excessive noise, grainy "
+    "texture, poor lighting, flickering, motion blur, distorted proportions, unnatural skin tones, deformed facial "
+    "features, asymmetrical face, missing facial features, extra limbs, disfigured hands, wrong hand count, artifacts "
+    "around text, inconsistent perspective, camera shake, incorrect depth of field, background too sharp, background "
+    "clutter, distracting reflections, harsh shadows, inconsistent lighting direction, color banding, cartoonish "
+    "rendering, 3D CGI look, unrealistic materials, uncanny valley effect, incorrect ethnicity, wrong gender, "
+    "exaggerated expressions, wrong gaze direction, mismatched lip sync, silent or muted audio, distorted voice, "
+    "robotic voice, echo, background noise, off-sync audio, incorrect dialogue, added dialogue, repetitive speech, "
+    "jittery movement, awkward pauses, incorrect timing, unnatural transitions, inconsistent framing, tilted camera, "
+    "flat lighting, inconsistent tone, cinematic oversaturation, stylized filters, or AI artifacts."
+)
 AUDIO_LATENT_CHANNELS = 8
 AUDIO_MEL_BINS = 16
 

@@ -47,7 +47,7 @@ from .model.upsampler import upsample_latent
 from .model.vae_tiling import (TilingConfig, activation_bytes_per_voxel, auto_tiling, decode_chunks,
                                default_memory_budget, largest_tile, plan_tiles)
 from .models import AudioVAEHandle, ConnectorHandle, DiTHandle, GemmaHandle, LTX2Models, UpscalerHandle, VideoVAEHandle
-from .pipeline import AVLatents, GenerationSettings, empty_latents, sample
+from .pipeline import DEFAULT_NEGATIVE_PROMPT, AVLatents, GenerationSettings, empty_latents, sample
 from .progress import ProgressBar, check_interrupted
 from .sampling.conditioning import (ConditioningItem, ImageCondition, KeyframeAtFrame, encode_images,
                                     frame_condition)
@@ -411,7 +411,7 @@ class GenerateRequest:
     """
 
     prompt: str
-    negative_prompt: str = ""
+    negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
     width: int = 1536
     height: int = 1024
     frames: int = 121

@@ -31,6 +31,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from ltx2_nodes.cli.core_nodes import CORE_NODE_CLASSES  # noqa: E402
+from ltx2_nodes.pipeline import DEFAULT_NEGATIVE_PROMPT as NEGATIVE_PROMPT  # noqa: E402
 from ltx2_nodes.demo import models as demo  # noqa: E402
 from ltx2_nodes.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
 
@@ -55,17 +56,6 @@ I2V_PROMPT = ("The scene in the image comes to life: the camera slowly pushes in
               "naturally, with soft ambient sound matching the place.")
 A2V_PROMPT = ("A singer performs on a small stage under warm spotlights, moving to the rhythm of the music, "
               "the camera slowly circling her.")
-NEGATIVE_PROMPT = (
-    "blurry, out of focus, overexposed, underexposed, low contrast, washed out colors, excessive noise, grainy "
-    "texture, poor lighting, flickering, motion blur, distorted proportions, unnatural skin tones, deformed facial "
-    "features, asymmetrical face, missing facial features, extra limbs, disfigured hands, wrong hand count, artifacts "
-    "around text, inconsistent perspective, camera shake, incorrect depth of field, background too sharp, background "
-    "clutter, distracting reflections, harsh shadows, inconsistent lighting direction, color banding, cartoonish "
-    "rendering, 3D CGI look, unrealistic materials, uncanny valley effect, incorrect ethnicity, wrong gender, "
-    "exaggerated expressions, wrong gaze direction, mismatched lip sync, silent or muted audio, distorted voice, "
-    "robotic voice, echo, background noise, off-sync audio, incorrect dialogue, added dialogue, repetitive speech, "
-    "jittery movement, awkward pauses, incorrect timing, unnatural transitions, inconsistent framing, tilted camera, "
-    "flat lighting, inconsistent tone, cinematic oversaturation, stylized filters, or AI artifacts.")
 
 DISTILLED = dict(steps=8, schedule="distilled", sigmas="", sampler="euler", video_cfg=1.0, audio_cfg=1.0,
                  modality_scale=1.0, stg_scale=0.0, stg_blocks="29", rescale=0.0, start_sigma=1.0,

@@ -215,3 +215,12 @@ def test_vram_equals_the_precheck_dit_stage(js_estimates, released_dit, index):
 def test_sizes_print_like_the_ledger():
     sizes = [0, 1000, 3 * 2 ** 20, 2 ** 30 // 10, 815_000_000, 40 * 2 ** 30]
     assert node_json({"est": "estimates.js"}, f"{json.dumps(sizes)}.map(est.formatBytes)") == [gib(s) for s in sizes]
+
+
+def test_seconds_to_frames_matches_python():
+    """The canvas helper and the nodes/CLI pick the same 8k+1 frame count for a duration."""
+    from ltx2_nodes.media.lengths import frames_for_seconds
+
+    cases = [(s / 20, fps) for s in range(1, 200, 7) for fps in (23.976, 24, 25, 30)]
+    ours = node_json({"shape": "shape.js"}, f"{json.dumps(cases)}.map(([s, f]) => shape.framesForSeconds(s, f))")
+    assert ours == [frames_for_seconds(s, f) for s, f in cases]

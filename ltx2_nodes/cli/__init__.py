@@ -11,10 +11,11 @@ import logging
 import sys
 
 from ..errors import LTX2Error
-from . import demo_cmd, inspect_cmd, queue_cmd, run_cmd
+from . import demo_cmd, generate_cmd, inspect_cmd, queue_cmd, run_cmd
 from .common import ExitCode
 
-COMMANDS = {"inspect": inspect_cmd, "run": run_cmd, "queue": queue_cmd, "demo-models": demo_cmd}
+COMMANDS = {"run": run_cmd, "queue": queue_cmd, "generate": generate_cmd, "demo-models": demo_cmd,
+            "inspect": inspect_cmd}
 
 
 def main(argv: list[str] | None = None) -> int:

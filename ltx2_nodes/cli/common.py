@@ -35,6 +35,27 @@ def add_path_options(parser, *, outputs: bool = True) -> None:
                              "name, a .py file or a package folder); repeatable")
 
 
+def add_engine_options(parser) -> None:
+    """Where and in how much memory models run headless (inside ComfyUI its own flags decide)."""
+    parser.add_argument("--device", metavar="DEV", help="compute device: auto (CUDA if present), cuda, cuda:1, cpu "
+                                                        "(default $LTX2_DEVICE or auto)")
+    parser.add_argument("--vram-budget", metavar="SIZE", help="VRAM the models may occupy, e.g. 8GiB; blocks stream "
+                                                             "through the GPU beyond it (default $LTX2_VRAM_BUDGET "
+                                                             "or auto = free memory minus a reserve)")
+    parser.add_argument("--ram-budget", metavar="SIZE", help="RAM for pinned copies of streamed blocks; beyond it "
+                                                            "blocks are read from the memory-mapped file "
+                                                            "(default $LTX2_RAM_BUDGET or auto)")
+
+
+def apply_engine_options(args) -> None:
+    settings = {key: getattr(args, key) for key in ("device", "vram_budget", "ram_budget")
+                if getattr(args, key, None) is not None}
+    if settings:
+        from ..stages import configure_engine
+
+        configure_engine(**settings)
+
+
 def apply_path_options(args) -> None:
     paths.configure(models_dir=args.models_dir, output_dir=getattr(args, "out", None), input_dir=args.input_dir)
 

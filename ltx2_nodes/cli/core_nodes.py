@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .. import paths
+from ..media.audio_io import load_audio_file
 
 
 def _input_files(kinds: tuple[str, ...]) -> list[str]:
@@ -132,8 +133,8 @@ class LoadAudio:
     FUNCTION = "load"
 
     def load(self, audio):
-        waveform, sample_rate = _decode_audio(paths.input_file(audio))
-        return ({"waveform": waveform.unsqueeze(0), "sample_rate": sample_rate},)
+        # ComfyUI's nodes_audio.load: the first audio stream, every channel, PCM scaled to float
+        return (load_audio_file(paths.input_file(audio), downmix=False),)
 
     @classmethod
     def IS_CHANGED(cls, audio):
@@ -142,34 +143,6 @@ class LoadAudio:
     @classmethod
     def VALIDATE_INPUTS(cls, audio):
         return _check_exists(audio, "audio")
-
-
-def _decode_audio(path) -> tuple[torch.Tensor, int]:
-    """ComfyUI's ``nodes_audio.load``: the first audio stream as ``[C, T]``, integer PCM scaled to float."""
-    import av
-
-    with av.open(str(path)) as container:
-        if not container.streams.audio:
-            raise ValueError(f"{path}: no audio stream found in the file")
-        stream = container.streams.audio[0]
-        channels = stream.codec_context.channels
-        chunks = []
-        for frame in container.decode(streams=stream.index):
-            chunk = torch.from_numpy(frame.to_ndarray())
-            if chunk.shape[0] != channels:  # packed samples: interleaved in one row
-                chunk = chunk.view(-1, channels).t()
-            chunks.append(chunk)
-        if not chunks:
-            raise ValueError(f"{path}: no audio frames decoded")
-        sample_rate = stream.codec_context.sample_rate
-    waveform = torch.cat(chunks, dim=1)
-    if waveform.dtype == torch.int16:
-        waveform = waveform.float() / 2 ** 15
-    elif waveform.dtype == torch.int32:
-        waveform = waveform.float() / 2 ** 31
-    elif not waveform.dtype.is_floating_point:
-        raise ValueError(f"{path}: unsupported sample format {waveform.dtype}")
-    return waveform, sample_rate
 
 
 CORE_NODE_CLASSES: dict[str, type] = {"LoadImage": LoadImage, "LoadAudio": LoadAudio}

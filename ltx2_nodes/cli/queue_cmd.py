@@ -20,7 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .comfy_client import ComfyClient, PromptRejected, history_outcome
-from .common import ExitCode, add_path_options, apply_path_options, node_registry
+from .common import (ExitCode, add_engine_options, add_path_options, apply_engine_options, apply_path_options,
+                     node_registry)
 from .display import Display
 from .executor import ExecutionError, Executor
 from .jobs import (PROMPT_INPUT_NAMES, SEED_INPUT_NAMES, Job, build_jobs, expand_seeds, find_input, parse_seeds,
@@ -54,16 +55,19 @@ def add_parser(p) -> None:
     p.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
                    help="server mode: how often to check /queue and /history (default 1)")
     add_path_options(p)
+    add_engine_options(p)
 
 
 def run(args) -> int:
     executor = client = None
     if args.local:
         apply_path_options(args)
+        apply_engine_options(args)
         executor = Executor(node_registry(args))
     else:
         local_only = [o for o, v in (("--models-dir", args.models_dir), ("--input-dir", args.input_dir),
-                                     ("--out", args.out), ("--nodes", args.nodes)) if v]
+                                     ("--out", args.out), ("--nodes", args.nodes), ("--device", args.device),
+                                     ("--vram-budget", args.vram_budget), ("--ram-budget", args.ram_budget)) if v]
         if local_only:
             raise UsageError(f"{', '.join(local_only)}: only used with --local; a ComfyUI server uses its own "
                              f"folders and nodes")

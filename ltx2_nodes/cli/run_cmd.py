@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_path_options, apply_path_options, node_registry
+from .common import add_engine_options, add_path_options, apply_engine_options, apply_path_options, node_registry  # noqa: E501
 from .display import Display
 from .executor import Executor
 from .workflow import Assignment, Workflow
@@ -16,10 +16,12 @@ def add_parser(p) -> None:
                    help="override one input; NODE is a node id, a unique class_type or a unique title; VALUE is "
                         "read as JSON when it parses (30, 1.5, true, \"text\"), else taken as text; repeatable")
     add_path_options(p)
+    add_engine_options(p)
 
 
 def run(args) -> int:
     apply_path_options(args)
+    apply_engine_options(args)
     workflow = Workflow.load(args.workflow)
     display = Display(total_jobs=1)
     executor = Executor(node_registry(args), on_event=display.event)

@@ -35,8 +35,9 @@ def _open(path: Path):
         ) from exc
 
 
-def load_audio_file(path: str | Path) -> dict:
-    """First audio track of ``path`` as a ComfyUI AUDIO dict (see the module doc)."""
+def load_audio_file(path: str | Path, downmix: bool = True) -> dict:
+    """First audio track of ``path`` as a ComfyUI AUDIO dict (see the module doc); ``downmix=False`` keeps
+    every channel of a surround track, as ComfyUI's own LoadAudio does."""
     path = Path(path)
     with _open(path) as container:
         if not container.streams.audio:
@@ -50,7 +51,7 @@ def load_audio_file(path: str | Path) -> dict:
         if not rate:
             raise InputError(f"'{path.name}': the audio track does not declare a sample rate; the file is damaged.")
         channels = stream.codec_context.channels
-        layout = stream.layout.name if channels in KEPT_CHANNEL_COUNTS else "stereo"
+        layout = stream.layout.name if channels in KEPT_CHANNEL_COUNTS or not downmix else "stereo"
         resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
         chunks = []
         try:

@@ -50,6 +50,16 @@ def exact_fps(fps: float | int | Fraction) -> Fraction:
     return Fraction(fps).limit_denominator(100_000)
 
 
+def frames_for_seconds(seconds: float, fps: float, max_frames: int = 1025) -> int:
+    """The 8k+1 frame count whose duration at ``fps`` is nearest to ``seconds`` (ties: the longer clip).
+
+    The canvas helper in ``js/lib/shape.js`` (``framesForSeconds``) computes the same expression."""
+    if not (seconds > 0 and fps > 0):
+        raise InputError(f"seconds ({seconds}) and fps ({fps}) must be positive to pick a frame count.")
+    k = math.floor((seconds * fps - 1) / 8 + 0.5)
+    return min(max(8 * max(k, 0) + 1, 1), max_frames)
+
+
 def _check_frames(frames: int) -> None:
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
         raise InputError(f"frame count {frames!r} must be a positive integer.")

@@ -6,7 +6,8 @@ import dataclasses
 
 from .. import paths, stages
 from ..errors import InputError
-from ..model.video_vae import check_video_size, snap_video_size
+from ..media.lengths import frames_for_seconds
+from ..model.video_vae import check_video_size
 from ..models import load_upscaler
 from ..pipeline import empty_latents
 from ..sampling.conditioning import DEFAULT_IMAGE_CRF, ImageCondition
@@ -20,9 +21,7 @@ AUDIO_VAE_HINT = "connect the audio_vae output of an LTX-2 Checkpoint Loader tha
 
 def frames_for(seconds: float, fps: float, frames: int) -> int:
     """``frames`` unless ``seconds`` > 0: then the 8k+1 frame count nearest to ``seconds * fps``."""
-    if seconds <= 0:
-        return frames
-    return snap_video_size(max(1, round(seconds * fps)), 64, 64)[0]
+    return frames_for_seconds(seconds, fps) if seconds > 0 else frames
 
 
 class LTX2EmptyAVLatent:

@@ -1,0 +1,184 @@
+"""``generate``: text (+ image / audio) -> MP4 in one command, through the same stage functions as the nodes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .common import add_engine_options, apply_engine_options
+from .workflow import UsageError
+
+HELP = ("generate one video with sound from a prompt (optionally conditioned on an image or an audio file) and "
+        "write an MP4; models come from --models-dir like ComfyUI's folders")
+
+# Preferred files when --checkpoint / --gemma / --upscaler are not given (first one present wins).
+RELEASED = {
+    "checkpoints": ("ltx-2-19b-distilled-fp8.safetensors", "ltx-2-19b-distilled.safetensors",
+                    "ltx-2-19b-dev-fp8.safetensors", "ltx-2-19b-dev.safetensors"),
+    "text_encoders": ("gemma_3_12B_it.safetensors", "gemma_3_12B_it_fp8_scaled.safetensors", "gemma-3-12b-it",
+                      "gemma-3-12b-it-qat-q4_0-unquantized"),
+    "latent_upscale_models": ("ltx-2-spatial-upscaler-x2-1.0.safetensors",),
+    "loras": ("ltx-2-19b-distilled-lora-384.safetensors",),
+}
+DEV_STAGE2_LORA_STRENGTH = 0.6  # the shipped dev workflow's value for the distilled LoRA in stage 2
+
+
+def add_parser(p) -> None:
+    p.add_argument("--prompt", required=True, help="what to generate (describe sound too: speech, music, ambience)")
+    p.add_argument("--negative", help="negative prompt for the dev model's text CFG (default: the reference's)")
+    p.add_argument("--enhance", action="store_true", help="expand the prompt with Gemma first (seeded)")
+    p.add_argument("--image", metavar="PATH", help="condition on this image (first frame unless --image-frame)")
+    p.add_argument("--image-frame", type=int, default=0, help="pixel frame the image is pinned at (default 0)")
+    p.add_argument("--image-strength", type=float, default=1.0, help="1 = keep exactly, lower = looser")
+    p.add_argument("--audio", metavar="PATH", help="keep this soundtrack and generate video for it (audio-to-video)")
+    p.add_argument("--audio-start", type=float, default=0.0, metavar="SECONDS", help="where the soundtrack starts")
+    p.add_argument("--width", type=int, default=1536, help="final width (two-stage: multiple of 64; default 1536)")
+    p.add_argument("--height", type=int, default=1024, help="final height (default 1024)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--frames", type=int, default=None, help="8k+1 frames (default 121)")
+    length.add_argument("--seconds", type=float, default=None, help="duration; becomes the nearest 8k+1 frames")
+    p.add_argument("--fps", type=float, default=24.0)
+    p.add_argument("--seed", type=int, default=10)
+    p.add_argument("--mode", choices=("auto", "distilled", "dev"), default="auto",
+                   help="distilled: 8 fixed steps, no guidance; dev: --steps with the reference's multimodal "
+                        "guidance; auto: from the checkpoint's file name")
+    p.add_argument("--steps", type=int, default=40, help="dev mode steps (default 40)")
+    p.add_argument("--sampler", choices=("euler", "res_2s"), default="euler")
+    p.add_argument("--single-stage", action="store_true", help="sample at the final size (no x2 upscale + refine)")
+    p.add_argument("--checkpoint", help="file in checkpoints/ (default: the first released LTX-2 file found)")
+    p.add_argument("--gemma", help="file or folder in text_encoders/ (default: Gemma 3 12B as released)")
+    p.add_argument("--upscaler", help="file in latent_upscale_models/ (default: the released x2 upscaler)")
+    p.add_argument("--lora", action="append", default=[], metavar="NAME[:STRENGTH]", help="LoRA for every stage")
+    p.add_argument("--stage2-lora", action="append", default=None, metavar="NAME[:STRENGTH]",
+                   help="LoRA for the refine stage only (dev default: the distilled LoRA at 0.6 when present)")
+    p.add_argument("--weight-dtype", choices=("auto", "bfloat16", "float16", "float32"), default="auto")
+    p.add_argument("--fp8", choices=("as stored", "upcast on load", "cast bf16 to fp8"), default="as stored")
+    p.add_argument("--models-dir", metavar="DIR", help="ComfyUI-style models folder (default $LTX2_MODELS_DIR)")
+    p.add_argument("--out", metavar="PATH", default="output",
+                   help="output .mp4 file or folder (default ./output, named LTX2_00001_.mp4, ...)")
+    add_engine_options(p)
+
+
+def _pick(folder: str, name: str | None, required: bool = True) -> Path | None:
+    from .. import paths
+
+    if name:
+        return paths.find_model(folder, name)
+    present = [n for n in RELEASED[folder] if _exists(folder, n)]
+    if present:
+        return paths.find_model(folder, present[0])
+    if not required:
+        return None
+    available = paths.list_models(folder)
+    if folder == "text_encoders":
+        from ..nodes.common import text_encoder_names
+
+        available = text_encoder_names()
+    if len(available) == 1:
+        return paths.find_model(folder, available[0])
+    option = {"checkpoints": "--checkpoint", "text_encoders": "--gemma", "latent_upscale_models": "--upscaler"}[folder]
+    listed = ", ".join(available) if available else "none"
+    raise UsageError(f"no {folder} file chosen and none of the released names {list(RELEASED[folder])} found in "
+                     f"{', '.join(str(p) for p in paths.model_folders(folder)) or 'no models folder'} "
+                     f"(available: {listed}); pass {option} NAME or --models-dir DIR")
+
+
+def _exists(folder: str, name: str) -> bool:
+    from .. import paths
+    from ..errors import ModelNotFoundError
+
+    try:
+        paths.find_model(folder, name)
+        return True
+    except ModelNotFoundError:
+        return False
+
+
+def _loras(specs: list[str]):
+    from .. import paths
+    from ..models import load_lora_file
+
+    loras = []
+    for spec in specs:
+        name, _, strength = spec.partition(":")
+        try:
+            value = float(strength) if strength else 1.0
+        except ValueError:
+            raise UsageError(f"--lora {spec}: strength {strength!r} is not a number (use NAME:0.8)") from None
+        loras.append((load_lora_file(paths.find_model("loras", name)), value))
+    return loras
+
+
+def _out_path(out: str) -> Path:
+    from .. import paths
+
+    target = Path(out)
+    if target.suffix.lower() == ".mp4":
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+    paths.configure(output_dir=str(target))
+    return paths.next_output_file("LTX2", "mp4").path
+
+
+def run(args) -> int:
+    import logging
+
+    from .. import paths, stages
+    from ..media.audio_io import load_audio_file
+    from ..media.lengths import frames_for_seconds
+    from ..models import load_gemma, load_ltx2, load_upscaler
+    from ..pipeline import DEFAULT_NEGATIVE_PROMPT
+    from ..sampling.conditioning import ImageCondition
+    from .core_nodes import LoadImage
+
+    log = logging.getLogger("ltx2_nodes")
+    paths.configure(models_dir=args.models_dir)
+    apply_engine_options(args)
+    device = stages.compute_device()
+
+    frames = frames_for_seconds(args.seconds, args.fps) if args.seconds else (args.frames or 121)
+    checkpoint = _pick("checkpoints", args.checkpoint)
+    mode = args.mode
+    if mode == "auto":
+        mode = "dev" if "dev" in checkpoint.name.lower() and "distill" not in checkpoint.name.lower() else "distilled"
+    two_stage = not args.single_stage
+    ltx2 = load_ltx2(checkpoint, args.weight_dtype, args.fp8, device=device)
+    gemma = load_gemma(_pick("text_encoders", args.gemma), args.weight_dtype, device=device)
+    upscaler = load_upscaler(_pick("latent_upscale_models", args.upscaler), args.weight_dtype, device=device) \
+        if two_stage else None
+    stage2_specs = args.stage2_lora
+    if stage2_specs is None:
+        stage2_specs = []
+        if mode == "dev" and two_stage:
+            lora = _pick("loras", None, required=False)
+            if lora is not None:
+                stage2_specs = [f"{lora.name}:{DEV_STAGE2_LORA_STRENGTH}"]
+            else:
+                log.warning("dev two-stage run without ltx-2-19b-distilled-lora-384.safetensors in loras/: stage 2 "
+                            "refines with the distilled schedule on the dev weights alone")
+
+    prompt = args.prompt
+    if args.enhance:
+        prompt = stages.enhance_prompt(gemma, prompt, mode="i2v" if args.image else "t2v", seed=args.seed)
+        print(f"enhanced prompt: {prompt}")
+    images = ()
+    if args.image:
+        paths.configure(input_dir=str(Path(args.image).resolve().parent))
+        image, _ = LoadImage().load_image(Path(args.image).name)
+        images = (ImageCondition(image[:1], frame_index=args.image_frame, strength=args.image_strength),)
+    request = stages.GenerateRequest(
+        prompt=prompt, negative_prompt=args.negative if args.negative is not None else DEFAULT_NEGATIVE_PROMPT,
+        width=args.width, height=args.height, frames=frames, fps=args.fps, seed=args.seed, mode=mode,
+        steps=args.steps, two_stage=two_stage, images=images,
+        audio=load_audio_file(args.audio) if args.audio else None, audio_start_seconds=args.audio_start)
+    if args.sampler != "euler":
+        import dataclasses
+
+        request = dataclasses.replace(request, stage1=dataclasses.replace(request.stage1_settings(),
+                                                                          sampler=args.sampler))
+    out = _out_path(args.out)
+    print(f"{checkpoint.name} ({mode}, {'two-stage' if two_stage else 'single stage'}), {args.width}x{args.height}, "
+          f"{frames} frames at {args.fps:g} fps, seed {args.seed} on {device}")
+    path = stages.generate(ltx2, gemma, request, out, upscaler=upscaler, loras=_loras(args.lora),
+                           stage2_loras=_loras(stage2_specs))
+    print(path)
+    return 0

@@ -1,0 +1,57 @@
+"""``python -m ltx2_nodes generate`` on the demo models: one line from prompt (+ image / audio) to MP4."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from demo_support import DEMO_INPUTS, demo_models  # noqa: F401 (fixture)
+from ltx2_nodes import paths, stages
+from ltx2_nodes.cli import main
+from ltx2_nodes.media.mux import probe
+
+
+@pytest.fixture
+def isolated():
+    paths.reset()
+    previous = stages._HEADLESS_ENGINE
+    yield
+    stages.configure_engine(previous) if previous is not None else setattr(stages, "_HEADLESS_ENGINE", None)
+    paths.reset()
+
+
+def _generate(demo_models, tmp_path, *extra):  # noqa: F811
+    out = tmp_path / "clip.mp4"
+    code = main(["generate", "--prompt", "a fox trots through snow, wind hisses", "--models-dir",
+                 str(demo_models.root), "--width", "256", "--height", "192", "--seconds", "1",
+                 "--device", "cpu", "--out", str(out), *extra])
+    assert code == 0
+    return probe(out)
+
+
+def test_text_to_video_with_sound(demo_models, tmp_path, isolated, capsys):  # noqa: F811
+    info = _generate(demo_models, tmp_path)
+    assert (info.video_codec, info.audio_codec) == ("h264", "aac")
+    assert (info.width, info.height, info.video_frames) == (256, 192, 25)  # 1 s at 24 fps -> 8k+1 = 25
+    assert info.audio_sample_rate == 24000 and abs(info.audio_seconds - 25 / 24) <= 1024 / 24000 + 1e-6
+    request = json.loads(info.metadata["ltx2_generate"])
+    assert request["prompt"].startswith("a fox") and request["mode"] == "distilled" and request["two_stage"]
+    assert "ltx2-demo-av.safetensors (distilled, two-stage)" in capsys.readouterr().out
+
+
+def test_image_and_audio_conditioning_single_stage(demo_models, tmp_path, isolated):  # noqa: F811
+    info = _generate(demo_models, tmp_path, "--image", str(DEMO_INPUTS / "ltx2-demo-image.png"),
+                     "--audio", str(DEMO_INPUTS / "ltx2-demo-audio.flac"), "--single-stage", "--mode", "dev",
+                     "--steps", "2")
+    request = json.loads(info.metadata["ltx2_generate"])
+    assert request["images"] == 1 and request["audio_to_video"] and request["mode"] == "dev"
+    assert not request["two_stage"] and info.video_frames == 25
+
+
+def test_missing_models_are_named(tmp_path, isolated, capsys):
+    (tmp_path / "checkpoints").mkdir()
+    code = main(["generate", "--prompt", "x", "--models-dir", str(tmp_path), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "no checkpoints file chosen and none of the released names" in err and "--checkpoint NAME" in err
