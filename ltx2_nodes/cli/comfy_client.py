@@ -126,15 +126,25 @@ def describe_rejection(body, prompt: dict) -> str:
     return "the server rejected the prompt: " + "; ".join(problems)
 
 
-def history_outcome(entry: dict) -> tuple[bool, list[str], str]:
-    """``(succeeded, output files, error)`` from a ``/history`` entry; files as ``type/subfolder/name``."""
-    files = []
-    for ui in (entry.get("outputs") or {}).values():
+def ui_file_entries(outputs: dict) -> list[dict]:
+    """The ``{"filename", "subfolder", "type"}`` entries of nodes' UI outputs, each file once (a node may
+    report one file under several keys, e.g. core's ``images`` and our ``ltx2_video``)."""
+    entries, seen = [], set()
+    for ui in (outputs or {}).values():
         for items in (ui.values() if isinstance(ui, dict) else ()):
             for item in items if isinstance(items, list) else ():
                 if isinstance(item, dict) and "filename" in item:
-                    parts = [item.get("type") or "output", item.get("subfolder") or "", item["filename"]]
-                    files.append("/".join(p for p in parts if p))
+                    key = (item.get("type") or "output", item.get("subfolder") or "", item["filename"])
+                    if key not in seen:
+                        seen.add(key)
+                        entries.append(item)
+    return entries
+
+
+def history_outcome(entry: dict) -> tuple[bool, list[str], str]:
+    """``(succeeded, output files, error)`` from a ``/history`` entry; files as ``type/subfolder/name``."""
+    files = ["/".join(p for p in (item.get("type") or "output", item.get("subfolder") or "", item["filename"]) if p)
+             for item in ui_file_entries(entry.get("outputs"))]
     status = entry.get("status") or {}
     if status.get("status_str", "success") == "success":
         return True, files, ""

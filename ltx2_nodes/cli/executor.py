@@ -34,6 +34,7 @@ from pathlib import Path
 
 from .. import paths, progress
 from ..errors import LTX2Error, RunInterrupted
+from .comfy_client import ui_file_entries
 from .workflow import Workflow, WorkflowError, is_link
 
 EventHandler = Callable[[str, dict], None]
@@ -575,12 +576,8 @@ def _describe_cycle(workflow: Workflow, blocked_by: dict[str, set[str]], stuck: 
 def output_files(ui_outputs: dict[str, dict]) -> list[Path]:
     """Files named in UI outputs (``{"filename", "subfolder", "type"}`` entries), resolved to paths."""
     files = []
-    for ui in ui_outputs.values():
-        for items in ui.values():
-            for item in items if isinstance(items, list) else ():
-                if isinstance(item, dict) and "filename" in item:
-                    folder = paths.directory_for(item.get("type", "output"))
-                    path = folder / (item.get("subfolder") or "") / item["filename"] if folder else None
-                    if path is not None and path not in files:  # one file may be reported under several keys
-                        files.append(path)
+    for item in ui_file_entries(ui_outputs):
+        folder = paths.directory_for(item.get("type") or "output")
+        if folder is not None:
+            files.append(folder / (item.get("subfolder") or "") / item["filename"])
     return files

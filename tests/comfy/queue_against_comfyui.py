@@ -13,6 +13,10 @@ pack and ``tests/comfy/ltx2_probe_pack`` loaded, then:
    sit in the server's output folder under ComfyUI's counter names, and websocket progress reached the
    terminal output of one of the runs.
 
+4. then, on a second server with this pack and its demo models, queues the shipped demo text-to-AV workflow
+   (``workflows/demo/t2av_distilled_two_stage.api.json``) for 2 prompts with ``--seeds 5`` and checks that
+   both jobs finish with an MP4 holding video and audio streams, and that both samplers got the seed.
+
 Exit status 0 when every check passes, 1 otherwise, 77 (skipped) without a ComfyUI tree.
 """
 
@@ -130,8 +134,57 @@ def main(argv=None) -> int:
         import shutil
 
         shutil.rmtree(base, ignore_errors=True)
+    check_shipped_workflow(args.comfyui_src, env, failures)
     print(f"{len(failures)} failure(s)")
     return 1 if failures else 0
+
+
+def check_shipped_workflow(comfyui_src: str, env: dict, failures: list[str]) -> None:
+    """Queue the shipped demo t2av workflow into a real ComfyUI running this pack on its demo models."""
+    import run_comfy
+
+    sys.path.insert(0, str(REPO))
+    from ltx2_nodes.demo.models import write_demo_models
+    from ltx2_nodes.media.mux import probe
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        models = write_demo_models(work / "models").root
+        hargs = run_comfy.parse_args(["--comfyui-src", comfyui_src, f"--pack={REPO}", f"--models-dir={models}",
+                                      "--", "--disable-api-nodes"])
+        base = run_comfy.make_base(hargs)
+        run_comfy.link_packs(hargs, base)
+        server = run_comfy.Server(hargs, base, run_comfy.copy_stubs(base, run_comfy.pick_stubs(hargs)))
+        try:
+            info = server.start()
+            check("LTX2Sampler" in info, "ltx2_nodes registered in the second server", failures)
+            (work / "prompts.txt").write_text("a red fox in the snow\na whale singing under water\n")
+            shipped = REPO / "workflows" / "demo" / "t2av_distilled_two_stage.api.json"
+            result = subprocess.run([sys.executable, "-m", "ltx2_nodes", "queue", str(shipped), "--prompts",
+                                     str(work / "prompts.txt"), "--server", server.url, "--seeds", "5",
+                                     "--manifest", str(work / "manifest.jsonl"), "--poll", "0.5"],
+                                    cwd=work, env=env, capture_output=True, text=True, timeout=600)
+            print(result.stderr[-1500:])
+            records = manifest(work)
+            check(result.returncode == 0 and [r.get("status") for r in records] == ["done", "done"],
+                  f"shipped workflow queued twice: exit {result.returncode}, manifest "
+                  f"{[r.get('status') for r in records]}", failures)
+            for record in records:
+                videos = [Path(base) / f for f in record.get("files", []) if f.endswith(".mp4")]
+                media = probe(videos[0]) if videos and videos[0].is_file() else None
+                check(media is not None and media.video_codec == "h264" and media.audio_codec == "aac"
+                      and media.video_frames == 49,
+                      f"job {record.get('line')}: MP4 with h264 + aac, 49 frames ({videos})", failures)
+            with urllib.request.urlopen(server.url + "/history?max_items=10", timeout=30) as response:
+                history = json.loads(response.read())
+            seeds = [[node["inputs"]["seed"] for node in entry["prompt"][2].values()
+                      if node["class_type"] == "LTX2Sampler"] for entry in history.values()]
+            check(seeds and all(s == [5, 5] for s in seeds), f"both samplers got --seeds 5: {seeds}", failures)
+        finally:
+            server.stop()
+            import shutil
+
+            shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":
