@@ -71,7 +71,13 @@ def test_tiled_decode_plan_matches(golden, decoder):
     tiling = TilingConfig.from_dict(golden.call["tiling_config"])
     tiles = plan_tiles(latent.shape[2:], tiling, decoder.scale)
     ours = [{"in": [[s.start, s.stop] for s in t.latent], "out": [[s.start, s.stop] for s in t.pixels]} for t in tiles]
-    assert ours == golden.call["tiles"]
+    # The reference writes an untiled axis as slice(0, None); that is the axis's whole pixel extent.
+    f, h, w = latent.shape[2:]
+    scale = decoder.scale
+    extent = ((f - 1) * scale.time + 1, h * scale.height, w * scale.width)
+    expected = [{"in": t["in"], "out": [[a, n if b is None else b] for (a, b), n in zip(t["out"], extent)]}
+                for t in golden.call["tiles"]]
+    assert ours == expected
     assert chunk_frame_counts(latent.shape[2:], tiling, decoder.scale) == golden.call["tiled_decode_chunk_frames"]
 
 

@@ -30,6 +30,11 @@ def released(golden):
     return {k: f.tensor(k).clone() for k in f.keys()}, dict(f.metadata)
 
 
+def _last_block(tensors) -> int:
+    prefix = DIT_PREFIX + "transformer_blocks."
+    return max(int(k[len(prefix):].split(".")[0]) for k in tensors if k.startswith(prefix))
+
+
 def _write(path, tensors, metadata=None):
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
     return path
@@ -114,9 +119,10 @@ def test_fp8_file_keeps_fp8_weights_and_matches_dequantized(tmp_path, released, 
     tensors, meta = released
     quantized = dict(tensors)
     dequantized = dict(tensors)
+    # same rule as the released fp8 files: block Linears except the first block (unless it is the only one)
+    plain_block = ".transformer_blocks.0." if _last_block(tensors) > 0 else None
     for key, value in tensors.items():
-        # same rule as the released fp8 files: block Linears except the first block
-        if (key.startswith(DIT_PREFIX + "transformer_blocks.") and ".transformer_blocks.0." not in key
+        if (key.startswith(DIT_PREFIX + "transformer_blocks.") and (plain_block is None or plain_block not in key)
                 and key.endswith(".weight") and value.ndim == 2):
             q, scale = quantize_weight(value)
             quantized[key] = q
@@ -130,7 +136,8 @@ def test_fp8_file_keeps_fp8_weights_and_matches_dequantized(tmp_path, released, 
     kept = load_transformer(ckpt, dtype=torch.float32)
     fp8_layers = [m for m in kept.modules() if isinstance(m, FP8Linear)]
     assert fp8_layers and all(m.weight.dtype == torch.float8_e4m3fn for m in fp8_layers)
-    assert not any(isinstance(m, FP8Linear) for m in kept.transformer_blocks[0].modules())
+    if plain_block:
+        assert not any(isinstance(m, FP8Linear) for m in kept.transformer_blocks[0].modules())
     upcast = load_transformer(ckpt, dtype=torch.float32, fp8="upcast")
     assert not any(isinstance(m, FP8Linear) for m in upcast.modules())
     reference = load_transformer(LTX2Checkpoint(_write(tmp_path / "deq.safetensors", dequantized, meta)),
@@ -245,8 +252,9 @@ def test_shape_mismatch_and_missing_keys_are_named(tmp_path, released):
     with pytest.raises(CheckpointError, match=r"'transformer_blocks\.0\.attn1\.to_q\.weight' has shape \[\d+, \d+\] "
                                               r"in the file but the config needs \[\d+, \d+\]"):
         load_transformer(LTX2Checkpoint(_write(tmp_path / "wrong.safetensors", wrong, meta)))
-    missing = {k: v for k, v in tensors.items() if not k.startswith(DIT_PREFIX + "transformer_blocks.1.ff.")}
-    with pytest.raises(CheckpointError, match=r"missing tensor\(s\), e\.g\. \['transformer_blocks\.1\.ff\."):
+    last = _last_block(tensors)
+    missing = {k: v for k, v in tensors.items() if not k.startswith(f"{DIT_PREFIX}transformer_blocks.{last}.ff.")}
+    with pytest.raises(CheckpointError, match=rf"missing tensor\(s\), e\.g\. \['transformer_blocks\.{last}\.ff\."):
         load_transformer(LTX2Checkpoint(_write(tmp_path / "missing.safetensors", missing, meta)))
 
 
