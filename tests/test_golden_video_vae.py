@@ -71,10 +71,8 @@ def test_tiled_decode_plan_matches(golden, decoder):
     tiling = TilingConfig.from_dict(golden.call["tiling_config"])
     tiles = plan_tiles(latent.shape[2:], tiling, decoder.scale)
     ours = [{"in": [[s.start, s.stop] for s in t.latent], "out": [[s.start, s.stop] for s in t.pixels]} for t in tiles]
-    # The reference writes an untiled axis as slice(0, None); that is the axis's whole pixel extent.
-    f, h, w = latent.shape[2:]
-    scale = decoder.scale
-    extent = ((f - 1) * scale.time + 1, h * scale.height, w * scale.width)
+    # The reference writes an untiled axis as slice(0, None): the whole extent of its decoded video.
+    extent = golden["tiled_decode.video"].shape[2:]
     expected = [{"in": t["in"], "out": [[a, n if b is None else b] for (a, b), n in zip(t["out"], extent)]}
                 for t in golden.call["tiles"]]
     assert ours == expected
