@@ -1,6 +1,15 @@
 """Shared test fixtures.
 
-Golden fixtures come from ``$LTX2_GOLDEN_DIR`` (default ``../shared/golden`` next to the repo).
+Golden fixtures come in flavours, each from its own directory (an environment variable, else the
+shared set next to the repo):
+
+| flavour | variable | default |
+|---|---|---|
+| ``2.0`` (January 2026 release semantics) | ``LTX2_GOLDEN_DIR`` | ``../shared/golden`` |
+| ``2.0-head`` (2.0 weights, official HEAD semantics) | ``LTX2_GOLDEN_20_HEAD_DIR`` | ``../shared/golden-2.0-head`` |
+| ``2.3`` | ``LTX2_GOLDEN_23_DIR`` | ``../shared/golden-2.3`` |
+| ``2.5`` | ``LTX2_GOLDEN_25_DIR`` | ``../shared/golden-2.5`` |
+
 Tests discover files by their ``component`` metadata and read every dimension and call
 parameter from the files, so the same tests run unchanged on any fixture set of that format.
 """
@@ -25,9 +34,18 @@ from ltx2_nodes.loading.safetensors_file import SafetensorsFile  # noqa: E402
 TOLERANCE = 1e-4  # max |diff| in float32 (golden README: a faithful port lands near 1e-6)
 
 
-def golden_dir() -> Path:
-    env = os.environ.get("LTX2_GOLDEN_DIR")
-    return Path(env).expanduser().resolve() if env else (REPO.parent / "shared" / "golden").resolve()
+GOLDEN_FLAVOURS = {
+    "2.0": ("LTX2_GOLDEN_DIR", "golden"),
+    "2.0-head": ("LTX2_GOLDEN_20_HEAD_DIR", "golden-2.0-head"),
+    "2.3": ("LTX2_GOLDEN_23_DIR", "golden-2.3"),
+    "2.5": ("LTX2_GOLDEN_25_DIR", "golden-2.5"),
+}
+
+
+def golden_dir(flavour: str = "2.0") -> Path:
+    variable, default = GOLDEN_FLAVOURS[flavour]
+    env = os.environ.get(variable)
+    return Path(env).expanduser().resolve() if env else (REPO.parent / "shared" / default).resolve()
 
 
 @dataclass
@@ -59,11 +77,11 @@ def _parse(value: str):
         return value
 
 
-def find_golden(component: str) -> Golden:
+def find_golden(component: str, flavour: str = "2.0") -> Golden:
     """The fixture file whose ``component`` metadata equals ``component`` (skip if the set lacks it)."""
-    root = golden_dir()
+    root = golden_dir(flavour)
     if not root.is_dir():
-        pytest.skip(f"golden fixtures not found at {root} (set LTX2_GOLDEN_DIR)")
+        pytest.skip(f"golden {flavour} fixtures not found at {root} (set {GOLDEN_FLAVOURS[flavour][0]})")
     for path in sorted(root.glob("io_*.safetensors")):
         f = SafetensorsFile(path)
         if f.metadata.get("component") == component:
