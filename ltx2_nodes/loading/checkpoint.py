@@ -85,10 +85,6 @@ _FOREIGN_FINGERPRINTS: tuple[tuple[str, str], ...] = (
     ("lora_", "a LoRA, which belongs in models/loras"),
 )
 
-_LTX23_MARKERS = ("attn1.to_gate_logits.", "prompt_adaln_single.", "text_embedding_projection.video_aggregate_embed.",
-                  "vocoder.bwe_generator.")
-
-
 @dataclass(frozen=True)
 class Variant:
     """What a checkpoint file is, as far as loading is concerned."""
@@ -136,13 +132,6 @@ class LTX2Checkpoint:
     # -- detection -----------------------------------------------------------------------------
 
     def _check_family(self, keys: list[str]) -> None:
-        if any(k.endswith(".to_gate_logits.weight") or any(m in k for m in _LTX23_MARKERS) for k in keys):
-            version = self.file.metadata.get("model_version", "2.3 or later").strip('"')
-            raise UnsupportedModelError(
-                f"{self.path.name} is an LTX-{version} checkpoint (gated attention, new text path and "
-                "vocoder). ltx2_nodes runs LTX-2 (19B: ltx-2-19b-dev / ltx-2-19b-distilled and their fp8 files); "
-                "LTX-2.3/2.5 are not supported yet."
-            )
         dit_like = [k for k in keys if ".transformer_blocks.0." in "." + k]
         if dit_like:
             if not any(".audio_attn1." in k for k in dit_like):
@@ -165,17 +154,12 @@ class LTX2Checkpoint:
 
     def _check_version(self, config: dict) -> None:
         version = str(self.file.metadata.get("model_version", "")).strip('"')
-        if version and version.split(".")[:2] not in (["2", "0"], ["2"], ["1"], ["0"]):
-            major_minor = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
-            if major_minor >= (2, 3):
-                raise UnsupportedModelError(
-                    f"{self.path.name} is LTX-{version}; ltx2_nodes runs LTX-2 (19B). LTX-2.3 and later differ in "
-                    "the transformer, text path and vocoder and are not supported yet."
-                )
-        vocoder = config.get("vocoder", {})
-        if isinstance(vocoder, dict) and "bwe" in vocoder:
+        major_minor = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+        if len(major_minor) == 2 and major_minor >= (2, 4):
             raise UnsupportedModelError(
-                f"{self.path.name} has an LTX-2.3 vocoder (bandwidth extension); LTX-2.3 is not supported yet.")
+                f"{self.path.name} is LTX-{version}; ltx2_nodes runs LTX-2 (19B) and LTX-2.3 (22B). LTX-2.5 "
+                "(split files, Gemma 4 text encoder) is not supported yet."
+            )
 
     def _specs_for_prefix(self, prefix: str) -> dict[str, ComponentSpec]:
         if prefix == DIT_PREFIX:
