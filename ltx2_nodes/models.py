@@ -313,9 +313,8 @@ class AudioVAEHandle:
 
     @cached_property
     def vocoder_config(self):
-        from .model.vocoder import VocoderConfig
-
-        return VocoderConfig.from_metadata(self.models.ckpt.component_config("vocoder"))
+        """``VocoderConfig`` (LTX-2 HiFi-GAN) or ``BWEVocoderConfig`` (LTX-2.3), read without building it."""
+        return components.vocoder_config(self.models.ckpt.component_config("vocoder"))
 
     @property
     def timing(self) -> AudioTiming:

@@ -48,8 +48,8 @@ def test_delivered_length_is_exactly_the_video_duration(frames, fps):
 
 def test_worked_examples_from_the_architecture_notes():
     assert audio_latent_count(121, 24) == 126 and audio_latent_count(121, 24, rule="comfyui") == 127
-    assert decoded_mel_frames(126) == 501 and decoded_samples(126) == 120240
-    assert audio_latent_count(121, 25) == 121 and decoded_samples(121) == 115440
+    assert decoded_mel_frames(126) == 501 and decoded_samples(126, 240) == 120240
+    assert audio_latent_count(121, 25) == 121 and decoded_samples(121, 240) == 115440
     assert clip_samples(121, 24, 24000) == 121000
     assert clip_samples(121, 25, 24000) == 116160
     assert clip_samples(121, 30, 24000) == 96800

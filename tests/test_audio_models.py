@@ -10,9 +10,10 @@ import torch
 from conftest import find_golden
 from ltx2_nodes.errors import CheckpointError, InputError, UnsupportedModelError
 from ltx2_nodes.loading.checkpoint import LTX2Checkpoint, build_module
-from ltx2_nodes.loading.components import load_audio_decoder
+from ltx2_nodes.loading.components import load_audio_decoder, load_vocoder, vocoder_config
 from ltx2_nodes.media.audio_codec import decode_audio, decode_mel
 from ltx2_nodes.model.audio_vae import AudioDecoder, AudioEncoder, AudioVAEConfig
+from ltx2_nodes.model.bigvgan import BigVGANConfig, BWEVocoder, BWEVocoderConfig
 from ltx2_nodes.model.vocoder import Vocoder, VocoderConfig
 
 RELEASED_AUDIO_VAE = {
@@ -57,9 +58,63 @@ def test_released_decoder_shapes_for_the_worked_example():
     assert tuple(mel.shape) == (1, 2, 501, 64) and tuple(wave.shape) == (1, 2, 120240)
 
 
-def test_ltx23_vocoder_is_refused():
+_AMP = {"resblock": "AMP1", "activation": "snakebeta", "stereo": True, "use_tanh_at_final": False,
+        "use_bias_at_final": False, "resblock_kernel_sizes": [3, 7, 11], "resblock_dilation_sizes": [[1, 3, 5]] * 3}
+RELEASED_VOCODER_23 = {  # architecture notes section 12.4
+    "vocoder": dict(_AMP, upsample_initial_channel=1536, upsample_rates=[5, 2, 2, 2, 2, 2],
+                    upsample_kernel_sizes=[11, 4, 4, 4, 4, 4]),
+    "bwe": dict(_AMP, upsample_initial_channel=512, upsample_rates=[6, 5, 2, 2, 2],
+                upsample_kernel_sizes=[12, 11, 4, 4, 4], apply_final_activation=False, input_sampling_rate=16000,
+                output_sampling_rate=48000, hop_length=80, n_fft=512, win_size=512, num_mels=64),
+}
+
+
+def test_vocoder_family_follows_the_config_layout():
+    """Flat ``config.vocoder`` -> LTX-2 HiFi-GAN; nested ``vocoder`` + ``bwe`` -> LTX-2.3 BigVGAN + BWE."""
+    assert vocoder_config(RELEASED_VOCODER) == VocoderConfig()
+    cfg = vocoder_config(RELEASED_VOCODER_23)
+    assert cfg == BWEVocoderConfig() and cfg.bwe.final_activation == "none" and cfg.vocoder.final_activation == "clamp"
+    assert (cfg.output_sample_rate, cfg.upsample_factor) == (48000, 480)
     with pytest.raises(UnsupportedModelError, match="LTX-2.3 BigVGAN"):
-        VocoderConfig.from_metadata({"vocoder": {"resblock": "AMP1"}, "bwe": {}})
+        VocoderConfig.from_metadata(RELEASED_VOCODER_23)
+
+
+def test_released_ltx23_vocoder_shapes_for_the_worked_example():
+    """121 frames at 24 fps: 501 mel frames -> 80160 samples at 16 kHz -> 240480 samples at 48 kHz."""
+    with torch.device("meta"):
+        vocoder = BWEVocoder(BWEVocoderConfig())
+        wave = vocoder(torch.empty(1, 2, 501, 64))
+    assert tuple(wave.shape) == (1, 2, 240480) and vocoder.sample_rate == 48000
+    state = vocoder.state_dict()
+    assert tuple(state["vocoder.ups.0.weight"].shape) == (1536, 768, 11)
+    assert tuple(state["bwe_generator.ups.0.weight"].shape) == (512, 256, 12)
+    assert tuple(state["mel_stft.stft_fn.forward_basis"].shape) == (514, 1, 512)
+    assert "vocoder.conv_post.bias" not in state and "resampler.taps" not in state  # computed, not stored
+
+
+@pytest.mark.parametrize("section, change, message", [
+    ("vocoder", {"resblock": "1"}, "resblock='1'"),
+    ("bwe", {"activation": "snake"}, "activation='snake'"),
+    ("vocoder", {"stereo": False}, "stereo=False"),
+    ("bwe", {"num_mels": 80}, "num_mels=80"),
+    ("bwe", {"output_sampling_rate": 44100}, "not a multiple"),
+    ("bwe", {"hop_length": 96}, "hop_length"),
+    ("vocoder", {"upsample_kernel_sizes": [10, 4, 4, 4, 4, 4]}, "kernel 10 and rate 5"),
+])
+def test_other_ltx23_vocoders_are_refused(section, change, message):
+    meta = dict(RELEASED_VOCODER_23, **{section: dict(RELEASED_VOCODER_23[section], **change)})
+    with pytest.raises(UnsupportedModelError, match=message):
+        BWEVocoderConfig.from_metadata(meta)
+    with pytest.raises(UnsupportedModelError, match="both a 'vocoder' and a 'bwe'"):
+        BWEVocoderConfig.from_metadata({"bwe": RELEASED_VOCODER_23["bwe"]})
+
+
+def test_ltx23_vocoder_loads_in_float32_whatever_the_requested_dtype():
+    golden = find_golden("vocoder", "2.3")
+    vocoder = load_vocoder(LTX2Checkpoint(golden.weights_path), torch.bfloat16)
+    assert isinstance(vocoder, BWEVocoder) and isinstance(vocoder.cfg.vocoder, BigVGANConfig)
+    assert {t.dtype for t in list(vocoder.parameters()) + list(vocoder.buffers())} == {torch.float32}
+    assert vocoder.resampler.taps.abs().sum() > 0  # rebuilt after the meta-device build
 
 
 @pytest.mark.parametrize("meta, message", [

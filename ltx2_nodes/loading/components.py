@@ -19,6 +19,7 @@ from ..model.connector import ConnectorConfig, Embeddings1DConnector, TextConnec
 from ..model.transformer import LTX2Transformer, TransformerConfig
 from ..model.upsampler import LatentUpsampler, UpsamplerConfig
 from ..model.video_vae import PerChannelStatistics, VideoDecoder, VideoEncoder, VideoVAEConfig
+from ..model.bigvgan import BWEVocoder, BWEVocoderConfig
 from ..model.vocoder import Vocoder, VocoderConfig
 from .checkpoint import LTX2Checkpoint, build_module
 from .safetensors_file import SafetensorsFile
@@ -88,9 +89,27 @@ def load_audio_decoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, d
     return _load(ckpt, "audio_decoder", lambda c: AudioDecoder(AudioVAEConfig.from_metadata(c)), "audio decoder", dtype, device)
 
 
-def load_vocoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> Vocoder:
-    """Log-mel -> waveform (HiFi-GAN), built from ``config.vocoder``."""
-    return _load(ckpt, "vocoder", lambda c: Vocoder(VocoderConfig.from_metadata(c)), "vocoder", dtype, device)
+def vocoder_config(meta: dict) -> VocoderConfig | BWEVocoderConfig:
+    """The vocoder family a ``config.vocoder`` section describes: nested ``vocoder`` + ``bwe`` sections are
+    the LTX-2.3 BigVGAN + bandwidth extension (48 kHz), a flat section the LTX-2 HiFi-GAN (24 kHz)."""
+    if BWEVocoderConfig.describes(meta):
+        return BWEVocoderConfig.from_metadata(meta)
+    return VocoderConfig.from_metadata(meta)
+
+
+def load_vocoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> Vocoder | BWEVocoder:
+    """Log-mel -> waveform, the model ``config.vocoder`` describes (see :func:`vocoder_config`).
+
+    The LTX-2.3 vocoder is built in float32 unless ``dtype`` is float64: the reference runs it under
+    float32 autocast because bf16 accumulation degrades its output. Its
+    ``mel_stft.stft_fn.inverse_basis`` is stored but never read, so it is not loaded.
+    """
+    cfg = vocoder_config(ckpt.component_config("vocoder"))
+    if isinstance(cfg, BWEVocoderConfig):
+        wide = torch.float64 if dtype == torch.float64 else torch.float32
+        return _load(ckpt, "vocoder", lambda _: BWEVocoder(cfg), "vocoder", wide, device,
+                     ignore_unexpected=("mel_stft.stft_fn.inverse_basis",))
+    return _load(ckpt, "vocoder", lambda _: Vocoder(cfg), "vocoder", dtype, device)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -10,6 +10,9 @@ only needs ``decoder.past_context_latents()`` extra steps of history; the vocode
 but has a finite receptive field, so each mel chunk is vocoded with ``vocoder.context_frames()``
 extra frames on both sides and the margins' samples are discarded. Overlaps are cropped, never
 cross-faded, so there is nothing at a chunk join that is not in the whole decode (no clicks).
+The LTX-2.3 bandwidth extension chunks exactly too: its causal STFT frames start on every mel
+frame's first sample (the config refuses other layouts) and its reach is part of ``context_frames``.
+The output rate is the vocoder's ``sample_rate`` (24 kHz for LTX-2, 48 kHz for LTX-2.3).
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ import torch
 
 from ..errors import InputError, UnsupportedModelError
 from ..model.audio_vae import AudioDecoder, AudioEncoder
+from ..model.bigvgan import BWEVocoder
 from ..model.vocoder import Vocoder
 from .lengths import clip_samples, fit_to_length
 from .mel import MelConfig, audio_to_mel
+
+AnyVocoder = Vocoder | BWEVocoder  # LTX-2 HiFi-GAN (24 kHz) or LTX-2.3 BigVGAN + bandwidth extension (48 kHz)
 
 # Chunk sizes bound peak activation memory: at the released widths in fp32 a 10 s chunk peaks at
 # ~0.36 GiB of activations whatever the clip length (whole decode: ~0.03 GiB per second of audio;
@@ -59,7 +65,7 @@ def _check_latent(latent: torch.Tensor, decoder: AudioDecoder) -> None:
         )
 
 
-def check_pair(decoder: AudioDecoder, vocoder: Vocoder) -> None:
+def check_pair(decoder: AudioDecoder, vocoder: AnyVocoder) -> None:
     """The vocoder must read what the decoder writes: ``out_ch`` spectrograms of ``mel_bins`` bins."""
     produced = decoder.cfg.out_ch * decoder.cfg.mel_bins
     expected = vocoder.conv_pre.in_channels
@@ -93,7 +99,7 @@ def decode_mel(latent: torch.Tensor, decoder: AudioDecoder, chunk_latents: int |
 
 
 @torch.no_grad()
-def vocode(mel: torch.Tensor, vocoder: Vocoder, chunk_frames: int | None = DEFAULT_CHUNK_MEL_FRAMES) -> torch.Tensor:
+def vocode(mel: torch.Tensor, vocoder: AnyVocoder, chunk_frames: int | None = DEFAULT_CHUNK_MEL_FRAMES) -> torch.Tensor:
     """Log-mel ``[B, S, T, 64]`` -> float32 waveform ``[B, S, T * upsample_factor]``, chunked over ``T``."""
     dtype, device = _module_dtype_device(vocoder)
     total = mel.shape[2]
@@ -110,7 +116,7 @@ def vocode(mel: torch.Tensor, vocoder: Vocoder, chunk_frames: int | None = DEFAU
 
 
 @torch.no_grad()
-def decode_audio(latent: torch.Tensor, decoder: AudioDecoder, vocoder: Vocoder, frames: int | None = None,
+def decode_audio(latent: torch.Tensor, decoder: AudioDecoder, vocoder: AnyVocoder, frames: int | None = None,
                  fps: float | Fraction | None = None, chunk_latents: int | None = DEFAULT_CHUNK_LATENTS,
                  chunk_mel_frames: int | None = DEFAULT_CHUNK_MEL_FRAMES) -> tuple[torch.Tensor, int]:
     """Audio latent -> ``(waveform [B, 2, N] float32, sample_rate)``.

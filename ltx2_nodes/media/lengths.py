@@ -9,8 +9,9 @@ For a clip of ``F`` video frames at ``r`` fps (duration ``F / r`` seconds):
   reference 126, ComfyUI 127). Both are provided; ``"reference"`` is the default because it
   is what the model was run with by its authors.
 * decoded mel frames: ``max(4 T - 3, 1)`` (causal decoder, ``T`` latents).
-* decoded waveform: ``mel_frames * upsample_factor`` samples (240 -> 24 kHz): 121 frames at
-  24 fps give 126 latents, 501 mel frames, 120240 samples = 5.010 s, not 5.0417 s.
+* decoded waveform: ``mel_frames * upsample_factor`` samples (the vocoder's: 240 -> 24 kHz for
+  LTX-2, 480 -> 48 kHz for LTX-2.3): 121 frames at 24 fps give 126 latents, 501 mel frames,
+  120240 samples at 24 kHz = 5.010 s, not 5.0417 s.
 * the delivered audio is cut or zero-padded to exactly ``F / r`` seconds at the output rate:
   ``floor(F * sample_rate / r + 1/2)`` samples computed in exact rational arithmetic (fps
   given as a float is read as the nearest fraction with denominator <= 100000, so 23.976 is
@@ -78,8 +79,9 @@ def audio_latent_count(frames: int, fps: float | int | Fraction, timing: AudioTi
     raise ValueError(f"rule must be one of {ROUNDING_RULES}, got {rule!r}")
 
 
-def decoded_samples(latents: int, upsample_factor: int = 240) -> int:
-    """Waveform samples the vocoder returns for ``latents`` latent steps."""
+def decoded_samples(latents: int, upsample_factor: int) -> int:
+    """Waveform samples a vocoder with ``upsample_factor`` (samples per mel frame) returns for ``latents``
+    latent steps."""
     return decoded_mel_frames(latents) * upsample_factor
 
 

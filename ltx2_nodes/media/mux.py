@@ -42,7 +42,7 @@ def frames_to_uint8(frames) -> np.ndarray:
 
 
 class MP4Writer:
-    """``with MP4Writer(path, fps, audio_sample_rate=24000) as w: w.add_frames(x); w.set_audio(wave)``."""
+    """``with MP4Writer(path, fps, audio_sample_rate=vocoder.sample_rate) as w: w.add_frames(x); w.set_audio(wave)``."""
 
     def __init__(self, path: str | os.PathLike, fps: float | Fraction, *, audio_sample_rate: int | None = None,
                  audio_channels: int = 2, metadata: dict | None = None, crf: int = 19, preset: str = "medium"):

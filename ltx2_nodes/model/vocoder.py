@@ -6,8 +6,9 @@ LeakyReLU(0.1), ConvTranspose1d (length x rate exactly), mean of the stage's Res
 (each applied to the same input) -> LeakyReLU with the *default* slope 0.01 -> conv_post (k7) ->
 tanh. ``T`` mel frames become ``T * prod(upsample_rates)`` samples (240 -> 24 kHz for the release).
 
-LTX-2.3 replaced this with a BigVGAN generator plus a bandwidth-extension stage; that config
-(``{"vocoder": {...}, "bwe": {...}}``) is refused here.
+LTX-2.3 replaced this with a BigVGAN generator plus a bandwidth-extension stage (``bigvgan.py``);
+its config (``{"vocoder": {...}, "bwe": {...}}``) is refused here and ``loading.components.vocoder_config``
+picks the family.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ class VocoderConfig:
         if "bwe" in meta or isinstance(meta.get("vocoder"), dict):
             raise UnsupportedModelError(
                 "this checkpoint's vocoder is the LTX-2.3 BigVGAN + bandwidth-extension model (config.vocoder has "
-                "'vocoder'/'bwe' sections); ltx2_nodes runs the LTX-2 (19B) HiFi-GAN vocoder only."
+                "'vocoder'/'bwe' sections), not the LTX-2 (19B) HiFi-GAN; build it with model.bigvgan."
+                "BWEVocoderConfig (loading.components.load_vocoder picks the right family)."
             )
         if str(meta.get("resblock", "1")) != "1":
             raise UnsupportedModelError(
