@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UnsupportedModelError
+from .vocoder import receptive_radius_frames
 
 MEL_BINS_PER_CHANNEL = 64  # both reference generators hard-code conv_pre's input as 2 x 64 bins
 CHANNELS = 2  # stereo in, stereo out (the reference refuses stereo=false)
@@ -299,12 +300,10 @@ class BigVGANGenerator(nn.Module):
 
     def radius_frames(self) -> float:
         """Input frames on either side that influence one output sample (each layer at its own rate)."""
-        frames, scale = 3.0, 1  # conv_pre
-        for i, (u, k) in enumerate(zip(self.cfg.upsample_rates, self.cfg.upsample_kernel_sizes)):
-            frames += math.ceil(k / u) / scale
-            scale *= u
-            frames += max(block.radius() for block in self._stage_blocks(i)) / scale
-        return frames + (AntiAliasedSnakeBeta.radius() + 3) / scale  # act_post, conv_post
+        stages = [(u, k, max(block.radius() for block in self._stage_blocks(i)))
+                  for i, (u, k) in enumerate(zip(self.cfg.upsample_rates, self.cfg.upsample_kernel_sizes))]
+        # conv_pre (k7) before; act_post and conv_post (k7) after
+        return receptive_radius_frames(stages, head=3, tail=AntiAliasedSnakeBeta.radius() + 3)
 
 
 # ------------------------------------------------------------------------------------------------

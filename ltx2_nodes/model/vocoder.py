@@ -140,18 +140,24 @@ class Vocoder(nn.Module):
         return torch.tanh(self.conv_post(F.leaky_relu(x, FINAL_SLOPE)))
 
     def context_frames(self) -> int:
-        """Mel frames on each side of a frame that influence its samples (the receptive radius).
-
-        Walks the layers at their own sample rate: conv_pre and conv_post reach 3 samples, a
-        transposed conv of kernel k and rate u reaches ceil(k / u) input samples, a stage's
-        ResBlocks reach their widest dilated stack. Summed in mel frames and rounded up.
-        """
-        frames = 3.0  # conv_pre
-        scale = 1
+        """Mel frames on each side of a frame that influence its samples (the receptive radius, rounded up)."""
         kernels = len(self.cfg.resblock_kernel_sizes)
-        for i, (u, k) in enumerate(zip(self.cfg.upsample_rates, self.cfg.upsample_kernel_sizes)):
-            frames += math.ceil(k / u) / scale
-            scale *= u
-            frames += max(block.radius() for block in self.resblocks[i * kernels:(i + 1) * kernels]) / scale
-        frames += 3 / scale  # conv_post
-        return math.ceil(frames)
+        stages = [(u, k, max(block.radius() for block in self.resblocks[i * kernels:(i + 1) * kernels]))
+                  for i, (u, k) in enumerate(zip(self.cfg.upsample_rates, self.cfg.upsample_kernel_sizes))]
+        return math.ceil(receptive_radius_frames(stages, head=3, tail=3))  # conv_pre, conv_post: k7
+
+
+def receptive_radius_frames(stages: list[tuple[int, int, int]], head: int, tail: int) -> float:
+    """Input frames on either side of a frame that reach one output sample of an upsampling generator.
+
+    ``stages``: ``(rate, kernel, radius)`` of each transposed conv and the widest residual block after
+    it (in samples at the stage's rate); ``head`` / ``tail``: radii in samples of the layers before the
+    first stage and after the last. Walks the layers at their own sample rate: a transposed conv of
+    kernel k and rate u reaches ceil(k / u) input samples.
+    """
+    frames, scale = float(head), 1
+    for rate, kernel, radius in stages:
+        frames += math.ceil(kernel / rate) / scale
+        scale *= rate
+        frames += radius / scale
+    return frames + tail / scale
