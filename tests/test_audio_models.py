@@ -11,7 +11,7 @@ from conftest import find_golden
 from ltx2_nodes.errors import CheckpointError, InputError, UnsupportedModelError
 from ltx2_nodes.loading.checkpoint import LTX2Checkpoint, build_module
 from ltx2_nodes.loading.components import load_audio_decoder, load_vocoder, vocoder_config
-from ltx2_nodes.media.audio_codec import decode_audio, decode_mel
+from ltx2_nodes.media.audio_codec import decode_audio, decode_mel, vocode
 from ltx2_nodes.model.audio_vae import AudioDecoder, AudioEncoder, AudioVAEConfig
 from ltx2_nodes.model.bigvgan import BigVGANConfig, BWEVocoder, BWEVocoderConfig
 from ltx2_nodes.model.vocoder import Vocoder, VocoderConfig
@@ -85,6 +85,7 @@ def test_released_ltx23_vocoder_shapes_for_the_worked_example():
         vocoder = BWEVocoder(BWEVocoderConfig())
         wave = vocoder(torch.empty(1, 2, 501, 64))
     assert tuple(wave.shape) == (1, 2, 240480) and vocoder.sample_rate == 48000
+    assert round(_params(vocoder) / 1e5) == 1285  # the reference's "128.5M-param model" (VocoderWithBWE.forward)
     state = vocoder.state_dict()
     assert tuple(state["vocoder.ups.0.weight"].shape) == (1536, 768, 11)
     assert tuple(state["bwe_generator.ups.0.weight"].shape) == (512, 256, 12)
@@ -170,3 +171,22 @@ def test_mismatched_decoder_and_vocoder_are_refused():
         vocoder = Vocoder(VocoderConfig())
     with pytest.raises(UnsupportedModelError, match="writes 2 x 80 mel bins but the vocoder reads 128"):
         decode_audio(torch.zeros(1, 8, 4, 20), decoder, vocoder)
+
+
+def test_chunked_vocoding_is_exact_where_only_every_other_mel_frame_starts_an_stft_frame():
+    """160 samples per mel frame, hop 64: chunks start on even frames only, and the joins stay exact."""
+    small = dict(_AMP, upsample_initial_channel=16)
+    meta = {"vocoder": dict(small, upsample_rates=[5, 4, 8], upsample_kernel_sizes=[11, 8, 16]),
+            "bwe": dict(small, upsample_rates=[4, 4, 4, 3], upsample_kernel_sizes=[8, 8, 8, 3], hop_length=64,
+                        n_fft=128, num_mels=64, input_sampling_rate=16000, output_sampling_rate=48000)}
+    torch.manual_seed(0)
+    vocoder = BWEVocoder(BWEVocoderConfig.from_metadata(meta)).eval()
+    with torch.no_grad():
+        vocoder.mel_stft.stft_fn.forward_basis.normal_(std=0.1)
+        vocoder.mel_stft.mel_basis.uniform_()
+    assert vocoder.frame_alignment == 2
+    chunk = vocoder.context_frames() + 1  # odd: vocode rounds it up to the alignment
+    mel = torch.randn(1, 2, 3 * chunk, 64)
+    whole = vocode(mel, vocoder, chunk_frames=None)
+    assert whole.shape[-1] == 3 * chunk * 480
+    torch.testing.assert_close(vocode(mel, vocoder, chunk_frames=chunk), whole, rtol=0, atol=1e-5)

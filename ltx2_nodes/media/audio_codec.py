@@ -10,8 +10,9 @@ only needs ``decoder.past_context_latents()`` extra steps of history; the vocode
 but has a finite receptive field, so each mel chunk is vocoded with ``vocoder.context_frames()``
 extra frames on both sides and the margins' samples are discarded. Overlaps are cropped, never
 cross-faded, so there is nothing at a chunk join that is not in the whole decode (no clicks).
-The LTX-2.3 bandwidth extension chunks exactly too: its causal STFT frames start on every mel
-frame's first sample (the config refuses other layouts) and its reach is part of ``context_frames``.
+The LTX-2.3 bandwidth extension chunks exactly too: chunks start at multiples of the vocoder's
+``frame_alignment`` (where a mel frame's first sample also starts one of its causal STFT frames;
+every frame for the release) and its reach is part of ``context_frames``.
 The output rate is the vocoder's ``sample_rate`` (24 kHz for LTX-2, 48 kHz for LTX-2.3).
 """
 
@@ -105,7 +106,8 @@ def vocode(mel: torch.Tensor, vocoder: AnyVocoder, chunk_frames: int | None = DE
     total = mel.shape[2]
     if not chunk_frames or total <= chunk_frames:
         return vocoder(mel.to(device=device, dtype=dtype)).float()
-    context, factor = vocoder.context_frames(), vocoder.upsample_factor
+    context, factor, align = vocoder.context_frames(), vocoder.upsample_factor, vocoder.frame_alignment
+    chunk_frames = -(-chunk_frames // align) * align  # chunk starts (and, with the context, their inputs) aligned
     pieces = []
     for start in range(0, total, chunk_frames):
         stop = min(start + chunk_frames, total)

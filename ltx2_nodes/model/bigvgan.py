@@ -156,10 +156,6 @@ class BWEVocoderConfig:
         if cfg.hop_length * cfg.resample_ratio != cfg.bwe.upsample_factor:
             problems.append(f"the BWE generator upsamples x{cfg.bwe.upsample_factor}, not hop_length x ratio = "
                             f"{cfg.hop_length * cfg.resample_ratio}")
-        if cfg.vocoder.upsample_factor % cfg.hop_length or cfg.n_fft < cfg.hop_length:
-            # chunked decoding relies on every mel frame's samples starting an STFT frame
-            problems.append(f"main generator factor {cfg.vocoder.upsample_factor} is not a multiple of hop_length "
-                            f"{cfg.hop_length}, or n_fft {cfg.n_fft} < hop_length")
         if problems:
             raise UnsupportedModelError(
                 "config.vocoder.bwe describes a bandwidth extension ltx2_nodes does not run: " + "; ".join(problems)
@@ -325,11 +321,16 @@ class CausalLogMel(nn.Module):
         self.stft_fn.register_buffer("forward_basis", torch.zeros(2 * bins, 1, n_fft))
         self.register_buffer("mel_basis", torch.zeros(mels, bins))
 
+    @property
+    def left_pad(self) -> int:
+        """Zeros before the first sample: frame j covers samples ``j hop - left_pad`` .. ``+ n_fft - 1``."""
+        return max(self.stft_fn.forward_basis.shape[-1] - self.hop_length, 0)
+
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """``[B, C, N]`` (N a multiple of hop) -> ``[B, C, N / hop, mels]``."""
         b, c, n = wave.shape
         basis = self.stft_fn.forward_basis
-        x = F.pad(wave.reshape(b * c, 1, n), (basis.shape[-1] - self.hop_length, 0))
+        x = F.pad(wave.reshape(b * c, 1, n), (self.left_pad, 0))
         spec = F.conv1d(x, basis, stride=self.hop_length)
         real, imag = spec.chunk(2, dim=1)
         mel = torch.matmul(self.mel_basis, torch.sqrt(real**2 + imag**2))
@@ -410,15 +411,22 @@ class BWEVocoder(nn.Module):
         residual = self.bwe_generator(self.mel_stft(low))
         return (residual + self.resampler(low)).clamp(-1.0, 1.0)[..., :length * self.cfg.resample_ratio]
 
-    def context_frames(self) -> int:
-        """Mel frames on each side of a frame that influence its samples.
+    @property
+    def frame_alignment(self) -> int:
+        """Chunks of mel frames must start at multiples of this for chunked == whole decoding: there the
+        first 16 kHz sample also starts an STFT frame of the bandwidth extension (1 for the release)."""
+        return self.cfg.hop_length // math.gcd(self.cfg.vocoder.upsample_factor, self.cfg.hop_length)
 
-        The 48 kHz sample at 16 kHz position p reads the resampler's taps around p and the BWE
-        generator's receptive field of STFT frames around ``p // hop``; each of those frames reads
-        ``n_fft`` samples ending one hop after its start (causal). That span at 16 kHz, converted
-        to mel frames, adds to the main generator's own radius.
+    def context_frames(self) -> int:
+        """Mel frames on each side of a frame that influence its samples (a multiple of ``frame_alignment``).
+
+        The output at 16 kHz position p reads the resampler's taps around p and the BWE generator's
+        receptive field of G STFT frames around ``j = p // hop``; frame j reads the ``n_fft`` samples
+        from ``j hop - left_pad`` (causal). That span at 16 kHz, converted to mel frames, adds to the
+        main generator's own radius.
         """
-        hop, n_fft = self.cfg.hop_length, self.cfg.n_fft
-        bwe_frames = math.ceil(self.bwe_generator.radius_frames())
-        samples = max(self.resampler.radius(), bwe_frames * hop + n_fft, (bwe_frames + 1) * hop)
-        return math.ceil(self.vocoder.radius_frames() + samples / self.cfg.vocoder.upsample_factor)
+        hop, n_fft, pad = self.cfg.hop_length, self.cfg.n_fft, self.mel_stft.left_pad
+        g = math.ceil(self.bwe_generator.radius_frames())
+        samples = max(self.resampler.radius(), (g + 1) * hop + pad, g * hop - pad + n_fft)
+        frames = math.ceil(self.vocoder.radius_frames() + samples / self.cfg.vocoder.upsample_factor)
+        return -(-frames // self.frame_alignment) * self.frame_alignment

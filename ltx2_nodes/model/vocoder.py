@@ -139,6 +139,11 @@ class Vocoder(nn.Module):
             x = total / kernels
         return torch.tanh(self.conv_post(F.leaky_relu(x, FINAL_SLOPE)))
 
+    @property
+    def frame_alignment(self) -> int:
+        """Chunked decoding may start a chunk at any mel frame."""
+        return 1
+
     def context_frames(self) -> int:
         """Mel frames on each side of a frame that influence its samples (the receptive radius, rounded up)."""
         kernels = len(self.cfg.resblock_kernel_sizes)
