@@ -101,6 +101,7 @@ def test_released_ltx23_vocoder_shapes_for_the_worked_example():
     ("bwe", {"output_sampling_rate": 44100}, "not a multiple"),
     ("bwe", {"hop_length": 96}, "hop_length"),
     ("vocoder", {"upsample_kernel_sizes": [10, 4, 4, 4, 4, 4]}, "kernel 10 and rate 5"),
+    ("bwe", {"resblock_kernel_sizes": [3, 6, 11]}, "include an even size"),
 ])
 def test_other_ltx23_vocoders_are_refused(section, change, message):
     meta = dict(RELEASED_VOCODER_23, **{section: dict(RELEASED_VOCODER_23[section], **change)})

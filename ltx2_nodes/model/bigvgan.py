@@ -91,6 +91,10 @@ class BigVGANConfig:
             raise UnsupportedModelError(
                 f"config.vocoder.{section}: {len(cfg.resblock_kernel_sizes)} resblock kernel sizes but "
                 f"{len(cfg.resblock_dilation_sizes)} dilation lists; they must pair up. The metadata was edited.")
+        if any(k % 2 == 0 for k in cfg.resblock_kernel_sizes):
+            raise UnsupportedModelError(
+                f"config.vocoder.{section}: resblock kernel sizes {list(cfg.resblock_kernel_sizes)} include an even "
+                "size, which does not keep the length (the reference fails on it too); use odd sizes.")
         for rate, kernel in zip(cfg.upsample_rates, cfg.upsample_kernel_sizes, strict=True):
             if (kernel - rate) % 2:
                 raise UnsupportedModelError(
