@@ -15,12 +15,12 @@ from torch import nn
 
 from ..errors import CheckpointError
 from ..model.audio_vae import AudioDecoder, AudioEncoder, AudioVAEConfig
+from ..model.bigvgan import BWEVocoder, BWEVocoderConfig
 from ..model.connector import ConnectorConfig, Embeddings1DConnector, TextConnectors, TextProjection
 from ..model.transformer import LTX2Transformer, TransformerConfig
 from ..model.upsampler import LatentUpsampler, UpsamplerConfig
 from ..model.video_vae import PerChannelStatistics, VideoDecoder, VideoEncoder, VideoVAEConfig
-from ..model.bigvgan import BWEVocoder, BWEVocoderConfig
-from ..model.vocoder import Vocoder, VocoderConfig
+from ..model.vocoder import Vocoder, VocoderConfig, has_bwe_sections
 from .checkpoint import LTX2Checkpoint, build_module
 from .safetensors_file import SafetensorsFile
 
@@ -92,7 +92,7 @@ def load_audio_decoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, d
 def vocoder_config(meta: dict) -> VocoderConfig | BWEVocoderConfig:
     """The vocoder family a ``config.vocoder`` section describes: nested ``vocoder`` + ``bwe`` sections are
     the LTX-2.3 BigVGAN + bandwidth extension (48 kHz), a flat section the LTX-2 HiFi-GAN (24 kHz)."""
-    if BWEVocoderConfig.describes(meta):
+    if has_bwe_sections(meta):
         return BWEVocoderConfig.from_metadata(meta)
     return VocoderConfig.from_metadata(meta)
 

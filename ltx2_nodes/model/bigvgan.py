@@ -120,11 +120,6 @@ class BWEVocoderConfig:
     n_fft: int = 512
     num_mels: int = MEL_BINS_PER_CHANNEL
 
-    @staticmethod
-    def describes(meta: dict) -> bool:
-        """Whether a ``config.vocoder`` section is this family (nested ``vocoder`` + ``bwe`` sections)."""
-        return "bwe" in meta or isinstance(meta.get("vocoder"), dict)
-
     @property
     def resample_ratio(self) -> int:
         return self.output_sample_rate // self.input_sample_rate

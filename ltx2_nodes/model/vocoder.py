@@ -27,6 +27,12 @@ FINAL_SLOPE = 0.01  # the reference calls F.leaky_relu without a slope before co
 MEL_BINS_PER_CHANNEL = 64  # the reference hard-codes conv_pre's input as 64 bins per stereo channel
 
 
+def has_bwe_sections(meta: dict) -> bool:
+    """Whether a ``config.vocoder`` section has the LTX-2.3 layout (nested ``vocoder`` + ``bwe`` sections,
+    see ``bigvgan.py``) rather than this model's flat one."""
+    return "bwe" in meta or isinstance(meta.get("vocoder"), dict)
+
+
 @dataclass(frozen=True)
 class VocoderConfig:
     resblock_kernel_sizes: tuple[int, ...] = (3, 7, 11)
@@ -48,7 +54,7 @@ class VocoderConfig:
     @classmethod
     def from_metadata(cls, meta: dict) -> "VocoderConfig":
         """Build from a checkpoint's ``config.vocoder`` section, refusing other vocoder families."""
-        if "bwe" in meta or isinstance(meta.get("vocoder"), dict):
+        if has_bwe_sections(meta):
             raise UnsupportedModelError(
                 "this checkpoint's vocoder is the LTX-2.3 BigVGAN + bandwidth-extension model (config.vocoder has "
                 "'vocoder'/'bwe' sections), not the LTX-2 (19B) HiFi-GAN; build it with model.bigvgan."
