@@ -167,7 +167,7 @@ def _version_clue(metadata: Mapping[str, str], source: str) -> list[Clue]:
     if version >= _REFUSED_SINCE:
         raise UnsupportedModelError(
             f"{source} is LTX-{text} (model_version metadata); ltx2_nodes runs {_SUPPORTED}. LTX-2.4 and later "
-            f"({LTX_2_5.describe()}) are not supported yet; use an LTX-2 or LTX-2.3 file.")
+            f"({LTX_2_5.name}: {LTX_2_5.summary}) are not supported yet; use an LTX-2 or LTX-2.3 file.")
     family = [f for f in FAMILIES if f.version_tuple <= version][-1:] or [FAMILIES[0]]
     return [(frozenset(family), f"model_version metadata {text}")]
 
@@ -246,8 +246,8 @@ def detect_family(source: str, names: Iterable[str], *, metadata: Mapping[str, s
                 f"({' or '.join(f.files for f in FAMILIES if f.supported)}).")
         consistent &= families
     family = min(consistent, key=FAMILIES.index)
-    deciding = [seen for families, seen in clues if family in families and len(families) < len(FAMILIES)]
-    match = FamilyMatch(family, "; ".join(deciding[:3]))
+    deciding = sorted((c for c in clues if family in c[0] and len(c[0]) < len(FAMILIES)), key=lambda c: len(c[0]))
+    match = FamilyMatch(family, "; ".join(seen for _, seen in deciding[:3]))  # the most telling clues first
     if not family.supported:
         raise UnsupportedModelError(
             f"{source} is an {family.name} model ({match.evidence}); ltx2_nodes runs {_SUPPORTED}. "
