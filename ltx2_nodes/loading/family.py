@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 from ..errors import CheckpointError, UnsupportedModelError
 
