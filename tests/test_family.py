@@ -114,8 +114,12 @@ def test_golden_23_text_projection_file_is_named_with_its_family(tmp_path, relea
 def test_golden_20_tensors_with_23_metadata_are_a_contradiction(tmp_path):
     tensors, meta = _released("2.0")
     with pytest.raises(CheckpointError, match=r"contradicts itself.*model_version metadata 2\.3\.0 means LTX-2\.3.*"
-                                              r"means LTX-2\b.*use the original release file"):
+                                              r"means LTX-2\b.*use the file as originally released"):
         LTX2Checkpoint(_write(tmp_path / "lying.safetensors", tensors, {**meta, "model_version": "2.3.0"}))
+    # a DiT split that kept only the version: the tensors contradict it
+    with pytest.raises(CheckpointError, match=r"model_version metadata 2\.3\.0 means LTX-2\.3, but tensor "
+                                              r"'[^']*caption_projection[^']*' means LTX-2\b"):
+        LTX2Checkpoint(_write(tmp_path / "split.safetensors", _dit_only(tensors, False), {"model_version": "2.3.0"}))
 
 
 def test_golden_23_tensors_with_20_metadata_are_a_contradiction(tmp_path, released_23):

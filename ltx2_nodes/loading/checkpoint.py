@@ -154,6 +154,13 @@ class LTX2Checkpoint:
                     "audio-video model (ltx-2-19b-* or ltx-2.3-22b-* files)."
                 )
             return
+        for prefix, what in _FOREIGN_FINGERPRINTS:
+            if any(k.startswith(prefix) or ("." + prefix) in k for k in keys):
+                raise CheckpointError(
+                    f"{self.path.name} looks like {what}, not an LTX-2 checkpoint. The LTX-2 loader needs "
+                    "ltx-2-19b-dev / ltx-2-19b-distilled (or their -fp8 versions) or ltx-2.3-22b-dev / "
+                    "ltx-2.3-22b-distilled .safetensors in models/checkpoints."
+                )
         text_side = [k for k in keys if "text_embedding_projection." in k or "embeddings_connector." in k]
         if text_side:
             match = detect_family(self.path.name, keys, metadata=self.file.metadata)
@@ -164,13 +171,6 @@ class LTX2Checkpoint:
                 f"single file ({family.files if family else 'ltx-2-19b-* or ltx-2.3-22b-*'}); put that in "
                 "models/checkpoints and load it instead."
             )
-        for prefix, what in _FOREIGN_FINGERPRINTS:
-            if any(k.startswith(prefix) or ("." + prefix) in k for k in keys):
-                raise CheckpointError(
-                    f"{self.path.name} looks like {what}, not an LTX-2 checkpoint. The LTX-2 loader needs "
-                    "ltx-2-19b-dev / ltx-2-19b-distilled (or their -fp8 versions) or ltx-2.3-22b-dev / "
-                    "ltx-2.3-22b-distilled .safetensors in models/checkpoints."
-                )
         raise CheckpointError(
             f"{self.path.name} does not contain an LTX-2 transformer (no 'transformer_blocks.0.*' keys; "
             f"{len(keys)} tensors, e.g. {keys[:3]}). Expected an ltx-2-19b-* or ltx-2.3-22b-* .safetensors file."

@@ -65,9 +65,6 @@ class ModelFamily:
     def describe(self) -> str:
         return f"{self.name} ({self.summary})"
 
-    def __str__(self) -> str:
-        return self.name
-
 
 LTX_2 = ModelFamily(
     "LTX-2", "2.0", "19B, Jan 2026", "ltx-2-19b-dev / ltx-2-19b-distilled (or their -fp8 files)",
@@ -123,7 +120,8 @@ def parse_model_version(value: object) -> tuple[int, ...]:
 
 
 def _effective(attribute: str) -> dict[ModelFamily, set]:
-    """Per family, the markers (or flags) it carries: introduced by it or a predecessor, not dropped."""
+    """Per family, the markers (or flags) it carries: introduced by it or a predecessor, not dropped
+    (``dropped`` names markers only, so flags are never removed)."""
     carried: set = set()
     out = {}
     for family in FAMILIES:
@@ -147,6 +145,7 @@ def _carrying(marker: str, present: bool = True) -> frozenset[ModelFamily]:
     return frozenset(f for f in FAMILIES if (marker in _MARKERS[f]) == present)
 
 
+_CAPTION = "caption_projection"
 _ADALN = re.compile(r"(?:^|\.)adaln_single\.linear(?:\.weight)?$")
 _BLOCK_TABLE = re.compile(r"(?:^|\.)transformer_blocks\.\d+\.scale_shift_table$")
 
@@ -201,10 +200,9 @@ def _name_clues(names: list[str], complete: bool) -> list[Clue]:
             hit = next((n for n in names if marker in n), None)
             if hit is not None:
                 clues.append((_carrying(marker), f"tensor '{hit}'"))
-    if complete and any("transformer_blocks." in n for n in names):
-        for marker in ("caption_projection",):
-            if not any(marker in n for n in names):
-                clues.append((_carrying(marker, False), f"no {marker} tensors in the transformer"))
+    # every LTX-2 DiT projects captions itself; a whole DiT without that projection is LTX-2.3+
+    if complete and any("transformer_blocks." in n for n in names) and not any(_CAPTION in n for n in names):
+        clues.append((_carrying(_CAPTION, False), f"no {_CAPTION} tensors in the transformer"))
     return clues
 
 
@@ -242,8 +240,8 @@ def detect_family(source: str, names: Iterable[str], *, metadata: Mapping[str, s
             raise CheckpointError(
                 f"{source} contradicts itself about the model family: {first} means "
                 f"{_names(consistent)}, but {seen} means {_names(families)}. The metadata was edited or tensors "
-                "of two model versions were merged; use the original release file "
-                f"({' or '.join(f.files for f in FAMILIES if f.supported)}).")
+                "of two model versions were merged; use the file as originally released (the models: "
+                f"{'; '.join(f'{f.name}: {f.files}' for f in FAMILIES if f.supported)}).")
         consistent &= families
     family = min(consistent, key=FAMILIES.index)
     deciding = sorted((c for c in clues if family in c[0] and len(c[0]) < len(FAMILIES)), key=lambda c: len(c[0]))
