@@ -35,7 +35,7 @@ from torch import nn
 from .errors import CheckpointError, InputError
 from .loading import components
 from .loading.checkpoint import LTX2Checkpoint
-from .loading.lora import LoRA, load_lora
+from .loading.lora import LoRA, check_lora_family, load_lora
 from .loading.quant import cast_linears_to_fp8
 from .model.patchify import AudioTiming, VideoScale
 
@@ -194,8 +194,8 @@ class LTX2Models:
 
     def _require(self, component: str, what: str) -> None:
         if not self.ckpt.has(component):
-            raise CheckpointError(f"{self.name} ({self.ckpt.variant.describe()}) has no {what}; load a full "
-                                  "ltx-2-19b-*.safetensors single file from models/checkpoints.")
+            raise CheckpointError(f"{self.name} ({self.ckpt.variant.describe()}) has no {what}; load the full "
+                                  f"{self.ckpt.family.files} single file from models/checkpoints.")
 
     def optional(self, attribute: str):
         """The handle if the file has that component, else None (DiT-only files)."""
@@ -243,6 +243,8 @@ class DiTHandle:
         return self.models.ckpt.release_pages
 
     def with_lora(self, lora: LoRA, strength: float, name: str = "") -> "DiTHandle":
+        """This model plus ``lora``; a LoRA made for another model family is refused here, before sampling."""
+        check_lora_family(lora, self.models.ckpt.family, self.models.name)
         return DiTHandle(self.models, self.loras + (AppliedLoRA(lora, float(strength), name or lora.name),))
 
     def lora_list(self) -> list[tuple[LoRA, float]]:

@@ -12,10 +12,12 @@ from conftest import assert_close, find_golden
 from ltx2_nodes.errors import CheckpointError
 from ltx2_nodes.loading.checkpoint import LTX2Checkpoint
 from ltx2_nodes.loading.components import load_transformer
+from ltx2_nodes.loading.family import LTX_2, LTX_2_3
 from ltx2_nodes.loading.lora import (applied_loras, apply_loras, fuse_loras, load_and_apply_loras, load_lora,
-                                     unfuse_loras)
+                                     resolve_targets, unfuse_loras)
 from ltx2_nodes.loading.quant import FP8Linear, cast_linears_to_fp8
 from ltx2_nodes.model.transformer import ModalityInput
+from ltx2_nodes.models import load_ltx2
 
 def _targets(model) -> tuple[str, ...]:
     """Layers of every kind a LoRA reaches: attention, audio FFN (in the last block), patchify, A/V attention."""
@@ -214,3 +216,75 @@ def test_foreign_and_mismatched_loras_are_named(model, tmp_path):
     save_file({"model.diffusion_model.patchify_proj.weight": torch.zeros(4, 8)}, str(tmp_path / "ckpt.safetensors"))
     with pytest.raises(CheckpointError, match="holds no LoRA factors"):
         load_lora(tmp_path / "ckpt.safetensors")
+
+
+# -- model families --------------------------------------------------------------------------------
+
+
+def _checkpoint_lora(path, flavour: str, targets: tuple[str, ...], metadata=None, rank: int = 2):
+    """A LoRA whose targets take their shapes from a flavour's golden checkpoint (``model.diffusion_model.*``)."""
+    ckpt = LTX2Checkpoint(find_golden("transformer", flavour).weights_path)
+    tensors = {}
+    for name in targets:
+        out_features, in_features = ckpt.file.info(f"model.diffusion_model.{name}.weight").shape
+        tensors[f"diffusion_model.{name}.lora_A.weight"] = torch.zeros(rank, in_features)
+        tensors[f"diffusion_model.{name}.lora_B.weight"] = torch.zeros(out_features, rank)
+    save_file(tensors, str(path), metadata=metadata)
+    return load_lora(path)
+
+
+def test_golden_lora_family_is_read_from_metadata_targets_and_shapes(tmp_path):
+    gated = _checkpoint_lora(tmp_path / "gated.safetensors", "2.3", ("transformer_blocks.0.attn1.to_gate_logits",))
+    assert gated.family.family is LTX_2_3 and "to_gate_logits" in gated.family.evidence
+    caption = _checkpoint_lora(tmp_path / "caption.safetensors", "2.0", ("caption_projection.linear_1",))
+    assert caption.family.family is LTX_2
+    adaln = _checkpoint_lora(tmp_path / "adaln.safetensors", "2.0", ("adaln_single.linear",))
+    assert adaln.family.family is LTX_2 and "6 x width" in adaln.family.evidence
+    adaln23 = _checkpoint_lora(tmp_path / "adaln23.safetensors", "2.3", ("adaln_single.linear",))
+    assert adaln23.family.family is LTX_2_3
+    for metadata in ({"model_version": "2.3.0"}, {"modelspec.architecture": "ltx-2.3-22b/lora"},
+                     {"ss_base_model_version": "LTX_2_3"}):
+        named = _checkpoint_lora(tmp_path / "named.safetensors", "2.3", ("transformer_blocks.0.attn1.to_q",), metadata)
+        assert named.family.family is LTX_2_3, metadata
+    # attention-only LoRAs without metadata have the same shapes in both families: nothing tells
+    assert _checkpoint_lora(tmp_path / "plain.safetensors", "2.3", ("transformer_blocks.0.attn1.to_q",)).family is None
+    with pytest.raises(CheckpointError, match=r"LoRA lying\.safetensors contradicts itself"):
+        _checkpoint_lora(tmp_path / "lying.safetensors", "2.3", ("transformer_blocks.0.attn1.to_gate_logits",),
+                         {"model_version": "2.0.0"})
+
+
+def test_golden_lora_made_for_23_is_refused_on_a_20_model_with_the_reason(model, tmp_path):
+    for targets, metadata, why in (
+            (("transformer_blocks.0.attn1.to_gate_logits",), None, r"tensor 'transformer_blocks\.0\.attn1\.to_gate"),
+            (("transformer_blocks.0.attn1.to_q",), {"model_version": "2.3.0"}, r"model_version metadata 2\.3\.0")):
+        lora = _checkpoint_lora(tmp_path / "for23.safetensors", "2.3", targets, metadata)
+        with pytest.raises(CheckpointError, match=rf"LoRA for23\.safetensors was made for LTX-2\.3 \(22B, Mar 2026\) "
+                                                  rf"\({why}.*but this transformer is LTX-2 \(19B.*Pick a LoRA "
+                                                  rf"trained for LTX-2, or load the LTX-2\.3 model"):
+            apply_loras(model, [(lora, 1.0)])
+        with pytest.raises(CheckpointError, match=r"was made for LTX-2\.3 .* but ltx2_tiny_av_checkpoint\.safetensors "
+                                                  r"is LTX-2 \(19B"):
+            load_ltx2(find_golden("transformer").weights_path).dit.with_lora(lora, 1.0)
+
+
+def test_golden_lora_made_for_20_is_refused_on_a_23_model_with_the_reason(tmp_path):
+    dit23 = load_ltx2(find_golden("transformer", "2.3").weights_path).dit
+    for targets, why in ((("caption_projection.linear_1",), "caption_projection"),
+                         (("adaln_single.linear",), "has 6 x width outputs")):
+        lora = _checkpoint_lora(tmp_path / "for20.safetensors", "2.0", targets)
+        with pytest.raises(CheckpointError, match=rf"LoRA for20\.safetensors was made for LTX-2 \(19B, Jan 2026\) "
+                                                  rf"\(.*{why}.*but ltx2_tiny_av_checkpoint\.safetensors is LTX-2\.3"):
+            dit23.with_lora(lora, 1.0)
+    # the module-level check the sampler goes through: a transformer with LTX-2.3 layers refuses it too
+    block = torch.nn.Module()
+    block.attn1 = torch.nn.Module()
+    block.attn1.to_q, block.attn1.to_gate_logits = torch.nn.Linear(4, 4), torch.nn.Linear(4, 2)
+    gated_model = torch.nn.Module()
+    gated_model.transformer_blocks = torch.nn.ModuleList([block])
+    with pytest.raises(CheckpointError, match=r"made for LTX-2 .* but this transformer is LTX-2\.3"):
+        resolve_targets(lora, gated_model)
+    # same-family and undecidable LoRAs are accepted
+    assert dit23.with_lora(_checkpoint_lora(tmp_path / "ok.safetensors", "2.3",
+                                            ("transformer_blocks.0.attn1.to_gate_logits",)), 1.0).loras
+    assert dit23.with_lora(_checkpoint_lora(tmp_path / "plain.safetensors", "2.3",
+                                            ("transformer_blocks.0.attn1.to_q",)), 1.0).loras

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 
-HELP = "describe an LTX-2 checkpoint (variant, config, components) and run one DiT forward on it"
+HELP = "describe an LTX-2 checkpoint (family, variant, config, components) and run one DiT forward on it"
 
 _COMPONENTS = ("transformer", "video_connector", "audio_connector", "text_projection", "video_encoder",
                "video_decoder", "audio_encoder", "audio_decoder", "vocoder")
 
 
 def add_parser(p) -> None:
-    p.add_argument("checkpoint", help="path to ltx-2-19b-*.safetensors (or a DiT-only file)")
+    p.add_argument("checkpoint", help="path to ltx-2-19b-* / ltx-2.3-22b-*.safetensors (or a DiT-only file)")
     p.add_argument("--frames", type=int, default=17, help="pixel frames of the test latent (8k+1)")
     p.add_argument("--height", type=int, default=64)
     p.add_argument("--width", type=int, default=96)
@@ -33,18 +33,23 @@ def run(args) -> int:
     # torch and the model code load only when this command runs: the CLI starts fast for the others
     import torch
 
+    from ..errors import UnsupportedModelError
     from ..loading.checkpoint import LTX2Checkpoint
     from ..loading.components import load_transformer
+    from ..loading.family import FAMILIES
     from ..model.patchify import AudioTiming, audio_positions, patchify_video, video_positions
     from ..model.transformer import ModalityInput
 
     ckpt = LTX2Checkpoint(args.checkpoint)
     print(f"{ckpt.path.name}: {ckpt.variant.describe()}, {len(ckpt.file.keys())} tensors, "
           f"{_human(ckpt.file.file_size)}")
+    print(f"  family: {ckpt.family.describe()}, from {ckpt.family_evidence}")
     cfg = ckpt.component_config("transformer")
+    switches = [flag for family in FAMILIES for flag in family.flags if cfg.get(flag) is True]
     print(f"  transformer: {cfg.get('num_layers')} blocks, video {cfg.get('num_attention_heads')}x"
           f"{cfg.get('attention_head_dim')}, audio {cfg.get('audio_num_attention_heads')}x"
           f"{cfg.get('audio_attention_head_dim')}, rope {cfg.get('rope_type', 'split')}"
+          + (f", {', '.join(switches)}" if switches else "")
           + (" (config inferred from shapes)" if ckpt.variant.config_inferred else ""))
     for name in _COMPONENTS:
         if ckpt.has(name):
@@ -53,18 +58,25 @@ def run(args) -> int:
         return 0
 
     dtype = getattr(torch, args.dtype)
-    model = load_transformer(ckpt, dtype=dtype)
+    try:
+        model = load_transformer(ckpt, dtype=dtype)
+    except UnsupportedModelError as exc:  # the file is fine; this build cannot run its transformer yet
+        print(f"forward skipped: {exc}")
+        return 0
     mc = model.config
     frames, height, width = 1 + (args.frames - 1) // 8, args.height // 32, args.width // 32
     audio_tokens = round(args.frames / args.fps * AudioTiming().latents_per_second)
     gen = torch.Generator().manual_seed(0)
     video_latent = torch.randn(1, mc.in_channels, frames, height, width, generator=gen)
     audio_tokens_in = torch.randn(1, audio_tokens, mc.audio_in_channels, generator=gen)
-    context = torch.randn(1, 16, mc.caption_channels, generator=gen)
+    # connector outputs: caption width when the DiT projects captions itself (LTX-2), else its own widths
+    projects = getattr(model, "caption_projection", None) is not None
+    widths = (mc.caption_channels,) * 2 if projects else (mc.inner_dim, mc.audio_inner_dim)
+    video_context, audio_context = (torch.randn(1, 16, w, generator=gen) for w in widths)
     sigma = torch.tensor([args.sigma])
     video = ModalityInput(patchify_video(video_latent), sigma,
-                          video_positions(1, frames, height, width, args.fps), context)
-    audio = ModalityInput(audio_tokens_in, sigma, audio_positions(1, audio_tokens), context)
+                          video_positions(1, frames, height, width, args.fps), video_context)
+    audio = ModalityInput(audio_tokens_in, sigma, audio_positions(1, audio_tokens), audio_context)
     start = time.perf_counter()
     with torch.no_grad():
         v, a = model(video, audio)

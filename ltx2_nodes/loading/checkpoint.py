@@ -1,6 +1,7 @@
-"""Reading LTX-2 checkpoints: variant detection, component split, build on meta + assign.
+"""Reading LTX-2 checkpoints: family and variant detection, component split, build on meta + assign.
 
-A released single file (``ltx-2-19b-{dev,distilled}[-fp8].safetensors``) holds every component
+A released single file (``ltx-2-19b-{dev,distilled}[-fp8].safetensors``, ``ltx-2.3-22b-{dev,distilled}``;
+which family a file is comes from ``loading.family``) holds every component
 under its own key prefix, with one JSON ``config`` metadata entry describing them
 (``transformer``, ``vae``, ``audio_vae``, ``vocoder``). ComfyUI users also have the DiT split out
 into ``models/diffusion_models`` (same keys, sometimes without the prefix or the connectors).
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, UnsupportedModelError
+from .family import ModelFamily, detect_family
 from .quant import FP8_DTYPES, QUANT_SUFFIXES, FP8Linear, replace_module
 from .safetensors_file import SafetensorsFile
 
@@ -89,18 +91,19 @@ _FOREIGN_FINGERPRINTS: tuple[tuple[str, str], ...] = (
 class Variant:
     """What a checkpoint file is, as far as loading is concerned."""
 
+    family: ModelFamily  # LTX-2 / LTX-2.3 (see ``loading.family``)
     layout: str  # "single_file" | "diffusion_model"
     key_prefix: str  # prefix in front of the DiT keys ("model.diffusion_model." or "")
     quantized: bool  # carries fp8 weights with weight_scale siblings
     config_inferred: bool  # no config metadata: transformer config derived from shapes
 
     def describe(self) -> str:
-        kind = "LTX-2 single-file checkpoint" if self.layout == "single_file" else "LTX-2 diffusion model (DiT only)"
-        return kind + (" (fp8)" if self.quantized else "")
+        kind = " single-file checkpoint" if self.layout == "single_file" else " diffusion model (DiT only)"
+        return self.family.name + kind + (" (fp8)" if self.quantized else "")
 
 
 class LTX2Checkpoint:
-    """An opened LTX-2 model file: config, variant, per-component state dicts."""
+    """An opened LTX-2 / LTX-2.3 model file: family, config, variant, per-component state dicts."""
 
     def __init__(self, path: str | Path):
         self.file = SafetensorsFile(path)
@@ -112,54 +115,66 @@ class LTX2Checkpoint:
         quantized = any(k.endswith(".weight_scale") for k in keys) and any(
             self.file.info(k).dtype in FP8_DTYPES for k in keys)
         config = self.file.json_metadata("config")
+        # a file with transformer blocks always gives a clue (caption projection present or not)
+        match = detect_family(self.path.name, keys, metadata=self.file.metadata, config=config,
+                              shape=lambda key: self.file.info(key).shape, complete=True)
+        self.family_evidence: str = match.evidence
         inferred = False
         if config is None:
             if has_vae:
                 raise CheckpointError(
-                    f"{self.path.name} has no 'config' metadata. Official LTX-2 files carry a JSON 'config' entry "
-                    "describing the transformer, VAEs and vocoder; this file was probably re-saved by a tool that "
-                    "dropped the metadata. Use the original ltx-2-19b-*.safetensors from Lightricks."
+                    f"{self.path.name} ({match.family.name} single file) has no 'config' metadata. Official files "
+                    "carry a JSON 'config' entry describing the transformer, VAEs and vocoder; this file was probably "
+                    "re-saved by a tool that dropped the metadata. Use the original "
+                    f"{match.family.files} file from Lightricks."
                 )
-            config = {"transformer": infer_transformer_config(self.file, prefix)}
+            config = {"transformer": infer_transformer_config(self.file, prefix, match.family)}
             inferred = True
         if not isinstance(config, dict):
             raise CheckpointError(f"{self.path.name}: metadata 'config' is not a JSON object.")
-        self._check_version(config)
         self.config: dict = config
-        self.variant = Variant("single_file" if has_vae else "diffusion_model", prefix, quantized, inferred)
+        self.variant = Variant(match.family, "single_file" if has_vae else "diffusion_model", prefix, quantized,
+                               inferred)
         self._specs = self._specs_for_prefix(prefix)
+
+    @property
+    def family(self) -> ModelFamily:
+        """The model generation of this file (``LTX_2`` or ``LTX_2_3``), from metadata or tensors."""
+        return self.variant.family
 
     # -- detection -----------------------------------------------------------------------------
 
     def _check_family(self, keys: list[str]) -> None:
+        """Refuse what is not an LTX-2 audio-video transformer file, naming what it is instead."""
         dit_like = [k for k in keys if ".transformer_blocks.0." in "." + k]
         if dit_like:
             if not any(".audio_attn1." in k for k in dit_like):
                 raise UnsupportedModelError(
                     f"{self.path.name} is a video-only LTX-Video (0.9.x) checkpoint; ltx2_nodes runs the LTX-2 "
-                    "audio-video model (ltx-2-19b-*.safetensors)."
+                    "audio-video model (ltx-2-19b-* or ltx-2.3-22b-* files)."
                 )
             return
         for prefix, what in _FOREIGN_FINGERPRINTS:
             if any(k.startswith(prefix) or ("." + prefix) in k for k in keys):
                 raise CheckpointError(
                     f"{self.path.name} looks like {what}, not an LTX-2 checkpoint. The LTX-2 loader needs "
-                    "ltx-2-19b-dev.safetensors / ltx-2-19b-distilled.safetensors (or their -fp8 versions) in "
-                    "models/checkpoints."
+                    "ltx-2-19b-dev / ltx-2-19b-distilled (or their -fp8 versions) or ltx-2.3-22b-dev / "
+                    "ltx-2.3-22b-distilled .safetensors in models/checkpoints."
                 )
+        text_side = [k for k in keys if "text_embedding_projection." in k or "embeddings_connector." in k]
+        if text_side:
+            match = detect_family(self.path.name, keys, metadata=self.file.metadata)
+            family = match.family if match is not None else None
+            raise CheckpointError(
+                f"{self.path.name} holds only the {family.name + ' ' if family else ''}text projection / embedding "
+                f"connectors (e.g. '{text_side[0]}'), not the diffusion transformer. ltx2_nodes reads them from the "
+                f"single file ({family.files if family else 'ltx-2-19b-* or ltx-2.3-22b-*'}); put that in "
+                "models/checkpoints and load it instead."
+            )
         raise CheckpointError(
             f"{self.path.name} does not contain an LTX-2 transformer (no 'transformer_blocks.0.*' keys; "
-            f"{len(keys)} tensors, e.g. {keys[:3]}). Expected an ltx-2-19b-*.safetensors file."
+            f"{len(keys)} tensors, e.g. {keys[:3]}). Expected an ltx-2-19b-* or ltx-2.3-22b-* .safetensors file."
         )
-
-    def _check_version(self, config: dict) -> None:
-        version = str(self.file.metadata.get("model_version", "")).strip('"')
-        major_minor = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
-        if len(major_minor) == 2 and major_minor >= (2, 4):
-            raise UnsupportedModelError(
-                f"{self.path.name} is LTX-{version}; ltx2_nodes runs LTX-2 (19B) and LTX-2.3 (22B). LTX-2.5 "
-                "(split files, Gemma 4 text encoder) is not supported yet."
-            )
 
     def _specs_for_prefix(self, prefix: str) -> dict[str, ComponentSpec]:
         if prefix == DIT_PREFIX:
@@ -222,11 +237,17 @@ class LTX2Checkpoint:
 # Transformer config without metadata
 
 
-def infer_transformer_config(file: SafetensorsFile, prefix: str) -> dict:
+def infer_transformer_config(file: SafetensorsFile, prefix: str, family: ModelFamily) -> dict:
     """Derive ``config.transformer`` from tensor shapes (DiT-only files saved without metadata).
 
-    Head dims cannot be read from shapes; the released values (128 video, 64 audio) are assumed
-    (a width they do not divide is treated as one head, which only happens for toy models).
+    Widths, depths and the LTX-2.3 switches come from the tensors: gated attention from
+    ``to_gate_logits`` (whose rows are the head count), cross-attention AdaLN from
+    ``prompt_adaln_single``, ``caption_proj_before_connector`` from the missing caption projection;
+    connectors (when the file has them) from their blocks, registers and gates. Values no shape
+    shows come from the family's preset (``ModelFamily.preset``) and, for the head dims of
+    ungated attention, the released 128 (video) / 64 (audio); a width they do not divide is
+    treated as one head (toy models). ``caption_channels`` (the Gemma width) cannot be read
+    from an LTX-2.3 DiT and keeps its default.
     """
 
     def shape(key: str) -> tuple[int, ...]:
@@ -235,23 +256,58 @@ def infer_transformer_config(file: SafetensorsFile, prefix: str) -> dict:
             raise CheckpointError(f"{file.path.name}: missing '{full}', cannot infer the transformer config.")
         return file.info(full).shape
 
-    blocks = {int(k[len(prefix):].split(".")[1]) for k in file.keys()
-              if k.startswith(prefix + "transformer_blocks.")}
+    def heads(gate: str, width: int, released_head_dim: int) -> tuple[int, int]:
+        if prefix + gate in file:
+            count = shape(gate)[0]
+        else:
+            count = width // released_head_dim if width % released_head_dim == 0 else 1
+        return count, width // count
+
     video_dim, in_channels = shape("patchify_proj.weight")
     audio_dim, audio_in = shape("audio_patchify_proj.weight")
-    video_head = 128 if video_dim % 128 == 0 else video_dim
-    audio_head = 64 if audio_dim % 64 == 0 else audio_dim
-    log.warning("%s has no config metadata; transformer config inferred from tensor shapes "
-                "(assuming the released head dims 128/64).", file.path.name)
-    return {
-        "num_layers": max(blocks) + 1,
-        "num_attention_heads": video_dim // video_head, "attention_head_dim": video_head,
-        "audio_num_attention_heads": audio_dim // audio_head, "audio_attention_head_dim": audio_head,
+    video_heads, video_head_dim = heads("transformer_blocks.0.attn1.to_gate_logits.weight", video_dim, 128)
+    audio_heads, audio_head_dim = heads("transformer_blocks.0.audio_attn1.to_gate_logits.weight", audio_dim, 64)
+    config = dict(family.preset)
+    config.update({
+        "num_layers": _count_blocks(file, prefix + "transformer_blocks."),
+        "num_attention_heads": video_heads, "attention_head_dim": video_head_dim,
+        "audio_num_attention_heads": audio_heads, "audio_attention_head_dim": audio_head_dim,
         "in_channels": in_channels, "out_channels": shape("proj_out.weight")[0],
         "audio_in_channels": audio_in, "audio_out_channels": shape("audio_proj_out.weight")[0],
         "cross_attention_dim": video_dim, "audio_cross_attention_dim": audio_dim,
-        "caption_channels": shape("caption_projection.linear_1.weight")[1],
-    }
+        "apply_gated_attention": prefix + "transformer_blocks.0.attn1.to_gate_logits.weight" in file,
+        "cross_attention_adaln": prefix + "prompt_adaln_single.linear.weight" in file,
+        "caption_proj_before_connector": prefix + "caption_projection.linear_1.weight" not in file,
+    })
+    if not config["caption_proj_before_connector"]:
+        config["caption_channels"] = shape("caption_projection.linear_1.weight")[1]
+    config.update(_infer_connector_config(file, prefix))
+    log.warning("%s has no config metadata; %s transformer config inferred from tensor shapes (head dims of "
+                "ungated attention assumed to be the released 128/64).", file.path.name, family.name)
+    return config
+
+
+def _count_blocks(file: SafetensorsFile, blocks_prefix: str) -> int:
+    return 1 + max(int(k[len(blocks_prefix):].split(".")[0]) for k in file.keys() if k.startswith(blocks_prefix))
+
+
+def _infer_connector_config(file: SafetensorsFile, prefix: str) -> dict:
+    """``connector_*`` / ``audio_connector_*`` entries from the connector tensors, if the file has them."""
+    config: dict = {}
+    for stream, key_prefix in (("video", "connector_"), ("audio", "audio_connector_")):
+        base = f"{prefix}{stream}_embeddings_connector."
+        registers = base + "learnable_registers"
+        if registers not in file:
+            continue
+        count, width = file.info(registers).shape
+        gate = base + "transformer_1d_blocks.0.attn1.to_gate_logits.weight"
+        heads = file.info(gate).shape[0] if gate in file else (width // 128 if width % 128 == 0 else 1)
+        config.update({f"{key_prefix}num_attention_heads": heads, f"{key_prefix}attention_head_dim": width // heads})
+        if stream == "video":
+            config.update({"connector_num_layers": _count_blocks(file, base + "transformer_1d_blocks."),
+                           "connector_num_learnable_registers": count,
+                           "connector_apply_gated_attention": gate in file})
+    return config
 
 
 # ------------------------------------------------------------------------------------------------

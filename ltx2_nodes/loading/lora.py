@@ -8,6 +8,16 @@ Accepted key layouts (one file may use any of them):
 * diffusers: ``transformer.<module>.lora_A.weight`` ..., with diffusers' module names
   (``proj_in``, ``time_embed``, ``av_cross_attn_*`` ...) mapped back to the checkpoint's.
 
+Model family: a LoRA made for LTX-2.3 does not fit LTX-2 and vice versa. ``load_lora`` reads which
+family a file was made for (``loading.family.detect_family``): its ``model_version`` metadata (or
+a base model named in ``modelspec.architecture`` / ``ss_base_model_version`` / ``base_model``),
+targets only one family has (``to_gate_logits``, ``prompt_adaln_single`` for 2.3,
+``caption_projection`` for 2.0) and the row count of an ``adaln_single.linear`` target (6 / 9).
+A LoRA on a model of the other family is refused with both families named. The official
+trainer writes no version metadata and by default adapts only ``to_q/to_k/to_v/to_out.0``,
+whose shapes are equal in both families (width 4096): such a LoRA cannot be told apart and is
+applied to either, as the reference does.
+
 A LoRA adds ``strength * scale * (up @ down)`` to a Linear's weight; ``scale`` is ``alpha / rank``
 when the file has an ``alpha`` entry and 1 otherwise (the reference fuses ``B @ A`` unscaled; its
 files carry no alpha).
@@ -23,6 +33,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError, InputError
+from .family import FamilyMatch, ModelFamily, detect_family
 from .quant import FP8Linear
 from .safetensors_file import SafetensorsFile
 
@@ -83,6 +95,7 @@ class LoRA:
     name: str
     targets: dict[str, LoRAFactors]
     kohya: set[str] = field(default_factory=set)  # targets written with '_' instead of '.'
+    family: FamilyMatch | None = None  # the model family it was made for, when the file tells
 
 
 def load_lora(path: str | Path) -> LoRA:
@@ -123,7 +136,35 @@ def load_lora(path: str | Path) -> LoRA:
         lora.targets[name] = LoRAFactors(down, up, scale)
         if kohya:
             lora.kohya.add(name)
+    lora.family = detect_family(f"LoRA {file.path.name}", lora.targets, metadata=_declared_version(file.metadata),
+                                shape=lambda t: (lora.targets[t].up.shape[0], lora.targets[t].down.shape[1]))
     return lora
+
+
+_BASE_MODEL_KEYS = ("modelspec.architecture", "ss_base_model_version", "base_model")
+_NAMED_VERSION = re.compile(r"ltx[-_ ]?(?:video[-_ ]?)?v?(2(?:[._]\d+)?)(?!\d)", re.IGNORECASE)
+
+
+def _declared_version(metadata: dict[str, str]) -> dict[str, str]:
+    """``{"model_version": ...}`` from the metadata: its own entry, or e.g. "ltx-2.3" in a base-model name."""
+    if "model_version" in metadata:
+        return {"model_version": metadata["model_version"]}
+    for key in _BASE_MODEL_KEYS:
+        found = _NAMED_VERSION.search(metadata.get(key, ""))
+        if found:
+            return {"model_version": found.group(1).replace("_", ".")}
+    return {}
+
+
+def check_lora_family(lora: LoRA, family: ModelFamily | None, model: str) -> None:
+    """Refuse a LoRA made for another model family than ``family`` (the model's, None if unknown)."""
+    made_for = lora.family.family if lora.family is not None else None
+    if made_for is None or family is None or made_for == family:
+        return
+    raise CheckpointError(
+        f"LoRA {lora.name} was made for {made_for.describe()} ({lora.family.evidence}), but {model} is "
+        f"{family.describe()}; a LoRA only fits the model generation it was trained on. Pick a LoRA trained for "
+        f"{family.name}, or load the {made_for.name} model ({made_for.files}) to use this one.")
 
 
 def _strip_prefix(name: str) -> tuple[str, bool]:
@@ -144,9 +185,12 @@ def lora_targets(model: nn.Module) -> dict[str, nn.Module]:
 def resolve_targets(lora: LoRA, model: nn.Module) -> dict[str, LoRAFactors]:
     """Map the LoRA's targets to module names of ``model``, checking shapes.
 
-    Raises ``CheckpointError`` when nothing matches (a LoRA for another model) or a shape differs;
-    targets that match no module are reported as a warning.
+    Raises ``CheckpointError`` when the LoRA was made for another model family, nothing matches
+    (a LoRA for another model) or a shape differs; targets that match no module are reported as
+    a warning.
     """
+    model_family = detect_family("this transformer", model.state_dict().keys())
+    check_lora_family(lora, model_family.family if model_family is not None else None, "this transformer")
     targets = lora_targets(model)
     kohya_index = {name.replace(".", "_"): name for name in targets}
     resolved: dict[str, LoRAFactors] = {}

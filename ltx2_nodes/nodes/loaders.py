@@ -4,14 +4,19 @@ needs it."""
 
 from __future__ import annotations
 
+import logging
+
 from .. import paths
 from ..models import FP8_MODES, GEMMA_FP8_MODES, GEMMA_WEIGHT_DTYPES, WEIGHT_DTYPES, load_gemma, load_lora_file, load_ltx2
 from .common import LOADERS, checkpoint_names, device, find_checkpoint, find_text_encoder, signature, text_encoder_names
 
+log = logging.getLogger("ltx2_nodes")
+
 
 class LTX2CheckpointLoader:
-    DESCRIPTION = ("Loads an LTX-2 single file (ltx-2-19b-dev / -distilled, fp8 or not): the audio-video "
-                   "transformer, the video VAE, the audio VAE with its vocoder and the text connectors.")
+    DESCRIPTION = ("Loads an LTX-2 single file (LTX-2 19B: ltx-2-19b-dev / -distilled, fp8 or not; LTX-2.3 22B: "
+                   "ltx-2.3-22b-dev / -distilled): the audio-video transformer, the video VAE, the audio VAE with its "
+                   "vocoder and the text connectors. The model family is detected from the file and logged.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -36,6 +41,9 @@ class LTX2CheckpointLoader:
 
     def load(self, ckpt_name, weight_dtype="auto", fp8="as stored"):
         models = load_ltx2(find_checkpoint(ckpt_name), weight_dtype, fp8, device=device())
+        ckpt = models.ckpt
+        log.info("LTX-2 checkpoint loader: %s is an %s (%s; family from %s)", models.name, ckpt.variant.describe(),
+                 ckpt.family.describe(), ckpt.family_evidence)
         return (models.dit, models.optional("video_vae"), models.optional("audio_vae"),
                 models.optional("text_connector"))
 
