@@ -42,7 +42,8 @@ def _write(path, tensors, metadata=None):
 
 def _forward(model, golden, call="call1"):
     def modality(name):
-        return ModalityInput(golden[f"{call}.{name}_latent"], golden[f"{call}.{name}_timesteps"],
+        timesteps = golden[f"{call}.{name}_timesteps"]  # per sample in call1: Modality.sigma holds the same values
+        return ModalityInput(golden[f"{call}.{name}_latent"], timesteps.flatten(), timesteps,
                              golden[f"{name}_positions"], golden[f"{name}_context"])
 
     with torch.no_grad():

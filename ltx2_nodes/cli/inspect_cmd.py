@@ -60,11 +60,11 @@ def run(args) -> int:
     gen = torch.Generator().manual_seed(0)
     video_latent = torch.randn(1, mc.in_channels, frames, height, width, generator=gen)
     audio_tokens_in = torch.randn(1, audio_tokens, mc.audio_in_channels, generator=gen)
-    context = torch.randn(1, 16, mc.caption_channels, generator=gen)
     sigma = torch.tensor([args.sigma])
-    video = ModalityInput(patchify_video(video_latent), sigma,
-                          video_positions(1, frames, height, width, args.fps), context)
-    audio = ModalityInput(audio_tokens_in, sigma, audio_positions(1, audio_tokens), context)
+    video = ModalityInput(patchify_video(video_latent), sigma, sigma, video_positions(1, frames, height, width, args.fps),
+                          torch.randn(1, 16, mc.context_width("video"), generator=gen))
+    audio = ModalityInput(audio_tokens_in, sigma, sigma, audio_positions(1, audio_tokens),
+                          torch.randn(1, 16, mc.context_width("audio"), generator=gen))
     start = time.perf_counter()
     with torch.no_grad():
         v, a = model(video, audio)
