@@ -61,7 +61,8 @@ def run(args) -> int:
     video_latent = torch.randn(1, mc.in_channels, frames, height, width, generator=gen)
     audio_tokens_in = torch.randn(1, audio_tokens, mc.audio_in_channels, generator=gen)
     sigma = torch.tensor([args.sigma])
-    video = ModalityInput(patchify_video(video_latent), sigma, sigma, video_positions(1, frames, height, width, args.fps),
+    video = ModalityInput(patchify_video(video_latent), sigma, sigma,
+                          video_positions(1, frames, height, width, args.fps),
                           torch.randn(1, 16, mc.context_width("video"), generator=gen))
     audio = ModalityInput(audio_tokens_in, sigma, sigma, audio_positions(1, audio_tokens),
                           torch.randn(1, 16, mc.context_width("audio"), generator=gen))

@@ -213,8 +213,8 @@ class GuidedDenoiser:
                                                                            device=context.device)
                               for t in contexts], dim=0)
         return ModalityInput(latent=state.latent.repeat(repeat, 1, 1), sigma=state.sample_sigma(sigma).repeat(repeat),
-                             timesteps=timesteps.repeat(repeat, 1, 1), positions=state.positions.repeat(repeat, 1, 1, 1),
-                             context=context, context_mask=mask)
+                             timesteps=timesteps.repeat(repeat, 1, 1),
+                             positions=state.positions.repeat(repeat, 1, 1, 1), context=context, context_mask=mask)
 
     def _forward(self, video: ModalityInput | None, audio: ModalityInput | None, skips: list[SampleSkips]
                  ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
