@@ -45,13 +45,16 @@ def inputs(cfg: TransformerConfig, per_token: bool):
     gen = torch.Generator().manual_seed(1)
     f, h, w = LATENT
     video_tokens = f * h * w
-    sigma_v = torch.full((1, video_tokens), 0.7)
+    sigma = torch.full((1,), 0.7)
+    timesteps_v = torch.full((1, video_tokens), 0.7)
     if per_token:
-        sigma_v[:, : h * w] = 0.0  # first latent frame conditioned (image-to-video)
-    video = ModalityInput(torch.randn(1, video_tokens, cfg.in_channels, generator=gen), sigma_v,
-                          video_positions(1, f, h, w, FPS), torch.randn(1, TEXT, cfg.caption_channels, generator=gen))
-    audio = ModalityInput(torch.randn(1, AUDIO_TOKENS, cfg.audio_in_channels, generator=gen), torch.full((1,), 0.7),
-                          audio_positions(1, AUDIO_TOKENS), torch.randn(1, TEXT, cfg.caption_channels, generator=gen))
+        timesteps_v[:, : h * w] = 0.0  # first latent frame conditioned (image-to-video)
+    video = ModalityInput(torch.randn(1, video_tokens, cfg.in_channels, generator=gen), sigma, timesteps_v,
+                          video_positions(1, f, h, w, FPS),
+                          torch.randn(1, TEXT, cfg.context_width("video"), generator=gen))
+    audio = ModalityInput(torch.randn(1, AUDIO_TOKENS, cfg.audio_in_channels, generator=gen), sigma, sigma,
+                          audio_positions(1, AUDIO_TOKENS),
+                          torch.randn(1, TEXT, cfg.context_width("audio"), generator=gen))
     return video, audio
 
 
@@ -76,8 +79,8 @@ def reference_forward(model: LTX2Transformer, video: ModalityInput, audio: Modal
         ref = LTXModel(num_layers=cfg.num_layers, rope_type=LTXRopeType.SPLIT, double_precision_rope=True,
                        av_ca_timestep_scale_multiplier=1000, attention_type=AttentionFunction.PYTORCH)
     ref.load_state_dict(model.state_dict(), assign=True, strict=True)
-    mods = [Modality(latent=m.latent, timesteps=m.sigma.reshape(1, -1, 1) if m.sigma.numel() > 1 else
-                     m.sigma.view(1, 1, 1), positions=m.positions, context=m.context) for m in (video, audio)]
+    mods = [Modality(latent=m.latent, sigma=m.sigma, timesteps=m.timesteps.reshape(1, -1, 1),
+                     positions=m.positions, context=m.context) for m in (video, audio)]
     with torch.no_grad():
         ref(mods[0], mods[1], BatchedPerturbationConfig.empty(1))  # warm-up, as for ours
         start = time.perf_counter()

@@ -61,10 +61,11 @@ def inputs(cfg: TransformerConfig, size: tuple[int, int, int], text: int, device
     def rand(*shape):
         return torch.randn(*shape, generator=gen).to(device)
 
-    video = ModalityInput(rand(1, f * h * w, cfg.in_channels), torch.full((1,), 0.7, device=device),
-                          video_positions(1, f, h, w, FPS).to(device), rand(1, text, cfg.caption_channels))
-    audio = ModalityInput(rand(1, ta, cfg.audio_in_channels), torch.full((1,), 0.7, device=device),
-                          audio_positions(1, ta).to(device), rand(1, text, cfg.caption_channels))
+    sigma = torch.full((1,), 0.7, device=device)
+    video = ModalityInput(rand(1, f * h * w, cfg.in_channels), sigma, sigma,
+                          video_positions(1, f, h, w, FPS).to(device), rand(1, text, cfg.context_width("video")))
+    audio = ModalityInput(rand(1, ta, cfg.audio_in_channels), sigma, sigma, audio_positions(1, ta).to(device),
+                          rand(1, text, cfg.context_width("audio")))
     return video, audio
 
 

@@ -36,18 +36,19 @@ def random_dit(layers: int = 6, heads: int = 4, seed: int = 0) -> LTX2Transforme
 
 
 def dit_inputs(cfg: TransformerConfig, grid=(2, 4, 4), audio=8, text=16, batch=1, seed=1):
-    """Video/audio inputs for ``cfg`` with per-token video sigma (first frame conditioned at 0)."""
+    """Video/audio inputs for ``cfg`` at sigma 0.7 with per-token video timesteps (first frame conditioned at 0)."""
     g = torch.Generator().manual_seed(seed)
     f, h, w = grid
     tv = f * h * w
-    sigma = torch.full((batch, tv), 0.7)
-    sigma[:, : h * w] = 0.0
-    video = ModalityInput(torch.randn(batch, tv, cfg.in_channels, generator=g), sigma,
+    sigma = torch.full((batch,), 0.7)
+    timesteps = torch.full((batch, tv), 0.7)
+    timesteps[:, : h * w] = 0.0
+    video = ModalityInput(torch.randn(batch, tv, cfg.in_channels, generator=g), sigma, timesteps,
                           video_positions(batch, f, h, w, 24.0, VideoScale(8, 32, 32)),
-                          torch.randn(batch, text, cfg.caption_channels, generator=g))
-    aud = ModalityInput(torch.randn(batch, audio, cfg.audio_in_channels, generator=g), torch.full((batch,), 0.7),
+                          torch.randn(batch, text, cfg.context_width("video"), generator=g))
+    aud = ModalityInput(torch.randn(batch, audio, cfg.audio_in_channels, generator=g), sigma, sigma,
                         audio_positions(batch, audio, AudioTiming()),
-                        torch.randn(batch, text, cfg.caption_channels, generator=g))
+                        torch.randn(batch, text, cfg.context_width("audio"), generator=g))
     return video, aud
 
 

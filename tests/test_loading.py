@@ -15,7 +15,7 @@ from ltx2_nodes.loading.checkpoint import DIT_PREFIX, LTX2Checkpoint, build_modu
 from ltx2_nodes.loading.components import load_transformer
 from ltx2_nodes.loading.quant import FP8Linear, quantize_weight
 from ltx2_nodes.loading.safetensors_file import SafetensorsFile
-from ltx2_nodes.model.transformer import ModalityInput
+from ltx2_nodes.model.transformer import ModalityInput, TransformerConfig
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,8 @@ def _write(path, tensors, metadata=None):
 
 def _forward(model, golden, call="call1"):
     def modality(name):
-        return ModalityInput(golden[f"{call}.{name}_latent"], golden[f"{call}.{name}_timesteps"],
+        timesteps = golden[f"{call}.{name}_timesteps"]  # per sample in call1: Modality.sigma holds the same values
+        return ModalityInput(golden[f"{call}.{name}_latent"], timesteps.flatten(), timesteps,
                              golden[f"{name}_positions"], golden[f"{name}_context"])
 
     with torch.no_grad():
@@ -268,6 +269,20 @@ def test_config_that_disagrees_with_weights_is_refused(tmp_path, released):
     path = _write(tmp_path / "cfg2.safetensors", tensors, {"config": json.dumps(config)})
     with pytest.raises(UnsupportedModelError, match="qk_norm='layer_norm'"):
         load_transformer(LTX2Checkpoint(path))
+
+
+def test_transformer_config_takes_both_releases_flags_and_refuses_other_variants():
+    release_23 = {"apply_gated_attention": True, "cross_attention_adaln": True, "caption_proj_before_connector": True}
+    cfg = TransformerConfig.from_metadata(release_23)
+    assert cfg.ada_rows == 9 and cfg.context_width("video") == cfg.cross_attention_dim
+    assert cfg.context_width("audio") == cfg.audio_cross_attention_dim
+    assert TransformerConfig.from_metadata({k: False for k in release_23}) == TransformerConfig()
+    for key, value in (("use_prompt_adaln_single", False), ("ff_bias", False), ("audio_ff_bias", False),
+                       ("use_keyframes_abs_pos_embedding", True), ("apply_gated_attention", "yes")):
+        with pytest.raises(UnsupportedModelError, match=f"{key}={value!r}.*LTX-2.3"):
+            TransformerConfig.from_metadata({**release_23, key: value})
+    with pytest.raises(UnsupportedModelError, match="audio_num_attention_heads=16.*equal head counts"):
+        TransformerConfig.from_metadata({"num_attention_heads": 32, "audio_num_attention_heads": 16})
 
 
 def test_build_module_reports_unfilled_tensors():

@@ -61,7 +61,8 @@ def _inputs(model, seed=0):
         positions = golden[f"{name}_positions"][:1]
         tokens = positions.shape[2]
         return ModalityInput(latent=torch.randn(1, tokens, channels, generator=g), sigma=torch.tensor([0.6]),
-                             positions=positions, context=torch.randn(1, 5, cfg.caption_channels, generator=g))
+                             timesteps=torch.tensor([0.6]), positions=positions,
+                             context=torch.randn(1, 5, cfg.context_width(name), generator=g))
 
     return modality("video", cfg.in_channels), modality("audio", cfg.audio_in_channels)
 

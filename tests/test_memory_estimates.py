@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -11,7 +13,7 @@ from memory_support import dit_inputs, one_thread, random_dit, tiny_gemma  # noq
 from ltx2_nodes.memory.estimates import (DecoderShape, audio_tokens, decoder_activation_bytes, decoder_layer_flops,
                                          dit_activation_bytes, dit_block_flops, video_latent_grid, video_tokens)
 from ltx2_nodes.memory.measure import LiveBytes
-from ltx2_nodes.model.transformer import ModalityInput, Perturbations, SampleSkips
+from ltx2_nodes.model.transformer import Perturbations, SampleSkips
 
 
 def test_token_counts_match_the_reference_worked_example():
@@ -28,7 +30,7 @@ def test_dit_activation_estimate_bounds_the_measured_peak(grid, audio, text, bat
     model = random_dit(layers=2, heads=8)
     video, aud = dit_inputs(model.config, grid=grid, audio=audio, text=text, batch=batch)
     if not per_token:
-        video = ModalityInput(video.latent, torch.full((batch,), 0.7), video.positions, video.context)
+        video = replace(video, timesteps=video.sigma)
     with torch.no_grad(), LiveBytes() as live:
         model(video, aud)
     estimate = dit_activation_bytes(model.config, video.latent.shape[1], audio, text_tokens=text, batch=batch,

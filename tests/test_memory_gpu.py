@@ -17,8 +17,8 @@ pytestmark = [pytest.mark.gpu,
 def _to(inputs, device):
     from dataclasses import replace
 
-    return [replace(m, latent=m.latent.to(device), sigma=m.sigma.to(device), positions=m.positions.to(device),
-                    context=m.context.to(device)) for m in inputs]
+    return [replace(m, latent=m.latent.to(device), sigma=m.sigma.to(device), timesteps=m.timesteps.to(device),
+                    positions=m.positions.to(device), context=m.context.to(device)) for m in inputs]
 
 
 @pytest.mark.parametrize("host_mode", ["packed", "staged"])

@@ -25,8 +25,8 @@ from ltx2_nodes.memory.placement import module_tensors, tensor_bytes
 from ltx2_nodes.memory.streaming import BlockStreamer
 
 
-def _golden_dit(fp8: bool, lora: str | None):
-    golden = find_golden("transformer")
+def _golden_dit(fp8: bool, lora: str | None, flavour: str = "2.0"):
+    golden = find_golden("transformer", flavour)
     model = load_transformer(LTX2Checkpoint(golden.weights_path), dtype=torch.float32)
     if fp8:
         assert cast_linears_to_fp8(model.transformer_blocks) > 0
@@ -59,12 +59,15 @@ def _equal(a, b) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a, b))
 
 
-@pytest.mark.parametrize("fp8,lora,host_mode", [
-    (False, None, "packed"), (False, None, "staged"), (True, None, "packed"), (False, "wrapper", "staged"),
-    (False, "hook", "packed"), (True, "wrapper", "packed"), (True, "hook", "staged"),
+@pytest.mark.parametrize("fp8,lora,host_mode,flavour", [
+    (False, None, "packed", "2.0"), (False, None, "staged", "2.0"), (True, None, "packed", "2.0"),
+    (False, "wrapper", "staged", "2.0"), (False, "hook", "packed", "2.0"), (True, "wrapper", "packed", "2.0"),
+    (True, "hook", "staged", "2.0"),
+    # LTX-2.3 blocks: gate-logit Linears and prompt tables stream, cast to fp8 and take LoRAs like the rest
+    (True, "hook", "staged", "2.3"), (False, "wrapper", "packed", "2.3"),
 ])
-def test_golden_dit_streamed_equals_resident(fp8, lora, host_mode):
-    model, (video, audio) = _golden_dit(fp8, lora)
+def test_golden_dit_streamed_equals_resident(fp8, lora, host_mode, flavour):
+    model, (video, audio) = _golden_dit(fp8, lora, flavour)
     with torch.no_grad():
         expected = model(video, audio)
     before = host_pointers(model) if host_mode == "staged" else None

@@ -20,9 +20,18 @@ from ltx2_nodes.model.connector import TextConditioning
 from ltx2_nodes.sampling.state import AudioGrid, VideoGrid, add_noise, initial_state
 
 
+# the guidance arithmetic is the same in every reference revision; each flavour's files are checked
+FLAVOURS = ["2.0", "2.0-head", "2.3"]
+
+
+@pytest.fixture(scope="module", params=FLAVOURS, ids=[f"golden-{f}" for f in FLAVOURS])
+def flavour(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def golden():
-    return find_golden("guidance")
+def golden(flavour):
+    return find_golden("guidance", flavour)
 
 
 def _number(text: str, pattern: str) -> float:
@@ -67,8 +76,8 @@ def test_velocity_denoised_and_post_process(golden):
     assert_close(out, golden["post_process.out"], "post_process.out")
 
 
-def test_multimodal_guidance_entries():
-    golden = find_golden("multimodal_guidance")
+def test_multimodal_guidance_entries(flavour):
+    golden = find_golden("multimodal_guidance", flavour)
     params = golden.call["params"]
     assert params
     cond, uncond, perturbed, isolated = golden["cond"], golden["uncond"], golden["perturbed"], golden["modality"]
@@ -117,11 +126,11 @@ def model():
 
 def _texts(model, batch=1, length=12):
     g = torch.Generator().manual_seed(1)
-    c = model.config.caption_channels
+    cv, ca = model.config.context_width("video"), model.config.context_width("audio")
 
     def one():
-        return TextConditioning(torch.randn(batch, length, c, generator=g), torch.randn(batch, length, c, generator=g),
-                                torch.ones(batch, length, dtype=torch.int64))
+        return TextConditioning(torch.randn(batch, length, cv, generator=g),
+                                torch.randn(batch, length, ca, generator=g), torch.ones(batch, length, dtype=torch.int64))
 
     return one(), one()
 
@@ -172,6 +181,29 @@ def test_guided_items_do_not_depend_on_batch(model):
         v, a = GuidedDenoiser(model, positive, negative, vp, ap)(item_v, item_a, torch.tensor(0.4), 0)
         assert_close(bv[i:i + 1], v, f"video item {i}", 1e-5)
         assert_close(ba[i:i + 1], a, f"audio item {i}", 1e-5)
+
+
+def test_model_is_told_per_token_timesteps_and_per_sample_sigma_zero_for_a_frozen_stream(model):
+    """As the reference's modality_from_latent_state: a frozen stream (whole mask 0) has Modality.sigma 0."""
+    positive, _ = _texts(model)
+    cfg = model.config
+    vgrid, agrid = VideoGrid(cfg.in_channels, 2, 2, 3, fps=24.0), AudioGrid(1, 7, cfg.audio_in_channels)
+    video_mask = torch.ones(2, 1, *vgrid.shape[1:])
+    video_mask[:, :, 0] = 0  # first frame conditioned: timestep 0 there, the sample still at sigma
+    audio_mask = torch.ones(2, 1, agrid.frames, 1)
+    audio_mask[0] = 0  # sample 0 keeps its audio (audio-to-video)
+    video, audio = initial_state(vgrid, 2, mask=video_mask), initial_state(agrid, 2, mask=audio_mask)
+    seen = []
+    hook = model.register_forward_pre_hook(lambda _m, args: seen.append(args[:2]))
+    try:
+        GuidedDenoiser(model, positive)(video, audio, torch.tensor(0.6), 0)
+    finally:
+        hook.remove()
+    (v, a), = seen
+    assert_close(v.sigma, torch.tensor([0.6, 0.6]), "video sigma", 0)
+    assert_close(a.sigma, torch.tensor([0.0, 0.6]), "audio sigma", 0)
+    assert_close(v.timesteps, video.mask * 0.6, "video timesteps", 0)
+    assert_close(a.timesteps, audio.mask * 0.6, "audio timesteps", 0)
 
 
 def test_skip_step_reuses_last_prediction(model):

@@ -33,7 +33,6 @@ def run(args) -> int:
     # torch and the model code load only when this command runs: the CLI starts fast for the others
     import torch
 
-    from ..errors import UnsupportedModelError
     from ..loading.checkpoint import LTX2Checkpoint
     from ..loading.components import load_transformer
     from ..loading.family import FAMILIES
@@ -58,25 +57,19 @@ def run(args) -> int:
         return 0
 
     dtype = getattr(torch, args.dtype)
-    try:
-        model = load_transformer(ckpt, dtype=dtype)
-    except UnsupportedModelError as exc:  # the file is fine; this build cannot run its transformer yet
-        print(f"forward skipped: {exc}")
-        return 0
+    model = load_transformer(ckpt, dtype=dtype)
     mc = model.config
     frames, height, width = 1 + (args.frames - 1) // 8, args.height // 32, args.width // 32
     audio_tokens = round(args.frames / args.fps * AudioTiming().latents_per_second)
     gen = torch.Generator().manual_seed(0)
     video_latent = torch.randn(1, mc.in_channels, frames, height, width, generator=gen)
     audio_tokens_in = torch.randn(1, audio_tokens, mc.audio_in_channels, generator=gen)
-    # connector outputs: caption width when the DiT projects captions itself (LTX-2), else its own widths
-    projects = getattr(model, "caption_projection", None) is not None
-    widths = (mc.caption_channels,) * 2 if projects else (mc.inner_dim, mc.audio_inner_dim)
-    video_context, audio_context = (torch.randn(1, 16, w, generator=gen) for w in widths)
     sigma = torch.tensor([args.sigma])
-    video = ModalityInput(patchify_video(video_latent), sigma,
-                          video_positions(1, frames, height, width, args.fps), video_context)
-    audio = ModalityInput(audio_tokens_in, sigma, audio_positions(1, audio_tokens), audio_context)
+    video = ModalityInput(patchify_video(video_latent), sigma, sigma,
+                          video_positions(1, frames, height, width, args.fps),
+                          torch.randn(1, 16, mc.context_width("video"), generator=gen))
+    audio = ModalityInput(audio_tokens_in, sigma, sigma, audio_positions(1, audio_tokens),
+                          torch.randn(1, 16, mc.context_width("audio"), generator=gen))
     start = time.perf_counter()
     with torch.no_grad():
         v, a = model(video, audio)

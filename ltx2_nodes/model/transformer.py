@@ -1,10 +1,25 @@
-"""The LTX-2 asymmetric dual-stream audio-video diffusion transformer.
+"""The LTX-2 asymmetric dual-stream audio-video diffusion transformer (LTX-2 and LTX-2.3).
 
 A video stream and an audio stream run side by side through ``num_layers`` blocks. Each block
-does, per stream, AdaLN-modulated self-attention with RoPE, un-modulated text cross-attention,
-then bidirectional audio<->video cross-attention (both directions read the pre-exchange states,
-modulated by cross-modality AdaLN), then an AdaLN-modulated feed-forward. All AdaLN inputs are
-per token (``sigma * denoise_mask``) so conditioned tokens can sit at timestep 0.
+does, per stream, AdaLN-modulated self-attention with RoPE, text cross-attention, then
+bidirectional audio<->video cross-attention (both directions read the pre-exchange states,
+modulated by cross-modality AdaLN), then an AdaLN-modulated feed-forward.
+
+Semantics follow the official reference at its later revision (``ltx_core.model.transformer``,
+commit 400fd31), for every model version:
+
+* Two noise levels per stream (the reference ``Modality``): ``timesteps`` per token
+  (``denoise_mask * sigma``, so conditioned tokens sit at 0) drive the main AdaLN and the
+  cross-modal scale/shift; ``sigma`` per sample (0 for a frozen stream) drives the *other*
+  stream's cross-modal gate and, in LTX-2.3, this stream's prompt AdaLN.
+* A perturbed (STG) self-attention passes its value projection through instead of attending;
+  skipped a2v / v2a cross-attention contributes nothing.
+
+LTX-2.3 is the same class with three config flags (the released 2.0 values are the defaults):
+``apply_gated_attention`` (per-head output gates in every attention), ``cross_attention_adaln``
+(9-row block tables whose rows 6..8 modulate the text cross-attention query; a prompt AdaLN of
+the per-sample sigma modulates its context) and ``caption_proj_before_connector`` (no caption
+projection here: contexts arrive at the attention widths).
 
 Configuration is read from the checkpoint's ``config.transformer`` metadata; the dataclass
 defaults are the released LTX-2 19B values (not the reference code's legacy defaults).
@@ -48,6 +63,9 @@ class TransformerConfig:
     frequencies_precision: str = "float64"
     timestep_scale_multiplier: float = 1000.0
     av_ca_timestep_scale_multiplier: float = 1000.0
+    apply_gated_attention: bool = False  # LTX-2.3: per-head gates (to_gate_logits) in every attention
+    cross_attention_adaln: bool = False  # LTX-2.3: 9-row tables + prompt AdaLN on the text cross-attention
+    caption_proj_before_connector: bool = False  # LTX-2.3: no caption_projection in the DiT
     has_video: bool = True
     has_audio: bool = True
 
@@ -59,9 +77,13 @@ class TransformerConfig:
         "positional_embedding_type": ("rope",),
         "attention_bias": (True,),
         "norm_elementwise_affine": (False,),
-        "apply_gated_attention": (False,),
-        "cross_attention_adaln": (False,),
-        "caption_proj_before_connector": (False,),
+        "apply_gated_attention": (False, True),
+        "cross_attention_adaln": (False, True),
+        "caption_proj_before_connector": (False, True),
+        "use_prompt_adaln_single": (True,),
+        "ff_bias": (True,),
+        "audio_ff_bias": (True,),
+        "use_keyframes_abs_pos_embedding": (False,),
     }
 
     @property
@@ -72,14 +94,20 @@ class TransformerConfig:
     def audio_inner_dim(self) -> int:
         return self.audio_num_attention_heads * self.audio_attention_head_dim
 
+    @property
+    def ada_rows(self) -> int:
+        """Rows of the per-block AdaLN tables: 6, plus 3 (text cross-attention query) with cross_attention_adaln."""
+        return 9 if self.cross_attention_adaln else 6
+
     @classmethod
     def from_metadata(cls, meta: dict) -> "TransformerConfig":
         """Build from a checkpoint's ``config.transformer`` dict, refusing architectures we do not run."""
         for key, allowed in cls._REQUIRED.items():
             if key in meta and meta[key] not in allowed:
                 raise UnsupportedModelError(
-                    f"transformer config has {key}={meta[key]!r}; ltx2_nodes runs LTX-2 (19B) transformers "
-                    f"with {key} in {list(allowed)}."
+                    f"transformer config has {key}={meta[key]!r}; ltx2_nodes runs LTX-2 (19B) and LTX-2.3 (22B) "
+                    f"transformers, which have {key} in {list(allowed)}. This checkpoint is a newer or modified "
+                    "architecture; use an LTX-2 / LTX-2.3 checkpoint or a newer ltx2_nodes."
                 )
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in meta.items() if k in names}
@@ -88,7 +116,22 @@ class TransformerConfig:
                 values[key] = tuple(values[key])
         if "frequencies_precision" in values and values["frequencies_precision"] not in ("float32", "float64"):
             raise UnsupportedModelError(f"unknown frequencies_precision {values['frequencies_precision']!r}")
-        return cls(**values)
+        cfg = cls(**values)
+        if cfg.has_video and cfg.has_audio and cfg.num_attention_heads != cfg.audio_num_attention_heads:
+            # the cross-modal RoPE of each stream is laid out for its own head count while a2v / v2a
+            # attend with the audio head count; the reference refuses such configs the same way
+            raise UnsupportedModelError(
+                f"transformer config has num_attention_heads={cfg.num_attention_heads} but "
+                f"audio_num_attention_heads={cfg.audio_num_attention_heads}; audio-video LTX-2 transformers "
+                "need equal head counts (the checkpoint's config is inconsistent with its architecture).")
+        return cfg
+
+    def context_width(self, modality: str) -> int:
+        """Width of the text context the DiT takes: ``caption_channels`` (projected inside, LTX-2) or the
+        stream's cross-attention width (LTX-2.3: the connectors already project)."""
+        if not self.caption_proj_before_connector:
+            return self.caption_channels
+        return self.cross_attention_dim if modality == "video" else self.audio_cross_attention_dim
 
     def rope_spec(self, modality: str) -> RopeSpec:
         max_pos = self.positional_embedding_max_pos if modality == "video" else self.audio_positional_embedding_max_pos
@@ -107,7 +150,11 @@ class TransformerConfig:
 
 
 class Skip(enum.Enum):
-    """Attention contributions a guidance pass can remove (its residual term becomes 0)."""
+    """Attention a guidance pass perturbs.
+
+    A skipped self-attention passes its value projection through instead of attending (STG, the
+    reference's later semantics); a skipped a2v / v2a cross-attention contributes nothing.
+    """
 
     VIDEO_SELF_ATTN = "video_self_attn"
     AUDIO_SELF_ATTN = "audio_self_attn"
@@ -129,7 +176,7 @@ class SampleSkips:
 
     @staticmethod
     def stg(blocks, video: bool = True, audio: bool = True) -> "SampleSkips":
-        """Spatio-temporal guidance: self-attention removed in ``blocks``."""
+        """Spatio-temporal guidance: self-attention perturbed (value pass-through) in ``blocks``."""
         blocks = frozenset(blocks)
         skips = {}
         if video:
@@ -174,16 +221,20 @@ def _residual(x: torch.Tensor, update_fn, keep) -> torch.Tensor:
 
 @dataclass
 class ModalityInput:
-    """One stream's inputs.
+    """One stream's inputs (the reference's ``Modality``).
 
-    ``latent``: tokens ``[B, T, C]``; ``sigma``: noise level in [0, 1] per sample (``[B]``,
-    ``[B, 1]``, ``[B, 1, 1]``) or per token (``[B, T]``, ``[B, T, 1]``); ``positions``: token
-    bounds ``[B, P, T, 2]``; ``context``: connector output ``[B, L, caption_channels]``;
-    ``context_mask``: optional ``[B, L]`` with 1 = attend.
+    ``latent``: tokens ``[B, T, C]``. ``sigma``: the step's noise level per sample ``[B]`` (a
+    single value is shared by the batch; 0 for a frozen stream, e.g. the given audio of an
+    audio-to-video run). ``timesteps``: the noise level the model is told per sample (``[B]``,
+    ``[B, 1]``, ``[B, 1, 1]``) or per token (``[B, T]``, ``[B, T, 1]``), i.e. ``denoise_mask *
+    sigma``; it is also what ``to_denoised`` uses. ``positions``: token bounds ``[B, P, T, 2]``.
+    ``context``: connector output ``[B, L, W]`` (``W`` = ``caption_channels`` for LTX-2, the
+    stream's cross-attention width for LTX-2.3). ``context_mask``: optional ``[B, L]``, 1 = attend.
     """
 
     latent: torch.Tensor
     sigma: torch.Tensor
+    timesteps: torch.Tensor
     positions: torch.Tensor
     context: torch.Tensor
     context_mask: torch.Tensor | None = None
@@ -213,20 +264,31 @@ class AdaValues:
         return list(vals.unbind(dim=2))
 
     def expanded(self, tokens: int) -> torch.Tensor:
-        """Full ``[B, T, k*D]`` tensor (for debugging and parity tests)."""
+        """Full ``[B, tokens, k*D]`` tensor (for debugging and parity tests)."""
         rows = self.rows(None, 0, self.values.shape[-2])
         return torch.cat([r.expand(-1, tokens, -1) for r in rows], dim=-1)
 
 
-def _timestep_groups(sigma: torch.Tensor, batch: int, tokens: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Timesteps to embed and, for per-token sigma, the ``[B, T]`` index of each token's value."""
-    flat = sigma.reshape(batch, -1).float()
+def _timestep_groups(t: torch.Tensor, batch: int, tokens: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Timesteps to embed and, for per-token timesteps, the ``[B, T]`` index of each token's value."""
+    flat = t.reshape(batch, -1).float()
     if flat.shape[1] == 1:
         return flat.reshape(-1), None
     if flat.shape[1] != tokens:
-        raise ValueError(f"sigma has {flat.shape[1]} entries per sample; expected 1 or {tokens} (one per token)")
+        raise ValueError(f"timesteps have {flat.shape[1]} entries per sample; expected 1 or {tokens} (one per token)")
     uniques, inverse = torch.unique(flat, return_inverse=True)
     return uniques, inverse
+
+
+def _per_sample(sigma: torch.Tensor, batch: int, modality: str) -> torch.Tensor:
+    """``sigma`` as ``[B]`` (one shared value is broadcast)."""
+    flat = sigma.reshape(-1)
+    if flat.numel() == 1:
+        return flat.expand(batch)
+    if flat.numel() != batch:
+        raise ValueError(f"{modality} sigma has {flat.numel()} values for a batch of {batch}; it is the per-sample "
+                         "noise level ([B]); per-token noise levels belong in timesteps.")
+    return flat
 
 
 @dataclass
@@ -236,12 +298,13 @@ class StreamState:
     x: torch.Tensor
     context: torch.Tensor
     context_mask: torch.Tensor | None
-    ada: AdaValues  # 6 rows: shift/scale/gate msa, shift/scale/gate mlp
+    ada: AdaValues  # 6 rows (shift/scale/gate msa, shift/scale/gate mlp) [+ shift/scale/gate of the text query]
     embedded_timestep: AdaValues  # 1 row
     rope: RopeTable
+    prompt_ada: AdaValues | None = None  # 2 rows (shift, scale of the text context); cross_attention_adaln only
     cross_rope: RopeTable | None = None
     cross_ada: AdaValues | None = None  # 4 rows (scale a2v, shift a2v, scale v2a, shift v2a)
-    cross_gate: AdaValues | None = None  # 1 row
+    cross_gate: AdaValues | None = None  # 1 row, from the other stream's per-sample sigma
 
 
 # ------------------------------------------------------------------------------------------------
@@ -253,35 +316,49 @@ class AVTransformerBlock(nn.Module):
         super().__init__()
         self.index = index
         self.eps = cfg.norm_eps
-        eps = cfg.norm_eps
-        if cfg.has_video:
-            d, h, dh = cfg.inner_dim, cfg.num_attention_heads, cfg.attention_head_dim
-            self.attn1 = Attention(d, h, dh, eps=eps)
-            self.attn2 = Attention(d, h, dh, context_dim=cfg.cross_attention_dim, eps=eps)
-            self.ff = FeedForward(d)
-            self.scale_shift_table = nn.Parameter(torch.empty(6, d))
-        if cfg.has_audio:
-            d, h, dh = cfg.audio_inner_dim, cfg.audio_num_attention_heads, cfg.audio_attention_head_dim
-            self.audio_attn1 = Attention(d, h, dh, eps=eps)
-            self.audio_attn2 = Attention(d, h, dh, context_dim=cfg.audio_cross_attention_dim, eps=eps)
-            self.audio_ff = FeedForward(d)
-            self.audio_scale_shift_table = nn.Parameter(torch.empty(6, d))
+        self.cross_attention_adaln = cfg.cross_attention_adaln
+        eps, gated = cfg.norm_eps, cfg.apply_gated_attention
+        for prefix, on, d, h, dh, ctx in (
+                ("", cfg.has_video, cfg.inner_dim, cfg.num_attention_heads, cfg.attention_head_dim,
+                 cfg.cross_attention_dim),
+                ("audio_", cfg.has_audio, cfg.audio_inner_dim, cfg.audio_num_attention_heads,
+                 cfg.audio_attention_head_dim, cfg.audio_cross_attention_dim)):
+            if not on:
+                continue
+            setattr(self, prefix + "attn1", Attention(d, h, dh, eps=eps, gated=gated))
+            setattr(self, prefix + "attn2", Attention(d, h, dh, context_dim=ctx, eps=eps, gated=gated))
+            setattr(self, prefix + "ff", FeedForward(d))
+            setattr(self, prefix + "scale_shift_table", nn.Parameter(torch.empty(cfg.ada_rows, d)))
+            if cfg.cross_attention_adaln:
+                setattr(self, prefix + "prompt_scale_shift_table", nn.Parameter(torch.empty(2, d)))
         if cfg.has_video and cfg.has_audio:
             h, dh = cfg.audio_num_attention_heads, cfg.audio_attention_head_dim
-            self.audio_to_video_attn = Attention(cfg.inner_dim, h, dh, context_dim=cfg.audio_inner_dim, eps=eps)
-            self.video_to_audio_attn = Attention(cfg.audio_inner_dim, h, dh, context_dim=cfg.inner_dim, eps=eps)
+            self.audio_to_video_attn = Attention(cfg.inner_dim, h, dh, context_dim=cfg.audio_inner_dim, eps=eps,
+                                                 gated=gated)
+            self.video_to_audio_attn = Attention(cfg.audio_inner_dim, h, dh, context_dim=cfg.inner_dim, eps=eps,
+                                                 gated=gated)
             self.scale_shift_table_a2v_ca_video = nn.Parameter(torch.empty(5, cfg.inner_dim))
             self.scale_shift_table_a2v_ca_audio = nn.Parameter(torch.empty(5, cfg.audio_inner_dim))
 
-    def _self_and_text(self, s: StreamState, table, attn1, attn2, kind: Skip, skips: Perturbations):
+    def _self_and_text(self, s: StreamState, prefix: str, kind: Skip, skips: Perturbations):
+        table = getattr(self, prefix + "scale_shift_table")
         shift, scale, gate = s.ada.rows(table, 0, 3)
         keep = skips.keep_mask(kind, self.index, s.x)
-        s.x = _residual(s.x, lambda: attn1(rms_norm(s.x, self.eps) * (1 + scale) + shift, rope=s.rope) * gate, keep)
-        s.x = s.x + attn2(rms_norm(s.x, self.eps), context=s.context, mask=s.context_mask)
+        s.x = s.x + getattr(self, prefix + "attn1")(
+            rms_norm(s.x, self.eps) * (1 + scale) + shift, rope=s.rope, keep=keep) * gate
+        attn2, normed = getattr(self, prefix + "attn2"), rms_norm(s.x, self.eps)
+        if not self.cross_attention_adaln:  # LTX-2: un-modulated text cross-attention
+            s.x = s.x + attn2(normed, context=s.context, mask=s.context_mask)
+            return
+        # LTX-2.3: rows 6..8 modulate and gate the query, the prompt AdaLN shifts/scales the context
+        shift_q, scale_q, gate_q = s.ada.rows(table, 6, 9)
+        shift_kv, scale_kv = s.prompt_ada.rows(getattr(self, prefix + "prompt_scale_shift_table"), 0, 2)
+        s.x = s.x + attn2(normed * (1 + scale_q) + shift_q, context=s.context * (1 + scale_kv) + shift_kv,
+                          mask=s.context_mask) * gate_q
 
-    def _feed_forward(self, s: StreamState, table, ff):
-        shift, scale, gate = s.ada.rows(table, 3, 6)
-        s.x = s.x + ff(rms_norm(s.x, self.eps) * (1 + scale) + shift) * gate
+    def _feed_forward(self, s: StreamState, prefix: str):
+        shift, scale, gate = s.ada.rows(getattr(self, prefix + "scale_shift_table"), 3, 6)
+        s.x = s.x + getattr(self, prefix + "ff")(rms_norm(s.x, self.eps) * (1 + scale) + shift) * gate
 
     def _exchange(self, v: StreamState, a: StreamState, skips: Perturbations):
         keep_a2v = skips.keep_mask(Skip.A2V_CROSS_ATTN, self.index, v.x)
@@ -304,16 +381,15 @@ class AVTransformerBlock(nn.Module):
     def forward(self, video: StreamState | None, audio: StreamState | None, skips: Perturbations) -> None:
         """Updates ``video.x`` / ``audio.x`` in place of the state objects (tensors are not mutated)."""
         if video is not None:
-            self._self_and_text(video, self.scale_shift_table, self.attn1, self.attn2, Skip.VIDEO_SELF_ATTN, skips)
+            self._self_and_text(video, "", Skip.VIDEO_SELF_ATTN, skips)
         if audio is not None:
-            self._self_and_text(audio, self.audio_scale_shift_table, self.audio_attn1, self.audio_attn2,
-                                Skip.AUDIO_SELF_ATTN, skips)
+            self._self_and_text(audio, "audio_", Skip.AUDIO_SELF_ATTN, skips)
         if video is not None and audio is not None:
             self._exchange(video, audio, skips)
         if video is not None:
-            self._feed_forward(video, self.scale_shift_table, self.ff)
+            self._feed_forward(video, "")
         if audio is not None:
-            self._feed_forward(audio, self.audio_scale_shift_table, self.audio_ff)
+            self._feed_forward(audio, "audio_")
 
 
 class LTX2Transformer(nn.Module):
@@ -322,20 +398,19 @@ class LTX2Transformer(nn.Module):
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
         self.config = cfg
-        if cfg.has_video:
-            d = cfg.inner_dim
-            self.patchify_proj = nn.Linear(cfg.in_channels, d)
-            self.adaln_single = AdaLayerNormSingle(d, 6)
-            self.caption_projection = CaptionProjection(cfg.caption_channels, d)
-            self.scale_shift_table = nn.Parameter(torch.empty(2, d))
-            self.proj_out = nn.Linear(d, cfg.out_channels)
-        if cfg.has_audio:
-            d = cfg.audio_inner_dim
-            self.audio_patchify_proj = nn.Linear(cfg.audio_in_channels, d)
-            self.audio_adaln_single = AdaLayerNormSingle(d, 6)
-            self.audio_caption_projection = CaptionProjection(cfg.caption_channels, d)
-            self.audio_scale_shift_table = nn.Parameter(torch.empty(2, d))
-            self.audio_proj_out = nn.Linear(d, cfg.audio_out_channels)
+        for prefix, on, d, out in (("", cfg.has_video, cfg.inner_dim, cfg.out_channels),
+                                   ("audio_", cfg.has_audio, cfg.audio_inner_dim, cfg.audio_out_channels)):
+            if not on:
+                continue
+            setattr(self, prefix + "patchify_proj",
+                    nn.Linear(cfg.in_channels if prefix == "" else cfg.audio_in_channels, d))
+            setattr(self, prefix + "adaln_single", AdaLayerNormSingle(d, cfg.ada_rows))
+            if cfg.cross_attention_adaln:
+                setattr(self, prefix + "prompt_adaln_single", AdaLayerNormSingle(d, 2))
+            if not cfg.caption_proj_before_connector:
+                setattr(self, prefix + "caption_projection", CaptionProjection(cfg.caption_channels, d))
+            setattr(self, prefix + "scale_shift_table", nn.Parameter(torch.empty(2, d)))
+            setattr(self, prefix + "proj_out", nn.Linear(d, out))
         if cfg.has_video and cfg.has_audio:
             self.av_ca_video_scale_shift_adaln_single = AdaLayerNormSingle(cfg.inner_dim, 4)
             self.av_ca_audio_scale_shift_adaln_single = AdaLayerNormSingle(cfg.audio_inner_dim, 4)
@@ -351,9 +426,9 @@ class LTX2Transformer(nn.Module):
 
     # -- preparation ---------------------------------------------------------------------------
 
-    def _ada(self, adaln: AdaLayerNormSingle, sigma: torch.Tensor, batch: int, tokens: int, dtype,
+    def _ada(self, adaln: AdaLayerNormSingle, t: torch.Tensor, batch: int, tokens: int, dtype,
              multiplier: float) -> tuple[AdaValues, AdaValues]:
-        values, index = _timestep_groups(sigma, batch, tokens)
+        values, index = _timestep_groups(t, batch, tokens)
         rows, embedded = adaln(values * multiplier, dtype)
         shape = (-1, adaln.coefficient, rows.shape[-1] // adaln.coefficient)
         rows, embedded = rows.view(shape), embedded.unsqueeze(1)
@@ -361,33 +436,44 @@ class LTX2Transformer(nn.Module):
             rows, embedded = rows.unsqueeze(1), embedded.unsqueeze(1)
         return AdaValues(rows, index), AdaValues(embedded, index)
 
-    def _prepare(self, inp: ModalityInput, modality: str, with_cross: bool) -> StreamState:
+    def _context(self, inp: ModalityInput, modality: str, prefix: str, dtype) -> torch.Tensor:
+        caption = getattr(self, prefix + "caption_projection", None)
+        width = self.config.context_width(modality)
+        if inp.context.shape[-1] != width:
+            raise ValueError(
+                f"{modality} context is {inp.context.shape[-1]} wide; this transformer expects {width}. "
+                "Use the text connectors of the same checkpoint as the transformer.")
+        context = inp.context.to(dtype)
+        return caption(context) if caption is not None else context
+
+    def _prepare(self, inp: ModalityInput, modality: str, other: ModalityInput | None) -> StreamState:
         cfg = self.config
         dtype = self.compute_dtype
         video = modality == "video"
-        patchify = self.patchify_proj if video else self.audio_patchify_proj
-        adaln = self.adaln_single if video else self.audio_adaln_single
-        caption = self.caption_projection if video else self.audio_caption_projection
+        prefix = "" if video else "audio_"
         heads = cfg.num_attention_heads if video else cfg.audio_num_attention_heads
         inner = cfg.inner_dim if video else cfg.audio_inner_dim
 
-        x = patchify(inp.latent.to(dtype))
+        x = getattr(self, prefix + "patchify_proj")(inp.latent.to(dtype))
         batch, tokens = x.shape[:2]
         ts = cfg.timestep_scale_multiplier
-        ada, embedded = self._ada(adaln, inp.sigma, batch, tokens, dtype, ts)
-        context = caption(inp.context.to(dtype))
+        ada, embedded = self._ada(getattr(self, prefix + "adaln_single"), inp.timesteps, batch, tokens, dtype, ts)
         state = StreamState(
-            x=x, context=context, context_mask=binary_to_additive_mask(inp.context_mask, dtype),
-            ada=ada, embedded_timestep=embedded,
+            x=x, context=self._context(inp, modality, prefix, dtype),
+            context_mask=binary_to_additive_mask(inp.context_mask, dtype), ada=ada, embedded_timestep=embedded,
             rope=rope_table(inp.positions, inner, heads, cfg.rope_spec(modality), dtype),
         )
-        if with_cross:
+        if cfg.cross_attention_adaln:
+            state.prompt_ada, _ = self._ada(getattr(self, prefix + "prompt_adaln_single"),
+                                            _per_sample(inp.sigma, batch, modality), batch, tokens, dtype, ts)
+        if other is not None:
             cross_adaln = (self.av_ca_video_scale_shift_adaln_single if video
                            else self.av_ca_audio_scale_shift_adaln_single)
             gate_adaln = self.av_ca_a2v_gate_adaln_single if video else self.av_ca_v2a_gate_adaln_single
-            state.cross_ada, _ = self._ada(cross_adaln, inp.sigma, batch, tokens, dtype, ts)
-            state.cross_gate, _ = self._ada(gate_adaln, inp.sigma, batch, tokens, dtype,
-                                            ts * cfg.av_ca_timestep_scale_multiplier / ts)
+            other_sigma = _per_sample(other.sigma, batch, "audio" if video else "video")
+            state.cross_ada, _ = self._ada(cross_adaln, inp.timesteps, batch, tokens, dtype, ts)
+            state.cross_gate, _ = self._ada(gate_adaln, other_sigma, batch, tokens, dtype,
+                                            ts * (cfg.av_ca_timestep_scale_multiplier / ts))
             state.cross_rope = rope_table(inp.positions[:, :1], cfg.audio_cross_attention_dim, heads,
                                           cfg.cross_rope_spec(), dtype)
         return state
@@ -401,9 +487,8 @@ class LTX2Transformer(nn.Module):
             raise ValueError("this transformer has no video stream")
         if audio is not None and not cfg.has_audio:
             raise ValueError("this transformer has no audio stream")
-        both = video is not None and audio is not None
-        v = self._prepare(video, "video", both) if video is not None else None
-        a = self._prepare(audio, "audio", both) if audio is not None else None
+        v = self._prepare(video, "video", audio) if video is not None else None
+        a = self._prepare(audio, "audio", video) if audio is not None else None
         return v, a
 
     def _head(self, s: StreamState, table: torch.Tensor, proj: nn.Linear) -> torch.Tensor:
@@ -438,11 +523,11 @@ class LTX2Transformer(nn.Module):
         return out_v, out_a
 
 
-def to_denoised(latent: torch.Tensor, velocity: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """``x0 = x - sigma * v`` in float32 (sigma per sample or per token), cast back to the latent dtype."""
-    sig = sigma.float()
-    if sig.ndim == 1:
-        sig = sig.view(-1, 1, 1)
-    elif sig.ndim == 2:
-        sig = sig.unsqueeze(-1)
-    return (latent.float() - velocity.float() * sig).to(latent.dtype)
+def to_denoised(latent: torch.Tensor, velocity: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    """``x0 = x - timesteps * v`` in float32 (per sample or per token), cast back to the latent dtype."""
+    t = timesteps.float()
+    if t.ndim == 1:
+        t = t.view(-1, 1, 1)
+    elif t.ndim == 2:
+        t = t.unsqueeze(-1)
+    return (latent.float() - velocity.float() * t).to(latent.dtype)

@@ -212,15 +212,16 @@ class GuidedDenoiser:
             mask = torch.cat([t.mask if t.mask is not None else torch.ones(t.video_context.shape[:2], dtype=torch.int64,
                                                                            device=context.device)
                               for t in contexts], dim=0)
-        return ModalityInput(latent=state.latent.repeat(repeat, 1, 1), sigma=timesteps.repeat(repeat, 1, 1),
+        return ModalityInput(latent=state.latent.repeat(repeat, 1, 1), sigma=state.sample_sigma(sigma).repeat(repeat),
+                             timesteps=timesteps.repeat(repeat, 1, 1),
                              positions=state.positions.repeat(repeat, 1, 1, 1), context=context, context_mask=mask)
 
     def _forward(self, video: ModalityInput | None, audio: ModalityInput | None, skips: list[SampleSkips]
                  ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         self.forwards += 1
         v, a = self.model(video, audio, Perturbations(skips))
-        x0_v = to_denoised(video.latent, v, video.sigma) if video is not None else None
-        x0_a = to_denoised(audio.latent, a, audio.sigma) if audio is not None else None
+        x0_v = to_denoised(video.latent, v, video.timesteps) if video is not None else None
+        x0_a = to_denoised(audio.latent, a, audio.timesteps) if audio is not None else None
         return x0_v, x0_a
 
     def _run_batched(self, passes, video, audio, sigma) -> dict[str, tuple]:

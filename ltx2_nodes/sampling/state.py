@@ -141,6 +141,17 @@ class LatentState:
         """Per-token noise level the model is told: ``mask * sigma``."""
         return self.mask * sigma
 
+    def sample_sigma(self, sigma: torch.Tensor) -> torch.Tensor:
+        """Per-sample noise level ``[B]`` the model is told (the reference's ``Modality.sigma``).
+
+        ``sigma``, or 0 for a sample of a frozen stream. The reference marks a stream frozen
+        explicitly (``ModalitySpec.frozen``, e.g. the given audio of audio-to-video, whose denoise
+        mask it zeroes); here a sample is frozen when its whole denoise mask is 0, which is how this
+        package keeps a stream (``initial_state(..., mask=zeros)``).
+        """
+        generating = (self.mask.reshape(self.batch, -1) > 0).any(dim=1)
+        return torch.where(generating, sigma.to(self.mask.dtype), 0.0)
+
     def to_grid(self, tokens: torch.Tensor | None = None) -> torch.Tensor:
         """``tokens`` (default: the current latent) without appended tokens, back in grid layout."""
         tokens = self.latent if tokens is None else tokens
