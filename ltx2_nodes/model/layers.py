@@ -58,11 +58,13 @@ class Attention(nn.Module):
 
     ``rope``/``k_rope`` rotate queries and keys (``k_rope`` defaults to ``rope``); cross-modal
     attention passes each stream's own table. ``mask`` is additive, broadcastable to
-    ``[B, heads, Tq, Tk]``.
+    ``[B, heads, Tq, Tk]``. ``gated`` (LTX-2.3 ``apply_gated_attention``) adds ``to_gate_logits``
+    (query width -> heads, biased): each head's output is scaled by ``2 * sigmoid(logit)`` of its
+    query token before ``to_out``.
     """
 
     def __init__(self, query_dim: int, heads: int, dim_head: int, context_dim: int | None = None,
-                 eps: float = 1e-6, bias: bool = True):
+                 eps: float = 1e-6, bias: bool = True, gated: bool = False):
         super().__init__()
         inner = heads * dim_head
         context_dim = query_dim if context_dim is None else context_dim
@@ -74,6 +76,7 @@ class Attention(nn.Module):
         self.q_norm = nn.RMSNorm(inner, eps=eps)
         self.k_norm = nn.RMSNorm(inner, eps=eps)
         self.to_out = nn.ModuleList([nn.Linear(inner, query_dim, bias=bias)])
+        self.to_gate_logits = nn.Linear(query_dim, heads, bias=True) if gated else None
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                 rope: RopeTable | None = None, k_rope: RopeTable | None = None) -> torch.Tensor:
@@ -88,8 +91,10 @@ class Attention(nn.Module):
         q, k, v = (t.view(batch, -1, self.heads, self.dim_head).transpose(1, 2) for t in (q, k, v))
         if mask is not None:
             mask = mask.to(q.dtype)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        out = out.transpose(1, 2).reshape(batch, -1, self.heads * self.dim_head)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2)  # [B, T, heads, dim_head]
+        if self.to_gate_logits is not None:
+            out = out * (2.0 * torch.sigmoid(self.to_gate_logits(x)))[..., None]
+        out = out.reshape(batch, -1, self.heads * self.dim_head)
         return self.to_out[0](out)
 
 
