@@ -67,10 +67,10 @@ class ConnectorConfig:
 
         ``audio`` reads ``audio_connector_{num_attention_heads,attention_head_dim,num_layers}``,
         each falling back to the video connector's key (as the reference does). ``registers`` is
-        the row count of the file's ``learnable_registers``: the reference at HEAD always builds
-        128 (``connector_num_learnable_registers`` is recorded but not read) and the January
-        release sized them from the file, so the file is what decides; without it the count comes
-        from ``connector_num_learnable_registers`` (e.g. to build a new model).
+        the row count of the file's ``learnable_registers``: both reference revisions build 128
+        (the released value) whatever ``connector_num_learnable_registers`` says, so only files
+        with 128 rows load there; we take the file's count instead (the tiny 2.0 fixtures carry 8).
+        Without it the count comes from ``connector_num_learnable_registers`` (to build a model).
         ``connector_norm_output`` / ``connector_learnable_registers_std`` are not read by the
         reference either (the output norm is always applied).
         """
@@ -172,7 +172,8 @@ class TextProjectionConfig:
     """The text projection's kind and widths; defaults are the released LTX-2 19B (FeatureExtractorV1).
 
     ``separate_projections`` selects FeatureExtractorV2 (LTX-2.3): per-token RMS norm and one
-    biased projection per modality. Widths come from the file's tensor shapes.
+    biased projection per modality; without it one projection feeds both connectors and the two
+    widths are equal. Widths come from the file's tensor shapes.
     """
 
     in_features: int = 3840 * 49
@@ -210,11 +211,7 @@ class TextProjection(nn.Module):
         if cfg.separate_projections:
             self.video_aggregate_embed = nn.Linear(cfg.in_features, cfg.video_width, bias=True)
             self.audio_aggregate_embed = nn.Linear(cfg.in_features, cfg.audio_width, bias=True)
-        else:
-            if cfg.video_width != cfg.audio_width:
-                raise UnsupportedModelError(
-                    f"a single text projection feeds both connectors, but their widths differ (video "
-                    f"{cfg.video_width}, audio {cfg.audio_width}); LTX-2.3 files carry video/audio_aggregate_embed.")
+        else:  # one output for both connectors: audio_width == video_width
             self.aggregate_embed = nn.Linear(cfg.in_features, cfg.video_width, bias=False)
 
     @property

@@ -58,9 +58,14 @@ class Attention(nn.Module):
 
     ``rope``/``k_rope`` rotate queries and keys (``k_rope`` defaults to ``rope``); cross-modal
     attention passes each stream's own table. ``mask`` is additive, broadcastable to
-    ``[B, heads, Tq, Tk]``. ``gated`` (LTX-2.3 ``apply_gated_attention``) adds ``to_gate_logits``
-    (query width -> heads, biased): each head's output is scaled by ``2 * sigmoid(logit)`` of its
-    query token before ``to_out``.
+    ``[B, heads, Tq, Tk]``.
+
+    ``keep`` (guidance perturbation, reference ``perturbation_mask``): per-sample 0/1 weights
+    ``[B, 1, 1]``; the output becomes ``attention * keep + to_v(context) * (1 - keep)``, so a
+    perturbed sample passes its value projection through. ``keep=False`` perturbs every sample
+    and skips the query/key path. ``gated`` (LTX-2.3 ``apply_gated_attention``) adds
+    ``to_gate_logits`` (query_dim -> heads): each head's output (after the perturbation blend,
+    before ``to_out``) is scaled by ``2 * sigmoid(logit)`` computed from the query input ``x``.
     """
 
     def __init__(self, query_dim: int, heads: int, dim_head: int, context_dim: int | None = None,
@@ -75,15 +80,25 @@ class Attention(nn.Module):
         self.to_v = nn.Linear(context_dim, inner, bias=bias)
         self.q_norm = nn.RMSNorm(inner, eps=eps)
         self.k_norm = nn.RMSNorm(inner, eps=eps)
-        self.to_out = nn.ModuleList([nn.Linear(inner, query_dim, bias=bias)])
         self.to_gate_logits = nn.Linear(query_dim, heads, bias=True) if gated else None
+        self.to_out = nn.ModuleList([nn.Linear(inner, query_dim, bias=bias)])
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                rope: RopeTable | None = None, k_rope: RopeTable | None = None) -> torch.Tensor:
+                rope: RopeTable | None = None, k_rope: RopeTable | None = None,
+                keep: torch.Tensor | bool | None = None) -> torch.Tensor:
         context = x if context is None else context
+        v = self.to_v(context)
+        out = v if keep is False else self._attend(x, context, v, mask, rope, k_rope)
+        if keep is not None and keep is not False:
+            out = out * keep + v * (1 - keep)
+        if self.to_gate_logits is not None:
+            gates = 2.0 * torch.sigmoid(self.to_gate_logits(x))  # [B, T, heads]
+            out = (out.unflatten(-1, (self.heads, self.dim_head)) * gates.unsqueeze(-1)).flatten(-2)
+        return self.to_out[0](out)
+
+    def _attend(self, x, context, v, mask, rope, k_rope) -> torch.Tensor:
         q = self.q_norm(self.to_q(x))
         k = self.k_norm(self.to_k(context))
-        v = self.to_v(context)
         if rope is not None:
             q = apply_rope(q, rope)
             k = apply_rope(k, rope if k_rope is None else k_rope)
@@ -91,11 +106,8 @@ class Attention(nn.Module):
         q, k, v = (t.view(batch, -1, self.heads, self.dim_head).transpose(1, 2) for t in (q, k, v))
         if mask is not None:
             mask = mask.to(q.dtype)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2)  # [B, T, heads, dim_head]
-        if self.to_gate_logits is not None:
-            out = out * (2.0 * torch.sigmoid(self.to_gate_logits(x)))[..., None]
-        out = out.reshape(batch, -1, self.heads * self.dim_head)
-        return self.to_out[0](out)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return out.transpose(1, 2).reshape(batch, -1, self.heads * self.dim_head)
 
 
 def timestep_sinusoid(t: torch.Tensor, channels: int = 256, max_period: float = 10000.0) -> torch.Tensor:
