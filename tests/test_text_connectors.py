@@ -44,7 +44,8 @@ def test_config_matches_fixture(golden, connectors):
     assert (audio.num_attention_heads, audio.attention_head_dim) == (
         call.get("audio_connector_num_attention_heads", call["connector_num_attention_heads"]),
         call.get("audio_connector_attention_head_dim", call["connector_attention_head_dim"]))
-    assert video.num_layers == audio.num_layers == call["connector_num_layers"]
+    assert video.num_layers == call["connector_num_layers"]
+    assert audio.num_layers == call.get("audio_connector_num_layers", call["connector_num_layers"])
     registers = call.get("num_learnable_registers", call["connector_num_learnable_registers"])
     assert video.num_learnable_registers == audio.num_learnable_registers == registers
     assert video.gated_attention == audio.gated_attention == call.get("gated_attention", False)
@@ -185,6 +186,7 @@ def test_audio_connector_reads_its_own_width_and_the_file_decides_the_register_c
     assert video.num_layers == audio.num_layers == 8  # no audio_connector_num_layers: the video key
     assert video.gated_attention and audio.gated_attention
     assert video.num_learnable_registers == audio.num_learnable_registers == 128
+    assert ConnectorConfig.from_metadata({**meta, "audio_connector_num_layers": 4}, audio=True).num_layers == 4
     # a 19B config without audio_connector_* keys: the audio connector is the video one
     assert ConnectorConfig.from_metadata({"connector_num_attention_heads": 3}, audio=True).num_attention_heads == 3
 
