@@ -197,7 +197,7 @@ def connect_text(connector: ConnectorHandle, features: GemmaFeatures, engine: Me
     engine = _engine(engine)
     module = connector.connectors
     batch, tokens, _width, layers = features.hidden_states.shape
-    caption = module.projection.aggregate_embed.weight.shape[0]
+    caption = max(module.video_width, module.audio_width)  # the contexts' widths differ in LTX-2.3
     profile = StageProfile(connector_activation_bytes(caption, layers - 1, tokens=tokens, batch=batch,
                                                       dtype=_module_dtype(module)))
     with torch.no_grad(), engine.stage("connectors", module, profile=profile,

@@ -16,11 +16,13 @@ from ltx2_nodes import stages
 from ltx2_nodes.cli.core_nodes import LoadAudio, LoadImage
 from ltx2_nodes.errors import InputError
 from ltx2_nodes.media.mux import probe
+from ltx2_nodes.model.connector import TextConditioning
 from ltx2_nodes.models import clear_caches
 from ltx2_nodes.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 from ltx2_nodes.nodes.common import text_encoder_names
 from ltx2_nodes.nodes.sampler import start_at
-from ltx2_nodes.nodes.types import NestedTensor, from_av_latents, from_conditioning, latent_info, to_av_latents
+from ltx2_nodes.nodes.types import (NestedTensor, from_av_latents, from_conditioning, latent_info, to_av_latents,
+                                    to_conditioning)
 from ltx2_nodes.pipeline import AVLatents, GenerationSettings
 from ltx2_nodes.sampling.noise import SeededNoise
 
@@ -157,6 +159,20 @@ def same(a, b) -> bool:
 def test_conditioning_is_cores_ltx2_layout(models):
     (tensor, extras), = models["positive"]
     assert tensor.ndim == 3 and tensor.shape[-1] == 2 * 24 and extras["attention_mask"].shape == tensor.shape[:2]
+
+
+def test_conditioning_round_trips_contexts_of_different_widths():
+    """LTX-2.3: the audio context is narrower than the video one; the split point travels with the conditioning."""
+    g = torch.Generator().manual_seed(0)
+    text = TextConditioning(torch.randn(2, 8, 32, generator=g), torch.randn(2, 8, 16, generator=g),
+                            torch.ones(2, 8, dtype=torch.int64))
+    back = from_conditioning(to_conditioning(text))[0]
+    assert torch.equal(back.video_context, text.video_context) and torch.equal(back.audio_context, text.audio_context)
+    # without the split point (core's LTX-2 encoder) the contexts are two halves
+    core = from_conditioning([[torch.zeros(1, 8, 48), {}]])[0]
+    assert core.video_context.shape[-1] == core.audio_context.shape[-1] == 24
+    with pytest.raises(InputError, match="video \\+ audio context width"):
+        from_conditioning([[torch.zeros(1, 8, 47), {}]])
 
 
 def test_nodes_never_mutate_their_inputs(models, demo_models):

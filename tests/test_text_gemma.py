@@ -224,23 +224,26 @@ def test_nvfp4_is_refused(ws, tmp_path):
         load_gemma_encoder(path)
 
 
-def test_gemma_features_feed_the_ltx_text_connectors(tmp_path):
+@pytest.mark.parametrize("flavour", ["2.0", "2.3"], ids=["golden-2.0", "golden-2.3"])
+def test_gemma_features_feed_the_ltx_text_connectors(tmp_path, flavour):
     """End to end on the golden tiny LTX-2 checkpoint: a Gemma whose width and depth match its projection."""
-    golden = find_golden("text_embedding_projection+embeddings_connectors")
+    golden = find_golden("text_embedding_projection+embeddings_connectors", flavour)
     from ltx2_nodes.loading.checkpoint import LTX2Checkpoint
     from ltx2_nodes.loading.components import load_text_connectors
 
+    connectors = load_text_connectors(LTX2Checkpoint(golden.weights_path), dtype=torch.float32)
+    registers = connectors.video.config.num_learnable_registers
+    tokens = registers * -(-64 // registers)  # at least 64 tokens, a multiple of the register count
     width, states = golden.call["gemma_hidden_size"], golden.call["gemma_num_hidden_states"]
     model = hf_model(hidden_size=width, num_hidden_layers=states - 1, num_attention_heads=2, num_key_value_heads=1,
                      head_dim=width // 2, query_pre_attn_scalar=width // 2, intermediate_size=2 * width)
-    encoder = load_gemma_encoder(write_hf_folder(model, tmp_path / "gemma", tokenizer="wordlevel"), max_length=64)
-    connectors = load_text_connectors(LTX2Checkpoint(golden.weights_path), dtype=torch.float32)
+    encoder = load_gemma_encoder(write_hf_folder(model, tmp_path / "gemma", tokenizer="wordlevel"), max_length=tokens)
     features = encoder.encode(PROMPTS + [""], cache=None)
     with torch.no_grad():
         cond = connectors.connect(features.hidden_states, features.mask)
-    channels = connectors.projection.aggregate_embed.out_features
-    assert cond.video_context.shape == cond.audio_context.shape == (3, 64, channels)
-    assert cond.mask.tolist() == [[1] * 64] * 3 and torch.isfinite(cond.video_context).all()
+    assert cond.video_context.shape == (3, tokens, connectors.video_width)
+    assert cond.audio_context.shape == (3, tokens, connectors.audio_width)
+    assert cond.mask.tolist() == [[1] * tokens] * 3 and torch.isfinite(cond.video_context).all()
 
 
 # -- config and errors ---------------------------------------------------------------------------

@@ -16,7 +16,8 @@ from torch import nn
 from ..errors import CheckpointError
 from ..model.audio_vae import AudioDecoder, AudioEncoder, AudioVAEConfig
 from ..model.bigvgan import BWEVocoder, BWEVocoderConfig
-from ..model.connector import ConnectorConfig, Embeddings1DConnector, TextConnectors, TextProjection
+from ..model.connector import (ConnectorConfig, Embeddings1DConnector, TextConnectors, TextProjection,
+                               TextProjectionConfig)
 from ..model.transformer import LTX2Transformer, TransformerConfig
 from ..model.upsampler import LatentUpsampler, UpsamplerConfig
 from ..model.video_vae import PerChannelStatistics, VideoDecoder, VideoEncoder, VideoVAEConfig
@@ -47,21 +48,37 @@ def load_transformer(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, dev
 
 
 def load_text_projection(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> TextProjection:
-    """``text_embedding_projection.aggregate_embed`` ([caption_channels, gemma_width * gemma_states], no bias)."""
+    """``text_embedding_projection.*``: ``aggregate_embed`` ([caption_channels, gemma_width * gemma_states], no
+    bias; LTX-2 19B) or ``video_aggregate_embed`` / ``audio_aggregate_embed`` (to the DiT's inner widths, biased;
+    LTX-2.3), as the transformer config selects. Widths come from the tensors."""
+    separate = TextProjectionConfig.separate_from_metadata(ckpt.component_config("text_projection"))
     state = ckpt.state_dict("text_projection")
-    weight = state.get("aggregate_embed.weight")
-    if weight is None or weight.ndim != 2:
-        raise CheckpointError(
-            f"{ckpt.path.name}: 'text_embedding_projection.aggregate_embed.weight' is missing or not a matrix; "
-            "the file is damaged or not an LTX-2 (19B) checkpoint.")
-    caption_channels = int(ckpt.component_config("text_projection").get("caption_channels", weight.shape[0]))
-    return build_module(lambda: TextProjection(weight.shape[1], caption_channels), state, what="text projection",
-                        source=ckpt.path.name, dtype=dtype, device=device, release=ckpt.release_pages)
+    names = ("video_aggregate_embed", "audio_aggregate_embed") if separate else ("aggregate_embed",)
+    weights = [state.get(f"{name}.weight") for name in names]
+    for name, weight in zip(names, weights):
+        if weight is None or weight.ndim != 2:
+            release = "LTX-2.3" if separate else "LTX-2 (19B)"
+            raise CheckpointError(
+                f"{ckpt.path.name}: 'text_embedding_projection.{name}.weight' is missing or not a matrix, which an "
+                f"{release} checkpoint (as its config says this is) has; the file is damaged or its config does "
+                "not match its tensors.")
+    cfg = TextProjectionConfig(in_features=weights[0].shape[1], video_width=weights[0].shape[0],
+                               audio_width=weights[-1].shape[0], separate_projections=separate)
+    return build_module(lambda: TextProjection(cfg), state, what="text projection", source=ckpt.path.name,
+                        dtype=dtype, device=device, release=ckpt.release_pages)
 
 
 def _load_connector(ckpt: LTX2Checkpoint, component: str, dtype, device) -> Embeddings1DConnector:
-    return _load(ckpt, component, lambda c: Embeddings1DConnector(ConnectorConfig.from_metadata(c)),
-                 component.replace("_", " "), dtype, device)
+    """One connector; its register count is the rows of the file's ``learnable_registers``."""
+    registers = ckpt.state_dict(component).get("learnable_registers")
+    if registers is None or registers.ndim != 2:
+        raise CheckpointError(
+            f"{ckpt.path.name}: the {component.replace('_', ' ')} has no 'learnable_registers' matrix; the file is "
+            "damaged or not an LTX-2 checkpoint.")
+    audio = component == "audio_connector"
+    return _load(ckpt, component, lambda c: Embeddings1DConnector(
+        ConnectorConfig.from_metadata(c, audio=audio, registers=registers.shape[0])),
+        component.replace("_", " "), dtype, device)
 
 
 def load_video_connector(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> Embeddings1DConnector:
@@ -73,7 +90,8 @@ def load_audio_connector(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None,
 
 
 def load_text_connectors(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> TextConnectors:
-    """Projection + both connectors; ``connectors.connect(gemma_states, mask)`` gives the DiT contexts."""
+    """Projection + both connectors; ``connectors.connect(gemma_states, mask)`` gives the DiT contexts
+    (``connectors.video_width`` / ``audio_width`` wide)."""
     return TextConnectors(load_text_projection(ckpt, dtype, device), load_video_connector(ckpt, dtype, device),
                           load_audio_connector(ckpt, dtype, device)).eval()
 # Audio path: audio VAE encoder / decoder and vocoder (``audio_vae.*`` / ``vocoder.*`` keys)

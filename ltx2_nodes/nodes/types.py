@@ -16,8 +16,9 @@ Inside ComfyUI the nested tensor is ``comfy.nested_tensor.NestedTensor``; headle
 minimal class (same ``tensors`` / ``is_nested`` / ``unbind()``) stands in. Reading accepts either.
 
 CONDITIONING is core's LTX-2 form ``[[video_context ‖ audio_context, {"attention_mask": mask}]]``
-(contexts concatenated on the last axis), IMAGE ``[N, H, W, 3]`` float 0..1 on the CPU, AUDIO
-``{"waveform": [B, C, T], "sample_rate"}``. VIDEO is ComfyUI's ``VideoFromFile`` of the saved MP4
+(contexts concatenated on the last axis; ours also records ``ltx2_video_width``, where the video
+context ends, since LTX-2.3's audio context is narrower than its video one), IMAGE ``[N, H, W, 3]``
+float 0..1 on the CPU, AUDIO ``{"waveform": [B, C, T], "sample_rate"}``. VIDEO is ComfyUI's ``VideoFromFile`` of the saved MP4
 inside ComfyUI and :class:`SavedVideo` headless.
 """
 
@@ -207,9 +208,14 @@ def fit_empty_channels(av: AVLatents, video_channels: int | None = None, audio_s
 # CONDITIONING
 
 
+VIDEO_WIDTH_KEY = "ltx2_video_width"
+
+
 def to_conditioning(text: TextConditioning) -> list:
-    """Core's LTX-2 CONDITIONING: contexts concatenated on the channel axis, plus the attention mask."""
-    return [[torch.cat([text.video_context, text.audio_context], dim=-1), {"attention_mask": text.mask}]]
+    """Core's LTX-2 CONDITIONING: contexts concatenated on the channel axis, plus the attention mask and the
+    video context's width (the split point; the two widths differ in LTX-2.3)."""
+    return [[torch.cat([text.video_context, text.audio_context], dim=-1),
+             {"attention_mask": text.mask, VIDEO_WIDTH_KEY: text.video_context.shape[-1]}]]
 
 
 def from_conditioning(conditioning, what: str = "conditioning") -> tuple[TextConditioning, float | None]:
@@ -220,18 +226,20 @@ def from_conditioning(conditioning, what: str = "conditioning") -> tuple[TextCon
     videos, audios, masks, rate = [], [], [], None
     for entry in conditioning:
         tensor, extras = entry[0], (entry[1] if len(entry) > 1 else {})
-        if tensor.ndim != 3 or tensor.shape[-1] % 2:
-            raise InputError(f"{what}: expected an LTX-2 conditioning [B, T, 2 x caption channels], got "
+        # without our split point (core's LTX-2 encoder) the two contexts are equally wide
+        split = extras.get(VIDEO_WIDTH_KEY, tensor.shape[-1] / 2)
+        if tensor.ndim != 3 or split != int(split) or not 0 < split < tensor.shape[-1]:
+            raise InputError(f"{what}: expected an LTX-2 conditioning [B, T, video + audio context width], got "
                              f"{list(tensor.shape)}; connect an LTX-2 text connector (or core's LTX-2 text "
                              "encoder), not another model's text encoder.")
-        half = tensor.shape[-1] // 2
-        videos.append(tensor[..., :half])
-        audios.append(tensor[..., half:])
+        videos.append(tensor[..., :int(split)])
+        audios.append(tensor[..., int(split):])
         mask = extras.get("attention_mask")
         masks.append(mask if mask is not None else torch.ones(tensor.shape[:2], dtype=torch.int64))
         rate = extras.get("frame_rate", rate)
-    if len({v.shape[1] for v in videos}) > 1:
-        raise InputError(f"{what}: the entries have different token counts; combine prompts of one encoder.")
+    if len({v.shape[1] for v in videos}) > 1 or len({(v.shape[-1], a.shape[-1]) for v, a in zip(videos, audios)}) > 1:
+        raise InputError(f"{what}: the entries have different token counts or widths; combine prompts of one "
+                         "encoder.")
     return TextConditioning(torch.cat(videos), torch.cat(audios), torch.cat(masks).to(torch.int64)), rate
 
 
