@@ -97,14 +97,20 @@ def load_vocoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=
 # Video VAE and latent upsampler (issue 4)
 
 
+# statistics LTX-2.0 files store but nothing reads (LTX-2.3 files leave them out)
+_UNREAD_STATISTICS = tuple(f"per_channel_statistics.{name}" for name in PerChannelStatistics.UNREAD)
+
+
 def load_video_encoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> VideoEncoder:
     """The video VAE encoder (``vae.encoder.*`` + shared ``vae.per_channel_statistics.*``)."""
-    return _load(ckpt, "video_encoder", lambda c: VideoEncoder(VideoVAEConfig.from_metadata(c)), "video VAE encoder", dtype, device)
+    return _load(ckpt, "video_encoder", lambda c: VideoEncoder(VideoVAEConfig.from_metadata(c)), "video VAE encoder",
+                 dtype, device, ignore_unexpected=_UNREAD_STATISTICS)
 
 
 def load_video_decoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> VideoDecoder:
     """The video VAE decoder (``vae.decoder.*`` + shared ``vae.per_channel_statistics.*``)."""
-    return _load(ckpt, "video_decoder", lambda c: VideoDecoder(VideoVAEConfig.from_metadata(c)), "video VAE decoder", dtype, device)
+    return _load(ckpt, "video_decoder", lambda c: VideoDecoder(VideoVAEConfig.from_metadata(c)), "video VAE decoder",
+                 dtype, device, ignore_unexpected=_UNREAD_STATISTICS)
 
 
 def load_latent_statistics(ckpt: LTX2Checkpoint, device=None) -> PerChannelStatistics:
@@ -114,7 +120,7 @@ def load_latent_statistics(ckpt: LTX2Checkpoint, device=None) -> PerChannelStati
     channels = VideoVAEConfig.from_metadata(ckpt.component_config("video_decoder")).latent_channels
     holder = build_module(lambda: nn.ModuleDict({"per_channel_statistics": PerChannelStatistics(channels)}), state,
                           what="video VAE statistics", source=ckpt.path.name, dtype=torch.float32, device=device,
-                          release=ckpt.release_pages)
+                          ignore_unexpected=_UNREAD_STATISTICS, release=ckpt.release_pages)
     return holder["per_channel_statistics"]
 
 
