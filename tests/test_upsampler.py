@@ -30,18 +30,6 @@ def test_refuses_the_main_checkpoint_and_other_models(tmp_path):
         load_latent_upsampler(other)
 
 
-def test_config_inferred_when_metadata_is_missing(golden, tmp_path):
-    """A re-saved upscaler without its 'config' metadata still loads, with the same result."""
-    file = SafetensorsFile(golden.weights_path)
-    stripped = tmp_path / "upscaler_no_metadata.safetensors"
-    save_file({k: file.tensor(k).clone() for k in file.keys()}, str(stripped))
-    original = load_latent_upsampler(golden.weights_path, torch.float32)
-    inferred = load_latent_upsampler(stripped, torch.float32)
-    assert inferred.config == original.config
-    with torch.no_grad():
-        assert torch.equal(inferred(golden["latent"]), original(golden["latent"]))
-
-
 def test_foreign_config_is_refused(golden, tmp_path):
     file = SafetensorsFile(golden.weights_path)
     path = tmp_path / "other.safetensors"

@@ -146,11 +146,9 @@ def _infer_upsampler_config(file: SafetensorsFile) -> dict:
     return config | {"spatial_upsample": len(up) == 4 or ratio == 8, "temporal_upsample": len(up) == 5 and ratio in (2, 8)}
 
 
-def load_latent_upsampler(path: str | Path, dtype: torch.dtype | None = None, device=None) -> LatentUpsampler:
-    """The latent upscaler from its own file (``ltx-2-spatial-upscaler-x2-1.0.safetensors``, the LTX-2.3 x2 and
-    x1.5 files; flat ``config`` metadata). Refuses the main checkpoint and other models with a message saying
-    which file is needed."""
-    file = SafetensorsFile(path)
+def read_upsampler_config(file: SafetensorsFile) -> UpsamplerConfig:
+    """The latent upscaler's config from its file's header (nothing loaded). Refuses the main checkpoint and
+    other models with a message saying which file is needed."""
     keys = file.keys()
     if "initial_conv.weight" not in file or not any(key in file for key in _UPSAMPLER_CONVS):
         if any(k.startswith(("model.diffusion_model.", "vae.", "audio_vae.", "transformer_blocks.")) for k in keys):
@@ -168,7 +166,14 @@ def load_latent_upsampler(path: str | Path, dtype: torch.dtype | None = None, de
         found = config.get("_class_name") if isinstance(config, dict) else type(config).__name__
         raise CheckpointError(f"{file.path.name}: metadata 'config' describes {found!r}, not a LatentUpsampler; "
                               "use ltx-2-spatial-upscaler-x2-1.0.safetensors.")
-    cfg = UpsamplerConfig.from_metadata(config, source=file.path.name)
-    state = {k: file.tensor(k) for k in keys}
+    return UpsamplerConfig.from_metadata(config, source=file.path.name)
+
+
+def load_latent_upsampler(path: str | Path, dtype: torch.dtype | None = None, device=None) -> LatentUpsampler:
+    """The latent upscaler from its own file (``ltx-2-spatial-upscaler-x2-1.0.safetensors``, the LTX-2.3 x2 and
+    x1.5 files; flat ``config`` metadata), see :func:`read_upsampler_config`."""
+    file = SafetensorsFile(path)
+    cfg = read_upsampler_config(file)
+    state = {k: file.tensor(k) for k in file.keys()}
     return build_module(lambda: LatentUpsampler(cfg), state, what="latent upscaler", source=file.path.name,
                         dtype=dtype, device=device, release=file.release_pages)
