@@ -37,7 +37,6 @@ from .loading import components
 from .loading.checkpoint import LTX2Checkpoint
 from .loading.lora import LoRA, load_lora
 from .loading.quant import cast_linears_to_fp8
-from .loading.safetensors_file import SafetensorsFile
 from .model.patchify import AudioTiming, VideoScale
 
 log = logging.getLogger("ltx2_nodes")
@@ -417,11 +416,6 @@ class UpscalerHandle:
     @property
     def model(self) -> nn.Module:
         return self._lazy.get("upsampler", lambda: components.load_latent_upsampler(self.path, self.dtype))
-
-    @property
-    def config(self):
-        """The upscaler's ``UpsamplerConfig`` from the file header (loads no weights)."""
-        return self._lazy.get("config", lambda: components.read_upsampler_config(SafetensorsFile(self.path)))
 
 
 def load_upscaler(path: str | Path, weight_dtype: str = "auto", device: torch.device | str | None = None

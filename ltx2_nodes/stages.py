@@ -446,18 +446,14 @@ class GenerateRequest:
             return GenerationSettings.dev(steps=self.steps, seed=self.seed)
         raise InputError(f"mode {self.mode!r} is not 'distilled' or 'dev'.")
 
-    def stage_size(self, upscale: tuple[int, int] = (2, 1)) -> tuple[int, int]:
-        """(height, width) of the first stage: the final size divided by the upscaler's factor
-        ``up/down`` (``UpsamplerConfig.rational``: x2 = (2, 1), x1.5 = (3, 2)). Both stages' sizes must be
-        multiples of 32 and stage 1's latent must scale exactly (x2: final multiple of 64; x1.5: of 96)."""
+    def stage_size(self) -> tuple[int, int]:
+        """(height, width) of the first stage."""
         if not self.two_stage:
             return self.height, self.width
-        up, down = upscale
-        step = math.lcm(32, 32 * up // math.gcd(32 * up, down))
-        if self.height % step or self.width % step:
-            raise InputError(f"a two-stage run with the x{up / down:g} upscaler needs width and height divisible by "
-                             f"{step} (stage 1 runs at {down}/{up} of the size); got {self.width}x{self.height}.")
-        return self.height * down // up, self.width * down // up
+        if self.height % 64 or self.width % 64:
+            raise InputError(f"a two-stage run needs width and height divisible by 64 (stage 1 runs at half size); "
+                             f"got {self.width}x{self.height}.")
+        return self.height // 2, self.width // 2
 
 
 def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, engine: MemoryEngine | None = None,
@@ -536,7 +532,7 @@ def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out
     if request.two_stage and upscaler is None:
         raise InputError("a two-stage run needs the latent upscaler (ltx-2-spatial-upscaler-x2-1.0.safetensors).")
     settings = request.stage1_settings()
-    height, width = request.stage_size(upscaler.config.rational if request.two_stage else (2, 1))
+    height, width = request.stage_size()
     precheck(ltx2, gemma, request, engine, upscaler)
 
     negative_needed = _needs_negative(settings)
