@@ -2,7 +2,7 @@
 
 Compression is 32x in space and 8x in time with the first frame on its own
 (F' = 1 + (F-1)/8), so one image encodes to one latent frame. Both halves are built from the
-checkpoint's ``config.vae`` block lists (LTX-2.0 and LTX-2.3 layouts):
+checkpoint's ``config.vae`` block lists:
 
 * encoder: 4x4 patchify -> causal conv_in -> ``encoder_blocks`` (res_x stacks and
   space-to-depth downsamplers ``compress_*_res``, multiplier 1 or more) -> PixelNorm, SiLU ->
@@ -12,8 +12,8 @@ checkpoint's ``config.vae`` block lists (LTX-2.0 and LTX-2.3 layouts):
   ``compress_all`` with a ``residual`` shortcut, the 2.3 ones plain; each temporal x2 drops its
   first frame) -> PixelNorm, SiLU -> conv_out -> 4x4 unpatchify.
 
-Module and attribute names follow the released ``vae.encoder.*`` / ``vae.decoder.*`` keys. Config
-semantics are those of the official HEAD (Lightricks/LTX-2 @ 400fd31,
+The LTX-2.0 and LTX-2.3 layouts are both configs of these modules. Module and attribute names follow
+the released ``vae.encoder.*`` / ``vae.decoder.*`` keys. Config semantics are those of the official HEAD (Lightricks/LTX-2 @ 400fd31,
 ``ltx_core.model.video_vae.model_configurator``): the encoder starts ``latent_channels`` wide; the
 decoder starts ``decoder_base_channels`` times the product of its ``compress_*`` multipliers wide;
 ``spatial_padding_mode`` sets both halves' padding. Where HEAD cannot load a file the January
