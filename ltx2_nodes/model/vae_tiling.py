@@ -22,13 +22,14 @@ import logging
 import math
 import os
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from itertools import product
+from typing import Iterable, Iterator, Sequence
 
 import torch
 
 from ..errors import InputError
 from .patchify import VideoScale
-from .video_vae import VideoDecoder, VideoVAEConfig, block_stride
+from .video_vae import VideoDecoder, VideoEncoder, VideoVAEConfig, block_stride, check_video_size
 
 log = logging.getLogger("ltx2_nodes")
 
@@ -155,21 +156,28 @@ class Tile:
                      for axis, (s, (left, right)) in enumerate(zip(self.pixels, self.ramps)))
 
     def weigh(self, x: torch.Tensor) -> torch.Tensor:
-        """``x [B, C, T, H, W]`` times the separable mask, one axis after the other (as the reference)."""
-        t, h, w = (m.to(x.device) for m in self.masks())
-        return x * t[:, None, None] * h[:, None] * w
+        """``x [B, C, T, H, W]`` times the separable mask (:func:`weigh`)."""
+        return weigh(x, self.masks())
 
 
-def masks_are_complementary(tiles: Sequence[Tile], extent: Sequence[int]) -> bool:
-    """Whether the distinct tiles' 1-D weights sum to 1 (atol 1e-5) along every axis of the output
-    ``extent`` (F, H, W); then the blend needs no division (reference ``masks_are_complementary``)."""
+def weigh(x: torch.Tensor, masks: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``x [B, C, T, H, W]`` times separable 1-D (T, H, W) masks, one axis after the other (as the reference)."""
+    t, h, w = (m.to(x.device) for m in masks)
+    return x * t[:, None, None] * h[:, None] * w
+
+
+def masks_are_complementary(placed: Iterable[tuple[Sequence[slice], Sequence[torch.Tensor]]],
+                            extent: Sequence[int]) -> bool:
+    """Whether the distinct ``(slices, 1-D masks)`` of the tiles sum to 1 (atol 1e-5) along every axis of
+    the output ``extent`` (F, H, W); then the blend needs no division (reference ``masks_are_complementary``)."""
+    placed = list(placed)
     for axis, length in enumerate(extent):
         total, seen = torch.zeros(length), set()
-        for tile in tiles:
-            span = tile.pixels[axis]
+        for slices, masks in placed:
+            span = slices[axis]
             if (span.start, span.stop) not in seen:
                 seen.add((span.start, span.stop))
-                total[span] += tile.masks()[axis]
+                total[span] += masks[axis]
         if not torch.allclose(total, torch.ones(length), atol=1e-5, rtol=0.0):
             return False
     return True
@@ -233,6 +241,70 @@ def chunk_frame_counts(latent_fhw: Sequence[int], tiling: TilingConfig | None,
 
 
 # ------------------------------------------------------------------------------------------------
+# Encoding
+
+# the reference's smallest overlaps for a tiled encode (edge artefacts of each tile's padding)
+ENCODE_MIN_OVERLAP_PIXELS = 64
+ENCODE_MIN_OVERLAP_FRAMES = 16
+
+
+@dataclass(frozen=True)
+class EncodeTile:
+    """Pixel slices (F, H, W) to encode, the latent cells the result covers, and its 1-D blend weights
+    per latent axis (the temporal ramp of a later tile starts at 0: its first latent is an image encode)."""
+
+    pixels: tuple[slice, slice, slice]
+    latent: tuple[slice, slice, slice]
+    masks: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def plan_encode_tiles(pixel_fhw: Sequence[int], tiling: TilingConfig | None,
+                      scale: VideoScale = VideoScale()) -> list[EncodeTile]:
+    """Tiles of a tiled encode (reference ``prepare_tiles_for_encoding``): the latent grid is split as
+    for decoding, each latent span maps to the pixels that encode to it."""
+    frames, height, width = pixel_fhw
+    latent_fhw = (1 + (frames - 1) // scale.time, height // scale.height, width // scale.width)
+    tiles = []
+    for spans in product(*_axis_spans(latent_fhw, tiling, scale)):
+        pixels = tuple(_pixel_span(span, step, axis == 0)[0]
+                       for axis, (span, step) in enumerate(zip(spans, (scale.time, scale.height, scale.width))))
+        masks = tuple(trapezoid(s.end - s.start, s.left_ramp, s.right_ramp, axis == 0) for axis, s in enumerate(spans))
+        tiles.append(EncodeTile(pixels, tuple(slice(s.start, s.end) for s in spans), masks))
+    return tiles
+
+
+def tiled_encode(encoder: VideoEncoder, pixels: torch.Tensor, tiling: TilingConfig | None) -> torch.Tensor:
+    """Encode ``pixels`` [B,3,F,H,W] tile by tile (reference ``VideoEncoder.tiled_encode``): the latent
+    tiles are blended with trapezoidal weights, divided by their sum unless the weights sum to 1.
+    Tiled axes need overlaps of at least 64 px / 16 frames. Returns the float32 latent on the
+    pixels' device (the encoder moves each tile to its own device and dtype)."""
+    if pixels.dim() != 5:
+        raise InputError(f"tiled VAE encode expects pixels [B,3,F,H,W], got {list(pixels.shape)}.")
+    check_video_size(*pixels.shape[2:], encoder.scale)
+    for what, size, overlap, minimum, unit in (
+            ("spatial", tiling and tiling.tile_size_in_pixels, tiling and tiling.tile_overlap_in_pixels,
+             ENCODE_MIN_OVERLAP_PIXELS, "px"),
+            ("temporal", tiling and tiling.tile_size_in_frames, tiling and tiling.tile_overlap_in_frames,
+             ENCODE_MIN_OVERLAP_FRAMES, "frames")):
+        if size is not None and overlap < minimum:
+            raise InputError(f"tiled encode: {what} overlap {overlap} {unit} is below the {minimum} {unit} the "
+                             f"encoder needs to hide tile edges; use an overlap of at least {minimum} {unit}.")
+    tiles = plan_encode_tiles(pixels.shape[2:], tiling, encoder.scale)
+    extent = tuple(max(t.latent[axis].stop for t in tiles) for axis in range(3))
+    divide = not masks_are_complementary(((t.latent, t.masks) for t in tiles), extent)
+    out = torch.zeros(pixels.shape[0], encoder.config.latent_channels, *extent, device=pixels.device)
+    weights = torch.zeros(1, 1, *extent, device=pixels.device) if divide else None
+    for tile in tiles:
+        encoded = encoder(pixels[(slice(None), slice(None)) + tile.pixels]).to(pixels.device, torch.float32)
+        where = (slice(None), slice(None)) + tile.latent
+        out[where] += weigh(encoded, tile.masks)
+        if divide:
+            weights[where] += weigh(torch.ones(1, 1, *encoded.shape[2:], device=pixels.device), tile.masks)
+        del encoded
+    return out / weights.clamp(min=1e-8) if divide else out
+
+
+# ------------------------------------------------------------------------------------------------
 # Decoding
 
 
@@ -253,7 +325,8 @@ def tiled_decode(decoder: VideoDecoder, latent: torch.Tensor, tiling: TilingConf
     height, width = fhw[1] * scale.height, fhw[2] * scale.width
     channels = decoder.config.out_channels
     tiles = plan_tiles(fhw, tiling, scale)
-    divide = not masks_are_complementary(tiles, (1 + (fhw[0] - 1) * scale.time, height, width))
+    divide = not masks_are_complementary(((t.pixels, t.masks()) for t in tiles),
+                                         (1 + (fhw[0] - 1) * scale.time, height, width))
 
     def finished(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
         return values / weights.clamp(min=1e-8) if divide else values
