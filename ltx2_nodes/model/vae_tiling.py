@@ -27,9 +27,10 @@ from typing import Iterable, Iterator, Sequence
 
 import torch
 
+from .video_vae import VideoEncoder, check_video_size
 from ..errors import InputError
 from .patchify import VideoScale
-from .video_vae import VideoDecoder, VideoEncoder, VideoVAEConfig, block_stride, check_video_size
+from .video_vae import VideoDecoder, VideoVAEConfig, block_stride
 
 log = logging.getLogger("ltx2_nodes")
 
