@@ -60,7 +60,7 @@ AUDIO_MEL_BINS = 16
 
 class LatentUpsampler(Protocol):
     def __call__(self, video_latent: torch.Tensor) -> torch.Tensor:
-        """Normalized ``[B, C, F, H, W]`` -> normalized ``[B, C, F, 2H, 2W]`` (x1.5: ``[B, C, F, 1.5H, 1.5W]``)."""
+        """Normalized ``[B, C, F, H, W]`` -> normalized ``[B, C, F, 2H, 2W]``."""
 
 
 # Builds the conditioning items for one stage from that stage's video grid (images are re-encoded
@@ -286,14 +286,10 @@ def two_stage(model, text: TextConditioning, latents: AVLatents, settings: Gener
     first = _sample(model, text, latents, settings, negative, conditioning or (), noise, progress)
     with torch.no_grad():
         upscaled = upsample(first.video)
-    grid = latents.video_grid()
-    expected = dataclasses.replace(grid, height=upscaled.shape[3], width=upscaled.shape[4])
-    # the same growth on both axes: x2, or x1.5 (LTX-2.3's rational upscaler)
-    if (tuple(upscaled.shape[1:]) != expected.shape or upscaled.shape[0] != latents.batch
-            or expected.height * grid.width != expected.width * grid.height or expected.height <= grid.height):
-        raise InputError(f"the upsampler returned shape {list(upscaled.shape)} for {[latents.batch, *grid.shape]}; "
-                         "expected the same batch, channels and frames with height and width grown by one factor "
-                         "(x2, or x1.5).")
+    expected = latents.video_grid().upscaled(2)
+    if tuple(upscaled.shape[1:]) != expected.shape or upscaled.shape[0] != latents.batch:
+        raise InputError(f"the upsampler returned shape {list(upscaled.shape)}; expected "
+                         f"{[latents.batch, *expected.shape]} (x2 in height and width).")
     second_in = dataclasses.replace(first, video=upscaled, video_mask=_upscale_mask(latents.video_mask, expected),
                                     audio_mask=latents.audio_mask)
     progress.offset = settings.steps

@@ -25,11 +25,16 @@ from .safetensors_file import SafetensorsFile
 
 log = logging.getLogger("ltx2_nodes")
 
+# statistics LTX-2.0 files store but nothing reads (LTX-2.3 files leave them out), per component
+_UNREAD_STATISTICS = tuple(f"per_channel_statistics.{name}" for name in PerChannelStatistics.UNREAD)
+_UNREAD = {"video_encoder": _UNREAD_STATISTICS, "video_decoder": _UNREAD_STATISTICS}
+
 
 def _load(ckpt: LTX2Checkpoint, component: str, make: Callable[[dict], nn.Module], what: str, dtype, device,
           **options) -> nn.Module:
     """Build ``make(config section)`` and assign the component's tensors from the memory map."""
     config = ckpt.component_config(component)
+    options.setdefault("ignore_unexpected", _UNREAD.get(component, ()))
     return build_module(lambda: make(config), ckpt.state_dict(component), what=what, source=ckpt.path.name,
                         dtype=dtype, device=device, release=ckpt.release_pages, **options)
 
@@ -97,20 +102,14 @@ def load_vocoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=
 # Video VAE and latent upsampler (issue 4)
 
 
-# statistics LTX-2.0 files store but nothing reads (LTX-2.3 files leave them out)
-_UNREAD_STATISTICS = tuple(f"per_channel_statistics.{name}" for name in PerChannelStatistics.UNREAD)
-
-
 def load_video_encoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> VideoEncoder:
     """The video VAE encoder (``vae.encoder.*`` + shared ``vae.per_channel_statistics.*``)."""
-    return _load(ckpt, "video_encoder", lambda c: VideoEncoder(VideoVAEConfig.from_metadata(c)), "video VAE encoder",
-                 dtype, device, ignore_unexpected=_UNREAD_STATISTICS)
+    return _load(ckpt, "video_encoder", lambda c: VideoEncoder(VideoVAEConfig.from_metadata(c)), "video VAE encoder", dtype, device)
 
 
 def load_video_decoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> VideoDecoder:
     """The video VAE decoder (``vae.decoder.*`` + shared ``vae.per_channel_statistics.*``)."""
-    return _load(ckpt, "video_decoder", lambda c: VideoDecoder(VideoVAEConfig.from_metadata(c)), "video VAE decoder",
-                 dtype, device, ignore_unexpected=_UNREAD_STATISTICS)
+    return _load(ckpt, "video_decoder", lambda c: VideoDecoder(VideoVAEConfig.from_metadata(c)), "video VAE decoder", dtype, device)
 
 
 def load_latent_statistics(ckpt: LTX2Checkpoint, device=None) -> PerChannelStatistics:

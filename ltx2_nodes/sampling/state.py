@@ -73,6 +73,9 @@ class VideoGrid:
     def positions(self, batch: int, device=None) -> torch.Tensor:
         return video_positions(batch, self.frames, self.height, self.width, self.fps, self.scale, device=device)
 
+    def upscaled(self, factor: int = 2) -> "VideoGrid":
+        return dataclasses.replace(self, height=self.height * factor, width=self.width * factor)
+
 
 @dataclass(frozen=True)
 class AudioGrid:
