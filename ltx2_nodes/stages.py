@@ -302,17 +302,19 @@ def _scaled_mask(mask: torch.Tensor | None, grid: VideoGrid) -> torch.Tensor | N
 
 def upscale(latents: AVLatents, upsampler: UpscalerHandle, stats: nn.Module, engine: MemoryEngine | None = None
             ) -> AVLatents:
-    """x2 the video latent's height and width with the latent upscaler (audio passes through)."""
+    """Grow the video latent's height and width with the latent upscaler: x2, or x1.5 with the rational
+    LTX-2.3 upscaler, which refuses odd latent sizes (``check_input_size``). Audio passes through."""
     if latents.video is None:
         raise InputError("the latent upscaler works on video latents; this latent holds audio only.")
     engine = _engine(engine)
     model = upsampler.model
+    model.config.check_input_size(*latents.video.shape[3:])
     voxels = math.prod(latents.video.shape[2:]) * latents.batch
     profile = StageProfile(upscaler_activation_bytes(voxels, _module_dtype(model)))
     with torch.no_grad(), engine.stage("upscaler", model, profile=profile):
         video = upsample_latent(latents.video.float(), model, stats).cpu()
-    grid = latents.video_grid().upscaled(2)
-    return dataclasses.replace(latents, video=video, video_mask=_scaled_mask(latents.video_mask, grid))
+    upscaled = dataclasses.replace(latents, video=video)
+    return dataclasses.replace(upscaled, video_mask=_scaled_mask(latents.video_mask, upscaled.video_grid()))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -30,18 +30,6 @@ def test_refuses_the_main_checkpoint_and_other_models(tmp_path):
         load_latent_upsampler(other)
 
 
-def test_config_inferred_when_metadata_is_missing(golden, tmp_path):
-    """A re-saved upscaler without its 'config' metadata still loads, with the same result."""
-    file = SafetensorsFile(golden.weights_path)
-    stripped = tmp_path / "upscaler_no_metadata.safetensors"
-    save_file({k: file.tensor(k).clone() for k in file.keys()}, str(stripped))
-    original = load_latent_upsampler(golden.weights_path, torch.float32)
-    inferred = load_latent_upsampler(stripped, torch.float32)
-    assert inferred.config == original.config
-    with torch.no_grad():
-        assert torch.equal(inferred(golden["latent"]), original(golden["latent"]))
-
-
 def test_foreign_config_is_refused(golden, tmp_path):
     file = SafetensorsFile(golden.weights_path)
     path = tmp_path / "other.safetensors"
@@ -49,8 +37,27 @@ def test_foreign_config_is_refused(golden, tmp_path):
               metadata={"config": '{"_class_name": "AutoencoderKL"}'})
     with pytest.raises(CheckpointError, match="describes 'AutoencoderKL', not a LatentUpsampler"):
         load_latent_upsampler(path)
-    with pytest.raises(UnsupportedModelError, match="rational_resampler=True"):
-        UpsamplerConfig.from_metadata({"rational_resampler": True, "spatial_scale": 1.5})
+    with pytest.raises(UnsupportedModelError, match="rational latent upscaler with spatial_scale=3.0"):
+        UpsamplerConfig.from_metadata({"rational_resampler": True, "spatial_scale": 3.0})
+    with pytest.raises(UnsupportedModelError, match="rational latent upscaler .*temporal_upsample=True"):
+        UpsamplerConfig.from_metadata({"rational_resampler": True, "spatial_scale": 1.5, "temporal_upsample": True})
+    with pytest.raises(UnsupportedModelError, match="rational_resampler=False, spatial_scale=1.5"):
+        UpsamplerConfig.from_metadata({"spatial_scale": 1.5})
+
+
+def test_rational_upscaler_sizes_and_refusals():
+    """x1.5: H -> floor((3H - 1) / 2) + 1, exact for even sizes; odd latent sizes are refused before a
+    stage uses it (the result would be rounded up)."""
+    cfg = UpsamplerConfig(in_channels=4, mid_channels=32, num_blocks_per_stage=1, spatial_scale=1.5,
+                          rational_resampler=True)
+    with torch.no_grad():
+        out = _random(cfg)(torch.randn(1, 4, 2, 4, 6))
+    assert out.shape == (1, 4, 2, 6, 9) and cfg.output_size(2, 4, 6) == (2, 6, 9)
+    assert cfg.output_size(3, 5, 7) == (3, 8, 11)
+    cfg.check_input_size(4, 6)
+    with pytest.raises(InputError, match=r"x1.5 latent upscaler .*latent width 7.*multiples of 64"):
+        cfg.check_input_size(4, 7)
+    UpsamplerConfig().check_input_size(5, 7)  # x2 takes any size
 
 
 def _random(config: UpsamplerConfig) -> LatentUpsampler:

@@ -35,8 +35,13 @@ def test_released_layout_on_meta_device():
 def test_config_reads_metadata_and_refuses_what_it_cannot_run():
     cfg = VideoVAEConfig.from_metadata({"latent_channels": 16, "spatial_padding_mode": "zeros"})
     assert (cfg.encoder_spatial_padding_mode, cfg.decoder_spatial_padding_mode) == ("zeros", "zeros")
-    cfg = VideoVAEConfig.from_metadata({"spatial_padding_mode": "zeros", "decoder_spatial_padding_mode": "reflect"})
-    assert cfg.decoder_spatial_padding_mode == "reflect"
+    # HEAD semantics: spatial_padding_mode sets both halves; decoder_spatial_padding_mode is not read
+    cfg = VideoVAEConfig.from_metadata({"spatial_padding_mode": "zeros", "decoder_spatial_padding_mode": "reflect",
+                                        "encoder_spatial_padding_mode": "reflect"})
+    assert (cfg.encoder_spatial_padding_mode, cfg.decoder_spatial_padding_mode) == ("zeros", "zeros")
+    cfg = VideoVAEConfig.from_metadata({"encoder_spatial_padding_mode": "replicate",
+                                        "decoder_spatial_padding_mode": "zeros"})
+    assert (cfg.encoder_spatial_padding_mode, cfg.decoder_spatial_padding_mode) == ("replicate", "reflect")
     assert VideoVAEConfig.from_metadata({}).decoder_spatial_padding_mode == "reflect"
     blocks = VideoVAEConfig.from_metadata({"encoder_blocks": [["res_x", 3]]}).encoder_blocks
     assert blocks == (("res_x", {"num_layers": 3}),)
@@ -48,8 +53,22 @@ def test_config_reads_metadata_and_refuses_what_it_cannot_run():
         VideoVAEConfig.from_metadata({"decoder_blocks": [["res_x", {"num_layers": 1, "inject_noise": True}]]})
     with pytest.raises(UnsupportedModelError, match="norm_layer='group_norm'"):
         VideoVAEConfig.from_metadata({"norm_layer": "group_norm"})
-    with pytest.raises(UnsupportedModelError, match="decoder_spatial_padding_mode='mirror'"):
-        VideoVAEConfig.from_metadata({"decoder_spatial_padding_mode": "mirror"})
+    with pytest.raises(UnsupportedModelError, match="spatial_padding_mode='mirror'; expected one of"):
+        VideoVAEConfig.from_metadata({"spatial_padding_mode": "mirror"})
+
+
+def test_decoder_widths_start_at_base_channels_times_every_compress_multiplier():
+    """LTX-2.3 layout: compress_space / compress_time / compress_all each divide the width by their
+    multiplier (1 allowed); the decoder ends at decoder_base_channels (absent: latent_channels)."""
+    blocks = [["res_x", {"num_layers": 1}], ["compress_space", {"multiplier": 2}], ["res_x", {"num_layers": 1}],
+              ["compress_time", {"multiplier": 2}], ["compress_all", {"multiplier": 1}],
+              ["compress_all", {"multiplier": 2}], ["res_x", {"num_layers": 1}]]
+    cfg = VideoVAEConfig.from_metadata({"latent_channels": 4, "decoder_base_channels": 8, "decoder_blocks": blocks})
+    assert cfg.decoder_widths() == [64, 64, 32, 32, 16, 16, 8, 8]
+    assert VideoVAEConfig.from_metadata({"latent_channels": 4, "decoder_blocks": blocks}).decoder_widths()[-1] == 4
+    decoder = VideoDecoder(cfg)
+    assert decoder.up_blocks[1].conv.conv.out_channels == 8 * 64 // 2 and not decoder.up_blocks[1].residual
+    assert decoder(torch.randn(1, 4, 2, 2, 2)).shape == (1, 3, 9, 64, 64)
 
 
 def test_size_rules():

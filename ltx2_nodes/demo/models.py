@@ -142,7 +142,7 @@ def checkpoint_state(config: dict, text_width: int, seed: int = 0) -> dict[str, 
     from ..model.audio_vae import AudioDecoder, AudioEncoder, AudioVAEConfig
     from ..model.connector import ConnectorConfig, Embeddings1DConnector
     from ..model.transformer import LTX2Transformer, TransformerConfig
-    from ..model.video_vae import VideoDecoder, VideoEncoder, VideoVAEConfig
+    from ..model.video_vae import PerChannelStatistics, VideoDecoder, VideoEncoder, VideoVAEConfig
     from ..model.vocoder import Vocoder, VocoderConfig
 
     dit_cfg = TransformerConfig.from_metadata(config["transformer"])
@@ -169,6 +169,9 @@ def checkpoint_state(config: dict, text_width: int, seed: int = 0) -> dict[str, 
         for key, value in module.state_dict().items():
             name = (stats_prefix + key) if stats_prefix and key.startswith("per_channel_statistics.") else prefix + key
             state.setdefault(name, _random_value(name, tuple(value.shape), seed))
+    for leaf in PerChannelStatistics.UNREAD:  # the 2.0 release stores statistics nothing reads
+        name = f"vae.per_channel_statistics.{leaf}"
+        state[name] = _random_value(name, (vae_cfg.latent_channels,), seed)
     return state
 
 

@@ -27,11 +27,16 @@ from .safetensors_file import SafetensorsFile
 
 log = logging.getLogger("ltx2_nodes")
 
+# statistics LTX-2.0 files store but nothing reads (LTX-2.3 files leave them out), per component
+_UNREAD_STATISTICS = tuple(f"per_channel_statistics.{name}" for name in PerChannelStatistics.UNREAD)
+_UNREAD = {"video_encoder": _UNREAD_STATISTICS, "video_decoder": _UNREAD_STATISTICS}
+
 
 def _load(ckpt: LTX2Checkpoint, component: str, make: Callable[[dict], nn.Module], what: str, dtype, device,
           **options) -> nn.Module:
     """Build ``make(config section)`` and assign the component's tensors from the memory map."""
     config = ckpt.component_config(component)
+    options.setdefault("ignore_unexpected", _UNREAD.get(component, ()))
     return build_module(lambda: make(config), ckpt.state_dict(component), what=what, source=ckpt.path.name,
                         dtype=dtype, device=device, release=ckpt.release_pages, **options)
 
@@ -151,29 +156,37 @@ def load_latent_statistics(ckpt: LTX2Checkpoint, device=None) -> PerChannelStati
     channels = VideoVAEConfig.from_metadata(ckpt.component_config("video_decoder")).latent_channels
     holder = build_module(lambda: nn.ModuleDict({"per_channel_statistics": PerChannelStatistics(channels)}), state,
                           what="video VAE statistics", source=ckpt.path.name, dtype=torch.float32, device=device,
-                          release=ckpt.release_pages)
+                          ignore_unexpected=_UNREAD_STATISTICS, release=ckpt.release_pages)
     return holder["per_channel_statistics"]
 
 
+# the upsampling layer's weight: integer shuffles (nn.Sequential) / the rational resampler's conv
+_UPSAMPLER_CONVS = ("upsampler.0.weight", "upsampler.conv.weight")
+
+
 def _infer_upsampler_config(file: SafetensorsFile) -> dict:
-    """Config from tensor shapes, for upscaler files re-saved without their ``config`` metadata."""
+    """Config from tensor shapes, for upscaler files re-saved without their ``config`` metadata. A
+    rational resampler's down factor is not in any shape: 9*mid channels (x3 shuffle) is taken as the
+    released x1.5 (3/2)."""
     mid, in_channels = file.info("initial_conv.weight").shape[:2]
     dims = len(file.info("initial_conv.weight").shape) - 2
-    up = file.info("upsampler.0.weight").shape
-    ratio = up[0] // mid
     blocks = {int(k.split(".")[1]) for k in file.keys() if k.startswith("res_blocks.")}
     log.warning("%s has no config metadata; latent upscaler config inferred from tensor shapes.", file.path.name)
-    return {"in_channels": in_channels, "mid_channels": mid, "num_blocks_per_stage": max(blocks, default=-1) + 1,
-            "dims": dims, "spatial_upsample": len(up) == 4 or ratio == 8,
-            "temporal_upsample": len(up) == 5 and ratio in (2, 8)}
+    config = {"in_channels": in_channels, "mid_channels": mid, "num_blocks_per_stage": max(blocks, default=-1) + 1,
+              "dims": dims}
+    if "upsampler.conv.weight" in file:
+        scale = {4: 2.0, 9: 1.5, 16: 4.0}.get(file.info("upsampler.conv.weight").shape[0] // mid, 0.0)
+        return config | {"spatial_upsample": True, "rational_resampler": True, "spatial_scale": scale}
+    up = file.info("upsampler.0.weight").shape
+    ratio = up[0] // mid
+    return config | {"spatial_upsample": len(up) == 4 or ratio == 8, "temporal_upsample": len(up) == 5 and ratio in (2, 8)}
 
 
-def load_latent_upsampler(path: str | Path, dtype: torch.dtype | None = None, device=None) -> LatentUpsampler:
-    """The latent upscaler from its own file (``ltx-2-spatial-upscaler-x2-1.0.safetensors``, flat ``config``
-    metadata). Refuses the main checkpoint and other models with a message saying which file is needed."""
-    file = SafetensorsFile(path)
+def read_upsampler_config(file: SafetensorsFile) -> UpsamplerConfig:
+    """The latent upscaler's config from its file's header (nothing loaded). Refuses the main checkpoint and
+    other models with a message saying which file is needed."""
     keys = file.keys()
-    if "initial_conv.weight" not in file or "upsampler.0.weight" not in file:
+    if "initial_conv.weight" not in file or not any(key in file for key in _UPSAMPLER_CONVS):
         if any(k.startswith(("model.diffusion_model.", "vae.", "audio_vae.", "transformer_blocks.")) for k in keys):
             what = "an LTX-2 model checkpoint (DiT/VAE)"
         else:
@@ -189,7 +202,14 @@ def load_latent_upsampler(path: str | Path, dtype: torch.dtype | None = None, de
         found = config.get("_class_name") if isinstance(config, dict) else type(config).__name__
         raise CheckpointError(f"{file.path.name}: metadata 'config' describes {found!r}, not a LatentUpsampler; "
                               "use ltx-2-spatial-upscaler-x2-1.0.safetensors.")
-    cfg = UpsamplerConfig.from_metadata(config, source=file.path.name)
-    state = {k: file.tensor(k) for k in keys}
+    return UpsamplerConfig.from_metadata(config, source=file.path.name)
+
+
+def load_latent_upsampler(path: str | Path, dtype: torch.dtype | None = None, device=None) -> LatentUpsampler:
+    """The latent upscaler from its own file (``ltx-2-spatial-upscaler-x2-1.0.safetensors``, the LTX-2.3 x2 and
+    x1.5 files; flat ``config`` metadata), see :func:`read_upsampler_config`."""
+    file = SafetensorsFile(path)
+    cfg = read_upsampler_config(file)
+    state = {k: file.tensor(k) for k in file.keys()}
     return build_module(lambda: LatentUpsampler(cfg), state, what="latent upscaler", source=file.path.name,
                         dtype=dtype, device=device, release=file.release_pages)

@@ -1,7 +1,7 @@
-"""The LTX-2 latent upsampler (``ltx-2-spatial-upscaler-x2-1.0.safetensors``).
+"""The LTX-2 latent upsamplers (``ltx-2-spatial-upscaler-x2-1.0``, LTX-2.3's x2 and x1.5 files).
 
-Links the two-stage pipelines: stage 1 denoises at half resolution, the upsampler doubles the
-latent's height and width, stage 2 refines. It works on *un-normalised* latents, so the pipeline
+Links the two-stage pipelines: stage 1 denoises at a lower resolution, the upsampler grows the
+latent's height and width (x2, or x1.5 for the rational upscaler), stage 2 refines. It works on *un-normalised* latents, so the pipeline
 call is ``normalize(U(un_normalize(latent)))`` with the video VAE's per-channel statistics
 (:func:`upsample_latent`).
 
@@ -11,10 +11,17 @@ SiLU -> N ResBlocks [res_blocks.i] -> upsampler [upsampler.0] -> N ResBlocks
 per-frame Conv2d to 4*mid channels plus a 2-D pixel shuffle; the temporal x2 variant
 (``ltx-2-temporal-upscaler-x2``) is a Conv3d to 2*mid plus a 1-D shuffle along time that drops the
 first output frame (F -> 2F - 1); spatio-temporal uses a Conv3d to 8*mid and a 3-D shuffle.
+
+The rational upsampler (``rational_resampler: true``, reference ``SpatialRationalResampler``) scales
+by ``num/den`` (x1.5 = 3/2): per frame a Conv2d to num^2*mid [upsampler.conv], a num x num pixel
+shuffle, then a depthwise 5x5 binomial blur with stride ``den`` and zero padding 2
+[upsampler.blur_down.kernel, stored in the file], so ``H -> floor((num*H - 1)/den) + 1`` (exactly
+1.5H for even H).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 import torch
@@ -25,6 +32,9 @@ from ..errors import InputError, UnsupportedModelError
 from .video_vae import PerChannelStatistics, depth_to_space
 
 GROUPS = 32
+# spatial_scale -> (up, down) of the rational resampler (the reference's table)
+RATIONAL_SCALES = {0.75: (3, 4), 1.5: (3, 2), 2.0: (2, 1), 4.0: (4, 1)}
+BLUR_SIZE = 5
 
 
 @dataclass(frozen=True)
@@ -44,11 +54,19 @@ class UpsamplerConfig:
     def from_metadata(cls, meta: dict, source: str = "upsampler") -> "UpsamplerConfig":
         names = {f.name for f in fields(cls)}
         cfg = cls(**{k: v for k, v in meta.items() if k in names})
-        if cfg.rational_resampler or float(cfg.spatial_scale) != 2.0:
+        scale = float(cfg.spatial_scale)
+        if cfg.rational_resampler and (scale not in RATIONAL_SCALES or cfg.temporal_upsample or cfg.dims != 3
+                                       or not cfg.spatial_upsample):
             raise UnsupportedModelError(
-                f"{source}: latent upscaler with rational_resampler={cfg.rational_resampler}, "
-                f"spatial_scale={cfg.spatial_scale}; ltx2_nodes supports the x2 upscalers "
-                "(ltx-2-spatial-upscaler-x2-1.0 / ltx-2-temporal-upscaler-x2-1.0).")
+                f"{source}: rational latent upscaler with spatial_scale={cfg.spatial_scale}, dims={cfg.dims}, "
+                f"spatial_upsample={cfg.spatial_upsample}, temporal_upsample={cfg.temporal_upsample}; ltx2_nodes "
+                f"runs rational upscalers that are spatial only, dims=3, scale in {sorted(RATIONAL_SCALES)} "
+                "(e.g. ltx-2.3-spatial-upscaler-x1.5).")
+        if not cfg.rational_resampler and scale != 2.0:
+            raise UnsupportedModelError(
+                f"{source}: latent upscaler with rational_resampler=False, spatial_scale={cfg.spatial_scale}; "
+                "without the rational resampler only x2 exists (ltx-2-spatial-upscaler-x2-1.0 / "
+                "ltx-2-temporal-upscaler-x2-1.0); a x1.5 file must say rational_resampler: true.")
         if cfg.dims not in (2, 3):
             raise UnsupportedModelError(f"{source}: upsampler dims={cfg.dims}; expected 2 or 3.")
         if not (cfg.spatial_upsample or cfg.temporal_upsample):
@@ -59,9 +77,34 @@ class UpsamplerConfig:
 
     @property
     def stride(self) -> tuple[int, int, int]:
-        """(time, height, width) growth factors."""
+        """(time, height, width) shuffle factors of the integer upsamplers."""
         s = 2 if self.spatial_upsample else 1
         return (2 if self.temporal_upsample else 1, s, s)
+
+    @property
+    def rational(self) -> tuple[int, int]:
+        """(up, down) spatial factors: (3, 2) for x1.5, (2, 1) for x2, (1, 1) when not spatial."""
+        if self.rational_resampler:
+            return RATIONAL_SCALES[float(self.spatial_scale)]
+        return (2, 1) if self.spatial_upsample else (1, 1)
+
+    def output_size(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
+        """Latent (F, H, W) the upsampler returns for an input of (F, H, W)."""
+        up, down = self.rational
+        return ((2 * frames - 1 if self.temporal_upsample else frames),
+                (up * height - 1) // down + 1, (up * width - 1) // down + 1)
+
+    def check_input_size(self, height: int, width: int) -> None:
+        """Refuse latent sizes the spatial factor does not scale exactly (x1.5: odd sizes, whose
+        result would be rounded up and change the aspect ratio)."""
+        up, down = self.rational
+        bad = [f"{name} {value}" for name, value in (("height", height), ("width", width)) if up * value % down]
+        if bad:
+            raise InputError(
+                f"the x{self.spatial_scale:g} latent upscaler needs latent sizes it scales exactly (multiples of "
+                f"{down // math.gcd(up, down)}); got latent {' and '.join(bad)}. Generate the first stage at a size "
+                f"whose latent height and width are multiples of {down // math.gcd(up, down)} (pixel sizes: "
+                f"multiples of {32 * down // math.gcd(up, down)} for the 32x VAE).")
 
 
 class ResBlock(nn.Module):
@@ -79,8 +122,38 @@ class ResBlock(nn.Module):
         return F.silu(self.norm2(self.conv2(h)) + x)
 
 
+class BlurDownsample(nn.Module):
+    """Depthwise ``BLUR_SIZE``-tap binomial blur with stride ``stride`` and zero padding (per 2-D frame)."""
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.stride = stride
+        taps = torch.tensor([math.comb(BLUR_SIZE - 1, k) for k in range(BLUR_SIZE)], dtype=torch.float32)
+        kernel = taps[:, None] * taps[None, :]
+        self.register_buffer("kernel", (kernel / kernel.sum())[None, None])  # the file stores it too
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            return x
+        weight = self.kernel.to(x.dtype).expand(x.shape[1], 1, BLUR_SIZE, BLUR_SIZE)
+        return F.conv2d(x, weight, stride=self.stride, padding=BLUR_SIZE // 2, groups=x.shape[1])
+
+
+class RationalResampler(nn.Module):
+    """Spatial x up/down per frame: Conv2d to up^2*mid, pixel shuffle x up, blur-downsample / down."""
+
+    def __init__(self, channels: int, up: int, down: int):
+        super().__init__()
+        self.up = up
+        self.conv = nn.Conv2d(channels, up * up * channels, kernel_size=3, padding=1)
+        self.blur_down = BlurDownsample(down)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, C, H, W] frames
+        return self.blur_down(F.pixel_shuffle(self.conv(x), self.up))
+
+
 class LatentUpsampler(nn.Module):
-    """Un-normalised latent [B,C,F,H,W] -> [B,C,F',2H,2W] (spatial) / [B,C,2F-1,H,W] (temporal)."""
+    """Un-normalised latent [B,C,F,H,W] -> [B,C,F',2H,2W] (spatial; x1.5 rational) / [B,C,2F-1,H,W] (temporal)."""
 
     def __init__(self, config: UpsamplerConfig):
         super().__init__()
@@ -93,6 +166,8 @@ class LatentUpsampler(nn.Module):
         if config.temporal_upsample:
             factor = 8 if config.spatial_upsample else 2
             self.upsampler = nn.Sequential(nn.Conv3d(mid, factor * mid, kernel_size=3, padding=1))
+        elif config.rational_resampler:
+            self.upsampler = RationalResampler(mid, *config.rational)
         else:
             self.upsampler = nn.Sequential(nn.Conv2d(mid, 4 * mid, kernel_size=3, padding=1))
         self.post_upsample_res_blocks = nn.ModuleList(ResBlock(mid, conv) for _ in range(config.num_blocks_per_stage))
@@ -105,6 +180,8 @@ class LatentUpsampler(nn.Module):
         return y.unflatten(0, (b, f)).transpose(1, 2)
 
     def _shuffle_2d(self, x: torch.Tensor) -> torch.Tensor:
+        if self.config.rational_resampler:
+            return self.upsampler(x)
         return F.pixel_shuffle(self.upsampler(x), 2)  # b (c p1 p2) h w -> b c (h p1) (w p2)
 
     def _upsample_3d(self, x: torch.Tensor) -> torch.Tensor:

@@ -22,10 +22,12 @@ import logging
 import math
 import os
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from itertools import product
+from typing import Iterable, Iterator, Sequence
 
 import torch
 
+from .video_vae import VideoEncoder, check_video_size
 from ..errors import InputError
 from .patchify import VideoScale
 from .video_vae import VideoDecoder, VideoVAEConfig, block_stride
@@ -45,14 +47,18 @@ class TilingConfig:
     """Tile sizes in output pixels / frames; ``None`` disables tiling on that axis.
 
     Field names and rules follow the reference ``TilingConfig`` (spatial: tile >= 64, multiples of
-    32; temporal: tile >= 16, multiples of 8; overlap < tile). Spatial tiles are rescaled per axis
-    to keep the video's aspect ratio (the long side gets ``tile_size_in_pixels``).
+    32; temporal: tile >= 16, multiples of 8; overlap < tile). ``keep_aspect``: spatial tiles are
+    rescaled per axis to keep the video's aspect ratio (the long side gets ``tile_size_in_pixels``;
+    the January release's ``TilingConfig`` and HEAD's pipeline layout ``TileSizeConfig.from_long_side``);
+    without it both axes get ``tile_size_in_pixels`` (HEAD's plain ``TileSizeConfig`` with
+    ``height = width``).
     """
 
     tile_size_in_pixels: int | None = 512
     tile_overlap_in_pixels: int = 64
     tile_size_in_frames: int | None = 64
     tile_overlap_in_frames: int = 24
+    keep_aspect: bool = True
 
     def __post_init__(self) -> None:
         for what, size, overlap, minimum, step in (
@@ -74,12 +80,12 @@ class TilingConfig:
         return cls()
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TilingConfig":
+    def from_dict(cls, values: dict, keep_aspect: bool = True) -> "TilingConfig":
         """From the reference's field names (absent sizes disable that axis)."""
         return cls(tile_size_in_pixels=values.get("tile_size_in_pixels"),
                    tile_overlap_in_pixels=values.get("tile_overlap_in_pixels", 0),
                    tile_size_in_frames=values.get("tile_size_in_frames"),
-                   tile_overlap_in_frames=values.get("tile_overlap_in_frames", 0))
+                   tile_overlap_in_frames=values.get("tile_overlap_in_frames", 0), keep_aspect=keep_aspect)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -150,10 +156,32 @@ class Tile:
         return tuple(trapezoid(s.stop - s.start, left, right, axis == 0)
                      for axis, (s, (left, right)) in enumerate(zip(self.pixels, self.ramps)))
 
-    def blend_mask(self) -> torch.Tensor:
-        """Separable mask ``[1, 1, T, H, W]`` (time x height, then x width, as the reference)."""
-        t, h, w = self.masks()
-        return (t[:, None, None] * h[None, :, None] * w[None, None, :])[None, None]
+    def weigh(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [B, C, T, H, W]`` times the separable mask (:func:`weigh`)."""
+        return weigh(x, self.masks())
+
+
+def weigh(x: torch.Tensor, masks: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``x [B, C, T, H, W]`` times separable 1-D (T, H, W) masks, one axis after the other (as the reference)."""
+    t, h, w = (m.to(x.device) for m in masks)
+    return x * t[:, None, None] * h[:, None] * w
+
+
+def masks_are_complementary(placed: Iterable[tuple[Sequence[slice], Sequence[torch.Tensor]]],
+                            extent: Sequence[int]) -> bool:
+    """Whether the distinct ``(slices, 1-D masks)`` of the tiles sum to 1 (atol 1e-5) along every axis of
+    the output ``extent`` (F, H, W); then the blend needs no division (reference ``masks_are_complementary``)."""
+    placed = list(placed)
+    for axis, length in enumerate(extent):
+        total, seen = torch.zeros(length), set()
+        for slices, masks in placed:
+            span = slices[axis]
+            if (span.start, span.stop) not in seen:
+                seen.add((span.start, span.stop))
+                total[span] += masks[axis]
+        if not torch.allclose(total, torch.ones(length), atol=1e-5, rtol=0.0):
+            return False
+    return True
 
 
 def _axis_spans(latent_fhw: Sequence[int], tiling: TilingConfig | None, scale: VideoScale) -> list[list[Span]]:
@@ -166,8 +194,9 @@ def _axis_spans(latent_fhw: Sequence[int], tiling: TilingConfig | None, scale: V
         if tiling.tile_size_in_pixels is None:
             return [Span(0, length)]
         size, overlap = tiling.tile_size_in_pixels // factor, tiling.tile_overlap_in_pixels // factor
-        # keep the aspect ratio: the short axis gets proportionally smaller tiles (Python round: half to even)
-        size = max(max(2, overlap + 1), round(size * length / long_side))
+        if tiling.keep_aspect:  # the short axis gets proportionally smaller tiles (Python round: half to even)
+            size = round(size * length / long_side)
+        size = max(max(2, overlap + 1), size)
         return split_axis(length, size, overlap, temporal=False)
 
     t_size = None if tiling.tile_size_in_frames is None else tiling.tile_size_in_frames // scale.time
@@ -213,6 +242,70 @@ def chunk_frame_counts(latent_fhw: Sequence[int], tiling: TilingConfig | None,
 
 
 # ------------------------------------------------------------------------------------------------
+# Encoding
+
+# the reference's smallest overlaps for a tiled encode (edge artefacts of each tile's padding)
+ENCODE_MIN_OVERLAP_PIXELS = 64
+ENCODE_MIN_OVERLAP_FRAMES = 16
+
+
+@dataclass(frozen=True)
+class EncodeTile:
+    """Pixel slices (F, H, W) to encode, the latent cells the result covers, and its 1-D blend weights
+    per latent axis (the temporal ramp of a later tile starts at 0: its first latent is an image encode)."""
+
+    pixels: tuple[slice, slice, slice]
+    latent: tuple[slice, slice, slice]
+    masks: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def plan_encode_tiles(pixel_fhw: Sequence[int], tiling: TilingConfig | None,
+                      scale: VideoScale = VideoScale()) -> list[EncodeTile]:
+    """Tiles of a tiled encode (reference ``prepare_tiles_for_encoding``): the latent grid is split as
+    for decoding, each latent span maps to the pixels that encode to it."""
+    frames, height, width = pixel_fhw
+    latent_fhw = (1 + (frames - 1) // scale.time, height // scale.height, width // scale.width)
+    tiles = []
+    for spans in product(*_axis_spans(latent_fhw, tiling, scale)):
+        pixels = tuple(_pixel_span(span, step, axis == 0)[0]
+                       for axis, (span, step) in enumerate(zip(spans, (scale.time, scale.height, scale.width))))
+        masks = tuple(trapezoid(s.end - s.start, s.left_ramp, s.right_ramp, axis == 0) for axis, s in enumerate(spans))
+        tiles.append(EncodeTile(pixels, tuple(slice(s.start, s.end) for s in spans), masks))
+    return tiles
+
+
+def tiled_encode(encoder: VideoEncoder, pixels: torch.Tensor, tiling: TilingConfig | None) -> torch.Tensor:
+    """Encode ``pixels`` [B,3,F,H,W] tile by tile (reference ``VideoEncoder.tiled_encode``): the latent
+    tiles are blended with trapezoidal weights, divided by their sum unless the weights sum to 1.
+    Tiled axes need overlaps of at least 64 px / 16 frames. Returns the float32 latent on the
+    pixels' device (the encoder moves each tile to its own device and dtype)."""
+    if pixels.dim() != 5:
+        raise InputError(f"tiled VAE encode expects pixels [B,3,F,H,W], got {list(pixels.shape)}.")
+    check_video_size(*pixels.shape[2:], encoder.scale)
+    for what, size, overlap, minimum, unit in (
+            ("spatial", tiling and tiling.tile_size_in_pixels, tiling and tiling.tile_overlap_in_pixels,
+             ENCODE_MIN_OVERLAP_PIXELS, "px"),
+            ("temporal", tiling and tiling.tile_size_in_frames, tiling and tiling.tile_overlap_in_frames,
+             ENCODE_MIN_OVERLAP_FRAMES, "frames")):
+        if size is not None and overlap < minimum:
+            raise InputError(f"tiled encode: {what} overlap {overlap} {unit} is below the {minimum} {unit} the "
+                             f"encoder needs to hide tile edges; use an overlap of at least {minimum} {unit}.")
+    tiles = plan_encode_tiles(pixels.shape[2:], tiling, encoder.scale)
+    extent = tuple(max(t.latent[axis].stop for t in tiles) for axis in range(3))
+    divide = not masks_are_complementary(((t.latent, t.masks) for t in tiles), extent)
+    out = torch.zeros(pixels.shape[0], encoder.config.latent_channels, *extent, device=pixels.device)
+    weights = torch.zeros(1, 1, *extent, device=pixels.device) if divide else None
+    for tile in tiles:
+        encoded = encoder(pixels[(slice(None), slice(None)) + tile.pixels]).to(pixels.device, torch.float32)
+        where = (slice(None), slice(None)) + tile.latent
+        out[where] += weigh(encoded, tile.masks)
+        if divide:
+            weights[where] += weigh(torch.ones(1, 1, *encoded.shape[2:], device=pixels.device), tile.masks)
+        del encoded
+    return out / weights.clamp(min=1e-8) if divide else out
+
+
+# ------------------------------------------------------------------------------------------------
 # Decoding
 
 
@@ -222,7 +315,9 @@ def tiled_decode(decoder: VideoDecoder, latent: torch.Tensor, tiling: TilingConf
     in order (their concatenation along dim 2 is the whole video).
 
     The decoder moves each tile to its own device/dtype, so the latent may stay on the CPU;
-    blending happens in float32 on ``output_device`` (default: the latent's device).
+    blending happens in float32 on ``output_device`` (default: the latent's device). As in the
+    reference HEAD, when the weights sum to 1 (:func:`masks_are_complementary`) the weighted sum is
+    the result; otherwise it is divided by the summed weights.
     """
     decoder.check_latent(latent)
     out_device = torch.device(output_device) if output_device is not None else latent.device
@@ -230,18 +325,24 @@ def tiled_decode(decoder: VideoDecoder, latent: torch.Tensor, tiling: TilingConf
     scale = decoder.scale
     height, width = fhw[1] * scale.height, fhw[2] * scale.width
     channels = decoder.config.out_channels
+    tiles = plan_tiles(fhw, tiling, scale)
+    divide = not masks_are_complementary(((t.pixels, t.masks()) for t in tiles),
+                                         (1 + (fhw[0] - 1) * scale.time, height, width))
 
-    previous: tuple[torch.Tensor, torch.Tensor, slice] | None = None
-    for group in _temporal_groups(plan_tiles(fhw, tiling, scale)):
+    def finished(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+        return values / weights.clamp(min=1e-8) if divide else values
+
+    previous: tuple[torch.Tensor, torch.Tensor | None, slice] | None = None
+    for group in _temporal_groups(tiles):
         span = group[0].pixels[0]
         values = torch.zeros(batch, channels, span.stop - span.start, height, width, device=out_device)
-        weights = torch.zeros(1, 1, span.stop - span.start, height, width, device=out_device)
+        weights = torch.zeros(1, 1, span.stop - span.start, height, width, device=out_device) if divide else None
         for tile in group:
             decoded = decoder(latent[(slice(None), slice(None)) + tile.latent]).to(out_device, torch.float32)
-            mask = tile.blend_mask().to(out_device)
             where = (slice(None), slice(None), slice(None)) + tile.pixels[1:]
-            values[where] += decoded * mask
-            weights[where] += mask
+            values[where] += tile.weigh(decoded)
+            if divide:
+                weights[where] += tile.weigh(torch.ones(1, 1, *decoded.shape[2:], device=out_device))
             del decoded
         if previous is not None:
             prev_values, prev_weights, prev_span = previous
@@ -250,14 +351,15 @@ def tiled_decode(decoder: VideoDecoder, latent: torch.Tensor, tiling: TilingConf
             if overlap > 0:
                 # the overlap's sums end up in the current group, which carries them forward
                 prev_values[:, :, offset:] += values[:, :, :overlap]
-                prev_weights[:, :, offset:] += weights[:, :, :overlap]
                 values[:, :, :overlap] = prev_values[:, :, offset:]
-                weights[:, :, :overlap] = prev_weights[:, :, offset:]
-            yield prev_values[:, :, :offset] / prev_weights[:, :, :offset].clamp(min=1e-8)
+                if divide:
+                    prev_weights[:, :, offset:] += weights[:, :, :overlap]
+                    weights[:, :, :overlap] = prev_weights[:, :, offset:]
+            yield finished(prev_values[:, :, :offset], prev_weights[:, :, :offset] if divide else None)
         previous = (values, weights, span)
         del values, weights
     if previous is not None:
-        yield previous[0] / previous[1].clamp(min=1e-8)
+        yield finished(previous[0], previous[1])
 
 
 def decode_chunks(decoder: VideoDecoder, latent: torch.Tensor, tiling: TilingConfig | str | None = "auto",

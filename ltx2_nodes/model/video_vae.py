@@ -5,16 +5,20 @@ Compression is 32x in space and 8x in time with the first frame on its own
 checkpoint's ``config.vae`` block lists:
 
 * encoder: 4x4 patchify -> causal conv_in -> ``encoder_blocks`` (res_x stacks and
-  space-to-depth downsamplers) -> PixelNorm, SiLU -> conv_out (C means + one shared log-variance,
-  dropped) -> ``(mu - mean_of_means) / std_of_means``.
+  space-to-depth downsamplers ``compress_*_res``, multiplier 1 or more) -> PixelNorm, SiLU ->
+  conv_out (C means + one shared log-variance, dropped) -> ``(mu - mean_of_means) / std_of_means``.
 * decoder: un-normalise -> conv_in -> reversed ``decoder_blocks`` (res_x stacks and
-  depth-to-space upsamplers, each temporal x2 dropping its first frame) -> PixelNorm, SiLU ->
-  conv_out -> 4x4 unpatchify.
+  depth-to-space upsamplers ``compress_time`` / ``compress_space`` / ``compress_all``, the 2.0
+  ``compress_all`` with a ``residual`` shortcut, the 2.3 ones plain; each temporal x2 drops its
+  first frame) -> PixelNorm, SiLU -> conv_out -> 4x4 unpatchify.
 
-Module and attribute names follow the released ``vae.encoder.*`` / ``vae.decoder.*`` keys. Widths
-are derived from the config exactly as the reference derives them (the encoder starts at
-``latent_channels`` wide; the decoder starts at ``latent_channels`` times the product of its
-``compress_all`` multipliers), so small test VAEs load as well as the released 128-channel one.
+The LTX-2.0 and LTX-2.3 layouts are both configs of these modules. Module and attribute names follow
+the released ``vae.encoder.*`` / ``vae.decoder.*`` keys. Config semantics are those of the official HEAD (Lightricks/LTX-2 @ 400fd31,
+``ltx_core.model.video_vae.model_configurator``): the encoder starts ``latent_channels`` wide; the
+decoder starts ``decoder_base_channels`` times the product of its ``compress_*`` multipliers wide;
+``spatial_padding_mode`` sets both halves' padding. Where HEAD cannot load a file the January
+release could (``decoder_base_channels`` absent from a small VAE) we take the release's width
+(``latent_channels``), which is the same number for the released 128-channel model.
 """
 
 from __future__ import annotations
@@ -55,6 +59,11 @@ LOG_VAR_MODES = ("uniform", "per_channel", "constant")  # all three: means are t
 
 def block_stride(name: str) -> tuple[int, int, int]:
     return _STRIDES[name.split("_")[1]] if name.startswith("compress_") else (1, 1, 1)
+
+
+def _multiplier(name: str, params: dict) -> int:
+    """Channel factor of a decoder block (1 for res_x)."""
+    return params.get("multiplier", 1) if name.startswith("compress_") else 1
 
 
 def _normalise_blocks(blocks, allowed: tuple[str, ...], where: str) -> tuple[tuple[str, dict], ...]:
@@ -100,6 +109,7 @@ class VideoVAEConfig:
     decoder_spatial_padding_mode: str = "reflect"
     causal_decoder: bool = False
     latent_log_var: str = "uniform"
+    decoder_base_channels: int = 128
 
     # metadata key -> values this implementation runs (absent keys take the released value)
     _REQUIRED = {"dims": (3,), "norm_layer": ("pixel_norm",), "timestep_conditioning": (False,),
@@ -113,25 +123,30 @@ class VideoVAEConfig:
                 raise UnsupportedModelError(
                     f"config.vae has {key}={meta[key]!r}{hint}; ltx2_nodes runs the LTX-2 video VAE, which has "
                     f"{key} in {list(allowed)}.")
-        # ComfyUI-style configs carry one spatial_padding_mode for both halves; explicit keys win.
+        # HEAD: ``spatial_padding_mode`` sets both halves; without it the encoder reads
+        # ``encoder_spatial_padding_mode`` and the decoder pads with reflect (``decoder_spatial_padding_mode``
+        # is no longer read; the released 2.0 files have reflect there anyway).
         shared_padding = meta.get("spatial_padding_mode")
+        latent_channels = meta.get("latent_channels", cls.latent_channels)
         values = {
             "in_channels": meta.get("in_channels", cls.in_channels),
             "out_channels": meta.get("out_channels", cls.out_channels),
-            "latent_channels": meta.get("latent_channels", cls.latent_channels),
+            "latent_channels": latent_channels,
             "patch_size": meta.get("patch_size", cls.patch_size),
             "encoder_blocks": _normalise_blocks(meta.get("encoder_blocks", RELEASE_ENCODER_BLOCKS),
                                                 ENCODER_BLOCK_NAMES, "encoder_blocks"),
             "decoder_blocks": _normalise_blocks(meta.get("decoder_blocks", RELEASE_DECODER_BLOCKS),
                                                 DECODER_BLOCK_NAMES, "decoder_blocks"),
-            "encoder_spatial_padding_mode": meta.get("encoder_spatial_padding_mode", shared_padding or "zeros"),
-            "decoder_spatial_padding_mode": meta.get("decoder_spatial_padding_mode", shared_padding or "reflect"),
+            "encoder_spatial_padding_mode": shared_padding or meta.get("encoder_spatial_padding_mode", "zeros"),
+            "decoder_spatial_padding_mode": shared_padding or "reflect",
             "causal_decoder": bool(meta.get("causal_decoder", False)),
             "latent_log_var": meta.get("latent_log_var", "uniform"),
+            # absent: the January release's width (HEAD would use 128 and fail to load a small VAE)
+            "decoder_base_channels": meta.get("decoder_base_channels", latent_channels),
         }
-        for key in ("encoder_spatial_padding_mode", "decoder_spatial_padding_mode"):
-            if values[key] not in PADDING_MODES:
-                raise UnsupportedModelError(f"config.vae {key}={values[key]!r}; expected one of {list(PADDING_MODES)}.")
+        for key in ("spatial_padding_mode", "encoder_spatial_padding_mode"):
+            if meta.get(key, "zeros") not in PADDING_MODES:
+                raise UnsupportedModelError(f"config.vae {key}={meta[key]!r}; expected one of {list(PADDING_MODES)}.")
         if values["latent_log_var"] not in LOG_VAR_MODES:
             raise UnsupportedModelError(
                 f"config.vae latent_log_var={values['latent_log_var']!r}; ltx2_nodes supports {list(LOG_VAR_MODES)}.")
@@ -146,15 +161,13 @@ class VideoVAEConfig:
         return _scale_of(self.decoder_blocks, self.patch_size)
 
     def decoder_widths(self) -> list[int]:
-        """Channel width entering each decoder block (reversed list order), then the final width."""
-        width = self.latent_channels
-        for name, params in self.decoder_blocks:
-            if name == "compress_all":
-                width *= params.get("multiplier", 1)
+        """Channel width entering each decoder block (reversed list order), then the final width:
+        ``decoder_base_channels x prod(compress_* multipliers)`` at conv_in, each ``compress_*``
+        dividing by its multiplier, so the last width is ``decoder_base_channels``."""
+        width = self.decoder_base_channels * math.prod(_multiplier(n, p) for n, p in self.decoder_blocks)
         widths = [width]
         for name, params in reversed(self.decoder_blocks):
-            if name == "compress_all":
-                width //= params.get("multiplier", 1)
+            width //= _multiplier(name, params)
             widths.append(width)
         return widths
 
@@ -254,12 +267,16 @@ def pixel_norm(x: torch.Tensor) -> torch.Tensor:
 
 
 class PerChannelStatistics(nn.Module):
-    """Dataset statistics of the latent channels; diffusion runs in the normalised space."""
+    """Dataset statistics of the latent channels; diffusion runs in the normalised space.
+
+    Only the two statistics the reference reads are buffers; LTX-2.0 files also store
+    :data:`UNREAD` ones, which loaders skip (LTX-2.3 files do not have them)."""
+
+    UNREAD = ("mean-of-stds", "mean-of-stds_over_std-of-means", "channel")
 
     def __init__(self, channels: int):
         super().__init__()
-        # every buffer the file stores; only the first two are read
-        for name in ("std-of-means", "mean-of-means", "mean-of-stds", "mean-of-stds_over_std-of-means", "channel"):
+        for name in ("std-of-means", "mean-of-means"):
             self.register_buffer(name, torch.empty(channels))
 
     @property
@@ -431,11 +448,9 @@ class VideoDecoder(nn.Module):
         for (name, params), width in zip(reversed(config.decoder_blocks), widths):
             if name == "res_x":
                 blocks.append(ResBlockStack(width, params["num_layers"], pad))
-            elif name == "compress_all":
-                blocks.append(DepthToSpaceUpsample(width, block_stride(name), bool(params.get("residual", False)),
-                                                   params.get("multiplier", 1), pad))
-            else:  # the reference ignores residual/multiplier for compress_time / compress_space
-                blocks.append(DepthToSpaceUpsample(width, block_stride(name), False, 1, pad))
+            else:  # compress_*: the reference reads ``residual`` for compress_all only
+                residual = name == "compress_all" and bool(params.get("residual", False))
+                blocks.append(DepthToSpaceUpsample(width, block_stride(name), residual, _multiplier(name, params), pad))
         self.up_blocks = nn.ModuleList(blocks)
         self.conv_out = CausalConv3d(widths[-1], config.out_channels * config.patch_size**2, pad)
 

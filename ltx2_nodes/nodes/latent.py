@@ -128,7 +128,9 @@ class LTX2AudioToLatent:
 
 class LTX2LatentUpscaler:
     DESCRIPTION = ("x2 width and height of the video latent with the LTX-2 spatial upscaler (two-stage workflows: "
-                   "stage 1 at half size, upscale, refine with a stage-2 sampler). Audio passes through.")
+                   "stage 1 at half size, upscale, refine with a stage-2 sampler), or x1.5 with the LTX-2.3 x1.5 "
+                   "upscaler (stage 1 at 2/3 size; its latent height and width must be even, i.e. pixel sizes "
+                   "multiples of 64). Audio passes through.")
 
     @classmethod
     def INPUT_TYPES(cls):
