@@ -8,7 +8,8 @@ import torch
 from conftest import assert_close, find_golden
 from ltx2_nodes.loading.checkpoint import LTX2Checkpoint
 from ltx2_nodes.loading.components import load_transformer
-from ltx2_nodes.model.patchify import AudioTiming, VideoScale, audio_positions, video_positions
+from ltx2_nodes.model.patchify import audio_positions, video_positions
+from ltx2_nodes.model.shapes import AudioTiming, VideoScale
 from ltx2_nodes.model.transformer import ModalityInput, Perturbations, SampleSkips, to_denoised
 
 

@@ -34,7 +34,7 @@ import torch
 
 from ..errors import InputError
 from ..model.connector import TextConditioning
-from ..model.patchify import AudioTiming, VideoScale
+from ..model.shapes import AudioTiming, VideoScale
 from ..pipeline import AVLatents
 from ..sampling.conditioning import ImageCondition
 
