@@ -2,8 +2,8 @@
 
 Compression is 32x in space and 8x in time with the first frame on its own
 (F' = 1 + (F-1)/8), so one image encodes to one latent frame. The size rules (what the encoder
-accepts: frames 1 + 8k, sides multiples of 32, a 32-pixel-high video included) live in ``shapes``. Both halves are built from the
-checkpoint's ``config.vae`` block lists:
+accepts: frames 1 + 8k, sides multiples of 32, a 32-pixel-high video included) live in ``shapes``.
+Both halves are built from the checkpoint's ``config.vae`` block lists:
 
 * encoder: 4x4 patchify -> causal conv_in -> ``encoder_blocks`` (res_x stacks and
   space-to-depth downsamplers) -> PixelNorm, SiLU -> conv_out (C means + one shared log-variance,
