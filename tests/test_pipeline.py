@@ -268,7 +268,7 @@ def test_latent_shapes_and_input_errors(model, texts):
     assert empty_latents(1, 121, 512, 768, 25.0).audio.shape[2] == 121
     with pytest.raises(InputError, match="120 frames \\(must be 1 \\+ 8\\*k.*Nearest valid size: 768x512, 121 frames"):
         empty_latents(1, 120, 512, 768, 24.0)
-    with pytest.raises(InputError, match="width 770 \\(must be a positive multiple of 32\\).*Nearest valid size: 768x512"):
+    with pytest.raises(InputError, match="width 770 \\(must be a positive multiple of 32\\).*Nearest valid size"):
         empty_latents(1, 121, 512, 770, 24.0)
     with pytest.raises(InputError, match="unknown sampler 'ddim'"):
         GenerationSettings.distilled(sampler="ddim")
