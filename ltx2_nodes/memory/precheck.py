@@ -25,16 +25,17 @@ from torch import nn
 
 from ..errors import OutOfMemoryError
 from ..loading.quant import FP8_DTYPES, QUANT_SUFFIXES, FP8Linear
-from ..model.shapes import AudioTiming, VideoScale, audio_latent_frames, size_multiple, stage1_size, video_latent_size
+from ..model.shapes import (AudioTiming, VideoScale, audio_latent_frames, size_multiple, stage1_size,
+                            video_latent_size)
 from ..model.transformer import TransformerConfig
 from ..model.video_vae import VideoVAEConfig
 from .estimates import (GEMMA3_12B, TEXT_TOKENS, DecoderShape, audio_decode_activation_bytes,
                         connector_activation_bytes, decoder_activation_bytes, dit_activation_bytes, itemsize,
                         upscaler_activation_bytes)
-from .vae import tile_device_bytes, tiling_with_overlaps
 from .host import ALIGN, BlockLayout
 from .ledger import gib
 from .placement import module_tensors, tensor_bytes
+from .vae import tile_device_bytes, tiling_with_overlaps
 
 PROCESS_RAM = 2 * 2 ** 30  # Python, torch and (on CUDA) the driver's host-side context, before any weights
 BLOCK_KEY = re.compile(r"(?:^|\.)(?:transformer_blocks|layers)\.(\d+)\.")
