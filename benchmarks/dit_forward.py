@@ -22,12 +22,13 @@ import types
 import _util  # noqa: F401  (puts the repo on sys.path)
 import torch
 
-from ltx2_nodes.model.patchify import AudioTiming, audio_positions, video_positions
+from ltx2_nodes.model.patchify import audio_positions, video_positions
+from ltx2_nodes.model.shapes import audio_latent_frames, video_latent_size
 from ltx2_nodes.model.transformer import LTX2Transformer, ModalityInput, TransformerConfig
 
 W, H, FRAMES, FPS, TEXT = 768, 512, 25, 24.0, 1024
-LATENT = (1 + (FRAMES - 1) // 8, H // 32, W // 32)
-AUDIO_TOKENS = round(FRAMES / FPS * AudioTiming().latents_per_second)
+LATENT = video_latent_size(FRAMES, H, W)
+AUDIO_TOKENS = audio_latent_frames(FRAMES, FPS)
 
 
 def build(cfg: TransformerConfig) -> LTX2Transformer:

@@ -37,7 +37,8 @@ from ltx2_nodes.loading.components import load_transformer
 from ltx2_nodes.loading.quant import cast_linears_to_fp8
 from ltx2_nodes.loading.safetensors_file import write_safetensors
 from ltx2_nodes.memory import MemoryEngine, dit_profile, plan_streaming
-from ltx2_nodes.memory.estimates import audio_tokens, video_latent_grid
+from ltx2_nodes.memory.estimates import audio_tokens, video_tokens
+from ltx2_nodes.model.shapes import video_latent_size
 from ltx2_nodes.memory.host import BlockLayout
 from ltx2_nodes.memory.measure import DeviceAllocations
 from ltx2_nodes.memory.placement import module_tensors, tensor_bytes
@@ -54,7 +55,7 @@ NAME = "ltx2_synthetic_4blocks_bf16.safetensors"
 
 def inputs(cfg: TransformerConfig, size: tuple[int, int, int], text: int, device) -> tuple[ModalityInput, ...]:
     width, height, frames = size
-    f, h, w = video_latent_grid(width, height, frames)
+    f, h, w = video_latent_size(frames, height, width)
     ta = audio_tokens(frames, FPS)
     gen = torch.Generator().manual_seed(1)
 
@@ -178,7 +179,7 @@ def predicted_rows() -> list[list]:
     rows = []
     for device, (flops, copy) in ASSUMED.items():
         for size in GPU_SIZES:
-            tv = math.prod(video_latent_grid(*size))
+            tv = video_tokens(*size)
             profile = dit_profile(model.config, tv, audio_tokens(size[2], FPS))
             compute = profile.block_seconds(len(blocks), flops)
             for weights, sizes in (("fp8", fp8), ("bf16", bf16)):

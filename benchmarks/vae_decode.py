@@ -10,7 +10,7 @@ Every case runs in a fresh subprocess and reports ``resource.getrusage(RUSAGE_SE
 so one case's allocations cannot raise another's peak. Time is reported as wall clock and as the
 child's CPU time (user + sys; less sensitive to other load on a shared machine). Decoded chunks
 are converted to uint8 and dropped, as a muxer streaming them to disk would. ``estimate`` is
-``vae_tiling.estimate_decode_bytes`` for the same call (float32), printed next to the measured
+``memory.vae.estimate_decode_bytes`` for the same call (float32), printed next to the measured
 growth over the process's baseline (model + latent loaded and one tiny warm-up decode done).
 
 The children run with ``MALLOC_MMAP_THRESHOLD_=131072`` so freed blocks go back to the OS and
@@ -52,7 +52,8 @@ def run_case(latent_frames: int, height: int, width: int, tiling: dict | None, c
     import torch
 
     sys.path.insert(0, str(REPO))
-    from ltx2_nodes.model.vae_tiling import TilingConfig, decode_chunks, estimate_decode_bytes
+    from ltx2_nodes.memory.vae import estimate_decode_bytes
+    from ltx2_nodes.model.vae_tiling import TilingConfig, decode_chunks
     from ltx2_nodes.model.video_vae import VideoDecoder, VideoVAEConfig, video_to_uint8
 
     torch.manual_seed(0)
@@ -95,7 +96,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="25/49/97 frames at 128x192")
     parser.add_argument("--glibc-default", action="store_true", help="keep glibc's dynamic mmap threshold")
     parser.add_argument("--calibrate", action="store_true",
-                        help="measure live activation tensors per output voxel (vae_tiling.LIVE_ACTIVATIONS)")
+                        help="measure live activation tensors per output voxel (memory.vae.LIVE_ACTIVATIONS)")
     args = parser.parse_args()
     if args.case:
         print(json.dumps(run_case(*json.loads(args.case))))

@@ -37,7 +37,7 @@ from .loading import components
 from .loading.checkpoint import LTX2Checkpoint
 from .loading.lora import LoRA, check_lora_family, load_lora
 from .loading.quant import cast_linears_to_fp8
-from .model.patchify import AudioTiming, VideoScale
+from .model.shapes import AudioTiming, VideoScale
 
 log = logging.getLogger("ltx2_nodes")
 
@@ -328,7 +328,7 @@ class AudioVAEHandle:
 
     @property
     def latent_mel_bins(self) -> int:
-        return self.config.mel_bins // 2 ** (self.config.levels - 1)
+        return self.config.latent_mel_bins
 
     @property
     def sample_rate(self) -> int:

@@ -26,8 +26,9 @@ import torch.nn.functional as F
 
 from .errors import InputError
 from .loading.lora import LoRA, applied_loras
+from .model.audio_vae import AudioVAEConfig
 from .model.connector import TextConditioning
-from .model.patchify import AudioTiming, VideoScale
+from .model.shapes import AudioTiming, VideoScale
 from .progress import ProgressBar, check_interrupted
 from .sampling.conditioning import ConditioningItem, apply_conditionings
 from .sampling.guidance import DEV_AUDIO_GUIDANCE, DEV_VIDEO_GUIDANCE, NO_GUIDANCE, GuidanceParams, GuidedDenoiser
@@ -54,8 +55,9 @@ DEFAULT_NEGATIVE_PROMPT = (
     "jittery movement, awkward pauses, incorrect timing, unnatural transitions, inconsistent framing, tilted camera, "
     "flat lighting, inconsistent tone, cinematic oversaturation, stylized filters, or AI artifacts."
 )
-AUDIO_LATENT_CHANNELS = 8
-AUDIO_MEL_BINS = 16
+# the released audio VAE's latent layout [C, T, M]: defaults of runs that are not given the model's own
+AUDIO_LATENT_CHANNELS = AudioVAEConfig().z_channels
+AUDIO_MEL_BINS = AudioVAEConfig().latent_mel_bins
 
 
 class LatentUpsampler(Protocol):

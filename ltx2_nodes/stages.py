@@ -39,13 +39,14 @@ from .media.audio_codec import encode_audio as _encode_audio_module
 from .media.mux import MP4Writer
 from .memory import MemoryEngine, StageProfile, decoder_profile, dit_profile
 from .memory.estimates import (DecoderShape, audio_decode_activation_bytes, connector_activation_bytes,
-                               upscaler_activation_bytes, vae_decode_activation_bytes)
+                               upscaler_activation_bytes)
 from .memory.placement import module_tensors, tensor_bytes
 from .memory.precheck import RunEstimate, RunRequest, checkpoint_weights, stage_weights
+from .memory.vae import auto_tiling, decode_budget, encode_device_bytes, tile_device_bytes
 from .model.connector import TextConditioning
+from .model.shapes import stage1_size
 from .model.upsampler import upsample_latent
-from .model.vae_tiling import (TilingConfig, activation_bytes_per_voxel, auto_tiling, decode_chunks,
-                               default_memory_budget, largest_tile, plan_tiles)
+from .model.vae_tiling import TilingConfig, decode_chunks, plan_tiles
 from .models import AudioVAEHandle, ConnectorHandle, DiTHandle, GemmaHandle, LTX2Models, UpscalerHandle, VideoVAEHandle
 from .pipeline import DEFAULT_NEGATIVE_PROMPT, AVLatents, GenerationSettings, empty_latents, sample
 from .progress import ProgressBar, check_interrupted
@@ -225,7 +226,7 @@ def encode_conditioning_images(video_vae: VideoVAEHandle, conds: Sequence[ImageC
     engine = _engine(engine)
     encoder = video_vae.encoder
     height, width = grid.height * grid.scale.height, grid.width * grid.scale.width
-    profile = StageProfile(vae_decode_activation_bytes(grid.height * grid.width, _module_dtype(encoder)))
+    profile = StageProfile(encode_device_bytes(video_vae.config, 1, height, width, _module_dtype(encoder)))
     items = []
     with torch.no_grad(), engine.stage("video_encoder", encoder, profile=profile, release_pages=video_vae.release_pages):
         for cond in conds:
@@ -323,29 +324,14 @@ def upscale(latents: AVLatents, upsampler: UpscalerHandle, stats: nn.Module, eng
 
 def resolve_tiling(video_vae: VideoVAEHandle, latent_shape: Sequence[int], engine: MemoryEngine,
                    tiling: TilingConfig | str | None = "auto") -> TilingConfig | None:
-    """``"auto"``: the largest tiles whose decode fits what the engine can give the decoder."""
+    """``"auto"``: the largest tiles whose decode fits what the engine can give the decoder (``memory.vae``)."""
     if not isinstance(tiling, str):
         return tiling
     if tiling != "auto":
         raise InputError(f"tiling must be a TilingConfig, None or 'auto', got {tiling!r}.")
     decoder = video_vae.decoder
-    budget = engine.budget()
-    if budget is None:
-        budget = default_memory_budget(torch.device("cpu"))
-    else:
-        budget -= tensor_bytes(module_tensors(decoder))
-    return auto_tiling(video_vae.config, tuple(latent_shape), max(budget, 0), _module_dtype(decoder))
-
-
-def _decode_profile(video_vae: VideoVAEHandle, latent_shape: Sequence[int], tiling: TilingConfig | None,
-                    dtype: torch.dtype) -> StageProfile:
-    """Device activations of one tile (outputs are blended on the CPU)."""
-    frames, height, width = largest_tile(latent_shape[2:], tiling, video_vae.scale)
-    voxels = frames * height * width
-    itemsize = torch.empty(0, dtype=dtype).element_size()
-    per_voxel = activation_bytes_per_voxel(video_vae.config, itemsize)
-    out = video_vae.config.out_channels * voxels * 4
-    return StageProfile(int(latent_shape[0] * (per_voxel * voxels + out)))
+    budget = decode_budget(engine.budget(), tensor_bytes(module_tensors(decoder)))
+    return auto_tiling(video_vae.config, tuple(latent_shape), budget, _module_dtype(decoder))
 
 
 def decode_video_chunks(latent: torch.Tensor, video_vae: VideoVAEHandle, engine: MemoryEngine | None = None,
@@ -359,7 +345,8 @@ def decode_video_chunks(latent: torch.Tensor, video_vae: VideoVAEHandle, engine:
     tiling = resolve_tiling(video_vae, latent.shape, engine, tiling)
     tiles = len(plan_tiles(latent.shape[2:], tiling, video_vae.scale)) if tiling is not None else 1
     bar = ProgressBar(tiles)
-    profile = _decode_profile(video_vae, latent.shape, tiling, _module_dtype(decoder))
+    # device activations of one tile (outputs are blended on the CPU)
+    profile = StageProfile(tile_device_bytes(video_vae.config, latent.shape, tiling, _module_dtype(decoder)))
     with torch.no_grad(), _hooked(decoder, bar), \
             engine.stage("video_vae", decoder, profile=profile, release_pages=video_vae.release_pages):
         yield from decode_chunks(decoder, latent, tiling, output_device="cpu")
@@ -448,12 +435,7 @@ class GenerateRequest:
 
     def stage_size(self) -> tuple[int, int]:
         """(height, width) of the first stage."""
-        if not self.two_stage:
-            return self.height, self.width
-        if self.height % 64 or self.width % 64:
-            raise InputError(f"a two-stage run needs width and height divisible by 64 (stage 1 runs at half size); "
-                             f"got {self.width}x{self.height}.")
-        return self.height // 2, self.width // 2
+        return stage1_size(self.height, self.width) if self.two_stage else (self.height, self.width)
 
 
 def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, engine: MemoryEngine | None = None,

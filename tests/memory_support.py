@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ltx2_nodes.memory.measure import DeviceAllocations
-from ltx2_nodes.model.patchify import AudioTiming, VideoScale, audio_positions, video_positions
+from ltx2_nodes.model.patchify import audio_positions, video_positions
+from ltx2_nodes.model.shapes import AudioTiming, VideoScale
 from ltx2_nodes.model.transformer import LTX2Transformer, ModalityInput, TransformerConfig
 
 

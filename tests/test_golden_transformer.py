@@ -19,7 +19,8 @@ import torch
 from conftest import assert_close, find_golden
 from ltx2_nodes.loading.checkpoint import LTX2Checkpoint
 from ltx2_nodes.loading.components import load_transformer
-from ltx2_nodes.model.patchify import AudioTiming, VideoScale, audio_positions, video_positions
+from ltx2_nodes.model.patchify import audio_positions, video_positions
+from ltx2_nodes.model.shapes import AudioTiming, VideoScale
 from ltx2_nodes.model.transformer import ModalityInput, Perturbations, SampleSkips, Skip, to_denoised
 
 FLAVOURS = ["2.0", "2.0-head", "2.3"]

@@ -1,10 +1,10 @@
 """The frontend extension (js/): Node's unit tests, and the JS numbers checked against the Python they mirror.
 
 js/lib/*.js repeat a few Python facts for the canvas: the sampler presets (sampling/guidance.py,
-sampling/schedules.py, pipeline.GenerationSettings.dev), the token counts and the DiT memory estimate
-(memory/estimates.py, memory/precheck.py). Node evaluates the JS side and prints JSON; these tests
-compare it with the Python values. Everything here is skipped, with the reason, when Node >= 20 is
-not on PATH.
+sampling/schedules.py, pipeline.GenerationSettings.dev), the size rules and token counts (model/shapes.py)
+and the DiT memory estimate (memory/estimates.py, memory/precheck.py). Node evaluates the JS side and prints
+JSON; these tests compare it with the Python values. Everything here is skipped, with the reason, when
+Node >= 20 is not on PATH.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from ltx2_nodes.loading.quant import cast_linears_to_fp8
 from ltx2_nodes.memory.estimates import TEXT_TOKENS, audio_tokens, dit_activation_bytes, video_tokens
 from ltx2_nodes.memory.ledger import gib
 from ltx2_nodes.memory.precheck import RunRequest, estimate_run, module_weights
+from ltx2_nodes.model.shapes import (AudioTiming, VideoScale, frames_for_seconds, size_multiple, snap_video_size,
+                                     video_latent_size)
 from ltx2_nodes.model.transformer import LTX2Transformer, TransformerConfig
 from ltx2_nodes.pipeline import GenerationSettings
 from ltx2_nodes.sampling.guidance import DEV_AUDIO_GUIDANCE, DEV_VIDEO_GUIDANCE, NO_GUIDANCE
@@ -219,8 +221,30 @@ def test_sizes_print_like_the_ledger():
 
 def test_seconds_to_frames_matches_python():
     """The canvas helper and the nodes/CLI pick the same 8k+1 frame count for a duration."""
-    from ltx2_nodes.media.lengths import frames_for_seconds
-
     cases = [(s / 20, fps) for s in range(1, 200, 7) for fps in (23.976, 24, 25, 30)]
     ours = node_json({"shape": "shape.js"}, f"{json.dumps(cases)}.map(([s, f]) => shape.framesForSeconds(s, f))")
     assert ours == [frames_for_seconds(s, f) for s, f in cases]
+
+
+# ------------------------------------------------------------------------------------------------
+# The size rules (model/shapes.py)
+
+
+def test_shape_constants_are_the_python_rules():
+    js = node_json({"s": "shape.js"}, "{spatial: s.SPATIAL_STRIDE, temporal: s.TEMPORAL_STRIDE, "
+                   "twoStage: s.TWO_STAGE_MULTIPLE, audio: s.AUDIO_LATENTS_PER_SECOND}")
+    scale = VideoScale()
+    assert (js["spatial"], js["temporal"], js["twoStage"], js["audio"]) == (
+        size_multiple(scale), scale.time, size_multiple(scale, two_stage=True), AudioTiming().latents_per_second)
+
+
+def test_latent_grid_and_snapping_equal_the_python_rules():
+    """Grid per request, and the widget snapping: Python's nearest valid size clamped to the widget range."""
+    sizes, frames = list(range(-40, 4200, 23)), list(range(-5, 1100, 7))
+    js = node_json({"s": "shape.js"}, f"{{grid: {json.dumps(REQUESTS)}.map(([w, h, f]) => s.videoLatentGrid(w, h, f)), "
+                   f"size: {json.dumps(sizes)}.map((v) => s.snapSize(v)), "
+                   f"frames: {json.dumps(frames)}.map((v) => s.snapFrames(v)), limits: s.LIMITS}}")
+    assert js["grid"] == [list(video_latent_size(f, h, w)) for w, h, f, _, _ in REQUESTS]
+    size, count = js["limits"]["size"], js["limits"]["frames"]
+    assert js["size"] == [min(max(snap_video_size(1, v, v)[1], size["min"]), size["max"]) for v in sizes]
+    assert js["frames"] == [min(max(snap_video_size(v, 32, 32)[0], count["min"]), count["max"]) for v in frames]

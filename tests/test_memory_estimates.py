@@ -11,14 +11,15 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from memory_support import dit_inputs, one_thread, random_dit, tiny_gemma  # noqa: F401
 from ltx2_nodes.memory.estimates import (DecoderShape, audio_tokens, decoder_activation_bytes, decoder_layer_flops,
-                                         dit_activation_bytes, dit_block_flops, video_latent_grid, video_tokens)
+                                         dit_activation_bytes, dit_block_flops, video_tokens)
 from ltx2_nodes.memory.measure import LiveBytes
+from ltx2_nodes.model.shapes import video_latent_size
 from ltx2_nodes.model.transformer import Perturbations, SampleSkips
 
 
 def test_token_counts_match_the_reference_worked_example():
     # ltx2-architecture.md §1.2: 768x512x121 at 24 fps -> latent [16, 16, 24], 6144 video and 126 audio tokens
-    assert video_latent_grid(768, 512, 121) == (16, 16, 24)
+    assert video_latent_size(121, 512, 768) == (16, 16, 24)
     assert video_tokens(768, 512, 121) == 6144
     assert audio_tokens(121, 24.0) == 126 and audio_tokens(121, 25.0) == 121
 

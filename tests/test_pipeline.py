@@ -266,9 +266,9 @@ def test_latent_shapes_and_input_errors(model, texts):
     latents = empty_latents(1, 121, 512, 768, 24.0)  # the reference's worked example
     assert latents.video.shape == (1, 128, 16, 16, 24) and latents.audio.shape == (1, 8, 126, 16)
     assert empty_latents(1, 121, 512, 768, 25.0).audio.shape[2] == 121
-    with pytest.raises(InputError, match="frame count 120 is not 1 \\+ 8\\*k; use e.g. 113 or 121"):
+    with pytest.raises(InputError, match="120 frames \\(must be 1 \\+ 8\\*k.*Nearest valid size: 768x512, 121 frames"):
         empty_latents(1, 120, 512, 768, 24.0)
-    with pytest.raises(InputError, match="size 770x512 is not a multiple of 32x32"):
+    with pytest.raises(InputError, match="width 770 \\(must be a positive multiple of 32\\).*Nearest valid size"):
         empty_latents(1, 121, 512, 770, 24.0)
     with pytest.raises(InputError, match="unknown sampler 'ddim'"):
         GenerationSettings.distilled(sampler="ddim")

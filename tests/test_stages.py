@@ -153,7 +153,7 @@ class _Models:
 
 
 def test_preview_projection_recovers_a_linear_decoder_and_draws_the_middle_frame(headless):
-    from ltx2_nodes.model.patchify import VideoScale
+    from ltx2_nodes.model.shapes import VideoScale
     from ltx2_nodes.model.video_vae import VideoVAEConfig
 
     g = torch.Generator().manual_seed(4)

@@ -1,6 +1,8 @@
-"""Video VAE: config handling, released layout, size rules, layouts and error messages."""
+"""Video VAE: config handling, released layout, layouts and error messages (size rules: test_shapes.py)."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import torch
@@ -9,9 +11,8 @@ from conftest import find_golden
 from ltx2_nodes.errors import InputError, UnsupportedModelError
 from ltx2_nodes.loading.checkpoint import LTX2Checkpoint
 from ltx2_nodes.loading.components import load_video_decoder, load_video_encoder
-from ltx2_nodes.model.video_vae import (VideoDecoder, VideoEncoder, VideoVAEConfig, check_video_size,
-                                        latent_shape_for, patchify, snap_video_size, uint8_to_pixels, unpatchify,
-                                        video_to_uint8)
+from ltx2_nodes.model.video_vae import (VideoDecoder, VideoEncoder, VideoVAEConfig, patchify, uint8_to_pixels,
+                                        unpatchify, video_to_uint8)
 
 
 def test_released_layout_on_meta_device():
@@ -71,21 +72,6 @@ def test_decoder_widths_start_at_base_channels_times_every_compress_multiplier()
     assert decoder(torch.randn(1, 4, 2, 2, 2)).shape == (1, 3, 9, 64, 64)
 
 
-def test_size_rules():
-    check_video_size(121, 512, 768)
-    check_video_size(1, 64, 64)
-    expected = r"120 frames \(must be 1 \+ 8\*k.*width 770 .*Nearest valid size: 768x512, 121 frames"
-    with pytest.raises(InputError, match=expected):
-        check_video_size(120, 512, 770)
-    with pytest.raises(InputError, match="height 32 .*at least 64"):
-        check_video_size(9, 32, 64)
-    assert snap_video_size(120, 500, 770) == (121, 512, 768)
-    assert snap_video_size(5, 48, 16) == (9, 64, 64)  # ties round up, minimum 64 px
-    assert snap_video_size(0, 100, 1000) == (1, 96, 992)
-    assert latent_shape_for(121, 512, 768) == (16, 16, 24)
-    assert latent_shape_for(1, 512, 768) == (1, 16, 24)
-
-
 def test_patchify_channel_order():
     """channel = c*16 + 4*w_offset + h_offset (w before h), and unpatchify inverts it."""
     x = torch.arange(2 * 3 * 1 * 8 * 8, dtype=torch.float32).reshape(2, 3, 1, 8, 8)
@@ -118,6 +104,22 @@ def test_single_image_encodes_to_one_latent_frame(tiny_vae):
         latent = encoder(image)
         assert latent.shape == (1, encoder.config.latent_channels, 1, 2, 3)
         assert decoder(latent).shape == (1, 3, 1, 64, 96)
+
+
+def test_a_32_pixel_high_video_encodes_to_a_one_cell_high_latent(tiny_vae):
+    """The reference encoder takes any multiple of 32 (one latent cell); the 2.0 decoder's reflect padding
+    needs two cells per side, a zero-padded decoder (LTX-2.3) decodes one."""
+    encoder, decoder = tiny_vae
+    video = torch.rand(1, 3, 9, 32, 96) * 2 - 1
+    with torch.no_grad():
+        latent = encoder(video)
+        assert latent.shape == (1, encoder.config.latent_channels, 2, 1, 3) and latent.isfinite().all()
+        zeros = VideoDecoder(dataclasses.replace(decoder.config, decoder_spatial_padding_mode="zeros"))
+        zeros.load_state_dict(decoder.state_dict())
+        assert zeros(latent).shape == (1, 3, 9, 32, 96)
+        if decoder.config.decoder_spatial_padding_mode == "reflect":
+            with pytest.raises(InputError, match="reflect padding needs at least 2 latent cells"):
+                decoder(latent)
 
 
 def test_encode_decode_input_errors(tiny_vae):

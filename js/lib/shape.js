@@ -1,7 +1,7 @@
 // LTX-2 latent shape rules: frames <-> seconds, size snapping, token counts.
 // Plain ES module (no DOM, no ComfyUI): imported by the canvas extension and by the Node unit tests.
-// The token arithmetic mirrors ltx2_nodes/memory/estimates.py (video_tokens, audio_tokens);
-// tests/test_js.py checks both give the same numbers.
+// The rules mirror their one Python owner, ltx2_nodes/model/shapes.py (released VAE factors); tests/test_js.py
+// checks the constants, the latent grid, the snapping and the token counts give the same numbers.
 
 export const SPATIAL_STRIDE = 32; // VAE: one latent pixel per 32x32 pixels
 export const TEMPORAL_STRIDE = 8; // VAE: first frame alone, then one latent frame per 8 frames
@@ -53,7 +53,7 @@ export function secondsForFrames(frames, fps) {
   return frames / fps;
 }
 
-/** [F', H', W'] of the video latent, as estimates.video_latent_grid (floor division). */
+/** [F', H', W'] of the video latent, as shapes.video_latent_size (floor division). */
 export function videoLatentGrid(width, height, frames) {
   return [
     Math.floor((frames - 1) / TEMPORAL_STRIDE) + 1,

@@ -124,7 +124,7 @@ def run(args) -> int:
 
     from .. import paths, stages
     from ..media.audio_io import load_audio_file
-    from ..media.lengths import frames_for_seconds
+    from ..model.shapes import frames_for_seconds
     from ..models import load_gemma, load_ltx2, load_upscaler
     from ..pipeline import DEFAULT_NEGATIVE_PROMPT
     from ..sampling.conditioning import ImageCondition

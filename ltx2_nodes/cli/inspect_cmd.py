@@ -36,8 +36,11 @@ def run(args) -> int:
     from ..loading.checkpoint import LTX2Checkpoint
     from ..loading.components import load_transformer
     from ..loading.family import FAMILIES
-    from ..model.patchify import AudioTiming, audio_positions, patchify_video, video_positions
+    from ..model.audio_vae import AudioVAEConfig
+    from ..model.patchify import audio_positions, patchify_video, video_positions
+    from ..model.shapes import audio_latent_frames, checked_latent_size
     from ..model.transformer import ModalityInput
+    from ..model.video_vae import VideoVAEConfig
 
     ckpt = LTX2Checkpoint(args.checkpoint)
     print(f"{ckpt.path.name}: {ckpt.variant.describe()}, {len(ckpt.file.keys())} tensors, "
@@ -59,16 +62,21 @@ def run(args) -> int:
     dtype = getattr(torch, args.dtype)
     model = load_transformer(ckpt, dtype=dtype)
     mc = model.config
-    frames, height, width = 1 + (args.frames - 1) // 8, args.height // 32, args.width // 32
-    audio_tokens = round(args.frames / args.fps * AudioTiming().latents_per_second)
+    # the grid factors of this file's VAEs (released defaults for a DiT-only file)
+    vae = VideoVAEConfig.from_metadata(ckpt.component_config("video_decoder")) if ckpt.has("video_decoder") \
+        else VideoVAEConfig()
+    audio_vae = AudioVAEConfig.from_metadata(ckpt.component_config("audio_decoder")) if ckpt.has("audio_decoder") \
+        else AudioVAEConfig()
+    frames, height, width = checked_latent_size(args.frames, args.height, args.width, vae.decoder_scale)
+    audio_tokens = audio_latent_frames(args.frames, args.fps, audio_vae.timing)
     gen = torch.Generator().manual_seed(0)
     video_latent = torch.randn(1, mc.in_channels, frames, height, width, generator=gen)
     audio_tokens_in = torch.randn(1, audio_tokens, mc.audio_in_channels, generator=gen)
     sigma = torch.tensor([args.sigma])
     video = ModalityInput(patchify_video(video_latent), sigma, sigma,
-                          video_positions(1, frames, height, width, args.fps),
+                          video_positions(1, frames, height, width, args.fps, vae.decoder_scale),
                           torch.randn(1, 16, mc.context_width("video"), generator=gen))
-    audio = ModalityInput(audio_tokens_in, sigma, sigma, audio_positions(1, audio_tokens),
+    audio = ModalityInput(audio_tokens_in, sigma, sigma, audio_positions(1, audio_tokens, audio_vae.timing),
                           torch.randn(1, 16, mc.context_width("audio"), generator=gen))
     start = time.perf_counter()
     with torch.no_grad():

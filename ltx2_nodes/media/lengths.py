@@ -30,7 +30,7 @@ import torch
 
 from ..errors import InputError
 from ..model.audio_vae import decoded_mel_frames
-from ..model.patchify import AudioTiming
+from ..model.shapes import AudioTiming, audio_latent_frames
 
 ROUNDING_RULES = ("reference", "comfyui")
 
@@ -51,16 +51,6 @@ def exact_fps(fps: float | int | Fraction) -> Fraction:
     return Fraction(fps).limit_denominator(100_000)
 
 
-def frames_for_seconds(seconds: float, fps: float, max_frames: int = 1025) -> int:
-    """The 8k+1 frame count whose duration at ``fps`` is nearest to ``seconds`` (ties: the longer clip).
-
-    The canvas helper in ``js/lib/shape.js`` (``framesForSeconds``) computes the same expression."""
-    if not (seconds > 0 and fps > 0):
-        raise InputError(f"seconds ({seconds}) and fps ({fps}) must be positive to pick a frame count.")
-    k = math.floor((seconds * fps - 1) / 8 + 0.5)
-    return min(max(8 * max(k, 0) + 1, 1), max_frames)
-
-
 def _check_frames(frames: int) -> None:
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
         raise InputError(f"frame count {frames!r} must be a positive integer.")
@@ -73,7 +63,7 @@ def audio_latent_count(frames: int, fps: float | int | Fraction, timing: AudioTi
     exact_fps(fps)
     seconds = float(frames) / float(fps)
     if rule == "reference":
-        return round(seconds * timing.latents_per_second)
+        return audio_latent_frames(frames, fps, timing)
     if rule == "comfyui":
         return math.ceil(seconds * timing.latents_per_second)
     raise ValueError(f"rule must be one of {ROUNDING_RULES}, got {rule!r}")

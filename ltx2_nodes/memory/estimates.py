@@ -37,8 +37,7 @@ Other stages (weights dominate; the activation terms are upper estimates):
   stacked, normalised Gemma states and the 2-block connector transient;
 * x2 upscaler: s*V*24576 with V = stage-1 latent voxels (1024 mid channels at 4x the voxels
   after the pixel shuffle, ~6 such tensors alive);
-* video VAE decode: s*V_tile*460800 per decoded tile, ComfyUI core's LTX-Video coefficient
-  (900 * 512 per latent voxel); V_tile is the tile's latent voxel count (whole latent untiled);
+* video VAE encode/decode: the one VAE memory model in ``memory/vae.py`` (per decoded voxel of a tile);
 * audio VAE + vocoder: 4 bytes * 40000 * mel frames (float32 HiFi-GAN: up to 7680 channel-samples
   per mel frame per upsampling stage, a few alive).
 """
@@ -51,16 +50,15 @@ from dataclasses import dataclass
 import torch
 
 from ..loading.quant import FP8_DTYPES, FP8Linear
+from ..model.shapes import AudioTiming, VideoScale, audio_latent_frames, video_latent_size
 from ..model.transformer import TransformerConfig
 from .planner import StageProfile
 
 TEXT_TOKENS = 1024
-AUDIO_LATENTS_PER_SECOND = 25
 DIT_TRANSIENT_UNITS = 10
 ADALN_GATHER_UNITS = 3
 IO_BYTES_PER_TOKEN = 3 * 128 * 4
 UPSCALER_BYTES_PER_VOXEL = 24576
-VAE_DECODE_BYTES_PER_VOXEL = 900 * 512  # ComfyUI comfy/sd.py, LTX-Video VAE memory_used_decode
 VOCODER_BYTES_PER_MEL_FRAME = 40000 * 4
 
 
@@ -87,18 +85,14 @@ def fp8_upcast_bytes(module: torch.nn.Module) -> int:
 # Token counts
 
 
-def video_latent_grid(width: int, height: int, frames: int) -> tuple[int, int, int]:
-    """(F', H', W') of the video latent: 8x temporal (first frame alone), 32x spatial."""
-    return (frames - 1) // 8 + 1, height // 32, width // 32
+def video_tokens(width: int, height: int, frames: int, scale: VideoScale = VideoScale()) -> int:
+    """DiT tokens of a ``width x height x frames`` video: its latent cells (``model.shapes``)."""
+    return math.prod(video_latent_size(frames, height, width, scale))
 
 
-def video_tokens(width: int, height: int, frames: int) -> int:
-    return math.prod(video_latent_grid(width, height, frames))
-
-
-def audio_tokens(frames: int, fps: float) -> int:
-    """Audio latents for a clip of ``frames`` at ``fps`` (25 per second, rounded as the reference does)."""
-    return round(frames / fps * AUDIO_LATENTS_PER_SECOND)
+def audio_tokens(frames: int, fps: float, timing: AudioTiming = AudioTiming()) -> int:
+    """DiT tokens of the audio of ``frames`` at ``fps``: its latent frames (``model.shapes``)."""
+    return audio_latent_frames(frames, fps, timing)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -210,10 +204,6 @@ def connector_activation_bytes(caption_channels: int, text_layers: int, *, token
 
 def upscaler_activation_bytes(latent_voxels: int, dtype: torch.dtype = torch.bfloat16) -> int:
     return itemsize(dtype) * latent_voxels * UPSCALER_BYTES_PER_VOXEL
-
-
-def vae_decode_activation_bytes(tile_voxels: int, dtype: torch.dtype = torch.bfloat16) -> int:
-    return itemsize(dtype) * tile_voxels * VAE_DECODE_BYTES_PER_VOXEL
 
 
 def audio_decode_activation_bytes(audio_latents: int) -> int:

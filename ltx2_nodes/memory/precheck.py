@@ -25,18 +25,21 @@ from torch import nn
 
 from ..errors import OutOfMemoryError
 from ..loading.quant import FP8_DTYPES, QUANT_SUFFIXES, FP8Linear
+from ..model.shapes import (AudioTiming, VideoScale, audio_latent_frames, size_multiple, stage1_size,
+                            video_latent_size)
 from ..model.transformer import TransformerConfig
-from .estimates import (GEMMA3_12B, TEXT_TOKENS, DecoderShape, audio_decode_activation_bytes, audio_tokens,
+from ..model.video_vae import VideoVAEConfig
+from .estimates import (GEMMA3_12B, TEXT_TOKENS, DecoderShape, audio_decode_activation_bytes,
                         connector_activation_bytes, decoder_activation_bytes, dit_activation_bytes, itemsize,
-                        upscaler_activation_bytes, vae_decode_activation_bytes, video_latent_grid)
+                        upscaler_activation_bytes)
 from .host import ALIGN, BlockLayout
 from .ledger import gib
 from .placement import module_tensors, tensor_bytes
+from .vae import tile_device_bytes, tiling_with_overlaps
 
 PROCESS_RAM = 2 * 2 ** 30  # Python, torch and (on CUDA) the driver's host-side context, before any weights
 BLOCK_KEY = re.compile(r"(?:^|\.)(?:transformer_blocks|layers)\.(\d+)\.")
 FP8_LINEAR_BYTES = 1
-MIN_FRAMES = 9
 
 
 @dataclass(frozen=True)
@@ -208,17 +211,16 @@ class RunEstimate:
 
 
 def _stage_activations(request: RunRequest, dit: TransformerConfig, text: DecoderShape) -> dict[str, int]:
+    """Activation bytes per stage; sizes from ``model.shapes`` and the released VAEs' factors, the video
+    VAE decode from the one VAE memory model (``memory.vae``) with the request's tile."""
     dtype = request.dtype
-    ta = audio_tokens(request.frames, request.fps)
-    grid = video_latent_grid(request.width, request.height, request.frames)
-    scale = 2 if request.two_stage else 1
-    first = video_latent_grid(request.width // scale, request.height // scale, request.frames)
-    if request.vae_tile is None:
-        tile = math.prod(grid)
-    else:
-        pixels, frames = request.vae_tile
-        tile_grid = ((frames - 1) // 8 + 1, pixels // 32, pixels // 32)
-        tile = math.prod(min(g, t) for g, t in zip(grid, tile_grid))
+    vae = VideoVAEConfig()
+    ta = audio_latent_frames(request.frames, request.fps, AudioTiming())
+    grid = video_latent_size(request.frames, request.height, request.width, vae.encoder_scale)
+    height, width = stage1_size(request.height, request.width) if request.two_stage else (request.height,
+                                                                                           request.width)
+    first = video_latent_size(request.frames, height, width, vae.encoder_scale)
+    tiling = None if request.vae_tile is None else tiling_with_overlaps(*request.vae_tile)
     acts = {
         "gemma": decoder_activation_bytes(text, TEXT_TOKENS, batch=request.prompts, dtype=dtype),
         "connectors": connector_activation_bytes(dit.caption_channels, text.layers, batch=request.prompts,
@@ -228,7 +230,7 @@ def _stage_activations(request: RunRequest, dit: TransformerConfig, text: Decode
     if request.two_stage:
         acts["upscaler"] = upscaler_activation_bytes(math.prod(first), dtype)
         acts["dit_stage2"] = dit_activation_bytes(dit, math.prod(grid), ta, batch=request.batch, dtype=dtype)
-    acts["video_vae"] = vae_decode_activation_bytes(tile, dtype)
+    acts["video_vae"] = tile_device_bytes(vae, (1, vae.latent_channels, *grid), tiling, dtype)
     acts["audio_vae"] = audio_decode_activation_bytes(ta)
     return acts
 
@@ -276,12 +278,13 @@ def _alternatives(weights, request: RunRequest, kwargs: dict) -> list[str]:
         return estimate_run(w, replace(request, **change), **kwargs).fits
 
     found = []
-    frames = request.frames
-    while frames - 8 >= MIN_FRAMES and not fits(frames=frames - 8):
-        frames -= 8
-    if frames - 8 >= MIN_FRAMES:
-        found.append(f"{request.width}x{request.height} with {frames - 8} frames")
-    step = 64 if request.two_stage else 32
+    scale = VideoScale()
+    frames, least = request.frames, 1 + scale.time
+    while frames - scale.time >= least and not fits(frames=frames - scale.time):
+        frames -= scale.time
+    if frames - scale.time >= least:
+        found.append(f"{request.width}x{request.height} with {frames - scale.time} frames")
+    step = size_multiple(scale, request.two_stage)
     for scale in (0.875, 0.75, 0.625, 0.5, 0.375, 0.25):
         w = max(step, int(request.width * scale) // step * step)
         h = max(step, int(request.height * scale) // step * step)

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError, UnsupportedModelError
-from .patchify import AudioTiming, patchify_audio, unpatchify_audio
+from .patchify import patchify_audio, unpatchify_audio
+from .shapes import AudioTiming
 
 # The reference fixes the time ratio between mel frames and latents at 4 when it sizes the decoder
 # output, independently of the number of levels.
@@ -58,6 +59,11 @@ class AudioVAEConfig:
     def time_upsample(self) -> int:
         """Mel frames per latent step produced by the decoder's upsampling path."""
         return 2 ** (self.levels - 1)
+
+    @property
+    def latent_mel_bins(self) -> int:
+        """Mel bins of the latent: ``mel_bins`` halved by each of the encoder's downsampling levels (64 -> 16)."""
+        return self.mel_bins // 2 ** (self.levels - 1)
 
     @property
     def timing(self) -> AudioTiming:

@@ -5,37 +5,14 @@ Audio latents ``[B, C, T, M]`` become ``[B, T, C*M]`` (feature index ``c*M + m``
 
 Positions are token bounds ``[start, end)`` in real units: video time in seconds (pixel-frame
 bounds after the causal first-frame fix, divided by fps), height/width in pixels; audio time
-in seconds of the 16 kHz mel grid.
+in seconds of the 16 kHz mel grid. The factors (``VideoScale``, ``AudioTiming``) live in ``shapes``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-
-@dataclass(frozen=True)
-class VideoScale:
-    """How many pixel frames / pixels one latent cell spans (LTX-2 VAE: 8, 32, 32)."""
-
-    time: int = 8
-    height: int = 32
-    width: int = 32
-
-
-@dataclass(frozen=True)
-class AudioTiming:
-    """Mel grid of the audio VAE: latent index i covers mel frames [i*downsample, (i+1)*downsample)."""
-
-    sample_rate: int = 16000
-    hop_length: int = 160
-    latent_downsample: int = 4
-    causal: bool = True
-
-    @property
-    def latents_per_second(self) -> float:
-        return self.sample_rate / self.hop_length / self.latent_downsample
+from .shapes import AudioTiming, VideoScale
 
 
 def patchify_video(latent: torch.Tensor) -> torch.Tensor:

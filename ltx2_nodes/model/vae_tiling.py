@@ -11,16 +11,14 @@ frame is a "first frame" (an image decode of that latent, not a continuation), s
 ramp starts at weight exactly 0 and covers one extra latent frame; the previous chunk owns that
 frame.
 
-Memory: only the current temporal group (all spatial tiles of one chunk, full frame size) and the
-previous one are held; finished frames are yielded as soon as no later tile can touch them, so
+Memory: how large a tile may be for a budget is decided in ``memory/vae.py`` (the one VAE memory
+model); this module takes explicit tile sizes. Only the current temporal group (all spatial tiles
+of one chunk, full frame size) and the previous one are held; finished frames are yielded as soon as no later tile can touch them, so
 a muxer can encode while decoding continues and the peak does not grow with clip length.
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import os
 from dataclasses import dataclass
 from itertools import product
 from typing import Iterable, Iterator, Sequence
@@ -29,17 +27,8 @@ import torch
 
 from .video_vae import VideoEncoder, check_video_size
 from ..errors import InputError
-from .patchify import VideoScale
-from .video_vae import VideoDecoder, VideoVAEConfig, block_stride
-
-log = logging.getLogger("ltx2_nodes")
-
-# Activation tensors of the widest decoder stage alive at once (resnet block input, its
-# activation held by the caller, time-padded and spatially padded copies, conv output, conv
-# scratch). Measured by ``benchmarks/vae_decode.py --calibrate`` (CPU float32): 7.0-7.2 live,
-# 7.3-9.7 counting glibc's heap retention; 9 leaves a margin. ComfyUI's LTX VAE estimate
-# (900 * 512 elements per latent voxel) is 56 elements per output voxel; 9 * 8 = 72 here.
-LIVE_ACTIVATIONS = 9
+from .shapes import VideoScale
+from .video_vae import VideoDecoder
 
 
 @dataclass(frozen=True)
@@ -362,18 +351,13 @@ def tiled_decode(decoder: VideoDecoder, latent: torch.Tensor, tiling: TilingConf
         yield finished(previous[0], previous[1])
 
 
-def decode_chunks(decoder: VideoDecoder, latent: torch.Tensor, tiling: TilingConfig | str | None = "auto",
-                  memory_budget_bytes: int | None = None,
+def decode_chunks(decoder: VideoDecoder, latent: torch.Tensor, tiling: TilingConfig | None,
                   output_device: torch.device | str | None = None) -> Iterator[torch.Tensor]:
-    """Decode to float32 frame chunks. ``tiling``: a :class:`TilingConfig`, ``None`` (one untiled
-    decode, one chunk) or ``"auto"`` (chosen by :func:`auto_tiling` from ``memory_budget_bytes``,
-    default: what :func:`default_memory_budget` finds free on the decoder's device)."""
+    """Decode to float32 frame chunks. ``tiling``: a :class:`TilingConfig`, or ``None`` (one untiled
+    decode, one chunk). The tile size for a memory budget is chosen in ``memory/vae.py`` (``auto_tiling``)."""
     if isinstance(tiling, str):
-        if tiling != "auto":
-            raise InputError(f"tiling must be a TilingConfig, None or 'auto', got {tiling!r}.")
-        param = next(decoder.parameters())
-        budget = memory_budget_bytes if memory_budget_bytes is not None else default_memory_budget(param.device)
-        tiling = auto_tiling(decoder.config, tuple(latent.shape), budget, param.dtype)
+        raise InputError(f"tiling must be a TilingConfig or None, got {tiling!r} (ltx2_nodes.memory.vae.auto_tiling "
+                         "picks one for a memory budget).")
     if tiling is None:
         out_device = torch.device(output_device) if output_device is not None else latent.device
         yield decoder(latent).to(out_device, torch.float32)
@@ -381,111 +365,7 @@ def decode_chunks(decoder: VideoDecoder, latent: torch.Tensor, tiling: TilingCon
     yield from tiled_decode(decoder, latent, tiling, output_device)
 
 
-def decode_video(decoder: VideoDecoder, latent: torch.Tensor, tiling: TilingConfig | str | None = "auto",
-                 memory_budget_bytes: int | None = None,
+def decode_video(decoder: VideoDecoder, latent: torch.Tensor, tiling: TilingConfig | None,
                  output_device: torch.device | str | None = None) -> torch.Tensor:
     """The whole video [B,3,F,H,W] float32 (concatenated :func:`decode_chunks`)."""
-    return torch.cat(list(decode_chunks(decoder, latent, tiling, memory_budget_bytes, output_device)), dim=2)
-
-
-# ------------------------------------------------------------------------------------------------
-# Memory estimate and automatic tile choice
-
-
-def activation_bytes_per_voxel(config: VideoVAEConfig, itemsize: int) -> float:
-    """Peak decoder activation bytes per decoded output voxel (frame x pixel).
-
-    A stage of width ``c`` whose cells span ``t`` frames and ``s x s`` pixels of the output holds
-    ``c / (t s^2)`` elements per output voxel; the widest stage (for LTX-2 the last one: 128
-    channels at 4x4 pixels = 8) times :data:`LIVE_ACTIVATIONS` tensors times the element size::
-
-        bytes/voxel = LIVE_ACTIVATIONS * itemsize * max_stage(c / (t * s_h * s_w))
-
-    LTX-2 19B in bf16: 9 * 2 * 8 = 144 bytes per output voxel (a 512x512 tile of 65 frames: 2.5 GB).
-    Model weights are not included.
-    """
-    scale = config.decoder_scale
-    t, s = scale.time, scale.height
-    widths = config.decoder_widths()
-    density = widths[0] / (t * s * s)
-    for (name, _), width in zip(reversed(config.decoder_blocks), widths[1:]):
-        st, ss, _ = block_stride(name)
-        t, s = t // st, s // ss
-        density = max(density, width / (t * s * s))
-    return LIVE_ACTIVATIONS * itemsize * density
-
-
-def estimate_decode_bytes(config: VideoVAEConfig, latent_shape: Sequence[int], tiling: TilingConfig | None,
-                          dtype: torch.dtype = torch.bfloat16) -> int:
-    """Peak bytes of a decode: the largest tile's activations (:func:`activation_bytes_per_voxel`)
-    plus float32 outputs. Untiled (``tiling=None``): the video and the consumer's copy of it
-    (``2C`` channels). Tiled:
-
-    * per tile: the decoded tile, its masked product and the mask (``2C + 1`` channels of the tile);
-    * per chunk: values + weights of two temporal groups, the chunk being yielded and the one the
-      consumer still holds (``2(C + 1) + 2C`` channels of the largest group, full frame size).
-    """
-    batch, _, *fhw = latent_shape
-    scale = config.decoder_scale
-    group_frames, tile_h, tile_w = largest_tile(fhw, tiling, scale)
-    tile_voxels = group_frames * tile_h * tile_w
-    per_voxel = activation_bytes_per_voxel(config, torch.empty(0, dtype=dtype).element_size())
-    channels = batch * config.out_channels
-    if tiling is None:
-        return int(batch * per_voxel * tile_voxels + 2 * channels * tile_voxels * 4)
-    group_voxels = group_frames * fhw[1] * scale.height * fhw[2] * scale.width
-    blending = ((2 * channels + 1) * tile_voxels + (2 * (channels + 1) + 2 * channels) * group_voxels) * 4
-    return int(batch * per_voxel * tile_voxels + blending)
-
-
-_SPATIAL_CANDIDATES = (None, 1024, 768, 512, 384, 256, 192, 128)
-_TEMPORAL_CANDIDATES = (None, 128, 96, 64, 48, 32, 24, 16)
-
-
-def _overlaps(spatial: int | None, temporal: int | None) -> tuple[int, int]:
-    return (64 if (spatial or 0) >= 192 else 32), (24 if (temporal or 0) >= 48 else 8)
-
-
-def auto_tiling(config: VideoVAEConfig, latent_shape: Sequence[int], memory_budget_bytes: int,
-                dtype: torch.dtype = torch.bfloat16) -> TilingConfig | None:
-    """The tiling with the largest tiles whose :func:`estimate_decode_bytes` fits the budget.
-
-    ``None`` when the untiled decode fits. Overlaps: 64 px spatially (32 px for tiles under
-    192 px), 24 frames temporally (8 for chunks under 48 frames). When nothing fits, the smallest
-    tiling (128 px, 16 frames) is returned with a warning.
-    """
-    best: tuple[int, TilingConfig | None] | None = None
-    smallest = None
-    for spatial in _SPATIAL_CANDIDATES:
-        for temporal in _TEMPORAL_CANDIDATES:
-            s_overlap, t_overlap = _overlaps(spatial, temporal)
-            tiling = None if spatial is None and temporal is None else TilingConfig(
-                spatial, s_overlap if spatial else 0, temporal, t_overlap if temporal else 0)
-            smallest = tiling
-            if estimate_decode_bytes(config, latent_shape, tiling, dtype) > memory_budget_bytes:
-                continue
-            volume = math.prod(largest_tile(latent_shape[2:], tiling, config.decoder_scale))
-            if best is None or volume > best[0]:
-                best = (volume, tiling)
-    if best is None:
-        log.warning("VAE decode: even %s needs about %.1f GB, more than the %.1f GB budget; trying it anyway.",
-                    smallest, estimate_decode_bytes(config, latent_shape, smallest, dtype) / 1e9,
-                    memory_budget_bytes / 1e9)
-        return smallest
-    return best[1]
-
-
-def default_memory_budget(device: torch.device) -> int:
-    """Bytes a decode may use when the caller gives no budget: 90% of the free CUDA memory, or half
-    of the available host RAM (``MemAvailable``) on the CPU."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free * 0.9)
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024 // 2
-    except OSError:
-        pass
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES") // 2)
+    return torch.cat(list(decode_chunks(decoder, latent, tiling, output_device)), dim=2)

@@ -1,8 +1,9 @@
 """The LTX-2 causal video VAE: pixels [B,3,F,H,W] in [-1,1] <-> normalised latents [B,C,F',H',W'].
 
 Compression is 32x in space and 8x in time with the first frame on its own
-(F' = 1 + (F-1)/8), so one image encodes to one latent frame. Both halves are built from the
-checkpoint's ``config.vae`` block lists:
+(F' = 1 + (F-1)/8), so one image encodes to one latent frame. The size rules (what the encoder
+accepts: frames 1 + 8k, sides multiples of 32, a 32-pixel-high video included) live in ``shapes``.
+Both halves are built from the checkpoint's ``config.vae`` block lists:
 
 * encoder: 4x4 patchify -> causal conv_in -> ``encoder_blocks`` (res_x stacks and
   space-to-depth downsamplers ``compress_*_res``, multiplier 1 or more) -> PixelNorm, SiLU ->
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError, UnsupportedModelError
-from .patchify import VideoScale
+from .shapes import VideoScale, check_video_size
 
 PIXEL_NORM_EPS = 1e-8
 
@@ -170,44 +171,6 @@ class VideoVAEConfig:
             width //= _multiplier(name, params)
             widths.append(width)
         return widths
-
-
-# ------------------------------------------------------------------------------------------------
-# Size rules
-
-
-def check_video_size(frames: int, height: int, width: int, scale: VideoScale = VideoScale()) -> None:
-    """Refuse pixel sizes the VAE cannot represent: frames 1 + 8k, height/width multiples of 32 (>= 64)."""
-    problems = []
-    if frames < 1 or (frames - 1) % scale.time:
-        problems.append(f"{frames} frames (must be 1 + {scale.time}*k: 1, {1 + scale.time}, {1 + 2 * scale.time}, ...)")
-    for name, value, step in (("height", height, scale.height), ("width", width, scale.width)):
-        # the decoder pads with 'reflect', which needs at least 2 latent cells per side
-        if value % step or value < 2 * step:
-            problems.append(f"{name} {value} (must be a multiple of {step}, at least {2 * step})")
-    if problems:
-        f, h, w = snap_video_size(frames, height, width, scale)
-        raise InputError(f"video size not supported by the LTX-2 VAE: {'; '.join(problems)}. "
-                         f"Nearest valid size: {w}x{h}, {f} frames.")
-
-
-def snap_video_size(frames: int, height: int, width: int, scale: VideoScale = VideoScale()) -> tuple[int, int, int]:
-    """Nearest valid (frames, height, width) for UI widgets: frames to the nearest 1 + 8k (ties round
-    up), height/width to the nearest multiple of 32 (ties round up), each at least the minimum
-    (1 frame, 64 pixels)."""
-
-    def nearest(value: int, step: int, offset: int, minimum: int) -> int:
-        snapped = offset + math.floor((value - offset) / step + 0.5) * step
-        return max(minimum, snapped)
-
-    return (nearest(frames, scale.time, 1, 1), nearest(height, scale.height, 0, 2 * scale.height),
-            nearest(width, scale.width, 0, 2 * scale.width))
-
-
-def latent_shape_for(frames: int, height: int, width: int, scale: VideoScale = VideoScale()) -> tuple[int, int, int]:
-    """(F', H', W') of the latent of a valid pixel size."""
-    check_video_size(frames, height, width, scale)
-    return 1 + (frames - 1) // scale.time, height // scale.height, width // scale.width
 
 
 def video_to_uint8(video: torch.Tensor) -> torch.Tensor:

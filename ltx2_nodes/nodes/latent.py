@@ -6,8 +6,7 @@ import dataclasses
 
 from .. import paths, stages
 from ..errors import InputError
-from ..media.lengths import frames_for_seconds
-from ..model.video_vae import check_video_size
+from ..model.shapes import check_video_size, frames_for_seconds
 from ..models import load_upscaler
 from ..pipeline import empty_latents
 from ..sampling.conditioning import DEFAULT_IMAGE_CRF, ImageCondition

@@ -9,6 +9,7 @@ import torch
 
 from .. import stages
 from ..errors import InputError
+from ..model.audio_vae import AudioVAEConfig
 from ..pipeline import GenerationSettings
 from ..preview import previewer_for
 from ..sampling.conditioning import frame_condition
@@ -151,12 +152,12 @@ class LTX2Sampler:
 
 
 def _audio_shape(model) -> tuple[int, int] | None:
-    """(channels, mel bins) of the model's audio latent: from its audio VAE, else the released 8 channels."""
+    """(channels, mel bins) of the model's audio latent: from its audio VAE, else the released channel count."""
     audio_vae = model.models.optional("audio_vae")
     if audio_vae is not None:
         return audio_vae.latent_channels, audio_vae.latent_mel_bins
-    features = model.config.audio_in_channels
-    return (8, features // 8) if features % 8 == 0 else None
+    features, channels = model.config.audio_in_channels, AudioVAEConfig().z_channels
+    return (channels, features // channels) if features % channels == 0 else None
 
 
 def _drawn_shapes(av, items) -> list[tuple[int, ...]]:

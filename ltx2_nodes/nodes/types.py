@@ -35,7 +35,8 @@ import torch
 
 from ..errors import InputError
 from ..model.connector import TextConditioning
-from ..model.patchify import AudioTiming, VideoScale
+from ..model import shapes
+from ..model.shapes import AudioTiming, VideoScale
 from ..pipeline import AVLatents
 from ..sampling.conditioning import ImageCondition
 
@@ -161,7 +162,7 @@ def to_av_latents(latent: dict, fps: float | None = None) -> AVLatents:
 def pixel_frames(av: AVLatents, info: LatentInfo) -> int | None:
     """The clip's pixel frame count: from the video grid, else what the latent recorded."""
     if av.video is not None:
-        return (av.video.shape[2] - 1) * av.video_scale.time + 1
+        return shapes.pixel_frames(av.video.shape[2], av.video_scale)
     return info.frames
 
 

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import InputError
-from ..model.patchify import (AudioTiming, VideoScale, audio_positions, patchify_audio, patchify_video,
-                              unpatchify_audio, unpatchify_video, video_positions)
+from ..model.patchify import (audio_positions, patchify_audio, patchify_video, unpatchify_audio, unpatchify_video,
+                              video_positions)
+from ..model.shapes import (AudioTiming, VideoScale, audio_latent_frames, check_video_size, pixel_frames,
+                            video_latent_size)
 
 
 @dataclass(frozen=True)
@@ -40,23 +42,16 @@ class VideoGrid:
 
     @property
     def pixel_frames(self) -> int:
-        return (self.frames - 1) * self.scale.time + 1
+        return pixel_frames(self.frames, self.scale)
 
     @classmethod
     def from_pixels(cls, channels: int, frames: int, height: int, width: int, fps: float,
                     scale: VideoScale = VideoScale()) -> "VideoGrid":
-        """The latent grid of a ``frames x height x width`` video (frames = 1 + 8k, sides multiples of 32)."""
-        if frames < 1 or (frames - 1) % scale.time:
-            raise InputError(f"frame count {frames} is not 1 + {scale.time}*k; use e.g. "
-                             f"{((frames - 1) // scale.time) * scale.time + 1} or "
-                             f"{((frames - 1) // scale.time + 1) * scale.time + 1}.")
-        if height % scale.height or width % scale.width or height <= 0 or width <= 0:
-            raise InputError(f"size {width}x{height} is not a multiple of {scale.width}x{scale.height}; round "
-                             f"width and height to multiples of {scale.height}.")
+        """The latent grid of a ``frames x height x width`` video (the size rules of ``model.shapes``)."""
+        check_video_size(frames, height, width, scale)
         if fps <= 0:
             raise InputError(f"fps must be positive, got {fps}.")
-        return cls(channels, (frames - 1) // scale.time + 1, height // scale.height, width // scale.width,
-                   float(fps), scale)
+        return cls(channels, *video_latent_size(frames, height, width, scale), float(fps), scale)
 
     @classmethod
     def of(cls, latent: torch.Tensor, fps: float, scale: VideoScale = VideoScale()) -> "VideoGrid":
@@ -98,7 +93,7 @@ class AudioGrid:
     def for_video(cls, channels: int, mel_bins: int, pixel_frames: int, fps: float,
                   timing: AudioTiming = AudioTiming()) -> "AudioGrid":
         """The audio grid covering ``pixel_frames / fps`` seconds (``round`` as the reference does)."""
-        return cls(channels, round(pixel_frames / fps * timing.latents_per_second), mel_bins, timing)
+        return cls(channels, audio_latent_frames(pixel_frames, fps, timing), mel_bins, timing)
 
     @classmethod
     def of(cls, latent: torch.Tensor, timing: AudioTiming = AudioTiming()) -> "AudioGrid":

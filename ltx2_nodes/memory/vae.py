@@ -1,0 +1,146 @@
+"""The video VAE's memory model: activation bytes of a decode (or encode), the decode budget, the tile choice.
+
+One model serves the pre-check (``precheck.estimate_run``'s ``video_vae`` stage), the decode stage's
+activation reserve and its automatic tiling (``stages.resolve_tiling``), and the encoder stage.
+``model/vae_tiling.py`` only cuts and blends tiles of the size it is given; it never measures memory.
+
+Activations: a decoder stage of width ``c`` whose cells span ``t`` frames and ``s x s`` pixels of the
+output holds ``c / (t s^2)`` elements per output voxel; the widest stage (for LTX-2 the last one: 128
+channels at 4x4 pixels = 8) times :data:`LIVE_ACTIVATIONS` tensors times the element size::
+
+    bytes/voxel = LIVE_ACTIVATIONS * itemsize * max_stage(c / (t * s_h * s_w))
+
+LTX-2 19B in bf16: 9 * 2 * 8 = 144 bytes per output voxel (a 512x512 tile of 65 frames: 2.5 GB).
+The encoder mirrors the decoder (its first stage: the latent width on 4x4 patches), so an encode is
+modelled as the decode of the same size. Weights are not included.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+
+import torch
+
+from ..model.shapes import video_latent_size
+from ..model.vae_tiling import TilingConfig, largest_tile
+from ..model.video_vae import VideoVAEConfig, block_stride
+from .devices import host_ram_available
+
+log = logging.getLogger("ltx2_nodes")
+
+# Activation tensors of the widest decoder stage alive at once (resnet block input, its
+# activation held by the caller, time-padded and spatially padded copies, conv output, conv
+# scratch). Measured by ``benchmarks/vae_decode.py --calibrate`` (CPU float32): 7.0-7.2 live,
+# 7.3-9.7 counting glibc's heap retention; 9 leaves a margin. ComfyUI's LTX VAE estimate
+# (900 * 512 elements per latent voxel) is 56 elements per output voxel; 9 * 8 = 72 here.
+LIVE_ACTIVATIONS = 9
+HOST_DECODE_SHARE = 2  # without a device budget (decoding on the CPU) a decode may use 1/2 of the available RAM
+OUTPUT_BYTES = 4  # decoded tiles are float32
+
+
+def _itemsize(dtype: torch.dtype) -> int:
+    return torch.empty(0, dtype=dtype).element_size()
+
+
+def activation_bytes_per_voxel(config: VideoVAEConfig, itemsize: int) -> float:
+    """Peak decoder activation bytes per decoded output voxel (frame x pixel); see the module doc."""
+    scale = config.decoder_scale
+    t, s = scale.time, scale.height
+    widths = config.decoder_widths()
+    density = widths[0] / (t * s * s)
+    for (name, _), width in zip(reversed(config.decoder_blocks), widths[1:]):
+        st, ss, _ = block_stride(name)
+        t, s = t // st, s // ss
+        density = max(density, width / (t * s * s))
+    return LIVE_ACTIVATIONS * itemsize * density
+
+
+def tile_device_bytes(config: VideoVAEConfig, latent_shape: Sequence[int], tiling: TilingConfig | None,
+                      dtype: torch.dtype = torch.bfloat16) -> int:
+    """Device bytes of decoding the largest tile (the whole latent untiled): its activations and its
+    float32 output; the blending happens on the output device (the CPU in the decode stage)."""
+    batch, _, *fhw = latent_shape
+    frames, height, width = largest_tile(fhw, tiling, config.decoder_scale)
+    voxels = frames * height * width
+    per_voxel = activation_bytes_per_voxel(config, _itemsize(dtype))
+    return int(batch * (per_voxel * voxels + config.out_channels * voxels * OUTPUT_BYTES))
+
+
+def encode_device_bytes(config: VideoVAEConfig, frames: int, height: int, width: int,
+                        dtype: torch.dtype = torch.bfloat16) -> int:
+    """Device bytes of encoding one ``frames x height x width`` video (modelled as its untiled decode)."""
+    return tile_device_bytes(config, (1, config.latent_channels, *video_latent_size(frames, height, width,
+                                                                                  config.encoder_scale)), None, dtype)
+
+
+def estimate_decode_bytes(config: VideoVAEConfig, latent_shape: Sequence[int], tiling: TilingConfig | None,
+                          dtype: torch.dtype = torch.bfloat16) -> int:
+    """Peak bytes of a decode blended on the same device: the largest tile's activations plus float32
+    outputs. Untiled (``tiling=None``): the video and the consumer's copy of it (``2C`` channels). Tiled:
+
+    * per tile: the decoded tile, its masked product and the mask (``2C + 1`` channels of the tile);
+    * per chunk: values + weights of two temporal groups, the chunk being yielded and the one the
+      consumer still holds (``2(C + 1) + 2C`` channels of the largest group, full frame size).
+    """
+    batch, _, *fhw = latent_shape
+    scale = config.decoder_scale
+    group_frames, tile_h, tile_w = largest_tile(fhw, tiling, scale)
+    tile_voxels = group_frames * tile_h * tile_w
+    per_voxel = activation_bytes_per_voxel(config, _itemsize(dtype))
+    channels = batch * config.out_channels
+    if tiling is None:
+        return int(batch * per_voxel * tile_voxels + 2 * channels * tile_voxels * OUTPUT_BYTES)
+    group_voxels = group_frames * fhw[1] * scale.height * fhw[2] * scale.width
+    blending = ((2 * channels + 1) * tile_voxels + (2 * (channels + 1) + 2 * channels) * group_voxels) * OUTPUT_BYTES
+    return int(batch * per_voxel * tile_voxels + blending)
+
+
+# ------------------------------------------------------------------------------------------------
+# Tile choice
+
+_SPATIAL_CANDIDATES = (None, 1024, 768, 512, 384, 256, 192, 128)
+_TEMPORAL_CANDIDATES = (None, 128, 96, 64, 48, 32, 24, 16)
+
+
+def tiling_with_overlaps(spatial: int | None, temporal: int | None) -> TilingConfig | None:
+    """Tiles of ``spatial`` pixels / ``temporal`` frames (None: that axis untiled) with the default overlaps:
+    64 px spatially (32 px for tiles under 192 px), 24 frames temporally (8 for chunks under 48 frames)."""
+    if spatial is None and temporal is None:
+        return None
+    return TilingConfig(spatial, (64 if spatial >= 192 else 32) if spatial else 0,
+                        temporal, (24 if temporal >= 48 else 8) if temporal else 0)
+
+
+def auto_tiling(config: VideoVAEConfig, latent_shape: Sequence[int], memory_budget_bytes: int,
+                dtype: torch.dtype = torch.bfloat16) -> TilingConfig | None:
+    """The tiling with the largest tiles whose :func:`estimate_decode_bytes` fits the budget.
+
+    ``None`` when the untiled decode fits; overlaps as :func:`tiling_with_overlaps`. When nothing
+    fits, the smallest tiling (128 px, 16 frames) is returned with a warning.
+    """
+    best: tuple[int, TilingConfig | None] | None = None
+    smallest = None
+    for spatial in _SPATIAL_CANDIDATES:
+        for temporal in _TEMPORAL_CANDIDATES:
+            tiling = smallest = tiling_with_overlaps(spatial, temporal)
+            if estimate_decode_bytes(config, latent_shape, tiling, dtype) > memory_budget_bytes:
+                continue
+            volume = math.prod(largest_tile(latent_shape[2:], tiling, config.decoder_scale))
+            if best is None or volume > best[0]:
+                best = (volume, tiling)
+    if best is None:
+        log.warning("VAE decode: even %s needs about %.1f GB, more than the %.1f GB budget; trying it anyway.",
+                    smallest, estimate_decode_bytes(config, latent_shape, smallest, dtype) / 1e9,
+                    memory_budget_bytes / 1e9)
+        return smallest
+    return best[1]
+
+
+def decode_budget(device_budget: int | None, weight_bytes: int) -> int:
+    """Bytes a decode may use: the engine's device budget (``MemoryEngine.budget()``) less the decoder's
+    weights, or, on a host device (no budget), half of the available RAM."""
+    if device_budget is None:
+        return host_ram_available() // HOST_DECODE_SHARE
+    return max(device_budget - weight_bytes, 0)

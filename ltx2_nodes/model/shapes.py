@@ -1,0 +1,145 @@
+"""Pixels and seconds <-> latent grid sizes: the one owner of the LTX-2 size and length rules.
+
+Everything that turns a video size or a clip length into latent cells or tokens calls this module
+(the latent grids in ``sampling.state``, the estimates and the pre-check in ``memory/``, the VAE's
+input check, the nodes, the CLI); ``js/lib/shape.js`` repeats the rules for the canvas and
+``tests/test_js.py`` checks it against them.
+
+The factors are properties of the loaded VAEs, with the released LTX-2 values as defaults:
+
+* ``VideoScale``: pixel frames / pixels per latent cell, derived from the video VAE's block list
+  (``VideoVAEConfig.encoder_scale``; released 8, 32, 32), as the reference's
+  ``SpatioTemporalScaleFactors.from_blocks``.
+* ``AudioTiming``: the audio VAE's mel grid (``AudioVAEConfig.timing``): sample rate / hop / the
+  latent downsampling = latents per second (released 16000 / 160 / 4 = 25), as the reference's
+  ``AudioLatentShape.from_duration``.
+
+Size rules (reference: ``VideoLatentShape.from_pixel_shape``, ``VideoEncoder.forward``,
+``ltx_pipelines.utils.helpers.assert_resolution``):
+
+* latent grid: ``F' = (F - 1) // 8 + 1``, ``H' = H // 32``, ``W' = W // 32`` (floor, as the reference);
+* a video the VAE encodes, or a run generates: frames ``1 + 8k``, width and height multiples of 32,
+  at least one latent cell (a 32-pixel-high video encodes to a one-cell-high latent). The reference
+  encoder crops extra frames with a warning; we refuse them with the nearest valid counts instead.
+  Decoding a one-cell side needs a decoder with zero padding: the released 2.0 decoder pads with
+  'reflect', which needs two cells per side (``VideoDecoder.check_latent`` says so; the reference
+  fails there inside ``torch.nn.functional.pad``);
+* a two-stage run (stage 1 at half size, x2 latent upscaler): width and height multiples of 64, so
+  the half size is a valid size;
+* audio latents for ``F`` frames at ``r`` fps: ``round(F / r * 25)`` (Python round, float64).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..errors import InputError
+
+UPSCALE_FACTOR = 2  # the x2 spatial latent upscaler between the two stages
+
+
+@dataclass(frozen=True)
+class VideoScale:
+    """How many pixel frames / pixels one latent cell spans (LTX-2 VAE: 8, 32, 32)."""
+
+    time: int = 8
+    height: int = 32
+    width: int = 32
+
+
+@dataclass(frozen=True)
+class AudioTiming:
+    """Mel grid of the audio VAE: latent index i covers mel frames [i*downsample, (i+1)*downsample)."""
+
+    sample_rate: int = 16000
+    hop_length: int = 160
+    latent_downsample: int = 4
+    causal: bool = True
+
+    @property
+    def latents_per_second(self) -> float:
+        return self.sample_rate / self.hop_length / self.latent_downsample
+
+
+# ------------------------------------------------------------------------------------------------
+# Video
+
+
+def video_latent_size(frames: int, height: int, width: int, scale: VideoScale = VideoScale()) -> tuple[int, int, int]:
+    """(F', H', W') of the latent of a ``frames x height x width`` video (floor division, no check)."""
+    return (frames - 1) // scale.time + 1, height // scale.height, width // scale.width
+
+
+def pixel_frames(latent_frames: int, scale: VideoScale = VideoScale()) -> int:
+    """Pixel frames a latent of ``latent_frames`` frames decodes to: the first alone, then ``scale.time`` each."""
+    return (latent_frames - 1) * scale.time + 1
+
+
+def size_multiple(scale: VideoScale = VideoScale(), two_stage: bool = False) -> int:
+    """What width and height must be multiples of: 32, or 64 for a two-stage run (its half must be valid)."""
+    return max(scale.height, scale.width) * (UPSCALE_FACTOR if two_stage else 1)
+
+
+def snap_video_size(frames: int, height: int, width: int, scale: VideoScale = VideoScale(),
+                    two_stage: bool = False) -> tuple[int, int, int]:
+    """Nearest valid (frames, height, width): frames to the nearest 1 + 8k (ties round up), height/width to
+    the nearest multiple of :func:`size_multiple` (ties round up), each at least one step."""
+    step = size_multiple(scale, two_stage)
+
+    def nearest(value: int, step: int, offset: int, minimum: int) -> int:
+        return max(minimum, offset + math.floor((value - offset) / step + 0.5) * step)
+
+    return nearest(frames, scale.time, 1, 1), nearest(height, step, 0, step), nearest(width, step, 0, step)
+
+
+def check_video_size(frames: int, height: int, width: int, scale: VideoScale = VideoScale(),
+                     two_stage: bool = False) -> None:
+    """Refuse a pixel size the VAE cannot encode or a run cannot generate (module doc), naming the nearest one."""
+    step = size_multiple(scale, two_stage)
+    problems = []
+    if frames < 1 or (frames - 1) % scale.time:
+        problems.append(f"{frames} frames (must be 1 + {scale.time}*k: 1, {1 + scale.time}, {1 + 2 * scale.time}, ...)")
+    for name, value in (("height", height), ("width", width)):
+        if value % step or value < step:
+            problems.append(f"{name} {value} (must be a positive multiple of {step}"
+                            + (": a two-stage run samples stage 1 at half size)" if two_stage else ")"))
+    if problems:
+        f, h, w = snap_video_size(frames, height, width, scale, two_stage)
+        raise InputError(f"video size not supported by LTX-2: {'; '.join(problems)}. "
+                         f"Nearest valid size: {w}x{h}, {f} frames.")
+
+
+def checked_latent_size(frames: int, height: int, width: int, scale: VideoScale = VideoScale()) -> tuple[int, int, int]:
+    """(F', H', W') of a valid pixel size (:func:`check_video_size` first)."""
+    check_video_size(frames, height, width, scale)
+    return video_latent_size(frames, height, width, scale)
+
+
+def stage1_size(height: int, width: int, scale: VideoScale = VideoScale()) -> tuple[int, int]:
+    """(height, width) stage 1 of a two-stage run samples at: half the final size, which must be valid."""
+    step = size_multiple(scale, two_stage=True)
+    if height % step or width % step or height <= 0 or width <= 0:
+        raise InputError(f"a two-stage run needs width and height divisible by {step} (stage 1 runs at half size); "
+                         f"got {width}x{height}.")
+    return height // UPSCALE_FACTOR, width // UPSCALE_FACTOR
+
+
+def frames_for_seconds(seconds: float, fps: float, max_frames: int = 1025, scale: VideoScale = VideoScale()) -> int:
+    """The 1 + 8k frame count whose duration at ``fps`` is nearest to ``seconds`` (ties: the longer clip).
+
+    The canvas helper in ``js/lib/shape.js`` (``framesForSeconds``) computes the same expression."""
+    if not (seconds > 0 and fps > 0):
+        raise InputError(f"seconds ({seconds}) and fps ({fps}) must be positive to pick a frame count.")
+    k = math.floor((seconds * fps - 1) / scale.time + 0.5)
+    return min(max(scale.time * max(k, 0) + 1, 1), max_frames)
+
+
+# ------------------------------------------------------------------------------------------------
+# Audio
+
+
+def audio_latent_frames(frames: int, fps: float, timing: AudioTiming = AudioTiming()) -> int:
+    """Audio latents covering ``frames / fps`` seconds: ``round(seconds * latents_per_second)`` like the
+    reference (``AudioLatentShape.from_video_pixel_shape``: Python round, half to even, in float64)."""
+    return round(float(frames) / float(fps) * timing.latents_per_second)

@@ -1,0 +1,121 @@
+"""The one video VAE memory model (memory/vae.py): estimates, tile choice, and the budget the stages pass in."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import types
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ltx2_nodes import stages
+from ltx2_nodes.memory import MemoryEngine
+from ltx2_nodes.memory.devices import host_ram_available
+from ltx2_nodes.memory.placement import module_tensors, tensor_bytes
+from ltx2_nodes.memory.precheck import RunRequest, StageWeights, estimate_run
+from ltx2_nodes.memory.vae import (HOST_DECODE_SHARE, activation_bytes_per_voxel, auto_tiling, decode_budget,
+                                   encode_device_bytes, estimate_decode_bytes, tile_device_bytes,
+                                   tiling_with_overlaps)
+from ltx2_nodes.model.shapes import video_latent_size
+from ltx2_nodes.model.vae_tiling import TilingConfig, largest_tile
+from ltx2_nodes.model.video_vae import VideoVAEConfig
+
+GiB = 2 ** 30
+
+
+def test_memory_estimate_and_auto_tiling():
+    cfg = VideoVAEConfig()  # released 19B decoder
+    assert activation_bytes_per_voxel(cfg, 2) == 144.0  # 9 live tensors x 2 bytes x 128 ch / (4x4 px)
+    tiling = TilingConfig(512, 64, 64, 24)
+    short, long = (1, 128, 16, 24, 40), (1, 128, 61, 24, 40)  # 121 vs 481 frames at 1280x768
+    assert estimate_decode_bytes(cfg, short, tiling) == estimate_decode_bytes(cfg, long, tiling)  # flat in length
+    assert estimate_decode_bytes(cfg, long, None) > 4 * estimate_decode_bytes(cfg, long, tiling)
+    assert auto_tiling(cfg, long, 1 << 50) is None
+    for budget_gb in (24, 8, 4):
+        chosen = auto_tiling(cfg, long, budget_gb << 30)
+        assert chosen is not None and estimate_decode_bytes(cfg, long, chosen) <= budget_gb << 30
+    bigger, smaller = auto_tiling(cfg, long, 24 << 30), auto_tiling(cfg, long, 4 << 30)
+    assert math.prod(largest_tile(long[2:], bigger)) > math.prod(largest_tile(long[2:], smaller))
+    # nothing fits: the smallest tiling is returned (with a warning) rather than failing up front
+    assert auto_tiling(cfg, long, 1) == TilingConfig(128, 32, 16, 8)
+
+
+def test_tile_device_bytes_are_the_tile_activations_and_its_output():
+    cfg = VideoVAEConfig()
+    latent = (1, 128, *video_latent_size(121, 512, 768))
+    tiling = TilingConfig(512, 64, 64, 24)
+    frames, height, width = largest_tile(latent[2:], tiling)
+    voxels = frames * height * width
+    assert tile_device_bytes(cfg, latent, tiling) == int(144 * voxels + 3 * 4 * voxels)
+    assert tile_device_bytes(cfg, latent, None) == int((144 + 12) * 121 * 512 * 768)
+    assert tile_device_bytes(cfg, (2, *latent[1:]), tiling) == 2 * tile_device_bytes(cfg, latent, tiling)
+    # an image encode is modelled as the one-frame decode of its size
+    assert encode_device_bytes(cfg, 1, 512, 768) == tile_device_bytes(cfg, (1, 128, 1, 16, 24), None)
+    assert tiling_with_overlaps(512, 64) == tiling and tiling_with_overlaps(None, None) is None
+    assert tiling_with_overlaps(128, 16) == TilingConfig(128, 32, 16, 8)
+
+
+def test_the_precheck_models_the_decode_with_the_same_numbers():
+    """One model: the pre-check's video_vae stage is the decode stage's tile reserve for the same tile."""
+    weights = {"video_vae": StageWeights("video_vae", 2 * 528_400_000)}
+    for width, height, frames, tile in [(768, 512, 121, (512, 64)), (1920, 1088, 241, (256, 32)),
+                                        (512, 320, 9, None), (1280, 704, 121, (4096, 4096))]:
+        request = RunRequest(width, height, frames, vae_tile=tile)
+        [stage] = estimate_run(weights, request, vram_budget=80 * GiB, ram_budget=80 * GiB).stages
+        latent = (1, 128, *video_latent_size(frames, height, width))
+        tiling = tiling_with_overlaps(*tile) if tile else None
+        assert stage.activation_bytes == tile_device_bytes(VideoVAEConfig(), latent, tiling)
+
+
+def test_the_decode_budget_is_the_engines_budget_less_the_weights():
+    assert decode_budget(8 * GiB, GiB) == 7 * GiB
+    assert decode_budget(GiB, 2 * GiB) == 0
+    free = host_ram_available() // HOST_DECODE_SHARE  # a host device has no budget: half the available RAM
+    assert abs(decode_budget(None, GiB) - free) < free // 10
+
+
+class _Decoder(nn.Module):
+    """Nearest-neighbour stand-in with the VideoDecoder interface (8 frames, 32x32 pixels per cell)."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = VideoVAEConfig()
+        self.scale = self.config.decoder_scale
+        self.weight = nn.Parameter(torch.ones(1 << 16))
+
+    def check_latent(self, latent):
+        pass
+
+    def forward(self, latent):
+        x = torch.cat([latent[:, :3, :1], latent[:, :3, 1:].repeat_interleave(8, dim=2)], dim=2)
+        return F.interpolate(x, scale_factor=(1, 32, 32), mode="nearest")
+
+
+def test_the_decode_stage_passes_the_engine_budget_into_the_tile_choice(monkeypatch):
+    """``stages`` asks memory/ for the budget and the tiles; the stage reserves the same model's tile bytes."""
+    decoder = _Decoder()
+    vae = types.SimpleNamespace(decoder=decoder, config=decoder.config, scale=decoder.scale, release_pages=None)
+    shape = (1, 128, 16, 16, 24)
+    weight_bytes = tensor_bytes(module_tensors(decoder))
+    for budget in (64 * GiB, 2 * GiB, GiB // 2):
+        engine = MemoryEngine("cpu", virtual=True, vram_budget=budget)
+        chosen = stages.resolve_tiling(vae, shape, engine, "auto")
+        assert chosen == auto_tiling(vae.config, shape, budget - weight_bytes, torch.float32)
+    assert stages.resolve_tiling(vae, shape, engine, None) is None  # explicit choices pass through
+
+    engine = MemoryEngine("cpu", virtual=True, vram_budget=GiB)
+    profiles = []
+
+    @contextlib.contextmanager
+    def stage(name, model, profile=None, **kwargs):
+        profiles.append(profile)
+        yield None
+
+    monkeypatch.setattr(engine, "stage", stage)
+    latent = torch.randn(1, 128, 3, 2, 3)
+    tiling = TilingConfig(64, 32, 16, 8)
+    video = stages.decode_video(latent, vae, engine, tiling)
+    assert video.shape == (1, 3, 17, 64, 96)
+    assert profiles[0].activation_bytes == tile_device_bytes(vae.config, latent.shape, tiling, torch.float32)
