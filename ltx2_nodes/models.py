@@ -222,10 +222,21 @@ class AppliedLoRA:
 
 
 @dataclass(frozen=True, eq=False)
-class DiTHandle:
-    """The transformer of a bundle plus the LoRAs to apply while it samples (the module is shared)."""
+class _BundlePart:
+    """A handle on part of an ``LTX2Models`` bundle: what every stage needs from the bundle's file."""
 
     models: LTX2Models
+
+    @property
+    def release_pages(self):
+        """The file's ``release_pages`` for ``MemoryEngine.stage`` (streamed blocks keep RSS flat)."""
+        return self.models.ckpt.release_pages
+
+
+@dataclass(frozen=True, eq=False)
+class DiTHandle(_BundlePart):
+    """The transformer of a bundle plus the LoRAs to apply while it samples (the module is shared)."""
+
     loras: tuple[AppliedLoRA, ...] = ()
 
     @property
@@ -237,10 +248,6 @@ class DiTHandle:
         from .model.transformer import TransformerConfig
 
         return TransformerConfig.from_metadata(self.models.ckpt.component_config("transformer"))
-
-    @property
-    def release_pages(self):
-        return self.models.ckpt.release_pages
 
     def with_lora(self, lora: LoRA, strength: float, name: str = "") -> "DiTHandle":
         return DiTHandle(self.models, self.loras + (AppliedLoRA(lora, float(strength), name or lora.name),))
@@ -254,8 +261,7 @@ class DiTHandle:
 
 
 @dataclass(frozen=True, eq=False)
-class VideoVAEHandle:
-    models: LTX2Models
+class VideoVAEHandle(_BundlePart):
 
     @property
     def encoder(self) -> nn.Module:
@@ -284,14 +290,9 @@ class VideoVAEHandle:
     def latent_channels(self) -> int:
         return self.config.latent_channels
 
-    @property
-    def release_pages(self):
-        return self.models.ckpt.release_pages
-
 
 @dataclass(frozen=True, eq=False)
-class AudioVAEHandle:
-    models: LTX2Models
+class AudioVAEHandle(_BundlePart):
 
     @property
     def encoder(self) -> nn.Module:
@@ -336,8 +337,7 @@ class AudioVAEHandle:
 
 
 @dataclass(frozen=True, eq=False)
-class ConnectorHandle:
-    models: LTX2Models
+class ConnectorHandle(_BundlePart):
 
     @property
     def connectors(self) -> nn.Module:

@@ -23,7 +23,6 @@ import dataclasses
 import logging
 import math
 import os
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import comfy_env
 from .errors import InputError
 from .loading.lora import applied_loras
 from .media.audio_codec import decode_audio as _decode_audio_modules
@@ -68,11 +68,6 @@ _HEADLESS_ENGINE: MemoryEngine | None = None
 # The engine
 
 
-def inside_comfyui() -> bool:
-    """True when ComfyUI's model management is loaded (the server imports it before any node pack)."""
-    return "comfy.model_management" in sys.modules
-
-
 def configure_engine(engine: MemoryEngine | None = None, **settings) -> MemoryEngine:
     """Set the process-wide headless engine: a given one, or one built from ``MemoryEngine`` keyword
     arguments (``device``, ``vram_budget``, ...), defaults from ``$LTX2_DEVICE``, ``$LTX2_VRAM_BUDGET``,
@@ -89,7 +84,7 @@ def configure_engine(engine: MemoryEngine | None = None, **settings) -> MemoryEn
 
 def default_engine() -> MemoryEngine:
     """ComfyUI's engine (``memory.comfy.comfy_engine``) inside ComfyUI, else the headless one."""
-    if inside_comfyui():
+    if comfy_env.inside_comfyui():
         from .memory.comfy import comfy_engine
 
         return comfy_engine()
@@ -158,11 +153,6 @@ def _gemma_stage(gemma: GemmaHandle, engine: MemoryEngine, tokens: int, batch: i
             encoder.compute_device = host_device
 
 
-def _poll_cancel() -> bool:
-    check_interrupted()  # raises ComfyUI's own interrupt exception
-    return False
-
-
 def encode_prompts(gemma: GemmaHandle, prompts: str | Sequence[str], engine: MemoryEngine | None = None, *,
                    cache_dir: str | Path | None = None) -> GemmaFeatures:
     """Prompts -> Gemma's stacked hidden states (CPU); cached prompts skip Gemma (and its placement)."""
@@ -174,8 +164,7 @@ def encode_prompts(gemma: GemmaHandle, prompts: str | Sequence[str], engine: Mem
     tokens = encoder.tokenize(prompts)
     bar = ProgressBar(len(encoder.decoder_layers))
     with torch.no_grad(), _gemma_stage(gemma, engine, int(tokens.mask.sum(dim=1).max()), len(prompts)) as enc:
-        return enc.encode(prompts, cache_dir=cache_dir, progress=lambda done, total: bar.update_absolute(done, total),
-                          should_interrupt=_poll_cancel)
+        return enc.encode(prompts, cache_dir=cache_dir, progress=lambda done, total: bar.update_absolute(done, total))
 
 
 def enhance_prompt(gemma: GemmaHandle, prompt: str, engine: MemoryEngine | None = None, *, mode: str = "t2v",
@@ -188,7 +177,7 @@ def enhance_prompt(gemma: GemmaHandle, prompt: str, engine: MemoryEngine | None 
     context = gemma.encoder.max_length + max_new_tokens  # system prompt + user text + the answer, at most
     with torch.no_grad(), _gemma_stage(gemma, engine, context, 1) as encoder:
         return enhance(encoder, prompt, mode=mode, seed=seed, max_new_tokens=max_new_tokens,
-                       progress=lambda done, total: bar.update_absolute(done, total), should_interrupt=_poll_cancel)
+                       progress=lambda done, total: bar.update_absolute(done, total))
 
 
 def connect_text(connector: ConnectorHandle, features: GemmaFeatures, engine: MemoryEngine | None = None
@@ -201,7 +190,7 @@ def connect_text(connector: ConnectorHandle, features: GemmaFeatures, engine: Me
     profile = StageProfile(connector_activation_bytes(caption, layers - 1, tokens=tokens, batch=batch,
                                                       dtype=_module_dtype(module)))
     with torch.no_grad(), engine.stage("connectors", module, profile=profile,
-                                       release_pages=connector.models.ckpt.release_pages):
+                                       release_pages=connector.release_pages):
         text = module.connect(features.hidden_states, features.mask)
         return text.to("cpu")
 
@@ -243,7 +232,7 @@ def encode_audio_latent(audio_vae: AudioVAEHandle, audio: dict, engine: MemoryEn
     latents = math.ceil(seconds * audio_vae.timing.latents_per_second)
     profile = StageProfile(audio_decode_activation_bytes(latents))  # the encoder mirrors the decoder
     with torch.no_grad(), engine.stage("audio_encoder", encoder, profile=profile,
-                                       release_pages=audio_vae.models.ckpt.release_pages):
+                                       release_pages=audio_vae.release_pages):
         return _encode_audio_module(audio, encoder).cpu()
 
 
@@ -391,7 +380,7 @@ def decode_audio(audio_latent: torch.Tensor, audio_vae: AudioVAEHandle, engine: 
     profile = StageProfile(audio_decode_activation_bytes(audio_latent.shape[2]))
     with torch.no_grad(), _hooked(decoder), engine.stage("audio_vae", _AudioDecodeModules(decoder, vocoder),
                                                         profile=profile,
-                                                        release_pages=audio_vae.models.ckpt.release_pages):
+                                                        release_pages=audio_vae.release_pages):
         waveform, rate = _decode_audio_modules(audio_latent, decoder, vocoder, frames, fps)
         return {"waveform": waveform.cpu(), "sample_rate": int(rate)}
 

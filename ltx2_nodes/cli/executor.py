@@ -34,8 +34,7 @@ from pathlib import Path
 
 from .. import paths, progress
 from ..errors import LTX2Error, RunInterrupted
-from .comfy_client import ui_file_entries
-from .workflow import Workflow, WorkflowError, is_link
+from .workflow import Workflow, WorkflowError, is_link, ui_file_entries
 
 EventHandler = Callable[[str, dict], None]
 """Receives ComfyUI websocket-style messages: ``(type, data)``, e.g. ``("progress", {"node", "value", "max"})``."""
