@@ -131,8 +131,8 @@ def find_model(folder: str, name: str) -> Path:
             return candidate
     if searched:
         where = ", ".join(str(p) for p in searched)
-        hint = "put the file there" + ("" if comfy_env.folder_paths() else f" or point --models-dir / ${MODELS_DIR_ENV} "
-                                                                          f"at the folder that holds {folder}/")
+        hint = "put the file there" + ("" if comfy_env.folder_paths() else
+                                       f" or point --models-dir / ${MODELS_DIR_ENV} at the folder that holds {folder}/")
     else:
         where = "nowhere (no models directory configured)"
         hint = f"pass --models-dir DIR or set ${MODELS_DIR_ENV} to the folder that holds {folder}/"

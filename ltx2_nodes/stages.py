@@ -216,7 +216,8 @@ def encode_conditioning_images(video_vae: VideoVAEHandle, conds: Sequence[ImageC
     height, width = grid.height * grid.scale.height, grid.width * grid.scale.width
     profile = StageProfile(vae_decode_activation_bytes(grid.height * grid.width, _module_dtype(encoder)))
     items = []
-    with torch.no_grad(), engine.stage("video_encoder", encoder, profile=profile, release_pages=video_vae.release_pages):
+    with torch.no_grad(), engine.stage("video_encoder", encoder, profile=profile,
+                                       release_pages=video_vae.release_pages):
         for cond in conds:
             check_interrupted()
             latent = encode_images(encoder, cond.image, height, width, cond.crf).float().cpu()
@@ -465,7 +466,8 @@ def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, eng
     run = RunRequest(request.width, request.height, request.frames, request.fps,
                      batch=passes if settings.batched_guidance else 1,
                      prompts=2 if _needs_negative(settings) else 1, two_stage=request.two_stage,
-                     vae_tile=(tile.tile_size_in_pixels or 4096, tile.tile_size_in_frames or 4096) if tile else (512, 64),
+                     vae_tile=((tile.tile_size_in_pixels or 4096, tile.tile_size_in_frames or 4096) if tile
+                               else (512, 64)),
                      dtype=ltx2.dtype)
     text_shape = DecoderShape.of(GemmaConfig.from_hf(gemma.files.text_config, source=gemma.name))
     dit_config = TransformerConfig.from_metadata(ltx2.ckpt.component_config("transformer"))

@@ -92,7 +92,8 @@ def find_golden(component: str, flavour: str = "2.0") -> Golden:
 
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, name: str, tol: float = TOLERANCE) -> float:
-    assert tuple(actual.shape) == tuple(expected.shape), f"{name}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    assert tuple(actual.shape) == tuple(expected.shape), \
+        f"{name}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
     a, e = actual.detach().float(), expected.float()
     # NaN where the reference has NaN too (e.g. the std of a single element) agrees; a lone NaN fails
     diff = (a - e).abs().masked_fill(a.isnan() & e.isnan(), 0).max().item() if a.numel() else 0.0

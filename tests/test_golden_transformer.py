@@ -71,8 +71,10 @@ def test_every_call_matches(golden, model):
             v, a = model(video, audio, skips)
         assert_close(v, golden[f"{call}.video_velocity"], f"{call}.video_velocity")
         assert_close(a, golden[f"{call}.audio_velocity"], f"{call}.audio_velocity")
-        assert_close(to_denoised(video.latent, v, video.sigma), golden[f"{call}.video_denoised"], f"{call}.video_denoised")
-        assert_close(to_denoised(audio.latent, a, audio.sigma), golden[f"{call}.audio_denoised"], f"{call}.audio_denoised")
+        assert_close(to_denoised(video.latent, v, video.sigma), golden[f"{call}.video_denoised"],
+                     f"{call}.video_denoised")
+        assert_close(to_denoised(audio.latent, a, audio.sigma), golden[f"{call}.audio_denoised"],
+                     f"{call}.audio_denoised")
 
 
 def test_intermediates_match(golden, model):

@@ -80,12 +80,14 @@ def load_text_connectors(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None,
 
 def load_audio_encoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> AudioEncoder:
     """Log-mel -> normalised audio latent, built from ``config.audio_vae``."""
-    return _load(ckpt, "audio_encoder", lambda c: AudioEncoder(AudioVAEConfig.from_metadata(c)), "audio encoder", dtype, device)
+    return _load(ckpt, "audio_encoder", lambda c: AudioEncoder(AudioVAEConfig.from_metadata(c)), "audio encoder",
+                 dtype, device)
 
 
 def load_audio_decoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> AudioDecoder:
     """Normalised audio latent -> log-mel, built from ``config.audio_vae``."""
-    return _load(ckpt, "audio_decoder", lambda c: AudioDecoder(AudioVAEConfig.from_metadata(c)), "audio decoder", dtype, device)
+    return _load(ckpt, "audio_decoder", lambda c: AudioDecoder(AudioVAEConfig.from_metadata(c)), "audio decoder",
+                 dtype, device)
 
 
 def load_vocoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> Vocoder:
@@ -99,12 +101,14 @@ def load_vocoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=
 
 def load_video_encoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> VideoEncoder:
     """The video VAE encoder (``vae.encoder.*`` + shared ``vae.per_channel_statistics.*``)."""
-    return _load(ckpt, "video_encoder", lambda c: VideoEncoder(VideoVAEConfig.from_metadata(c)), "video VAE encoder", dtype, device)
+    return _load(ckpt, "video_encoder", lambda c: VideoEncoder(VideoVAEConfig.from_metadata(c)), "video VAE encoder",
+                 dtype, device)
 
 
 def load_video_decoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> VideoDecoder:
     """The video VAE decoder (``vae.decoder.*`` + shared ``vae.per_channel_statistics.*``)."""
-    return _load(ckpt, "video_decoder", lambda c: VideoDecoder(VideoVAEConfig.from_metadata(c)), "video VAE decoder", dtype, device)
+    return _load(ckpt, "video_decoder", lambda c: VideoDecoder(VideoVAEConfig.from_metadata(c)), "video VAE decoder",
+                 dtype, device)
 
 
 def load_latent_statistics(ckpt: LTX2Checkpoint, device=None) -> PerChannelStatistics:
