@@ -262,6 +262,7 @@ class DiTHandle(_BundlePart):
 
 @dataclass(frozen=True, eq=False)
 class VideoVAEHandle(_BundlePart):
+    """The video VAE of a bundle: encoder, decoder, latent statistics and their config."""
 
     @property
     def encoder(self) -> nn.Module:
@@ -293,6 +294,7 @@ class VideoVAEHandle(_BundlePart):
 
 @dataclass(frozen=True, eq=False)
 class AudioVAEHandle(_BundlePart):
+    """The audio VAE and vocoder of a bundle, their configs and the audio latent layout."""
 
     @property
     def encoder(self) -> nn.Module:
@@ -338,6 +340,7 @@ class AudioVAEHandle(_BundlePart):
 
 @dataclass(frozen=True, eq=False)
 class ConnectorHandle(_BundlePart):
+    """The text connectors of a bundle (Gemma features -> the DiT's video and audio contexts)."""
 
     @property
     def connectors(self) -> nn.Module:
