@@ -136,6 +136,8 @@ def pytest_sessionfinish(session, exitstatus):
     the run: the fixtures were there and still not found."""
     passed, failed, skipped = _golden_counts()
     if os.environ.get("CI") == "true" and skipped and not passed + failed and golden_dir("2.0").is_dir():
-        session.config.get_terminal_writer().line(
-            f"error: all {skipped} golden parity tests were skipped although {golden_dir('2.0')} exists", red=True)
+        writer = session.config.get_terminal_writer()
+        writer.line()
+        writer.line(f"error: all {skipped} golden parity tests were skipped although {golden_dir('2.0')} exists",
+                    red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
