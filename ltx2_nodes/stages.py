@@ -106,7 +106,7 @@ def _module_dtype(module: nn.Module) -> torch.dtype:
 
 def _interrupt_hooks(module: nn.Module, bar: ProgressBar | None = None) -> list:
     """Cancel polling before and a progress tick after every call of ``module`` (decode tiles)."""
-    hooks = [module.register_forward_pre_hook(lambda *_: check_interrupted())]
+    hooks = [module.register_forward_pre_hook(lambda *_: check_interrupted("while decoding"))]
     if bar is not None:
         hooks.append(module.register_forward_hook(lambda *_: bar.update(1)))
     return hooks
@@ -219,7 +219,7 @@ def encode_conditioning_images(video_vae: VideoVAEHandle, conds: Sequence[ImageC
     with torch.no_grad(), engine.stage("video_encoder", encoder, profile=profile,
                                        release_pages=video_vae.release_pages):
         for cond in conds:
-            check_interrupted()
+            check_interrupted("while encoding the conditioning images")
             latent = encode_images(encoder, cond.image, height, width, cond.crf).float().cpu()
             items.append(frame_condition(latent, cond.frame_index, cond.strength))
     return items

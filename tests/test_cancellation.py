@@ -60,7 +60,6 @@ def test_a_cancel_in_any_stage_raises_run_interrupted_and_leaves_nothing_behind(
             with pytest.raises(RunInterrupted) as info:
                 stages.generate(ltx2, gemma, request, out, upscaler=upscaler, engine=engine)
             case = f"cancel at {when} of {target}"
-            print(case, entered, info.value)
             assert target in entered, case
             stopped_in = entered[-1]
             if when == "entry" or target not in CHECKED_INSIDE:
@@ -69,7 +68,4 @@ def test_a_cancel_in_any_stage_raises_run_interrupted_and_leaves_nothing_behind(
                 assert stopped_in == target, f"{case}: stopped in {stopped_in}"
             assert engine.device_bytes == 0 and engine._current is None, f"{case}: left on the device"
             assert not list(tmp_path.glob("cut_*")), f"{case}: left an output file"
-            progress.check_interrupted()  # the request was used up by the raise
-    del engine.stage
-    stages.generate(ltx2, gemma, request, tmp_path / "full.mp4", upscaler=upscaler, engine=engine)
-    assert (tmp_path / "full.mp4").is_file() and engine.device_bytes == 0
+            progress.check_interrupted()  # the request was used up by the raise (the next case runs again)
