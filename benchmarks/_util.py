@@ -87,7 +87,7 @@ def synthetic_dit_entries(num_layers: int, seed_base: int = 0) -> list:
     for i, (key, t) in enumerate(model.state_dict().items()):
         shape = tuple(t.shape)
         entries.append((f"model.diffusion_model.{key}", shape, torch.bfloat16,
-                        lambda shape=shape, i=i: torch.randn(shape, generator=torch.Generator().manual_seed(seed_base + i))
-                        .mul_(0.02).to(torch.bfloat16)))
+                        lambda shape=shape, i=i: torch.randn(shape, generator=torch.Generator().manual_seed(
+                            seed_base + i)).mul_(0.02).to(torch.bfloat16)))
     config = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
     return entries, config

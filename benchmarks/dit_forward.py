@@ -19,7 +19,7 @@ import sys
 import time
 import types
 
-import _util  # noqa: F401  (puts the repo on sys.path)
+import _util  # puts the repo on sys.path
 import torch
 
 from ltx2_nodes.model.patchify import audio_positions, video_positions

@@ -31,7 +31,7 @@ from ltx2_nodes.model.gemma3 import GemmaConfig, GemmaLanguageModel
 from ltx2_nodes.text.gemma import load_gemma_encoder
 
 sys.path.insert(0, str(_util.REPO / "tests"))
-from tiny_gemma import WORDS, spm_bytes  # noqa: E402  (a tiny tokenizer; token ids are what matter here)
+from tiny_gemma import WORDS, spm_bytes  # (a tiny tokenizer; token ids are what matter here)
 
 NAME = "gemma3_12b_widths_4layers_bf16.safetensors"
 LAYERS = 4

@@ -20,7 +20,7 @@ import os
 import statistics
 import time
 
-import _util  # noqa: F401  (puts the repo on sys.path)
+import _util  # puts the repo on sys.path
 import torch
 from dit_forward import build
 

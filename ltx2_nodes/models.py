@@ -222,10 +222,21 @@ class AppliedLoRA:
 
 
 @dataclass(frozen=True, eq=False)
-class DiTHandle:
-    """The transformer of a bundle plus the LoRAs to apply while it samples (the module is shared)."""
+class _BundlePart:
+    """A handle on part of an ``LTX2Models`` bundle: what every stage needs from the bundle's file."""
 
     models: LTX2Models
+
+    @property
+    def release_pages(self):
+        """The file's ``release_pages`` for ``MemoryEngine.stage`` (streamed blocks keep RSS flat)."""
+        return self.models.ckpt.release_pages
+
+
+@dataclass(frozen=True, eq=False)
+class DiTHandle(_BundlePart):
+    """The transformer of a bundle plus the LoRAs to apply while it samples (the module is shared)."""
+
     loras: tuple[AppliedLoRA, ...] = ()
 
     @property
@@ -237,10 +248,6 @@ class DiTHandle:
         from .model.transformer import TransformerConfig
 
         return TransformerConfig.from_metadata(self.models.ckpt.component_config("transformer"))
-
-    @property
-    def release_pages(self):
-        return self.models.ckpt.release_pages
 
     def with_lora(self, lora: LoRA, strength: float, name: str = "") -> "DiTHandle":
         """This model plus ``lora``; a LoRA made for another model family is refused here, before sampling."""
@@ -256,8 +263,8 @@ class DiTHandle:
 
 
 @dataclass(frozen=True, eq=False)
-class VideoVAEHandle:
-    models: LTX2Models
+class VideoVAEHandle(_BundlePart):
+    """The video VAE of a bundle: encoder, decoder, latent statistics and their config."""
 
     @property
     def encoder(self) -> nn.Module:
@@ -286,14 +293,10 @@ class VideoVAEHandle:
     def latent_channels(self) -> int:
         return self.config.latent_channels
 
-    @property
-    def release_pages(self):
-        return self.models.ckpt.release_pages
-
 
 @dataclass(frozen=True, eq=False)
-class AudioVAEHandle:
-    models: LTX2Models
+class AudioVAEHandle(_BundlePart):
+    """The audio VAE and vocoder of a bundle, their configs and the audio latent layout."""
 
     @property
     def encoder(self) -> nn.Module:
@@ -337,8 +340,8 @@ class AudioVAEHandle:
 
 
 @dataclass(frozen=True, eq=False)
-class ConnectorHandle:
-    models: LTX2Models
+class ConnectorHandle(_BundlePart):
+    """The text connectors of a bundle (Gemma features -> the DiT's video and audio contexts)."""
 
     @property
     def connectors(self) -> nn.Module:

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import comfy_env
 from .errors import InputError, ModelNotFoundError
 
 MODELS_DIR_ENV = "LTX2_MODELS_DIR"
@@ -72,11 +72,6 @@ def reset() -> None:
     _headless.models_dir = _headless.output_dir = _headless.input_dir = None
 
 
-def _comfy_folder_paths():
-    """ComfyUI's ``folder_paths`` when running inside ComfyUI (it is imported long before any node pack)."""
-    return sys.modules.get("folder_paths")
-
-
 def _canonical(folder: str) -> str:
     folder = _LEGACY_NAMES.get(folder, folder)
     if folder not in _FOLDERS:
@@ -95,7 +90,7 @@ def models_dir() -> Path | None:
 def model_folders(folder: str) -> list[Path]:
     """The directories searched for ``folder`` (e.g. ``"checkpoints"``), in order."""
     folder = _canonical(folder)
-    fp = _comfy_folder_paths()
+    fp = comfy_env.folder_paths()
     if fp is not None:
         return [Path(p) for p in fp.get_folder_paths(folder)]
     root = models_dir()
@@ -106,7 +101,7 @@ def list_models(folder: str) -> list[str]:
     """Model file names for a combo widget, relative to their folder (``sub/x.safetensors``), sorted.
 
     Headless without a models dir this is empty (``INPUT_TYPES`` must not fail at import time)."""
-    fp = _comfy_folder_paths()
+    fp = comfy_env.folder_paths()
     if fp is not None:
         return list(fp.get_filename_list(_canonical(folder)))
     names: set[str] = set()
@@ -136,8 +131,8 @@ def find_model(folder: str, name: str) -> Path:
             return candidate
     if searched:
         where = ", ".join(str(p) for p in searched)
-        hint = "put the file there" + ("" if _comfy_folder_paths() else f" or point --models-dir / ${MODELS_DIR_ENV} "
-                                                                          f"at the folder that holds {folder}/")
+        hint = "put the file there" + ("" if comfy_env.folder_paths() else
+                                       f" or point --models-dir / ${MODELS_DIR_ENV} at the folder that holds {folder}/")
     else:
         where = "nowhere (no models directory configured)"
         hint = f"pass --models-dir DIR or set ${MODELS_DIR_ENV} to the folder that holds {folder}/"
@@ -146,7 +141,7 @@ def find_model(folder: str, name: str) -> Path:
 
 def output_directory() -> Path:
     """Where output nodes write (ComfyUI's output folder; headless ``--out``, default ``./output``)."""
-    fp = _comfy_folder_paths()
+    fp = comfy_env.folder_paths()
     if fp is not None:
         return Path(fp.get_output_directory())
     return _headless.output_dir or Path.cwd() / "output"
@@ -154,7 +149,7 @@ def output_directory() -> Path:
 
 def input_directory() -> Path:
     """Where relative input file names resolve (ComfyUI's input folder; headless the working directory)."""
-    fp = _comfy_folder_paths()
+    fp = comfy_env.folder_paths()
     if fp is not None:
         return Path(fp.get_input_directory())
     return _headless.input_dir or Path.cwd()
@@ -162,7 +157,7 @@ def input_directory() -> Path:
 
 def temp_directory() -> Path:
     """Scratch outputs (previews): ComfyUI's temp folder; headless ``<output>/temp``."""
-    fp = _comfy_folder_paths()
+    fp = comfy_env.folder_paths()
     if fp is not None:
         return Path(fp.get_temp_directory())
     return output_directory() / "temp"
@@ -179,7 +174,7 @@ _ANNOTATION = re.compile(r"^(.*?)\s*\[(output|input|temp)\]$")
 def input_file(name: str) -> Path:
     """Resolve an input file name like ComfyUI's ``get_annotated_filepath``: ``x.png`` is relative to the input
     folder, ``x.png [output]`` / ``[temp]`` to that folder; absolute paths stay as they are."""
-    fp = _comfy_folder_paths()
+    fp = comfy_env.folder_paths()
     if fp is not None:
         return Path(fp.get_annotated_filepath(name))
     match = _ANNOTATION.match(name)
@@ -205,7 +200,7 @@ def next_output_file(filename_prefix: str, extension: str, width: int = 0, heigh
     ``filename_prefix`` may contain a sub folder (``ltx2/clip``) and ComfyUI's ``%width%``/``%year%``/... fields;
     the folder is created. Writing outside the output folder is refused."""
     extension = extension.lstrip(".")
-    fp = _comfy_folder_paths()
+    fp = comfy_env.folder_paths()
     if fp is not None:
         folder, name, counter, subfolder, _ = fp.get_save_image_path(filename_prefix, fp.get_output_directory(),
                                                                       width, height)

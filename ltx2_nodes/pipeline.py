@@ -29,7 +29,7 @@ from .loading.lora import LoRA, applied_loras
 from .model.audio_vae import AudioVAEConfig
 from .model.connector import TextConditioning
 from .model.shapes import AudioTiming, VideoScale
-from .progress import ProgressBar, check_interrupted
+from .progress import ProgressBar
 from .sampling.conditioning import ConditioningItem, apply_conditionings
 from .sampling.guidance import DEV_AUDIO_GUIDANCE, DEV_VIDEO_GUIDANCE, NO_GUIDANCE, GuidanceParams, GuidedDenoiser
 from .sampling.loop import SAMPLERS, Callback, denoise
@@ -186,13 +186,12 @@ def _check_channels(model, video: VideoGrid | None, audio: AudioGrid | None) -> 
 class StageProgress:
     """Step reporting for one or two stages: a ``progress.ProgressBar`` (ComfyUI canvas / headless
     handler) over the whole run, the caller's ``callback(step, total, preview)`` with the same
-    numbering, and cancellation polling (ComfyUI's Cancel button, then the caller's ``cancel()``)."""
+    numbering."""
 
-    def __init__(self, total: int, callback: Callback | None = None, cancel: Callable[[], bool] | None = None):
+    def __init__(self, total: int, callback: Callback | None = None):
         self.total = total
         self.offset = 0
         self.callback = callback
-        self.user_cancel = cancel
         self.bar = ProgressBar(total)
 
     def __call__(self, step: int, _stage_total: int, preview: torch.Tensor) -> None:
@@ -200,26 +199,22 @@ class StageProgress:
         if self.callback is not None:
             self.callback(self.offset + step, self.total, preview)
 
-    def cancel(self) -> bool:
-        check_interrupted()  # raises ComfyUI's interrupt exception itself
-        return self.user_cancel is not None and bool(self.user_cancel())
-
 
 def sample(model, text: TextConditioning, latents: AVLatents, settings: GenerationSettings, *,
            negative: TextConditioning | None = None,
            conditioning: Conditioner | Sequence[ConditioningItem] = (),
            noise: SeededNoise | None = None, callback: Callback | None = None,
-           cancel: Callable[[], bool] | None = None, device: torch.device | str | None = None) -> AVLatents:
+           device: torch.device | str | None = None) -> AVLatents:
     """One sampling stage from ``latents`` (zeros for text-to-AV, or latents to refine / keep).
 
     Noise: ``noise`` (default ``SeededNoise(settings.seed, batch)``) is drawn video tokens first,
     then audio tokens, and mixed in at ``settings.sigmas[0]`` where the masks allow.
     Progress goes to ``progress.ProgressBar`` and ``callback(step, total, preview_latent)``;
-    ComfyUI's Cancel and ``cancel()`` are polled before every model evaluation.
+    ``progress.check_interrupted`` runs before every model evaluation (a cancelled run raises there).
     Returns the denoised latents (appended keyframe tokens removed, masks cleared).
     """
     return _sample(model, text, latents, settings, negative, conditioning, noise,
-                   StageProgress(settings.steps, callback, cancel), device)
+                   StageProgress(settings.steps, callback), device)
 
 
 def _sample(model, text, latents: AVLatents, settings: GenerationSettings, negative, conditioning,
@@ -252,8 +247,7 @@ def _sample(model, text, latents: AVLatents, settings: GenerationSettings, negat
     denoiser = GuidedDenoiser(model, text, negative, settings.video_guidance, settings.audio_guidance,
                               settings.batched_guidance)
     video, audio = denoise(denoiser, video, audio, settings.sigmas, sampler=settings.sampler, seed=settings.seed,
-                           eta=settings.eta, substep_eta=settings.substep_eta, callback=progress,
-                           cancel=progress.cancel)
+                           eta=settings.eta, substep_eta=settings.substep_eta, callback=progress)
     return AVLatents(video=video.to_grid() if video is not None else None,
                      audio=audio.to_grid() if audio is not None else None, fps=latents.fps,
                      video_scale=latents.video_scale, audio_timing=latents.audio_timing)
@@ -269,7 +263,7 @@ def two_stage(model, text: TextConditioning, latents: AVLatents, settings: Gener
               upsample: LatentUpsampler, *, negative: TextConditioning | None = None,
               stage2: GenerationSettings | None = None, stage2_model=None,
               stage2_loras: Sequence[tuple[LoRA, float]] = (), conditioning: Conditioner | None = None,
-              callback: Callback | None = None, cancel: Callable[[], bool] | None = None) -> AVLatents:
+              callback: Callback | None = None) -> AVLatents:
     """The reference's two-stage recipe at the latent level.
 
     ``latents``: the stage-1 (half-resolution) latents. Stage 1 samples them with ``settings``;
@@ -284,7 +278,7 @@ def two_stage(model, text: TextConditioning, latents: AVLatents, settings: Gener
         raise InputError("the two-stage pipeline upsamples video; this run has no video latent (use sample()).")
     stage2 = stage2 or GenerationSettings.distilled(seed=settings.seed, stage=2)
     noise = SeededNoise(settings.seed, latents.batch)
-    progress = StageProgress(settings.steps + stage2.steps, callback, cancel)
+    progress = StageProgress(settings.steps + stage2.steps, callback)
     first = _sample(model, text, latents, settings, negative, conditioning or (), noise, progress)
     with torch.no_grad():
         upscaled = upsample(first.video)

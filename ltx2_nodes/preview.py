@@ -21,6 +21,7 @@ import weakref
 import torch
 import torch.nn.functional as F
 
+from . import comfy_env
 from .progress import ProgressBar
 
 log = logging.getLogger("ltx2_nodes")
@@ -71,10 +72,9 @@ def project(latent: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
 
 def _preview_settings() -> int | None:
     """ComfyUI's preview size when previews are on; None headless or when the preview method is "none"."""
-    cli_args = sys.modules.get("comfy.cli_args")
-    if cli_args is None or "comfy.model_management" not in sys.modules:
+    args = comfy_env.cli_args()
+    if args is None or not comfy_env.inside_comfyui():
         return None
-    args = cli_args.args
     method = getattr(args.preview_method, "value", args.preview_method)
     if method in (None, "none"):
         return None

@@ -4,7 +4,7 @@ Node and pipeline code reports progress only through this module::
 
     bar = ProgressBar(total=steps)
     for i in range(steps):
-        check_interrupted()          # ComfyUI's Cancel button; headless Ctrl-C raises KeyboardInterrupt anyway
+        check_interrupted(f"at step {i + 1} of {steps}")   # raises when the run was cancelled
         ...
         bar.update(1)
 
@@ -12,19 +12,31 @@ Inside ComfyUI (``comfy.utils`` already imported by the server) the bar is a ``c
 the canvas and the websocket ``progress`` messages show it. Headless, the runner installs a handler with
 :func:`reporting_to` and marks the running node with :func:`node_context`; the handler receives
 ``(node_id, value, total)`` for every update. With neither, updates are dropped.
+
+Cancellation has one protocol: a cancelled run **raises** at its next check point. Every loop that runs
+long (Gemma layers and generated tokens, sampling steps, the memory engine's stage entries and block
+boundaries, decode tiles, muxed frames) calls :func:`check_interrupted`; nothing returns a "cancelled" flag.
+The exception is :class:`~ltx2_nodes.errors.RunInterrupted` after :func:`request_interrupt` (headless: a UI
+thread, a signal handler, a test) and ComfyUI's own interrupt exception after its Cancel button (passed
+through unchanged, so ComfyUI reports a cancel, not an error). The memory engine guarantees that nothing of
+a stage stays on the compute device when either leaves it.
 """
 
 from __future__ import annotations
 
 import contextvars
-import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+from . import comfy_env
+from .errors import RunInterrupted
 
 ProgressHandler = Callable[[str | None, int, int], None]
 
 _handler: ProgressHandler | None = None
 _current_node: contextvars.ContextVar[str | None] = contextvars.ContextVar("ltx2_current_node", default=None)
+_interrupt_requested = threading.Event()
 
 
 @contextmanager
@@ -55,8 +67,7 @@ class ProgressBar:
         self.total = int(total)
         self.current = 0
         self._node = _current_node.get()
-        comfy_utils = sys.modules.get("comfy.utils") if _handler is None else None
-        self._comfy = comfy_utils.ProgressBar(self.total) if comfy_utils is not None else None
+        self._comfy = comfy_env.progress_bar(self.total) if _handler is None else None
 
     def update(self, steps: int = 1) -> None:
         self.update_absolute(self.current + steps)
@@ -76,10 +87,19 @@ class ProgressBar:
             _handler(self._node, self.current, self.total)
 
 
-def check_interrupted() -> None:
-    """Raise ComfyUI's interrupt exception if the user pressed Cancel; call it once per step.
+def request_interrupt() -> None:
+    """Cancel the running work at its next :func:`check_interrupted` (thread-safe; ComfyUI's Cancel button
+    needs no call: its flag is polled too)."""
+    _interrupt_requested.set()
 
-    Headless this is a no-op: Ctrl-C already raises ``KeyboardInterrupt`` in the running thread."""
-    model_management = sys.modules.get("comfy.model_management")
-    if model_management is not None:
-        model_management.throw_exception_if_processing_interrupted()
+
+def check_interrupted(where: str | None = None) -> None:
+    """The check point of the one cancellation protocol (module doc); call it once per step, block or tile.
+
+    Raises ComfyUI's interrupt exception inside ComfyUI after Cancel, and ``RunInterrupted`` after
+    :func:`request_interrupt` (the request is used up by the raise). ``where`` completes the message
+    ("during the dit stage"). Headless Ctrl-C needs no check: it raises ``KeyboardInterrupt`` anywhere."""
+    comfy_env.throw_if_interrupted()
+    if _interrupt_requested.is_set():
+        _interrupt_requested.clear()
+        raise RunInterrupted(f"Run cancelled{' ' + where if where else ''}.")

@@ -23,7 +23,6 @@ import dataclasses
 import logging
 import math
 import os
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import comfy_env
 from .errors import InputError
 from .loading.lora import applied_loras
 from .media.audio_codec import decode_audio as _decode_audio_modules
@@ -69,11 +69,6 @@ _HEADLESS_ENGINE: MemoryEngine | None = None
 # The engine
 
 
-def inside_comfyui() -> bool:
-    """True when ComfyUI's model management is loaded (the server imports it before any node pack)."""
-    return "comfy.model_management" in sys.modules
-
-
 def configure_engine(engine: MemoryEngine | None = None, **settings) -> MemoryEngine:
     """Set the process-wide headless engine: a given one, or one built from ``MemoryEngine`` keyword
     arguments (``device``, ``vram_budget``, ...), defaults from ``$LTX2_DEVICE``, ``$LTX2_VRAM_BUDGET``,
@@ -90,7 +85,7 @@ def configure_engine(engine: MemoryEngine | None = None, **settings) -> MemoryEn
 
 def default_engine() -> MemoryEngine:
     """ComfyUI's engine (``memory.comfy.comfy_engine``) inside ComfyUI, else the headless one."""
-    if inside_comfyui():
+    if comfy_env.inside_comfyui():
         from .memory.comfy import comfy_engine
 
         return comfy_engine()
@@ -112,7 +107,7 @@ def _module_dtype(module: nn.Module) -> torch.dtype:
 
 def _interrupt_hooks(module: nn.Module, bar: ProgressBar | None = None) -> list:
     """Cancel polling before and a progress tick after every call of ``module`` (decode tiles)."""
-    hooks = [module.register_forward_pre_hook(lambda *_: check_interrupted())]
+    hooks = [module.register_forward_pre_hook(lambda *_: check_interrupted("while decoding"))]
     if bar is not None:
         hooks.append(module.register_forward_hook(lambda *_: bar.update(1)))
     return hooks
@@ -159,11 +154,6 @@ def _gemma_stage(gemma: GemmaHandle, engine: MemoryEngine, tokens: int, batch: i
             encoder.compute_device = host_device
 
 
-def _poll_cancel() -> bool:
-    check_interrupted()  # raises ComfyUI's own interrupt exception
-    return False
-
-
 def encode_prompts(gemma: GemmaHandle, prompts: str | Sequence[str], engine: MemoryEngine | None = None, *,
                    cache_dir: str | Path | None = None) -> GemmaFeatures:
     """Prompts -> Gemma's stacked hidden states (CPU); cached prompts skip Gemma (and its placement)."""
@@ -175,8 +165,7 @@ def encode_prompts(gemma: GemmaHandle, prompts: str | Sequence[str], engine: Mem
     tokens = encoder.tokenize(prompts)
     bar = ProgressBar(len(encoder.decoder_layers))
     with torch.no_grad(), _gemma_stage(gemma, engine, int(tokens.mask.sum(dim=1).max()), len(prompts)) as enc:
-        return enc.encode(prompts, cache_dir=cache_dir, progress=lambda done, total: bar.update_absolute(done, total),
-                          should_interrupt=_poll_cancel)
+        return enc.encode(prompts, cache_dir=cache_dir, progress=lambda done, total: bar.update_absolute(done, total))
 
 
 def enhance_prompt(gemma: GemmaHandle, prompt: str, engine: MemoryEngine | None = None, *, mode: str = "t2v",
@@ -189,7 +178,7 @@ def enhance_prompt(gemma: GemmaHandle, prompt: str, engine: MemoryEngine | None 
     context = gemma.encoder.max_length + max_new_tokens  # system prompt + user text + the answer, at most
     with torch.no_grad(), _gemma_stage(gemma, engine, context, 1) as encoder:
         return enhance(encoder, prompt, mode=mode, seed=seed, max_new_tokens=max_new_tokens,
-                       progress=lambda done, total: bar.update_absolute(done, total), should_interrupt=_poll_cancel)
+                       progress=lambda done, total: bar.update_absolute(done, total))
 
 
 def connect_text(connector: ConnectorHandle, features: GemmaFeatures, engine: MemoryEngine | None = None
@@ -202,7 +191,7 @@ def connect_text(connector: ConnectorHandle, features: GemmaFeatures, engine: Me
     profile = StageProfile(connector_activation_bytes(caption, layers - 1, tokens=tokens, batch=batch,
                                                       dtype=_module_dtype(module)))
     with torch.no_grad(), engine.stage("connectors", module, profile=profile,
-                                       release_pages=connector.models.ckpt.release_pages):
+                                       release_pages=connector.release_pages):
         text = module.connect(features.hidden_states, features.mask)
         return text.to("cpu")
 
@@ -228,9 +217,10 @@ def encode_conditioning_images(video_vae: VideoVAEHandle, conds: Sequence[ImageC
     height, width = grid.height * grid.scale.height, grid.width * grid.scale.width
     profile = StageProfile(encode_device_bytes(video_vae.config, 1, height, width, _module_dtype(encoder)))
     items = []
-    with torch.no_grad(), engine.stage("video_encoder", encoder, profile=profile, release_pages=video_vae.release_pages):
+    with torch.no_grad(), engine.stage("video_encoder", encoder, profile=profile,
+                                       release_pages=video_vae.release_pages):
         for cond in conds:
-            check_interrupted()
+            check_interrupted("while encoding the conditioning images")
             latent = encode_images(encoder, cond.image, height, width, cond.crf).float().cpu()
             items.append(frame_condition(latent, cond.frame_index, cond.strength))
     return items
@@ -244,7 +234,7 @@ def encode_audio_latent(audio_vae: AudioVAEHandle, audio: dict, engine: MemoryEn
     latents = math.ceil(seconds * audio_vae.timing.latents_per_second)
     profile = StageProfile(audio_decode_activation_bytes(latents))  # the encoder mirrors the decoder
     with torch.no_grad(), engine.stage("audio_encoder", encoder, profile=profile,
-                                       release_pages=audio_vae.models.ckpt.release_pages):
+                                       release_pages=audio_vae.release_pages):
         return _encode_audio_module(audio, encoder).cpu()
 
 
@@ -380,7 +370,7 @@ def decode_audio(audio_latent: torch.Tensor, audio_vae: AudioVAEHandle, engine: 
     profile = StageProfile(audio_decode_activation_bytes(audio_latent.shape[2]))
     with torch.no_grad(), _hooked(decoder), engine.stage("audio_vae", _AudioDecodeModules(decoder, vocoder),
                                                         profile=profile,
-                                                        release_pages=audio_vae.models.ckpt.release_pages):
+                                                        release_pages=audio_vae.release_pages):
         waveform, rate = _decode_audio_modules(audio_latent, decoder, vocoder, frames, fps)
         return {"waveform": waveform.cpu(), "sample_rate": int(rate)}
 
@@ -460,7 +450,8 @@ def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, eng
     run = RunRequest(request.width, request.height, request.frames, request.fps,
                      batch=passes if settings.batched_guidance else 1,
                      prompts=2 if _needs_negative(settings) else 1, two_stage=request.two_stage,
-                     vae_tile=(tile.tile_size_in_pixels or 4096, tile.tile_size_in_frames or 4096) if tile else (512, 64),
+                     vae_tile=((tile.tile_size_in_pixels or 4096, tile.tile_size_in_frames or 4096) if tile
+                               else (512, 64)),
                      dtype=ltx2.dtype)
     text_shape = DecoderShape.of(GemmaConfig.from_hf(gemma.files.text_config, source=gemma.name))
     dit_config = TransformerConfig.from_metadata(ltx2.ckpt.component_config("transformer"))

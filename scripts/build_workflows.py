@@ -357,7 +357,8 @@ def ui_format(workflow: Workflow, names: dict, size: dict) -> dict:
                 link_id = len(links) + 1
                 entry["link"] = link_id
                 source = next(n for n in workflow.nodes if n.id == value.node)
-                links.append([link_id, value.node, value.slot, node.id, len(inputs), output_types(source.type)[value.slot]])
+                links.append([link_id, value.node, value.slot, node.id, len(inputs),
+                              output_types(source.type)[value.slot]])
                 outgoing.setdefault((value.node, value.slot), []).append(link_id)
             inputs.append(entry)
         if node.type == "LoadImage":

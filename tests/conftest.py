@@ -92,9 +92,52 @@ def find_golden(component: str, flavour: str = "2.0") -> Golden:
 
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, name: str, tol: float = TOLERANCE) -> float:
-    assert tuple(actual.shape) == tuple(expected.shape), f"{name}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    assert tuple(actual.shape) == tuple(expected.shape), \
+        f"{name}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
     a, e = actual.detach().float(), expected.float()
     # NaN where the reference has NaN too (e.g. the std of a single element) agrees; a lone NaN fails
     diff = (a - e).abs().masked_fill(a.isnan() & e.isnan(), 0).max().item() if a.numel() else 0.0
     assert diff <= tol, f"{name}: max |diff| {diff:.3g} > {tol:g}"
     return diff
+
+
+# -- golden parity accounting: how many ran, so a run that found no fixtures is visible -------------------------
+
+_GOLDEN_OUTCOMES: dict[str, str] = {}
+_SEVERITY = {"passed": 0, "skipped": 1, "failed": 2}
+
+
+def pytest_runtest_logreport(report):
+    """Remember the outcome of every golden parity test (``golden`` in its id; the worst of its phases)."""
+    if "golden" in report.nodeid and (report.when == "call" or report.outcome != "passed"):
+        previous = _GOLDEN_OUTCOMES.get(report.nodeid, "passed")
+        _GOLDEN_OUTCOMES[report.nodeid] = max(previous, report.outcome, key=_SEVERITY.get)
+
+
+def _golden_counts() -> tuple[int, int, int]:
+    outcomes = list(_GOLDEN_OUTCOMES.values())
+    return outcomes.count("passed"), outcomes.count("failed"), outcomes.count("skipped")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _GOLDEN_OUTCOMES:
+        return
+    passed, failed, skipped = _golden_counts()
+    found = ", ".join(f"{flavour} {'found' if golden_dir(flavour).is_dir() else 'missing'} ({golden_dir(flavour)})"
+                      for flavour in GOLDEN_FLAVOURS)
+    terminalreporter.write_sep("-", "golden parity")
+    terminalreporter.write_line(f"golden parity tests: {passed + failed} ran ({passed} passed, {failed} failed), "
+                                f"{skipped} skipped")
+    terminalreporter.write_line(f"golden fixtures: {found}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """On CI (``CI=true``) with the 2.0 fixtures present, golden tests that were collected but all skipped fail
+    the run: the fixtures were there and still not found."""
+    passed, failed, skipped = _golden_counts()
+    if os.environ.get("CI") == "true" and skipped and not passed + failed and golden_dir("2.0").is_dir():
+        writer = session.config.get_terminal_writer()
+        writer.line()
+        writer.line(f"error: all {skipped} golden parity tests were skipped although {golden_dir('2.0')} exists",
+                    red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -21,7 +21,7 @@ def isolated():
     paths.reset()
 
 
-def _generate(demo_models, tmp_path, *extra):  # noqa: F811
+def _generate(demo_models, tmp_path, *extra):
     out = tmp_path / "clip.mp4"
     code = main(["generate", "--prompt", "a fox trots through snow, wind hisses", "--models-dir",
                  str(demo_models.root), "--width", "256", "--height", "192", "--seconds", "1",
@@ -30,7 +30,7 @@ def _generate(demo_models, tmp_path, *extra):  # noqa: F811
     return probe(out)
 
 
-def test_text_to_video_with_sound(demo_models, tmp_path, isolated, capsys):  # noqa: F811
+def test_text_to_video_with_sound(demo_models, tmp_path, isolated, capsys):
     info = _generate(demo_models, tmp_path)
     assert (info.video_codec, info.audio_codec) == ("h264", "aac")
     assert (info.width, info.height, info.video_frames) == (256, 192, 25)  # 1 s at 24 fps -> 8k+1 = 25
@@ -40,7 +40,7 @@ def test_text_to_video_with_sound(demo_models, tmp_path, isolated, capsys):  # n
     assert "ltx2-demo-av.safetensors (distilled, two-stage)" in capsys.readouterr().out
 
 
-def test_image_and_audio_conditioning_single_stage(demo_models, tmp_path, isolated):  # noqa: F811
+def test_image_and_audio_conditioning_single_stage(demo_models, tmp_path, isolated):
     info = _generate(demo_models, tmp_path, "--image", str(DEMO_INPUTS / "ltx2-demo-image.png"),
                      "--audio", str(DEMO_INPUTS / "ltx2-demo-audio.flac"), "--single-stage", "--mode", "dev",
                      "--steps", "2")

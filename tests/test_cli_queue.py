@@ -246,7 +246,8 @@ def test_unreachable_server_is_exit_3_and_leaves_the_manifest_alone(files, capsy
     url = f"http://127.0.0.1:{free_port()}"
     assert server_queue(files, url) == 3
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"error: cannot reach ComfyUI at {url} (") and err.endswith("); start it or pass --server URL")
+    assert err.startswith(f"error: cannot reach ComfyUI at {url} (")
+    assert err.endswith("); start it or pass --server URL")
     assert "\n" not in err
     assert files["manifest"].read_text() == '{"key": "old", "status": "done"}\n'
     assert server_queue(files, url, "--out", "x") == 2

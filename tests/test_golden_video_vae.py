@@ -99,7 +99,8 @@ def test_config_follows_the_fixture_widths_and_padding(golden, encoder, decoder)
         assert decoder.config.decoder_widths()[-1] == widths["decoder_base_channels"]
         assert encoder.conv_in.conv.out_channels == widths["encoder_start"]
     shared = config.get("spatial_padding_mode")
-    assert encoder.config.encoder_spatial_padding_mode == (shared or config.get("encoder_spatial_padding_mode", "zeros"))
+    encoder_padding = shared or config.get("encoder_spatial_padding_mode", "zeros")
+    assert encoder.config.encoder_spatial_padding_mode == encoder_padding
     assert decoder.conv_in.conv.padding_mode == (shared or "reflect")
 
 
@@ -153,7 +154,8 @@ def golden_upsampler(flavour, request):
 
 
 def _statistics(golden_upsampler, flavour):
-    stats_file = golden_upsampler.meta.get("stats_weights_file") or find_golden("video_vae", flavour).meta["weights_file"]
+    stats_file = (golden_upsampler.meta.get("stats_weights_file")
+                  or find_golden("video_vae", flavour).meta["weights_file"])
     return load_latent_statistics(LTX2Checkpoint(golden_upsampler.path.parent / stats_file))
 
 

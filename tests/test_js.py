@@ -156,7 +156,8 @@ def test_presets_and_limits_fit_the_node_definitions(presets):
 
 REQUESTS = [  # width, height, frames, fps, batch
     (768, 512, 121, 24.0, 1), (1280, 704, 121, 24.0, 1), (1920, 1088, 241, 24.0, 2), (512, 320, 1, 25.0, 1),
-    (960, 544, 97, 23.976, 4), (64, 64, 1025, 120.0, 1), (1536, 1024, 121, 30.0, 1), (64, 64, 5, 50.0, 1), (64, 96, 3, 50.0, 1),
+    (960, 544, 97, 23.976, 4), (64, 64, 1025, 120.0, 1), (1536, 1024, 121, 30.0, 1), (64, 64, 5, 50.0, 1),
+    (64, 96, 3, 50.0, 1),
 ]
 
 
@@ -175,7 +176,8 @@ def js_estimates():
     expr = ("R.map(([w, h, f, fps, b]) => { const tv = sh.videoTokens(w, h, f), ta = sh.audioTokens(f, fps); "
             "return {tv, ta, act: est.ditActivationBytes(tv, ta, {batch: b}), "
             "act_no_audio: est.ditActivationBytes(tv, 0, {batch: b}), "
-            "fp8: est.ditVram(tv, ta, {weights: 'fp8', batch: b}), bf16: est.ditVram(tv, ta, {weights: 'bf16', batch: b})}; })")
+            "fp8: est.ditVram(tv, ta, {weights: 'fp8', batch: b}), "
+            "bf16: est.ditVram(tv, ta, {weights: 'bf16', batch: b})}; })")
     return node_json({"sh": "shape.js", "est": "estimates.js"},
                      f"((R) => {expr})({json.dumps(REQUESTS)})")
 

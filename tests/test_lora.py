@@ -192,7 +192,8 @@ def test_fp8_layers_take_loras_on_the_fly(base, tmp_path):
 
 def test_foreign_and_mismatched_loras_are_named(model, tmp_path):
     save_file({"lora_unet_input_blocks_1_1_proj_in.lora_down.weight": torch.zeros(4, 8),
-               "lora_unet_input_blocks_1_1_proj_in.lora_up.weight": torch.zeros(8, 4)}, str(tmp_path / "sdxl.safetensors"))
+               "lora_unet_input_blocks_1_1_proj_in.lora_up.weight": torch.zeros(8, 4)},
+              str(tmp_path / "sdxl.safetensors"))
     with pytest.raises(CheckpointError, match=r"LoRA sdxl\.safetensors does not target this model: none of its 1 "
                                               r"layers \(e\.g\. \['input_blocks_1_1_proj_in'\]\)"):
         load_and_apply_loras(model, [(tmp_path / "sdxl.safetensors", 1.0)])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import sys
+import types
 from dataclasses import replace
 
 import pytest
@@ -10,7 +12,9 @@ import torch
 from torch import nn
 
 from memory_support import allocations, dit_inputs, host_pointers, one_thread, random_dit, tiny_gemma  # noqa: F401
+from ltx2_nodes import progress
 from ltx2_nodes.errors import OutOfMemoryError, RunInterrupted
+from ltx2_nodes.memory import engine as engine_module
 from ltx2_nodes.memory import DecoderShape, DeviceSpeed, MemoryEngine, decoder_profile, dit_profile, parse_size
 from ltx2_nodes.memory.host import BlockLayout
 from ltx2_nodes.memory.measure import DeviceAllocations
@@ -113,10 +117,10 @@ def test_device_bytes_stay_within_budget_and_nothing_remains(pipeline, reference
     assert engine.device_bytes == 0 and allocations.live == 0
 
 
-def test_interrupt_at_any_block_leaves_nothing_on_the_device(pipeline, reference, allocations):
+def test_interrupt_at_any_block_leaves_nothing_on_the_device(pipeline, reference, allocations, monkeypatch):
     calls = []
-    engine = MemoryEngine("cpu", virtual=True, vram_budget=pipeline.budget(), speed=SPEED,
-                          interrupt=lambda: calls.append(1))
+    monkeypatch.setattr(engine_module, "check_interrupted", calls.append)  # count the engine's check points
+    engine = MemoryEngine("cpu", virtual=True, vram_budget=pipeline.budget(), speed=SPEED)
     pipeline.run(engine)
     checks = len(calls)  # stage entries + one check before every block
     assert checks == 4 + len(pipeline.gemma.layers) + 2 * len(pipeline.dit.transformer_blocks)
@@ -124,31 +128,34 @@ def test_interrupt_at_any_block_leaves_nothing_on_the_device(pipeline, reference
     for stop_at in range(checks):
         count = iter(range(checks))
 
-        def interrupt():
+        def check(where):
             if next(count) == stop_at:
-                engine.request_interrupt()  # what a UI thread does; takes effect at this very check
+                progress.request_interrupt()  # what a UI thread does; takes effect at this very check
+            progress.check_interrupted(where)
 
-        engine.interrupt = interrupt
+        monkeypatch.setattr(engine_module, "check_interrupted", check)
         with pytest.raises(RunInterrupted, match="nothing was left on the compute device"):
             pipeline.run(engine)
         gc.collect()
         assert engine.device_bytes == 0 and allocations.live == 0, f"left on device after interrupt #{stop_at}"
         assert (host_pointers(pipeline.dit), host_pointers(pipeline.gemma)) == before
-    engine.interrupt = None
+    monkeypatch.setattr(engine_module, "check_interrupted", progress.check_interrupted)
     assert torch.equal(pipeline.run(engine), reference)
 
 
-def test_interrupt_from_a_host_callable_passes_through_unchanged(pipeline, allocations):
-    class HostInterrupt(Exception):
+def test_interrupt_from_the_host_application_passes_through_unchanged(pipeline, allocations, monkeypatch):
+    class HostInterrupt(Exception):  # ComfyUI's InterruptProcessingException
         pass
 
     count = iter(range(1000))
 
-    def interrupt():
+    def throw_exception_if_processing_interrupted():
         if next(count) == 7:
             raise HostInterrupt()
 
-    engine = MemoryEngine("cpu", virtual=True, vram_budget=pipeline.budget(), speed=SPEED, interrupt=interrupt)
+    monkeypatch.setitem(sys.modules, "comfy.model_management", types.SimpleNamespace(
+        throw_exception_if_processing_interrupted=throw_exception_if_processing_interrupted))
+    engine = MemoryEngine("cpu", virtual=True, vram_budget=pipeline.budget(), speed=SPEED)
     with pytest.raises(HostInterrupt):
         pipeline.run(engine)
     gc.collect()

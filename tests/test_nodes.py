@@ -192,7 +192,8 @@ def test_nodes_never_mutate_their_inputs(models, demo_models):
                          frame_index=0, strength=1.0, crf=33)
     (with_audio,) = run("LTX2AudioToLatent", latent=conditioned, audio_vae=models["audio_vae"], audio=audio)
     (first,) = run("LTX2Sampler", model=models["dit"], positive=models["positive"], latent=with_audio, **DISTILLED)
-    (up,) = run("LTX2LatentUpscaler", latent=first, video_vae=models["video_vae"], upscale_model=demo_models.upscaler.name)
+    (up,) = run("LTX2LatentUpscaler", latent=first, video_vae=models["video_vae"],
+                upscale_model=demo_models.upscaler.name)
     (second,) = run("LTX2Sampler", model=models["dit"], positive=models["positive"], latent=up, **REFINE)
     (images,) = run("LTX2VideoDecodeTiled", latent=second, video_vae=models["video_vae"], tile_size=0,
                     tile_overlap=64, temporal_tile=0, temporal_overlap=24)

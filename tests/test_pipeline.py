@@ -16,7 +16,7 @@ from ltx2_nodes.loading.checkpoint import LTX2Checkpoint
 from ltx2_nodes.loading.components import load_transformer
 from ltx2_nodes.loading.lora import load_lora
 from ltx2_nodes.pipeline import AVLatents, GenerationSettings, TextConditioning, empty_latents, sample, two_stage
-from ltx2_nodes.progress import reporting_to
+from ltx2_nodes.progress import reporting_to, request_interrupt
 from ltx2_nodes.sampling.conditioning import (ImageCondition, KeyframeAtFrame, LatentAtIndex, encode_images,
                                               image_conditioner)
 from ltx2_nodes.sampling.guidance import DEV_AUDIO_GUIDANCE, DEV_VIDEO_GUIDANCE, GuidanceParams
@@ -161,8 +161,9 @@ def test_interruption_propagates_and_leaves_the_model_usable(model, texts, refer
     with pytest.raises(Stop):
         _run(model, texts, callback=stop_at_2)
     assert steps == [1, 2]
-    with pytest.raises(RunInterrupted, match="cancelled at step 1 of 3"):
-        _run(model, texts, cancel=lambda: True)
+    request_interrupt()
+    with pytest.raises(RunInterrupted, match="cancelled during sampling, at step 1 of 3"):
+        _run(model, texts)
     assert all(torch.equal(v, snapshot[k]) for k, v in model.state_dict().items())
     after = _run(model, texts)
     assert torch.equal(after.video, reference_run.video) and torch.equal(after.audio, reference_run.audio)
@@ -178,9 +179,9 @@ def test_progress_reaches_the_progress_module(model, texts):
 def _tiny_lora(model, path):
     g = torch.Generator().manual_seed(9)
     q = model.transformer_blocks[0].attn1.to_q
-    save_file({"diffusion_model.transformer_blocks.0.attn1.to_q.lora_A.weight": torch.randn(2, q.in_features, generator=g),
-               "diffusion_model.transformer_blocks.0.attn1.to_q.lora_B.weight": torch.randn(q.out_features, 2, generator=g)},
-              str(path))
+    prefix = "diffusion_model.transformer_blocks.0.attn1.to_q"
+    save_file({f"{prefix}.lora_A.weight": torch.randn(2, q.in_features, generator=g),
+               f"{prefix}.lora_B.weight": torch.randn(q.out_features, 2, generator=g)}, str(path))
     return load_lora(path)
 
 

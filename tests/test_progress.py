@@ -8,6 +8,7 @@ import types
 import pytest
 
 from ltx2_nodes import progress
+from ltx2_nodes.errors import RunInterrupted
 
 
 def test_headless_updates_go_to_the_handler_with_the_node_id():
@@ -52,3 +53,11 @@ def test_check_interrupted_raises_comfys_exception(monkeypatch):
                         types.SimpleNamespace(throw_exception_if_processing_interrupted=throw))
     with pytest.raises(InterruptProcessingException):
         progress.check_interrupted()
+
+
+def test_a_requested_interrupt_raises_once_at_the_next_check():
+    progress.check_interrupted("nowhere")  # nothing requested
+    progress.request_interrupt()
+    with pytest.raises(RunInterrupted, match="Run cancelled during the test"):
+        progress.check_interrupted("during the test")
+    progress.check_interrupted()  # the request was used up

@@ -130,7 +130,8 @@ def _texts(model, batch=1, length=12):
 
     def one():
         return TextConditioning(torch.randn(batch, length, cv, generator=g),
-                                torch.randn(batch, length, ca, generator=g), torch.ones(batch, length, dtype=torch.int64))
+                                torch.randn(batch, length, ca, generator=g),
+                                torch.ones(batch, length, dtype=torch.int64))
 
     return one(), one()
 

@@ -13,6 +13,7 @@ import math
 import pytest
 import torch
 
+from ltx2_nodes import progress
 from ltx2_nodes.errors import InputError, RunInterrupted
 from ltx2_nodes.sampling.loop import denoise
 from ltx2_nodes.sampling.noise import SeededNoise
@@ -127,8 +128,9 @@ def test_callback_progress_and_interruption():
     with pytest.raises(Stop):
         denoise(denoiser, None, state, torch.linspace(1, 0, 5), callback=stop_at_2)
     assert denoiser.calls == 2
-    with pytest.raises(RunInterrupted, match="cancelled at step 1 of 4"):
-        denoise(GaussianDenoiser(), None, state, torch.linspace(1, 0, 5), cancel=lambda: True)
+    progress.request_interrupt()
+    with pytest.raises(RunInterrupted, match="cancelled during sampling, at step 1 of 4"):
+        denoise(GaussianDenoiser(), None, state, torch.linspace(1, 0, 5))
 
 
 def test_loop_input_errors():

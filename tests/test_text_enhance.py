@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tiny_gemma import hf_model, write_hf_folder
+from ltx2_nodes import progress
 from ltx2_nodes.errors import InputError, RunInterrupted
 from ltx2_nodes.text.enhance import chat_ids, enhance_prompt, generate, system_prompt, user_turn
 from ltx2_nodes.text.gemma import load_gemma_encoder
@@ -63,5 +64,6 @@ def test_progress_and_interruption(setup):
     seen = []
     enhance_prompt(encoder, "a cat", max_new_tokens=3, temperature=0.0, progress=lambda d, t: seen.append((d, t)))
     assert seen and seen[0] == (1, 3)
+    progress.request_interrupt()
     with pytest.raises(RunInterrupted, match="after 0 token"):
-        enhance_prompt(encoder, "a cat", should_interrupt=lambda: True)
+        enhance_prompt(encoder, "a cat")

@@ -11,6 +11,7 @@ import torch
 
 from conftest import REPO, assert_close, find_golden, golden_dir
 from tiny_gemma import Workspace, hf_model, language_state, write_comfy_file, write_hf_folder
+from ltx2_nodes import progress
 from ltx2_nodes.errors import CheckpointError, ModelNotFoundError, RunInterrupted, UnsupportedModelError
 from ltx2_nodes.loading.quant import FP8Linear
 from ltx2_nodes.model.gemma3 import FULL, SLIDING, GemmaConfig, RopeParams
@@ -126,9 +127,12 @@ def test_progress_per_layer_and_interruption_between_layers(words):
     words.encode("a dog", cache=None, progress=lambda done, total: seen.append((done, total)))
     layers = len(words.decoder_layers)
     assert seen == [(i, layers) for i in range(1, layers + 1)]
-    checks = []
-    with pytest.raises(RunInterrupted, match=f"before layer 3/{layers}"):
-        words.encode("a dog", cache=None, should_interrupt=lambda: checks.append(1) or len(checks) >= 3)
+    hook = words.decoder_layers[1].register_forward_hook(lambda *_: progress.request_interrupt())  # cancel in layer 2
+    try:
+        with pytest.raises(RunInterrupted, match=f"before layer 3/{layers}"):
+            words.encode("a dog", cache=None)
+    finally:
+        hook.remove()
 
 
 # -- prompt cache --------------------------------------------------------------------------------

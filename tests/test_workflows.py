@@ -20,7 +20,7 @@ from ltx2_nodes.cli.workflow import Workflow
 from ltx2_nodes.media.mux import probe
 
 sys.path.insert(0, str(REPO / "scripts"))
-import build_workflows as build  # noqa: E402
+import build_workflows as build
 
 UI_FILES = sorted((REPO / "example_workflows").glob("*.json"))
 API_FILES = sorted((REPO / "workflows").glob("*.api.json"))
@@ -170,7 +170,8 @@ def test_demo_text_to_audio_video_workflow_runs_end_to_end(demo_models, tmp_path
     files = run_cli([str(DEMO_WORKFLOWS / "t2av_distilled_two_stage.api.json"), "--models-dir", str(demo_models.root),
                      "--out", str(tmp_path)], capsys)
     assert len(files) == 1 and files[0].suffix == ".mp4" and files[0].parent == tmp_path / "LTX2"
-    media = check_mp4(files[0], build.DEMO_SIZE["frames"], (2 * build.DEMO_SIZE["width"], 2 * build.DEMO_SIZE["height"]))
+    size = build.DEMO_SIZE
+    media = check_mp4(files[0], size["frames"], (2 * size["width"], 2 * size["height"]))
     prompt = json.loads(media.metadata["prompt"])
     assert prompt["3"]["inputs"]["prompt"] == build.DEFAULT_PROMPT  # the workflow travels with the video
 
@@ -206,8 +207,8 @@ def test_local_queue_of_the_demo_workflow_killed_after_the_first_job_resumes(dem
     manifest = Path(str(prompts) + ".manifest.jsonl")
     small = [f"--set={k}" for k in ("5.width=64", "5.height=64", "5.frames=9")]
     command = [sys.executable, "-m", "ltx2_nodes", "queue", str(DEMO_WORKFLOWS / "t2av_distilled_two_stage.api.json"),
-               "--prompts", str(prompts), "--local", "--models-dir", str(demo_models.root), "--out", str(tmp_path / "out"),
-               *small]
+               "--prompts", str(prompts), "--local", "--models-dir", str(demo_models.root),
+               "--out", str(tmp_path / "out"), *small]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
 
     def records() -> list[dict]:

@@ -12,6 +12,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from ..errors import LTX2Error
 from .common import ExitCode
 from .websocket import WebSocket
+from .workflow import ui_file_entries
 
 
 class ServerUnreachable(LTX2Error):
@@ -124,21 +125,6 @@ def describe_rejection(body, prompt: dict) -> str:
         else:
             problems.append(str(error))
     return "the server rejected the prompt: " + "; ".join(problems)
-
-
-def ui_file_entries(outputs: dict) -> list[dict]:
-    """The ``{"filename", "subfolder", "type"}`` entries of nodes' UI outputs, each file once (a node may
-    report one file under several keys, e.g. core's ``images`` and our ``ltx2_video``)."""
-    entries, seen = [], set()
-    for ui in (outputs or {}).values():
-        for items in (ui.values() if isinstance(ui, dict) else ()):
-            for item in items if isinstance(items, list) else ():
-                if isinstance(item, dict) and "filename" in item:
-                    key = (item.get("type") or "output", item.get("subfolder") or "", item["filename"])
-                    if key not in seen:
-                        seen.add(key)
-                        entries.append(item)
-    return entries
 
 
 def history_outcome(entry: dict) -> tuple[bool, list[str], str]:

@@ -114,7 +114,8 @@ class Display:
             done, total = self.steps
             steps = f" {_bar(done, total)} {done}/{total}" if total else ""
             elapsed = int(now - self.job_start)
-            parts.append(f"job {self.number}: {self._node_label() or 'waiting'}{steps} {elapsed // 60}:{elapsed % 60:02}")
+            label = self._node_label() or "waiting"
+            parts.append(f"job {self.number}: {label}{steps} {elapsed // 60}:{elapsed % 60:02}")
         width = shutil.get_terminal_size((100, 20)).columns - 1
         line = " | ".join(parts)[:width]
         self.stream.write("\r" + line + "\x1b[K")

@@ -34,8 +34,7 @@ from pathlib import Path
 
 from .. import paths, progress
 from ..errors import LTX2Error, RunInterrupted
-from .comfy_client import ui_file_entries
-from .workflow import Workflow, WorkflowError, is_link
+from .workflow import Workflow, WorkflowError, is_link, ui_file_entries
 
 EventHandler = Callable[[str, dict], None]
 """Receives ComfyUI websocket-style messages: ``(type, data)``, e.g. ``("progress", {"node", "value", "max"})``."""
@@ -376,7 +375,7 @@ class Executor:
             raise KeyboardInterrupt from None
         except LTX2Error as exc:
             raise ExecutionError(f"{label}: {exc}", node_id, traceback.format_exc()) from exc
-        except Exception as exc:  # noqa: BLE001 - a node's failure becomes one line naming the node
+        except Exception as exc:  # a node's failure becomes one line naming the node
             first_line = (str(exc).strip().splitlines() or [""])[0]
             raise ExecutionError(f"{label} failed: {type(exc).__name__}: {first_line}", node_id,
                                  traceback.format_exc()) from exc

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .common import add_engine_options, add_path_options, apply_engine_options, apply_path_options, node_registry  # noqa: E501
+from .common import (add_engine_options, add_path_options, apply_engine_options, apply_path_options,
+                     node_registry)
 from .display import Display
 from .executor import Executor
 from .workflow import Assignment, Workflow

@@ -1,4 +1,4 @@
-"""API-format workflows: reading them, naming their nodes, and ``NODE.INPUT=VALUE`` overrides.
+"""API-format workflows: reading them, naming their nodes, ``NODE.INPUT=VALUE`` overrides, the files of UI outputs.
 
 An API-format workflow ("Save (API)" in ComfyUI, or the ``prompt`` of a ``POST /prompt`` body) maps node ids
 to ``{"class_type": ..., "inputs": {...}, "_meta": {"title": ...}}``; an input is a constant or a link
@@ -144,3 +144,18 @@ class Workflow:
                                  + (f"; its inputs: {', '.join(known)}" if known else ""))
         node["inputs"][assignment.input] = assignment.value
         return node_id
+
+
+def ui_file_entries(outputs: dict) -> list[dict]:
+    """The ``{"filename", "subfolder", "type"}`` entries of nodes' UI outputs, each file once (a node may
+    report one file under several keys, e.g. core's ``images`` and our ``ltx2_video``)."""
+    entries, seen = [], set()
+    for ui in (outputs or {}).values():
+        for items in (ui.values() if isinstance(ui, dict) else ()):
+            for item in items if isinstance(items, list) else ():
+                if isinstance(item, dict) and "filename" in item:
+                    key = (item.get("type") or "output", item.get("subfolder") or "", item["filename"])
+                    if key not in seen:
+                        seen.add(key)
+                        entries.append(item)
+    return entries

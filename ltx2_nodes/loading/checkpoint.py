@@ -58,10 +58,10 @@ COMPONENTS: dict[str, ComponentSpec] = {
         ComponentSpec("video_connector", ((_CONNECTORS[0], ""),), config_section="transformer"),
         ComponentSpec("audio_connector", ((_CONNECTORS[1], ""),), config_section="transformer"),
         ComponentSpec("text_projection", (("text_embedding_projection.", ""),), config_section="transformer"),
-        ComponentSpec("video_encoder", (("vae.encoder.", ""), ("vae.per_channel_statistics.", "per_channel_statistics.")),
-                      config_section="vae"),
-        ComponentSpec("video_decoder", (("vae.decoder.", ""), ("vae.per_channel_statistics.", "per_channel_statistics.")),
-                      config_section="vae"),
+        ComponentSpec("video_encoder", (("vae.encoder.", ""), ("vae.per_channel_statistics.",
+                                                                "per_channel_statistics.")), config_section="vae"),
+        ComponentSpec("video_decoder", (("vae.decoder.", ""), ("vae.per_channel_statistics.",
+                                                                "per_channel_statistics.")), config_section="vae"),
         ComponentSpec("audio_encoder", (("audio_vae.encoder.", ""),
                                         ("audio_vae.per_channel_statistics.", "per_channel_statistics.")),
                       config_section="audio_vae"),
@@ -185,8 +185,10 @@ class LTX2Checkpoint:
         specs["transformer"] = ComponentSpec("transformer", (("", ""),),
                                              excludes=connectors + ("text_embedding_projection.",),
                                              config_section="transformer")
-        specs["video_connector"] = ComponentSpec("video_connector", ((connectors[0], ""),), config_section="transformer")
-        specs["audio_connector"] = ComponentSpec("audio_connector", ((connectors[1], ""),), config_section="transformer")
+        specs["video_connector"] = ComponentSpec("video_connector", ((connectors[0], ""),),
+                                                 config_section="transformer")
+        specs["audio_connector"] = ComponentSpec("audio_connector", ((connectors[1], ""),),
+                                                 config_section="transformer")
         return specs
 
     # -- component access ----------------------------------------------------------------------

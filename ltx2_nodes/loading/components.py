@@ -104,12 +104,14 @@ def load_text_connectors(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None,
 
 def load_audio_encoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> AudioEncoder:
     """Log-mel -> normalised audio latent, built from ``config.audio_vae``."""
-    return _load(ckpt, "audio_encoder", lambda c: AudioEncoder(AudioVAEConfig.from_metadata(c)), "audio encoder", dtype, device)
+    return _load(ckpt, "audio_encoder", lambda c: AudioEncoder(AudioVAEConfig.from_metadata(c)), "audio encoder",
+                 dtype, device)
 
 
 def load_audio_decoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> AudioDecoder:
     """Normalised audio latent -> log-mel, built from ``config.audio_vae``."""
-    return _load(ckpt, "audio_decoder", lambda c: AudioDecoder(AudioVAEConfig.from_metadata(c)), "audio decoder", dtype, device)
+    return _load(ckpt, "audio_decoder", lambda c: AudioDecoder(AudioVAEConfig.from_metadata(c)), "audio decoder",
+                 dtype, device)
 
 
 def vocoder_config(meta: dict) -> VocoderConfig | BWEVocoderConfig:
@@ -141,12 +143,14 @@ def load_vocoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=
 
 def load_video_encoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> VideoEncoder:
     """The video VAE encoder (``vae.encoder.*`` + shared ``vae.per_channel_statistics.*``)."""
-    return _load(ckpt, "video_encoder", lambda c: VideoEncoder(VideoVAEConfig.from_metadata(c)), "video VAE encoder", dtype, device)
+    return _load(ckpt, "video_encoder", lambda c: VideoEncoder(VideoVAEConfig.from_metadata(c)), "video VAE encoder",
+                 dtype, device)
 
 
 def load_video_decoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> VideoDecoder:
     """The video VAE decoder (``vae.decoder.*`` + shared ``vae.per_channel_statistics.*``)."""
-    return _load(ckpt, "video_decoder", lambda c: VideoDecoder(VideoVAEConfig.from_metadata(c)), "video VAE decoder", dtype, device)
+    return _load(ckpt, "video_decoder", lambda c: VideoDecoder(VideoVAEConfig.from_metadata(c)), "video VAE decoder",
+                 dtype, device)
 
 
 def load_latent_statistics(ckpt: LTX2Checkpoint, device=None) -> PerChannelStatistics:
@@ -179,7 +183,8 @@ def _infer_upsampler_config(file: SafetensorsFile) -> dict:
         return config | {"spatial_upsample": True, "rational_resampler": True, "spatial_scale": scale}
     up = file.info("upsampler.0.weight").shape
     ratio = up[0] // mid
-    return config | {"spatial_upsample": len(up) == 4 or ratio == 8, "temporal_upsample": len(up) == 5 and ratio in (2, 8)}
+    return config | {"spatial_upsample": len(up) == 4 or ratio == 8,
+                     "temporal_upsample": len(up) == 5 and ratio in (2, 8)}
 
 
 def read_upsampler_config(file: SafetensorsFile) -> UpsamplerConfig:

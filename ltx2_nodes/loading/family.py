@@ -2,11 +2,11 @@
 
 This module is the one owner of that fact. A family is a released generation of the model:
 
-| family | released | files | what sets it apart |
-|---|---|---|---|
-| LTX-2 | Jan 2026, 19B | ``ltx-2-19b-{dev,distilled}[-fp8]`` | DiT ``caption_projection``, one ``aggregate_embed`` |
-| LTX-2.3 | Mar 2026, 22B | ``ltx-2.3-22b-{dev,distilled}`` | gated attention, prompt AdaLN (9-row tables), no caption projection, two aggregate embeds, vocoder with bandwidth extension |
-| LTX-2.5 | | split per-component files | keyframe position embedding, Gemma 4 (refused: not supported yet) |
+- LTX-2 (Jan 2026, 19B; ``ltx-2-19b-{dev,distilled}[-fp8]``): DiT ``caption_projection``, one
+  ``aggregate_embed``;
+- LTX-2.3 (Mar 2026, 22B; ``ltx-2.3-22b-{dev,distilled}``): gated attention, prompt AdaLN (9-row
+  tables), no caption projection, two aggregate embeds, vocoder with bandwidth extension;
+- LTX-2.5 (split per-component files): keyframe position embedding, Gemma 4 (refused: not supported yet).
 
 Detection reads, in this order (architecture reference §10.3 and §12.5):
 
@@ -188,8 +188,8 @@ def _config_clues(config: Mapping | None) -> list[Clue]:
     vocoder = config.get("vocoder")
     if isinstance(vocoder, Mapping):
         has_bwe = "bwe" in vocoder
-        clues.append((_carrying("bwe_generator", has_bwe),
-                      "config.vocoder " + ("with" if has_bwe else "without") + " a 'bwe' (bandwidth extension) section"))
+        clues.append((_carrying("bwe_generator", has_bwe), "config.vocoder " + ("with" if has_bwe else "without")
+                      + " a 'bwe' (bandwidth extension) section"))
     return clues
 
 

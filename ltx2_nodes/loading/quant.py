@@ -47,7 +47,8 @@ class FP8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, weight_dtype={self.weight.dtype}"
 
 
-def quantize_weight(weight: torch.Tensor, dtype: torch.dtype = torch.float8_e4m3fn) -> tuple[torch.Tensor, torch.Tensor]:
+def quantize_weight(weight: torch.Tensor, dtype: torch.dtype = torch.float8_e4m3fn
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-tensor absmax scaling: returns (fp8 weight, float32 scale) with ``w ~= q * scale``."""
     w = weight.float()
     absmax = w.abs().max().clamp(min=1e-12)

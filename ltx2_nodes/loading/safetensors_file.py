@@ -245,7 +245,8 @@ def write_safetensors(path: str | os.PathLike, entries, metadata: dict[str, str]
         for name, shape, dtype, make in entries:
             tensor = make()
             if tuple(tensor.shape) != tuple(shape) or tensor.dtype != dtype:
-                raise ValueError(f"{name}: produced {tuple(tensor.shape)} {tensor.dtype}, declared {tuple(shape)} {dtype}")
+                raise ValueError(f"{name}: produced {tuple(tensor.shape)} {tensor.dtype}, "
+                                 f"declared {tuple(shape)} {dtype}")
             f.write(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     os.replace(tmp, path)
     return path

@@ -1,14 +1,14 @@
 """The memory engine inside ComfyUI: configured from its model management, coexisting with it.
 
-ComfyUI is imported lazily, inside functions, so the package imports without it. What we take
-from ``comfy.model_management``:
+ComfyUI is reached through ``comfy_env`` (lazily, inside functions), so the package imports without it.
+What we take from ``comfy.model_management``:
 * device and VRAM state: ``--cpu`` -> plain CPU engine; ``--novram`` -> every block model streams
   through two slots (``minimal``); ``--lowvram`` -> never keep models on the device between
   stages; ``--highvram`` / ``--gpu-only`` -> keep our models loaded (parked) after their stage;
   ``--disable-smart-memory`` -> never keep;
 * ``--reserve-vram`` (``extra_reserved_memory()``) as the engine's device reserve;
 * before a stage takes VRAM, ``free_memory(needed + reserve, device)`` evicts ComfyUI's models;
-* between blocks, ``throw_exception_if_processing_interrupted()`` (its own exception passes
+* between blocks, its Cancel button (``progress.check_interrupted`` polls it; its own exception passes
   through unchanged, so ComfyUI reports a normal cancel);
 * its pinned-memory allowance (``MAX_PINNED_MEMORY`` minus what it pinned, none with
   ``--disable-pinned-memory``) as our RAM budget for packing streamed blocks.
@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import logging
 
+from .. import comfy_env
 from .engine import MemoryEngine
 
 log = logging.getLogger("ltx2_nodes")
@@ -29,15 +30,9 @@ log = logging.getLogger("ltx2_nodes")
 _ENGINE: MemoryEngine | None = None
 
 
-def _model_management():
-    import comfy.model_management as mm  # noqa: PLC0415 - ComfyUI only exists inside ComfyUI
-
-    return mm
-
-
 def engine_settings(mm=None) -> dict:
     """``MemoryEngine`` keyword arguments for ComfyUI's current flags and state."""
-    mm = mm or _model_management()
+    mm = mm or comfy_env.model_management()
     device = mm.get_torch_device()
     state = mm.vram_state.name
     smart = not getattr(mm, "DISABLE_SMART_MEMORY", False)
@@ -53,7 +48,6 @@ def engine_settings(mm=None) -> dict:
         pin_memory=pin_allowance > 0,
         ram_budget=max(pin_allowance, 0),
         host_mode="auto" if pin_allowance > 0 else "staged",
-        interrupt=mm.throw_exception_if_processing_interrupted,
         make_room=functools.partial(_make_room, mm, device, reserve),
     )
     return settings
@@ -67,7 +61,7 @@ def comfy_engine(keep_loaded: bool | None = None) -> MemoryEngine:
     """The process-wide engine, configured from ComfyUI. ``keep_loaded``: the user's choice (a node
     widget) to keep our models on the device after their stage; None follows ComfyUI's flags."""
     global _ENGINE
-    mm = _model_management()
+    mm = comfy_env.model_management()
     if _ENGINE is None:
         _ENGINE = MemoryEngine(**engine_settings(mm))
         _release_ours_when_comfy_needs_room(mm, _ENGINE)
@@ -83,7 +77,7 @@ def release(mm=None) -> None:
     """Give back everything our engine holds (end of a prompt without keep-loaded, or on request)."""
     if _ENGINE is not None:
         _ENGINE.release()
-        (mm or _model_management()).soft_empty_cache()
+        (mm or comfy_env.model_management()).soft_empty_cache()
 
 
 def _release_ours_when_comfy_needs_room(mm, engine: MemoryEngine) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -33,7 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import OutOfMemoryError, RunInterrupted
+from ..errors import OutOfMemoryError
 from ..model.transformer import TransformerConfig
 from ..progress import check_interrupted
 from .devices import GiB, MiB, ComputeDevice, copy_queue_for, host_ram_available
@@ -95,12 +94,17 @@ class _Active:
         self.hooks: list = []
 
 
+def _check_interrupted(stage: str) -> None:
+    """The cancellation check point (``progress.check_interrupted``) at stage entry and between blocks;
+    what it raises leaves through ``MemoryEngine.stage``'s cleanup, so the message can promise it."""
+    check_interrupted(f"during the {stage} stage; nothing was left on the compute device")
+
+
 class MemoryEngine:
     def __init__(self, device: str | torch.device = "auto", *, vram_budget: int | str | None = "auto",
                  ram_budget: int | str | None = "auto", reserve: int = DEFAULT_RESERVE,
                  ram_reserve: int = DEFAULT_RAM_RESERVE, virtual: bool = False, keep_loaded: bool = False,
                  minimal: bool = False, pin_memory: bool = True, host_mode: str = "auto",
-                 interrupt: Callable[[], None] | None = check_interrupted,
                  make_room: Callable[[int], None] | None = None,
                  speed: DeviceSpeed | None = None):
         """
@@ -111,8 +115,6 @@ class MemoryEngine:
         keep_loaded: a resident stage stays on the device after it ends, until the room is needed.
         minimal: stream every block-streamed stage with two slots and nothing resident (``--novram``).
         host_mode: "auto" | "packed" | "staged" for streamed blocks.
-        interrupt: called between blocks and at stage entry; raises to stop the run (default
-            ``progress.check_interrupted``: ComfyUI's Cancel when running inside it, else nothing).
         make_room: called with the bytes a stage would like before the budget is measured
             (ComfyUI: evict its own models).
         speed: compute and copy speed for the streaming planner (measured on first need if None).
@@ -130,13 +132,11 @@ class MemoryEngine:
         self.minimal = minimal
         self.pin_memory = pin_memory
         self.host_mode = host_mode
-        self.interrupt = interrupt
         self.make_room = make_room
         self.speed = speed
         self.ledger = DeviceLedger()
         self.copies = copy_queue_for(self.device)
         self._parked: dict[nn.Module, PlacedTensors] = {}
-        self._interrupt_requested = threading.Event()
         self._current: str | None = None  # the stage running now
 
     # -- public ----------------------------------------------------------------------------------
@@ -171,17 +171,6 @@ class MemoryEngine:
         else:
             self._leave(active, park=True)
 
-    def request_interrupt(self) -> None:
-        """Ask the running stage to stop at the next block boundary (thread-safe)."""
-        self._interrupt_requested.set()
-
-    def check_interrupt(self, where: str | None = None) -> None:
-        if self.interrupt is not None:
-            self.interrupt()
-        if self._interrupt_requested.is_set():
-            self._interrupt_requested.clear()
-            raise RunInterrupted(f"Run interrupted{' during the ' + where + ' stage' if where else ''}; "
-                                 "nothing was left on the compute device.")
 
     def release(self) -> None:
         """Evict every parked model (``keep_loaded``) and give cached device memory back."""
@@ -238,7 +227,7 @@ class MemoryEngine:
                keep_on_host: list[nn.Module], release_pages) -> _Active:
         if self._current is not None:
             raise RuntimeError(f"stage {name!r} entered while stage {self._current!r} runs; stages run one at a time")
-        self.check_interrupt(name)
+        _check_interrupted(name)
         parked = self._parked.pop(model, None)
         self.release()
         nonblock = module_tensors(model, skip=keep_on_host + ([blocks] if blocks is not None else []))
@@ -285,7 +274,7 @@ class MemoryEngine:
         """A resident model with blocks still honours interrupts between them."""
         name = active.handle.name
         for block in blocks if blocks is not None else ():
-            active.hooks.append(block.register_forward_pre_hook(lambda *_: self.check_interrupt(name)))
+            active.hooks.append(block.register_forward_pre_hook(lambda *_: _check_interrupted(name)))
 
     def _stream(self, active: _Active, blocks: nn.ModuleList, nonblock: list[torch.Tensor], block_bytes: list[int],
                 profile: StageProfile, budget: int, release_pages) -> None:
@@ -314,7 +303,7 @@ class MemoryEngine:
         host_cls = PackedHost if host_mode == "packed" else StagedHost
         active.host = host_cls(streamed, self.copies, pinned, release_pages)
         active.streamer = BlockStreamer(blocks, self.device, self.ledger, self.copies, active.host, plan, owner=name,
-                                        between_blocks=lambda: self.check_interrupt(name)).attach(FIT_ADVICE)
+                                        between_blocks=lambda: _check_interrupted(name)).attach(FIT_ADVICE)
         active.handle.mode, active.handle.plan, active.handle.host = "streamed", plan, host_mode
         active.handle.stats = active.streamer.stats
         log.info("%s: streaming %d of %d blocks through %d slots (%s host), %d resident", name,

@@ -76,7 +76,8 @@ class GemmaConfig:
         """From a transformers ``gemma3_text`` config dict (4.5x or 5.x format; omitted keys take HF defaults)."""
         values = {**HF_TEXT_DEFAULTS, **{k: v for k, v in config.items() if v is not None or k.endswith("capping")}}
         if values["hidden_activation"] not in ("gelu_pytorch_tanh", "gelu_tanh"):
-            raise UnsupportedModelError(f"{source}: hidden_activation {values['hidden_activation']!r} is not Gemma 3's.")
+            raise UnsupportedModelError(
+                f"{source}: hidden_activation {values['hidden_activation']!r} is not Gemma 3's.")
         if values["use_bidirectional_attention"] or values["attn_logit_softcapping"] is not None:
             raise UnsupportedModelError(f"{source}: bidirectional / soft-capped attention is not the Gemma 3 text "
                                         "model LTX-2 uses.")
@@ -99,12 +100,14 @@ class GemmaConfig:
 
 
 def _rope_from_hf(values: dict, source: str) -> tuple[tuple[str, RopeParams], ...]:
-    """transformers 5 ``rope_parameters`` per layer type, or 4.x ``rope_theta``/``rope_local_base_freq``/``rope_scaling``."""
+    """transformers 5 ``rope_parameters`` per layer type, or 4.x ``rope_theta``/``rope_local_base_freq``/
+    ``rope_scaling``."""
     given = values.get("rope_parameters")
     if isinstance(given, dict) and FULL in given:
         per_type = {FULL: dict(given.get(FULL) or {}), SLIDING: dict(given.get(SLIDING) or {})}
     else:  # 4.x keys; rope_scaling applies to the global (full-attention) layers only
-        per_type = {FULL: {"rope_type": "default", **(values.get("rope_scaling") or {})}, SLIDING: {"rope_type": "default"}}
+        per_type = {FULL: {"rope_type": "default", **(values.get("rope_scaling") or {})},
+                    SLIDING: {"rope_type": "default"}}
         per_type[FULL].setdefault("rope_theta", values["rope_theta"])
         per_type[SLIDING].setdefault("rope_theta", values["rope_local_base_freq"])
     defaults = {FULL: values["rope_theta"], SLIDING: values["rope_local_base_freq"]}

@@ -58,7 +58,6 @@ class TransformerConfig:
     positional_embedding_max_pos: tuple[float, ...] = (20, 2048, 2048)
     audio_positional_embedding_max_pos: tuple[float, ...] = (20,)
     use_middle_indices_grid: bool = True
-    causal_temporal_positioning: bool = True
     rope_type: str = "split"
     frequencies_precision: str = "float64"
     timestep_scale_multiplier: float = 1000.0
@@ -84,6 +83,7 @@ class TransformerConfig:
         "ff_bias": (True,),
         "audio_ff_bias": (True,),
         "use_keyframes_abs_pos_embedding": (False,),
+        "causal_temporal_positioning": (True,),  # positions always use the first-frame causal fix
     }
 
     @property

@@ -1,9 +1,9 @@
 """The LTX-2 latent upsamplers (``ltx-2-spatial-upscaler-x2-1.0``, LTX-2.3's x2 and x1.5 files).
 
 Links the two-stage pipelines: stage 1 denoises at a lower resolution, the upsampler grows the
-latent's height and width (x2, or x1.5 for the rational upscaler), stage 2 refines. It works on *un-normalised* latents, so the pipeline
-call is ``normalize(U(un_normalize(latent)))`` with the video VAE's per-channel statistics
-(:func:`upsample_latent`).
+latent's height and width (x2, or x1.5 for the rational upscaler), stage 2 refines. It works on
+*un-normalised* latents, so the pipeline call is ``normalize(U(un_normalize(latent)))`` with the
+video VAE's per-channel statistics (:func:`upsample_latent`).
 
 Architecture (keys in brackets): Conv3d in->mid [initial_conv] -> GroupNorm(32) [initial_norm] ->
 SiLU -> N ResBlocks [res_blocks.i] -> upsampler [upsampler.0] -> N ResBlocks

@@ -13,8 +13,9 @@ frame.
 
 Memory: how large a tile may be for a budget is decided in ``memory/vae.py`` (the one VAE memory
 model); this module takes explicit tile sizes. Only the current temporal group (all spatial tiles
-of one chunk, full frame size) and the previous one are held; finished frames are yielded as soon as no later tile can touch them, so
-a muxer can encode while decoding continues and the peak does not grow with clip length.
+of one chunk, full frame size) and the previous one are held; finished frames are yielded as soon as
+no later tile can touch them, so a muxer can encode while decoding continues and the peak does not
+grow with clip length.
 """
 
 from __future__ import annotations

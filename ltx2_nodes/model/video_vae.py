@@ -14,7 +14,8 @@ Both halves are built from the checkpoint's ``config.vae`` block lists:
   first frame) -> PixelNorm, SiLU -> conv_out -> 4x4 unpatchify.
 
 The LTX-2.0 and LTX-2.3 layouts are both configs of these modules. Module and attribute names follow
-the released ``vae.encoder.*`` / ``vae.decoder.*`` keys. Config semantics are those of the official HEAD (Lightricks/LTX-2 @ 400fd31,
+the released ``vae.encoder.*`` / ``vae.decoder.*`` keys. Config semantics are those of the official
+HEAD (Lightricks/LTX-2 @ 400fd31,
 ``ltx_core.model.video_vae.model_configurator``): the encoder starts ``latent_channels`` wide; the
 decoder starts ``decoder_base_channels`` times the product of its ``compress_*`` multipliers wide;
 ``spatial_padding_mode`` sets both halves' padding. Where HEAD cannot load a file the January

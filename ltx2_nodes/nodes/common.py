@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .. import paths
+from .. import comfy_env, paths
 from ..errors import InputError, ModelNotFoundError
 from ..models import file_signature
 
@@ -95,9 +95,7 @@ def require(handle, what: str, hint: str):
 
 def prompt_cache_dir() -> Path:
     """Disk prompt cache: ComfyUI's user folder inside ComfyUI, else ``$LTX2_CACHE_DIR`` or ~/.cache."""
-    import sys
-
-    folder_paths = sys.modules.get("folder_paths")
+    folder_paths = comfy_env.folder_paths()
     if folder_paths is not None and hasattr(folder_paths, "get_user_directory"):
         return Path(folder_paths.get_user_directory()) / "ltx2_prompt_cache"
     root = os.environ.get("LTX2_CACHE_DIR") or Path.home() / ".cache" / "ltx2_nodes"

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import torch
 
-from .. import paths, stages
+from .. import comfy_env, paths, stages
 from ..errors import InputError
 from ..media.mux import MP4Writer
 from ..model.vae_tiling import TilingConfig
@@ -86,8 +84,8 @@ class LTX2AudioDecode:
 
 def _metadata(prompt, extra_pnginfo) -> dict | None:
     """What ComfyUI's SaveVideo stores (unless --disable-metadata): the prompt and the workflow."""
-    cli_args = sys.modules.get("comfy.cli_args")
-    if cli_args is not None and getattr(cli_args.args, "disable_metadata", False):
+    cli_args = comfy_env.cli_args()
+    if cli_args is not None and getattr(cli_args, "disable_metadata", False):
         return None
     metadata = dict(extra_pnginfo or {})
     if prompt is not None:

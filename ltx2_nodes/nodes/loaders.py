@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 
 from .. import paths
-from ..models import FP8_MODES, GEMMA_FP8_MODES, GEMMA_WEIGHT_DTYPES, WEIGHT_DTYPES, load_gemma, load_lora_file, load_ltx2
+from ..models import (FP8_MODES, GEMMA_FP8_MODES, GEMMA_WEIGHT_DTYPES, WEIGHT_DTYPES, load_gemma, load_lora_file,
+                      load_ltx2)
 from .common import LOADERS, checkpoint_names, device, find_checkpoint, find_text_encoder, signature, text_encoder_names
 
 log = logging.getLogger("ltx2_nodes")

@@ -18,21 +18,21 @@ minimal class (same ``tensors`` / ``is_nested`` / ``unbind()``) stands in. Readi
 CONDITIONING is core's LTX-2 form ``[[video_context ‖ audio_context, {"attention_mask": mask}]]``
 (contexts concatenated on the last axis; ours also records ``ltx2_video_width``, where the video
 context ends, since LTX-2.3's audio context is narrower than its video one), IMAGE ``[N, H, W, 3]``
-float 0..1 on the CPU, AUDIO ``{"waveform": [B, C, T], "sample_rate"}``. VIDEO is ComfyUI's ``VideoFromFile`` of the saved MP4
-inside ComfyUI and :class:`SavedVideo` headless.
+float 0..1 on the CPU, AUDIO ``{"waveform": [B, C, T], "sample_rate"}``. VIDEO is ComfyUI's
+``VideoFromFile`` of the saved MP4 inside ComfyUI and :class:`SavedVideo` headless.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import shutil
-import sys
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 import torch
 
+from .. import comfy_env
 from ..errors import InputError
 from ..model.connector import TextConditioning
 from ..model import shapes
@@ -72,10 +72,7 @@ class NestedTensor:
 
 def nested(tensors) -> object:
     """ComfyUI's NestedTensor inside ComfyUI, ours headless."""
-    module = sys.modules.get("comfy.nested_tensor")
-    if module is None and "comfy.model_management" in sys.modules:
-        import comfy.nested_tensor as module  # noqa: PLC0415 - only inside ComfyUI
-    return (module.NestedTensor if module is not None else NestedTensor)(tensors)
+    return (comfy_env.nested_tensor_class() or NestedTensor)(tensors)
 
 
 def is_nested(value) -> bool:
@@ -305,11 +302,5 @@ class VideoComponents:
 
 def video_output(path: Path):
     """ComfyUI's ``VideoFromFile`` inside ComfyUI (so core video nodes accept it), else :class:`SavedVideo`."""
-    if "comfy.model_management" in sys.modules:
-        try:
-            from comfy_api.input_impl import VideoFromFile  # noqa: PLC0415 - only inside ComfyUI
-
-            return VideoFromFile(str(path))
-        except ImportError:
-            pass
-    return SavedVideo(path)
+    video_from_file = comfy_env.video_from_file_class()
+    return video_from_file(str(path)) if video_from_file is not None else SavedVideo(path)

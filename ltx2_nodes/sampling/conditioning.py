@@ -37,18 +37,20 @@ class ConditioningItem(Protocol):
         """Return the video state with the conditioning applied (appended tokens go at the end)."""
 
 
-def _check_strength(strength: float) -> None:
-    if not 0.0 <= strength <= 1.0:
-        raise InputError(f"conditioning strength must be in [0, 1] (1 = keep exactly), got {strength}.")
-
-
-def _fit_batch(latent: torch.Tensor, batch: int, what: str) -> torch.Tensor:
+def _video_condition(item, state: LatentState, what: str) -> tuple[VideoGrid, torch.Tensor]:
+    """The video grid of ``state`` and ``item.latent`` expanded to its batch, after the checks every video
+    conditioning item shares (video state, strength in [0, 1], a 5-D latent of batch 1 or the state's)."""
+    if not isinstance(state.grid, VideoGrid):
+        raise InputError(f"{type(item).__name__} conditions video latents; it was applied to audio.")
+    if not 0.0 <= item.strength <= 1.0:
+        raise InputError(f"conditioning strength must be in [0, 1] (1 = keep exactly), got {item.strength}.")
+    latent, batch = item.latent, state.batch
     if latent.ndim != 5:
         raise InputError(f"{what} latent must be [B, C, F, H, W], got shape {list(latent.shape)}.")
     if latent.shape[0] not in (1, batch):
         raise InputError(f"{what} latent has batch {latent.shape[0]}; the generation has batch {batch} "
                          "(give one latent shared by all items, or one per item).")
-    return latent.expand(batch, *latent.shape[1:])
+    return state.grid, latent.expand(batch, *latent.shape[1:])
 
 
 @dataclass
@@ -60,11 +62,7 @@ class LatentAtIndex:
     strength: float = 1.0
 
     def apply(self, state: LatentState) -> LatentState:
-        grid = state.grid
-        if not isinstance(grid, VideoGrid):
-            raise InputError("LatentAtIndex conditions video latents; it was applied to audio.")
-        _check_strength(self.strength)
-        latent = _fit_batch(self.latent, state.batch, "conditioning")
+        grid, latent = _video_condition(self, state, "conditioning")
         _, channels, frames, height, width = latent.shape
         if (channels, height, width) != (grid.channels, grid.height, grid.width):
             raise InputError(
@@ -93,11 +91,7 @@ class KeyframeAtFrame:
     strength: float = 1.0
 
     def apply(self, state: LatentState) -> LatentState:
-        grid = state.grid
-        if not isinstance(grid, VideoGrid):
-            raise InputError("KeyframeAtFrame conditions video latents; it was applied to audio.")
-        _check_strength(self.strength)
-        latent = _fit_batch(self.latent, state.batch, "keyframe")
+        grid, latent = _video_condition(self, state, "keyframe")
         batch, channels, frames, height, width = latent.shape
         if channels != grid.channels:
             raise InputError(f"keyframe latent has {channels} channels, the video latent {grid.channels}.")

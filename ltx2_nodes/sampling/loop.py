@@ -33,7 +33,8 @@ from typing import Callable, Protocol
 
 import torch
 
-from ..errors import InputError, RunInterrupted
+from ..errors import InputError
+from ..progress import check_interrupted
 from .noise import SeededNoise
 from .samplers import euler_step, post_process, res2s_coefficients, sde_renoise
 from .state import LatentState
@@ -56,14 +57,14 @@ class Denoiser(Protocol):
 
 def denoise(denoiser: Denoiser, video: LatentState | None, audio: LatentState | None, sigmas: torch.Tensor, *,
             sampler: str = "euler", seed: int = 0, eta: float = 0.5, substep_eta: float = 0.5,
-            bongmath: bool = True, callback: Callback | None = None, cancel: Callable[[], bool] | None = None
+            bongmath: bool = True, callback: Callback | None = None
             ) -> tuple[LatentState | None, LatentState | None]:
     """Run the schedule ``sigmas`` and return the final states.
 
     ``callback(step, total, preview)`` runs after every step with the current clean estimate of
     the video in grid layout ``[B, C, F, H, W]`` (the audio's ``[B, C, T, M]`` when there is no
-    video); an exception it raises propagates unchanged. ``cancel()`` is polled before every model
-    evaluation; True raises ``RunInterrupted``. ``seed``/``eta``/``substep_eta``/``bongmath`` only
+    video); an exception it raises propagates unchanged. ``progress.check_interrupted`` runs before every
+    model evaluation (a cancelled run raises there). ``seed``/``eta``/``substep_eta``/``bongmath`` only
     matter for ``res_2s``.
     """
     if video is None and audio is None:
@@ -73,13 +74,12 @@ def denoise(denoiser: Denoiser, video: LatentState | None, audio: LatentState | 
     sigmas = sigmas.detach().to("cpu", torch.float32)
     with torch.no_grad():
         if sampler == "euler":
-            return _euler(denoiser, video, audio, sigmas, callback, cancel)
-        return _res2s(denoiser, video, audio, sigmas, seed, eta, substep_eta, bongmath, callback, cancel)
+            return _euler(denoiser, video, audio, sigmas, callback)
+        return _res2s(denoiser, video, audio, sigmas, seed, eta, substep_eta, bongmath, callback)
 
 
-def _check_cancel(cancel, step: int, total: int) -> None:
-    if cancel is not None and cancel():
-        raise RunInterrupted(f"sampling cancelled at step {step + 1} of {total}.")
+def _check_cancel(step: int, total: int) -> None:
+    check_interrupted(f"during sampling, at step {step + 1} of {total}")
 
 
 def _preview(video: LatentState | None, audio: LatentState | None, x0_video, x0_audio) -> torch.Tensor:
@@ -93,10 +93,10 @@ def _clean_estimates(denoiser, video, audio, sigma, step):
     return x0_v, x0_a
 
 
-def _euler(denoiser, video, audio, sigmas, callback, cancel):
+def _euler(denoiser, video, audio, sigmas, callback):
     total = len(sigmas) - 1
     for i in range(total):
-        _check_cancel(cancel, i, total)
+        _check_cancel(i, total)
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         x0_v, x0_a = _clean_estimates(denoiser, video, audio, sigma, i)
         if video is not None:
@@ -121,7 +121,7 @@ def _sde_noise(noise: SeededNoise, states: list[LatentState], dtype) -> list[tor
     return out
 
 
-def _res2s(denoiser, video, audio, sigmas, seed, eta, substep_eta, bongmath, callback, cancel):
+def _res2s(denoiser, video, audio, sigmas, seed, eta, substep_eta, bongmath, callback):
     states = {k: s for k, s in (("video", video), ("audio", audio)) if s is not None}
     first = next(iter(states.values()))
     hp = torch.float32 if first.latent.device.type == "mps" else torch.float64
@@ -145,7 +145,7 @@ def _res2s(denoiser, video, audio, sigmas, seed, eta, substep_eta, bongmath, cal
         return _preview(states.get("video"), states.get("audio"), x0.get("video"), x0.get("audio"))
 
     for i in range(total):
-        _check_cancel(cancel, i, total)
+        _check_cancel(i, total)
         sigma, sigma_next = sig[i].to(hp), sig[i + 1].to(hp)
         h = float(-torch.log(sig[i + 1] / sig[i]))
         a21, b1, b2 = res2s_coefficients(h)
@@ -159,7 +159,7 @@ def _res2s(denoiser, video, audio, sigmas, seed, eta, substep_eta, bongmath, cal
             if bongmath and h < BONGMATH_MAX_H and float(sigma) > BONGMATH_MIN_SIGMA:
                 c = h * a21
                 anchor[k] = (mid[k] - c * x0_1[k]) / (1 - c)
-        _check_cancel(cancel, i, total)
+        _check_cancel(i, total)
         mid_states = {k: s.replace(latent=mid[k].to(s.latent.dtype)) for k, s in states.items()}
         x0_2 = {k: x.to(hp) for k, x in evaluate(mid_states, float(sub_sigma), 0).items()}
         for (k, s), n in zip(list(states.items()), _sde_noise(step_noise, list(states.values()), hp)):
@@ -169,7 +169,7 @@ def _res2s(denoiser, video, audio, sigmas, seed, eta, substep_eta, bongmath, cal
         if callback is not None and not (final_eval and i == total - 1):
             callback(i + 1, total, preview(x0_2))
     if final_eval:
-        _check_cancel(cancel, total - 1, total)
+        _check_cancel(total - 1, total)
         x0 = evaluate(states, float(sig[total]), total)
         states = {k: s.replace(latent=x0[k].to(s.latent.dtype)) for k, s in states.items()}
         if callback is not None:

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import torch
 
-from ..errors import InputError, RunInterrupted
+from ..errors import InputError
 from ..model.gemma3 import LayerCache
-from .gemma import GemmaEncoder, Interrupt, Progress
+from ..progress import check_interrupted
+from .gemma import GemmaEncoder, Progress
 
 log = logging.getLogger("ltx2_nodes")
 
@@ -71,8 +72,7 @@ def _pick(logits: torch.Tensor, generator: torch.Generator, temperature: float, 
 
 @torch.no_grad()
 def generate(encoder: GemmaEncoder, ids: list[int], *, max_new_tokens: int, seed: int, temperature: float,
-             top_k: int, top_p: float, stop_ids: set[int], progress: Progress | None = None,
-             should_interrupt: Interrupt | None = None) -> list[int]:
+             top_k: int, top_p: float, stop_ids: set[int], progress: Progress | None = None) -> list[int]:
     """Continue ``ids``; returns the new ids (without the stop token)."""
     lm, device = encoder.lm, encoder.compute_device
     caches = [LayerCache() for _ in encoder.decoder_layers]
@@ -81,8 +81,7 @@ def generate(encoder: GemmaEncoder, ids: list[int], *, max_new_tokens: int, seed
     step = torch.tensor([ids], dtype=torch.int64)
     past = 0
     for index in range(max_new_tokens):
-        if should_interrupt is not None and should_interrupt():
-            raise RunInterrupted(f"Prompt enhancement was cancelled after {index} token(s).")
+        check_interrupted(f"during prompt enhancement, after {index} token(s)")
         tokens = step.shape[1]
         h = lm.embed(step).to(device)
         positions = torch.arange(past, past + tokens, device=device)
@@ -105,14 +104,13 @@ def generate(encoder: GemmaEncoder, ids: list[int], *, max_new_tokens: int, seed
 
 def enhance_prompt(encoder: GemmaEncoder, prompt: str, *, mode: str = "t2v", seed: int = 42,
                    max_new_tokens: int = 512, system: str | None = None, temperature: float = 0.7,
-                   top_k: int = 64, top_p: float = 0.95, progress: Progress | None = None,
-                   should_interrupt: Interrupt | None = None) -> str:
+                   top_k: int = 64, top_p: float = 0.95, progress: Progress | None = None) -> str:
     """Gemma's expanded version of ``prompt`` (deterministic for a given ``seed``)."""
     ids = chat_ids(encoder, system if system is not None else system_prompt(mode), user_turn(prompt, mode))
     tok = encoder.tokenizer
     stop = set(tok.eos_ids) | {tok.token_id("<end_of_turn>")}
     new = generate(encoder, ids, max_new_tokens=max_new_tokens, seed=seed, temperature=temperature, top_k=top_k,
-                   top_p=top_p, stop_ids=stop, progress=progress, should_interrupt=should_interrupt)
+                   top_p=top_p, stop_ids=stop, progress=progress)
     text = tok.decode(new).strip()
     log.info("Enhanced prompt (%d tokens, seed %d): %s", len(new), seed, text)
     return text

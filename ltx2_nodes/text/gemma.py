@@ -3,7 +3,7 @@
 Tokenization follows the reference (strip, BOS, truncate to ``max_length``, left-pad to it).
 Gemma then runs as an explicit per-layer loop over ``encoder.decoder_layers``:
 
-* a progress callback fires after each layer and an interruption check runs before each;
+* a progress callback fires after each layer and a cancellation check (``progress.check_interrupted``) runs before each;
 * each layer is called as ``layer(hidden, rope, mask)`` with every tensor already on
   ``encoder.compute_device`` and nothing else touched, so a block-streaming engine can bring a
   layer's weights in with a forward pre-hook and evict them in a post-hook; the embedding table
@@ -25,18 +25,18 @@ from typing import Callable
 
 import torch
 
-from ..errors import InputError, RunInterrupted
+from ..errors import InputError
 from ..loading.checkpoint import build_module
 from ..loading.gemma_files import GemmaFiles, locate_gemma, prepare_gemma_state
 from ..loading.quant import FP8_DTYPES
 from ..model.gemma3 import GemmaConfig, GemmaLanguageModel
+from ..progress import check_interrupted
 from .cache import SESSION_CACHE, PromptCache, cache_key
 from .tokenizer import DEFAULT_MAX_LENGTH, PromptTokenizer, TokenBatch, load_tokenizer
 
 log = logging.getLogger("ltx2_nodes")
 
 Progress = Callable[[int, int], None]
-Interrupt = Callable[[], bool]
 
 
 @dataclass
@@ -95,15 +95,14 @@ class GemmaEncoder:
     # -- running Gemma ---------------------------------------------------------------------------
 
     def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor, *, progress: Progress | None = None,
-                      should_interrupt: Interrupt | None = None, skip_padding: bool = True,
-                      out_device: torch.device | str = "cpu") -> torch.Tensor:
+                      skip_padding: bool = True, out_device: torch.device | str = "cpu") -> torch.Tensor:
         """Run Gemma on left-padded ``ids``/``mask`` ``[B, T]`` -> ``[B, T, D, layers + 1]`` on ``out_device``.
 
         Index 0 is the scaled embedding, ``i`` the output of layer ``i - 1``, the last one the final
         norm of the last layer (transformers' ``output_hidden_states``). ``skip_padding=False`` runs
         every column like the reference does (same result, slower).
         """
-        start, states = self._run(ids, mask, progress, should_interrupt, skip_padding, out_device)
+        start, states = self._run(ids, mask, progress, skip_padding, out_device)
         if start == 0:
             return states
         out = states.new_zeros(ids.shape[0], ids.shape[1], *states.shape[2:])
@@ -111,8 +110,7 @@ class GemmaEncoder:
         return out
 
     @torch.no_grad()
-    def _run(self, ids: torch.Tensor, mask: torch.Tensor, progress: Progress | None,
-             should_interrupt: Interrupt | None, skip_padding: bool,
+    def _run(self, ids: torch.Tensor, mask: torch.Tensor, progress: Progress | None, skip_padding: bool,
              out_device: torch.device | str) -> tuple[int, torch.Tensor]:
         """Gemma over columns ``start:`` (all columns holding a valid token); returns ``start`` and their states."""
         cfg, lm, device = self.config, self.lm, self.compute_device
@@ -140,8 +138,7 @@ class GemmaEncoder:
         masks = lm.masks(torch.arange(total - start, device=device), run_mask)
         layers = self.decoder_layers
         for index, layer in enumerate(layers):
-            if should_interrupt is not None and should_interrupt():
-                raise RunInterrupted(f"Gemma text encoding was cancelled before layer {index + 1}/{len(layers)}.")
+            check_interrupted(f"during Gemma text encoding, before layer {index + 1}/{len(layers)}")
             h = layer(h, ropes[layer.layer_type], masks[layer.layer_type])
             if index + 1 < len(layers):
                 store(index + 1, h)
@@ -152,13 +149,12 @@ class GemmaEncoder:
         return start, out
 
     def encode(self, prompts: str | list[str], *, cache: PromptCache | None = SESSION_CACHE,
-               cache_dir: str | Path | None = None, progress: Progress | None = None,
-               should_interrupt: Interrupt | None = None) -> GemmaFeatures:
+               cache_dir: str | Path | None = None, progress: Progress | None = None) -> GemmaFeatures:
         """Prompts -> ``GemmaFeatures`` (on CPU). Prompts already in ``cache`` (or ``cache_dir``) skip Gemma."""
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         tokens = self.tokenize(prompts)
         if cache is None:
-            states = self.hidden_states(tokens.ids, tokens.mask, progress=progress, should_interrupt=should_interrupt)
+            states = self.hidden_states(tokens.ids, tokens.mask, progress=progress)
             return GemmaFeatures(states, tokens.mask, tokens.dropped)
         total = tokens.ids.shape[1]
         lengths = [int(n) for n in tokens.mask.sum(dim=1)]
@@ -167,7 +163,7 @@ class GemmaEncoder:
         missing = [keys.index(key) for key, states in found.items() if states is None]
         if missing:
             rows = torch.tensor(missing)
-            start, states = self._run(tokens.ids[rows], tokens.mask[rows], progress, should_interrupt, True, "cpu")
+            start, states = self._run(tokens.ids[rows], tokens.mask[rows], progress, True, "cpu")
             for j, i in enumerate(missing):
                 found[keys[i]] = states[j, total - start - lengths[i]:].clone()
                 cache.put(keys[i], found[keys[i]], cache_dir)

@@ -57,14 +57,16 @@ BUILD = r"""(async () => {
   s(lat, "width", 1000); r.snappedWidth = val(lat, "width");
   s(lat, "frames", 100); r.snappedFrames = val(lat, "frames"); r.secondsAfterFrames = val(lat, "seconds");
   r.readoutAfter = readout.element.textContent;
-  s(smp, "ltx2_preset", "distilled"); r.distilled = [val(smp, "schedule"), val(smp, "video_cfg"), val(smp, "stg_scale")];
+  s(smp, "ltx2_preset", "distilled");
+  r.distilled = [val(smp, "schedule"), val(smp, "video_cfg"), val(smp, "stg_scale")];
   s(smp, "ltx2_preset", "stage 2 refine"); r.refine = [val(smp, "schedule"), val(smp, "start_sigma")];
   s(smp, "ltx2_preset", "dev"); r.dev = [val(smp, "schedule"), val(smp, "steps"), val(smp, "audio_cfg")];
   s(smp, "ltx2_link_cfg", true); s(smp, "video_cfg", 4); r.linkedAudio = val(smp, "audio_cfg");
   r.presetAfterEdit = val(smp, "ltx2_preset");
   const wf = app.graph.serialize();
   r.savedValues = Object.fromEntries(wf.nodes.map(n => [n.type, n.widgets_values]));
-  r.ownWidgetCounts = Object.fromEntries([lat, smp, cmb].map(n => [n.type, n.widgets.filter(w => w.serialize !== false).length]));
+  r.ownWidgetCounts = Object.fromEntries([lat, smp, cmb].map(
+    n => [n.type, n.widgets.filter(w => w.serialize !== false).length]));
   const prompt = await app.graphToPrompt();
   r.promptInputs = Object.fromEntries(Object.values(prompt.output).map(n => [n.class_type, Object.keys(n.inputs)]));
   await app.loadGraphData(JSON.parse(JSON.stringify(wf)));
@@ -83,7 +85,8 @@ PLAY = r"""(async () => {
   await new Promise(r => setTimeout(r, 1500)); v.pause();
   return {src: v.src, readyState: v.readyState, duration: v.duration, controls: v.controls, muted: v.muted, played,
           audioBytes: v.webkitAudioDecodedByteCount, caption: node.ltx2Player.caption.textContent,
-          videosOnNode: node.widgets.filter(w => w.element?.querySelector?.("video") || w.element?.tagName === "VIDEO").length,
+          videosOnNode: node.widgets.filter(
+            w => w.element?.querySelector?.("video") || w.element?.tagName === "VIDEO").length,
           videosInPage: document.querySelectorAll("video").length};
 })()"""
 
@@ -134,7 +137,8 @@ class Page:
         for e in self.events:
             method, params = e["method"], e["params"]
             if method == "Runtime.exceptionThrown":
-                found.append("exception: " + params["exceptionDetails"].get("exception", {}).get("description", "")[:500])
+                exception = params["exceptionDetails"].get("exception", {})
+                found.append("exception: " + exception.get("description", "")[:500])
             elif method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert"):
                 found.append("console.error: " + " ".join(str(a.get("value", a.get("description", "")))[:300]
                                                           for a in params["args"]))
@@ -175,7 +179,8 @@ async def drive(url, cdp, screenshot, report):
             check(report, "read-out widget last on LTX2EmptyAVLatent", r["latWidgets"][-1] == "ltx2_readout")
             check(report, "read-out text", r["readout"].startswith("121 frames · 5.04 s @ 24 fps\n768×512 ×64"),
                   r["readout"])
-            check(report, "read-out tooltip names the assumptions", "streamed" in r["tooltip"] and "fp8" in r["tooltip"])
+            check(report, "read-out tooltip names the assumptions",
+                  "streamed" in r["tooltip"] and "fp8" in r["tooltip"])
             check(report, "seconds 10 -> 241 frames", r["framesFor10s"] == 241)
             check(report, "width 1000 -> 992", r["snappedWidth"] == 992)
             check(report, "frames 100 -> 97 and seconds 0", [r["snappedFrames"], r["secondsAfterFrames"]] == [97, 0])
@@ -200,7 +205,8 @@ async def drive(url, cdp, screenshot, report):
             report["player"] = player
             if player:
                 check(report, "player has controls and is not muted", player["controls"] and not player["muted"])
-                check(report, "player URL goes through /api/view", "/api/view?filename=" in player["src"], player["src"])
+                check(report, "player URL goes through /api/view", "/api/view?filename=" in player["src"],
+                      player["src"])
                 check(report, "sound decodes", player["audioBytes"] > 0, player["audioBytes"])
                 check(report, "one <video> on the node (core's preview replaced)", player["videosOnNode"] == 1
                       and player["videosInPage"] == 1, [player["videosOnNode"], player["videosInPage"]])

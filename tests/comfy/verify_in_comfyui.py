@@ -12,10 +12,10 @@ Given an exported ComfyUI tree (``$COMFYUI_SRC`` or ``--comfyui-src``; set up wi
    * every UI-format ``example_workflows/*.json``, converted by the harness from ``/object_info`` (shared seed /
      fps PrimitiveNodes, Notes), after swapping the released model and input names for the demo ones and the
      sizes for the demo sizes -- exactly what a user re-pointing the widgets does;
-   * a mixed graph: Gemma prompt enhancement -> our sampler -> core ``LTXVSeparateAVLatent`` -> core ``LTXVConcatAVLatent`` -> our sampler
-     -> core ``LTXVSeparateAVLatent`` -> core ``LTXVAudioVAEDecode`` (audio VAE from core's
-     ``LTXVAudioVAELoader`` on the demo checkpoint) + our tiled video decode -> our MP4 node, plus core
-     ``SaveAudio`` of core's decoded audio;
+   * a mixed graph: Gemma prompt enhancement -> our sampler -> core ``LTXVSeparateAVLatent`` -> core
+     ``LTXVConcatAVLatent`` -> our sampler -> core ``LTXVSeparateAVLatent`` -> core ``LTXVAudioVAEDecode``
+     (audio VAE from core's ``LTXVAudioVAELoader`` on the demo checkpoint) + our tiled video decode -> our MP4
+     node, plus core ``SaveAudio`` of core's decoded audio;
    with ComfyUI's latent previews on (``--preview-method auto``), so the samplers' live previews run as well;
 4. requires every run to succeed and every MP4 to hold an H.264 video stream of the expected frame count and
    an AAC audio stream of the video's duration.

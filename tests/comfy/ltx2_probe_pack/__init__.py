@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository, whose ltx2_nodes we probe
 
-from ltx2_nodes import paths, progress  # noqa: E402
+from ltx2_nodes import paths, progress
 
 
 class LTX2ProbeSave:
