@@ -26,6 +26,7 @@ from torch import nn
 from ..errors import OutOfMemoryError
 from ..loading.quant import FP8_DTYPES, QUANT_SUFFIXES, FP8Linear
 from ..model.transformer import TransformerConfig
+from ..sampling.recipe import TWO_STAGE_UPSCALE
 from .estimates import (GEMMA3_12B, TEXT_TOKENS, DecoderShape, audio_decode_activation_bytes, audio_tokens,
                         connector_activation_bytes, decoder_activation_bytes, dit_activation_bytes, itemsize,
                         upscaler_activation_bytes, vae_decode_activation_bytes, video_latent_grid)
@@ -157,7 +158,7 @@ class RunRequest:
     fps: float = 24.0
     batch: int = 1  # samples per DiT call (guidance passes run together)
     prompts: int = 2  # prompts encoded together (positive + negative)
-    two_stage: bool = False  # stage 1 at half size, x2 upscaler, stage 2 at full size
+    two_stage: bool = False  # the recipe's two stages (sampling.recipe): stage 1 at 1/2 size, x2 upscaler, stage 2
     vae_tile: tuple[int, int] | None = (512, 64)  # decode tile (pixels, frames); None: the whole video at once
     dtype: torch.dtype = torch.bfloat16
 
@@ -211,7 +212,7 @@ def _stage_activations(request: RunRequest, dit: TransformerConfig, text: Decode
     dtype = request.dtype
     ta = audio_tokens(request.frames, request.fps)
     grid = video_latent_grid(request.width, request.height, request.frames)
-    scale = 2 if request.two_stage else 1
+    scale = TWO_STAGE_UPSCALE if request.two_stage else 1
     first = video_latent_grid(request.width // scale, request.height // scale, request.frames)
     if request.vae_tile is None:
         tile = math.prod(grid)
@@ -281,7 +282,7 @@ def _alternatives(weights, request: RunRequest, kwargs: dict) -> list[str]:
         frames -= 8
     if frames - 8 >= MIN_FRAMES:
         found.append(f"{request.width}x{request.height} with {frames - 8} frames")
-    step = 64 if request.two_stage else 32
+    step = 32 * TWO_STAGE_UPSCALE if request.two_stage else 32
     for scale in (0.875, 0.75, 0.625, 0.5, 0.375, 0.25):
         w = max(step, int(request.width * scale) // step * step)
         h = max(step, int(request.height * scale) // step * step)
