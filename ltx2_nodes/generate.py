@@ -41,11 +41,11 @@ log = logging.getLogger("ltx2_nodes")
 class GenerateRequest:
     """What to generate. ``width``/``height`` are the final size (two-stage: stage 1 runs at half).
 
-    ``mode``: the ``sampling.recipe`` preset of stage 1, "distilled" (fixed list, no guidance) or "dev"
-    (``steps``, None: the preset's; reference guidance, needs the negative prompt); ``stage1`` overrides the
-    settings ``mode`` implies. ``images``:
-    image conditions (re-encoded at each stage's size); ``audio``: an AUDIO dict to keep as the
-    soundtrack (audio-to-video), starting at ``audio_start_seconds``.
+    ``mode``: the stage-1 preset of ``family``'s recipe (``sampling.recipe``; None: the default family),
+    "distilled" (fixed list, no guidance) or "dev" (``steps``, None: the preset's; reference guidance, needs
+    the negative prompt); ``stage1`` overrides the settings ``mode`` implies. ``images``: image conditions
+    (re-encoded at each stage's size); ``audio``: an AUDIO dict to keep as the soundtrack (audio-to-video),
+    starting at ``audio_start_seconds``.
     """
 
     prompt: str
@@ -64,6 +64,7 @@ class GenerateRequest:
     audio_start_seconds: float = 0.0
     tiling: TilingConfig | str | None = "auto"
     metadata: dict = field(default_factory=dict)  # more MP4 tags (JSON-encoded when not strings)
+    family: str | None = None
 
     def describe(self) -> dict:
         """What the MP4's ``ltx2_generate`` tag records (ComfyUI's own ``prompt`` tag means an API graph)."""
@@ -74,7 +75,7 @@ class GenerateRequest:
                 "images": len(self.images), "audio_to_video": self.audio is not None}
 
     def recipe(self) -> Recipe:
-        return recipe_for()
+        return recipe_for(self.family)
 
     def stage1_settings(self) -> GenerationSettings:
         if self.stage1 is not None:

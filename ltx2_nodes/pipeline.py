@@ -24,7 +24,7 @@ from .sampling.guidance import NO_GUIDANCE, GuidanceParams, GuidedDenoiser
 from .sampling.loop import SAMPLERS, Callback, denoise
 from .sampling.noise import SeededNoise
 from .sampling.recipe import DEFAULT_SEED, SamplerPreset
-from .sampling.schedules import parse_sigmas, validate_sigmas
+from .sampling.schedules import validate_sigmas
 from .sampling.state import AudioGrid, VideoGrid, add_noise, initial_state
 
 __all__ = ["AVLatents", "GenerationSettings", "TextConditioning", "sample", "empty_latents"]
@@ -120,11 +120,6 @@ class GenerationSettings:
         kw.setdefault("video_guidance", preset.video_guidance)
         kw.setdefault("audio_guidance", preset.audio_guidance)
         return cls(preset.sigmas(steps), seed=seed, **kw)
-
-    @classmethod
-    def custom(cls, sigmas: str, seed: int = DEFAULT_SEED, **kw) -> "GenerationSettings":
-        """A user-typed schedule such as ``"1.0, 0.9, 0.7, 0.4, 0.0"``."""
-        return cls(parse_sigmas(sigmas), seed=seed, **kw)
 
 
 def _model_device(model) -> torch.device:

@@ -209,7 +209,7 @@ def test_latent_shapes_and_input_errors(model, texts):
     with pytest.raises(InputError, match="unknown sampler 'ddim'"):
         GenerationSettings.from_preset(recipe_for().distilled, sampler="ddim")
     with pytest.raises(InputError, match="is not below entry"):
-        GenerationSettings.custom("1.0, 1.0, 0")
+        GenerationSettings(torch.tensor([1.0, 1.0, 0.0]))
     wrong = AVLatents(torch.zeros(1, model.config.in_channels + 1, FRAMES, HEIGHT, WIDTH), None, fps=24.0)
     with pytest.raises(InputError, match=f"the video latent has {model.config.in_channels + 1} channels but the "
                                          f"transformer expects {model.config.in_channels}"):

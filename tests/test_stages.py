@@ -127,7 +127,7 @@ def test_streamed_stages_equal_the_plain_cpu_run(loaded):
     ltx2, gemma, _ = loaded
     text = stages.connect_text(ltx2.text_connector, stages.encode_prompts(gemma, ["a fox"], selection.default_engine()))
     latents = empty_latents(1, 9, 64, 64, 24.0, video_channels=8)
-    settings = GenerationSettings.custom("1.0, 0.6, 0.0", seed=5)
+    settings = GenerationSettings(torch.tensor([1.0, 0.6, 0.0]), seed=5)
     expected = stages.run_sampler(ltx2.dit, text, latents, settings)
     engine = _virtual_engine(minimal=True)
     modes = []
