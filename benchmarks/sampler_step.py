@@ -26,8 +26,8 @@ from dit_forward import build
 
 from ltx2_nodes.model.connector import TextConditioning
 from ltx2_nodes.model.transformer import TransformerConfig
-from ltx2_nodes.sampling.guidance import DEV_AUDIO_GUIDANCE, DEV_VIDEO_GUIDANCE, NO_GUIDANCE, GuidanceParams, \
-    GuidedDenoiser
+from ltx2_nodes.sampling.guidance import NO_GUIDANCE, GuidanceParams, GuidedDenoiser
+from ltx2_nodes.sampling.recipe import recipe_for
 from ltx2_nodes.sampling.loop import denoise
 from ltx2_nodes.sampling.noise import SeededNoise
 from ltx2_nodes.sampling.state import AudioGrid, VideoGrid, add_noise, initial_state
@@ -72,8 +72,8 @@ def setup():
 def stepper(model, video, audio, positive, negative, case: dict):
     """One loop iteration for ``case`` and the denoiser that counts its forwards."""
     layers = model.config.num_layers
-    vp = _on_last_block(DEV_VIDEO_GUIDANCE, layers) if case["guided"] else NO_GUIDANCE
-    ap = _on_last_block(DEV_AUDIO_GUIDANCE, layers) if case["guided"] else NO_GUIDANCE
+    vp = _on_last_block(recipe_for().dev.video_guidance, layers) if case["guided"] else NO_GUIDANCE
+    ap = _on_last_block(recipe_for().dev.audio_guidance, layers) if case["guided"] else NO_GUIDANCE
     denoiser = GuidedDenoiser(model, positive, negative, vp, ap, batched=case["batched"])
     sigmas = torch.tensor([0.6, 0.5])
     return (lambda: denoise(denoiser, video, audio, sigmas, sampler=case["sampler"])), denoiser

@@ -26,7 +26,7 @@ def _loaded(name: str) -> ModuleType | None:
 
 
 def model_management() -> ModuleType:
-    """``comfy.model_management``; call it only inside ComfyUI (``memory.comfy``)."""
+    """``comfy.model_management``; call it only inside ComfyUI (``memory.selection``)."""
     return importlib.import_module("comfy.model_management")
 
 

@@ -1,9 +1,10 @@
 """One function per pipeline stage, each running its model(s) inside ``engine.stage(...)``.
 
 The ComfyUI nodes and the CLI call these (no ComfyUI import here). Every function takes the
-memory engine that places the stage's weights (``default_engine()`` when None: ComfyUI's engine
-inside ComfyUI, a process-wide headless one otherwise) and returns its results on the CPU, so
-nothing of a stage stays on the compute device after it, also when it raises or is interrupted.
+memory engine that places the stage's weights (``memory.selection.default_engine()`` when None:
+ComfyUI's engine inside ComfyUI, a process-wide headless one otherwise) and returns its results on
+the CPU, so nothing of a stage stays on the compute device after it, also when it raises or is
+interrupted.
 
 Engine stages do not nest, so work that needs another model is done before a stage starts:
 conditioning images are encoded (video VAE encoder stage) before the DiT stage, the latent
@@ -11,44 +12,36 @@ preview projection is fitted (video VAE decoder) before sampling, LoRAs are inst
 shared DiT around its stage (as buffers, so the engine moves them with the blocks) and removed
 afterwards.
 
-``generate`` composes the stages end to end for the CLI: prompt(s) -> Gemma features -> text
-conditioning -> [stage 1, x2 upscale, stage 2 | one stage] -> audio decode -> tiled video decode
-streamed into an MP4 with the audio.
+``generate`` (its own module) composes the stages end to end for the CLI.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import math
-import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import comfy_env
 from .errors import InputError
 from .loading.lora import applied_loras
 from .media.audio_codec import decode_audio as _decode_audio_modules
 from .media.audio_codec import encode_audio as _encode_audio_module
-from .media.mux import MP4Writer
-from .memory import MemoryEngine, StageProfile, decoder_profile, dit_profile
+from .media.audio_clip import audio_segment, fit_latent_frames
+from .memory import MemoryEngine, StageProfile, decoder_profile, dit_profile, selection
 from .memory.estimates import (DecoderShape, audio_decode_activation_bytes, connector_activation_bytes,
                                upscaler_activation_bytes)
 from .memory.placement import module_tensors, tensor_bytes
-from .memory.precheck import RunEstimate, RunRequest, checkpoint_weights, stage_weights
 from .memory.vae import auto_tiling, decode_budget, encode_device_bytes, tile_device_bytes
 from .model.connector import TextConditioning
-from .model.shapes import stage1_size
 from .model.upsampler import upsample_latent
 from .model.vae_tiling import TilingConfig, decode_chunks, plan_tiles
-from .models import AudioVAEHandle, ConnectorHandle, DiTHandle, GemmaHandle, LTX2Models, UpscalerHandle, VideoVAEHandle
-from .pipeline import DEFAULT_NEGATIVE_PROMPT, AVLatents, GenerationSettings, empty_latents, sample
+from .models import AudioVAEHandle, ConnectorHandle, DiTHandle, GemmaHandle, UpscalerHandle, VideoVAEHandle
+from .pipeline import AVLatents, GenerationSettings, sample
 from .progress import ProgressBar, check_interrupted
 from .sampling.conditioning import (ConditioningItem, ImageCondition, KeyframeAtFrame, encode_images,
                                     frame_condition)
@@ -59,45 +52,13 @@ from .sampling.state import VideoGrid
 from .text.cache import SESSION_CACHE, cache_key
 from .text.gemma import GemmaFeatures
 
-log = logging.getLogger("ltx2_nodes")
-
-ENGINE_ENV = {"device": "LTX2_DEVICE", "vram_budget": "LTX2_VRAM_BUDGET", "ram_budget": "LTX2_RAM_BUDGET"}
-_HEADLESS_ENGINE: MemoryEngine | None = None
-
 
 # ------------------------------------------------------------------------------------------------
 # The engine
 
 
-def configure_engine(engine: MemoryEngine | None = None, **settings) -> MemoryEngine:
-    """Set the process-wide headless engine: a given one, or one built from ``MemoryEngine`` keyword
-    arguments (``device``, ``vram_budget``, ...), defaults from ``$LTX2_DEVICE``, ``$LTX2_VRAM_BUDGET``,
-    ``$LTX2_RAM_BUDGET`` ("auto" when unset)."""
-    global _HEADLESS_ENGINE
-    if engine is None:
-        kwargs = {key: os.environ.get(env, "auto") for key, env in ENGINE_ENV.items()}
-        kwargs.update(settings)
-        device = kwargs.pop("device")
-        engine = MemoryEngine(device, **kwargs)
-    _HEADLESS_ENGINE = engine
-    return engine
-
-
-def default_engine() -> MemoryEngine:
-    """ComfyUI's engine (``memory.comfy.comfy_engine``) inside ComfyUI, else the headless one."""
-    if comfy_env.inside_comfyui():
-        from .memory.comfy import comfy_engine
-
-        return comfy_engine()
-    return _HEADLESS_ENGINE or configure_engine()
-
-
-def compute_device() -> torch.device:
-    return default_engine().device.device
-
-
 def _engine(engine: MemoryEngine | None) -> MemoryEngine:
-    return engine if engine is not None else default_engine()
+    return engine if engine is not None else selection.default_engine()
 
 
 def _module_dtype(module: nn.Module) -> torch.dtype:
@@ -238,6 +199,13 @@ def encode_audio_latent(audio_vae: AudioVAEHandle, audio: dict, engine: MemoryEn
         return _encode_audio_module(audio, encoder).cpu()
 
 
+def audio_latent_for_clip(audio_vae: AudioVAEHandle, audio: dict, start_seconds: float, seconds: float,
+                          latent_frames: int, engine: MemoryEngine | None = None) -> torch.Tensor:
+    """Encode ``[start, start + seconds)`` of ``audio`` to exactly ``latent_frames`` latents (audio-to-video)."""
+    encoded = encode_audio_latent(audio_vae, audio_segment(audio, start_seconds, seconds), engine)
+    return fit_latent_frames(encoded, latent_frames)
+
+
 # ------------------------------------------------------------------------------------------------
 # Sampling
 
@@ -373,175 +341,4 @@ def decode_audio(audio_latent: torch.Tensor, audio_vae: AudioVAEHandle, engine: 
                                                         release_pages=audio_vae.release_pages):
         waveform, rate = _decode_audio_modules(audio_latent, decoder, vocoder, frames, fps)
         return {"waveform": waveform.cpu(), "sample_rate": int(rate)}
-
-
-# ------------------------------------------------------------------------------------------------
-# End to end (CLI)
-
-
-@dataclass
-class GenerateRequest:
-    """What to generate. ``width``/``height`` are the final size (two-stage: stage 1 runs at half).
-
-    ``mode``: "distilled" (fixed 8-step list, no guidance) or "dev" (``steps``, reference guidance,
-    needs the negative prompt); ``stage1`` overrides the settings ``mode`` implies. ``images``:
-    image conditions (re-encoded at each stage's size); ``audio``: an AUDIO dict to keep as the
-    soundtrack (audio-to-video), starting at ``audio_start_seconds``.
-    """
-
-    prompt: str
-    negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
-    width: int = 1536
-    height: int = 1024
-    frames: int = 121
-    fps: float = 24.0
-    seed: int = 10
-    mode: str = "distilled"
-    steps: int = 40
-    two_stage: bool = True
-    stage1: GenerationSettings | None = None
-    images: Sequence[ImageCondition] = ()
-    audio: dict | None = None
-    audio_start_seconds: float = 0.0
-    tiling: TilingConfig | str | None = "auto"
-    metadata: dict = field(default_factory=dict)  # more MP4 tags (JSON-encoded when not strings)
-
-    def describe(self) -> dict:
-        """What the MP4's ``ltx2_generate`` tag records (ComfyUI's own ``prompt`` tag means an API graph)."""
-        settings = self.stage1_settings()
-        return {"prompt": self.prompt, "negative_prompt": self.negative_prompt if _needs_negative(settings) else "",
-                "width": self.width, "height": self.height, "frames": self.frames, "fps": self.fps, "seed": self.seed,
-                "mode": self.mode, "sampler": settings.sampler, "steps": settings.steps, "two_stage": self.two_stage,
-                "images": len(self.images), "audio_to_video": self.audio is not None}
-
-    def stage1_settings(self) -> GenerationSettings:
-        if self.stage1 is not None:
-            return self.stage1
-        if self.mode == "distilled":
-            return GenerationSettings.distilled(seed=self.seed)
-        if self.mode == "dev":
-            return GenerationSettings.dev(steps=self.steps, seed=self.seed)
-        raise InputError(f"mode {self.mode!r} is not 'distilled' or 'dev'.")
-
-    def stage_size(self) -> tuple[int, int]:
-        """(height, width) of the first stage."""
-        return stage1_size(self.height, self.width) if self.two_stage else (self.height, self.width)
-
-
-def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, engine: MemoryEngine | None = None,
-             upscaler: UpscalerHandle | None = None) -> RunEstimate:
-    """``engine.precheck`` for the whole run from file headers (nothing loaded): raises
-    ``OutOfMemoryError`` naming what would fit when the run cannot."""
-    from .model.gemma3 import GemmaConfig
-    from .model.transformer import TransformerConfig
-
-    engine = _engine(engine)
-    weights = checkpoint_weights(ltx2.ckpt, dtype=ltx2.dtype, fp8=ltx2.fp8 == "cast bf16 to fp8")
-    weights["gemma"] = stage_weights("gemma", gemma.files.raw_state(), dtype=gemma.dtype)
-    if upscaler is not None and request.two_stage:
-        from .loading.safetensors_file import SafetensorsFile
-
-        file = SafetensorsFile(upscaler.path)
-        weights["upscaler"] = stage_weights("upscaler", {k: file.info(k) for k in file.keys()},
-                                            dtype=upscaler.dtype, streamable=False)
-    settings = request.stage1_settings()
-    passes = len(plan_passes(settings.video_guidance, settings.audio_guidance))
-    tile = request.tiling if isinstance(request.tiling, TilingConfig) else None
-    run = RunRequest(request.width, request.height, request.frames, request.fps,
-                     batch=passes if settings.batched_guidance else 1,
-                     prompts=2 if _needs_negative(settings) else 1, two_stage=request.two_stage,
-                     vae_tile=((tile.tile_size_in_pixels or 4096, tile.tile_size_in_frames or 4096) if tile
-                               else (512, 64)),
-                     dtype=ltx2.dtype)
-    text_shape = DecoderShape.of(GemmaConfig.from_hf(gemma.files.text_config, source=gemma.name))
-    dit_config = TransformerConfig.from_metadata(ltx2.ckpt.component_config("transformer"))
-    estimate = engine.precheck(weights, run, dit_config=dit_config, text_shape=text_shape)
-    log.info("pre-check:\n%s", estimate.table())
-    return estimate
-
-
-def _needs_negative(settings: GenerationSettings) -> bool:
-    return settings.video_guidance.needs_negative or settings.audio_guidance.needs_negative
-
-
-def audio_latent_for_clip(audio_vae: AudioVAEHandle, audio: dict, start_seconds: float, seconds: float,
-                          latent_frames: int, engine: MemoryEngine | None = None) -> torch.Tensor:
-    """Encode ``[start, start + seconds)`` of ``audio`` to exactly ``latent_frames`` latents (audio-to-video)."""
-    encoded = encode_audio_latent(audio_vae, audio_segment(audio, start_seconds, seconds), engine)
-    return fit_latent_frames(encoded, latent_frames)
-
-
-def audio_segment(audio: dict, start_seconds: float, seconds: float) -> dict:
-    """``seconds`` of ``audio`` from ``start_seconds``, zero-padded at the end when the file is shorter."""
-    waveform, rate = audio["waveform"], int(audio["sample_rate"])
-    if start_seconds < 0:
-        raise InputError(f"audio start {start_seconds} s is negative.")
-    begin = round(start_seconds * rate)
-    if begin >= waveform.shape[-1]:
-        raise InputError(f"audio start {start_seconds} s is past the end of the audio "
-                         f"({waveform.shape[-1] / rate:.2f} s).")
-    length = math.ceil(seconds * rate)
-    piece = waveform[..., begin:begin + length]
-    return {"waveform": F.pad(piece, (0, length - piece.shape[-1])), "sample_rate": rate}
-
-
-def fit_latent_frames(latent: torch.Tensor, frames: int) -> torch.Tensor:
-    """Cut a ``[B, C, T, M]`` audio latent to ``frames`` steps (or repeat its last step when short by the
-    encoder's rounding)."""
-    if latent.shape[2] >= frames:
-        return latent[:, :, :frames].contiguous()
-    pad = latent[:, :, -1:].expand(-1, -1, frames - latent.shape[2], -1)
-    return torch.cat([latent, pad], dim=2)
-
-
-def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out_path: str | Path, *,
-             upscaler: UpscalerHandle | None = None, engine: MemoryEngine | None = None,
-             loras: Sequence = (), stage2_loras: Sequence = (), callback: Callback | None = None,
-             gemma_cache_dir: str | Path | None = None) -> Path:
-    """Text (+ images / audio) -> MP4 with video and audio, end to end. ``loras``: ``[(LoRA, strength)]``
-    for every stage; ``stage2_loras`` added for the refinement stage (the dev recipe passes the distilled
-    LoRA). Returns the MP4 path."""
-    engine = _engine(engine)
-    if request.two_stage and upscaler is None:
-        raise InputError("a two-stage run needs the latent upscaler (ltx-2-spatial-upscaler-x2-1.0.safetensors).")
-    settings = request.stage1_settings()
-    height, width = request.stage_size()
-    precheck(ltx2, gemma, request, engine, upscaler)
-
-    negative_needed = _needs_negative(settings)
-    prompts = [request.prompt] + ([request.negative_prompt] if negative_needed else [])
-    text = connect_text(ltx2.text_connector, encode_prompts(gemma, prompts, engine, cache_dir=gemma_cache_dir), engine)
-    positive = split_text(text, 0)
-    negative = split_text(text, 1) if negative_needed else None
-
-    video_vae, audio_vae = ltx2.video_vae, ltx2.audio_vae
-    latents = empty_latents(1, request.frames, height, width, request.fps, video_channels=video_vae.latent_channels,
-                            audio_channels=audio_vae.latent_channels, audio_mel_bins=audio_vae.latent_mel_bins,
-                            video_scale=video_vae.scale, audio_timing=audio_vae.timing)
-    if request.audio is not None:
-        audio = audio_latent_for_clip(audio_vae, request.audio, request.audio_start_seconds,
-                                      request.frames / request.fps, latents.audio.shape[2], engine)
-        latents = dataclasses.replace(latents, audio=audio).keep_audio()
-
-    noise = SeededNoise(settings.seed, latents.batch)
-    dit = ltx2.dit
-    items = encode_conditioning_images(video_vae, request.images, latents.video_grid(), engine)
-    result = run_sampler(dit, positive, latents, settings, engine, negative=negative, conditioning=items,
-                         loras=list(loras), noise=noise, callback=callback)
-    if request.two_stage:
-        upscaled = upscale(result, upscaler, video_vae.stats, engine)
-        second_in = dataclasses.replace(upscaled, audio_mask=latents.audio_mask)
-        items = encode_conditioning_images(video_vae, request.images, second_in.video_grid(), engine)
-        stage2 = GenerationSettings.distilled(seed=settings.seed, stage=2)
-        result = run_sampler(dit, positive, second_in, stage2, engine, negative=negative, conditioning=items,
-                             loras=list(loras) + list(stage2_loras), noise=noise, callback=callback)
-
-    sound = decode_audio(result.audio, audio_vae, engine, frames=request.frames, fps=request.fps)
-    writer = MP4Writer(out_path, request.fps, audio_sample_rate=sound["sample_rate"],
-                       metadata={"ltx2_generate": request.describe(), **request.metadata})
-    with writer, contextlib.closing(decode_video_chunks(result.video, video_vae, engine, request.tiling)) as chunks:
-        for chunk in chunks:
-            writer.add_frames(pixels_to_images(chunk[:1]))
-        writer.set_audio(sound["waveform"][0])
-    return writer.path
 

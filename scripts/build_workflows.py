@@ -31,9 +31,11 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from ltx2_nodes.cli.core_nodes import CORE_NODE_CLASSES  # noqa: E402
-from ltx2_nodes.pipeline import DEFAULT_NEGATIVE_PROMPT as NEGATIVE_PROMPT  # noqa: E402
 from ltx2_nodes.demo import models as demo  # noqa: E402
 from ltx2_nodes.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
+from ltx2_nodes.nodes.sampler import preset_widgets  # noqa: E402
+from ltx2_nodes.sampling.recipe import DEFAULT_NEGATIVE_PROMPT as NEGATIVE_PROMPT  # noqa: E402
+from ltx2_nodes.sampling.recipe import DEFAULT_SEED, recipe_for  # noqa: E402
 
 RELEASED = {"distilled": "ltx-2-19b-distilled-fp8.safetensors", "dev": "ltx-2-19b-dev-fp8.safetensors",
             "upscaler": "ltx-2-spatial-upscaler-x2-1.0.safetensors", "gemma": "gemma_3_12B_it.safetensors",
@@ -45,7 +47,7 @@ DEMO = {"distilled": demo.CHECKPOINT, "dev": demo.CHECKPOINT, "upscaler": demo.U
 RELEASED_SIZE = {"width": 768, "height": 512, "frames": 121}
 DEMO_SIZE = {"width": 256, "height": 160, "frames": 49}
 FPS = 24.0
-SEED = 10
+SEED = DEFAULT_SEED
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
 CLASSES = {**CORE_NODE_CLASSES, **NODE_CLASS_MAPPINGS}
 
@@ -57,12 +59,10 @@ I2V_PROMPT = ("The scene in the image comes to life: the camera slowly pushes in
 A2V_PROMPT = ("A singer performs on a small stage under warm spotlights, moving to the rhythm of the music, "
               "the camera slowly circling her.")
 
-DISTILLED = dict(steps=8, schedule="distilled", sigmas="", sampler="euler", video_cfg=1.0, audio_cfg=1.0,
-                 modality_scale=1.0, stg_scale=0.0, stg_blocks="29", rescale=0.0, start_sigma=1.0,
-                 guidance_passes="sequential")
-DEV = dict(steps=40, schedule="ltx2", sigmas="", sampler="euler", video_cfg=3.0, audio_cfg=7.0, modality_scale=3.0,
-           stg_scale=1.0, stg_blocks="29", rescale=0.7, start_sigma=1.0, guidance_passes="sequential")
-REFINE = dict(DISTILLED, steps=3, schedule="distilled stage 2", start_sigma=0.909375)
+# The samplers' widget values: the recipe's presets (sampling/recipe.py), LTX-2.0.
+RECIPE = recipe_for("2.0")
+DISTILLED, DEV, REFINE = (preset_widgets(preset, RECIPE.stg_blocks)
+                          for preset in (RECIPE.distilled, RECIPE.dev, RECIPE.refine))
 
 
 @dataclass(frozen=True)
@@ -158,8 +158,9 @@ def _back(final: int, audio_decode_latent: int, prefix: str) -> list[Node]:
 
 
 STAGE_NOTE = ("Two stages, as the reference pipeline: stage 1 samples at the Empty Latent's size (768x512 here), the "
-              "x2 latent upscaler doubles it, stage 2 refines at 1536x1024 from sigma 0.909375 with the distilled "
-              "3-step list. Width/height must be multiples of 64 here (32 after halving), frames 8k+1 (121 = 5 s at "
+              "x2 latent upscaler doubles it, stage 2 refines at 1536x1024 from sigma "
+              f"{RECIPE.stage2_start_sigma:g} with the distilled {RECIPE.refine.steps}-step list. Width/height must "
+              "be multiples of 64 here (32 after halving), frames 8k+1 (121 = 5 s at "
               "24 fps). The 'seed' and 'fps' boxes feed every node that needs them; a stage-2 sampler with stage 1's "
               "seed continues its noise stream exactly like the reference. Lower the size or frames if memory is "
               "short; the decode tiles itself to the free memory (0 = auto).")
@@ -179,7 +180,8 @@ def t2av_distilled() -> Workflow:
         _sampler(8, Link(1), Link(7), REFINE, "Stage 2 sampler (refine)", _col(4, 0)),
     ] + _back(8, 8, "LTX2/t2av_distilled")
     notes = [(MODELS_NOTE.format(checkpoint="ltx-2-19b-distilled-fp8.safetensors", extra=""), _col(0, 520), (340, 200)),
-             ("Distilled model: guidance off (CFG 1, STG 0, modality 1) and the fixed 8-step schedule; 'steps' is "
+             ("Distilled model: guidance off (CFG 1, STG 0, modality 1) and the fixed "
+              f"{RECIPE.distilled.steps}-step schedule; 'steps' is "
               "ignored. " + STAGE_NOTE, _col(1, 420), (340, 300))]
     return Workflow("t2av_distilled_two_stage", "Text to video with sound, LTX-2 distilled, two stages", nodes,
                     {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes)
@@ -193,7 +195,8 @@ def t2av_dev() -> Workflow:
         _sampler(6, Link(1), Link(5), DEV, "Stage 1 sampler (dev, guided)", _col(3, 0), negative=Link(14)),
         Node(7, "LTX2LatentUpscaler", {"latent": Link(6), "video_vae": Link(1, 1), "upscale_model": Model("upscaler")},
              pos=_col(3, 620)),
-        Node(12, "LTX2LoraLoader", {"model": Link(1), "lora_name": Model("lora"), "strength": 0.6}, pos=_col(3, 820)),
+        Node(12, "LTX2LoraLoader", {"model": Link(1), "lora_name": Model("lora"),
+                                    "strength": RECIPE.stage2_lora_strength}, pos=_col(3, 820)),
         _sampler(8, Link(12), Link(7), REFINE, "Stage 2 sampler (refine, distilled LoRA)", _col(4, 0)),
         _prompt(13, NEGATIVE_PROMPT, "Negative prompt", 260),
         Node(14, "LTX2TextConnector", {"text_connector": Link(1, 3), "features": Link(13)}, "Negative connector",
@@ -202,9 +205,11 @@ def t2av_dev() -> Workflow:
     notes = [(MODELS_NOTE.format(checkpoint="ltx-2-19b-dev-fp8.safetensors",
                                  extra=", ltx-2-19b-distilled-lora-384.safetensors in models/loras"),
               _col(0, 520), (340, 220)),
-             ("Dev model with the reference guidance: 40 steps of the LTX-2 schedule, video CFG 3 / audio CFG 7 "
-              "against the negative prompt, STG 1 on block 29, modality guidance 3, rescale 0.7 (up to 4 model passes "
-              "per step). Stage 2 refines with the distilled LoRA at 0.6 and no guidance, as the reference two-stage "
+             (f"Dev model with the reference guidance: {DEV['steps']} steps of the LTX-2 schedule, video CFG "
+              f"{DEV['video_cfg']:g} / audio CFG {DEV['audio_cfg']:g} against the negative prompt, STG "
+              f"{DEV['stg_scale']:g} on block {DEV['stg_blocks']}, modality guidance {DEV['modality_scale']:g}, "
+              f"rescale {DEV['rescale']:g} (up to 4 model passes per step). Stage 2 refines with the distilled LoRA "
+              f"at {RECIPE.stage2_lora_strength:g} and no guidance, as the reference two-stage "
               "dev pipeline. " + STAGE_NOTE, _col(1, 620), (340, 360))]
     return Workflow("t2av_dev_two_stage", "Text to video with sound, LTX-2 dev with guidance, two stages", nodes,
                     {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes)

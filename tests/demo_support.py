@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ltx2_nodes import paths, stages
+from ltx2_nodes import paths
 from ltx2_nodes.demo.models import write_demo_models
+from ltx2_nodes.memory import selection
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_WORKFLOWS = REPO / "workflows" / "demo"
@@ -28,13 +29,13 @@ def headless(demo_models, tmp_path):
     """Paths pointed at the demo models, outputs in ``tmp_path/out``, a plain CPU engine, 2 threads."""
     paths.reset()
     paths.configure(models_dir=demo_models.root, output_dir=tmp_path / "out", input_dir=DEMO_INPUTS)
-    previous = stages._HEADLESS_ENGINE
-    engine = stages.configure_engine(device="cpu")
+    previous = selection._HEADLESS_ENGINE
+    engine = selection.configure_engine(device="cpu")
     threads = torch.get_num_threads()
     torch.set_num_threads(min(threads, 2))
     yield engine
     torch.set_num_threads(threads)
-    stages.configure_engine(previous) if previous is not None else setattr(stages, "_HEADLESS_ENGINE", None)
+    selection.configure_engine(previous) if previous is not None else setattr(selection, "_HEADLESS_ENGINE", None)
     paths.reset()
 
 

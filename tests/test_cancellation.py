@@ -9,8 +9,9 @@ import contextlib
 import pytest
 
 from demo_support import demo_models, headless  # noqa: F401
-from ltx2_nodes import progress, stages
+from ltx2_nodes import progress
 from ltx2_nodes.errors import RunInterrupted
+from ltx2_nodes.generate import GenerateRequest, generate
 from ltx2_nodes.memory import MemoryEngine
 from ltx2_nodes.models import clear_caches, load_gemma, load_ltx2, load_upscaler
 from ltx2_nodes.text.cache import SESSION_CACHE
@@ -49,7 +50,7 @@ def _cancelling(engine: MemoryEngine, target: str, when: str, entered: list[str]
 @pytest.mark.parametrize("minimal", [False, True], ids=["resident", "streamed"])
 def test_a_cancel_in_any_stage_raises_run_interrupted_and_leaves_nothing_behind(loaded, tmp_path, minimal):
     ltx2, gemma, upscaler = loaded
-    request = stages.GenerateRequest(**REQUEST)
+    request = GenerateRequest(**REQUEST)
     engine = MemoryEngine("cpu", virtual=True, vram_budget=256 << 20, ram_budget="1GiB", minimal=minimal)
     for target in STAGES:
         for when in ("entry", "inside"):
@@ -58,7 +59,7 @@ def test_a_cancel_in_any_stage_raises_run_interrupted_and_leaves_nothing_behind(
             SESSION_CACHE.clear()  # Gemma runs (a cached prompt would skip its stage)
             out = tmp_path / f"cut_{target}_{when}.mp4"
             with pytest.raises(RunInterrupted) as info:
-                stages.generate(ltx2, gemma, request, out, upscaler=upscaler, engine=engine)
+                generate(ltx2, gemma, request, out, upscaler=upscaler, engine=engine)
             case = f"cancel at {when} of {target}"
             assert target in entered, case
             stopped_in = entered[-1]

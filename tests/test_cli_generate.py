@@ -7,17 +7,18 @@ import json
 import pytest
 
 from demo_support import DEMO_INPUTS, demo_models  # noqa: F401 (fixture)
-from ltx2_nodes import paths, stages
+from ltx2_nodes import paths
 from ltx2_nodes.cli import main
 from ltx2_nodes.media.mux import probe
+from ltx2_nodes.memory import selection
 
 
 @pytest.fixture
 def isolated():
     paths.reset()
-    previous = stages._HEADLESS_ENGINE
+    previous = selection._HEADLESS_ENGINE
     yield
-    stages.configure_engine(previous) if previous is not None else setattr(stages, "_HEADLESS_ENGINE", None)
+    selection.configure_engine(previous) if previous is not None else setattr(selection, "_HEADLESS_ENGINE", None)
     paths.reset()
 
 

@@ -1,15 +1,14 @@
 """The frontend extension (js/): Node's unit tests, and the JS numbers checked against the Python they mirror.
 
-js/lib/*.js repeat a few Python facts for the canvas: the sampler presets (sampling/guidance.py,
-sampling/schedules.py, pipeline.GenerationSettings.dev), the size rules and token counts (model/shapes.py)
-and the DiT memory estimate (memory/estimates.py, memory/precheck.py). Node evaluates the JS side and prints
-JSON; these tests compare it with the Python values. Everything here is skipped, with the reason, when
-Node >= 20 is not on PATH.
+js/lib/*.js repeat a few Python facts for the canvas: the sampler presets (sampling/recipe.py, as the
+sampler node's widgets), the size rules and token counts (model/shapes.py) and the DiT memory estimate
+(memory/estimates.py, memory/precheck.py). Node evaluates the JS side and prints JSON; these tests
+compare it with the Python values. Everything here is skipped, with the reason, when Node >= 20 is
+not on PATH.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 import shutil
@@ -26,9 +25,9 @@ from ltx2_nodes.memory.precheck import RunRequest, estimate_run, module_weights
 from ltx2_nodes.model.shapes import (AudioTiming, VideoScale, frames_for_seconds, size_multiple, snap_video_size,
                                      video_latent_size)
 from ltx2_nodes.model.transformer import LTX2Transformer, TransformerConfig
-from ltx2_nodes.pipeline import GenerationSettings
-from ltx2_nodes.sampling.guidance import DEV_AUDIO_GUIDANCE, DEV_VIDEO_GUIDANCE, NO_GUIDANCE
-from ltx2_nodes.sampling.schedules import DISTILLED_STAGE1_SIGMAS, STAGE2_START_SIGMA
+from ltx2_nodes.nodes.sampler import preset_widgets
+from ltx2_nodes.sampling.guidance import NO_GUIDANCE
+from ltx2_nodes.sampling.recipe import recipe_for
 
 REPO = Path(__file__).resolve().parents[1]
 LIB = REPO / "js" / "lib"
@@ -81,32 +80,34 @@ def _blocks(text: str) -> tuple[int, ...]:
     return tuple(int(b) for b in re.split(r"[\s,]+", text) if b)
 
 
-def test_dev_preset_is_the_python_dev_guidance(presets):
-    dev = presets["presets"]["dev"]
-    video, audio = DEV_VIDEO_GUIDANCE, DEV_AUDIO_GUIDANCE
-    # one widget drives both modalities for these: they must agree in Python too
-    for shared in ("modality", "stg", "stg_blocks", "rescale"):
-        assert getattr(video, shared) == getattr(audio, shared), shared
-    assert (dev["video_cfg"], dev["audio_cfg"]) == (video.cfg, audio.cfg)
-    assert dev["modality_scale"] == video.modality
-    assert dev["stg_scale"] == video.stg
-    assert _blocks(dev["stg_blocks"]) == video.stg_blocks
-    assert dev["rescale"] == video.rescale
-    assert dev["steps"] == inspect.signature(GenerationSettings.dev).parameters["steps"].default
-    assert dev["schedule"] == "ltx2"
-    assert dev["start_sigma"] == 1.0
-    assert presets["ratio"] == (audio.cfg - 1) / (video.cfg - 1)
+# canvas preset -> its sampling.recipe preset
+RECIPE_PRESETS = {"dev": "dev", "distilled": "distilled", "stage 2 refine": "refine"}
 
 
-@pytest.mark.parametrize("name, schedule, start", [("distilled", "distilled", DISTILLED_STAGE1_SIGMAS[0]),
-                                                   ("stage 2 refine", "distilled stage 2", STAGE2_START_SIGMA)])
-def test_distilled_presets_turn_guidance_off(presets, name, schedule, start):
+def test_canvas_presets_are_the_recipe_presets(presets):
+    """Every value a canvas preset sets is what the recipe preset gives the sampler (``preset_widgets``, the
+    workflow builder's values); the dev preset sets every schedule and guidance widget."""
+    recipe = recipe_for()
+    assert set(presets["presets"]) == set(RECIPE_PRESETS)
+    for name, attr in RECIPE_PRESETS.items():
+        python = preset_widgets(getattr(recipe, attr), recipe.stg_blocks)
+        for widget, value in presets["presets"][name].items():
+            if widget == "stg_blocks":
+                assert _blocks(value) == _blocks(python[widget]), name
+            else:
+                assert value == python[widget], (name, widget)
+    assert {"steps", "schedule", "start_sigma", "video_cfg", "audio_cfg", "modality_scale", "stg_scale", "stg_blocks",
+            "rescale"} <= set(presets["presets"]["dev"])
+    dev = recipe.dev
+    assert presets["ratio"] == (dev.audio_guidance.cfg - 1) / (dev.video_guidance.cfg - 1)
+
+
+@pytest.mark.parametrize("name", ["distilled", "stage 2 refine"])
+def test_distilled_presets_turn_guidance_off(presets, name):
     preset = presets["presets"][name]
     off = NO_GUIDANCE
     assert (preset["video_cfg"], preset["audio_cfg"]) == (off.cfg, off.cfg)
     assert (preset["modality_scale"], preset["stg_scale"], preset["rescale"]) == (off.modality, off.stg, off.rescale)
-    assert preset["schedule"] == schedule
-    assert preset["start_sigma"] == start
     assert "steps" not in preset  # the fixed lists ignore steps
 
 

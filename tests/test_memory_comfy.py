@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from memory_support import allocations, dit_inputs, random_dit  # noqa: F401
-from ltx2_nodes.memory import comfy as bridge
+from ltx2_nodes.memory import selection as bridge
 from ltx2_nodes.memory import MemoryEngine
 from ltx2_nodes.memory.placement import module_tensors, tensor_bytes
 

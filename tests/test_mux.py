@@ -10,7 +10,7 @@ import torch
 
 from ltx2_nodes.errors import InputError
 from ltx2_nodes.media.lengths import exact_fps
-from ltx2_nodes.media.mux import MP4Writer, probe, write_mp4
+from ltx2_nodes.media.mux import MP4Writer, probe
 
 
 def _frames(n=25, h=64, w=96):
@@ -27,8 +27,11 @@ def test_frame_rates_are_exact(fps, expected):
 def test_video_and_audio_streams_with_exact_durations(tmp_path):
     frames, fps, rate = 25, 24, 24000
     wave = torch.sin(torch.linspace(0, 800, rate * 2)).repeat(2, 1) * 0.5  # 2 s: longer than the video
-    path = write_mp4(tmp_path / "clip.mp4", _frames(frames), fps, {"waveform": wave[None], "sample_rate": rate},
-                     metadata={"prompt": {"1": {"class_type": "X"}}, "workflow": {"nodes": []}})
+    with MP4Writer(tmp_path / "clip.mp4", fps, audio_sample_rate=rate,
+                   metadata={"prompt": {"1": {"class_type": "X"}}, "workflow": {"nodes": []}}) as writer:
+        writer.add_frames(_frames(frames))
+        writer.set_audio(wave)
+    path = writer.path
     info = probe(path)
     assert (info.video_codec, info.audio_codec) == ("h264", "aac")
     assert info.video_frames == frames and (info.width, info.height) == (96, 64) and info.fps == fps
@@ -58,7 +61,8 @@ def test_failed_write_leaves_no_file(tmp_path):
 
 def test_bad_inputs_are_explained(tmp_path):
     with pytest.raises(InputError, match=r"\[frames, height, width, 3\]"):
-        write_mp4(tmp_path / "x.mp4", torch.zeros(4, 8, 8), 24)
+        with MP4Writer(tmp_path / "x.mp4", 24) as writer:
+            writer.add_frames(torch.zeros(4, 8, 8))
     with pytest.raises(InputError, match="positive"):
         exact_fps(0)
     with pytest.raises(InputError, match="no video frames"):

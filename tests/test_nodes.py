@@ -20,19 +20,21 @@ from ltx2_nodes.model.connector import TextConditioning
 from ltx2_nodes.models import clear_caches
 from ltx2_nodes.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 from ltx2_nodes.nodes.common import text_encoder_names
-from ltx2_nodes.nodes.sampler import start_at
+from ltx2_nodes.generate import sample_stages
+from ltx2_nodes.models import load_upscaler
+from ltx2_nodes.nodes.sampler import preset_widgets
 from ltx2_nodes.nodes.types import (NestedTensor, from_av_latents, from_conditioning, latent_info, to_av_latents,
                                     to_conditioning)
 from ltx2_nodes.pipeline import AVLatents, GenerationSettings
-from ltx2_nodes.sampling.noise import SeededNoise
+from ltx2_nodes.sampling.recipe import recipe_for, start_at
 
 SCHEMA_IDS = {"LTX2CheckpointLoader", "LTX2GemmaLoader", "LTX2GemmaEncode", "LTX2TextConnector", "LTX2EmptyAVLatent",
               "LTX2ImageToVideo", "LTX2AudioToLatent", "LTX2LoraLoader", "LTX2Sampler", "LTX2LatentUpscaler",
               "LTX2VideoDecodeTiled", "LTX2AudioDecode", "LTX2AVCombine", "LTX2PromptEnhance"}
-DISTILLED = dict(seed=10, steps=8, schedule="distilled", sigmas="", sampler="euler", video_cfg=1.0, audio_cfg=1.0,
-                 modality_scale=1.0, stg_scale=0.0, stg_blocks="29", rescale=0.0, start_sigma=1.0,
-                 guidance_passes="sequential")
-REFINE = dict(DISTILLED, schedule="distilled stage 2", start_sigma=0.909375)
+RECIPE = recipe_for()
+# the samplers of the shipped two-stage workflows (scripts/build_workflows.py)
+DISTILLED = dict(seed=10, **preset_widgets(RECIPE.distilled, RECIPE.stg_blocks))
+REFINE = dict(seed=10, **preset_widgets(RECIPE.refine, RECIPE.stg_blocks))
 
 
 def node(node_id: str):
@@ -292,8 +294,9 @@ def test_sampler_noises_the_input_to_the_first_sigma_and_start_zero_passes_throu
     assert seen[0].sigmas.tolist() == pytest.approx([0.8, 0.725, 0.421875, 0.0])
 
 
-def test_stage_two_with_the_same_seed_continues_the_noise_stream(models, demo_models):
-    """Node graph == the reference two-stage recipe run with one noise stream (stages.run_sampler twice)."""
+def test_node_graph_is_the_two_stage_recipe_and_stage_two_continues_the_noise_stream(models, demo_models):
+    """Node graph (sampler, upscaler, refine sampler with stage 1's seed) == ``generate``'s recipe, one noise
+    stream (``sample_stages``); another seed in stage 2 draws its own stream."""
     latent = empty()
     (first,) = call("LTX2Sampler", model=models["dit"], positive=models["positive"], latent=latent, **DISTILLED)
     (up,) = call("LTX2LatentUpscaler", latent=first, video_vae=models["video_vae"],
@@ -304,10 +307,10 @@ def test_stage_two_with_the_same_seed_continues_the_noise_stream(models, demo_mo
     text = from_conditioning(models["positive"])[0]
     av = to_av_latents(latent)
     av = AVLatents(torch.zeros(1, 8, *av.video.shape[2:]), av.audio, 24.0)
-    noise = SeededNoise(10, 1)
-    ref1 = stages.run_sampler(models["dit"], text, av, GenerationSettings.distilled(seed=10), noise=noise)
-    ref_up = to_av_latents(up)
-    ref2 = stages.run_sampler(models["dit"], text, ref_up, GenerationSettings.distilled(seed=10, stage=2), noise=noise)
+    settings = GenerationSettings.from_preset(RECIPE.distilled, seed=10)
+    ref1 = sample_stages(models["dit"], models["video_vae"], text, av, settings, RECIPE)
+    ref2 = sample_stages(models["dit"], models["video_vae"], text, av, settings, RECIPE,
+                         upscaler=load_upscaler(demo_models.upscaler, device="cpu"))
     got = to_av_latents(second)
     assert torch.equal(to_av_latents(first).video, ref1.video) and torch.equal(got.video, ref2.video)
     assert torch.equal(got.audio, ref2.audio)

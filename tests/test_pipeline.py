@@ -1,25 +1,22 @@
 """End-to-end sampling on the tiny golden transformer: determinism, conditioning, A2V/V2A, batch
-independence, interruption, the two-stage recipe, and the image -> latent front end."""
+independence, interruption, and the image -> latent front end (the two-stage recipe runs through the stage
+functions: tests/test_stages.py and tests/test_nodes.py)."""
 
 from __future__ import annotations
-
-import math
 
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 
 from conftest import find_golden
 from ltx2_nodes.errors import InputError, RunInterrupted
 from ltx2_nodes.loading.checkpoint import LTX2Checkpoint
 from ltx2_nodes.loading.components import load_transformer
-from ltx2_nodes.loading.lora import load_lora
-from ltx2_nodes.pipeline import AVLatents, GenerationSettings, TextConditioning, empty_latents, sample, two_stage
+from ltx2_nodes.pipeline import AVLatents, GenerationSettings, TextConditioning, empty_latents, sample
 from ltx2_nodes.progress import reporting_to, request_interrupt
-from ltx2_nodes.sampling.conditioning import (ImageCondition, KeyframeAtFrame, LatentAtIndex, encode_images,
-                                              image_conditioner)
-from ltx2_nodes.sampling.guidance import DEV_AUDIO_GUIDANCE, DEV_VIDEO_GUIDANCE, GuidanceParams
+from ltx2_nodes.sampling.conditioning import KeyframeAtFrame, LatentAtIndex, encode_images
+from ltx2_nodes.sampling.guidance import GuidanceParams
+from ltx2_nodes.sampling.recipe import recipe_for
 
 FRAMES, HEIGHT, WIDTH = 3, 2, 3  # latent grid of the test video (17 frames, 64 x 96 pixels)
 AUDIO_FRAMES = 18
@@ -47,9 +44,11 @@ def _guidance(model, base: GuidanceParams) -> GuidanceParams:
 
 
 def _settings(model, seed=10, steps=3, **kw) -> GenerationSettings:
-    kw.setdefault("video_guidance", _guidance(model, DEV_VIDEO_GUIDANCE))
-    kw.setdefault("audio_guidance", _guidance(model, DEV_AUDIO_GUIDANCE))
-    return GenerationSettings.dev(steps=steps, seed=seed, **kw)
+    """The dev preset with ``steps``, STG on the tiny model's last block."""
+    dev = recipe_for().dev
+    kw.setdefault("video_guidance", _guidance(model, dev.video_guidance))
+    kw.setdefault("audio_guidance", _guidance(model, dev.audio_guidance))
+    return GenerationSettings.from_preset(dev, seed=seed, steps=steps, **kw)
 
 
 def _latents(model, batch=1) -> AVLatents:
@@ -66,17 +65,6 @@ def _run(model, texts, latents=None, settings=None, **kw) -> AVLatents:
 @pytest.fixture(scope="module")
 def reference_run(model, texts):
     return _run(model, texts)
-
-
-class FakeEncoder:
-    """Stands in for the video VAE encoder: 32x32 average pooling, channels tiled."""
-
-    def __init__(self, channels: int):
-        self.channels = channels
-
-    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        pooled = F.avg_pool3d(pixels, (1, 32, 32))
-        return pooled.repeat(1, math.ceil(self.channels / 3), 1, 1, 1)[:, : self.channels]
 
 
 def test_same_seed_is_bit_identical_and_seed_matters(model, texts, reference_run):
@@ -176,58 +164,6 @@ def test_progress_reaches_the_progress_module(model, texts):
     assert seen == [(1, 3), (2, 3), (3, 3)]
 
 
-def _tiny_lora(model, path):
-    g = torch.Generator().manual_seed(9)
-    q = model.transformer_blocks[0].attn1.to_q
-    prefix = "diffusion_model.transformer_blocks.0.attn1.to_q"
-    save_file({f"{prefix}.lora_A.weight": torch.randn(2, q.in_features, generator=g),
-               f"{prefix}.lora_B.weight": torch.randn(q.out_features, 2, generator=g)}, str(path))
-    return load_lora(path)
-
-
-def test_two_stage_recipe(model, texts, tmp_path):
-    positive, negative = texts
-    latents, settings = _latents(model), _settings(model)
-    encoder = FakeEncoder(model.config.in_channels)
-    image = torch.rand(1, 50, 70, 3, generator=torch.Generator().manual_seed(3))
-    conditioner = image_conditioner(encoder, [ImageCondition(image, 0, 1.0)])
-    seen_by_upsampler = []
-
-    def upsample(video):
-        seen_by_upsampler.append(video)
-        return video.repeat_interleave(2, dim=3).repeat_interleave(2, dim=4)
-
-    progress = []
-    lora = _tiny_lora(model, tmp_path / "lora.safetensors")
-    out = two_stage(model, positive, latents, settings, upsample, negative=negative, conditioning=conditioner,
-                    stage2_loras=[(lora, 1.0)], callback=lambda s, t, p: progress.append((s, t)))
-    total = settings.steps + 3
-    assert progress == [(s, total) for s in range(1, total + 1)]
-    assert out.video.shape == (1, model.config.in_channels, FRAMES, 2 * HEIGHT, 2 * WIDTH)
-    assert out.audio.shape == latents.audio.shape
-    # stage 1 is an ordinary run with the same seed; its video went through the upsampler
-    first = sample(model, positive, latents, settings, negative=negative, conditioning=conditioner)
-    assert torch.equal(seen_by_upsampler[0], first.video)
-    assert (out.audio - first.audio).abs().max() > 1e-3  # audio re-noised at 0.909375 and refined
-    # the image was re-encoded at the stage-2 size and pinned there
-    stage2_image = encode_images(encoder, image, 2 * HEIGHT * 32, 2 * WIDTH * 32)
-    assert torch.equal(out.video[:, :, :1], stage2_image)
-    assert not any("lora" in name for name, _ in model.named_buffers())
-
-    class Stop(Exception):
-        pass
-
-    def stop_in_stage_2(step, total, preview):
-        if step == settings.steps + 1:
-            raise Stop
-
-    with pytest.raises(Stop):
-        two_stage(model, positive, latents, settings, upsample, negative=negative, stage2_loras=[(lora, 1.0)],
-                  callback=stop_in_stage_2)
-    assert not any("lora" in name for name, _ in model.named_buffers())
-    assert not any(m._forward_hooks for m in model.modules())
-
-
 def test_encode_images_resizes_to_cover_and_crops_the_centre():
     seen = []
 
@@ -272,9 +208,9 @@ def test_latent_shapes_and_input_errors(model, texts):
     with pytest.raises(InputError, match="width 770 \\(must be a positive multiple of 32\\).*Nearest valid size"):
         empty_latents(1, 121, 512, 770, 24.0)
     with pytest.raises(InputError, match="unknown sampler 'ddim'"):
-        GenerationSettings.distilled(sampler="ddim")
+        GenerationSettings.from_preset(recipe_for().distilled, sampler="ddim")
     with pytest.raises(InputError, match="is not below entry"):
-        GenerationSettings.custom("1.0, 1.0, 0")
+        GenerationSettings(torch.tensor([1.0, 1.0, 0.0]))
     wrong = AVLatents(torch.zeros(1, model.config.in_channels + 1, FRAMES, HEIGHT, WIDTH), None, fps=24.0)
     with pytest.raises(InputError, match=f"the video latent has {model.config.in_channels + 1} channels but the "
                                          f"transformer expects {model.config.in_channels}"):

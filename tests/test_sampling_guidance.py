@@ -13,11 +13,14 @@ from ltx2_nodes.errors import InputError
 from ltx2_nodes.loading.checkpoint import LTX2Checkpoint
 from ltx2_nodes.loading.components import load_transformer
 from ltx2_nodes.model.transformer import Skip, to_denoised
-from ltx2_nodes.sampling.guidance import (DEV_AUDIO_GUIDANCE, DEV_VIDEO_GUIDANCE, NO_GUIDANCE, GuidanceParams,
-                                          GuidedDenoiser, combine, plan_passes, text_for_batch)
+from ltx2_nodes.sampling.guidance import (NO_GUIDANCE, GuidanceParams, GuidedDenoiser, combine, plan_passes,
+                                          text_for_batch)
+from ltx2_nodes.sampling.recipe import recipe_for
 from ltx2_nodes.sampling.samplers import euler_step, post_process, to_velocity
 from ltx2_nodes.model.connector import TextConditioning
 from ltx2_nodes.sampling.state import AudioGrid, VideoGrid, add_noise, initial_state
+
+DEV_VIDEO_GUIDANCE, DEV_AUDIO_GUIDANCE = recipe_for().dev.video_guidance, recipe_for().dev.audio_guidance
 
 
 # the guidance arithmetic is the same in every reference revision; each flavour's files are checked

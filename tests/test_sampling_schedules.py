@@ -1,4 +1,5 @@
-"""Sigma schedules: golden parity (generic over fixture sets) and user-list validation."""
+"""Sigma schedules: golden parity of the LTX-2 schedule and the distilled presets (generic over fixture sets),
+user-list validation."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ import torch
 
 from conftest import assert_close, find_golden
 from ltx2_nodes.errors import InputError
-from ltx2_nodes.sampling.schedules import (STAGE2_START_SIGMA, beta_sigmas, distilled_sigmas,
-                                           linear_quadratic_sigmas, ltx2_sigmas, parse_sigmas)
+from ltx2_nodes.sampling.recipe import recipe_for
+from ltx2_nodes.sampling.schedules import ltx2_sigmas, parse_sigmas
 
-_SCHEDULERS = {"ltx2": ltx2_sigmas, "linear_quadratic": linear_quadratic_sigmas, "beta": beta_sigmas}
 _NOT_KWARGS = {"steps", "tokens", "latent_shape"}
 
 
@@ -21,24 +21,23 @@ def golden():
     return find_golden("schedulers")
 
 
-def test_every_scheduler_entry_matches(golden):
-    specs = golden.call["specs"]
-    assert specs, "fixture lists no scheduler calls"
+def test_every_ltx2_scheduler_entry_matches(golden):
+    """The reference's other schedulers (linear-quadratic, beta) in the fixture are not offered here."""
+    specs = {name: spec for name, spec in golden.call["specs"].items() if name.rsplit(".", 1)[0] == "ltx2"}
+    assert specs, "fixture lists no ltx2 scheduler calls"
     for name, spec in specs.items():
-        kind = name.rsplit(".", 1)[0]
         kwargs = {k: v for k, v in spec.items() if k not in _NOT_KWARGS}
-        if kind == "ltx2":
-            # tokens = prod(latent.shape[2:]), or the reference default (4096) when no latent is given
-            shape = spec.get("latent_shape")
-            kwargs["tokens"] = math.prod(shape[2:]) if shape else None
-        ours = _SCHEDULERS[kind](spec["steps"], **kwargs)
-        assert_close(ours, golden[f"{name}.sigmas"], name, 1e-6)
+        # tokens = prod(latent.shape[2:]), or the reference default (4096) when no latent is given
+        shape = spec.get("latent_shape")
+        kwargs["tokens"] = math.prod(shape[2:]) if shape else None
+        assert_close(ltx2_sigmas(spec["steps"], **kwargs), golden[f"{name}.sigmas"], name, 1e-6)
 
 
-def test_distilled_lists_match(golden):
-    assert_close(distilled_sigmas(1), golden["distilled.stage1_sigmas"], "stage1", 0)
-    assert_close(distilled_sigmas(2), golden["distilled.stage2_sigmas"], "stage2", 0)
-    assert torch.tensor(STAGE2_START_SIGMA) == golden["distilled.stage2_sigmas"][0]
+def test_distilled_presets_are_the_reference_lists(golden):
+    recipe = recipe_for("2.0")
+    assert_close(recipe.distilled.sigmas(), golden["distilled.stage1_sigmas"], "stage1", 0)
+    assert_close(recipe.refine.sigmas(), golden["distilled.stage2_sigmas"], "stage2", 0)
+    assert torch.tensor(recipe.stage2_start_sigma) == golden["distilled.stage2_sigmas"][0]
 
 
 def test_ltx2_schedule_shape_and_terminal():
@@ -50,7 +49,7 @@ def test_ltx2_schedule_shape_and_terminal():
 
 def test_parse_custom_list():
     assert torch.equal(parse_sigmas("1.0, 0.9,0.5 0.0"), torch.tensor([1.0, 0.9, 0.5, 0.0]))
-    assert torch.equal(parse_sigmas("0.909375, 0.725, 0.421875, 0"), distilled_sigmas(2))
+    assert torch.equal(parse_sigmas("0.909375, 0.725, 0.421875, 0"), recipe_for().refine.sigmas())
 
 
 @pytest.mark.parametrize("text, message", [

@@ -12,12 +12,15 @@ import torch
 
 from demo_support import demo_models, headless  # noqa: F401
 from ltx2_nodes import stages
-from ltx2_nodes.errors import OutOfMemoryError
+from ltx2_nodes.errors import OutOfMemoryError, RunInterrupted
+from ltx2_nodes.generate import GenerateRequest, generate, sample_stages
 from ltx2_nodes.media.mux import probe
-from ltx2_nodes.memory import MemoryEngine
-from ltx2_nodes.models import clear_caches, load_gemma, load_ltx2, load_upscaler
+from ltx2_nodes.memory import MemoryEngine, selection
+from ltx2_nodes.models import clear_caches, load_gemma, load_ltx2, load_lora_file, load_upscaler
+from ltx2_nodes.nodes.preview import LatentPreviewer, cell_means, fit_projection, previewer_for
 from ltx2_nodes.pipeline import GenerationSettings, empty_latents
-from ltx2_nodes.preview import LatentPreviewer, cell_means, fit_projection, previewer_for
+from ltx2_nodes.sampling.conditioning import ImageCondition
+from ltx2_nodes.sampling.recipe import recipe_for
 
 REQUEST = dict(prompt="a fox in the snow", width=128, height=128, frames=9, fps=24.0, seed=3)
 
@@ -31,13 +34,47 @@ def loaded(headless, demo_models):
 
 def test_generate_writes_an_mp4_with_video_and_exactly_long_audio(loaded, tmp_path):
     ltx2, gemma, upscaler = loaded
-    path = stages.generate(ltx2, gemma, stages.GenerateRequest(**REQUEST), tmp_path / "clip.mp4", upscaler=upscaler)
+    path = generate(ltx2, gemma, GenerateRequest(**REQUEST), tmp_path / "clip.mp4", upscaler=upscaler)
     media = probe(path)
     assert (media.video_frames, media.width, media.height, media.video_codec) == (9, 128, 128, "h264")
     assert (media.audio_codec, media.audio_sample_rate) == ("aac", 24000)
     assert 9 / 24 <= media.audio_seconds <= 9 / 24 + 1024 / 24000
     recorded = json.loads(media.metadata["ltx2_generate"])
     assert recorded["prompt"] == REQUEST["prompt"] and (recorded["seed"], recorded["steps"]) == (3, 8)
+
+
+def test_two_stage_recipe_refines_at_twice_the_size_with_the_stage_two_lora(loaded, demo_models):
+    """``sample_stages``: the refine stage re-noises audio too, re-encodes the image at its size, and applies the
+    stage-2 LoRA for that stage only -- also when it is interrupted."""
+    ltx2, gemma, upscaler = loaded
+    text = stages.connect_text(ltx2.text_connector, stages.encode_prompts(gemma, ["a fox"]))
+    latents = empty_latents(1, 9, 64, 64, 24.0, video_channels=ltx2.video_vae.latent_channels,
+                            audio_channels=ltx2.audio_vae.latent_channels,
+                            audio_mel_bins=ltx2.audio_vae.latent_mel_bins)
+    recipe = recipe_for()
+    settings = GenerationSettings.from_preset(recipe.distilled, seed=4)
+    image = ImageCondition(torch.rand(1, 40, 50, 3, generator=torch.Generator().manual_seed(3)), 0, 1.0, crf=0)
+    lora = [(load_lora_file(demo_models.lora), recipe.stage2_lora_strength)]
+    steps = []
+    out = sample_stages(ltx2.dit, ltx2.video_vae, text, latents, settings, recipe, images=[image],
+                        upscaler=upscaler, stage2_loras=lora, callback=lambda step, total, _: steps.append(total))
+    first = sample_stages(ltx2.dit, ltx2.video_vae, text, latents, settings, recipe, images=[image])
+    assert steps == [settings.steps] * settings.steps + [recipe.refine.steps] * recipe.refine.steps
+    assert out.video.shape[-2:] == (4, 4) and first.video.shape[-2:] == (2, 2)
+    assert (out.audio - first.audio).abs().max() > 1e-3  # audio re-noised at the refine start and refined
+    again = stages.encode_conditioning_images(ltx2.video_vae, [image], out.video_grid())[0].latent
+    assert torch.equal(out.video[:, :, :1], again)  # the image, encoded at the stage-2 size, pinned
+    model = ltx2.dit.model
+    assert not any("lora" in name for name, _ in model.named_buffers())
+
+    def stop_in_stage_2(step, total, preview):
+        if total == recipe.refine.steps:
+            raise RunInterrupted("cancelled in stage 2")
+
+    with pytest.raises(RunInterrupted):
+        sample_stages(ltx2.dit, ltx2.video_vae, text, latents, settings, recipe, upscaler=upscaler,
+                      stage2_loras=lora, callback=stop_in_stage_2)
+    assert not any("lora" in name for name, _ in model.named_buffers())
 
 
 def _virtual_engine(budget: int = 256 << 20, minimal: bool = False) -> MemoryEngine:
@@ -48,9 +85,9 @@ def _virtual_engine(budget: int = 256 << 20, minimal: bool = False) -> MemoryEng
 
 def test_streamed_stages_equal_the_plain_cpu_run(loaded):
     ltx2, gemma, _ = loaded
-    text = stages.connect_text(ltx2.text_connector, stages.encode_prompts(gemma, ["a fox"], stages.default_engine()))
+    text = stages.connect_text(ltx2.text_connector, stages.encode_prompts(gemma, ["a fox"], selection.default_engine()))
     latents = empty_latents(1, 9, 64, 64, 24.0, video_channels=8)
-    settings = GenerationSettings.custom("1.0, 0.6, 0.0", seed=5)
+    settings = GenerationSettings(torch.tensor([1.0, 0.6, 0.0]), seed=5)
     expected = stages.run_sampler(ltx2.dit, text, latents, settings)
     engine = _virtual_engine(minimal=True)
     modes = []
@@ -66,7 +103,7 @@ def test_streamed_stages_equal_the_plain_cpu_run(loaded):
     got = stages.run_sampler(ltx2.dit, text, latents, settings, engine)
     assert modes == ["streamed"] and engine.device_bytes == 0
     assert torch.equal(got.video, expected.video) and torch.equal(got.audio, expected.audio)
-    features = stages.encode_prompts(gemma, ["a brand new prompt"], stages.default_engine())
+    features = stages.encode_prompts(gemma, ["a brand new prompt"], selection.default_engine())
     streamed = stages.encode_prompts(gemma, ["a brand new prompt"], engine)
     assert torch.equal(streamed.hidden_states, features.hidden_states)
 
@@ -86,7 +123,7 @@ def test_precheck_refuses_before_anything_is_built(loaded, tmp_path):
     ltx2, gemma, upscaler = loaded
     engine = MemoryEngine("cpu", virtual=True, vram_budget=64 << 10)
     with pytest.raises(OutOfMemoryError, match="128x128x9 would not fit"):
-        stages.generate(ltx2, gemma, stages.GenerateRequest(**REQUEST), tmp_path / "x.mp4", upscaler=upscaler,
+        generate(ltx2, gemma, GenerateRequest(**REQUEST), tmp_path / "x.mp4", upscaler=upscaler,
                         engine=engine)
     assert ltx2._lazy._built == {} and not (tmp_path / "x.mp4").exists()
 
@@ -166,7 +203,7 @@ def test_preview_is_sent_through_comfys_progress_bar_when_previews_are_on(loaded
     monkeypatch.setitem(sys.modules, "PIL.Image", Image)
     monkeypatch.setitem(sys.modules, "comfy.model_management",
                         types.SimpleNamespace(throw_exception_if_processing_interrupted=lambda: None))
-    monkeypatch.setattr(stages, "default_engine", lambda: _virtual_engine(256 << 20))
+    monkeypatch.setattr(selection, "default_engine", lambda: _virtual_engine(256 << 20))
     previewer = previewer_for(loaded[0].video_vae)
     assert isinstance(previewer, LatentPreviewer)
     previewer(3, 8, torch.randn(1, 8, 2, 2, 2))

@@ -1,7 +1,7 @@
 // LTX2Sampler presets and video/audio CFG linking. Plain ES module (no DOM, no ComfyUI).
-// The preset values mirror Python: ltx2_nodes/sampling/guidance.py (DEV_VIDEO_GUIDANCE,
-// DEV_AUDIO_GUIDANCE, NO_GUIDANCE) and sampling/schedules.py (STAGE2_START_SIGMA);
-// tests/test_js.py checks they are equal.
+// The preset values mirror Python: ltx2_nodes/sampling/recipe.py (the dev, distilled and refine
+// presets, as nodes/sampler.py preset_widgets sets the sampler's widgets); tests/test_js.py checks
+// they are equal.
 
 const GUIDANCE_OFF = { video_cfg: 1.0, audio_cfg: 1.0, modality_scale: 1.0, stg_scale: 0.0, rescale: 0.0 };
 

@@ -51,7 +51,7 @@ def apply_engine_options(args) -> None:
     settings = {key: getattr(args, key) for key in ("device", "vram_budget", "ram_budget")
                 if getattr(args, key, None) is not None}
     if settings:
-        from ..stages import configure_engine
+        from ..memory.selection import configure_engine
 
         configure_engine(**settings)
 

@@ -19,7 +19,6 @@ RELEASED = {
     "latent_upscale_models": ("ltx-2-spatial-upscaler-x2-1.0.safetensors",),
     "loras": ("ltx-2-19b-distilled-lora-384.safetensors",),
 }
-DEV_STAGE2_LORA_STRENGTH = 0.6  # the shipped dev workflow's value for the distilled LoRA in stage 2
 
 
 def add_parser(p) -> None:
@@ -39,9 +38,10 @@ def add_parser(p) -> None:
     p.add_argument("--fps", type=float, default=24.0)
     p.add_argument("--seed", type=int, default=10)
     p.add_argument("--mode", choices=("auto", "distilled", "dev"), default="auto",
-                   help="distilled: 8 fixed steps, no guidance; dev: --steps with the reference's multimodal "
+                   help="distilled: its fixed list, no guidance; dev: --steps with the reference's multimodal "
                         "guidance; auto: from the checkpoint's file name")
-    p.add_argument("--steps", type=int, default=40, help="dev mode steps (default 40)")
+    p.add_argument("--steps", type=int, default=None, help="dev mode steps (default: the dev preset's, "
+                                                           "see sampling/recipe.py)")
     p.add_argument("--sampler", choices=("euler", "res_2s"), default="euler")
     p.add_argument("--single-stage", action="store_true", help="sample at the final size (no x2 upscale + refine)")
     p.add_argument("--checkpoint", help="file in checkpoints/ (default: the first released LTX-2 file found)")
@@ -49,7 +49,8 @@ def add_parser(p) -> None:
     p.add_argument("--upscaler", help="file in latent_upscale_models/ (default: the released x2 upscaler)")
     p.add_argument("--lora", action="append", default=[], metavar="NAME[:STRENGTH]", help="LoRA for every stage")
     p.add_argument("--stage2-lora", action="append", default=None, metavar="NAME[:STRENGTH]",
-                   help="LoRA for the refine stage only (dev default: the distilled LoRA at 0.6 when present)")
+                   help="LoRA for the refine stage only (dev default: the distilled LoRA at the recipe's "
+                        "stage-2 strength when present)")
     p.add_argument("--weight-dtype", choices=("auto", "bfloat16", "float16", "float32"), default="auto")
     p.add_argument("--fp8", choices=("as stored", "upcast on load", "cast bf16 to fp8"), default="as stored")
     p.add_argument("--models-dir", metavar="DIR", help="ComfyUI-style models folder (default $LTX2_MODELS_DIR)")
@@ -123,17 +124,19 @@ def run(args) -> int:
     import logging
 
     from .. import paths, stages
+    from ..generate import GenerateRequest, generate
     from ..media.audio_io import load_audio_file
     from ..model.shapes import frames_for_seconds
+    from ..memory.selection import compute_device
     from ..models import load_gemma, load_ltx2, load_upscaler
-    from ..pipeline import DEFAULT_NEGATIVE_PROMPT
     from ..sampling.conditioning import ImageCondition
+    from ..sampling.recipe import DEFAULT_NEGATIVE_PROMPT, recipe_for
     from .core_nodes import LoadImage
 
     log = logging.getLogger("ltx2_nodes")
     paths.configure(models_dir=args.models_dir)
     apply_engine_options(args)
-    device = stages.compute_device()
+    device = compute_device()
 
     frames = frames_for_seconds(args.seconds, args.fps) if args.seconds else (args.frames or 121)
     checkpoint = _pick("checkpoints", args.checkpoint)
@@ -151,7 +154,7 @@ def run(args) -> int:
         if mode == "dev" and two_stage:
             lora = _pick("loras", None, required=False)
             if lora is not None:
-                stage2_specs = [f"{lora.name}:{DEV_STAGE2_LORA_STRENGTH}"]
+                stage2_specs = [f"{lora.name}:{recipe_for().stage2_lora_strength}"]
             else:
                 log.warning("dev two-stage run without ltx-2-19b-distilled-lora-384.safetensors in loras/: stage 2 "
                             "refines with the distilled schedule on the dev weights alone")
@@ -165,7 +168,7 @@ def run(args) -> int:
         paths.configure(input_dir=str(Path(args.image).resolve().parent))
         image, _ = LoadImage().load_image(Path(args.image).name)
         images = (ImageCondition(image[:1], frame_index=args.image_frame, strength=args.image_strength),)
-    request = stages.GenerateRequest(
+    request = GenerateRequest(
         prompt=prompt, negative_prompt=args.negative if args.negative is not None else DEFAULT_NEGATIVE_PROMPT,
         width=args.width, height=args.height, frames=frames, fps=args.fps, seed=args.seed, mode=mode,
         steps=args.steps, two_stage=two_stage, images=images,
@@ -178,7 +181,7 @@ def run(args) -> int:
     out = _out_path(args.out)
     print(f"{checkpoint.name} ({mode}, {'two-stage' if two_stage else 'single stage'}), {args.width}x{args.height}, "
           f"{frames} frames at {args.fps:g} fps, seed {args.seed} on {device}")
-    path = stages.generate(ltx2, gemma, request, out, upscaler=upscaler, loras=_loras(args.lora),
-                           stage2_loras=_loras(stage2_specs))
+    path = generate(ltx2, gemma, request, out, upscaler=upscaler, loras=_loras(args.lora),
+                    stage2_loras=_loras(stage2_specs))
     print(path)
     return 0

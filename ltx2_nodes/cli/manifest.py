@@ -19,9 +19,6 @@ from pathlib import Path
 
 from .workflow import UsageError
 
-STATUSES = ("queued", "running", "done", "failed")
-
-
 class Manifest:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)

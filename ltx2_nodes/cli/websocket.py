@@ -139,9 +139,6 @@ class WebSocket:
         return fin, opcode, payload
 
     # ------------------------------------------------------------------ sending
-    def send_text(self, text: str) -> None:
-        self._send_frame(_TEXT, text.encode("utf-8"))
-
     def _send_frame(self, opcode: int, payload: bytes) -> None:
         header = bytearray([0x80 | opcode])
         length = len(payload)

@@ -155,20 +155,6 @@ class MP4Writer:
             self.abort()
 
 
-def write_mp4(path, frames, fps, audio: dict | None = None, metadata: dict | None = None, **options) -> Path:
-    """One-shot: IMAGE frames + optional AUDIO dict -> MP4."""
-    rate = int(audio["sample_rate"]) if audio is not None else None
-    channels = audio["waveform"].shape[-2] if audio is not None else 2
-    writer = MP4Writer(path, fps, audio_sample_rate=rate, audio_channels=min(channels, 2) if audio else 2,
-                       metadata=metadata, **options)
-    with writer:
-        writer.add_frames(frames)
-        if audio is not None:
-            wave = audio["waveform"]
-            writer.set_audio(wave[0] if wave.ndim == 3 else wave)
-    return writer.path
-
-
 @dataclass(frozen=True)
 class MediaInfo:
     """What a written file contains, read back with PyAV (for tests, the CLI and the combine node)."""

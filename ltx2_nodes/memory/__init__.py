@@ -6,7 +6,8 @@ Public API (see each module's docs):
 * ``dit_profile`` / ``decoder_profile`` and the formulas in ``estimates.py``
 * ``precheck`` / ``RunRequest`` / ``checkpoint_weights`` / ``module_weights`` — refuse runs that cannot fit
   (``precheck.py``; ``MemoryEngine.precheck`` applies the engine's budgets)
-* ``comfy.comfy_engine`` — the same engine configured from ComfyUI's model management
+* ``selection.default_engine`` — the process-wide engine: ``comfy_engine`` (configured from ComfyUI's model
+  management) inside ComfyUI, the headless one (``configure_engine``) otherwise
 """
 
 from .engine import MemoryEngine, StageHandle, parse_size

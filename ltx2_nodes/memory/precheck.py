@@ -160,7 +160,7 @@ class RunRequest:
     fps: float = 24.0
     batch: int = 1  # samples per DiT call (guidance passes run together)
     prompts: int = 2  # prompts encoded together (positive + negative)
-    two_stage: bool = False  # stage 1 at half size, x2 upscaler, stage 2 at full size
+    two_stage: bool = False  # the recipe's two stages (sampling.recipe): stage 1 at 1/2 size, x2 upscaler, stage 2
     vae_tile: tuple[int, int] | None = (512, 64)  # decode tile (pixels, frames); None: the whole video at once
     dtype: torch.dtype = torch.bfloat16
 

@@ -4,7 +4,7 @@ Registered ids never change once shipped: saved workflows refer to them. The cla
 classic ("V1") node classes -- ``INPUT_TYPES`` / ``RETURN_TYPES`` / ``FUNCTION`` -- because the headless
 runner (``python -m ltx2_nodes run|queue``, ``cli/executor.py``) executes the very same classes without
 ComfyUI; V3 ``comfy_api`` classes cannot even be imported without ComfyUI. Nothing here imports ComfyUI:
-everything ComfyUI-owned is reached through ``ltx2_nodes.paths`` / ``progress`` / ``memory.comfy`` and
+everything ComfyUI-owned is reached through ``ltx2_nodes.paths`` / ``progress`` / ``memory.selection`` and
 lazily in ``types`` (nested tensors, VIDEO).
 """
 

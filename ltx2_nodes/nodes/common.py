@@ -77,7 +77,7 @@ def signature(folder: str, name: str) -> str:
 
 
 def engine():
-    from ..stages import default_engine
+    from ..memory.selection import default_engine
 
     return default_engine()
 

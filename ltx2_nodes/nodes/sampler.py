@@ -3,46 +3,35 @@
 from __future__ import annotations
 
 import dataclasses
-import math
-
-import torch
 
 from .. import stages
 from ..errors import InputError
 from ..model.audio_vae import AudioVAEConfig
 from ..pipeline import GenerationSettings
-from ..preview import previewer_for
 from ..sampling.conditioning import frame_condition
 from ..sampling.guidance import GuidanceParams
 from ..sampling.loop import SAMPLERS
 from ..sampling.noise import SeededNoise
-from ..sampling.schedules import distilled_sigmas, ltx2_sigmas, parse_sigmas
+from ..sampling.recipe import DEFAULT_SEED, SCHEDULES, SamplerPreset, recipe_for, start_at
 from .common import MAX_SEED, SAMPLING, engine
+from .preview import previewer_for
 from .types import fit_empty_channels, from_av_latents, from_conditioning, latent_info, to_av_latents
 
-SCHEDULES = ("ltx2", "distilled", "distilled stage 2", "custom")
 GUIDANCE_PASSES = ("sequential", "batched")
 
 
-def schedule_sigmas(schedule: str, steps: int, sigmas: str) -> torch.Tensor:
-    if schedule == "ltx2":
-        return ltx2_sigmas(steps)
-    if schedule == "distilled":
-        return distilled_sigmas(1)
-    if schedule == "distilled stage 2":
-        return distilled_sigmas(2)
-    if schedule == "custom":
-        return parse_sigmas(sigmas)
-    raise InputError(f"schedule {schedule!r} is not one of {list(SCHEDULES)}.")
-
-
-def start_at(sigmas: torch.Tensor, start_sigma: float) -> torch.Tensor:
-    """The schedule from the first value <= ``start_sigma``, with ``start_sigma`` itself inserted when absent
-    (the input latent is noised to the first value)."""
-    if not 0.0 <= start_sigma <= 1.0:
-        raise InputError(f"start_sigma {start_sigma} must lie in [0, 1].")
-    rest = [float(s) for s in sigmas if float(s) < start_sigma and not math.isclose(float(s), start_sigma)]
-    return torch.tensor([float(start_sigma)] + rest, dtype=torch.float32)
+def preset_widgets(preset: SamplerPreset, stg_blocks: tuple[int, ...]) -> dict:
+    """The sampler widget values of a ``sampling.recipe`` preset (all but seed). One widget drives both
+    modalities' modality scale, STG and rescale, so a preset must agree on them; ``stg_blocks``: shown
+    also when STG is off (the family's STG blocks)."""
+    video, audio = preset.video_guidance, preset.audio_guidance
+    for shared in ("modality", "stg", "rescale", "stg_blocks"):
+        if getattr(video, shared) != getattr(audio, shared):
+            raise ValueError(f"preset {preset}: video and audio {shared} differ; the sampler has one widget for it")
+    return dict(steps=preset.steps, schedule=preset.schedule, sigmas="", sampler="euler", video_cfg=video.cfg,
+                audio_cfg=audio.cfg, modality_scale=video.modality, stg_scale=video.stg,
+                stg_blocks=", ".join(str(b) for b in (video.stg_blocks or stg_blocks)), rescale=video.rescale,
+                start_sigma=preset.start_sigma, guidance_passes=GUIDANCE_PASSES[0])
 
 
 def parse_blocks(text: str) -> tuple[int, ...]:
@@ -54,48 +43,39 @@ def parse_blocks(text: str) -> tuple[int, ...]:
             from None
 
 
-def _noise_for(record: dict | None, seed: int, batch: int) -> tuple[SeededNoise, list]:
-    """A seeded noise stream; when the latent records draws of an earlier sampler with the same seed, the
-    stream continues after them (stage 2 of the reference two-stage pipeline draws from stage 1's generator)."""
-    noise = SeededNoise(seed, batch)
-    draws = []
-    if record and record.get("seed") == seed and record.get("batch") == batch:
-        draws = [list(map(tuple, shapes)) for shapes in record.get("draws", [])]
-        for shapes in draws:
-            noise.draw(*shapes)
-    return noise, draws
-
-
 class LTX2Sampler:
     DESCRIPTION = (
-        "Samples video and audio together. schedule: ltx2 (dev model, steps), distilled (fixed 8 steps), "
-        "distilled stage 2 (3 refinement steps), custom (sigmas). Guidance per modality: video/audio CFG need the "
+        f"Samples video and audio together. schedule: ltx2 (dev model, steps), distilled (fixed "
+        f"{recipe_for().distilled.steps} steps), distilled stage 2 ({recipe_for().refine.steps} refinement steps), "
+        "custom (sigmas). Guidance per modality: video/audio CFG need the "
         "negative prompt, STG perturbs the self-attention of stg_blocks, modality_scale strengthens the audio<->video "
         "exchange, rescale tames over-saturation; all at 1/0 = off (distilled). start_sigma cuts the schedule: the "
-        "input latent is noised to the first remaining sigma where its masks allow (0.909375 for the stage-2 "
-        "refinement of an upscaled latent). A stage-2 sampler with the same seed as stage 1 continues its noise "
-        "stream, like the reference pipeline.")
+        "input latent is noised to the first remaining sigma where its masks allow "
+        f"({recipe_for().stage2_start_sigma:g} for the stage-2 refinement of an upscaled latent). A stage-2 sampler "
+        "with the same seed as stage 1 continues its noise stream, like the reference pipeline.")
 
     @classmethod
     def INPUT_TYPES(cls):
+        dev = preset_widgets(recipe_for().dev, recipe_for().stg_blocks)  # the widget defaults: the dev preset
         return {"required": {
             "model": ("LTX2_MODEL",),
             "positive": ("CONDITIONING",),
             "latent": ("LATENT",),
-            "seed": ("INT", {"default": 10, "min": 0, "max": MAX_SEED, "control_after_generate": True}),
-            "steps": ("INT", {"default": 40, "min": 1, "max": 200, "tooltip": "ltx2 schedule only"}),
-            "schedule": (list(SCHEDULES), {"default": "ltx2"}),
-            "sigmas": ("STRING", {"default": "", "tooltip": "custom schedule, e.g. 1.0, 0.725, 0.4219, 0.0"}),
-            "sampler": (list(SAMPLERS), {"default": "euler"}),
-            "video_cfg": ("FLOAT", {"default": 3.0, "min": 0.0, "max": 30.0, "step": 0.1}),
-            "audio_cfg": ("FLOAT", {"default": 7.0, "min": 0.0, "max": 30.0, "step": 0.1}),
-            "modality_scale": ("FLOAT", {"default": 3.0, "min": 0.0, "max": 30.0, "step": 0.1}),
-            "stg_scale": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 30.0, "step": 0.1}),
-            "stg_blocks": ("STRING", {"default": "29"}),
-            "rescale": ("FLOAT", {"default": 0.7, "min": 0.0, "max": 1.0, "step": 0.01}),
-            "start_sigma": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.0001}),
-            "guidance_passes": (list(GUIDANCE_PASSES), {"default": "sequential", "tooltip": "batched: one forward "
-                                "for all guidance passes (faster on big GPUs, more memory); same result"}),
+            "seed": ("INT", {"default": DEFAULT_SEED, "min": 0, "max": MAX_SEED, "control_after_generate": True}),
+            "steps": ("INT", {"default": dev["steps"], "min": 1, "max": 200, "tooltip": "ltx2 schedule only"}),
+            "schedule": (list(SCHEDULES), {"default": dev["schedule"]}),
+            "sigmas": ("STRING", {"default": dev["sigmas"],
+                                  "tooltip": "custom schedule, e.g. 1.0, 0.725, 0.4219, 0.0"}),
+            "sampler": (list(SAMPLERS), {"default": dev["sampler"]}),
+            "video_cfg": ("FLOAT", {"default": dev["video_cfg"], "min": 0.0, "max": 30.0, "step": 0.1}),
+            "audio_cfg": ("FLOAT", {"default": dev["audio_cfg"], "min": 0.0, "max": 30.0, "step": 0.1}),
+            "modality_scale": ("FLOAT", {"default": dev["modality_scale"], "min": 0.0, "max": 30.0, "step": 0.1}),
+            "stg_scale": ("FLOAT", {"default": dev["stg_scale"], "min": 0.0, "max": 30.0, "step": 0.1}),
+            "stg_blocks": ("STRING", {"default": dev["stg_blocks"]}),
+            "rescale": ("FLOAT", {"default": dev["rescale"], "min": 0.0, "max": 1.0, "step": 0.01}),
+            "start_sigma": ("FLOAT", {"default": dev["start_sigma"], "min": 0.0, "max": 1.0, "step": 0.0001}),
+            "guidance_passes": (list(GUIDANCE_PASSES), {"default": dev["guidance_passes"], "tooltip": "batched: one "
+                                "forward for all guidance passes (faster on big GPUs, more memory); same result"}),
         }, "optional": {"negative": ("CONDITIONING",)}}
 
     RETURN_TYPES = ("LATENT",)
@@ -116,21 +96,20 @@ class LTX2Sampler:
         blocks = parse_blocks(stg_blocks)
         video = GuidanceParams(video_cfg, stg_scale, blocks, rescale, modality_scale)
         audio = GuidanceParams(audio_cfg, stg_scale, blocks, rescale, modality_scale)
-        settings = GenerationSettings(start_at(schedule_sigmas(schedule, steps, sigmas), start_sigma), seed=seed,
+        schedule_sigmas = recipe_for().schedule(schedule, steps, sigmas)
+        settings = GenerationSettings(start_at(schedule_sigmas, start_sigma), seed=seed,
                                       sampler=sampler, video_guidance=video, audio_guidance=audio,
                                       batched_guidance=guidance_passes == "batched")
         run_engine = engine()
         items = self._conditioning(info, av, run_engine)
-        noise, draws = _noise_for(info.noise, seed, av.batch)
+        noise = SeededNoise.resume(info.noise, seed, av.batch)  # stage 2 with stage 1's seed continues its stream
         video_vae = model.models.optional("video_vae") if av.video is not None else None
         preview = previewer_for(video_vae, run_engine)
         out = stages.run_sampler(model, text, av, settings, run_engine, negative=negative_text, conditioning=items,
                                  noise=noise, callback=preview)
-        draws.append(_drawn_shapes(av, items))
-        record = {"seed": seed, "batch": av.batch, "draws": [[list(s) for s in shapes] for shapes in draws]}
         # the masks stay: a kept audio (audio-to-video) is kept in stage 2 as well
         out = dataclasses.replace(out, video_mask=av.video_mask, audio_mask=av.audio_mask)
-        return (from_av_latents(out, info.replace(noise=record), base=latent),)
+        return (from_av_latents(out, info.replace(noise=noise.record()), base=latent),)
 
     @staticmethod
     def _conditioning(info, av, run_engine) -> list:
@@ -159,12 +138,3 @@ def _audio_shape(model) -> tuple[int, int] | None:
     features, channels = model.config.audio_in_channels, AudioVAEConfig().z_channels
     return (channels, features // channels) if features % channels == 0 else None
 
-
-def _drawn_shapes(av, items) -> list[tuple[int, ...]]:
-    """The token shapes ``pipeline.sample`` draws its initial noise with (video tokens incl. keyframes first)."""
-    shapes = []
-    if av.video is not None:
-        shapes.append((av.video_grid().tokens + stages.appended_tokens(items), av.video.shape[1]))
-    if av.audio is not None:
-        shapes.append((av.audio.shape[2], av.audio.shape[1] * av.audio.shape[3]))
-    return shapes

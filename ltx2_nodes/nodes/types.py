@@ -9,8 +9,8 @@ LATENT is ComfyUI core's LTX-2 layout, so core's ``LTXVSeparateAVLatent`` / ``LT
 * ``sample_rate`` (the audio VAE's mel rate, 16000) when audio is present, ``type: "audio"`` for
   audio-only latents (core's audio latent keys);
 * our own key ``ltx2``: ``fps``, ``frames`` (pixel frames), the image conditions to (re-)encode at the
-  sampler's resolution and the record of the noise a sampler drew (so a stage-2 sampler with the same
-  seed continues the stream, as the reference two-stage pipeline does). Core nodes copy unknown keys.
+  sampler's resolution and where the last sampler left its seeded noise stream (so a stage-2 sampler with
+  the same seed continues the stream, as the reference two-stage pipeline does). Core nodes copy unknown keys.
 
 Inside ComfyUI the nested tensor is ``comfy.nested_tensor.NestedTensor``; headless an equivalent
 minimal class (same ``tensors`` / ``is_nested`` / ``unbind()``) stands in. Reading accepts either.
@@ -39,6 +39,7 @@ from ..model import shapes
 from ..model.shapes import AudioTiming, VideoScale
 from ..pipeline import AVLatents
 from ..sampling.conditioning import ImageCondition
+from ..sampling.noise import NoiseRecord
 
 AUDIO_LATENT_RATE = 16000  # core's audio latent "sample_rate": the audio VAE's mel rate
 
@@ -102,7 +103,7 @@ class LatentInfo:
     video_scale: VideoScale = VideoScale()
     audio_timing: AudioTiming = AudioTiming()
     conditions: tuple[ConditionRecord, ...] = ()
-    noise: dict | None = None  # {"seed": int, "batch": int, "draws": [[shape...], ...]}
+    noise: NoiseRecord | None = None  # where the last sampler left its stream (``SeededNoise.record()``)
 
     def replace(self, **changes) -> "LatentInfo":
         return dataclasses.replace(self, **changes)

@@ -201,17 +201,3 @@ class ImageCondition:
     strength: float = 1.0
     crf: float = DEFAULT_IMAGE_CRF
 
-
-def image_conditioner(encoder: VideoEncoder | Callable[[torch.Tensor], torch.Tensor], images: list[ImageCondition]
-                      ) -> Callable[[VideoGrid], list[ConditioningItem]]:
-    """A per-stage conditioner: encodes the images at the stage's resolution (two-stage runs re-encode)."""
-
-    def conditioner(grid: VideoGrid) -> list[ConditioningItem]:
-        height, width = grid.height * grid.scale.height, grid.width * grid.scale.width
-        items = []
-        for cond in images:
-            latent = encode_images(encoder, cond.image, height, width, cond.crf)
-            items.append(frame_condition(latent, cond.frame_index, cond.strength))
-        return items
-
-    return conditioner

@@ -77,10 +77,7 @@ class GuidanceParams:
         return self.skip_step > 0 and step % (self.skip_step + 1) != 0
 
 
-NO_GUIDANCE = GuidanceParams()
-# ltx_pipelines.utils.constants (LTX-2.0 dev model); the distilled model runs without guidance.
-DEV_VIDEO_GUIDANCE = GuidanceParams(cfg=3.0, stg=1.0, stg_blocks=(29,), rescale=0.7, modality=3.0)
-DEV_AUDIO_GUIDANCE = GuidanceParams(cfg=7.0, stg=1.0, stg_blocks=(29,), rescale=0.7, modality=3.0)
+NO_GUIDANCE = GuidanceParams()  # the presets with guidance are in ``sampling.recipe``
 
 
 def combine(cond: torch.Tensor, uncond: torch.Tensor | float, perturbed: torch.Tensor | float,

@@ -12,10 +12,14 @@ initial noise from a single generator. Consequences:
   stream as float32 ``randn`` cast to bf16).
 
 The generators persist across calls, so stage 2 of a two-stage run continues the stage-1 stream,
-as the reference does with its one generator.
+as the reference does with its one generator. Where the two stages run in separate calls (two
+sampler nodes), ``record()`` captures where the stream stands as an opaque :class:`NoiseRecord`
+(the generators' states, nothing about what was drawn) and ``SeededNoise.resume`` continues it.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
@@ -25,6 +29,18 @@ _SEED_MOD = 2 ** 64
 def item_seed(seed: int, index: int, offset: int = 0) -> int:
     """Seed of batch item ``index`` (wrapped to the generator's 64-bit range)."""
     return (int(seed) + int(offset) + int(index)) % _SEED_MOD
+
+
+@dataclass(frozen=True)
+class NoiseRecord:
+    """Where a ``SeededNoise`` stream stood: its seed and one generator state per batch item (opaque)."""
+
+    seed: int
+    states: tuple[torch.Tensor, ...]
+
+    @property
+    def batch(self) -> int:
+        return len(self.states)
 
 
 class SeededNoise:
@@ -44,3 +60,17 @@ class SeededNoise:
         per_item = [[torch.randn((1, *shape), generator=g, dtype=dtype) for shape in shapes]
                     for g in self.generators]
         return [torch.cat([item[k] for item in per_item], dim=0) for k in range(len(shapes))]
+
+    def record(self) -> NoiseRecord:
+        """The stream's current position; ``resume`` continues from exactly here."""
+        return NoiseRecord(self.seed, tuple(g.get_state() for g in self.generators))
+
+    @classmethod
+    def resume(cls, record: NoiseRecord | None, seed: int, batch: int) -> "SeededNoise":
+        """The stream of ``seed`` for ``batch`` items: continued from ``record`` when it is that stream's
+        (same seed and batch), else fresh -- another seed or batch size starts its own stream."""
+        noise = cls(seed, batch)
+        if isinstance(record, NoiseRecord) and record.seed == noise.seed and record.batch == batch:
+            for generator, state in zip(noise.generators, record.states):
+                generator.set_state(state)
+        return noise

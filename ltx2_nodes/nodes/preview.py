@@ -21,8 +21,8 @@ import weakref
 import torch
 import torch.nn.functional as F
 
-from . import comfy_env
-from .progress import ProgressBar
+from .. import comfy_env
+from ..progress import ProgressBar
 
 log = logging.getLogger("ltx2_nodes")
 
@@ -46,7 +46,7 @@ def fit_projection(video_vae, engine=None, seed: int = 0) -> torch.Tensor:
     cached = _PROJECTIONS.get(video_vae.models)
     if cached is not None:
         return cached
-    from .stages import decode_video
+    from ..stages import decode_video
 
     generator = torch.Generator().manual_seed(seed)
     latent = torch.randn(FIT_SAMPLES, video_vae.latent_channels, *FIT_GRID, generator=generator)

@@ -1,7 +1,13 @@
-"""The memory engine inside ComfyUI: configured from its model management, coexisting with it.
+"""Which memory engine places a stage: the one process-wide engine, ComfyUI's or the headless one.
 
-ComfyUI is reached through ``comfy_env`` (lazily, inside functions), so the package imports without it.
-What we take from ``comfy.model_management``:
+``default_engine()`` is what every stage function uses when it is given no engine: inside ComfyUI
+the engine configured from its model management (``comfy_engine``), headless the engine set by
+``configure_engine`` (the CLI's ``--device`` / ``--vram-budget`` / ``--ram-budget``), else one built
+from ``$LTX2_DEVICE``, ``$LTX2_VRAM_BUDGET``, ``$LTX2_RAM_BUDGET`` on first use.
+
+Inside ComfyUI the engine coexists with its model management. ComfyUI is reached through ``comfy_env``
+(lazily, inside functions), so the package imports without it. What we take from
+``comfy.model_management``:
 * device and VRAM state: ``--cpu`` -> plain CPU engine; ``--novram`` -> every block model streams
   through two slots (``minimal``); ``--lowvram`` -> never keep models on the device between
   stages; ``--highvram`` / ``--gpu-only`` -> keep our models loaded (parked) after their stage;
@@ -21,13 +27,47 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+
+import torch
 
 from .. import comfy_env
 from .engine import MemoryEngine
 
 log = logging.getLogger("ltx2_nodes")
 
+ENGINE_ENV = {"device": "LTX2_DEVICE", "vram_budget": "LTX2_VRAM_BUDGET", "ram_budget": "LTX2_RAM_BUDGET"}
 _ENGINE: MemoryEngine | None = None
+_HEADLESS_ENGINE: MemoryEngine | None = None
+
+
+def configure_engine(engine: MemoryEngine | None = None, **settings) -> MemoryEngine:
+    """Set the process-wide headless engine: a given one, or one built from ``MemoryEngine`` keyword
+    arguments (``device``, ``vram_budget``, ...), defaults from ``$LTX2_DEVICE``, ``$LTX2_VRAM_BUDGET``,
+    ``$LTX2_RAM_BUDGET`` ("auto" when unset)."""
+    global _HEADLESS_ENGINE
+    if engine is None:
+        kwargs = {key: os.environ.get(env, "auto") for key, env in ENGINE_ENV.items()}
+        kwargs.update(settings)
+        device = kwargs.pop("device")
+        engine = MemoryEngine(device, **kwargs)
+    _HEADLESS_ENGINE = engine
+    return engine
+
+
+def default_engine() -> MemoryEngine:
+    """ComfyUI's engine (``comfy_engine``) inside ComfyUI, else the headless one."""
+    if comfy_env.inside_comfyui():
+        return comfy_engine()
+    return _HEADLESS_ENGINE or configure_engine()
+
+
+def compute_device() -> torch.device:
+    return default_engine().device.device
+
+
+# ------------------------------------------------------------------------------------------------
+# Inside ComfyUI
 
 
 def engine_settings(mm=None) -> dict:

@@ -1,0 +1,155 @@
+"""The generation recipe: sampler presets per model family and the two-stage pipeline, one owner.
+
+Everything that says *how* LTX-2 is sampled by default lives here; the CLI (``generate``), the
+pre-check (``memory.precheck``), the shipped workflows (``scripts/build_workflows.py``), the
+sampler node's widget defaults and the canvas presets (``js/lib/sampler.js``, tested against this)
+all read it.
+
+Presets (``ltx_pipelines.utils.constants`` of the reference):
+
+* ``dev``: the dev model -- the LTX-2 shifted schedule (40 steps), video CFG 3 / audio CFG 7 against
+  the negative prompt, STG 1 on the family's STG block, modality guidance 3, rescale 0.7;
+* ``distilled``: the distilled model -- its fixed 8-step list from pure noise, no guidance;
+* ``refine``: stage 2 of a two-stage run -- the distilled stage-2 list (3 steps from 0.909375), no
+  guidance, on either model (the dev model gets the distilled LoRA at ``stage2_lora_strength``).
+
+The two-stage recipe: stage 1 samples at half the final width and height (``model.shapes.stage1_size``,
+the owner of that size rule), the latent upscaler doubles the video latent, stage 2 re-noises video
+and audio at the refine preset's first sigma and refines at the final size. Stage 2 continues stage
+1's seeded noise stream (the reference draws both from one generator), keeps what stage 1 kept
+(masks: a given soundtrack stays), and image conditions are encoded again at each stage's size.
+
+Families are keyed by version (``"2.0"``); a family whose values differ (LTX-2.3: 30 dev steps, STG on
+block 28, its own distilled lists) adds an entry to ``RECIPES`` -- nothing else changes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import InputError, UnsupportedModelError
+from .guidance import NO_GUIDANCE, GuidanceParams
+from .schedules import ltx2_sigmas, parse_sigmas
+
+DEFAULT_FAMILY = "2.0"
+DEFAULT_SEED = 10
+# The sampler node's schedule choices: "ltx2" (shifted, any step count), the family's fixed lists, a typed list.
+SCHEDULES = ("ltx2", "distilled", "distilled stage 2", "custom")
+
+# The reference pipelines' default negative prompt (ltx_pipelines/utils/constants.py): the dev model's
+# text CFG pushes away from it; the distilled model runs without a negative pass.
+DEFAULT_NEGATIVE_PROMPT = (
+    "blurry, out of focus, overexposed, underexposed, low contrast, washed out colors, excessive noise, grainy "
+    "texture, poor lighting, flickering, motion blur, distorted proportions, unnatural skin tones, deformed facial "
+    "features, asymmetrical face, missing facial features, extra limbs, disfigured hands, wrong hand count, artifacts "
+    "around text, inconsistent perspective, camera shake, incorrect depth of field, background too sharp, background "
+    "clutter, distracting reflections, harsh shadows, inconsistent lighting direction, color banding, cartoonish "
+    "rendering, 3D CGI look, unrealistic materials, uncanny valley effect, incorrect ethnicity, wrong gender, "
+    "exaggerated expressions, wrong gaze direction, mismatched lip sync, silent or muted audio, distorted voice, "
+    "robotic voice, echo, background noise, off-sync audio, incorrect dialogue, added dialogue, repetitive speech, "
+    "jittery movement, awkward pauses, incorrect timing, unnatural transitions, inconsistent framing, tilted camera, "
+    "flat lighting, inconsistent tone, cinematic oversaturation, stylized filters, or AI artifacts."
+)
+
+
+@dataclass(frozen=True)
+class SamplerPreset:
+    """One sampler's settings: a named schedule (``fixed_sigmas`` for the fixed lists, else the LTX-2
+    shifted schedule with ``steps``), where it starts, and the guidance per modality."""
+
+    schedule: str
+    steps: int
+    video_guidance: GuidanceParams = NO_GUIDANCE
+    audio_guidance: GuidanceParams = NO_GUIDANCE
+    fixed_sigmas: tuple[float, ...] | None = None
+
+    @property
+    def start_sigma(self) -> float:
+        return self.fixed_sigmas[0] if self.fixed_sigmas is not None else 1.0
+
+    def sigmas(self, steps: int | None = None) -> torch.Tensor:
+        """The schedule; ``steps`` replaces the preset's for the shifted schedule (the fixed lists have theirs)."""
+        if self.fixed_sigmas is not None:
+            return torch.tensor(self.fixed_sigmas, dtype=torch.float32)
+        return ltx2_sigmas(self.steps if steps is None else steps)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A model family's presets and its stage-2 LoRA strength (see the module doc)."""
+
+    family: str
+    dev: SamplerPreset
+    distilled: SamplerPreset
+    refine: SamplerPreset
+    stage2_lora_strength: float = 0.6  # the distilled LoRA on the dev model in stage 2 (the shipped dev workflow)
+
+    @property
+    def stg_blocks(self) -> tuple[int, ...]:
+        """The blocks the family's STG perturbs (the dev preset's)."""
+        return self.dev.video_guidance.stg_blocks
+
+    @property
+    def stage2_start_sigma(self) -> float:
+        return self.refine.start_sigma
+
+    def preset(self, mode: str) -> SamplerPreset:
+        """Stage 1 (or the only stage) of a run in ``mode``: "dev" or "distilled"."""
+        if mode == "dev":
+            return self.dev
+        if mode == "distilled":
+            return self.distilled
+        raise InputError(f"mode {mode!r} is not 'distilled' or 'dev'.")
+
+    def schedule(self, name: str, steps: int, custom: str = "") -> torch.Tensor:
+        """A named schedule of the sampler node (``SCHEDULES``); ``custom``: the typed list for "custom"."""
+        if name == "ltx2":
+            return ltx2_sigmas(steps)
+        if name == "distilled":
+            return self.distilled.sigmas()
+        if name == "distilled stage 2":
+            return self.refine.sigmas()
+        if name == "custom":
+            return parse_sigmas(custom)
+        raise InputError(f"schedule {name!r} is not one of {list(SCHEDULES)}.")
+
+
+def _dev_guidance(cfg: float, stg_block: int) -> GuidanceParams:
+    return GuidanceParams(cfg=cfg, stg=1.0, stg_blocks=(stg_block,), rescale=0.7, modality=3.0)
+
+
+# Fixed lists of the LTX-2.0 distilled model (ltx_pipelines.utils.constants).
+_LTX20_DISTILLED = (1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875, 0.0)
+_LTX20_REFINE = (0.909375, 0.725, 0.421875, 0.0)
+
+RECIPES = {
+    "2.0": Recipe(
+        family="2.0",
+        dev=SamplerPreset("ltx2", 40, _dev_guidance(3.0, 29), _dev_guidance(7.0, 29)),
+        distilled=SamplerPreset("distilled", len(_LTX20_DISTILLED) - 1, fixed_sigmas=_LTX20_DISTILLED),
+        refine=SamplerPreset("distilled stage 2", len(_LTX20_REFINE) - 1, fixed_sigmas=_LTX20_REFINE),
+    ),
+}
+
+
+def recipe_for(family: str | None = None) -> Recipe:
+    """The recipe of a model family (None: ``DEFAULT_FAMILY``)."""
+    family = DEFAULT_FAMILY if family is None else family
+    recipe = RECIPES.get(family)
+    if recipe is None:
+        raise UnsupportedModelError(f"no sampling presets for the LTX-{family} family; presets exist for "
+                                    f"{', '.join('LTX-' + f for f in RECIPES)}. Use a custom schedule and guidance, "
+                                    "or add the family's presets to sampling/recipe.py.")
+    return recipe
+
+
+def start_at(sigmas: torch.Tensor, start_sigma: float) -> torch.Tensor:
+    """The schedule from the first value <= ``start_sigma``, with ``start_sigma`` itself inserted when absent
+    (the input latent is noised to the first value)."""
+    if not 0.0 <= start_sigma <= 1.0:
+        raise InputError(f"start_sigma {start_sigma} must lie in [0, 1].")
+    rest = [float(s) for s in sigmas if float(s) < start_sigma and not math.isclose(float(s), start_sigma)]
+    return torch.tensor([float(start_sigma)] + rest, dtype=torch.float32)

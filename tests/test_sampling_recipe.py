@@ -1,0 +1,61 @@
+"""The recipe's one home: presets per family, the two-stage size rule, the noise stream's record/resume, and the
+sampler node reading its widget defaults from the recipe."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ltx2_nodes.errors import InputError, UnsupportedModelError
+from ltx2_nodes.nodes.sampler import LTX2Sampler, preset_widgets
+from ltx2_nodes.pipeline import GenerationSettings
+from ltx2_nodes.sampling.noise import SeededNoise
+from ltx2_nodes.sampling.recipe import RECIPES, SCHEDULES, recipe_for
+
+
+@pytest.mark.parametrize("family", list(RECIPES))
+def test_every_preset_starts_where_its_widget_says_and_settings_follow_it(family):
+    recipe = recipe_for(family)
+    for preset in (recipe.dev, recipe.distilled, recipe.refine):
+        sigmas = preset.sigmas()
+        assert float(sigmas[0]) == pytest.approx(preset.start_sigma, abs=1e-6) and float(sigmas[-1]) == 0.0
+        assert len(sigmas) - 1 == preset.steps and preset.schedule in SCHEDULES
+        assert torch.equal(recipe.schedule(preset.schedule, preset.steps), sigmas)
+        settings = GenerationSettings.from_preset(preset, seed=3)
+        assert torch.equal(settings.sigmas, sigmas) and settings.video_guidance == preset.video_guidance
+    assert recipe.stage2_start_sigma == recipe.refine.start_sigma < 1.0
+    assert recipe.dev.video_guidance.needs_negative and not recipe.distilled.video_guidance.needs_negative
+    assert GenerationSettings.from_preset(recipe.dev, steps=7).steps == 7
+
+
+def test_unknown_family_and_mode_are_refused_with_the_known_ones():
+    with pytest.raises(UnsupportedModelError, match=r"no sampling presets for the LTX-9.9 family; presets exist "
+                                                    r"for LTX-2.0"):
+        recipe_for("9.9")
+    with pytest.raises(InputError, match="mode 'turbo' is not 'distilled' or 'dev'"):
+        recipe_for().preset("turbo")
+    with pytest.raises(InputError, match="schedule 'karras' is not one of"):
+        recipe_for().schedule("karras", 8)
+
+
+def test_sampler_widget_defaults_are_the_dev_preset():
+    recipe = recipe_for()
+    dev = preset_widgets(recipe.dev, recipe.stg_blocks)
+    required = LTX2Sampler.INPUT_TYPES()["required"]
+    for widget, value in dev.items():
+        assert required[widget][1]["default"] == value, widget
+    assert preset_widgets(recipe.distilled, recipe.stg_blocks)["stg_blocks"] == dev["stg_blocks"]
+
+
+def test_a_recorded_noise_stream_resumes_exactly_where_it_stood():
+    noise = SeededNoise(10, 2)
+    noise.draw((5, 3), (7,))  # stage 1 (small draws too: torch caches a spare normal sample)
+    record = noise.record()
+    expected = noise.draw((4, 6), (3, 2))
+    noise.draw((1,))  # drawing on does not move the record
+    resumed = SeededNoise.resume(record, 10, 2).draw((4, 6), (3, 2))
+    assert all(torch.equal(a, b) for a, b in zip(resumed, expected))
+    for seed, batch in ((11, 2), (10, 1)):  # another stream starts fresh
+        fresh = SeededNoise.resume(record, seed, batch).draw((4, 6))[0]
+        assert torch.equal(fresh, SeededNoise(seed, batch).draw((4, 6))[0])
+    assert torch.equal(SeededNoise.resume(None, 10, 2).draw((4,))[0], SeededNoise(10, 2).draw((4,))[0])
