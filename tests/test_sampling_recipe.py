@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import assert_close, find_golden
 from ltx2_nodes.errors import InputError, UnsupportedModelError
 from ltx2_nodes.nodes.sampler import LTX2Sampler, preset_widgets
 from ltx2_nodes.pipeline import GenerationSettings
@@ -28,9 +29,32 @@ def test_every_preset_starts_where_its_widget_says_and_settings_follow_it(family
     assert GenerationSettings.from_preset(recipe.dev, steps=7).steps == 7
 
 
+# the official pipelines' per-generation parameters (ltx_pipelines.utils.constants) as recorded in the fixtures
+OFFICIAL_PRESETS = {"2.0": "LTX_2_PARAMS", "2.3": "LTX_2_3_PARAMS"}
+
+
+@pytest.mark.parametrize("flavour", ["2.0-head", "2.3"], ids=lambda f: f"golden-{f}")
+@pytest.mark.parametrize("family", list(OFFICIAL_PRESETS))
+def test_each_family_dev_schedule_and_distilled_lists_equal_the_official_presets(family, flavour):
+    golden = find_golden("schedulers", flavour)
+    key = f"preset.{OFFICIAL_PRESETS[family]}.sigmas"
+    if key not in golden.tensors:
+        pytest.skip(f"{golden.path.name} records no {OFFICIAL_PRESETS[family]} schedule")
+    recipe = recipe_for(family)
+    assert_close(recipe.dev.sigmas(), golden[key], key, tol=1e-6)
+    assert_close(recipe.distilled.sigmas(), golden["distilled.stage1_sigmas"], "distilled.stage1_sigmas", tol=1e-6)
+    assert_close(recipe.refine.sigmas(), golden["distilled.stage2_sigmas"], "distilled.stage2_sigmas", tol=1e-6)
+
+
+def test_ltx23_dev_preset_runs_30_steps_with_stg_on_block_28():
+    dev = recipe_for("2.3").dev
+    assert dev.steps == 30 and dev.video_guidance.stg_blocks == (28,) == dev.audio_guidance.stg_blocks
+    assert (dev.video_guidance.cfg, dev.audio_guidance.cfg) == (3.0, 7.0)
+
+
 def test_unknown_family_and_mode_are_refused_with_the_known_ones():
     with pytest.raises(UnsupportedModelError, match=r"no sampling presets for the LTX-9.9 family; presets exist "
-                                                    r"for LTX-2.0"):
+                                                    r"for LTX-2.0, LTX-2.3"):
         recipe_for("9.9")
     with pytest.raises(InputError, match="mode 'turbo' is not 'distilled' or 'dev'"):
         recipe_for().preset("turbo")

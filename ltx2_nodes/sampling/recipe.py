@@ -19,8 +19,8 @@ and audio at the refine preset's first sigma and refines at the final size. Stag
 1's seeded noise stream (the reference draws both from one generator), keeps what stage 1 kept
 (masks: a given soundtrack stays), and image conditions are encoded again at each stage's size.
 
-Families are keyed by version (``"2.0"``); a family whose values differ (LTX-2.3: 30 dev steps, STG on
-block 28, its own distilled lists) adds an entry to ``RECIPES`` -- nothing else changes.
+Families are keyed by version (``"2.0"``, ``"2.3"``: 30 dev steps, STG on block 28); a family whose
+values differ adds an entry to ``RECIPES`` -- nothing else changes.
 """
 
 from __future__ import annotations
@@ -129,6 +129,14 @@ RECIPES = {
     "2.0": Recipe(
         family="2.0",
         dev=SamplerPreset("ltx2", 40, _dev_guidance(3.0, 29), _dev_guidance(7.0, 29)),
+        distilled=SamplerPreset("distilled", len(_LTX20_DISTILLED) - 1, fixed_sigmas=_LTX20_DISTILLED),
+        refine=SamplerPreset("distilled stage 2", len(_LTX20_REFINE) - 1, fixed_sigmas=_LTX20_REFINE),
+    ),
+    # LTX-2.3 (ltx_pipelines.utils.constants LTX_2_3_PARAMS): 30 dev steps, STG on block 28; the distilled
+    # model keeps the 2.0 fixed lists.
+    "2.3": Recipe(
+        family="2.3",
+        dev=SamplerPreset("ltx2", 30, _dev_guidance(3.0, 28), _dev_guidance(7.0, 28)),
         distilled=SamplerPreset("distilled", len(_LTX20_DISTILLED) - 1, fixed_sigmas=_LTX20_DISTILLED),
         refine=SamplerPreset("distilled stage 2", len(_LTX20_REFINE) - 1, fixed_sigmas=_LTX20_REFINE),
     ),
