@@ -20,7 +20,7 @@ from ltx2_nodes.model.transformer import TransformerConfig
 from ltx2_nodes.model.video_vae import VideoVAEConfig
 from ltx2_nodes.pipeline import empty_latents
 from ltx2_nodes.sampling.state import AudioGrid, VideoGrid
-from ltx2_nodes.stages import GenerateRequest
+from ltx2_nodes.generate import GenerateRequest
 
 SIZES = [(32, 32), (32, 96), (64, 64), (320, 512), (512, 768), (704, 1280), (1088, 1920)]  # (height, width)
 FRAMES = [1, 9, 25, 97, 121, 257]
