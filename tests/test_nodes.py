@@ -173,6 +173,11 @@ def test_conditioning_round_trips_contexts_of_different_widths():
     # without the split point (core's LTX-2 encoder) the contexts are two halves
     core = from_conditioning([[torch.zeros(1, 8, 48), {}]])[0]
     assert core.video_context.shape[-1] == core.audio_context.shape[-1] == 24
+    # ... unless the sampling model says where its video context ends (a core LTX-2.3 encoder)
+    core23 = from_conditioning([[torch.zeros(1, 8, 48), {}]], video_width=32)[0]
+    assert (core23.video_context.shape[-1], core23.audio_context.shape[-1]) == (32, 16)
+    # our own split point wins over the model's
+    assert from_conditioning(to_conditioning(text), video_width=16)[0].video_context.shape[-1] == 32
     with pytest.raises(InputError, match="video \\+ audio context width"):
         from_conditioning([[torch.zeros(1, 8, 47), {}]])
 

@@ -86,8 +86,10 @@ class LTX2Sampler:
     def sample(self, model, positive, latent, seed, steps, schedule, sigmas, sampler, video_cfg, audio_cfg,
                modality_scale, stg_scale, stg_blocks, rescale, start_sigma, guidance_passes="sequential",
                negative=None):
-        text, frame_rate = from_conditioning(positive, "positive conditioning")
-        negative_text = from_conditioning(negative, "negative conditioning")[0] if negative is not None else None
+        video_width = model.config.context_width("video")
+        text, frame_rate = from_conditioning(positive, "positive conditioning", video_width)
+        negative_text = (from_conditioning(negative, "negative conditioning", video_width)[0]
+                         if negative is not None else None)
         info = latent_info(latent)
         av = to_av_latents(latent, fps=frame_rate)
         if start_sigma <= 0.0:

@@ -217,16 +217,20 @@ def to_conditioning(text: TextConditioning) -> list:
              {"attention_mask": text.mask, VIDEO_WIDTH_KEY: text.video_context.shape[-1]}]]
 
 
-def from_conditioning(conditioning, what: str = "conditioning") -> tuple[TextConditioning, float | None]:
+def from_conditioning(conditioning, what: str = "conditioning", video_width: int | None = None
+                      ) -> tuple[TextConditioning, float | None]:
     """CONDITIONING -> (``TextConditioning``, its ``frame_rate`` if a core node stamped one). Several
-    entries are stacked as a batch (one prompt per batch item)."""
+    entries are stacked as a batch (one prompt per batch item).
+
+    The split point between the video and the audio context is our ``ltx2_video_width`` key when present,
+    else ``video_width`` (the sampling model's video context width: a core text encoder's LTX-2.3
+    conditioning carries no split point and its two contexts differ in width), else half the width (LTX-2)."""
     if not conditioning:
         raise InputError(f"the {what} is empty; connect a text encoder output.")
     videos, audios, masks, rate = [], [], [], None
     for entry in conditioning:
         tensor, extras = entry[0], (entry[1] if len(entry) > 1 else {})
-        # without our split point (core's LTX-2 encoder) the two contexts are equally wide
-        split = extras.get(VIDEO_WIDTH_KEY, tensor.shape[-1] / 2)
+        split = extras.get(VIDEO_WIDTH_KEY, video_width if video_width is not None else tensor.shape[-1] / 2)
         if tensor.ndim != 3 or split != int(split) or not 0 < split < tensor.shape[-1]:
             raise InputError(f"{what}: expected an LTX-2 conditioning [B, T, video + audio context width], got "
                              f"{list(tensor.shape)}; connect an LTX-2 text connector (or core's LTX-2 text "
