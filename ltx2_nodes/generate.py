@@ -24,8 +24,8 @@ from .memory.precheck import RunEstimate, RunRequest, checkpoint_weights, stage_
 from .memory.selection import default_engine
 from .model.connector import TextConditioning
 from .model.vae_tiling import TilingConfig
-from .models import DiTHandle, GemmaHandle, LTX2Models, UpscalerHandle, VideoVAEHandle
-from .pipeline import AVLatents, GenerationSettings, empty_latents
+from .handles import DiTHandle, GemmaHandle, LTX2Models, UpscalerHandle, VideoVAEHandle
+from .latents import AVLatents, GenerationSettings, empty_latents
 from .sampling.conditioning import ImageCondition
 from .sampling.guidance import plan_passes
 from .sampling.loop import Callback

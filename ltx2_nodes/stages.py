@@ -40,8 +40,8 @@ from .memory.vae import auto_tiling, decode_budget, encode_device_bytes, tile_de
 from .model.connector import TextConditioning
 from .model.upsampler import upsample_latent
 from .model.vae_tiling import TilingConfig, decode_chunks, plan_tiles
-from .models import AudioVAEHandle, ConnectorHandle, DiTHandle, GemmaHandle, UpscalerHandle, VideoVAEHandle
-from .pipeline import AVLatents, GenerationSettings, sample
+from .handles import AudioVAEHandle, ConnectorHandle, DiTHandle, GemmaHandle, UpscalerHandle, VideoVAEHandle
+from .latents import AVLatents, GenerationSettings, sample
 from .progress import ProgressBar, check_interrupted
 from .sampling.conditioning import (ConditioningItem, ImageCondition, KeyframeAtFrame, encode_images,
                                     frame_condition)
@@ -227,7 +227,7 @@ def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, 
                 engine: MemoryEngine | None = None, *, negative: TextConditioning | None = None,
                 conditioning: Sequence[ConditioningItem] = (), loras: Sequence | None = None,
                 noise: SeededNoise | None = None, callback: Callback | None = None) -> AVLatents:
-    """One sampling stage of ``pipeline.sample`` with the DiT placed by the engine.
+    """One sampling stage of ``latents.sample`` with the DiT placed by the engine.
 
     ``conditioning``: already encoded items (``encode_conditioning_images``); ``loras``:
     ``[(LoRA, strength)]``, default the handle's list, applied around the stage only; ``noise``:

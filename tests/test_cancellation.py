@@ -13,7 +13,7 @@ from ltx2_nodes import progress
 from ltx2_nodes.errors import RunInterrupted
 from ltx2_nodes.generate import GenerateRequest, generate
 from ltx2_nodes.memory import MemoryEngine
-from ltx2_nodes.models import clear_caches, load_gemma, load_ltx2, load_upscaler
+from ltx2_nodes.handles import clear_caches, load_gemma, load_ltx2, load_upscaler
 from ltx2_nodes.text.cache import SESSION_CACHE
 
 REQUEST = dict(prompt="a fox in the snow", width=128, height=128, frames=9, fps=24.0, seed=3)

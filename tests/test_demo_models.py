@@ -14,7 +14,7 @@ from ltx2_nodes.demo.models import (CHECKPOINT, DEMO_NOTICE, GEMMA, LORA, UPSCAL
 from ltx2_nodes.loading.checkpoint import LTX2Checkpoint
 from ltx2_nodes.loading.lora import load_lora, resolve_targets
 from ltx2_nodes.loading.safetensors_file import SafetensorsFile
-from ltx2_nodes.models import load_gemma, load_ltx2
+from ltx2_nodes.handles import load_gemma, load_ltx2
 
 
 def test_the_released_key_layout_for_any_config():

@@ -23,7 +23,7 @@ from ltx2_nodes.loading.components import load_audio_decoder, load_audio_encoder
 from ltx2_nodes.media.audio_codec import check_pair, decode_audio, decode_mel, vocode
 from ltx2_nodes.media.lengths import audio_latent_count, clip_samples, decoded_samples
 from ltx2_nodes.model.bigvgan import BWEVocoder
-from ltx2_nodes.models import LTX2Models
+from ltx2_nodes.handles import LTX2Models
 
 FLAVOURS = ("2.0", "2.0-head", "2.3")
 

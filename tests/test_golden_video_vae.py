@@ -18,8 +18,8 @@ from ltx2_nodes.model.upsampler import upsample_latent
 from ltx2_nodes.model.vae_tiling import (TilingConfig, chunk_frame_counts, plan_encode_tiles, plan_tiles,
                                          tiled_decode, tiled_encode)
 from ltx2_nodes.model.video_vae import check_video_size
-from ltx2_nodes.models import load_upscaler
-from ltx2_nodes.pipeline import AVLatents
+from ltx2_nodes.handles import load_upscaler
+from ltx2_nodes.latents import AVLatents
 
 FLAVOURS = ("2.0", "2.0-head", "2.3")
 

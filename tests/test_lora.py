@@ -17,7 +17,7 @@ from ltx2_nodes.loading.lora import (applied_loras, apply_loras, fuse_loras, loa
                                      resolve_targets, unfuse_loras)
 from ltx2_nodes.loading.quant import FP8Linear, cast_linears_to_fp8
 from ltx2_nodes.model.transformer import ModalityInput
-from ltx2_nodes.models import load_ltx2
+from ltx2_nodes.handles import load_ltx2
 
 def _targets(model) -> tuple[str, ...]:
     """Layers of every kind a LoRA reaches: attention, audio FFN (in the last block), patchify, A/V attention."""

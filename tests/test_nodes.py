@@ -17,15 +17,15 @@ from ltx2_nodes.cli.core_nodes import LoadAudio, LoadImage
 from ltx2_nodes.errors import InputError
 from ltx2_nodes.media.mux import probe
 from ltx2_nodes.model.connector import TextConditioning
-from ltx2_nodes.models import clear_caches
+from ltx2_nodes.handles import clear_caches
 from ltx2_nodes.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 from ltx2_nodes.nodes.common import text_encoder_names
 from ltx2_nodes.generate import sample_stages
-from ltx2_nodes.models import load_upscaler
+from ltx2_nodes.handles import load_upscaler
 from ltx2_nodes.nodes.sampler import preset_widgets
-from ltx2_nodes.nodes.types import (NestedTensor, from_av_latents, from_conditioning, latent_info, to_av_latents,
+from ltx2_nodes.nodes.comfy_types import (NestedTensor, from_av_latents, from_conditioning, latent_info, to_av_latents,
                                     to_conditioning)
-from ltx2_nodes.pipeline import AVLatents, GenerationSettings
+from ltx2_nodes.latents import AVLatents, GenerationSettings
 from ltx2_nodes.sampling.recipe import recipe_for, start_at
 
 SCHEMA_IDS = {"LTX2CheckpointLoader", "LTX2GemmaLoader", "LTX2GemmaEncode", "LTX2TextConnector", "LTX2EmptyAVLatent",

@@ -9,7 +9,7 @@ import torch
 from conftest import assert_close, find_golden
 from ltx2_nodes.errors import InputError, UnsupportedModelError
 from ltx2_nodes.nodes.sampler import LTX2Sampler, preset_widgets
-from ltx2_nodes.pipeline import GenerationSettings
+from ltx2_nodes.latents import GenerationSettings
 from ltx2_nodes.sampling.noise import SeededNoise
 from ltx2_nodes.sampling.recipe import RECIPES, SCHEDULES, recipe_for
 

@@ -18,7 +18,7 @@ from ltx2_nodes.model.shapes import (AudioTiming, VideoScale, audio_latent_frame
                                      snap_video_size, stage1_size, video_latent_size)
 from ltx2_nodes.model.transformer import TransformerConfig
 from ltx2_nodes.model.video_vae import VideoVAEConfig
-from ltx2_nodes.pipeline import empty_latents
+from ltx2_nodes.latents import empty_latents
 from ltx2_nodes.sampling.state import AudioGrid, VideoGrid
 from ltx2_nodes.generate import GenerateRequest
 

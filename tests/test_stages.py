@@ -16,9 +16,9 @@ from ltx2_nodes.errors import OutOfMemoryError, RunInterrupted
 from ltx2_nodes.generate import GenerateRequest, generate, sample_stages
 from ltx2_nodes.media.mux import probe
 from ltx2_nodes.memory import MemoryEngine, selection
-from ltx2_nodes.models import clear_caches, load_gemma, load_ltx2, load_lora_file, load_upscaler
+from ltx2_nodes.handles import clear_caches, load_gemma, load_ltx2, load_lora_file, load_upscaler
 from ltx2_nodes.nodes.preview import LatentPreviewer, cell_means, fit_projection, previewer_for
-from ltx2_nodes.pipeline import GenerationSettings, empty_latents
+from ltx2_nodes.latents import GenerationSettings, empty_latents
 from ltx2_nodes.sampling.conditioning import ImageCondition
 from ltx2_nodes.sampling.recipe import recipe_for
 

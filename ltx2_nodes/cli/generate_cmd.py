@@ -96,7 +96,7 @@ def _exists(folder: str, name: str) -> bool:
 
 def _loras(specs: list[str]):
     from .. import paths
-    from ..models import load_lora_file
+    from ..handles import load_lora_file
 
     loras = []
     for spec in specs:
@@ -128,7 +128,7 @@ def run(args) -> int:
     from ..media.audio_io import load_audio_file
     from ..model.shapes import frames_for_seconds
     from ..memory.selection import compute_device
-    from ..models import load_gemma, load_ltx2, load_upscaler
+    from ..handles import load_gemma, load_ltx2, load_upscaler
     from ..sampling.conditioning import ImageCondition
     from ..sampling.recipe import DEFAULT_NEGATIVE_PROMPT, recipe_for
     from .core_nodes import LoadImage

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .. import comfy_env, paths
 from ..errors import InputError, ModelNotFoundError
-from ..models import file_signature
+from ..handles import file_signature
 
 CATEGORY = "LTX-2"
 LOADERS = CATEGORY + "/loaders"

@@ -11,7 +11,7 @@ from ..model.vae_tiling import TilingConfig
 from ..progress import ProgressBar, check_interrupted
 from .common import DECODE, OUTPUT, engine, require
 from .latent import AUDIO_VAE_HINT, VAE_HINT
-from .types import latent_info, pixel_frames, to_av_latents, video_output
+from .comfy_types import latent_info, pixel_frames, to_av_latents, video_output
 
 FRAMES_PER_WRITE = 8
 

@@ -7,12 +7,12 @@ import dataclasses
 from .. import paths, stages
 from ..errors import InputError
 from ..model.shapes import check_video_size, frames_for_seconds
-from ..models import load_upscaler
-from ..pipeline import empty_latents
+from ..handles import load_upscaler
+from ..latents import empty_latents
 from ..sampling.conditioning import DEFAULT_IMAGE_CRF, ImageCondition
 from ..sampling.state import AudioGrid
 from .common import LATENT, device, engine, require
-from .types import (ConditionRecord, LatentInfo, fit_empty_channels, from_av_latents, latent_info, pixel_frames,
+from .comfy_types import (ConditionRecord, LatentInfo, fit_empty_channels, from_av_latents, latent_info, pixel_frames,
                     to_av_latents)
 
 VAE_HINT = "connect the video_vae output of an LTX-2 Checkpoint Loader that loaded a full single file."

@@ -1,4 +1,4 @@
-"""Loader nodes: LTX-2 single file, Gemma 3, LoRA. Loading is lazy and cached (``ltx2_nodes.models``):
+"""Loader nodes: LTX-2 single file, Gemma 3, LoRA. Loading is lazy and cached (``ltx2_nodes.handles``):
 the node returns handles at once; each module is built from the memory-mapped file when a stage first
 needs it."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 from .. import paths
-from ..models import (FP8_MODES, GEMMA_FP8_MODES, GEMMA_WEIGHT_DTYPES, WEIGHT_DTYPES, load_gemma, load_lora_file,
+from ..handles import (FP8_MODES, GEMMA_FP8_MODES, GEMMA_WEIGHT_DTYPES, WEIGHT_DTYPES, load_gemma, load_lora_file,
                       load_ltx2)
 from .common import LOADERS, checkpoint_names, device, find_checkpoint, find_text_encoder, signature, text_encoder_names
 

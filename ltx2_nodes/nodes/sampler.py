@@ -7,7 +7,7 @@ import dataclasses
 from .. import stages
 from ..errors import InputError
 from ..model.audio_vae import AudioVAEConfig
-from ..pipeline import GenerationSettings
+from ..latents import GenerationSettings
 from ..sampling.conditioning import frame_condition
 from ..sampling.guidance import GuidanceParams
 from ..sampling.loop import SAMPLERS
@@ -15,7 +15,7 @@ from ..sampling.noise import SeededNoise
 from ..sampling.recipe import DEFAULT_SEED, SCHEDULES, SamplerPreset, recipe_for, start_at
 from .common import MAX_SEED, SAMPLING, engine
 from .preview import previewer_for
-from .types import fit_empty_channels, from_av_latents, from_conditioning, latent_info, to_av_latents
+from .comfy_types import fit_empty_channels, from_av_latents, from_conditioning, latent_info, to_av_latents
 
 GUIDANCE_PASSES = ("sequential", "batched")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from .. import stages
 from ..text.enhance import MODES
 from .common import TEXT, engine, prompt_cache_dir, require
-from .types import to_conditioning
+from .comfy_types import to_conditioning
 
 
 class LTX2GemmaEncode:

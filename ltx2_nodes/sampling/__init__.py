@@ -4,5 +4,5 @@
 latent states, text conditioning -- ``conditioning`` image/keyframe conditioning and images ->
 latents -- ``guidance`` multimodal CFG/STG/modality guidance -- ``samplers`` Euler / res_2s step
 math -- ``loop`` the denoising loop -- ``recipe`` the presets per model family and the two-stage recipe.
-``ltx2_nodes.pipeline`` puts them together.
+``ltx2_nodes.latents`` puts them together.
 """

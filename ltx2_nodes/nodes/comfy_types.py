@@ -37,7 +37,7 @@ from ..errors import InputError
 from ..model.connector import TextConditioning
 from ..model import shapes
 from ..model.shapes import AudioTiming, VideoScale
-from ..pipeline import AVLatents
+from ..latents import AVLatents
 from ..sampling.conditioning import ImageCondition
 from ..sampling.noise import NoiseRecord
 

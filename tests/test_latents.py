@@ -12,7 +12,7 @@ from conftest import find_golden
 from ltx2_nodes.errors import InputError, RunInterrupted
 from ltx2_nodes.loading.checkpoint import LTX2Checkpoint
 from ltx2_nodes.loading.components import load_transformer
-from ltx2_nodes.pipeline import AVLatents, GenerationSettings, TextConditioning, empty_latents, sample
+from ltx2_nodes.latents import AVLatents, GenerationSettings, TextConditioning, empty_latents, sample
 from ltx2_nodes.progress import reporting_to, request_interrupt
 from ltx2_nodes.sampling.conditioning import KeyframeAtFrame, LatentAtIndex, encode_images
 from ltx2_nodes.sampling.guidance import GuidanceParams

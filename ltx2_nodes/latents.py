@@ -1,4 +1,4 @@
-"""The generation API the ComfyUI nodes and the CLI both call (one code path).
+"""Audio+video latents and one sampling stage over them: the latent-level API of nodes and CLI.
 
 Everything here works at the latent level: ``sample`` runs one sampling stage of the DiT on
 ``AVLatents`` with ``GenerationSettings``; text comes in as ``TextConditioning`` (``model.connector``:
