@@ -11,7 +11,8 @@ from ltx2_nodes.errors import InputError, UnsupportedModelError
 from ltx2_nodes.nodes.sampler import LTX2Sampler, preset_widgets
 from ltx2_nodes.latents import GenerationSettings
 from ltx2_nodes.sampling.noise import SeededNoise
-from ltx2_nodes.sampling.recipe import RECIPES, SCHEDULES, recipe_for
+from ltx2_nodes.sampling.recipe import RECIPES, SCHEDULES, recipe_for, start_at
+from ltx2_nodes.sampling.schedules import ltx2_sigmas
 
 
 @pytest.mark.parametrize("family", list(RECIPES))
@@ -83,3 +84,12 @@ def test_a_recorded_noise_stream_resumes_exactly_where_it_stood():
         fresh = SeededNoise.resume(record, seed, batch).draw((4, 6))[0]
         assert torch.equal(fresh, SeededNoise(seed, batch).draw((4, 6))[0])
     assert torch.equal(SeededNoise.resume(None, 10, 2).draw((4,))[0], SeededNoise(10, 2).draw((4,))[0])
+
+
+@pytest.mark.parametrize("steps", [8, 30, 40])
+def test_starting_at_one_runs_the_shifted_schedule_as_is_without_an_extra_step(steps):
+    sigmas = ltx2_sigmas(steps)  # starts at 0.99999994 in float32
+    assert torch.equal(start_at(sigmas, 1.0), sigmas)
+    refine = recipe_for().refine.sigmas()
+    assert torch.equal(start_at(recipe_for().distilled.sigmas(), float(refine[0])), refine)
+    assert start_at(sigmas, 0.5)[0].item() == 0.5 and len(start_at(sigmas, 0.5)) < len(sigmas)

@@ -35,6 +35,7 @@ from .guidance import NO_GUIDANCE, GuidanceParams
 from .schedules import ltx2_sigmas, parse_sigmas
 
 DEFAULT_FAMILY = "2.0"
+_SIGMA_ROUNDING = 1e-6  # float32 rounding of the schedules' values (ltx2_sigmas(n)[0] == 0.99999994)
 DEFAULT_SEED = 10
 # The sampler node's schedule choices: "ltx2" (shifted, any step count), the family's fixed lists, a typed list.
 SCHEDULES = ("ltx2", "distilled", "distilled stage 2", "custom")
@@ -156,8 +157,12 @@ def recipe_for(family: str | None = None) -> Recipe:
 
 def start_at(sigmas: torch.Tensor, start_sigma: float) -> torch.Tensor:
     """The schedule from the first value <= ``start_sigma``, with ``start_sigma`` itself inserted when absent
-    (the input latent is noised to the first value)."""
+    (the input latent is noised to the first value). A schedule value within float32 rounding of
+    ``start_sigma`` is that value (the shifted schedule starts at 0.99999994, not 1.0): kept, not doubled."""
     if not 0.0 <= start_sigma <= 1.0:
         raise InputError(f"start_sigma {start_sigma} must lie in [0, 1].")
-    rest = [float(s) for s in sigmas if float(s) < start_sigma and not math.isclose(float(s), start_sigma)]
+    values = [float(s) for s in sigmas]
+    rest = [s for s in values if s < start_sigma or math.isclose(s, start_sigma, abs_tol=_SIGMA_ROUNDING)]
+    if rest and math.isclose(rest[0], start_sigma, abs_tol=_SIGMA_ROUNDING):
+        return torch.tensor(rest, dtype=torch.float32)
     return torch.tensor([float(start_sigma)] + rest, dtype=torch.float32)
