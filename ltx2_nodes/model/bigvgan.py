@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UnsupportedModelError
-from .vocoder import receptive_radius_frames
+from .vocoder import mean_of_blocks, receptive_radius_frames, upsample_convs
 
 MEL_BINS_PER_CHANNEL = 64  # both reference generators hard-code conv_pre's input as 2 x 64 bins
 CHANNELS = 2  # stereo in, stereo out (the reference refuses stereo=false)
@@ -261,10 +261,7 @@ class BigVGANGenerator(nn.Module):
         self.cfg = cfg
         init = cfg.upsample_initial_channel
         self.conv_pre = nn.Conv1d(MEL_BINS_PER_CHANNEL * CHANNELS, init, 7, padding=3)
-        self.ups = nn.ModuleList([
-            nn.ConvTranspose1d(init // 2**i, init // 2 ** (i + 1), k, u, padding=(k - u) // 2)
-            for i, (u, k) in enumerate(zip(cfg.upsample_rates, cfg.upsample_kernel_sizes, strict=True))
-        ])
+        self.ups = upsample_convs(init, cfg.upsample_rates, cfg.upsample_kernel_sizes)
         self.resblocks = nn.ModuleList([
             AMPBlock(init // 2 ** (i + 1), k, d)
             for i in range(len(self.ups))
@@ -282,12 +279,7 @@ class BigVGANGenerator(nn.Module):
         b, s, t, m = mel.shape
         x = self.conv_pre(mel.transpose(2, 3).reshape(b, s * m, t))
         for i, up in enumerate(self.ups):
-            x = up(x)
-            blocks = self._stage_blocks(i)
-            total = blocks[0](x)
-            for block in blocks[1:]:  # running sum instead of stacking: one stage buffer less
-                total = total + block(x)
-            x = total / len(blocks)
+            x = mean_of_blocks(self._stage_blocks(i), up(x))
         x = self.conv_post(self.act_post(x))
         if self.cfg.final_activation == "clamp":
             return x.clamp(-1.0, 1.0)

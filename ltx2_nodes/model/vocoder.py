@@ -106,16 +106,29 @@ class ResBlock1(nn.Module):
         return x
 
 
+def upsample_convs(initial_channels: int, rates, kernel_sizes) -> nn.ModuleList:
+    """The generators' transposed-conv upsamplers (HiFi-GAN and BigVGAN): the width halves at each stage."""
+    return nn.ModuleList([
+        nn.ConvTranspose1d(initial_channels // 2**i, initial_channels // 2 ** (i + 1), k, u, padding=(k - u) // 2)
+        for i, (u, k) in enumerate(zip(rates, kernel_sizes, strict=True))
+    ])
+
+
+def mean_of_blocks(blocks, x: torch.Tensor) -> torch.Tensor:
+    """The mean of one stage's residual blocks on ``x`` (a running sum: one stage buffer less than stacking)."""
+    total = blocks[0](x)
+    for block in blocks[1:]:
+        total = total + block(x)
+    return total / len(blocks)
+
+
 class Vocoder(nn.Module):
     def __init__(self, cfg: VocoderConfig):
         super().__init__()
         self.cfg = cfg
         init = cfg.upsample_initial_channel
         self.conv_pre = nn.Conv1d(MEL_BINS_PER_CHANNEL * cfg.channels, init, 7, padding=3)
-        self.ups = nn.ModuleList([
-            nn.ConvTranspose1d(init // 2**i, init // 2 ** (i + 1), k, u, padding=(k - u) // 2)
-            for i, (u, k) in enumerate(zip(cfg.upsample_rates, cfg.upsample_kernel_sizes))
-        ])
+        self.ups = upsample_convs(init, cfg.upsample_rates, cfg.upsample_kernel_sizes)
         self.resblocks = nn.ModuleList([
             ResBlock1(init // 2 ** (i + 1), k, tuple(d))
             for i in range(len(self.ups))
@@ -137,12 +150,7 @@ class Vocoder(nn.Module):
         x = self.conv_pre(mel.transpose(2, 3).reshape(b, s * m, t))
         kernels = len(self.cfg.resblock_kernel_sizes)
         for i, up in enumerate(self.ups):
-            x = up(F.leaky_relu(x, RESBLOCK_SLOPE))
-            blocks = self.resblocks[i * kernels:(i + 1) * kernels]
-            total = blocks[0](x)
-            for block in blocks[1:]:  # running sum instead of stacking: one stage buffer less
-                total = total + block(x)
-            x = total / kernels
+            x = mean_of_blocks(self.resblocks[i * kernels:(i + 1) * kernels], up(F.leaky_relu(x, RESBLOCK_SLOPE)))
         return torch.tanh(self.conv_post(F.leaky_relu(x, FINAL_SLOPE)))
 
     @property
