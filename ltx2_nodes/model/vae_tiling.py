@@ -26,10 +26,9 @@ from typing import Iterable, Iterator, Sequence
 
 import torch
 
-from .video_vae import VideoEncoder, check_video_size
 from ..errors import InputError
-from .shapes import VideoScale
-from .video_vae import VideoDecoder
+from .shapes import VideoScale, check_video_size
+from .video_vae import VideoDecoder, VideoEncoder
 
 
 @dataclass(frozen=True)
