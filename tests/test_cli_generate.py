@@ -9,6 +9,7 @@ import pytest
 from demo_support import DEMO_INPUTS, demo_models  # noqa: F401 (fixture)
 from ltx2_nodes import paths
 from ltx2_nodes.cli import main
+from ltx2_nodes.demo.models import CHECKPOINT, UPSCALER
 from ltx2_nodes.media.mux import probe
 from ltx2_nodes.memory import selection
 
@@ -25,7 +26,8 @@ def isolated():
 def _generate(demo_models, tmp_path, *extra):
     out = tmp_path / "clip.mp4"
     code = main(["generate", "--prompt", "a fox trots through snow, wind hisses", "--models-dir",
-                 str(demo_models.root), "--width", "256", "--height", "192", "--seconds", "1",
+                 str(demo_models.root), "--width", "256", "--height", "192", "--seconds", "1", "--checkpoint", CHECKPOINT,
+                 "--upscaler", UPSCALER,
                  "--device", "cpu", "--out", str(out), *extra])
     assert code == 0
     return probe(out)
