@@ -194,8 +194,8 @@ def run(args) -> int:
         request = dataclasses.replace(request, stage1=dataclasses.replace(request.stage1_settings(),
                                                                           sampler=args.sampler))
     out = _out_path(args.out)
-    print(f"{checkpoint.name} (LTX-{family} {mode}, {'two-stage' if two_stage else 'single stage'}), {args.width}x{args.height}, "
-          f"{frames} frames at {args.fps:g} fps, seed {args.seed} on {device}")
+    print(f"{checkpoint.name} ({ltx2.ckpt.family.name} {mode}, {'two-stage' if two_stage else 'single stage'}), "
+          f"{args.width}x{args.height}, {frames} frames at {args.fps:g} fps, seed {args.seed} on {device}")
     path = generate(ltx2, gemma, request, out, upscaler=upscaler, loras=_loras(args.lora),
                     stage2_loras=_loras(stage2_specs))
     print(path)

@@ -328,8 +328,9 @@ def write_demo_models(root: str | Path, seed: int = 0) -> DemoModels:
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
     paths = DemoModels(root, folders["checkpoints"] / CHECKPOINT, folders["latent_upscale_models"] / UPSCALER,
-                       folders["text_encoders"] / GEMMA, folders["loras"] / LORA, folders["checkpoints"] / CHECKPOINT_23,
-                       folders["latent_upscale_models"] / UPSCALER_23, folders["loras"] / LORA_23)
+                       folders["text_encoders"] / GEMMA, folders["loras"] / LORA,
+                       folders["checkpoints"] / CHECKPOINT_23, folders["latent_upscale_models"] / UPSCALER_23,
+                       folders["loras"] / LORA_23)
     write_checkpoint(paths.checkpoint, seed)
     write_upscaler(paths.upscaler, seed)
     write_gemma(paths.gemma, seed)
