@@ -212,10 +212,11 @@ LTX23_DEMO_FILES = sorted(DEMO_WORKFLOWS.glob("ltx23_*.api.json"))
 def test_every_ltx23_demo_workflow_runs_headless_with_48khz_audio_as_long_as_the_video(path, demo_models, tmp_path,
                                                                                        capsys):
     """The proof that LTX-2.3 runs end to end: each shipped 2.3 demo graph (2.3 demo checkpoint, its upscaler and
-    LoRA) through ``python -m ltx2_nodes run``, at a small size for speed (--set), writes an MP4 whose audio (the
-    BigVGAN + bandwidth-extension vocoder) is 48 kHz and as long as the video (to the AAC frame)."""
+    LoRA) through ``python -m ltx2_nodes run``, at a small size and 2 dev steps for speed (--set; the distilled
+    schedules ignore steps), writes an MP4 whose audio (the BigVGAN + bandwidth-extension vocoder) is 48 kHz and
+    as long as the video (to the AAC frame)."""
     assert len(LTX23_DEMO_FILES) == 4
-    small = [f"--set={k}" for k in ("5.width=64", "5.height=64", "5.frames=9")]
+    small = [f"--set={k}" for k in ("5.width=64", "5.height=64", "5.frames=9", "6.steps=2")]
     files = run_cli([str(path), "--models-dir", str(demo_models.root), "--input-dir", str(DEMO_INPUTS),
                      "--out", str(tmp_path), *small], capsys)
     assert len(files) == 1 and files[0].name.startswith("ltx23_")
