@@ -42,7 +42,8 @@ log = logging.getLogger("ltx2_nodes")
 class GenerateRequest:
     """What to generate. ``width``/``height`` are the final size (two-stage: stage 1 runs at half).
 
-    ``mode``: the stage-1 preset of ``family``'s recipe (``sampling.recipe``; None: the default family),
+    ``mode``: the stage-1 preset of ``family``'s recipe (``sampling.recipe``; None: the loaded checkpoint's
+    family in :func:`generate` / :func:`precheck`, see :meth:`for_model`, else the default family),
     "distilled" (fixed list, no guidance) or "dev" (``steps``, None: the preset's; reference guidance, needs
     the negative prompt); ``stage1`` overrides the settings ``mode`` implies. ``images``: image conditions
     (re-encoded at each stage's size); ``audio``: an AUDIO dict to keep as the soundtrack (audio-to-video),
@@ -78,6 +79,13 @@ class GenerateRequest:
     def recipe(self) -> Recipe:
         return recipe_for(self.family)
 
+    def for_model(self, ltx2: LTX2Models) -> "GenerateRequest":
+        """This request with ``family`` set to the checkpoint's (``ckpt.family.version``) when none was given:
+        the presets follow the loaded model."""
+        if self.family is not None:
+            return self
+        return dataclasses.replace(self, family=ltx2.ckpt.family.version)
+
     def stage1_settings(self) -> GenerationSettings:
         if self.stage1 is not None:
             return self.stage1
@@ -96,6 +104,7 @@ def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, eng
     from .model.transformer import TransformerConfig
 
     engine = engine if engine is not None else default_engine()
+    request = request.for_model(ltx2)
     weights = checkpoint_weights(ltx2.ckpt, dtype=ltx2.dtype, fp8=ltx2.fp8 == "cast bf16 to fp8")
     weights["gemma"] = stage_weights("gemma", gemma.files.raw_state(), dtype=gemma.dtype)
     if upscaler is not None and request.two_stage:
@@ -155,7 +164,10 @@ def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out
     LoRA at ``recipe.stage2_lora_strength``). Returns the MP4 path."""
     engine = engine if engine is not None else default_engine()
     if request.two_stage and upscaler is None:
-        raise InputError("a two-stage run needs the latent upscaler (ltx-2-spatial-upscaler-x2-1.0.safetensors).")
+        raise InputError("a two-stage run needs the latent upscaler (ltx-2-spatial-upscaler-x2-1.0.safetensors, "
+                         "ltx-2.3-spatial-upscaler-x2-1.1.safetensors for LTX-2.3).")
+    request = request.for_model(ltx2)
+    log.info("%s: LTX-%s presets (sampling/recipe.py)", ltx2.name, request.family)
     settings = request.stage1_settings()
     height, width = request.stage_size()
     precheck(ltx2, gemma, request, engine, upscaler)

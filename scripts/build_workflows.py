@@ -31,6 +31,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from ltx2_nodes.cli.core_nodes import CORE_NODE_CLASSES  # noqa: E402
+from ltx2_nodes.cli.generate_cmd import RELEASED_23 as GENERATE_23  # noqa: E402
 from ltx2_nodes.demo import models as demo  # noqa: E402
 from ltx2_nodes.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
 from ltx2_nodes.nodes.sampler import preset_widgets  # noqa: E402
@@ -42,6 +43,11 @@ RELEASED = {"distilled": "ltx-2-19b-distilled-fp8.safetensors", "dev": "ltx-2-19
             "lora": "ltx-2-19b-distilled-lora-384.safetensors", "image": "example.png", "audio": "example.wav"}
 DEMO = {"distilled": demo.CHECKPOINT, "dev": demo.CHECKPOINT, "upscaler": demo.UPSCALER, "gemma": demo.GEMMA,
         "lora": demo.LORA, "image": "ltx2-demo-image.png", "audio": "ltx2-demo-audio.flac"}
+# LTX-2.3: the released names the generate CLI looks for (Lightricks/LTX-2.3, bf16), the same Gemma and inputs
+RELEASED_23 = {**RELEASED, "distilled": GENERATE_23["checkpoints"][0], "dev": GENERATE_23["checkpoints"][1],
+               "upscaler": GENERATE_23["latent_upscale_models"][0], "lora": GENERATE_23["loras"][0]}
+DEMO_23 = {**DEMO, "distilled": demo.CHECKPOINT_23, "dev": demo.CHECKPOINT_23, "upscaler": demo.UPSCALER_23,
+           "lora": demo.LORA_23}
 # Reference sizes (ltx_pipelines constants): stage 1 at 768x512 -> 1536x1024 after the x2 upscaler, 121 frames
 # at 24 fps. The demo twins run at 256x160 -> 512x320, 49 frames: seconds on a CPU.
 RELEASED_SIZE = {"width": 768, "height": 512, "frames": 121}
@@ -59,10 +65,32 @@ I2V_PROMPT = ("The scene in the image comes to life: the camera slowly pushes in
 A2V_PROMPT = ("A singer performs on a small stage under warm spotlights, moving to the rhythm of the music, "
               "the camera slowly circling her.")
 
-# The samplers' widget values: the recipe's presets (sampling/recipe.py), LTX-2.0.
-RECIPE = recipe_for("2.0")
-DISTILLED, DEV, REFINE = (preset_widgets(preset, RECIPE.stg_blocks)
-                          for preset in (RECIPE.distilled, RECIPE.dev, RECIPE.refine))
+
+@dataclass(frozen=True)
+class Release:
+    """One model family's shipped workflows: its recipe (``sampling/recipe.py``), the released and demo file
+    names, the Hugging Face repository, and the prefix of its file names."""
+
+    version: str
+    label: str
+    repository: str
+    prefix: str
+    released: dict
+    demo: dict
+    fp8_note: str = ""
+
+    @property
+    def recipe(self):
+        return recipe_for(self.version)
+
+    def preset(self, name: str) -> dict:
+        """The samplers' widget values of the recipe's ``name`` preset (dev / distilled / refine)."""
+        return preset_widgets(getattr(self.recipe, name), self.recipe.stg_blocks)
+
+
+LTX_2 = Release("2.0", "LTX-2", "Lightricks/LTX-2", "", RELEASED, DEMO, " The bf16 files work as well.")
+LTX_2_3 = Release("2.3", "LTX-2.3", "Lightricks/LTX-2.3", "ltx23_", RELEASED_23, DEMO_23)
+RELEASES = (LTX_2, LTX_2_3)
 
 
 @dataclass(frozen=True)
@@ -108,6 +136,7 @@ class Workflow:
     nodes: list[Node]
     shared: dict[str, tuple[str, object]]  # name -> (widget type, value)
     notes: list[tuple[str, tuple[int, int], tuple[int, int]]] = field(default_factory=list)
+    release: Release = LTX_2
 
 
 # ------------------------------------------------------------------------------------------------
@@ -157,65 +186,74 @@ def _back(final: int, audio_decode_latent: int, prefix: str) -> list[Node]:
     ]
 
 
-STAGE_NOTE = ("Two stages, as the reference pipeline: stage 1 samples at the Empty Latent's size (768x512 here), the "
+def stage_note(r: Release) -> str:
+    recipe = r.recipe
+    return ("Two stages, as the reference pipeline: stage 1 samples at the Empty Latent's size (768x512 here), the "
               "x2 latent upscaler doubles it, stage 2 refines at 1536x1024 from sigma "
-              f"{RECIPE.stage2_start_sigma:g} with the distilled {RECIPE.refine.steps}-step list. Width/height must "
+              f"{recipe.stage2_start_sigma:g} with the distilled {recipe.refine.steps}-step list. Width/height must "
               "be multiples of 64 here (32 after halving), frames 8k+1 (121 = 5 s at "
               "24 fps). The 'seed' and 'fps' boxes feed every node that needs them; a stage-2 sampler with stage 1's "
               "seed continues its noise stream exactly like the reference. Lower the size or frames if memory is "
               "short; the decode tiles itself to the free memory (0 = auto).")
-MODELS_NOTE = ("Models (Lightricks/LTX-2 on Hugging Face, google/gemma-3-12b-it): {checkpoint} in models/checkpoints, "
-               "ltx-2-spatial-upscaler-x2-1.0.safetensors in models/latent_upscale_models, gemma_3_12B_it.safetensors "
-               "(or the whole gemma-3-12b-it folder) in models/text_encoders{extra}. The bf16 files work as well.")
 
 
-def t2av_distilled() -> Workflow:
+def models_note(r: Release, checkpoint: str, lora: bool = False) -> str:
+    extra = f", {r.released['lora']} in models/loras" if lora else ""
+    return (f"Models ({r.repository} on Hugging Face, google/gemma-3-12b-it): {r.released[checkpoint]} in "
+            f"models/checkpoints, {r.released['upscaler']} in models/latent_upscale_models, gemma_3_12B_it.safetensors "
+            f"(or the whole gemma-3-12b-it folder) in models/text_encoders{extra}.{r.fp8_note}")
+
+
+def t2av_distilled(r: Release = LTX_2) -> Workflow:
+    recipe = r.recipe
     nodes = _front("distilled") + [
         _prompt(3, DEFAULT_PROMPT, "Prompt", 0),
         Node(4, "LTX2TextConnector", {"text_connector": Link(1, 3), "features": Link(3)}, pos=_col(2, 0)),
         _empty_latent(),
-        _sampler(6, Link(1), Link(5), DISTILLED, "Stage 1 sampler (distilled)", _col(3, 0)),
+        _sampler(6, Link(1), Link(5), r.preset("distilled"), "Stage 1 sampler (distilled)", _col(3, 0)),
         Node(7, "LTX2LatentUpscaler", {"latent": Link(6), "video_vae": Link(1, 1), "upscale_model": Model("upscaler")},
              pos=_col(3, 620)),
-        _sampler(8, Link(1), Link(7), REFINE, "Stage 2 sampler (refine)", _col(4, 0)),
-    ] + _back(8, 8, "LTX2/t2av_distilled")
-    notes = [(MODELS_NOTE.format(checkpoint="ltx-2-19b-distilled-fp8.safetensors", extra=""), _col(0, 520), (340, 200)),
+        _sampler(8, Link(1), Link(7), r.preset("refine"), "Stage 2 sampler (refine)", _col(4, 0)),
+    ] + _back(8, 8, f"LTX2/{r.prefix}t2av_distilled")
+    notes = [(models_note(r, "distilled"), _col(0, 520), (340, 200)),
              ("Distilled model: guidance off (CFG 1, STG 0, modality 1) and the fixed "
-              f"{RECIPE.distilled.steps}-step schedule; 'steps' is "
-              "ignored. " + STAGE_NOTE, _col(1, 420), (340, 300))]
-    return Workflow("t2av_distilled_two_stage", "Text to video with sound, LTX-2 distilled, two stages", nodes,
-                    {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes)
+              f"{recipe.distilled.steps}-step schedule; 'steps' is "
+              "ignored. " + stage_note(r), _col(1, 420), (340, 300))]
+    return Workflow(f"{r.prefix}t2av_distilled_two_stage",
+                    f"Text to video with sound, {r.label} distilled, two stages", nodes,
+                    {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes, r)
 
 
-def t2av_dev() -> Workflow:
+def t2av_dev(r: Release = LTX_2) -> Workflow:
+    recipe, dev = r.recipe, r.preset("dev")
     nodes = _front("dev") + [
         _prompt(3, DEFAULT_PROMPT, "Prompt", 0),
         Node(4, "LTX2TextConnector", {"text_connector": Link(1, 3), "features": Link(3)}, pos=_col(2, 0)),
         _empty_latent(),
-        _sampler(6, Link(1), Link(5), DEV, "Stage 1 sampler (dev, guided)", _col(3, 0), negative=Link(14)),
+        _sampler(6, Link(1), Link(5), dev, "Stage 1 sampler (dev, guided)", _col(3, 0), negative=Link(14)),
         Node(7, "LTX2LatentUpscaler", {"latent": Link(6), "video_vae": Link(1, 1), "upscale_model": Model("upscaler")},
              pos=_col(3, 620)),
         Node(12, "LTX2LoraLoader", {"model": Link(1), "lora_name": Model("lora"),
-                                    "strength": RECIPE.stage2_lora_strength}, pos=_col(3, 820)),
-        _sampler(8, Link(12), Link(7), REFINE, "Stage 2 sampler (refine, distilled LoRA)", _col(4, 0)),
+                                    "strength": recipe.stage2_lora_strength}, pos=_col(3, 820)),
+        _sampler(8, Link(12), Link(7), r.preset("refine"), "Stage 2 sampler (refine, distilled LoRA)", _col(4, 0)),
         _prompt(13, NEGATIVE_PROMPT, "Negative prompt", 260),
         Node(14, "LTX2TextConnector", {"text_connector": Link(1, 3), "features": Link(13)}, "Negative connector",
              pos=_col(2, 260)),
-    ] + _back(8, 8, "LTX2/t2av_dev")
-    notes = [(MODELS_NOTE.format(checkpoint="ltx-2-19b-dev-fp8.safetensors",
-                                 extra=", ltx-2-19b-distilled-lora-384.safetensors in models/loras"),
+    ] + _back(8, 8, f"LTX2/{r.prefix}t2av_dev")
+    notes = [(models_note(r, "dev", lora=True),
               _col(0, 520), (340, 220)),
-             (f"Dev model with the reference guidance: {DEV['steps']} steps of the LTX-2 schedule, video CFG "
-              f"{DEV['video_cfg']:g} / audio CFG {DEV['audio_cfg']:g} against the negative prompt, STG "
-              f"{DEV['stg_scale']:g} on block {DEV['stg_blocks']}, modality guidance {DEV['modality_scale']:g}, "
-              f"rescale {DEV['rescale']:g} (up to 4 model passes per step). Stage 2 refines with the distilled LoRA "
-              f"at {RECIPE.stage2_lora_strength:g} and no guidance, as the reference two-stage "
-              "dev pipeline. " + STAGE_NOTE, _col(1, 620), (340, 360))]
-    return Workflow("t2av_dev_two_stage", "Text to video with sound, LTX-2 dev with guidance, two stages", nodes,
-                    {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes)
+             (f"Dev model with the reference guidance: {dev['steps']} steps of the LTX-2 schedule, video CFG "
+              f"{dev['video_cfg']:g} / audio CFG {dev['audio_cfg']:g} against the negative prompt, STG "
+              f"{dev['stg_scale']:g} on block {dev['stg_blocks']}, modality guidance {dev['modality_scale']:g}, "
+              f"rescale {dev['rescale']:g} (up to 4 model passes per step). Stage 2 refines with the distilled LoRA "
+              f"at {recipe.stage2_lora_strength:g} and no guidance, as the reference two-stage "
+              "dev pipeline. " + stage_note(r), _col(1, 620), (340, 360))]
+    return Workflow(f"{r.prefix}t2av_dev_two_stage",
+                    f"Text to video with sound, {r.label} dev with guidance, two stages", nodes,
+                    {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes, r)
 
 
-def i2av_distilled() -> Workflow:
+def i2av_distilled(r: Release = LTX_2) -> Workflow:
     nodes = _front("distilled") + [
         _prompt(3, I2V_PROMPT, "Prompt", 0),
         Node(4, "LTX2TextConnector", {"text_connector": Link(1, 3), "features": Link(3)}, pos=_col(2, 0)),
@@ -223,22 +261,23 @@ def i2av_distilled() -> Workflow:
         Node(15, "LoadImage", {"image": Model("image")}, pos=_col(1, 620)),
         Node(16, "LTX2ImageToVideo", {"latent": Link(5), "video_vae": Link(1, 1), "image": Link(15),
                                       "frame_index": 0, "strength": 1.0, "crf": 33}, pos=_col(2, 820)),
-        _sampler(6, Link(1), Link(16), DISTILLED, "Stage 1 sampler (distilled)", _col(3, 0)),
+        _sampler(6, Link(1), Link(16), r.preset("distilled"), "Stage 1 sampler (distilled)", _col(3, 0)),
         Node(7, "LTX2LatentUpscaler", {"latent": Link(6), "video_vae": Link(1, 1), "upscale_model": Model("upscaler")},
              pos=_col(3, 620)),
-        _sampler(8, Link(1), Link(7), REFINE, "Stage 2 sampler (refine)", _col(4, 0)),
-    ] + _back(8, 8, "LTX2/i2av_distilled")
-    notes = [(MODELS_NOTE.format(checkpoint="ltx-2-19b-distilled-fp8.safetensors", extra=""), _col(0, 520), (340, 200)),
+        _sampler(8, Link(1), Link(7), r.preset("refine"), "Stage 2 sampler (refine)", _col(4, 0)),
+    ] + _back(8, 8, f"LTX2/{r.prefix}i2av_distilled")
+    notes = [(models_note(r, "distilled"), _col(0, 520), (340, 200)),
              ("Image to video with sound: the image becomes frame 0 (strength 1 keeps it exactly; lower it to let the "
               "model change it). It is resized to cover the latent's size and centre-cropped, passed through one "
               "H.264 frame at CRF 33 like the reference, and encoded again at the stage-2 size by the second sampler. "
               "Other frame_index values place it as a keyframe guide. Describe the motion and the sound in the "
-              "prompt (LTX-2 Prompt Enhance in i2v mode can write it). " + STAGE_NOTE, _col(0, 760), (340, 420))]
-    return Workflow("i2av_distilled_two_stage", "Image to video with sound, LTX-2 distilled, two stages", nodes,
-                    {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes)
+              "prompt (LTX-2 Prompt Enhance in i2v mode can write it). " + stage_note(r), _col(0, 760), (340, 420))]
+    return Workflow(f"{r.prefix}i2av_distilled_two_stage",
+                    f"Image to video with sound, {r.label} distilled, two stages", nodes,
+                    {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes, r)
 
 
-def a2v_distilled() -> Workflow:
+def a2v_distilled(r: Release = LTX_2) -> Workflow:
     nodes = _front("distilled") + [
         _prompt(3, A2V_PROMPT, "Prompt", 0),
         Node(4, "LTX2TextConnector", {"text_connector": Link(1, 3), "features": Link(3)}, pos=_col(2, 0)),
@@ -246,19 +285,20 @@ def a2v_distilled() -> Workflow:
         Node(17, "LoadAudio", {"audio": Model("audio")}, pos=_col(1, 620)),
         Node(18, "LTX2AudioToLatent", {"latent": Link(5), "audio_vae": Link(1, 2), "audio": Link(17),
                                        "start_seconds": 0.0}, pos=_col(2, 820)),
-        _sampler(6, Link(1), Link(18), DISTILLED, "Stage 1 sampler (distilled)", _col(3, 0)),
+        _sampler(6, Link(1), Link(18), r.preset("distilled"), "Stage 1 sampler (distilled)", _col(3, 0)),
         Node(7, "LTX2LatentUpscaler", {"latent": Link(6), "video_vae": Link(1, 1), "upscale_model": Model("upscaler")},
              pos=_col(3, 620)),
-        _sampler(8, Link(1), Link(7), REFINE, "Stage 2 sampler (refine)", _col(4, 0)),
-    ] + _back(8, 8, "LTX2/a2v_distilled")
-    notes = [(MODELS_NOTE.format(checkpoint="ltx-2-19b-distilled-fp8.safetensors", extra=""), _col(0, 520), (340, 200)),
+        _sampler(8, Link(1), Link(7), r.preset("refine"), "Stage 2 sampler (refine)", _col(4, 0)),
+    ] + _back(8, 8, f"LTX2/{r.prefix}a2v_distilled")
+    notes = [(models_note(r, "distilled"), _col(0, 520), (340, 200)),
              ("Audio to video: the audio (from start_seconds, as long as the video) is encoded into the audio latent "
               "and kept unchanged by both samplers while the video is generated to match it. Audio Decode then "
               "returns the audio VAE's version of it, cut to the video's exact duration; connect Load Audio to the "
-              "Save node instead to keep the original sound (when starting at 0). " + STAGE_NOTE,
+              "Save node instead to keep the original sound (when starting at 0). " + stage_note(r),
               _col(0, 760), (340, 380))]
-    return Workflow("a2v_distilled_two_stage", "Audio to video, LTX-2 distilled, two stages", nodes,
-                    {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes)
+    return Workflow(f"{r.prefix}a2v_distilled_two_stage",
+                    f"Audio to video, {r.label} distilled, two stages", nodes,
+                    {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes, r)
 
 
 WORKFLOWS = (t2av_distilled, t2av_dev, i2av_distilled, a2v_distilled)
@@ -440,12 +480,15 @@ def _dump(data: dict) -> str:
 def build() -> dict[Path, str]:
     """Every generated text file, relative to the repository root -> its content."""
     files = {}
-    for make in WORKFLOWS:
-        workflow = make()
-        files[Path("example_workflows") / f"{workflow.name}.json"] = _dump(ui_format(workflow, RELEASED, RELEASED_SIZE))
-        files[Path("workflows") / f"{workflow.name}.api.json"] = _dump(api_format(workflow, RELEASED, RELEASED_SIZE))
-        files[Path("workflows") / "demo" / f"{workflow.name}.api.json"] = _dump(
-            api_format(copy.deepcopy(workflow), DEMO, DEMO_SIZE))
+    for release in RELEASES:
+        for make in WORKFLOWS:
+            workflow = make(release)
+            files[Path("example_workflows") / f"{workflow.name}.json"] = _dump(
+                ui_format(workflow, release.released, RELEASED_SIZE))
+            files[Path("workflows") / f"{workflow.name}.api.json"] = _dump(
+                api_format(workflow, release.released, RELEASED_SIZE))
+            files[Path("workflows") / "demo" / f"{workflow.name}.api.json"] = _dump(
+                api_format(copy.deepcopy(workflow), release.demo, DEMO_SIZE))
     return files
 
 

@@ -9,6 +9,7 @@ import pytest
 from demo_support import DEMO_INPUTS, demo_models  # noqa: F401 (fixture)
 from ltx2_nodes import paths
 from ltx2_nodes.cli import main
+from ltx2_nodes.demo.models import CHECKPOINT, CHECKPOINT_23, UPSCALER, UPSCALER_23
 from ltx2_nodes.media.mux import probe
 from ltx2_nodes.memory import selection
 
@@ -22,11 +23,12 @@ def isolated():
     paths.reset()
 
 
-def _generate(demo_models, tmp_path, *extra):
+def _generate(demo_models, tmp_path, *extra, checkpoint=CHECKPOINT, upscaler=UPSCALER):
+    """The demo tree holds the LTX-2 and LTX-2.3 demo sets: the files are named."""
     out = tmp_path / "clip.mp4"
     code = main(["generate", "--prompt", "a fox trots through snow, wind hisses", "--models-dir",
-                 str(demo_models.root), "--width", "256", "--height", "192", "--seconds", "1",
-                 "--device", "cpu", "--out", str(out), *extra])
+                 str(demo_models.root), "--width", "256", "--height", "192", "--seconds", "1", "--checkpoint",
+                 checkpoint, "--upscaler", upscaler, "--device", "cpu", "--out", str(out), *extra])
     assert code == 0
     return probe(out)
 
@@ -38,7 +40,7 @@ def test_text_to_video_with_sound(demo_models, tmp_path, isolated, capsys):
     assert info.audio_sample_rate == 24000 and abs(info.audio_seconds - 25 / 24) <= 1024 / 24000 + 1e-6
     request = json.loads(info.metadata["ltx2_generate"])
     assert request["prompt"].startswith("a fox") and request["mode"] == "distilled" and request["two_stage"]
-    assert "ltx2-demo-av.safetensors (distilled, two-stage)" in capsys.readouterr().out
+    assert "ltx2-demo-av.safetensors (LTX-2 distilled, two-stage)" in capsys.readouterr().out
 
 
 def test_image_and_audio_conditioning_single_stage(demo_models, tmp_path, isolated):
@@ -48,6 +50,18 @@ def test_image_and_audio_conditioning_single_stage(demo_models, tmp_path, isolat
     request = json.loads(info.metadata["ltx2_generate"])
     assert request["images"] == 1 and request["audio_to_video"] and request["mode"] == "dev"
     assert not request["two_stage"] and info.video_frames == 25
+
+
+def test_ltx23_checkpoint_brings_its_presets_and_48khz_audio(demo_models, tmp_path, isolated, capsys, caplog):
+    """No family given: the request takes the loaded checkpoint's (LTX-2.3: its recipe), the BWE vocoder
+    writes 48 kHz as long as the video."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="ltx2_nodes"):
+        info = _generate(demo_models, tmp_path, "--single-stage", checkpoint=CHECKPOINT_23, upscaler=UPSCALER_23)
+    assert "LTX-2.3 distilled, single stage" in capsys.readouterr().out
+    assert "LTX-2.3 presets" in caplog.text
+    assert info.audio_sample_rate == 48000 and abs(info.audio_seconds - 25 / 24) <= 1024 / 48000 + 1e-6
 
 
 def test_missing_models_are_named(tmp_path, isolated, capsys):

@@ -10,7 +10,8 @@ import torch
 from conftest import find_golden
 from demo_support import demo_models  # noqa: F401
 from ltx2_nodes.cli import main
-from ltx2_nodes.demo.models import (CHECKPOINT, DEMO_NOTICE, GEMMA, LORA, UPSCALER, checkpoint_state, demo_config)
+from ltx2_nodes.demo.models import (CHECKPOINT, CHECKPOINT_23, DEMO_NOTICE, GEMMA, LORA, LORA_23, UPSCALER,
+                                    UPSCALER_23, checkpoint_state, demo_config)
 from ltx2_nodes.loading.checkpoint import LTX2Checkpoint
 from ltx2_nodes.loading.lora import load_lora, resolve_targets
 from ltx2_nodes.loading.safetensors_file import SafetensorsFile
@@ -43,6 +44,37 @@ def test_demo_checkpoint_loads_and_fits_comfyui_cores_audio_vae(demo_models):
     assert json.loads(SafetensorsFile(demo_models.upscaler).metadata["config"])["_class_name"] == "LatentUpsampler"
 
 
+def test_the_ltx23_demo_set_loads_every_component_through_the_normal_loaders(demo_models):
+    """The 2.3 demo checkpoint: detected as LTX-2.3 (model_version and tensors), every component builds from its
+    config and takes its tensors (gated attention, prompt AdaLN, two aggregate embeds, 8-layer gated
+    connectors with their own audio width, BigVGAN + BWE at 48 kHz with the stored buffers), its upscaler
+    loads and its LoRA targets its transformer."""
+    from ltx2_nodes.models import load_upscaler
+
+    ckpt = LTX2Checkpoint(demo_models.checkpoint_23)
+    assert ckpt.family.version == "2.3" and ckpt.file.metadata["model_version"] == "2.3.0"
+    assert json.loads(ckpt.file.metadata["config"]) == demo_config("2.3")
+    assert {ckpt.file.info(k).dtype for k in ckpt.file.keys()} == {torch.bfloat16}
+    models = load_ltx2(demo_models.checkpoint_23, device="cpu")
+    dit = models.transformer()
+    assert models.dit.config.num_layers == 48
+    assert models.dit.config.apply_gated_attention and models.dit.config.cross_attention_adaln
+    connectors = models.connectors()
+    assert connectors.projection.config.separate_projections
+    assert (connectors.video_width, connectors.audio_width) == (models.dit.config.inner_dim,
+                                                                models.dit.config.audio_inner_dim)
+    assert len(connectors.video.transformer_1d_blocks) == len(connectors.audio.transformer_1d_blocks) == 8
+    for part in ("video_encoder", "video_decoder", "audio_encoder", "audio_decoder"):
+        assert getattr(models, part)() is not None
+    vocoder = models.vocoder()
+    assert type(vocoder).__name__ == "BWEVocoder" and vocoder.sample_rate == 48000
+    assert float(vocoder.mel_stft.mel_basis.sum()) > 0 and float(vocoder.mel_stft.stft_fn.forward_basis.abs().sum()) > 0
+    assert load_upscaler(demo_models.upscaler_23, device="cpu") is not None
+    lora = load_lora(demo_models.lora_23)
+    assert len(resolve_targets(lora, dit)) == 48 * 3
+    assert models.dit.with_lora(lora, 1.0).loras
+
+
 def test_demo_lora_targets_the_demo_transformer(demo_models):
     lora = load_lora(demo_models.lora)
     model = load_ltx2(demo_models.checkpoint, device="cpu").transformer()
@@ -71,7 +103,9 @@ def test_demo_models_command(tmp_path, capsys):
     assert main(["demo-models", str(tmp_path / "models")]) == 0
     out = capsys.readouterr().out.splitlines()
     root = tmp_path / "models"
-    assert out[:4] == [str(root / "checkpoints" / CHECKPOINT), str(root / "latent_upscale_models" / UPSCALER),
-                       str(root / "text_encoders" / GEMMA), str(root / "loras" / LORA)]
-    assert "generates noise" in out[4]
+    assert out[:7] == [str(root / "checkpoints" / CHECKPOINT), str(root / "latent_upscale_models" / UPSCALER),
+                       str(root / "text_encoders" / GEMMA), str(root / "loras" / LORA),
+                       str(root / "checkpoints" / CHECKPOINT_23), str(root / "latent_upscale_models" / UPSCALER_23),
+                       str(root / "loras" / LORA_23)]
+    assert "generates noise" in out[7]
     assert (root / "text_encoders" / GEMMA / "README.txt").read_text().startswith("ltx2_nodes demo model")

@@ -438,3 +438,29 @@ def test_fp8_cast_on_load_samples(headless, demo_models):
     (out,) = call("LTX2Sampler", model=dit, positive=positive, latent=empty(),
                   **dict(DISTILLED, schedule="custom", sigmas="1.0, 0.5, 0.0"))
     assert torch.isfinite(to_av_latents(out).video).all()
+
+
+def test_sampler_stg_blocks_auto_takes_the_loaded_family_block_and_the_run_names_the_preset(headless, demo_models,
+                                                                                            caplog):
+    """LTX-2.3 model: 'auto' perturbs block 28 (its dev preset), the log line names the family and preset; a typed
+    block other than the family's is run as typed, with a hint."""
+    import logging
+
+    from ltx2_nodes.nodes.sampler import parse_blocks
+
+    assert parse_blocks("auto", (28,)) == (28,) and parse_blocks(" Auto ", (29,)) == (29,)
+    assert parse_blocks("28, 29", (28,)) == (28, 29)
+    dit, _, _, connector = call("LTX2CheckpointLoader", ckpt_name=demo_models.checkpoint_23.name)
+    gemma = call("LTX2GemmaLoader", gemma_name=demo_models.gemma.name)[0]
+    (positive,) = call("LTX2TextConnector", text_connector=connector,
+                       features=call("LTX2GemmaEncode", gemma=gemma, prompt="a fox")[0])
+    guided = dict(DISTILLED, schedule="custom", sigmas="1.0, 0.0", stg_scale=1.0)
+    with caplog.at_level(logging.INFO, logger="ltx2_nodes"):
+        (out,) = call("LTX2Sampler", model=dit, positive=positive, latent=empty(), **dict(guided, stg_blocks="auto"))
+    assert "LTX-2.3 model, its dev preset 30 steps with STG on block 28" in caplog.text
+    assert "STG 1 on block 28" in caplog.text and "not the family's" not in caplog.text
+    assert torch.isfinite(to_av_latents(out).video).all()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="ltx2_nodes"):
+        call("LTX2Sampler", model=dit, positive=positive, latent=empty(), **dict(guided, stg_blocks="29"))
+    assert "STG 1 on block 29 (not the family's STG block: stg_blocks 'auto' picks it)" in caplog.text

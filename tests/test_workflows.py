@@ -27,13 +27,12 @@ API_FILES = sorted((REPO / "workflows").glob("*.api.json"))
 DEMO_FILES = sorted(DEMO_WORKFLOWS.glob("*.api.json"))
 FOLDER_NAMES = {"checkpoints": ["distilled", "dev"], "diffusion_models": [], "text_encoders": ["gemma"],
                 "loras": ["lora"], "latent_upscale_models": ["upscaler"], "vae": []}
-AAC_FRAME_SECONDS = 1024 / 24000
 
 
-def test_four_workflows_in_each_form():
+def test_four_workflows_per_model_family_in_each_form():
     names = {p.name.split(".")[0] for p in UI_FILES}
-    assert names == {"t2av_distilled_two_stage", "t2av_dev_two_stage", "i2av_distilled_two_stage",
-                     "a2v_distilled_two_stage"}
+    kinds = {"t2av_distilled_two_stage", "t2av_dev_two_stage", "i2av_distilled_two_stage", "a2v_distilled_two_stage"}
+    assert names == kinds | {"ltx23_" + kind for kind in kinds}
     assert {p.name.split(".")[0] for p in API_FILES} == names == {p.name.split(".")[0] for p in DEMO_FILES}
 
 
@@ -47,13 +46,15 @@ def test_generated_files_are_up_to_date():
 @pytest.fixture
 def folder_lists(monkeypatch):
     """Model and input combos list the released and the demo names (no files needed to validate)."""
+    tables = [table for release in build.RELEASES for table in (release.released, release.demo)]
+
     def list_models(folder):
         folder = {"clip": "text_encoders", "unet": "diffusion_models"}.get(folder, folder)
-        return sorted({table[key] for key in FOLDER_NAMES[folder] for table in (build.RELEASED, build.DEMO)})
+        return sorted({table[key] for key in FOLDER_NAMES[folder] for table in tables})
 
     monkeypatch.setattr(paths, "list_models", list_models)
     monkeypatch.setattr(core_nodes, "_input_files", lambda kinds: sorted(
-        {t[k] for t in (build.RELEASED, build.DEMO) for k in ("image", "audio")}))
+        {t[k] for t in tables for k in ("image", "audio")}))
     monkeypatch.setattr(core_nodes.LoadImage, "VALIDATE_INPUTS", classmethod(lambda cls, image: True), raising=False)
     monkeypatch.setattr(core_nodes.LoadAudio, "VALIDATE_INPUTS", classmethod(lambda cls, audio: True), raising=False)
 
@@ -141,23 +142,33 @@ def test_both_samplers_share_one_seed_and_the_stage_two_recipe():
         assert prompt["5"]["inputs"]["fps"] == prompt["11"]["inputs"]["fps"] == 24.0
         assert (prompt["5"]["inputs"]["width"], prompt["5"]["inputs"]["height"], prompt["5"]["inputs"]["frames"]) \
             == (768, 512, 121)  # the reference's stage-1 size: 1536x1024 after the upscaler
-    dev = load_json(REPO / "workflows" / "t2av_dev_two_stage.api.json")
-    assert dev["6"]["inputs"]["negative"] == ["14", 0] and dev["13"]["_meta"]["title"] == "Negative prompt"
-    assert dev["8"]["inputs"]["model"] == ["12", 0] and dev["12"]["inputs"]["strength"] == 0.6
-    assert (dev["6"]["inputs"]["video_cfg"], dev["6"]["inputs"]["audio_cfg"], dev["6"]["inputs"]["stg_blocks"]) \
-        == (3.0, 7.0, "29")
+    for prefix, steps, block in (("", 40, "29"), ("ltx23_", 30, "28")):  # each family's dev preset
+        dev = load_json(REPO / "workflows" / f"{prefix}t2av_dev_two_stage.api.json")
+        assert dev["6"]["inputs"]["negative"] == ["14", 0] and dev["13"]["_meta"]["title"] == "Negative prompt"
+        assert dev["8"]["inputs"]["model"] == ["12", 0] and dev["12"]["inputs"]["strength"] == 0.6
+        assert (dev["6"]["inputs"]["steps"], dev["6"]["inputs"]["video_cfg"], dev["6"]["inputs"]["audio_cfg"],
+                dev["6"]["inputs"]["stg_blocks"]) == (steps, 3.0, 7.0, block)
+
+
+def test_ltx23_workflows_name_the_ltx23_release_files():
+    for path in sorted((REPO / "workflows").glob("ltx23_*.api.json")):
+        prompt = load_json(path)
+        assert prompt["1"]["inputs"]["ckpt_name"].startswith("ltx-2.3-22b-")
+        assert prompt["7"]["inputs"]["upscale_model"] == "ltx-2.3-spatial-upscaler-x2-1.1.safetensors"
+        assert all(node["inputs"].get("lora_name", "ltx-2.3-22b-").startswith("ltx-2.3-22b-")
+                   for node in prompt.values())
 
 
 # ------------------------------------------------------------------------------------------------ running
 
 
-def check_mp4(path: Path, frames: int, size: tuple[int, int], fps: float = 24.0):
+def check_mp4(path: Path, frames: int, size: tuple[int, int], fps: float = 24.0, rate: int = 24000):
     media = probe(path)
     assert (media.video_codec, media.video_frames, (media.width, media.height)) == ("h264", frames, size)
     assert media.fps == Fraction(fps).limit_denominator(1000)
-    assert (media.audio_codec, media.audio_sample_rate, media.audio_channels) == ("aac", 24000, 2)
+    assert (media.audio_codec, media.audio_sample_rate, media.audio_channels) == ("aac", rate, 2)
     # AAC codes whole 1024-sample frames: the stream ends within one frame after frames / fps
-    assert frames / fps <= media.audio_seconds + 1e-6 <= frames / fps + AAC_FRAME_SECONDS
+    assert frames / fps <= media.audio_seconds + 1e-6 <= frames / fps + 1024 / rate
     return media
 
 
@@ -192,6 +203,24 @@ def test_other_demo_workflows_run_end_to_end(name, demo_models, tmp_path, capsys
     files = run_cli([str(DEMO_WORKFLOWS / f"{name}.api.json"), "--models-dir", str(demo_models.root),
                      "--input-dir", str(DEMO_INPUTS), "--out", str(tmp_path)], capsys)
     check_mp4(files[0], build.DEMO_SIZE["frames"], (2 * build.DEMO_SIZE["width"], 2 * build.DEMO_SIZE["height"]))
+
+
+LTX23_DEMO_FILES = sorted(DEMO_WORKFLOWS.glob("ltx23_*.api.json"))
+
+
+@pytest.mark.parametrize("path", LTX23_DEMO_FILES, ids=lambda p: p.name)
+def test_every_ltx23_demo_workflow_runs_headless_with_48khz_audio_as_long_as_the_video(path, demo_models, tmp_path,
+                                                                                       capsys):
+    """The proof that LTX-2.3 runs end to end: each shipped 2.3 demo graph (2.3 demo checkpoint, its upscaler and
+    LoRA) through ``python -m ltx2_nodes run``, at a small size and 2 dev steps for speed (--set; the distilled
+    schedules ignore steps), writes an MP4 whose audio (the BigVGAN + bandwidth-extension vocoder) is 48 kHz and
+    as long as the video (to the AAC frame)."""
+    assert len(LTX23_DEMO_FILES) == 4
+    small = [f"--set={k}" for k in ("5.width=64", "5.height=64", "5.frames=9", "6.steps=2")]
+    files = run_cli([str(path), "--models-dir", str(demo_models.root), "--input-dir", str(DEMO_INPUTS),
+                     "--out", str(tmp_path), *small], capsys)
+    assert len(files) == 1 and files[0].name.startswith("ltx23_")
+    check_mp4(files[0], 9, (128, 128), rate=48000)
 
 
 def test_local_queue_of_the_demo_workflow_killed_after_the_first_job_resumes(demo_models, tmp_path):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-HELP = ("write tiny random-weight demo models (LTX-2 single file, spatial upscaler, Gemma 3 folder, a LoRA) into a "
+HELP = ("write tiny random-weight demo models (LTX-2 and LTX-2.3 single files, their spatial upscalers and LoRAs, a "
+        "Gemma 3 folder) into a "
         "ComfyUI-style models folder; they run every shipped workflow in seconds on a CPU and generate noise")
 
 
@@ -19,9 +20,12 @@ def run(args) -> int:
 
     start = time.perf_counter()
     written = write_demo_models(args.directory, seed=args.seed)
-    for path in (written.checkpoint, written.upscaler, written.gemma, written.lora):
+    files = (written.checkpoint, written.upscaler, written.gemma, written.lora, written.checkpoint_23,
+             written.upscaler_23, written.lora_23)
+    for path in files:
         print(path)
-    print(f"wrote 4 demo models in {time.perf_counter() - start:.1f} s. {DEMO_NOTICE}\n"
+    print(f"wrote {len(files)} demo models in {time.perf_counter() - start:.1f} s. {DEMO_NOTICE}\n"
           f"Try: python -m ltx2_nodes run workflows/demo/t2av_distilled_two_stage.api.json --models-dir "
-          f"{args.directory} --out output", flush=True)
+          f"{args.directory} --out output (LTX-2.3: workflows/demo/ltx23_t2av_distilled_two_stage.api.json)",
+          flush=True)
     return 0

@@ -19,6 +19,13 @@ RELEASED = {
     "latent_upscale_models": ("ltx-2-spatial-upscaler-x2-1.0.safetensors",),
     "loras": ("ltx-2-19b-distilled-lora-384.safetensors",),
 }
+# LTX-2.3 (Lightricks/LTX-2.3): same Gemma; its own upscaler and distilled LoRA, picked for a 2.3 checkpoint
+RELEASED_23 = {
+    "checkpoints": ("ltx-2.3-22b-distilled-1.1.safetensors", "ltx-2.3-22b-dev.safetensors"),
+    "text_encoders": RELEASED["text_encoders"],
+    "latent_upscale_models": ("ltx-2.3-spatial-upscaler-x2-1.1.safetensors",),
+    "loras": ("ltx-2.3-22b-distilled-lora-384-1.1.safetensors",),
+}
 
 
 def add_parser(p) -> None:
@@ -59,12 +66,17 @@ def add_parser(p) -> None:
     add_engine_options(p)
 
 
-def _pick(folder: str, name: str | None, required: bool = True) -> Path | None:
+def _pick(folder: str, name: str | None, required: bool = True, family: str = "2.0") -> Path | None:
+    """``name`` in ``folder``, else the first released file present (``family``'s release: "2.0" or "2.3"; a
+    checkpoint of either), else the folder's only file."""
     from .. import paths
 
     if name:
         return paths.find_model(folder, name)
-    present = [n for n in RELEASED[folder] if _exists(folder, n)]
+    released = RELEASED_23[folder] if family == "2.3" else RELEASED[folder]
+    if folder == "checkpoints":
+        released = RELEASED[folder] + RELEASED_23[folder]
+    present = [n for n in released if _exists(folder, n)]
     if present:
         return paths.find_model(folder, present[0])
     if not required:
@@ -146,18 +158,20 @@ def run(args) -> int:
     two_stage = not args.single_stage
     ltx2 = load_ltx2(checkpoint, args.weight_dtype, args.fp8, device=device)
     gemma = load_gemma(_pick("text_encoders", args.gemma), args.weight_dtype, device=device)
-    upscaler = load_upscaler(_pick("latent_upscale_models", args.upscaler), args.weight_dtype, device=device) \
+    family = ltx2.ckpt.family.version
+    upscaler = load_upscaler(_pick("latent_upscale_models", args.upscaler, family=family), args.weight_dtype,
+                             device=device) \
         if two_stage else None
     stage2_specs = args.stage2_lora
     if stage2_specs is None:
         stage2_specs = []
         if mode == "dev" and two_stage:
-            lora = _pick("loras", None, required=False)
+            lora = _pick("loras", None, required=False, family=family)
             if lora is not None:
-                stage2_specs = [f"{lora.name}:{recipe_for().stage2_lora_strength}"]
+                stage2_specs = [f"{lora.name}:{recipe_for(family).stage2_lora_strength}"]
             else:
-                log.warning("dev two-stage run without ltx-2-19b-distilled-lora-384.safetensors in loras/: stage 2 "
-                            "refines with the distilled schedule on the dev weights alone")
+                log.warning("dev two-stage run without %s in loras/: stage 2 refines with the distilled schedule "
+                            "on the dev weights alone", (RELEASED_23 if family == "2.3" else RELEASED)["loras"][0])
 
     prompt = args.prompt
     if args.enhance:
@@ -172,15 +186,16 @@ def run(args) -> int:
         prompt=prompt, negative_prompt=args.negative if args.negative is not None else DEFAULT_NEGATIVE_PROMPT,
         width=args.width, height=args.height, frames=frames, fps=args.fps, seed=args.seed, mode=mode,
         steps=args.steps, two_stage=two_stage, images=images,
-        audio=load_audio_file(args.audio) if args.audio else None, audio_start_seconds=args.audio_start)
+        audio=load_audio_file(args.audio) if args.audio else None, audio_start_seconds=args.audio_start,
+        family=family)
     if args.sampler != "euler":
         import dataclasses
 
         request = dataclasses.replace(request, stage1=dataclasses.replace(request.stage1_settings(),
                                                                           sampler=args.sampler))
     out = _out_path(args.out)
-    print(f"{checkpoint.name} ({mode}, {'two-stage' if two_stage else 'single stage'}), {args.width}x{args.height}, "
-          f"{frames} frames at {args.fps:g} fps, seed {args.seed} on {device}")
+    print(f"{checkpoint.name} ({ltx2.ckpt.family.name} {mode}, {'two-stage' if two_stage else 'single stage'}), "
+          f"{args.width}x{args.height}, {frames} frames at {args.fps:g} fps, seed {args.seed} on {device}")
     path = generate(ltx2, gemma, request, out, upscaler=upscaler, loras=_loras(args.lora),
                     stage2_loras=_loras(stage2_specs))
     print(path)

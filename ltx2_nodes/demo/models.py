@@ -27,11 +27,10 @@ import copy
 import json
 import math
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from ..loading.safetensors_file import write_safetensors
 
@@ -101,16 +100,52 @@ DEMO_VOCODER = {
 DEMO_UPSCALER = {"_class_name": "LatentUpsampler", "in_channels": DEMO_VIDEO_LATENT_CHANNELS, "mid_channels": 32,
                  "num_blocks_per_stage": 1, "dims": 3, "spatial_upsample": True, "temporal_upsample": False,
                  "spatial_scale": 2.0, "rational_resampler": False}
+# LTX-2.3 (22B layout: gated attention, prompt AdaLN, projection before 8-layer gated connectors with their own
+# audio width, the 2.3 VAE block list with zero padding, BigVGAN + bandwidth extension to 48 kHz); the audio VAE
+# and the latent sizes are the 2.0 demo's, so both sets share the Gemma folder and the demo inputs.
+DEMO_TRANSFORMER_23 = {
+    **DEMO_TRANSFORMER, "apply_gated_attention": True, "cross_attention_adaln": True,
+    "caption_proj_before_connector": True, "caption_projection_first_linear": False, "caption_proj_input_norm": False,
+    "caption_projection_second_linear": False, "text_encoder_norm_type": "per_token_rms",
+    "connector_apply_gated_attention": True, "connector_num_layers": 8, "connector_num_attention_heads": 2,
+    "connector_attention_head_dim": 16, "audio_connector_num_attention_heads": 2,
+    "audio_connector_attention_head_dim": 8, "connector_num_learnable_registers": 128, "connector_norm_output": True,
+}
+DEMO_VAE_23 = {
+    **{k: v for k, v in DEMO_VAE.items() if not k.endswith("spatial_padding_mode")},
+    "spatial_padding_mode": "zeros", "encoder_base_channels": 8, "decoder_base_channels": 4,
+    "decoder_blocks": [_RES(1), ["compress_all", {"multiplier": 2}], _RES(1), ["compress_all", {"multiplier": 2}],
+                       _RES(1), ["compress_all", {"multiplier": 2}], _RES(1)],
+}
+_BIGVGAN = {"resblock": "AMP1", "resblock_kernel_sizes": [3, 7, 11], "resblock_dilation_sizes": [[1, 3, 5]] * 3,
+            "stereo": True, "use_tanh_at_final": False, "activation": "snakebeta", "use_bias_at_final": False}
+DEMO_VOCODER_23 = {
+    "vocoder": {**_BIGVGAN, "upsample_initial_channel": 64, "upsample_rates": [5, 2, 2, 2, 2, 2],
+                "upsample_kernel_sizes": [11, 4, 4, 4, 4, 4]},
+    "bwe": {**_BIGVGAN, "upsample_initial_channel": 32, "upsample_rates": [6, 5, 2, 2, 2],
+            "upsample_kernel_sizes": [12, 11, 4, 4, 4], "apply_final_activation": False, "input_sampling_rate": 16000,
+            "output_sampling_rate": 48000, "hop_length": 80, "n_fft": 512, "win_size": 512, "num_mels": 64},
+}
+MODEL_VERSION_23 = "2.3.0"
+CHECKPOINT_23 = "ltx2.3-demo-av.safetensors"
+UPSCALER_23 = "ltx2.3-demo-spatial-upscaler-x2.safetensors"
+LORA_23 = "ltx2.3-demo-distilled-lora.safetensors"
 DEMO_LORA_TARGETS = ("attn1.to_q", "attn1.to_v", "ff.net.2")
 DEMO_LORA_RANK = 4
 
 @dataclass(frozen=True)
 class DemoModels:
+    """The written files: the LTX-2 set (``checkpoint``, ``upscaler``, ``lora``), the LTX-2.3 set (``*_23``)
+    and the Gemma folder both use."""
+
     root: Path
     checkpoint: Path
     upscaler: Path
     gemma: Path
     lora: Path
+    checkpoint_23: Path
+    upscaler_23: Path
+    lora_23: Path
 
 
 def _seed(seed: int, name: str) -> int:
@@ -140,27 +175,31 @@ def checkpoint_state(config: dict, text_width: int, seed: int = 0) -> dict[str, 
     """Random float32 tensors under the released single-file key names for ``config`` (the ``config``
     metadata); ``text_width``: Gemma's hidden size x (layers + 1), the text projection's input."""
     from ..model.audio_vae import AudioDecoder, AudioEncoder, AudioVAEConfig
-    from ..model.connector import ConnectorConfig, Embeddings1DConnector
+    from ..loading.components import vocoder_config
+    from ..model.connector import ConnectorConfig, Embeddings1DConnector, TextProjection, TextProjectionConfig
     from ..model.transformer import LTX2Transformer, TransformerConfig
     from ..model.video_vae import PerChannelStatistics, VideoDecoder, VideoEncoder, VideoVAEConfig
-    from ..model.vocoder import Vocoder, VocoderConfig
 
     dit_cfg = TransformerConfig.from_metadata(config["transformer"])
-    connector_cfg = ConnectorConfig.from_metadata(config["transformer"])
     vae_cfg = VideoVAEConfig.from_metadata(config["vae"])
     audio_cfg = AudioVAEConfig.from_metadata(config["audio_vae"])
+    projection = TextProjectionConfig(
+        in_features=text_width, video_width=dit_cfg.caption_channels, audio_width=dit_cfg.caption_channels,
+        separate_projections=TextProjectionConfig.separate_from_metadata(config["transformer"]))
+    if projection.separate_projections:  # LTX-2.3: the projection feeds each connector at its DiT width
+        projection = replace(projection, video_width=dit_cfg.inner_dim, audio_width=dit_cfg.audio_inner_dim)
     # (module, prefix in the file, prefix of its per-channel statistics in the file)
     parts = [
         (lambda: LTX2Transformer(dit_cfg), "model.diffusion_model.", None),
-        (lambda: Embeddings1DConnector(connector_cfg), "model.diffusion_model.video_embeddings_connector.", None),
-        (lambda: Embeddings1DConnector(connector_cfg), "model.diffusion_model.audio_embeddings_connector.", None),
-        (lambda: nn.ModuleDict({"aggregate_embed": nn.Linear(text_width, dit_cfg.caption_channels, bias=False)}),
-         "text_embedding_projection.", None),
+        (lambda: Embeddings1DConnector(ConnectorConfig.from_metadata(config["transformer"])),
+         "model.diffusion_model.video_embeddings_connector.", None),
+        (lambda: Embeddings1DConnector(ConnectorConfig.from_metadata(config["transformer"], audio=True)),
+         "model.diffusion_model.audio_embeddings_connector.", None),
+        (lambda: TextProjection(projection), "text_embedding_projection.", None),
         (lambda: VideoEncoder(vae_cfg), "vae.encoder.", "vae."),
         (lambda: VideoDecoder(vae_cfg), "vae.decoder.", "vae."),
         (lambda: AudioEncoder(audio_cfg), "audio_vae.encoder.", "audio_vae."),
         (lambda: AudioDecoder(audio_cfg), "audio_vae.decoder.", "audio_vae."),
-        (lambda: Vocoder(VocoderConfig.from_metadata(config["vocoder"])), "vocoder.", None),
     ]
     state: dict[str, torch.Tensor] = {}
     for build, prefix, stats_prefix in parts:
@@ -169,9 +208,43 @@ def checkpoint_state(config: dict, text_width: int, seed: int = 0) -> dict[str, 
         for key, value in module.state_dict().items():
             name = (stats_prefix + key) if stats_prefix and key.startswith("per_channel_statistics.") else prefix + key
             state.setdefault(name, _random_value(name, tuple(value.shape), seed))
+    state.update(vocoder_state(vocoder_config(config["vocoder"]), seed))
+    if projection.separate_projections:  # LTX-2.3 files leave out the statistics nothing reads
+        return state
     for leaf in PerChannelStatistics.UNREAD:  # the 2.0 release stores statistics nothing reads
         name = f"vae.per_channel_statistics.{leaf}"
         state[name] = _random_value(name, (vae_cfg.latent_channels,), seed)
+    return state
+
+
+def vocoder_state(cfg, seed: int = 0) -> dict[str, torch.Tensor]:
+    """``vocoder.*`` tensors for ``cfg`` (a HiFi-GAN ``VocoderConfig`` or a ``BWEVocoderConfig``): random
+    weights; for the LTX-2.3 BigVGAN the stored buffers hold what the release stores: the anti-alias filters'
+    kaiser-sinc taps, the bandwidth extension's causal STFT bases (real DFT x periodic Hann, and the unread
+    inverse basis) and its slaney mel filterbank at the input rate."""
+    from ..media.mel import MelConfig, mel_filterbank
+    from ..model.bigvgan import BWEVocoder, BWEVocoderConfig
+    from ..model.vocoder import Vocoder
+
+    if not isinstance(cfg, BWEVocoderConfig):
+        with torch.device("meta"):
+            module = Vocoder(cfg)
+        return {f"vocoder.{k}": _random_value(f"vocoder.{k}", tuple(v.shape), seed)
+                for k, v in module.state_dict().items()}
+    module = BWEVocoder(cfg)  # built for real: its filter buffers are the stored values
+    parameters = {name for name, _ in module.named_parameters()}
+    state = {f"vocoder.{k}": _random_value(f"vocoder.{k}", tuple(v.shape), seed) if k in parameters else v.clone()
+             for k, v in module.state_dict().items()}
+    n = torch.arange(cfg.n_fft, dtype=torch.float64)
+    k = torch.arange(cfg.n_fft // 2 + 1, dtype=torch.float64).unsqueeze(1)
+    window = torch.hann_window(cfg.n_fft, periodic=True, dtype=torch.float64)
+    angle = 2 * math.pi * k * n / cfg.n_fft
+    basis = torch.cat([torch.cos(angle) * window, -torch.sin(angle) * window]).unsqueeze(1).float()
+    state["vocoder.mel_stft.stft_fn.forward_basis"] = basis
+    state["vocoder.mel_stft.stft_fn.inverse_basis"] = basis.clone()
+    mel = MelConfig(sample_rate=cfg.input_sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
+                    n_mels=cfg.num_mels)
+    state["vocoder.mel_stft.mel_basis"] = mel_filterbank(mel).T.contiguous()
     return state
 
 
@@ -190,16 +263,24 @@ def _write(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str
     return path
 
 
-def demo_config() -> dict:
+def demo_config(version: str = "2.0") -> dict:
+    """The ``config`` metadata of the demo checkpoint of family ``version`` ("2.0" or "2.3")."""
+    if version == "2.3":
+        return {"transformer": copy.deepcopy(DEMO_TRANSFORMER_23), "vae": copy.deepcopy(DEMO_VAE_23),
+                "audio_vae": copy.deepcopy(DEMO_AUDIO_VAE), "vocoder": copy.deepcopy(DEMO_VOCODER_23)}
     return {"transformer": copy.deepcopy(DEMO_TRANSFORMER), "vae": copy.deepcopy(DEMO_VAE),
             "audio_vae": copy.deepcopy(DEMO_AUDIO_VAE), "vocoder": copy.deepcopy(DEMO_VOCODER)}
 
 
-def write_checkpoint(path: Path, seed: int = 0, config: dict | None = None) -> Path:
-    config = config or demo_config()
+def write_checkpoint(path: Path, seed: int = 0, config: dict | None = None, version: str = "2.0") -> Path:
+    """The single-file checkpoint; ``version`` "2.3" writes the LTX-2.3 layout with its ``model_version``."""
+    config = config or demo_config(version)
     text_width = DEMO_GEMMA["hidden_size"] * (DEMO_GEMMA["num_hidden_layers"] + 1)
     state = checkpoint_state(config, text_width, seed)
-    return _write(path, state, {"config": json.dumps(config), "ltx2_nodes_demo": DEMO_NOTICE}, torch.bfloat16)
+    metadata = {"config": json.dumps(config), "ltx2_nodes_demo": DEMO_NOTICE}
+    if version == "2.3":
+        metadata["model_version"] = MODEL_VERSION_23
+    return _write(path, state, metadata, torch.bfloat16)
 
 
 def write_upscaler(path: Path, seed: int = 0) -> Path:
@@ -211,11 +292,12 @@ def write_upscaler(path: Path, seed: int = 0) -> Path:
     return _write(path, state, {"config": json.dumps(DEMO_UPSCALER), "ltx2_nodes_demo": DEMO_NOTICE}, torch.bfloat16)
 
 
-def write_lora(path: Path, seed: int = 0) -> Path:
-    """Rank-4 factors for a few Linears of every block, official ``diffusion_model.*.lora_A/B`` names."""
+def write_lora(path: Path, seed: int = 0, transformer: dict | None = None) -> Path:
+    """Rank-4 factors for a few Linears of every block of ``transformer`` (a ``config.transformer``, the
+    2.0 demo's by default), official ``diffusion_model.*.lora_A/B`` names."""
     from ..model.transformer import TransformerConfig
 
-    cfg = TransformerConfig.from_metadata(DEMO_TRANSFORMER)
+    cfg = TransformerConfig.from_metadata(transformer or DEMO_TRANSFORMER)
     tensors = {}
     widths = {"attn1.to_q": (cfg.inner_dim, cfg.inner_dim), "attn1.to_v": (cfg.inner_dim, cfg.inner_dim),
               "ff.net.2": (cfg.inner_dim * 4, cfg.inner_dim)}
@@ -246,9 +328,14 @@ def write_demo_models(root: str | Path, seed: int = 0) -> DemoModels:
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
     paths = DemoModels(root, folders["checkpoints"] / CHECKPOINT, folders["latent_upscale_models"] / UPSCALER,
-                       folders["text_encoders"] / GEMMA, folders["loras"] / LORA)
+                       folders["text_encoders"] / GEMMA, folders["loras"] / LORA,
+                       folders["checkpoints"] / CHECKPOINT_23, folders["latent_upscale_models"] / UPSCALER_23,
+                       folders["loras"] / LORA_23)
     write_checkpoint(paths.checkpoint, seed)
     write_upscaler(paths.upscaler, seed)
     write_gemma(paths.gemma, seed)
     write_lora(paths.lora, seed)
+    write_checkpoint(paths.checkpoint_23, seed, version="2.3")
+    write_upscaler(paths.upscaler_23, seed + 1)
+    write_lora(paths.lora_23, seed, DEMO_TRANSFORMER_23)
     return paths

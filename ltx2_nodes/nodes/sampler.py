@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 from .. import stages
 from ..errors import InputError
@@ -18,6 +19,8 @@ from .preview import previewer_for
 from .comfy_types import fit_empty_channels, from_av_latents, from_conditioning, latent_info, to_av_latents
 
 GUIDANCE_PASSES = ("sequential", "batched")
+AUTO_BLOCKS = "auto"
+log = logging.getLogger("ltx2_nodes")
 
 
 def preset_widgets(preset: SamplerPreset, stg_blocks: tuple[int, ...]) -> dict:
@@ -34,12 +37,16 @@ def preset_widgets(preset: SamplerPreset, stg_blocks: tuple[int, ...]) -> dict:
                 start_sigma=preset.start_sigma, guidance_passes=GUIDANCE_PASSES[0])
 
 
-def parse_blocks(text: str) -> tuple[int, ...]:
+def parse_blocks(text: str, family_blocks: tuple[int, ...] = ()) -> tuple[int, ...]:
+    """``stg_blocks`` -> block numbers; "auto": ``family_blocks`` (the loaded model family's STG blocks)."""
+    if text.strip().lower() == AUTO_BLOCKS:
+        return tuple(family_blocks)
     parts = [p for p in text.replace(",", " ").split() if p]
     try:
         return tuple(int(p) for p in parts)
     except ValueError:
-        raise InputError(f"stg_blocks {text!r}: write block numbers separated by commas, e.g. '29' or '28, 29'.") \
+        raise InputError(f"stg_blocks {text!r}: write block numbers separated by commas, e.g. '29' or '28, 29', "
+                         "or 'auto' for the model family's block.") \
             from None
 
 
@@ -52,7 +59,10 @@ class LTX2Sampler:
         "exchange, rescale tames over-saturation; all at 1/0 = off (distilled). start_sigma cuts the schedule: the "
         "input latent is noised to the first remaining sigma where its masks allow "
         f"({recipe_for().stage2_start_sigma:g} for the stage-2 refinement of an upscaled latent). A stage-2 sampler "
-        "with the same seed as stage 1 continues its noise stream, like the reference pipeline.")
+        "with the same seed as stage 1 continues its noise stream, like the reference pipeline. Model families: "
+        "the widget defaults are the LTX-2 (19B) dev preset (40 steps, STG block 29); the LTX-2.3 (22B) dev preset "
+        "is 30 steps with STG on block 28 (its shipped workflows set them). stg_blocks 'auto' takes the loaded "
+        "model family's STG block; each run logs the family, its dev preset and the settings used.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -95,10 +105,12 @@ class LTX2Sampler:
         if start_sigma <= 0.0:
             return (latent,)  # nothing to denoise: like ComfyUI's samplers at denoise 0
         av = fit_empty_channels(av, video_channels=model.config.in_channels, audio_shape=_audio_shape(model))
-        blocks = parse_blocks(stg_blocks)
+        recipe = recipe_for(model.models.ckpt.family.version)
+        blocks = parse_blocks(stg_blocks, recipe.stg_blocks)
+        _log_preset(model, recipe, steps if schedule == "ltx2" else None, stg_scale, blocks)
         video = GuidanceParams(video_cfg, stg_scale, blocks, rescale, modality_scale)
         audio = GuidanceParams(audio_cfg, stg_scale, blocks, rescale, modality_scale)
-        schedule_sigmas = recipe_for().schedule(schedule, steps, sigmas)
+        schedule_sigmas = recipe.schedule(schedule, steps, sigmas)
         settings = GenerationSettings(start_at(schedule_sigmas, start_sigma), seed=seed,
                                       sampler=sampler, video_guidance=video, audio_guidance=audio,
                                       batched_guidance=guidance_passes == "batched")
@@ -130,6 +142,19 @@ class LTX2Sampler:
             else:
                 items += stages.encode_conditioning_images(record.video_vae, [record.condition], grid, run_engine)
         return items
+
+
+def _log_preset(model, recipe, steps: int | None, stg_scale: float, blocks: tuple[int, ...]) -> None:
+    """One line naming the model family, its dev preset and what this sampler runs (a hint when they differ)."""
+    family = model.models.ckpt.family
+    dev = recipe.dev
+    line = (f"LTX2 Sampler: {family.name} model, its dev preset {dev.steps} steps with STG on block "
+            f"{', '.join(map(str, recipe.stg_blocks))}; this run: "
+            + (f"{steps} steps" if steps is not None else "a fixed schedule")
+            + (f", STG {stg_scale:g} on block {', '.join(map(str, blocks))}" if stg_scale else ", no STG"))
+    if stg_scale and blocks != recipe.stg_blocks:
+        line += " (not the family's STG block: stg_blocks 'auto' picks it)"
+    log.info(line)
 
 
 def _audio_shape(model) -> tuple[int, int] | None:
