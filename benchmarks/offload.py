@@ -241,8 +241,8 @@ def precheck_report(family: str, size=(1280, 704, 121), vram_gib: int = 8, ram_g
                         dit_config=cfg)
     return (f"LTX-{family}: DiT {bf16.total / 1e9:.2f} GB bf16 ({len(bf16.block_bytes)} blocks of "
             f"{bf16.block_bytes[0] / 1e9:.3f} GB bf16 / {fp8.block_bytes[0] / 1e9:.3f} GB fp8, outside blocks "
-            f"{bf16.fixed_bytes / 1e9:.3f} GB)\n{_util_size(size)}, fp8 blocks, {vram_gib} GiB VRAM, {ram_gib} GiB RAM:\n"
-            + estimate.table())
+            f"{bf16.fixed_bytes / 1e9:.3f} GB)\n"
+            f"{_util_size(size)}, fp8 blocks, {vram_gib} GiB VRAM, {ram_gib} GiB RAM:\n" + estimate.table())
 
 
 # ------------------------------------------------------------------------------------------------
