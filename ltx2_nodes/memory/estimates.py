@@ -23,7 +23,7 @@ fp8 blocks add the dequantisation transient of their largest Linear (``fp8_upcas
 weight in the compute dtype, 256 MiB for the 19B feed-forward in bf16); the engine adds it to the
 activation reserve by itself. Checked against the real model code with ``measure.LiveBytes`` (tests: estimate within
 [1.0, 1.35] x the measured peak). Sizes in bf16 at B=1, per-token sigma: 768x512x121 (Tv = 6144,
-Ta = 126): 0.76 GiB; 1280x704x121 (Tv = 14080): 1.71 GiB; multiply by B for batched guidance.
+Ta = 126): 0.78 GiB; 1280x704x121 (Tv = 14080): 1.73 GiB; multiply by B for batched guidance.
 
 DiT FLOPs per block and forward (multiply-add = 2 FLOPs): per stream with tokens T, width d,
 text width c: self-attention projections 8*T*d^2 + scores 4*T^2*d; text cross-attention
