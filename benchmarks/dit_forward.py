@@ -4,8 +4,12 @@ Shapes: video 768x512x25 frames -> 4x16x24 = 1536 tokens, audio 25 frames @ 24 f
 1024 text tokens of width 3840 per stream; random weights (only their shapes matter for speed).
 Each case runs in a fresh interpreter so its peak RSS is its own.
 
-Optional reference row: set LTX2_REFERENCE_SRC to the `packages/ltx-core/src` folder of
-Lightricks/LTX-2 (not shipped here) to time the official LTXModel on the same weights and inputs.
+The LTX-2.3 (22B) row: same widths with gated attention, 9-row AdaLN tables with the prompt AdaLN on the
+text cross-attention, and text contexts at the inner widths (no caption projection in the DiT).
+
+Optional reference rows: set LTX2_REFERENCE_SRC to the `packages/ltx-core/src` folder of
+Lightricks/LTX-2 at commit 5cb97a9 (LTX-2 rows) and/or LTX2_REFERENCE_HEAD_SRC to that folder at a recent
+HEAD (LTX-2.3 row; not shipped here) to time the official LTXModel on the same weights and inputs.
 
     python benchmarks/dit_forward.py            # prints a markdown table
 """
@@ -59,9 +63,9 @@ def inputs(cfg: TransformerConfig, per_token: bool):
     return video, audio
 
 
-def reference_forward(model: LTX2Transformer, video: ModalityInput, audio: ModalityInput):
-    """Time the official implementation on the same weights (triton stubbed: CPU run never uses it)."""
-    sys.path.insert(0, os.environ["LTX2_REFERENCE_SRC"])
+def _reference_imports(src: str) -> None:
+    """Put the official ``ltx-core`` sources on the path (triton stubbed: a CPU run never uses it)."""
+    sys.path.insert(0, src)
     if "triton" not in sys.modules:
         triton = types.ModuleType("triton")
         triton.jit = lambda *a, **k: (lambda f: f)
@@ -69,6 +73,19 @@ def reference_forward(model: LTX2Transformer, video: ModalityInput, audio: Modal
         triton.language = types.ModuleType("triton.language")
         triton.language.constexpr = int
         sys.modules.update({"triton": triton, "triton.language": triton.language})
+
+
+def _timed(ref, video, audio, perturbations):
+    with torch.no_grad():
+        ref(video, audio, perturbations)  # warm-up, as for ours
+        start = time.perf_counter()
+        out = ref(video, audio, perturbations)
+    return time.perf_counter() - start, out
+
+
+def reference_forward(model: LTX2Transformer, video: ModalityInput, audio: ModalityInput):
+    """Time the official implementation at commit 5cb97a9 (LTX-2 only) on the same weights."""
+    _reference_imports(os.environ["LTX2_REFERENCE_SRC"])
     from ltx_core.guidance.perturbations import BatchedPerturbationConfig
     from ltx_core.model.transformer.attention import AttentionFunction
     from ltx_core.model.transformer.model import LTXModel
@@ -82,16 +99,34 @@ def reference_forward(model: LTX2Transformer, video: ModalityInput, audio: Modal
     ref.load_state_dict(model.state_dict(), assign=True, strict=True)
     mods = [Modality(latent=m.latent, sigma=m.sigma, timesteps=m.timesteps.reshape(1, -1, 1),
                      positions=m.positions, context=m.context) for m in (video, audio)]
-    with torch.no_grad():
-        ref(mods[0], mods[1], BatchedPerturbationConfig.empty(1))  # warm-up, as for ours
-        start = time.perf_counter()
-        out = ref(mods[0], mods[1], BatchedPerturbationConfig.empty(1))
-    return time.perf_counter() - start, out
+    return _timed(ref, mods[0], mods[1], BatchedPerturbationConfig.empty(1))
+
+
+def head_reference_forward(model: LTX2Transformer, video: ModalityInput, audio: ModalityInput):
+    """Time the official implementation at HEAD (LTX-2 and LTX-2.3 flags) on the same weights."""
+    _reference_imports(os.environ["LTX2_REFERENCE_HEAD_SRC"])
+    from ltx_core.guidance.perturbations import BatchedPerturbationConfig
+    from ltx_core.model.transformer.model import LTXModel
+    from ltx_core.model.transformer.modality import Modality
+    from ltx_core.model.transformer.rope import LTXRopeType
+
+    cfg = model.config
+    with torch.device("meta"):
+        ref = LTXModel(num_layers=cfg.num_layers, rope_type=LTXRopeType.SPLIT, double_precision_rope=True,
+                       av_ca_timestep_scale_multiplier=1000, apply_gated_attention=cfg.apply_gated_attention,
+                       cross_attention_adaln=cfg.cross_attention_adaln)
+    ref.load_state_dict(model.state_dict(), assign=True, strict=True)
+    mods = [Modality(latent=m.latent, sigma=m.sigma, timesteps=m.timesteps.expand(1, m.latent.shape[1]),
+                     positions=m.positions, context=m.context) for m in (video, audio)]
+    return _timed(ref, mods[0], mods[1], BatchedPerturbationConfig.empty(1, cfg.num_layers))
+
+
+LTX23 = dict(apply_gated_attention=True, cross_attention_adaln=True, caption_proj_before_connector=True)
 
 
 def run_case(case: dict) -> dict:
     torch.manual_seed(0)
-    cfg = TransformerConfig(num_layers=2)
+    cfg = TransformerConfig(num_layers=2, **(LTX23 if case.get("family") == "2.3" else {}))
     model = build(cfg)
     video, audio = inputs(cfg, case["per_token"])
     with torch.no_grad():
@@ -101,7 +136,8 @@ def run_case(case: dict) -> dict:
         seconds = time.perf_counter() - start
     result = {"seconds": seconds}
     if case.get("reference"):
-        ref_seconds, ref_out = reference_forward(model, video, audio)
+        forward = head_reference_forward if case["reference"] == "head" else reference_forward
+        ref_seconds, ref_out = forward(model, video, audio)
         result["seconds"] = ref_seconds
         result["max_diff_vs_ours"] = max((a - b).abs().max().item() for a, b in zip(ours, ref_out))
     result["peak_rss"] = _util.peak_rss_bytes()
@@ -115,10 +151,13 @@ def main() -> None:
     if args.case:
         print(json.dumps(run_case(json.loads(args.case))))
         return
-    cases = [("ltx2_nodes", {"per_token": False}), ("ltx2_nodes, per-token sigma (I2V)", {"per_token": True})]
+    cases = [("ltx2_nodes", {"per_token": False}), ("ltx2_nodes, per-token sigma (I2V)", {"per_token": True}),
+             ("ltx2_nodes, LTX-2.3 (22B)", {"per_token": False, "family": "2.3"})]
     if os.environ.get("LTX2_REFERENCE_SRC"):
         cases += [("official ltx-core @5cb97a9", {"per_token": False, "reference": True}),
                   ("official ltx-core, per-token sigma", {"per_token": True, "reference": True})]
+    if os.environ.get("LTX2_REFERENCE_HEAD_SRC"):
+        cases += [("official ltx-core HEAD, LTX-2.3 (22B)", {"per_token": False, "family": "2.3", "reference": "head"})]
     rows = []
     for name, case in cases:
         r = _util.run_isolated(__file__, case)

@@ -17,7 +17,10 @@ activation estimate + two (or three) block slots. Reported: the engine ledger's 
 independently counted device allocations vs the budget, bytes left on the device afterwards,
 seconds per step and peak RSS of the process (each case in a fresh interpreter).
 
-    python benchmarks/offload.py [--dir /tmp] [--weights fp8|bf16] [--skip-cpu]
+Pre-check rows (always, LTX-2 19B and LTX-2.3 22B): block bytes bf16 / fp8 and ``precheck`` of
+1280x704x121 with fp8-cast blocks at 8 GiB VRAM / 32 GiB RAM (estimates; prediction rows likewise per family).
+
+    python benchmarks/offload.py [--dir /tmp] [--weights fp8|bf16] [--skip-cpu] [--precheck-only]
 """
 
 from __future__ import annotations
@@ -166,9 +169,13 @@ ASSUMED = {"consumer (100 TFLOP/s, PCIe4 22 GB/s)": (100e12, 22e9),
            "H100-class (600 TFLOP/s, PCIe5 50 GB/s)": (600e12, 50e9)}
 
 
-def predicted_rows() -> list[list]:
+FAMILIES = {"2.0": {}, "2.3": dict(apply_gated_attention=True, cross_attention_adaln=True,
+                                   caption_proj_before_connector=True)}
+
+
+def predicted_rows(family: str = "2.0") -> list[list]:
     with torch.device("meta"):
-        model = LTX2Transformer(TransformerConfig()).to(torch.bfloat16)
+        model = LTX2Transformer(TransformerConfig(**FAMILIES[family])).to(torch.bfloat16)
     blocks = model.transformer_blocks
     fixed = tensor_bytes(module_tensors(model, skip=[blocks]))
     bf16 = [BlockLayout(b).nbytes for b in blocks]
@@ -192,6 +199,50 @@ def predicted_rows() -> list[list]:
                                  f"{plan.predicted_s / plan.compute_s:.2f}x",
                                  f"{plan.slots} slots, {len(plan.resident)} resident"])
     return rows
+
+
+# ------------------------------------------------------------------------------------------------
+# Pre-check of a whole run (estimates, not measurements)
+
+# bf16 parameters of the stages not built here (ltx2-architecture.md §2.2/§7 for LTX-2, §12 for LTX-2.3)
+SMALL_STAGES = {"2.0": {"connectors": 2 * 354_500_000 + 722_500_000, "video_vae": 528_400_000,
+                        "audio_vae": 31_900_000 + 55_600_000},
+                "2.3": {"connectors": 2_020_000_000 + 1_160_000_000, "video_vae": 407_200_000,
+                        "audio_vae": 31_900_000}}
+
+
+def precheck_report(family: str, size=(1280, 704, 121), vram_gib: int = 8, ram_gib: int = 32) -> str:
+    """Block bytes (bf16 / fp8) and the pre-check of ``size`` with fp8-cast blocks under the budgets."""
+    from dataclasses import replace
+
+    from transformers import Gemma3TextConfig
+    from transformers.models.gemma3.modeling_gemma3 import Gemma3TextModel
+
+    from ltx2_nodes.memory.precheck import RunRequest, StageWeights, module_weights, precheck
+    from ltx2_nodes.model.bigvgan import BWEVocoder, BWEVocoderConfig
+
+    cfg = TransformerConfig(**FAMILIES[family])
+    with torch.device("meta"):
+        dit = LTX2Transformer(cfg).to(torch.bfloat16)
+        gemma = Gemma3TextModel(Gemma3TextConfig(
+            vocab_size=262208, hidden_size=3840, intermediate_size=15360, num_hidden_layers=48,
+            num_attention_heads=16, num_key_value_heads=8, head_dim=256)).to(torch.bfloat16)
+        vocoder = BWEVocoder(BWEVocoderConfig()) if family == "2.3" else None
+    bf16 = module_weights("dit", dit, dit.transformer_blocks)
+    cast_linears_to_fp8(dit.transformer_blocks)
+    fp8 = module_weights("dit", dit, dit.transformer_blocks)
+    small = {name: StageWeights(name, 2 * n) for name, n in SMALL_STAGES[family].items()}
+    if vocoder is not None:  # always float32: converted on load, RAM of its own
+        fp32 = tensor_bytes(vocoder.state_dict().values())
+        small["audio_vae"] = StageWeights("audio_vae", small["audio_vae"].fixed_bytes + fp32, host_bytes=fp32)
+    weights = {"gemma": module_weights("gemma", gemma, gemma.layers),
+               "dit": replace(bf16, fp8_block_bytes=fp8.block_bytes).as_fp8(), **small}
+    estimate = precheck(weights, RunRequest(*size), vram_budget=vram_gib * GiB, ram_budget=ram_gib * GiB,
+                        dit_config=cfg)
+    return (f"LTX-{family}: DiT {bf16.total / 1e9:.2f} GB bf16 ({len(bf16.block_bytes)} blocks of "
+            f"{bf16.block_bytes[0] / 1e9:.3f} GB bf16 / {fp8.block_bytes[0] / 1e9:.3f} GB fp8, outside blocks "
+            f"{bf16.fixed_bytes / 1e9:.3f} GB)\n"
+            f"{_util_size(size)}, fp8 blocks, {vram_gib} GiB VRAM, {ram_gib} GiB RAM:\n" + estimate.table())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -252,19 +303,27 @@ def main() -> None:
     parser.add_argument("--dir", default="/tmp")
     parser.add_argument("--weights", choices=["fp8", "bf16"], default="fp8")
     parser.add_argument("--skip-cpu", action="store_true")
+    parser.add_argument("--precheck-only", action="store_true", help="only the block sizes and pre-check figures")
     args = parser.parse_args()
     if args.case:
         print(json.dumps(cpu_case(json.loads(args.case))))
         return
     print(_util.machine())
     print()
+    for family in FAMILIES:
+        print(precheck_report(family))
+        print()
+    if args.precheck_only:
+        return
     print(_util.table(["size", "weights", "budget", "s/step", "vs resident", "peak VRAM", "peak RSS", "plan"],
                       gpu_rows(args.weights)))
     print()
     print("Planner prediction for the same cases (cost model of memory/planner.py with assumed speeds; "
           "activation reserve from memory/estimates.py, batch 1):")
-    print(_util.table(["assumed device", "size", "weights", "budget", "predicted s/step", "vs resident", "plan"],
-                      predicted_rows()))
+    for family in FAMILIES:
+        print(f"LTX-{family}:")
+        print(_util.table(["assumed device", "size", "weights", "budget", "predicted s/step", "vs resident", "plan"],
+                          predicted_rows(family)))
     if not args.skip_cpu:
         print()
         print(f"CPU accounting run: 19B widths, {CPU_BLOCKS} blocks bf16 (memory-mapped), "

@@ -147,10 +147,9 @@ def connect_text(connector: ConnectorHandle, features: GemmaFeatures, engine: Me
     """Gemma features -> the DiT's video/audio text contexts (CPU)."""
     engine = _engine(engine)
     module = connector.connectors
-    batch, tokens, _width, layers = features.hidden_states.shape
-    caption = max(module.video_width, module.audio_width)  # the contexts' widths differ in LTX-2.3
-    profile = StageProfile(connector_activation_bytes(caption, layers - 1, tokens=tokens, batch=batch,
-                                                      dtype=_module_dtype(module)))
+    batch, tokens, width, layers = features.hidden_states.shape
+    profile = StageProfile(connector_activation_bytes(width, layers - 1, (module.video_width, module.audio_width),
+                                                      tokens=tokens, batch=batch, dtype=_module_dtype(module)))
     with torch.no_grad(), engine.stage("connectors", module, profile=profile,
                                        release_pages=connector.release_pages):
         text = module.connect(features.hidden_states, features.mask)

@@ -22,12 +22,16 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def random_dit(layers: int = 6, heads: int = 4, seed: int = 0) -> LTX2Transformer:
-    """A small DiT with the released layout (video 32-wide heads, audio 16-wide) and random weights."""
+LTX23_FLAGS = dict(apply_gated_attention=True, cross_attention_adaln=True, caption_proj_before_connector=True)
+
+
+def random_dit(layers: int = 6, heads: int = 4, seed: int = 0, **flags) -> LTX2Transformer:
+    """A small DiT with the released layout (video 32-wide heads, audio 16-wide) and random weights;
+    ``flags``: extra ``TransformerConfig`` values (``LTX23_FLAGS`` for the LTX-2.3 layout)."""
     cfg = TransformerConfig(num_layers=layers, num_attention_heads=heads, attention_head_dim=32,
                             audio_num_attention_heads=heads, audio_attention_head_dim=16,
                             cross_attention_dim=heads * 32, audio_cross_attention_dim=heads * 16,
-                            caption_channels=96)
+                            caption_channels=96, **flags)
     torch.manual_seed(seed)
     model = LTX2Transformer(cfg)
     with torch.no_grad():

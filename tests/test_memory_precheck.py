@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import replace
 
@@ -11,7 +12,7 @@ import torch
 from conftest import find_golden
 from ltx2_nodes.errors import OutOfMemoryError
 from ltx2_nodes.loading.checkpoint import LTX2Checkpoint
-from ltx2_nodes.loading.components import load_transformer
+from ltx2_nodes.loading.components import UNREAD, load_audio_decoder, load_transformer, load_vocoder
 from ltx2_nodes.loading.quant import cast_linears_to_fp8
 from ltx2_nodes.memory.precheck import (RunRequest, StageWeights, checkpoint_weights, estimate_run, module_weights,
                                         precheck)
@@ -20,10 +21,14 @@ from ltx2_nodes.model.transformer import LTX2Transformer, TransformerConfig
 GiB = 2 ** 30
 
 
+FLAVOURS = pytest.mark.parametrize("flavour", ["2.0", "2.3"], ids=["golden-2.0", "golden-2.3"])
+
+
+@FLAVOURS
 @pytest.mark.parametrize("dtype", [None, torch.float32])
 @pytest.mark.parametrize("fp8", [False, True])
-def test_header_sizes_equal_the_loaded_model_as_the_engine_lays_it_out(dtype, fp8):
-    ckpt = LTX2Checkpoint(find_golden("transformer").weights_path)
+def test_header_sizes_equal_the_loaded_model_as_the_engine_lays_it_out(dtype, fp8, flavour):
+    ckpt = LTX2Checkpoint(find_golden("transformer", flavour).weights_path)
     from_header = checkpoint_weights(ckpt, dtype=dtype, fp8=fp8)["dit"]
     model = load_transformer(ckpt, dtype=dtype)
     if fp8:
@@ -37,15 +42,37 @@ def test_header_sizes_equal_the_loaded_model_as_the_engine_lays_it_out(dtype, fp
     assert (from_header.host_bytes == 0) == (dtype is None and not fp8)
 
 
-def test_checkpoint_weights_cover_every_stage_of_the_single_file():
-    ckpt = LTX2Checkpoint(find_golden("transformer").weights_path)
+@FLAVOURS
+def test_checkpoint_weights_cover_every_stage_of_the_single_file(flavour):
+    ckpt = LTX2Checkpoint(find_golden("transformer", flavour).weights_path)
     weights = checkpoint_weights(ckpt)
     assert set(weights) == {"dit", "connectors", "video_vae", "audio_vae"}
     assert weights["dit"].block_bytes and not weights["connectors"].block_bytes
-    total = sum(ckpt.component_bytes(c) for c in ("transformer", "text_projection", "video_connector",
-                                                   "audio_connector", "video_decoder", "audio_decoder", "vocoder"))
-    # per-channel statistics are shared by the VAE encoder and decoder specs; block bytes are 256-aligned
-    assert sum(w.fixed_bytes + sum(w.block_bytes) for w in weights.values()) >= total
+    components = {"dit": ("transformer",), "connectors": ("text_projection", "video_connector", "audio_connector"),
+                  "video_vae": ("video_decoder",), "audio_vae": ("audio_decoder", "vocoder")}
+    for stage, names in components.items():
+        # the file's tensors, less those no loader reads; the LTX-2.3 vocoder is counted in float32
+        expected = sum(math.prod(t.shape) * (4 if name == "vocoder" and flavour == "2.3" else t.dtype.itemsize)
+                       for name in names for key, t in ckpt.state_dict(name).items()
+                       if key not in UNREAD.get(name, ()))
+        if stage == "dit":  # block tensors are 256-byte aligned as the engine lays them out
+            assert expected <= weights[stage].total < expected + 256 * len(ckpt.state_dict("transformer"))
+        else:
+            assert weights[stage].total == expected, stage
+
+
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16, torch.float32])
+def test_the_ltx23_vocoder_is_counted_as_loaded_in_float32_golden(dtype):
+    ckpt = LTX2Checkpoint(find_golden("vocoder", "2.3").weights_path)
+    audio = checkpoint_weights(ckpt, dtype=dtype)["audio_vae"]
+    decoder = load_audio_decoder(ckpt, dtype=dtype)
+    vocoder = load_vocoder(ckpt, dtype=dtype)
+    assert {t.dtype for t in vocoder.state_dict().values()} == {torch.float32}
+    loaded = sum(t.numel() * t.element_size() for m in (decoder, vocoder) for t in m.state_dict().values())
+    assert audio.total == loaded
+    # the file stores bf16: the float32 vocoder (and a cast decoder) occupy RAM of their own
+    stored = sum(math.prod(t.shape) * t.dtype.itemsize for t in ckpt.state_dict("audio_decoder").values())
+    assert audio.host_bytes == loaded - (stored if dtype in (None, torch.bfloat16) else 0)
 
 
 @pytest.fixture(scope="module")

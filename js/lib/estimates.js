@@ -24,6 +24,7 @@ export const LTX2_19B = Object.freeze({
 
 const DIT_TRANSIENT_UNITS = 10; // FF input, modulated input, 2 x 4D of GELU in/out
 const ADALN_GATHER_UNITS = 3; // per-token shift/scale/gate rows (sigma varies per token)
+const TEXT_KV_UNITS = 2; // keys and values of the text context (LTX-2; LTX-2.3 adds its prompt modulation)
 const IO_BYTES_PER_TOKEN = 3 * 128 * 4; // float32 latent, velocity, denoised
 const BF16_BYTES = 2;
 export const GiB = 2 ** 30;
@@ -32,7 +33,7 @@ const MiB = 2 ** 20;
 /**
  * Peak activation bytes of one DiT forward (estimates.dit_activation_bytes):
  *   persistent = s*B*[Tv*(2D+Dx) + Ta*(2Da+Dx) + L*(D*[Tv>0] + Da*[Ta>0] + C*streams)]
- *   transient  = s*B*max(Tv*D, Ta*Da) * (10 + 3 per-token sigma)
+ *   transient  = s*B*[max(Tv*D, Ta*Da) * (10 + 3 per-token sigma) + L*max(D*[Tv>0], Da*[Ta>0]) * 2]
  *   io         = B*(Tv+Ta)*1536
  */
 export function ditActivationBytes(videoTok, audioTok, { batch = 1, bytesPerElement = BF16_BYTES,
@@ -44,7 +45,8 @@ export function ditActivationBytes(videoTok, audioTok, { batch = 1, bytesPerElem
   const text = model.textTokens * (d * (videoTok > 0) + da * (audioTok > 0) + model.captionChannels * streams);
   const persistent = s * b * (videoTok * (2 * d + dx) + audioTok * (2 * da + dx) + text);
   const units = DIT_TRANSIENT_UNITS + (perTokenTimesteps ? ADALN_GATHER_UNITS : 0);
-  const transient = s * b * Math.max(videoTok * d, audioTok * da) * units;
+  const widest = Math.max(videoTok > 0 ? d : 0, audioTok > 0 ? da : 0);
+  const transient = s * b * (Math.max(videoTok * d, audioTok * da) * units + model.textTokens * widest * TEXT_KV_UNITS);
   return persistent + transient + b * (videoTok + audioTok) * IO_BYTES_PER_TOKEN;
 }
 

@@ -29,14 +29,16 @@ log = logging.getLogger("ltx2_nodes")
 
 # statistics LTX-2.0 files store but nothing reads (LTX-2.3 files leave them out), per component
 _UNREAD_STATISTICS = tuple(f"per_channel_statistics.{name}" for name in PerChannelStatistics.UNREAD)
-_UNREAD = {"video_encoder": _UNREAD_STATISTICS, "video_decoder": _UNREAD_STATISTICS}
+# Stored tensors the loaders never read, per component (the pre-check does not count them either).
+UNREAD = {"video_encoder": _UNREAD_STATISTICS, "video_decoder": _UNREAD_STATISTICS,
+          "vocoder": ("mel_stft.stft_fn.inverse_basis",)}  # LTX-2.3 BWE: stored, never used
 
 
 def _load(ckpt: LTX2Checkpoint, component: str, make: Callable[[dict], nn.Module], what: str, dtype, device,
           **options) -> nn.Module:
     """Build ``make(config section)`` and assign the component's tensors from the memory map."""
     config = ckpt.component_config(component)
-    options.setdefault("ignore_unexpected", _UNREAD.get(component, ()))
+    options.setdefault("ignore_unexpected", UNREAD.get(component, ()))
     return build_module(lambda: make(config), ckpt.state_dict(component), what=what, source=ckpt.path.name,
                         dtype=dtype, device=device, release=ckpt.release_pages, **options)
 
@@ -122,19 +124,22 @@ def vocoder_config(meta: dict) -> VocoderConfig | BWEVocoderConfig:
     return VocoderConfig.from_metadata(meta)
 
 
-def load_vocoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> Vocoder | BWEVocoder:
-    """Log-mel -> waveform, the model ``config.vocoder`` describes (see :func:`vocoder_config`).
+def vocoder_dtype(ckpt: LTX2Checkpoint, dtype: torch.dtype | None) -> torch.dtype | None:
+    """The dtype :func:`load_vocoder` builds ``ckpt``'s vocoder in when asked for ``dtype``: the LTX-2.3
+    BigVGAN + bandwidth extension in float32 (float64 if asked; the reference runs it under float32 autocast
+    because bf16 accumulation degrades its output), the LTX-2 HiFi-GAN in ``dtype``."""
+    if isinstance(vocoder_config(ckpt.component_config("vocoder")), BWEVocoderConfig):
+        return torch.float64 if dtype == torch.float64 else torch.float32
+    return dtype
 
-    The LTX-2.3 vocoder is built in float32 unless ``dtype`` is float64: the reference runs it under
-    float32 autocast because bf16 accumulation degrades its output. Its
-    ``mel_stft.stft_fn.inverse_basis`` is stored but never read, so it is not loaded.
-    """
+
+def load_vocoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> Vocoder | BWEVocoder:
+    """Log-mel -> waveform, the model ``config.vocoder`` describes (see :func:`vocoder_config`), in
+    :func:`vocoder_dtype`. The LTX-2.3 ``mel_stft.stft_fn.inverse_basis`` is stored but never read, so it is
+    not loaded."""
     cfg = vocoder_config(ckpt.component_config("vocoder"))
-    if isinstance(cfg, BWEVocoderConfig):
-        wide = torch.float64 if dtype == torch.float64 else torch.float32
-        return _load(ckpt, "vocoder", lambda _: BWEVocoder(cfg), "vocoder", wide, device,
-                     ignore_unexpected=("mel_stft.stft_fn.inverse_basis",))
-    return _load(ckpt, "vocoder", lambda _: Vocoder(cfg), "vocoder", dtype, device)
+    make = (lambda _: BWEVocoder(cfg)) if isinstance(cfg, BWEVocoderConfig) else (lambda _: Vocoder(cfg))
+    return _load(ckpt, "vocoder", make, "vocoder", vocoder_dtype(ckpt, dtype), device)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -6,25 +6,32 @@ length), ``D``/``Da`` video/audio inner width (4096/2048 for the 19B), ``Dx`` th
 cross-attention rotary width (2048).
 
 DiT activations of one forward (peak):
-    persistent = s*B*[ Tv*(2D + Dx) + Ta*(2Da + Dx) + L*(D + Da + 2C) ]
+    persistent = s*B*[ Tv*(2D + Dx) + Ta*(2Da + Dx) + L*(Cv + Ca + P*(D + Da)) ]
         (hidden states, self-attention RoPE cos+sin = D per token, cross-modal RoPE = Dx per token,
-        projected text context, and the caller's two connector outputs of C = 3840 channels)
-    transient  = s*B*max(Tv*D, Ta*Da) * (10 + 3 if sigma is per token)
+        the caller's two text contexts of Cv/Ca channels, ``TransformerConfig.context_width``: 3840 each
+        for LTX-2, D/Da for LTX-2.3 whose connectors already project; P = 1 for LTX-2, whose DiT keeps a
+        projected copy of each context, 0 for LTX-2.3)
+    transient  = s*B*[ max(Tv*D, Ta*Da) * (10 + 3 if sigma is per token) + L*max(D, Da)*(2 + 2 if 2.3) ]
         (the feed-forward holds its input, the modulated input and 2 x 4D of GELU in/out = 10 units;
-        per-token AdaLN gathers shift/scale/gate rows = 3 more; attention is no larger with
-        flash/memory-efficient SDPA, which never materialises the T x T scores)
+        per-token AdaLN gathers shift/scale/gate rows = 3 more (the 9-row LTX-2.3 tables gather 3 rows
+        at a time too); the text cross-attention's keys and values = 2 units of the context, and in
+        LTX-2.3 the prompt-AdaLN-modulated context and its ``1 + scale`` temporary = 2 more; attention
+        is no larger with flash/memory-efficient SDPA, which never materialises the T x T scores; the
+        LTX-2.3 gate logits are ``heads`` values per token, noise at these widths)
     io         = B*(Tv + Ta) * 1536   (float32 latents, velocity, denoised: 3 x 128 channels)
 fp8 blocks add the dequantisation transient of their largest Linear (``fp8_upcast_bytes``: 2 x its
 weight in the compute dtype, 256 MiB for the 19B feed-forward in bf16); the engine adds it to the
 activation reserve by itself. Checked against the real model code with ``measure.LiveBytes`` (tests: estimate within
 [1.0, 1.35] x the measured peak). Sizes in bf16 at B=1, per-token sigma: 768x512x121 (Tv = 6144,
-Ta = 126): 0.76 GiB; 1280x704x121 (Tv = 14080): 1.71 GiB; multiply by B for batched guidance.
+Ta = 126): 0.78 GiB; 1280x704x121 (Tv = 14080): 1.73 GiB; multiply by B for batched guidance.
 
 DiT FLOPs per block and forward (multiply-add = 2 FLOPs): per stream with tokens T, width d,
 text width c: self-attention projections 8*T*d^2 + scores 4*T^2*d; text cross-attention
 4*T*d^2 + 4*L*c*d + 4*T*L*d; feed-forward 16*T*d^2; plus the two cross-modal attentions
 (inner width Dx): q/out 4*T*d*Dx for the query stream, k/v 4*T'*d'*Dx for the key stream,
-scores 4*Tv*Ta*Dx, once per direction.
+scores 4*Tv*Ta*Dx, once per direction. LTX-2.3's gated attention adds 2*T*d*heads per attention
+(``to_gate_logits`` of the query input; six attentions per block); its AdaLN modulations are
+elementwise (the AdaLN-single matmuls run once per forward, outside the blocks).
 
 Gemma 3 (any decoder-only text model of that shape) activations, all hidden states kept:
     s*B*L*[ (layers + 2)*H + 3*I + 4*heads*head_dim ] + 2*s*B*L^2   (causal + sliding masks)
@@ -33,8 +40,11 @@ q/k/v/attention output). FLOPs per layer: 2*L*H*(2*heads + 2*kv_heads)*head_dim
 + 4*L^2*heads*head_dim + 6*L*H*I.
 
 Other stages (weights dominate; the activation terms are upper estimates):
-* connectors: s*B*L*[ 2*C*(layers + 1) + 12*C ] with C = caption channels (3840): the 49
-  stacked, normalised Gemma states and the 2-block connector transient;
+* connectors: s*B*L*[ 2*G*(layers + 1) + Cv + Ca + 10*max(Cv, Ca) ] with G the Gemma width (3840),
+  Cv/Ca the video/audio connector widths (3840/3840 for LTX-2; 4096/2048 for LTX-2.3): the 49
+  stacked, normalised Gemma states, the two connector outputs and one connector block's transient
+  (feed-forward 4x: 10 units, as in the DiT); the depth (2 blocks in LTX-2, 8 in LTX-2.3) does not
+  add to the peak since the blocks run one after another;
 * x2 upscaler: s*V*24576 with V = stage-1 latent voxels (1024 mid channels at 4x the voxels
   after the pixel shuffle, ~6 such tensors alive);
 * video VAE encode/decode: the one VAE memory model in ``memory/vae.py`` (per decoded voxel of a tile);
@@ -57,6 +67,9 @@ from .planner import StageProfile
 TEXT_TOKENS = 1024
 DIT_TRANSIENT_UNITS = 10
 ADALN_GATHER_UNITS = 3
+TEXT_KV_UNITS = 2
+PROMPT_ADALN_UNITS = 2
+CONNECTOR_TRANSIENT_UNITS = 10
 IO_BYTES_PER_TOKEN = 3 * 128 * 4
 UPSCALER_BYTES_PER_VOXEL = 24576
 VOCODER_BYTES_PER_MEL_FRAME = 40000 * 4
@@ -107,11 +120,14 @@ def dit_activation_bytes(cfg: TransformerConfig, video_tokens: int, audio_tokens
     d, da, dx = cfg.inner_dim, cfg.audio_inner_dim, cfg.audio_cross_attention_dim
     tv = video_tokens if cfg.has_video else 0
     ta = audio_tokens if cfg.has_audio else 0
-    streams = (tv > 0) + (ta > 0)
-    text = text_tokens * (d * (tv > 0) + da * (ta > 0) + cfg.caption_channels * streams)
+    widths = [(d, cfg.context_width("video"))] * (tv > 0) + [(da, cfg.context_width("audio"))] * (ta > 0)
+    projected = 0 if cfg.caption_proj_before_connector else 1  # LTX-2: a projected copy of each context
+    text = text_tokens * sum(ctx + projected * inner for inner, ctx in widths)
     persistent = s * b * (tv * (2 * d + dx) + ta * (2 * da + dx) + text)
     units = DIT_TRANSIENT_UNITS + (ADALN_GATHER_UNITS if per_token_timesteps else 0)
-    transient = s * b * max(tv * d, ta * da) * units
+    text_units = TEXT_KV_UNITS + (PROMPT_ADALN_UNITS if cfg.cross_attention_adaln else 0)
+    widest = max((inner for inner, _ in widths), default=0)
+    transient = s * b * (max(tv * d, ta * da) * units + text_tokens * widest * text_units)
     return int(persistent + transient + b * (tv + ta) * IO_BYTES_PER_TOKEN)
 
 
@@ -126,14 +142,20 @@ def dit_block_flops(cfg: TransformerConfig, video_tokens: int, audio_tokens: int
     d, da, dx = cfg.inner_dim, cfg.audio_inner_dim, cfg.audio_cross_attention_dim
     tv = video_tokens if cfg.has_video else 0
     ta = audio_tokens if cfg.has_audio else 0
+    # LTX-2.3 gated attention: one query-width -> heads projection per attention (2*T*width*heads)
+    gate = 2 if cfg.apply_gated_attention else 0
     flops = 0.0
-    for tokens, width, context in ((tv, d, cfg.cross_attention_dim), (ta, da, cfg.audio_cross_attention_dim)):
+    for tokens, width, context, heads in ((tv, d, cfg.cross_attention_dim, cfg.num_attention_heads),
+                                          (ta, da, cfg.audio_cross_attention_dim, cfg.audio_num_attention_heads)):
         if tokens:
             flops += _attention_flops(tokens, width, tokens, width, width)  # self-attention
             flops += _attention_flops(tokens, width, text_tokens, context, width)  # text cross-attention
             flops += 16 * tokens * width * width  # feed-forward, 4x expansion
+            flops += 2 * gate * tokens * width * heads  # gates of self- and text cross-attention
     if tv and ta:
         flops += _attention_flops(tv, d, ta, da, dx) + _attention_flops(ta, da, tv, d, dx)
+        heads = cfg.audio_num_attention_heads  # a2v / v2a attend with the audio head count
+        flops += gate * (tv * d + ta * da) * heads
     return flops * batch
 
 
@@ -196,10 +218,13 @@ def decoder_profile(shape: DecoderShape, tokens: int = TEXT_TOKENS, *, batch: in
 # Other stages
 
 
-def connector_activation_bytes(caption_channels: int, text_layers: int, *, tokens: int = TEXT_TOKENS,
-                               batch: int = 1, dtype: torch.dtype = torch.bfloat16) -> int:
-    c = caption_channels
-    return itemsize(dtype) * batch * tokens * (2 * c * (text_layers + 1) + 12 * c)
+def connector_activation_bytes(gemma_width: int, text_layers: int, widths: tuple[int, int], *,
+                               tokens: int = TEXT_TOKENS, batch: int = 1, dtype: torch.dtype = torch.bfloat16) -> int:
+    """``widths``: the video and audio connectors' widths (= the DiT's text contexts,
+    ``TransformerConfig.context_width``); the connectors' depth does not change the peak (blocks run in turn)."""
+    video, audio = widths
+    per_token = 2 * gemma_width * (text_layers + 1) + video + audio + CONNECTOR_TRANSIENT_UNITS * max(video, audio)
+    return itemsize(dtype) * batch * tokens * per_token
 
 
 def upscaler_activation_bytes(latent_voxels: int, dtype: torch.dtype = torch.bfloat16) -> int:

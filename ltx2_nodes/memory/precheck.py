@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import OutOfMemoryError
+from ..loading.components import UNREAD, vocoder_dtype
 from ..loading.quant import FP8_DTYPES, QUANT_SUFFIXES, FP8Linear
 from ..model.shapes import (AudioTiming, VideoScale, audio_latent_frames, size_multiple, stage1_size,
                             video_latent_size)
@@ -133,18 +134,24 @@ def module_weights(name: str, module: nn.Module, blocks: nn.ModuleList | None = 
 
 
 def checkpoint_weights(ckpt, *, dtype: torch.dtype | None = None, fp8: bool = False) -> dict[str, StageWeights]:
-    """Stage weights of an opened ``LTX2Checkpoint`` from its header (DiT, connectors, VAEs, vocoder)."""
+    """Stage weights of an opened ``LTX2Checkpoint`` from its header (DiT, connectors, VAEs, vocoder), each
+    component in the dtype its loader uses (the LTX-2.3 vocoder: float32 whatever ``dtype``), without the
+    tensors the loaders never read (``loading.components.UNREAD``)."""
     groups = {"dit": ("transformer",), "connectors": ("text_projection", "video_connector", "audio_connector"),
               "video_vae": ("video_decoder",), "audio_vae": ("audio_decoder", "vocoder")}
     out = {}
     for stage, components in groups.items():
-        tensors = {}
+        parts = []
         for component in components:
-            if ckpt.has(component):
-                tensors.update({f"{component}.{k}": v for k, v in ckpt.state_dict(component).items()})
-        if tensors:
-            out[stage] = stage_weights(stage, tensors, dtype=dtype, fp8_blocks=fp8 and stage == "dit",
-                                       streamable=stage == "dit")
+            if not ckpt.has(component):
+                continue
+            unread = UNREAD.get(component, ())
+            tensors = {f"{component}.{k}": v for k, v in ckpt.state_dict(component).items() if k not in unread}
+            parts.append(stage_weights(stage, tensors, dtype=vocoder_dtype(ckpt, dtype) if component == "vocoder"
+                                       else dtype, fp8_blocks=fp8 and stage == "dit", streamable=stage == "dit"))
+        if parts:
+            out[stage] = parts[0] if len(parts) == 1 else StageWeights(
+                stage, sum(p.fixed_bytes for p in parts), host_bytes=sum(p.host_bytes for p in parts))
     return out
 
 
@@ -223,8 +230,9 @@ def _stage_activations(request: RunRequest, dit: TransformerConfig, text: Decode
     tiling = None if request.vae_tile is None else tiling_with_overlaps(*request.vae_tile)
     acts = {
         "gemma": decoder_activation_bytes(text, TEXT_TOKENS, batch=request.prompts, dtype=dtype),
-        "connectors": connector_activation_bytes(dit.caption_channels, text.layers, batch=request.prompts,
-                                                 dtype=dtype),
+        "connectors": connector_activation_bytes(text.hidden, text.layers,
+                                                 (dit.context_width("video"), dit.context_width("audio")),
+                                                 batch=request.prompts, dtype=dtype),
         "dit": dit_activation_bytes(dit, math.prod(first), ta, batch=request.batch, dtype=dtype),
     }
     if request.two_stage:
