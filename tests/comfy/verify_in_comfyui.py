@@ -51,7 +51,7 @@ def demo_ui_workflow(path: Path) -> dict:
     """A shipped UI workflow re-pointed at the demo models, inputs and sizes (what a user does in the widgets)."""
     import build_workflows as build
 
-    names = {build.RELEASED[k]: build.DEMO[k] for k in build.RELEASED}
+    names = {release.released[k]: release.demo[k] for release in build.RELEASES for k in release.released}
     sizes = [build.RELEASED_SIZE[k] for k in ("width", "height", "frames")]
     demo_sizes = [build.DEMO_SIZE[k] for k in ("width", "height", "frames")]
     data = json.loads(path.read_text())
@@ -110,6 +110,8 @@ def main(argv=None) -> int:
     parser.add_argument("--comfyui-src", default=os.environ.get("COMFYUI_SRC"))
     parser.add_argument("--keep", metavar="DIR", help="keep outputs and the report here")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per workflow")
+    parser.add_argument("--match", default="", help="only the shipped workflows whose file name contains this "
+                        "(e.g. ltx23_); the mixed core graph always runs")
     args = parser.parse_args(argv)
     if not args.comfyui_src:
         print("skipped: no ComfyUI tree (set COMFYUI_SRC or pass --comfyui-src)")
@@ -124,8 +126,8 @@ def main(argv=None) -> int:
         work = Path(args.keep).resolve() if args.keep else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         demo = write_demo_models(work / "models")
-        workflows = sorted((REPO / "workflows" / "demo").glob("*.api.json"))
-        for ui in sorted((REPO / "example_workflows").glob("*.json")):
+        workflows = sorted(p for p in (REPO / "workflows" / "demo").glob("*.api.json") if args.match in p.name)
+        for ui in sorted(p for p in (REPO / "example_workflows").glob("*.json") if args.match in p.name):
             converted = work / f"ui_{ui.name}"
             converted.write_text(json.dumps(demo_ui_workflow(ui)))
             workflows.append(converted)
@@ -168,10 +170,13 @@ def main(argv=None) -> int:
                 media = probe(found[0])
                 expected = 25 if path == mixed else build.DEMO_SIZE["frames"]
                 duration_ok = media.audio_seconds is not None and abs(media.audio_seconds - media.video_seconds) < 0.05
+                # the vocoder's rate: 48 kHz for the LTX-2.3 workflows, 24 kHz for LTX-2
+                rate = 48000 if build.LTX_2_3.prefix in path.name else 24000
                 check(media.video_codec == "h264" and media.audio_codec == "aac" and media.video_frames == expected
-                      and duration_ok, f"{name}: h264 {media.video_frames} frames {media.width}x{media.height}, "
-                                       f"{media.audio_codec} {media.audio_sample_rate} Hz {media.audio_seconds} s "
-                                       f"(video {media.video_seconds:.3f} s)", failures)
+                      and duration_ok and media.audio_sample_rate == rate,
+                      f"{name}: h264 {media.video_frames} frames {media.width}x{media.height}, "
+                      f"{media.audio_codec} {media.audio_sample_rate} Hz {media.audio_seconds} s "
+                      f"(video {media.video_seconds:.3f} s)", failures)
         mixed_run = runs[-1] if runs else {}
         flacs = [f for f in json.dumps(mixed_run.get("outputs", {})).split('"') if f.endswith(".flac")]
         check(bool(flacs), f"core SaveAudio wrote the audio core decoded from our latent: {flacs}", failures)
