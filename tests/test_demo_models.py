@@ -49,7 +49,7 @@ def test_the_ltx23_demo_set_loads_every_component_through_the_normal_loaders(dem
     config and takes its tensors (gated attention, prompt AdaLN, two aggregate embeds, 8-layer gated
     connectors with their own audio width, BigVGAN + BWE at 48 kHz with the stored buffers), its upscaler
     loads and its LoRA targets its transformer."""
-    from ltx2_nodes.models import load_upscaler
+    from ltx2_nodes.handles import load_upscaler
 
     ckpt = LTX2Checkpoint(demo_models.checkpoint_23)
     assert ckpt.family.version == "2.3" and ckpt.file.metadata["model_version"] == "2.3.0"
