@@ -35,6 +35,7 @@ from torch import nn
 from .errors import CheckpointError, InputError
 from .loading import components
 from .loading.checkpoint import LTX2Checkpoint
+from .loading.family import ModelFamily
 from .loading.lora import LoRA, check_lora_family, load_lora
 from .loading.quant import cast_linears_to_fp8
 from .model.shapes import AudioTiming, VideoScale
@@ -232,6 +233,11 @@ class _BundlePart:
         """The file's ``release_pages`` for ``MemoryEngine.stage`` (streamed blocks keep RSS flat)."""
         return self.models.ckpt.release_pages
 
+    @property
+    def family(self) -> ModelFamily:
+        """The model family of the bundle's file (``loading.family``): which presets apply."""
+        return self.models.ckpt.family
+
 
 @dataclass(frozen=True, eq=False)
 class DiTHandle(_BundlePart):
@@ -251,7 +257,7 @@ class DiTHandle(_BundlePart):
 
     def with_lora(self, lora: LoRA, strength: float, name: str = "") -> "DiTHandle":
         """This model plus ``lora``; a LoRA made for another model family is refused here, before sampling."""
-        check_lora_family(lora, self.models.ckpt.family, self.models.name)
+        check_lora_family(lora, self.family, self.models.name)
         return DiTHandle(self.models, self.loras + (AppliedLoRA(lora, float(strength), name or lora.name),))
 
     def lora_list(self) -> list[tuple[LoRA, float]]:

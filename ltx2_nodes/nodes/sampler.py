@@ -105,7 +105,7 @@ class LTX2Sampler:
         if start_sigma <= 0.0:
             return (latent,)  # nothing to denoise: like ComfyUI's samplers at denoise 0
         av = fit_empty_channels(av, video_channels=model.config.in_channels, audio_shape=_audio_shape(model))
-        recipe = recipe_for(model.models.ckpt.family.version)
+        recipe = recipe_for(model.family.version)
         blocks = parse_blocks(stg_blocks, recipe.stg_blocks)
         _log_preset(model, recipe, steps if schedule == "ltx2" else None, stg_scale, blocks)
         video = GuidanceParams(video_cfg, stg_scale, blocks, rescale, modality_scale)
@@ -146,7 +146,7 @@ class LTX2Sampler:
 
 def _log_preset(model, recipe, steps: int | None, stg_scale: float, blocks: tuple[int, ...]) -> None:
     """One line naming the model family, its dev preset and what this sampler runs (a hint when they differ)."""
-    family = model.models.ckpt.family
+    family = model.family
     dev = recipe.dev
     line = (f"LTX2 Sampler: {family.name} model, its dev preset {dev.steps} steps with STG on block "
             f"{', '.join(map(str, recipe.stg_blocks))}; this run: "
