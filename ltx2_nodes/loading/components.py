@@ -18,6 +18,7 @@ from ..model.audio_vae import AudioDecoder, AudioEncoder, AudioVAEConfig
 from ..model.bigvgan import BWEVocoder, BWEVocoderConfig
 from ..model.connector import (ConnectorConfig, Embeddings1DConnector, TextConnectors, TextProjection,
                                TextProjectionConfig)
+from ..model.duration_head import DurationHead, DurationHeadConfig
 from ..model.transformer import LTX2Transformer, TransformerConfig
 from ..model.upsampler import LatentUpsampler, UpsamplerConfig
 from ..model.video_vae import PerChannelStatistics, VideoDecoder, VideoEncoder, VideoVAEConfig
@@ -222,4 +223,36 @@ def load_latent_upsampler(path: str | Path, dtype: torch.dtype | None = None, de
     cfg = read_upsampler_config(file)
     state = {k: file.tensor(k) for k in file.keys()}
     return build_module(lambda: LatentUpsampler(cfg), state, what="latent upscaler", source=file.path.name,
+                        dtype=dtype, device=device, release=file.release_pages)
+
+
+# ------------------------------------------------------------------------------------------------
+# LTX-2.5 duration head: its own small file (``duration_head.*`` tensors, ``config`` metadata with
+# ``transformer.{cross_attention_dim, audio_cross_attention_dim}`` and ``duration_head.{...}``).
+
+DURATION_HEAD_PREFIX = "duration_head."
+
+
+def has_duration_head(file: SafetensorsFile) -> bool:
+    """Whether ``file`` carries duration-head tensors (its own file, or any file that packs them along)."""
+    return any(key.startswith(DURATION_HEAD_PREFIX) for key in file.keys())
+
+
+def load_duration_head(path: str | Path | SafetensorsFile, dtype: torch.dtype | None = None,
+                       device=None) -> DurationHead:
+    """The duration head of ``path`` (a path or an opened file): every ``duration_head.*`` tensor, prefix
+    stripped, as the reference's ``DURATION_HEAD_KEY_OPS``; config from the file's ``config`` metadata
+    (:meth:`DurationHeadConfig.from_metadata`). Refuses a file without those tensors, saying which file has them."""
+    file = path if isinstance(path, SafetensorsFile) else SafetensorsFile(path)
+    if not has_duration_head(file):
+        raise CheckpointError(
+            f"{file.path.name} has no duration head (no '{DURATION_HEAD_PREFIX}*' tensors). The LTX-2.5 release ships "
+            "it as its own file (put it in models/model_patches); or give the video an explicit frame count.")
+    config = file.json_metadata("config") or {}
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{file.path.name}: metadata 'config' is {type(config).__name__}, not an object; "
+                              "use the original release file.")
+    cfg = DurationHeadConfig.from_metadata(config, source=file.path.name)
+    state = {k[len(DURATION_HEAD_PREFIX):]: file.tensor(k) for k in file.keys() if k.startswith(DURATION_HEAD_PREFIX)}
+    return build_module(lambda: DurationHead(cfg), state, what="duration head", source=file.path.name,
                         dtype=dtype, device=device, release=file.release_pages)

@@ -26,7 +26,9 @@ Size rules (reference: ``VideoLatentShape.from_pixel_shape``, ``VideoEncoder.for
   fails there inside ``torch.nn.functional.pad``);
 * a two-stage run (stage 1 at half size, x2 latent upscaler): width and height multiples of 64, so
   the half size is a valid size;
-* audio latents for ``F`` frames at ``r`` fps: ``round(F / r * 25)`` (Python round, float64).
+* audio latents for ``F`` frames at ``r`` fps: ``round(F / r * 25)`` (Python round, float64);
+* a predicted duration (LTX-2.5 duration head) -> frames: clamped to [1 s, 20 s], floored to 1 + 8k
+  (``clamped_frames_for_seconds``).
 """
 
 from __future__ import annotations
@@ -133,6 +135,26 @@ def frames_for_seconds(seconds: float, fps: float, max_frames: int = 1025, scale
         raise InputError(f"seconds ({seconds}) and fps ({fps}) must be positive to pick a frame count.")
     k = math.floor((seconds * fps - 1) / scale.time + 0.5)
     return min(max(scale.time * max(k, 0) + 1, 1), max_frames)
+
+
+def clamped_frames_for_seconds(seconds: float, fps: float, min_seconds: float = 1.0, max_seconds: float = 20.0,
+                               scale: VideoScale = VideoScale()) -> int:
+    """The 1 + 8k frame count for a *predicted* duration (the LTX-2.5 duration head's "auto" length).
+
+    As the reference (``ltx_pipelines.utils.helpers.seconds_to_clamped_num_frames`` with the
+    ``DurationPredictor`` bounds): ``round(seconds * fps)`` (Python round) clamped to
+    ``[round(min_seconds * fps), round(max_seconds * fps)]``, then floored to 1 + 8k; a result below the
+    lower bound is snapped up to the next 1 + 8k instead (never above the upper bound). Unlike
+    :func:`frames_for_seconds` (a length the user typed: nearest), this floors, as the reference does."""
+    if not (fps > 0 and 0 < min_seconds <= max_seconds):
+        raise InputError(f"fps ({fps}) must be positive and 0 < min_seconds ({min_seconds}) <= max_seconds "
+                         f"({max_seconds}) to snap a predicted duration.")
+    low, high = max(round(min_seconds * fps), 1), round(max_seconds * fps)
+    raw = min(max(round(float(seconds) * fps), low), high)
+    frames = (raw - 1) // scale.time * scale.time + 1
+    if frames < low:
+        frames = min(-(-(low - 1) // scale.time) * scale.time + 1, high)
+    return frames
 
 
 # ------------------------------------------------------------------------------------------------
