@@ -31,7 +31,7 @@ from .sampling.guidance import plan_passes
 from .sampling.loop import Callback
 from .sampling.noise import SeededNoise
 from .model.shapes import stage1_size
-from .sampling.recipe import DEFAULT_NEGATIVE_PROMPT, DEFAULT_SEED, Recipe, recipe_for
+from .sampling.recipe import DEFAULT_SEED, Recipe, recipe_for
 from .stages import (audio_latent_for_clip, connect_text, decode_audio, decode_video_chunks,
                      encode_conditioning_images, encode_prompts, pixels_to_images, run_sampler, split_text, upscale)
 
@@ -51,7 +51,7 @@ class GenerateRequest:
     """
 
     prompt: str
-    negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
+    negative_prompt: str | None = None  # None: the family's (``Recipe.negative_prompt``)
     width: int = 1536
     height: int = 1024
     frames: int = 121
@@ -71,13 +71,17 @@ class GenerateRequest:
     def describe(self) -> dict:
         """What the MP4's ``ltx2_generate`` tag records (ComfyUI's own ``prompt`` tag means an API graph)."""
         settings = self.stage1_settings()
-        return {"prompt": self.prompt, "negative_prompt": self.negative_prompt if _needs_negative(settings) else "",
+        return {"prompt": self.prompt, "negative_prompt": self.negative() if _needs_negative(settings) else "",
                 "width": self.width, "height": self.height, "frames": self.frames, "fps": self.fps, "seed": self.seed,
                 "mode": self.mode, "sampler": settings.sampler, "steps": settings.steps, "two_stage": self.two_stage,
                 "images": len(self.images), "audio_to_video": self.audio is not None}
 
     def recipe(self) -> Recipe:
         return recipe_for(self.family)
+
+    def negative(self) -> str:
+        """The negative prompt: the one given, else the family's."""
+        return self.recipe().negative_prompt if self.negative_prompt is None else self.negative_prompt
 
     def for_model(self, ltx2: LTX2Models) -> "GenerateRequest":
         """This request with ``family`` set to the checkpoint's (``ckpt.family.version``) when none was given:
@@ -173,7 +177,7 @@ def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out
     precheck(ltx2, gemma, request, engine, upscaler)
 
     negative_needed = _needs_negative(settings)
-    prompts = [request.prompt] + ([request.negative_prompt] if negative_needed else [])
+    prompts = [request.prompt] + ([request.negative()] if negative_needed else [])
     text = connect_text(ltx2.text_connector, encode_prompts(gemma, prompts, engine, cache_dir=gemma_cache_dir), engine)
     positive = split_text(text, 0)
     negative = split_text(text, 1) if negative_needed else None

@@ -91,10 +91,12 @@ class GenerationSettings:
     """How one stage samples: schedule, sampler, seed, guidance per modality.
 
     ``sigmas``: 1-D schedule (strictly descending in [0, 1], ending at 0); the initial noise is
-    mixed in at ``sigmas[0]``. ``sampler``: "euler" or "res_2s" (``eta``/``substep_eta``: its SDE
-    noise fractions). ``batched_guidance``: run the guidance passes as one batched forward or one
-    after another (the default, as the reference's ``max_batch_size=1``: a quarter of the activation
-    memory, and no slower on CPU -- see benchmarks/RESULTS.md) -- same result either way.
+    mixed in at ``sigmas[0]``. ``sampler``: "euler", "euler_ancestral" or "res_2s" (``eta``: their
+    noise fraction, None = the sampler's reference value, 1 / 0.5; ``substep_eta``: res_2s' midpoint
+    one; ``s_noise``: euler_ancestral's noise scale). ``batched_guidance``: run the guidance passes as
+    one batched forward or one after another (the default, as the reference's ``max_batch_size=1``: a
+    quarter of the activation memory, and no slower on CPU -- see benchmarks/RESULTS.md) -- same result
+    either way.
     """
 
     sigmas: torch.Tensor
@@ -103,8 +105,9 @@ class GenerationSettings:
     video_guidance: GuidanceParams = NO_GUIDANCE
     audio_guidance: GuidanceParams = NO_GUIDANCE
     batched_guidance: bool = False
-    eta: float = 0.5
+    eta: float | None = None
     substep_eta: float = 0.5
+    s_noise: float = 1.0
 
     def __post_init__(self):
         self.sigmas = validate_sigmas(self.sigmas, what="sigmas")
@@ -118,7 +121,9 @@ class GenerationSettings:
     @classmethod
     def from_preset(cls, preset: SamplerPreset, seed: int = DEFAULT_SEED, steps: int | None = None,
                     **kw) -> "GenerationSettings":
-        """A ``sampling.recipe`` preset (dev, distilled, refine); ``steps`` replaces the dev preset's step count."""
+        """A ``sampling.recipe`` preset (dev, distilled, refine) with its sampler; ``steps`` replaces the dev
+        preset's step count."""
+        kw.setdefault("sampler", preset.sampler)
         kw.setdefault("video_guidance", preset.video_guidance)
         kw.setdefault("audio_guidance", preset.audio_guidance)
         return cls(preset.sigmas(steps), seed=seed, **kw)
@@ -193,7 +198,8 @@ def sample(model, text: TextConditioning, latents: AVLatents, settings: Generati
     denoiser = GuidedDenoiser(model, text, negative, settings.video_guidance, settings.audio_guidance,
                               settings.batched_guidance)
     video, audio = denoise(denoiser, video, audio, settings.sigmas, sampler=settings.sampler, seed=settings.seed,
-                           eta=settings.eta, substep_eta=settings.substep_eta, callback=progress)
+                           eta=settings.eta, substep_eta=settings.substep_eta, s_noise=settings.s_noise,
+                           callback=progress)
     return AVLatents(video=video.to_grid() if video is not None else None,
                      audio=audio.to_grid() if audio is not None else None, fps=latents.fps,
                      video_scale=latents.video_scale, audio_timing=latents.audio_timing)

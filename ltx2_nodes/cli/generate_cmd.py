@@ -49,7 +49,8 @@ def add_parser(p) -> None:
                         "guidance; auto: from the checkpoint's file name")
     p.add_argument("--steps", type=int, default=None, help="dev mode steps (default: the dev preset's, "
                                                            "see sampling/recipe.py)")
-    p.add_argument("--sampler", choices=("euler", "res_2s"), default="euler")
+    p.add_argument("--sampler", default=None, help="stage-1 sampler: euler, euler_ancestral or res_2s (checked by "
+                   "sampling.loop; default: the preset's, euler_ancestral for LTX-2.5 distilled, else euler)")
     p.add_argument("--single-stage", action="store_true", help="sample at the final size (no x2 upscale + refine)")
     p.add_argument("--checkpoint", help="file in checkpoints/ (default: the first released LTX-2 file found)")
     p.add_argument("--gemma", help="file or folder in text_encoders/ (default: Gemma 3 12B as released)")
@@ -142,7 +143,7 @@ def run(args) -> int:
     from ..memory.selection import compute_device
     from ..handles import load_gemma, load_ltx2, load_upscaler
     from ..sampling.conditioning import ImageCondition
-    from ..sampling.recipe import DEFAULT_NEGATIVE_PROMPT, recipe_for
+    from ..sampling.recipe import recipe_for
     from .core_nodes import LoadImage
 
     log = logging.getLogger("ltx2_nodes")
@@ -181,14 +182,15 @@ def run(args) -> int:
     if args.image:
         paths.configure(input_dir=str(Path(args.image).resolve().parent))
         image, _ = LoadImage().load_image(Path(args.image).name)
-        images = (ImageCondition(image[:1], frame_index=args.image_frame, strength=args.image_strength),)
+        images = (ImageCondition(image[:1], frame_index=args.image_frame, strength=args.image_strength,
+                                 crf=recipe_for(family).image_crf),)
     request = GenerateRequest(
-        prompt=prompt, negative_prompt=args.negative if args.negative is not None else DEFAULT_NEGATIVE_PROMPT,
+        prompt=prompt, negative_prompt=args.negative,
         width=args.width, height=args.height, frames=frames, fps=args.fps, seed=args.seed, mode=mode,
         steps=args.steps, two_stage=two_stage, images=images,
         audio=load_audio_file(args.audio) if args.audio else None, audio_start_seconds=args.audio_start,
         family=family)
-    if args.sampler != "euler":
+    if args.sampler is not None:
         import dataclasses
 
         request = dataclasses.replace(request, stage1=dataclasses.replace(request.stage1_settings(),

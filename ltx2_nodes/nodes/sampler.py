@@ -31,7 +31,7 @@ def preset_widgets(preset: SamplerPreset, stg_blocks: tuple[int, ...]) -> dict:
     for shared in ("modality", "stg", "rescale", "stg_blocks"):
         if getattr(video, shared) != getattr(audio, shared):
             raise ValueError(f"preset {preset}: video and audio {shared} differ; the sampler has one widget for it")
-    return dict(steps=preset.steps, schedule=preset.schedule, sigmas="", sampler="euler", video_cfg=video.cfg,
+    return dict(steps=preset.steps, schedule=preset.schedule, sigmas="", sampler=preset.sampler, video_cfg=video.cfg,
                 audio_cfg=audio.cfg, modality_scale=video.modality, stg_scale=video.stg,
                 stg_blocks=", ".join(str(b) for b in (video.stg_blocks or stg_blocks)), rescale=video.rescale,
                 start_sigma=preset.start_sigma, guidance_passes=GUIDANCE_PASSES[0])
@@ -61,8 +61,10 @@ class LTX2Sampler:
         f"({recipe_for().stage2_start_sigma:g} for the stage-2 refinement of an upscaled latent). A stage-2 sampler "
         "with the same seed as stage 1 continues its noise stream, like the reference pipeline. Model families: "
         "the widget defaults are the LTX-2 (19B) dev preset (40 steps, STG block 29); the LTX-2.3 (22B) dev preset "
-        "is 30 steps with STG on block 28 (its shipped workflows set them). stg_blocks 'auto' takes the loaded "
-        "model family's STG block; each run logs the family, its dev preset and the settings used.")
+        "is 30 steps with STG on block 28 (its shipped workflows set them); LTX-2.5 keeps that dev preset and "
+        "samples the distilled stage 1 with euler_ancestral (eta 1, fresh noise seeded seed + 10000). stg_blocks "
+        "'auto' takes the loaded model family's STG block; each run logs the family, its dev preset and the "
+        "settings used.")
 
     @classmethod
     def INPUT_TYPES(cls):
