@@ -95,11 +95,12 @@ class _Cache:
 
 
 _LTX2_CACHE, _GEMMA_CACHE, _UPSCALER_CACHE, _LORA_CACHE = _Cache(), _Cache(), _Cache(), _Cache(8)
+_DURATION_HEAD_CACHE = _Cache()
 
 
 def clear_caches() -> None:
     """Forget every cached model (tests; ComfyUI's "unload models" does not need it: nothing is on the GPU)."""
-    for cache in (_LTX2_CACHE, _GEMMA_CACHE, _UPSCALER_CACHE, _LORA_CACHE):
+    for cache in (_LTX2_CACHE, _GEMMA_CACHE, _UPSCALER_CACHE, _LORA_CACHE, _DURATION_HEAD_CACHE):
         cache.clear()
 
 
@@ -433,6 +434,28 @@ def load_upscaler(path: str | Path, weight_dtype: str = "auto", device: torch.de
     path = Path(path)
     dtype = resolve_dtype(weight_dtype, device)
     return _UPSCALER_CACHE.get((*_file_key(path), dtype), lambda: UpscalerHandle(path, dtype))
+
+
+@dataclass(eq=False)
+class DurationHeadHandle:
+    """The LTX-2.5 duration head's file; the head (a few MB) is built in float32 on the CPU on first use."""
+
+    path: Path
+    _lazy: _Lazy = field(default_factory=_Lazy, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def model(self) -> nn.Module:
+        return self._lazy.get("duration_head", lambda: components.load_duration_head(self.path, torch.float32))
+
+
+def load_duration_head(path: str | Path) -> DurationHeadHandle:
+    """A handle on a duration-head file (cached per file; see ``loading.components.load_duration_head``)."""
+    path = Path(path)
+    return _DURATION_HEAD_CACHE.get(_file_key(path), lambda: DurationHeadHandle(path))
 
 
 def load_lora_file(path: str | Path) -> LoRA:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -38,9 +39,11 @@ from .memory.estimates import (DecoderShape, audio_decode_activation_bytes, conn
 from .memory.placement import module_tensors, tensor_bytes
 from .memory.vae import auto_tiling, decode_budget, encode_device_bytes, tile_device_bytes
 from .model.connector import TextConditioning
+from .model.shapes import clamped_frames_for_seconds
 from .model.upsampler import upsample_latent
 from .model.vae_tiling import TilingConfig, decode_chunks, plan_tiles
-from .handles import AudioVAEHandle, ConnectorHandle, DiTHandle, GemmaHandle, UpscalerHandle, VideoVAEHandle
+from .handles import (AudioVAEHandle, ConnectorHandle, DiTHandle, DurationHeadHandle, GemmaHandle, UpscalerHandle,
+                      VideoVAEHandle)
 from .latents import AVLatents, GenerationSettings, sample
 from .progress import ProgressBar, check_interrupted
 from .sampling.conditioning import (ConditioningItem, ImageCondition, KeyframeAtFrame, encode_images,
@@ -51,6 +54,8 @@ from .sampling.noise import SeededNoise
 from .sampling.state import VideoGrid
 from .text.cache import SESSION_CACHE, cache_key
 from .text.gemma import GemmaFeatures
+
+log = logging.getLogger("ltx2_nodes")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -256,6 +261,24 @@ def _scaled_mask(mask: torch.Tensor | None, grid: VideoGrid) -> torch.Tensor | N
     if mask is None:
         return None
     return F.interpolate(mask.float(), size=(grid.frames, grid.height, grid.width), mode="nearest")
+
+
+def predict_frames(duration_head: DurationHeadHandle, text: TextConditioning, fps: float) -> int:
+    """"auto" length (LTX-2.5): the duration head's seconds for the prompt's connector outputs (video and
+    audio, as the reference's ``resolve_num_frames``) as 1 + 8k frames at ``fps``, clamped to [1 s, 20 s]
+    (``model.shapes.clamped_frames_for_seconds``). Runs on the CPU in float32 (the head is a few MB). One
+    prompt: the reference predicts one length per generation."""
+    if text.video_context.shape[0] != 1:
+        raise InputError(f"auto length predicts one clip length from one prompt; the conditioning holds "
+                         f"{text.video_context.shape[0]} prompts. Connect a single prompt's conditioning, or set "
+                         "frames / seconds instead.")
+    head = duration_head.model
+    with torch.no_grad():
+        seconds = float(head(video=text.video_context.detach().float().cpu(),
+                             audio=text.audio_context.detach().float().cpu()).item())
+    frames = clamped_frames_for_seconds(seconds, fps)
+    log.info("duration head %s: %.2f s predicted -> %d frames at %g fps", duration_head.name, seconds, frames, fps)
+    return frames
 
 
 def upscale(latents: AVLatents, upsampler: UpscalerHandle, stats: nn.Module, engine: MemoryEngine | None = None

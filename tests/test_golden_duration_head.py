@@ -83,3 +83,52 @@ def test_loading_a_duration_head_from_a_file_without_one_says_which_file_has_it(
     golden = _golden()
     with pytest.raises(CheckpointError, match="no duration head"):
         load_duration_head(golden.path)
+
+
+# -- "auto" length in the empty-latent node ---------------------------------------------------------------------
+
+
+def _conditioning(golden, call: str):
+    from ltx2_nodes.model.connector import TextConditioning
+    from ltx2_nodes.nodes.comfy_types import to_conditioning
+
+    video, audio = golden[f"{call}.video_tokens"], golden[f"{call}.audio_tokens"]
+    return to_conditioning(TextConditioning(video, audio, torch.ones(video.shape[:2], dtype=torch.int64)))
+
+
+@pytest.mark.parametrize("fps", [24.0, 30.0])
+def test_golden_empty_latent_auto_length_is_the_duration_heads_snapped_prediction(fps):
+    from ltx2_nodes.handles import load_duration_head as load_handle
+    from ltx2_nodes.nodes.latent import LTX2EmptyAVLatent
+    from ltx2_nodes.nodes.comfy_types import latent_info
+
+    golden = _golden()
+    head = load_handle(golden.weights_path)
+    for call in _calls(golden):
+        if call == "batch":
+            continue
+        expected = clamped_frames_for_seconds(float(golden[f"{call}.seconds"]), fps)
+        (latent,) = LTX2EmptyAVLatent().create(64, 64, 121, 0.0, fps, 1, audio=True, auto_length=True,
+                                               duration_head=head, conditioning=_conditioning(golden, call))
+        assert latent_info(latent).frames == expected
+
+
+def test_empty_latent_auto_length_without_a_duration_head_is_refused_with_the_fix():
+    from ltx2_nodes.nodes.latent import LTX2EmptyAVLatent
+
+    golden = _golden()
+    with pytest.raises(InputError, match="auto_length needs duration_head connected.*turn auto_length off"):
+        LTX2EmptyAVLatent().create(64, 64, 121, 0.0, 24.0, 1, auto_length=True,
+                                   conditioning=_conditioning(golden, "call0"))
+
+
+def test_auto_length_refuses_a_batch_of_prompts():
+    from ltx2_nodes import stages
+    from ltx2_nodes.handles import load_duration_head as load_handle
+    from ltx2_nodes.model.connector import TextConditioning
+
+    golden = _golden()
+    text = TextConditioning(golden["batch.video_tokens"], golden["batch.audio_tokens"][:, :1].expand(-1, 20, -1),
+                            torch.ones(3, 20, dtype=torch.int64))
+    with pytest.raises(InputError, match="one prompt"):
+        stages.predict_frames(load_handle(golden.weights_path), text, 24.0)

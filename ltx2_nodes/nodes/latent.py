@@ -12,8 +12,8 @@ from ..latents import empty_latents
 from ..sampling.conditioning import DEFAULT_IMAGE_CRF, ImageCondition
 from ..sampling.state import AudioGrid
 from .common import LATENT, device, engine, require
-from .comfy_types import (ConditionRecord, LatentInfo, fit_empty_channels, from_av_latents, latent_info, pixel_frames,
-                    to_av_latents)
+from .comfy_types import (ConditionRecord, LatentInfo, fit_empty_channels, from_av_latents, from_conditioning,
+                          latent_info, pixel_frames, to_av_latents)
 
 VAE_HINT = "connect the video_vae output of an LTX-2 Checkpoint Loader that loaded a full single file."
 AUDIO_VAE_HINT = "connect the audio_vae output of an LTX-2 Checkpoint Loader that loaded a full single file."
@@ -24,11 +24,26 @@ def frames_for(seconds: float, fps: float, frames: int) -> int:
     return frames_for_seconds(seconds, fps) if seconds > 0 else frames
 
 
+def auto_frames(duration_head, conditioning, fps: float) -> int:
+    """The "auto" length: the duration head's prediction for the prompt's conditioning (``stages.predict_frames``)."""
+    missing = [name for name, value in (("duration_head", duration_head), ("conditioning", conditioning))
+               if value is None]
+    if missing:
+        raise InputError(f"auto_length needs {' and '.join(missing)} connected: the LTX-2.5 duration head file "
+                         "(models/model_patches) and the prompt's conditioning from the text connector. Without a "
+                         "duration head (LTX-2 / LTX-2.3, or a 2.5 pack without that file) turn auto_length off and "
+                         "set frames or seconds.")
+    text, _ = from_conditioning(conditioning, "conditioning", duration_head.model.config.video_width)
+    return stages.predict_frames(duration_head, text, fps)
+
+
 class LTX2EmptyAVLatent:
     DESCRIPTION = ("An empty audio+video latent. Width and height are multiples of 32 (of 64 for two-stage "
                    "workflows, which sample this latent at half the final size), frames are 8k+1 (1, 9, ..., 121); "
-                   "seconds > 0 picks the 8k+1 frame count nearest to seconds x fps. The audio latent covers "
-                   "exactly the video's duration.")
+                   "seconds > 0 picks the 8k+1 frame count nearest to seconds x fps. auto_length (LTX-2.5): the "
+                   "duration head predicts the length from the prompt's conditioning (clamped to 1..20 s, floored to "
+                   "8k+1 frames at fps); frames and seconds are then ignored. The audio latent covers exactly the "
+                   "video's duration.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -40,15 +55,25 @@ class LTX2EmptyAVLatent:
                                   "tooltip": "0 = use frames"}),
             "fps": ("FLOAT", {"default": 24.0, "min": 1.0, "max": 120.0, "step": 0.01}),
             "batch_size": ("INT", {"default": 1, "min": 1, "max": 16}),
-        }, "optional": {"audio": ("BOOLEAN", {"default": True, "tooltip": "generate a soundtrack too"})}}
+        }, "optional": {
+            "audio": ("BOOLEAN", {"default": True, "tooltip": "generate a soundtrack too"}),
+            "auto_length": ("BOOLEAN", {"default": False, "tooltip": "LTX-2.5: the clip length the duration head "
+                                        "predicts from the conditioning (connect both)"}),
+            "duration_head": ("LTX2_DURATION_HEAD",),
+            "conditioning": ("CONDITIONING",),
+        }}
 
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)
     FUNCTION = "create"
     CATEGORY = LATENT
 
-    def create(self, width, height, frames, seconds, fps, batch_size, audio=True):
-        frames = frames_for(seconds, fps, frames)
+    def create(self, width, height, frames, seconds, fps, batch_size, audio=True, auto_length=False,
+               duration_head=None, conditioning=None):
+        if auto_length:
+            frames = auto_frames(duration_head, conditioning, fps)
+        else:
+            frames = frames_for(seconds, fps, frames)
         check_video_size(frames, height, width)
         av = empty_latents(batch_size, frames, height, width, fps, audio=audio)
         return (from_av_latents(av, LatentInfo(fps=float(fps), frames=frames)),)
