@@ -68,6 +68,17 @@ def test_ltx25_distilled_stage1_is_euler_ancestral_on_the_reference_lists_and_st
     assert all(recipe_for(f).distilled.sampler == "euler" for f in ("2.0", "2.3"))
 
 
+def test_a_generate_request_for_ltx25_follows_its_recipe_sampler_and_negative_prompt():
+    from ltx2_nodes.generate import GenerateRequest
+
+    request = GenerateRequest(prompt="a cat", family="2.5")
+    assert request.stage1_settings().sampler == "euler_ancestral"
+    assert request.negative() == recipe_for("2.5").negative_prompt
+    assert GenerateRequest(prompt="a cat", negative_prompt="ugly", family="2.5").negative() == "ugly"
+    assert GenerateRequest(prompt="a cat", mode="dev", family="2.5").stage1_settings().sampler == "euler"
+    assert GenerateRequest(prompt="a cat").negative() == recipe_for().negative_prompt
+
+
 def test_ltx25_dev_preset_negative_prompt_and_image_crf_are_the_reference_heads():
     """LTX_2_4_PARAMS (every version from 2.4): 30 steps, STG block 28, image CRF 18; HEAD's negative prompt
     starts with five caption tags before the released list."""

@@ -110,6 +110,9 @@ class LTX2Sampler:
         recipe = recipe_for(model.family.version)
         blocks = parse_blocks(stg_blocks, recipe.stg_blocks)
         _log_preset(model, recipe, steps if schedule == "ltx2" else None, stg_scale, blocks)
+        if schedule == "distilled" and start_sigma >= 1.0 and sampler != recipe.distilled.sampler:
+            log.info("LTX2 Sampler: the %s distilled preset samples stage 1 with %s; this run uses %s",
+                     model.family.name, recipe.distilled.sampler, sampler)
         video = GuidanceParams(video_cfg, stg_scale, blocks, rescale, modality_scale)
         audio = GuidanceParams(audio_cfg, stg_scale, blocks, rescale, modality_scale)
         schedule_sigmas = recipe.schedule(schedule, steps, sigmas)
