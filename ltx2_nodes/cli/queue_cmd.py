@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 from .comfy_client import ComfyClient, PromptRejected, history_outcome
@@ -77,7 +75,7 @@ def run(args) -> int:
         client.check()  # before the manifest is touched
     manifest_path = Path(args.manifest) if args.manifest else Path(args.prompts + ".manifest.jsonl")
     display = Display(total_jobs=len(jobs))
-    with Manifest(manifest_path).locked() as manifest, _sigterm_interrupts():
+    with Manifest(manifest_path).locked() as manifest:  # SIGTERM: KeyboardInterrupt (cli.common)
         try:
             if executor:
                 executor.on_event = display.event
@@ -119,23 +117,6 @@ def _jobs(args, executor: Executor | None) -> list[Job]:
     if any(s.seed is not None for s in specs):
         seed_input = find_input(workflow, args.seed_input, SEED_INPUT_NAMES, int, "--seed-input")
     return build_jobs(workflow, specs, prompt_input, seed_input, declared)
-
-
-@contextmanager
-def _sigterm_interrupts():
-    """``kill`` (SIGTERM) stops a queue like Ctrl-C does: the manifest is brought up to date first."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread (embedded use): leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _register(manifest: Manifest, jobs: list[Job], target: str) -> None:
