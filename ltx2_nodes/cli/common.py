@@ -158,14 +158,14 @@ def add_path_options(parser, *, outputs: bool = True) -> None:
 
 def add_engine_options(parser) -> None:
     """Where and in how much memory models run headless (inside ComfyUI its own flags decide)."""
-    parser.add_argument("--device", metavar="DEV", type=device_name, help="compute device: auto (CUDA if present), cuda, cuda:1, cpu "
-                                                        "(default $LTX2_DEVICE or auto)")
-    parser.add_argument("--vram-budget", metavar="SIZE", type=memory_size, help="VRAM the models may occupy, e.g. 8GiB; blocks stream "
-                                                             "through the GPU beyond it (default $LTX2_VRAM_BUDGET "
-                                                             "or auto = free memory minus a reserve)")
-    parser.add_argument("--ram-budget", metavar="SIZE", type=memory_size, help="RAM for pinned copies of streamed blocks; beyond it "
-                                                            "blocks are read from the memory-mapped file "
-                                                            "(default $LTX2_RAM_BUDGET or auto)")
+    parser.add_argument("--device", metavar="DEV", type=device_name,
+                        help="compute device: auto (CUDA if present), cuda, cuda:1, cpu (default $LTX2_DEVICE or auto)")
+    parser.add_argument("--vram-budget", metavar="SIZE", type=memory_size,
+                        help="VRAM the models may occupy, e.g. 8GiB; blocks stream through the GPU beyond it "
+                             "(default $LTX2_VRAM_BUDGET or auto = free memory minus a reserve)")
+    parser.add_argument("--ram-budget", metavar="SIZE", type=memory_size,
+                        help="RAM for pinned copies of streamed blocks; beyond it blocks are read from the "
+                             "memory-mapped file (default $LTX2_RAM_BUDGET or auto)")
 
 
 def apply_engine_options(args) -> None:
