@@ -59,10 +59,11 @@ def read_json(text: str, what: str):
                      f"value needs that many (check how the file was generated)")
 
 
-def parse_value(text: str):
-    """A command-line value: JSON when it parses (``30``, ``1.5``, ``true``, ``"7"``, ``["4", 0]``), else text."""
+def parse_value(text: str, what: str = "the value"):
+    """A command-line value: JSON when it parses (``30``, ``1.5``, ``true``, ``"7"``, ``["4", 0]``), else text.
+    ``what`` names it in the error for JSON nested too deeply."""
     try:
-        return read_json(text, f"value {text[:40]!r}")
+        return read_json(text, what)
     except json.JSONDecodeError:
         return text
 
@@ -81,7 +82,7 @@ class Assignment:
         target, sep, raw = text.partition("=")
         if not sep:
             raise UsageError(f"cannot read override {text!r}: expected NODE.INPUT=VALUE, e.g. 5.steps=30")
-        return cls.at(target, parse_value(raw))
+        return cls.at(target, parse_value(raw, f"--set {target}=..."))
 
     @classmethod
     def at(cls, target: str, value) -> "Assignment":
