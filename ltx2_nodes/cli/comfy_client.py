@@ -10,9 +10,9 @@ import urllib.request
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from ..errors import LTX2Error
-from .common import ExitCode
+from .common import ExitCode, server_base
 from .websocket import WebSocket
-from .workflow import UsageError, ui_file_entries
+from .workflow import ui_file_entries
 
 
 class ServerUnreachable(LTX2Error):
@@ -23,25 +23,6 @@ class ServerUnreachable(LTX2Error):
 
 class PromptRejected(LTX2Error):
     """The server refused a prompt (HTTP 400: validation errors, unknown node types, ...)."""
-
-
-def server_base(server: str) -> str:
-    """``--server``: ``http(s)://host[:port]`` (``http://`` when no scheme is given), without a trailing slash;
-    anything else raises ``UsageError`` (exit 2, nothing contacted)."""
-    given = server
-    if "://" not in server:
-        server = "http://" + server
-    parts = urlsplit(server)
-    try:
-        port_ok = parts.port is None or 0 < parts.port < 65536
-    except ValueError:
-        port_ok = False
-    host = parts.hostname or ""
-    if parts.scheme not in ("http", "https") or not host or not port_ok or any(c.isspace() for c in server) \
-            or not all(c.isalnum() or c in ".-_:[]" for c in host):
-        raise UsageError(f"cannot use server address {given!r}; expected http://HOST:PORT, e.g. "
-                         f"http://127.0.0.1:8188")
-    return server.rstrip("/")
 
 
 class ComfyClient:

@@ -19,6 +19,7 @@ import tempfile
 from contextlib import contextmanager
 from enum import IntEnum
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .. import paths
 from ..errors import InputError
@@ -97,15 +98,28 @@ def _device(text: str) -> str:
     return text
 
 
-def _server(text: str) -> str:
-    from .comfy_client import server_base
-
-    return server_base(text)
+def server_base(server: str) -> str:
+    """``--server``: ``http(s)://host[:port]`` (``http://`` when no scheme is given), without a trailing slash;
+    anything else raises ``UsageError`` (exit 2, nothing contacted)."""
+    given = server
+    if "://" not in server:
+        server = "http://" + server
+    parts = urlsplit(server)
+    try:
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        port_ok = False
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not host or not port_ok or any(c.isspace() for c in server) \
+            or not all(c.isalnum() or c in ".-_:[]" for c in host):
+        raise UsageError(f"cannot use server address {given!r}; expected http://HOST:PORT, e.g. "
+                         f"http://127.0.0.1:8188")
+    return server.rstrip("/")
 
 
 memory_size = _typed(_memory_size, "memory_size")
 device_name = _typed(_device, "device_name")
-server_url = _typed(_server, "server_url")
+server_url = _typed(server_base, "server_url")
 
 
 def writable_folder(folder: str | os.PathLike, option: str) -> Path:
