@@ -217,9 +217,11 @@ function showVideo(node, output) {
     player.file = found.file;
     player.video.src = viewURL(found.file, (route) => api.apiURL(route), { rand: Math.random() });
   }
-  if (newFile || player.hasAudio !== found.hasAudio) {
+  if (newFile || player.hasAudio !== found.hasAudio || player.warning !== found.warning) {
     player.hasAudio = found.hasAudio;
-    player.caption.textContent = playerCaption(found.file, found.hasAudio);
+    player.warning = found.warning;
+    player.caption.textContent = playerCaption(found.file, found.hasAudio, found.warning);
+    player.caption.title = found.warning ?? "";
   }
   return true;
 }

@@ -159,6 +159,18 @@ def sample_stages(dit: DiTHandle, video_vae: VideoVAEHandle, positive: TextCondi
                        loras=list(loras) + list(stage2_loras), noise=noise, callback=callback)
 
 
+def require_parts(ltx2: LTX2Models, images: bool = False, audio: bool = False) -> None:
+    """Refuse now (``CheckpointError``), before any prompt is encoded or any step sampled, a file that lacks a
+    part a generation needs: text connectors, video VAE, audio VAE and vocoder, plus the video encoder when
+    ``images`` condition the run and the audio encoder for audio-to-video (``audio``)."""
+    for handle in ("text_connector", "video_vae", "audio_vae"):  # making a handle checks its parts
+        getattr(ltx2, handle)
+    for needed, component, what in ((images, "video_encoder", "video VAE encoder (image conditioning)"),
+                                    (audio, "audio_encoder", "audio VAE encoder (audio-to-video)")):
+        if needed:
+            ltx2.require_part(component, what)
+
+
 def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out_path: str | Path, *,
              upscaler: UpscalerHandle | None = None, engine: MemoryEngine | None = None,
              loras: Sequence = (), stage2_loras: Sequence = (), callback: Callback | None = None,
@@ -171,6 +183,7 @@ def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out
         raise InputError("a two-stage run needs the latent upscaler (ltx-2-spatial-upscaler-x2-1.0.safetensors, "
                          "ltx-2.3-spatial-upscaler-x2-1.1.safetensors for LTX-2.3).")
     request = request.for_model(ltx2)
+    require_parts(ltx2, images=bool(request.images), audio=request.audio is not None)
     log.info("%s: LTX-%s presets (sampling/recipe.py)", ltx2.name, request.family)
     settings = request.stage1_settings()
     height, width = request.stage_size()

@@ -181,29 +181,36 @@ class LTX2Models:
 
     @cached_property
     def video_vae(self) -> "VideoVAEHandle":
-        self._require("video_decoder", "video VAE")
+        self.require_part("video_decoder", "video VAE")
         return VideoVAEHandle(self)
 
     @cached_property
     def audio_vae(self) -> "AudioVAEHandle":
-        self._require("audio_decoder", "audio VAE")
+        self.require_part("audio_decoder", "audio VAE")
+        self.require_part("vocoder", "vocoder")  # part of the audio path: found now, not after sampling
         return AudioVAEHandle(self)
 
     @cached_property
     def text_connector(self) -> "ConnectorHandle":
-        self._require("video_connector", "text connectors")
+        self.require_part("video_connector", "text connectors")
         return ConnectorHandle(self)
 
-    def _require(self, component: str, what: str) -> None:
+    def require_part(self, component: str, what: str) -> None:
+        """Refuse a file without ``component``'s weights or its ``config`` section (checked when a handle is
+        made, so a run that needs the part fails before it samples)."""
         if not self.ckpt.has(component):
             raise CheckpointError(f"{self.name} ({self.ckpt.variant.describe()}) has no {what}; load the full "
                                   f"{self.ckpt.family.files} single file from models/checkpoints.")
+        self.ckpt.component_config(component)
 
     def optional(self, attribute: str):
-        """The handle if the file has that component, else None (DiT-only files)."""
+        """The handle if the file has that component, else None (DiT-only files). A single file missing a part
+        is incomplete (truncated or stripped): that raises, at load time, instead of failing a later node."""
         try:
             return getattr(self, attribute)
         except CheckpointError:
+            if self.ckpt.variant.layout == "single_file":
+                raise
             return None
 
 

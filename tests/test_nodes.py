@@ -378,7 +378,11 @@ def test_combine_writes_an_mp4_with_prompt_and_workflow_metadata(headless, tmp_p
     result = call("LTX2AVCombine", images=images, fps=24.0, filename_prefix="clips/fox", audio=audio, prompt=prompt,
                   extra_pnginfo={"workflow": workflow})
     entry = {"filename": "fox_00001_.mp4", "subfolder": "clips", "type": "output"}
+    warning = result["ui"].pop("ltx2_warning")  # 1 s of sound for 17 frames: cut, and the node says so
     assert result["ui"] == {"images": [entry], "animated": [True], "ltx2_video": [entry], "has_audio": [True]}
+    assert warning == ["the audio lasts 1.000 s and the 17 frames at 24 fps last 0.708 s: the audio is cut to the "
+                       "video; if both come from one LTX-2 latent, set fps to 17 (the rate at which they match: use "
+                       "the fps of the latent both were decoded from)."]
     (video,) = result["result"]
     path = tmp_path / "out" / "clips" / "fox_00001_.mp4"
     assert video.get_stream_source() == str(path) and video.get_dimensions() == (96, 64)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .workflow import Assignment, UsageError, Workflow, is_link
+from .workflow import Assignment, UsageError, Workflow, is_link, read_json
 
 PROMPT_INPUT_NAMES = ("prompt", "text")
 SEED_INPUT_NAMES = ("seed", "noise_seed")
@@ -79,7 +79,7 @@ def _parse_line(path: Path, number: int, line: str) -> JobSpec:
     if line[0] not in "{\"":
         return JobSpec(number, prompt=line)
     try:
-        value = json.loads(line)
+        value = read_json(line, where)
     except json.JSONDecodeError as exc:
         if line[0] == "{":
             raise UsageError(f"{where}: not valid JSON ({exc.msg}); write a plain prompt or "

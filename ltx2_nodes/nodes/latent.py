@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 
 from .. import paths, stages
 from ..errors import InputError
-from ..model.shapes import check_video_size, frames_for_seconds
+from ..model.shapes import MAX_FRAMES, check_video_size, describe_rounding, frames_for_seconds
 from ..handles import load_upscaler
 from ..latents import empty_latents
 from ..sampling.conditioning import DEFAULT_IMAGE_CRF, ImageCondition
@@ -15,13 +17,26 @@ from .common import LATENT, device, engine, require
 from .comfy_types import (ConditionRecord, LatentInfo, fit_empty_channels, from_av_latents, from_conditioning,
                           latent_info, pixel_frames, to_av_latents)
 
+log = logging.getLogger("ltx2_nodes")
+
 VAE_HINT = "connect the video_vae output of an LTX-2 Checkpoint Loader that loaded a full single file."
 AUDIO_VAE_HINT = "connect the audio_vae output of an LTX-2 Checkpoint Loader that loaded a full single file."
 
 
+# the seconds widget's maximum: the longest clip at the default 24 fps (1025 frames), on the widget's 0.05 grid
+MAX_SECONDS = math.floor(MAX_FRAMES / 24.0 * 20) / 20
+
+
 def frames_for(seconds: float, fps: float, frames: int) -> int:
-    """``frames`` unless ``seconds`` > 0: then the 8k+1 frame count nearest to ``seconds * fps``."""
-    return frames_for_seconds(seconds, fps) if seconds > 0 else frames
+    """``frames`` unless ``seconds`` > 0: then the 8k+1 frame count nearest to ``seconds * fps`` (logged when it
+    is not exactly ``seconds``; refused, with the longest duration that fits, above the frames maximum)."""
+    if seconds <= 0:
+        return frames
+    frames = frames_for_seconds(seconds, fps)
+    rounding = describe_rounding(seconds, fps, frames)
+    if rounding:
+        log.info("LTX-2 Empty AV Latent: %s", rounding)
+    return frames
 
 
 def auto_frames(duration_head, conditioning, fps: float) -> int:
@@ -50,9 +65,10 @@ class LTX2EmptyAVLatent:
         return {"required": {
             "width": ("INT", {"default": 768, "min": 64, "max": 4096, "step": 32}),
             "height": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 32}),
-            "frames": ("INT", {"default": 121, "min": 1, "max": 1025, "step": 8}),
-            "seconds": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 60.0, "step": 0.05,
-                                  "tooltip": "0 = use frames"}),
+            "frames": ("INT", {"default": 121, "min": 1, "max": MAX_FRAMES, "step": 8}),
+            "seconds": ("FLOAT", {"default": 0.0, "min": 0.0, "max": MAX_SECONDS, "step": 0.05,
+                                  "tooltip": f"0 = use frames; at most {MAX_FRAMES} frames (at 24 fps "
+                                             f"{MAX_SECONDS:g} s, at higher fps less)"}),
             "fps": ("FLOAT", {"default": 24.0, "min": 1.0, "max": 120.0, "step": 0.01}),
             "batch_size": ("INT", {"default": 1, "min": 1, "max": 16}),
         }, "optional": {
