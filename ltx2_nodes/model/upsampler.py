@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError, UnsupportedModelError
+from .config_values import check_config
 from .video_vae import PerChannelStatistics, depth_to_space
 
 GROUPS = 32
@@ -49,6 +50,9 @@ class UpsamplerConfig:
     temporal_upsample: bool = False
     spatial_scale: float = 2.0
     rational_resampler: bool = False
+
+    def __post_init__(self):
+        check_config(self, "latent upscaler config")
 
     @classmethod
     def from_metadata(cls, meta: dict, source: str = "upsampler") -> "UpsamplerConfig":
