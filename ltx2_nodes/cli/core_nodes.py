@@ -64,7 +64,7 @@ class LoadImage:
     FUNCTION = "load_image"
 
     def load_image(self, image):
-        frames = _decode_image(image, paths.input_file(image))
+        frames = _read_image(image, paths.input_file(image))
         width, height = frames[0][0].shape[1], frames[0][0].shape[0]
         images, masks = [], []
         for rgb, alpha in frames:
@@ -83,7 +83,13 @@ class LoadImage:
 
     @classmethod
     def VALIDATE_INPUTS(cls, image):
-        return _check_exists(image, "image")
+        """The file exists and decodes as an image of at most MAX_IMAGE_PIXELS, checked before anything runs (the
+        decode is repeated when the node runs; a damaged file must not fail a workflow half-way)."""
+        try:
+            _read_image(image, paths.input_file(image))
+        except InputError as exc:
+            return str(exc)
+        return True
 
 
 def _has_pillow() -> bool:
@@ -94,7 +100,7 @@ def _has_pillow() -> bool:
     return True
 
 
-def _decode_image(name: str, path) -> list[tuple[np.ndarray, np.ndarray | None]]:
+def _read_image(name: str, path) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """The frames of image file ``name`` (at ``path``); every way the file can fail is an ``InputError`` naming it."""
     if not path.is_file():
         raise InputError(f"image {name!r}: no such file ({path}); check the name, or put the image in the input "
@@ -132,8 +138,10 @@ def _frames_pillow(path) -> list[tuple[np.ndarray, np.ndarray | None]]:
     from PIL import Image, ImageOps, ImageSequence
 
     frames = []
-    with warnings.catch_warnings(), Image.open(path) as img:
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_IMAGE_PIXELS is checked instead
+        img = Image.open(path)
+    with img:
         _check_pixels(path, *img.size, 1 if img.format == "MPO" else getattr(img, "n_frames", 1))
         for frame in ImageSequence.Iterator(img):
             frame = ImageOps.exif_transpose(frame)

@@ -143,6 +143,7 @@ def run(args) -> int:
     from ..handles import load_gemma, load_ltx2, load_upscaler
     from ..sampling.conditioning import ImageCondition
     from ..sampling.recipe import DEFAULT_NEGATIVE_PROMPT, recipe_for
+    from ..text.tokenizer import check_text
     from .core_nodes import LoadImage
 
     log = logging.getLogger("ltx2_nodes")
@@ -151,6 +152,16 @@ def run(args) -> int:
     device = compute_device()
 
     frames = frames_for_seconds(args.seconds, args.fps) if args.seconds else (args.frames or 121)
+    # the inputs are read and checked before any model loads
+    check_text(args.prompt, "--prompt")
+    if args.negative is not None:
+        check_text(args.negative, "--negative")
+    images = ()
+    if args.image:
+        image_path = Path(args.image).resolve()
+        paths.configure(input_dir=str(image_path.parent))
+        image, _ = LoadImage().load_image(image_path.name)
+        images = (ImageCondition(image[:1], frame_index=args.image_frame, strength=args.image_strength),)
     checkpoint = _pick("checkpoints", args.checkpoint)
     mode = args.mode
     if mode == "auto":
@@ -177,11 +188,6 @@ def run(args) -> int:
     if args.enhance:
         prompt = stages.enhance_prompt(gemma, prompt, mode="i2v" if args.image else "t2v", seed=args.seed)
         print(f"enhanced prompt: {prompt}")
-    images = ()
-    if args.image:
-        paths.configure(input_dir=str(Path(args.image).resolve().parent))
-        image, _ = LoadImage().load_image(Path(args.image).name)
-        images = (ImageCondition(image[:1], frame_index=args.image_frame, strength=args.image_strength),)
     request = GenerateRequest(
         prompt=prompt, negative_prompt=args.negative if args.negative is not None else DEFAULT_NEGATIVE_PROMPT,
         width=args.width, height=args.height, frames=frames, fps=args.fps, seed=args.seed, mode=mode,

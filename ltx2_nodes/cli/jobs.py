@@ -115,7 +115,7 @@ def parse_seeds(text: str) -> list[int]:
             raise UsageError(f"--seeds {text!r}: expected non-negative integers and ranges like 1,2,10-12")
         low = int(match.group(1))
         ranges.append(range(low, int(match.group(2) or low) + 1))
-    count = sum(len(r) for r in ranges)
+    count = sum(r.stop - r.start for r in ranges)  # len() overflows past 2**63
     if count > MAX_JOBS:
         raise UsageError(f"--seeds {text!r} names {count:,} seeds; a queue runs at most {MAX_JOBS:,} jobs. Give a "
                          "shorter range (e.g. 1-100) and queue the rest in another run.")
