@@ -32,7 +32,9 @@ from ltx2_nodes.loading.checkpoint import LTX2Checkpoint
 from ltx2_nodes.loading.safetensors_file import SafetensorsFile
 from ltx2_nodes.memory import selection
 from ltx2_nodes.model.config_values import MAX_MODULES
+from ltx2_nodes.model.gemma3 import GemmaConfig
 from ltx2_nodes.model.transformer import TransformerConfig
+from ltx2_nodes.model.upsampler import UpsamplerConfig
 from ltx2_nodes.model.video_vae import VideoVAEConfig
 from ltx2_nodes.sampling import conditioning
 from ltx2_nodes.sampling.conditioning import CRF_MAX_SIDE, ImageCondition, encode_images
@@ -145,6 +147,16 @@ def test_config_bounds_cover_nested_blocks_and_lists():
     with pytest.raises(UnsupportedModelError, match=r"positional_embedding_max_pos with 100,000 entries"):
         TransformerConfig.from_metadata({"positional_embedding_max_pos": [1.0] * 100_000})
     assert TransformerConfig.from_metadata({"num_layers": MAX_MODULES}).num_layers == MAX_MODULES
+
+
+def test_gemma_and_upscaler_configs_follow_the_same_rule_and_name_their_file():
+    with pytest.raises(UnsupportedModelError, match=r"^gemma/config\.json has num_hidden_layers=2,000,000 "
+                                                    r"\(expected 1 to 256\)"):
+        GemmaConfig.from_hf({"num_hidden_layers": 2_000_000}, source="gemma/config.json")
+    with pytest.raises(UnsupportedModelError, match=r"^gemma/config\.json: .*hidden_size='big'"):
+        GemmaConfig.from_hf({"hidden_size": "big"}, source="gemma/config.json")
+    with pytest.raises(UnsupportedModelError, match=r"^up\.safetensors: .*mid_channels=-5 \(expected 1 to 65,536\)"):
+        UpsamplerConfig.from_metadata({"mid_channels": -5}, source="up.safetensors")
 
 
 def test_a_huge_conditioning_image_is_scaled_down_before_the_codec_and_compressed_once(monkeypatch):

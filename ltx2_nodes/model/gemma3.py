@@ -94,16 +94,20 @@ class GemmaConfig:
         if len(types) != layers or set(types) - {SLIDING, FULL}:
             raise UnsupportedModelError(f"{source}: layer_types must list '{SLIDING}'/'{FULL}' for each of {layers} "
                                         "layers.")
-        return cls(
-            vocab_size=values["vocab_size"], hidden_size=values["hidden_size"],
-            intermediate_size=values["intermediate_size"], num_hidden_layers=layers,
-            num_attention_heads=values["num_attention_heads"],
-            num_key_value_heads=values["num_key_value_heads"], head_dim=values["head_dim"],
-            query_pre_attn_scalar=values["query_pre_attn_scalar"], rms_norm_eps=values["rms_norm_eps"],
-            attention_bias=bool(values["attention_bias"]), sliding_window=values["sliding_window"],
-            layer_types=types, rope=_rope_from_hf(values, source),
-            final_logit_softcapping=values["final_logit_softcapping"],
-        )
+        rope = _rope_from_hf(values, source)
+        try:
+            return cls(
+                vocab_size=values["vocab_size"], hidden_size=values["hidden_size"],
+                intermediate_size=values["intermediate_size"], num_hidden_layers=layers,
+                num_attention_heads=values["num_attention_heads"],
+                num_key_value_heads=values["num_key_value_heads"], head_dim=values["head_dim"],
+                query_pre_attn_scalar=values["query_pre_attn_scalar"], rms_norm_eps=values["rms_norm_eps"],
+                attention_bias=bool(values["attention_bias"]), sliding_window=values["sliding_window"],
+                layer_types=types, rope=rope,
+                final_logit_softcapping=values["final_logit_softcapping"],
+            )
+        except UnsupportedModelError as exc:
+            raise UnsupportedModelError(f"{source}: {exc}") from None
 
 
 def _rope_from_hf(values: dict, source: str) -> tuple[tuple[str, RopeParams], ...]:

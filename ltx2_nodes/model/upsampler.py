@@ -57,7 +57,10 @@ class UpsamplerConfig:
     @classmethod
     def from_metadata(cls, meta: dict, source: str = "upsampler") -> "UpsamplerConfig":
         names = {f.name for f in fields(cls)}
-        cfg = cls(**{k: v for k, v in meta.items() if k in names})
+        try:
+            cfg = cls(**{k: v for k, v in meta.items() if k in names})
+        except UnsupportedModelError as exc:
+            raise UnsupportedModelError(f"{source}: {exc}") from None
         scale = float(cfg.spatial_scale)
         if cfg.rational_resampler and (scale not in RATIONAL_SCALES or cfg.temporal_upsample or cfg.dims != 3
                                        or not cfg.spatial_upsample):
