@@ -20,14 +20,15 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import cli_fake_nodes as fake
-from demo_support import DEMO_INPUTS, demo_models  # noqa: F401 (fixture)
-from ltx2_nodes import handles, paths
+from demo_support import demo_models, headless  # noqa: F401 (fixtures)
+from ltx2_nodes import handles, paths, stages
 from ltx2_nodes.cli import main
 from ltx2_nodes.cli import core_nodes
 from ltx2_nodes.cli.core_nodes import LoadImage
 from ltx2_nodes.cli.jobs import MAX_JOBS, parse_seeds
 from ltx2_nodes.cli.workflow import UsageError
 from ltx2_nodes.errors import CheckpointError, InputError, UnsupportedModelError
+from ltx2_nodes.latents import empty_latents
 from ltx2_nodes.loading.checkpoint import LTX2Checkpoint
 from ltx2_nodes.loading.safetensors_file import SafetensorsFile
 from ltx2_nodes.memory import selection
@@ -177,6 +178,26 @@ def test_a_huge_conditioning_image_is_scaled_down_before_the_codec_and_compresse
     small = torch.rand(1, 40, 50, 3)  # within the bound: the reference's order, at the image's own size
     encode_images(lambda p: p, small, 32, 32, crf=33)
     assert seen == [(40, 50, 3)]
+
+
+def test_both_stages_encode_the_image_from_one_compression(demo_models, headless, monkeypatch):
+    """The stage functions (what ``generate`` and the sampler node call for each stage) reuse the condition's
+    compressed image: the codec runs once for a two-stage run, on at most CRF_MAX_SIDE pixels a side."""
+    seen = []
+    real = conditioning.h264_roundtrip
+
+    def codec(image, crf):
+        seen.append(tuple(image.shape))
+        return real(image, crf)
+
+    monkeypatch.setattr(conditioning, "h264_roundtrip", codec)
+    video_vae = handles.load_ltx2(demo_models.checkpoint, device="cpu").video_vae
+    condition = ImageCondition(torch.rand(1, CRF_MAX_SIDE + 904, 40, 3))  # 5000 x 40, the default CRF
+    for size in (32, 64):
+        grid = empty_latents(1, 9, size, size, 24.0, video_channels=video_vae.latent_channels).video_grid()
+        item = stages.encode_conditioning_images(video_vae, [condition], grid)[0]
+        assert item.latent.shape[-2:] == (size // 32, size // 32)
+    assert seen == [(CRF_MAX_SIDE, 33, 3)]  # 40 * 4096 / 5000 = 32.8 -> 33 columns (cropped to 32 for the codec)
 
 
 def test_image_files_beyond_the_pixel_limit_are_refused_naming_the_limit(tmp_path, monkeypatch, isolated):
