@@ -127,6 +127,7 @@ class LTX2Models:
 
     def __init__(self, path: str | Path, dtype: torch.dtype, fp8: str):
         self.ckpt = LTX2Checkpoint(path)
+        components.check_configs(self.ckpt)
         self.path = self.ckpt.path
         self.dtype = dtype
         self.fp8 = _fp8_mode(fp8)

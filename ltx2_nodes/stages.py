@@ -186,7 +186,7 @@ def encode_conditioning_images(video_vae: VideoVAEHandle, conds: Sequence[ImageC
                                        release_pages=video_vae.release_pages):
         for cond in conds:
             check_interrupted("while encoding the conditioning images")
-            latent = encode_images(encoder, cond.image, height, width, cond.crf).float().cpu()
+            latent = encode_images(encoder, cond.compressed(), height, width, crf=0).float().cpu()
             items.append(frame_condition(latent, cond.frame_index, cond.strength))
     return items
 

@@ -123,15 +123,18 @@ server_url = _typed(server_base, "server_url")
 
 
 def writable_folder(folder: str | os.PathLike, option: str) -> Path:
-    """``folder`` created if needed and checked by writing a probe file: an output folder is known to work
-    before anything loads (no run is wasted on an unwritable ``--out``)."""
+    """``folder`` checked writable by writing a probe file into it, or into its nearest existing parent when
+    it does not exist yet (the writers create it when they write): an output folder is known to work before
+    anything loads, and a refused request leaves no folder behind."""
     folder = Path(folder).expanduser()
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"{option} {folder}: is an existing file, not a folder; pass a folder (or a new .mp4 "
                          f"file name where the command writes one file)")
+    existing = next(p for p in (folder.absolute(), *folder.absolute().parents) if p.exists())
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder, prefix=".ltx2-write-check-"):
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is a file")
+        with tempfile.TemporaryFile(dir=existing, prefix=".ltx2-write-check-"):
             pass
     except OSError as exc:
         raise UsageError(f"{option} {folder}: cannot write there ({exc.strerror or exc}); pass a folder you can "

@@ -183,6 +183,7 @@ def run(args) -> int:
     from ..handles import load_gemma, load_ltx2, load_upscaler
     from ..sampling.conditioning import ImageCondition
     from ..sampling.recipe import recipe_for
+    from ..text.tokenizer import check_text
     from .core_nodes import LoadImage
 
     log = logging.getLogger("ltx2_nodes")
@@ -192,6 +193,15 @@ def run(args) -> int:
     out = _out_path(args.out)
     device = compute_device()
 
+    # the inputs are read and checked before any model loads
+    check_text(args.prompt, "--prompt")
+    if args.negative is not None:
+        check_text(args.negative, "--negative")
+    image = None
+    if args.image:
+        image_path = Path(args.image).resolve()
+        paths.configure(input_dir=str(image_path.parent))
+        image, _ = LoadImage().load_image(image_path.name)
     checkpoint = _pick("checkpoints", args.checkpoint)
     mode = args.mode
     if mode == "auto":
@@ -220,9 +230,7 @@ def run(args) -> int:
         prompt = stages.enhance_prompt(gemma, prompt, mode="i2v" if args.image else "t2v", seed=args.seed)
         print(f"enhanced prompt: {prompt}")
     images = ()
-    if args.image:
-        paths.configure(input_dir=str(Path(args.image).resolve().parent))
-        image, _ = LoadImage().load_image(Path(args.image).name)
+    if image is not None:
         images = (ImageCondition(image[:1], frame_index=args.image_frame, strength=args.image_strength,
                                  crf=recipe_for(family).image_crf),)
     request = GenerateRequest(

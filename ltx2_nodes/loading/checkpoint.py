@@ -23,6 +23,7 @@ from torch import nn
 
 from ..errors import CheckpointError, UnsupportedModelError
 from .family import ModelFamily, detect_family
+from .lora import is_lora_key
 from .quant import FP8_DTYPES, QUANT_SUFFIXES, FP8Linear, replace_module
 from .safetensors_file import SafetensorsFile
 
@@ -84,7 +85,6 @@ _FOREIGN_FINGERPRINTS: tuple[tuple[str, str], ...] = (
     ("model.layers.", "a language model (text encoder), which belongs in models/text_encoders"),
     ("language_model.model.layers.", "a language model (text encoder), which belongs in models/text_encoders"),
     ("initial_conv.", "the LTX-2 latent upscaler, which belongs in models/latent_upscale_models"),
-    ("lora_", "a LoRA, which belongs in models/loras"),
 )
 
 @dataclass(frozen=True)
@@ -145,7 +145,15 @@ class LTX2Checkpoint:
     # -- detection -----------------------------------------------------------------------------
 
     def _check_family(self, keys: list[str]) -> None:
-        """Refuse what is not an LTX-2 audio-video transformer file, naming what it is instead."""
+        """Refuse what is not an LTX-2 audio-video transformer file, naming what it is instead (a LoRA first:
+        its factors name the DiT's modules, audio ones only if it adapts them)."""
+        adapter = [k for k in keys if is_lora_key(k)]
+        if adapter and len(adapter) * 2 > len(keys):
+            raise CheckpointError(
+                f"{self.path.name} is a LoRA (e.g. '{adapter[0]}'), not a model: a LoRA in the wrong slot. A LoRA "
+                "belongs in models/loras and is applied on top of a model with the LTX-2 LoRA loader node "
+                "(--lora / --stage2-lora on the command line); load an ltx-2-19b-* or ltx-2.3-22b-* .safetensors "
+                "checkpoint here.")
         dit_like = [k for k in keys if ".transformer_blocks.0." in "." + k]
         if dit_like:
             if not any(".audio_attn1." in k for k in dit_like):

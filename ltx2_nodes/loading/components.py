@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, UnsupportedModelError
 from ..model.audio_vae import AudioDecoder, AudioEncoder, AudioVAEConfig
 from ..model.bigvgan import BWEVocoder, BWEVocoderConfig
 from ..model.connector import (ConnectorConfig, Embeddings1DConnector, TextConnectors, TextProjection,
@@ -33,6 +33,28 @@ _UNREAD_STATISTICS = tuple(f"per_channel_statistics.{name}" for name in PerChann
 # Stored tensors the loaders never read, per component (the pre-check does not count them either).
 UNREAD = {"video_encoder": _UNREAD_STATISTICS, "video_decoder": _UNREAD_STATISTICS,
           "vocoder": ("mel_stft.stft_fn.inverse_basis",)}  # LTX-2.3 BWE: stored, never used
+
+
+def check_configs(ckpt: LTX2Checkpoint) -> None:
+    """Build the config of every component the file holds from its metadata (nothing is allocated), so that a
+    damaged or edited config (two million layers, ``"two"`` heads, a negative width: see
+    ``model.config_values``) is refused with the file's name when the file is opened, before any part is built
+    or anything runs."""
+    def connector(component: str):
+        registers = ckpt.state_dict(component).get("learnable_registers")
+        rows = registers.shape[0] if registers is not None and registers.ndim == 2 else None
+        return lambda c: ConnectorConfig.from_metadata(c, audio=component == "audio_connector", registers=rows)
+
+    builders = {"transformer": TransformerConfig.from_metadata, "video_connector": None, "audio_connector": None,
+                "video_decoder": VideoVAEConfig.from_metadata, "audio_decoder": AudioVAEConfig.from_metadata,
+                "vocoder": vocoder_config}
+    for component, build in builders.items():
+        if not ckpt.has(component):
+            continue
+        try:
+            (build or connector(component))(ckpt.component_config(component))
+        except UnsupportedModelError as exc:
+            raise UnsupportedModelError(f"{ckpt.path.name}: {exc}") from None
 
 
 def _load(ckpt: LTX2Checkpoint, component: str, make: Callable[[dict], nn.Module], what: str, dtype, device,

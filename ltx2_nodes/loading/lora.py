@@ -60,6 +60,15 @@ _UNSUPPORTED_MARKERS = {
     ".lora_A.bias": "LoRA bias", ".lora_B.bias": "LoRA bias",
 }
 _UNSUPPORTED_SUFFIXES = {".diff": "full-weight diff", ".diff_b": "bias diff"}
+
+
+def is_lora_key(key: str) -> bool:
+    """Whether ``key`` names a LoRA tensor (a factor, an alpha, or an adapter type we refuse): how a LoRA is
+    told apart from a model, also when it sits in the checkpoint slot."""
+    return (key.endswith(tuple(_FACTOR_SUFFIXES) + tuple(_UNSUPPORTED_SUFFIXES))
+            or any(m in key for m in _UNSUPPORTED_MARKERS))
+
+
 _PREFIXES = ("base_model.model.", "model.diffusion_model.", "diffusion_model.", "transformer.")
 _KOHYA_PREFIXES = ("lora_unet_", "lora_transformer_")
 # diffusers' LTX-2 transformer names -> checkpoint names (top-level modules; block internals match).

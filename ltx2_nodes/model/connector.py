@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError, UnsupportedModelError
+from .config_values import as_tuple, check_config
 from .layers import Attention, FeedForward, rms_norm
 from .rope import RopeSpec, rope_table
 
@@ -56,6 +57,9 @@ class ConnectorConfig:
     frequencies_precision: str = "float64"
     norm_eps: float = 1e-6
     gated_attention: bool = False
+
+    def __post_init__(self):
+        check_config(self, "config.transformer (text connector)")
 
     @property
     def inner_dim(self) -> int:
@@ -90,15 +94,15 @@ class ConnectorConfig:
             return meta.get(f"audio_{key}", meta.get(key, default)) if audio else meta.get(key, default)
 
         return cls(
-            num_attention_heads=int(read("connector_num_attention_heads", defaults.num_attention_heads)),
-            attention_head_dim=int(read("connector_attention_head_dim", defaults.attention_head_dim)),
-            num_layers=int(read("connector_num_layers", defaults.num_layers)),
-            num_learnable_registers=int(registers),
-            positional_embedding_max_pos=tuple(meta.get("connector_positional_embedding_max_pos",
-                                                        defaults.positional_embedding_max_pos)),
+            num_attention_heads=read("connector_num_attention_heads", defaults.num_attention_heads),
+            attention_head_dim=read("connector_attention_head_dim", defaults.attention_head_dim),
+            num_layers=read("connector_num_layers", defaults.num_layers),
+            num_learnable_registers=registers,
+            positional_embedding_max_pos=as_tuple(meta.get("connector_positional_embedding_max_pos",
+                                                           defaults.positional_embedding_max_pos)),
             rope_type=meta.get("rope_type", defaults.rope_type),
             frequencies_precision=meta.get("frequencies_precision", defaults.frequencies_precision),
-            norm_eps=float(meta.get("norm_eps", defaults.norm_eps)),
+            norm_eps=meta.get("norm_eps", defaults.norm_eps),
             gated_attention=bool(meta.get("connector_apply_gated_attention", defaults.gated_attention)),
         )
 
@@ -180,6 +184,9 @@ class TextProjectionConfig:
     video_width: int = 3840
     audio_width: int = 3840
     separate_projections: bool = False
+
+    def __post_init__(self):
+        check_config(self, "text projection")
 
     @staticmethod
     def separate_from_metadata(meta: dict) -> bool:

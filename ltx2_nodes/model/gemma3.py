@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UnsupportedModelError
+from .config_values import as_tuple, check_config, check_value
 
 SLIDING = "sliding_attention"
 FULL = "full_attention"
@@ -63,6 +64,9 @@ class GemmaConfig:
     rope: tuple[tuple[str, RopeParams], ...] = ((FULL, RopeParams(1_000_000.0, 8.0)), (SLIDING, RopeParams(10_000.0)))
     final_logit_softcapping: float | None = None
 
+    def __post_init__(self):
+        check_config(self, "Gemma config.json")
+
     @property
     def num_hidden_states(self) -> int:
         """Embedding output + one per layer: what the LTX-2 feature extractor stacks."""
@@ -81,22 +85,29 @@ class GemmaConfig:
         if values["use_bidirectional_attention"] or values["attn_logit_softcapping"] is not None:
             raise UnsupportedModelError(f"{source}: bidirectional / soft-capped attention is not the Gemma 3 text "
                                         "model LTX-2 uses.")
-        layers = int(values["num_hidden_layers"])
-        types = values.get("layer_types") or [
-            SLIDING if (i + 1) % int(values["sliding_window_pattern"]) else FULL for i in range(layers)]
+        layers, pattern = values["num_hidden_layers"], values["sliding_window_pattern"]
+        check_value(source, "num_hidden_layers", layers)
+        check_value(source, "sliding_window_pattern", pattern)
+        types = as_tuple(values.get("layer_types")) or tuple(
+            SLIDING if (i + 1) % pattern else FULL for i in range(layers))
+        check_value(source, "layer_types", types, tuple[str, ...])
         if len(types) != layers or set(types) - {SLIDING, FULL}:
             raise UnsupportedModelError(f"{source}: layer_types must list '{SLIDING}'/'{FULL}' for each of {layers} "
                                         "layers.")
-        return cls(
-            vocab_size=int(values["vocab_size"]), hidden_size=int(values["hidden_size"]),
-            intermediate_size=int(values["intermediate_size"]), num_hidden_layers=layers,
-            num_attention_heads=int(values["num_attention_heads"]),
-            num_key_value_heads=int(values["num_key_value_heads"]), head_dim=int(values["head_dim"]),
-            query_pre_attn_scalar=float(values["query_pre_attn_scalar"]), rms_norm_eps=float(values["rms_norm_eps"]),
-            attention_bias=bool(values["attention_bias"]), sliding_window=int(values["sliding_window"]),
-            layer_types=tuple(types), rope=_rope_from_hf(values, source),
-            final_logit_softcapping=values["final_logit_softcapping"],
-        )
+        rope = _rope_from_hf(values, source)
+        try:
+            return cls(
+                vocab_size=values["vocab_size"], hidden_size=values["hidden_size"],
+                intermediate_size=values["intermediate_size"], num_hidden_layers=layers,
+                num_attention_heads=values["num_attention_heads"],
+                num_key_value_heads=values["num_key_value_heads"], head_dim=values["head_dim"],
+                query_pre_attn_scalar=values["query_pre_attn_scalar"], rms_norm_eps=values["rms_norm_eps"],
+                attention_bias=bool(values["attention_bias"]), sliding_window=values["sliding_window"],
+                layer_types=types, rope=rope,
+                final_logit_softcapping=values["final_logit_softcapping"],
+            )
+        except UnsupportedModelError as exc:
+            raise UnsupportedModelError(f"{source}: {exc}") from None
 
 
 def _rope_from_hf(values: dict, source: str) -> tuple[tuple[str, RopeParams], ...]:

@@ -35,6 +35,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from ..errors import UnsupportedModelError
+from .config_values import as_tuple, check_config
 from .layers import AdaLayerNormSingle, Attention, CaptionProjection, FeedForward, binary_to_additive_mask, rms_norm
 from .rope import RopeSpec, RopeTable, rope_table
 
@@ -86,6 +87,9 @@ class TransformerConfig:
         "causal_temporal_positioning": (True,),  # positions always use the first-frame causal fix
     }
 
+    def __post_init__(self):
+        check_config(self, "config.transformer")
+
     @property
     def inner_dim(self) -> int:
         return self.num_attention_heads * self.attention_head_dim
@@ -113,7 +117,7 @@ class TransformerConfig:
         values = {k: v for k, v in meta.items() if k in names}
         for key in ("positional_embedding_max_pos", "audio_positional_embedding_max_pos"):
             if key in values:
-                values[key] = tuple(values[key])
+                values[key] = as_tuple(values[key])
         if "frequencies_precision" in values and values["frequencies_precision"] not in ("float32", "float64"):
             raise UnsupportedModelError(f"unknown frequencies_precision {values['frequencies_precision']!r}")
         cfg = cls(**values)

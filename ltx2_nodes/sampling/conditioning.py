@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import torch
@@ -30,6 +30,9 @@ from .state import LatentState, VideoGrid
 # The reference passes conditioning images through one H.264 frame at this CRF before encoding, so
 # they carry the compression look of the training videos (0 = skip).
 DEFAULT_IMAGE_CRF = 33
+# Long side (pixels) above which a conditioning image is scaled down before that compression (see
+# ``compress_images``): keeps the codec's work bounded by this size instead of the input's.
+CRF_MAX_SIDE = 4096
 
 
 class ConditioningItem(Protocol):
@@ -165,14 +168,8 @@ def h264_roundtrip(image: torch.Tensor, crf: float) -> torch.Tensor:
     return torch.from_numpy(decoded).to(image.dtype) / 255.0
 
 
-def encode_images(encoder: VideoEncoder | Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
-                  height: int, width: int, crf: float = DEFAULT_IMAGE_CRF) -> torch.Tensor:
-    """Images ``[B, H, W, 3]`` (or ``[H, W, 3]``) in [0, 1] (ComfyUI IMAGE) -> latents ``[B, C, 1, H', W']``.
-
-    As the reference: each image goes through an H.264 frame at ``crf`` (0 skips it), is resized to
-    cover ``width x height`` and centre-cropped, mapped to [-1, 1] and encoded as a one-frame video;
-    item ``b`` conditions batch item ``b``.
-    """
+def _image_batch(images: torch.Tensor) -> torch.Tensor:
+    """``[B, H, W, 3|4]`` or ``[H, W, 3|4]`` (ComfyUI IMAGE) -> ``[B, H, W, 3]`` float, refusing other shapes."""
     if images.ndim == 3:
         images = images.unsqueeze(0)
     if images.ndim != 4 or images.shape[-1] not in (3, 4):
@@ -180,12 +177,43 @@ def encode_images(encoder: VideoEncoder | Callable[[torch.Tensor], torch.Tensor]
     if images.shape[0] == 0 or images.shape[1] == 0 or images.shape[2] == 0:
         raise InputError(f"the image batch is empty (shape {list(images.shape)}); connect an image with at least "
                          "one frame.")
-    images = images[..., :3].float()
-    if crf:
-        if min(images.shape[1:3]) < 2:
-            raise InputError(f"image of {images.shape[2]}x{images.shape[1]} pixels is too small to condition on.")
-        images = torch.stack([h264_roundtrip(image, crf) for image in images])
-    pixels = resize_and_center_crop(images, height, width) * 2.0 - 1.0
+    return images[..., :3].float()
+
+
+def compress_images(images: torch.Tensor, crf: float = DEFAULT_IMAGE_CRF) -> torch.Tensor:
+    """The reference's H.264 look: each image ``[B, H, W, 3]`` (or ``[H, W, 3]``) in [0, 1] through one
+    libx264 frame at ``crf`` (0: unchanged), at the image's own size, before any resize to the video
+    size -- as ``ltx_pipelines``' ``load_image_and_preprocess`` does, so the result is the same for every
+    stage of a run and :class:`ImageCondition` computes it once.
+
+    Deviation: an image larger than :data:`CRF_MAX_SIDE` pixels on its long side is first scaled down
+    (bilinear with antialiasing, aspect kept) to that long side; the reference compresses it at full size,
+    which for a 12000 x 12000 picture takes gigabytes of RAM and seconds per stage, for a video a fraction
+    of that size. Images up to that size (a 4032 x 3024 photo is one) get exactly the reference's pixels.
+    """
+    images = _image_batch(images)
+    if not crf:
+        return images
+    if min(images.shape[1:3]) < 2:
+        raise InputError(f"image of {images.shape[2]}x{images.shape[1]} pixels is too small to condition on.")
+    height, width = images.shape[1:3]
+    if max(height, width) > CRF_MAX_SIDE:
+        scale = CRF_MAX_SIDE / max(height, width)
+        size = (max(2, round(height * scale)), max(2, round(width * scale)))
+        images = F.interpolate(images.permute(0, 3, 1, 2), size=size, mode="bilinear", align_corners=False,
+                               antialias=True).permute(0, 2, 3, 1)
+    return torch.stack([h264_roundtrip(image, crf) for image in images])
+
+
+def encode_images(encoder: VideoEncoder | Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+                  height: int, width: int, crf: float = DEFAULT_IMAGE_CRF) -> torch.Tensor:
+    """Images ``[B, H, W, 3]`` (or ``[H, W, 3]``) in [0, 1] (ComfyUI IMAGE) -> latents ``[B, C, 1, H', W']``.
+
+    As the reference: each image goes through an H.264 frame at ``crf`` (:func:`compress_images`; 0 skips
+    it, e.g. for images compressed already), is resized to cover ``width x height`` and centre-cropped,
+    mapped to [-1, 1] and encoded as a one-frame video; item ``b`` conditions batch item ``b``.
+    """
+    pixels = resize_and_center_crop(compress_images(images, crf), height, width) * 2.0 - 1.0
     encode = getattr(encoder, "encode", encoder)
     with torch.no_grad():
         return encode(pixels.unsqueeze(2))
@@ -200,4 +228,12 @@ class ImageCondition:
     frame_index: int = 0
     strength: float = 1.0
     crf: float = DEFAULT_IMAGE_CRF
+    _compressed: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
+
+    def compressed(self) -> torch.Tensor:
+        """The image after :func:`compress_images`, computed on first use and shared by every stage (the
+        result does not depend on the stage's size); encode it with ``crf=0``."""
+        if self._compressed is None:
+            self._compressed = compress_images(self.image, self.crf)
+        return self._compressed
 

@@ -32,6 +32,23 @@ class TokenBatch:
     dropped: list[int]
 
 
+def check_text(text: str, what: str = "the prompt") -> str:
+    """``text`` if it is valid Unicode (what both tokenizer back ends can read); a lone surrogate (half of a
+    UTF-16 pair, e.g. from a JSON ``"\\ud83d"`` escape or undecodable command-line bytes) is refused here,
+    naming where it is, instead of failing inside the tokenizer's native code."""
+    if not isinstance(text, str):
+        raise InputError(f"{what} must be text, got {type(text).__name__}: {text!r:.60}.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        around = text[max(0, exc.start - 20):exc.start + 20].encode("utf-8", "backslashreplace").decode()
+        raise InputError(
+            f"{what} holds a lone surrogate U+{ord(text[exc.start]):04X} at character {exc.start} (near "
+            f"{around!r}): half of a UTF-16 pair, which is not valid text. Remove it or re-type that part; in JSON, "
+            "write the character itself or both halves of its escape (e.g. \\ud83d\\ude00).") from None
+    return text
+
+
 class PromptTokenizer:
     """Common part of both back ends: BOS + text ids, truncation, left padding."""
 
@@ -64,7 +81,7 @@ class PromptTokenizer:
         mask = torch.zeros((len(prompts), max_length), dtype=torch.int64)
         dropped = []
         for row, prompt in enumerate(prompts):
-            tokens = self.encode(prompt.strip())
+            tokens = self.encode(check_text(prompt, f"prompt {row}" if len(prompts) > 1 else "the prompt").strip())
             lost = max(0, len(tokens) - max_length)
             if lost:
                 log.warning("Prompt %d is %d tokens long; only the first %d are used, %d token(s) dropped "
@@ -102,10 +119,10 @@ class HFPromptTokenizer(PromptTokenizer):
         self.eos_ids = [self.hf.eos_token_id] if self.hf.eos_token_id is not None else []
 
     def encode(self, text: str) -> list[int]:
-        return list(self.hf(text)["input_ids"])
+        return list(self.hf(check_text(text))["input_ids"])
 
     def pieces(self, text: str) -> list[int]:
-        return list(self.hf(text, add_special_tokens=False)["input_ids"]) if text else []
+        return list(self.hf(check_text(text), add_special_tokens=False)["input_ids"]) if text else []
 
     def decode(self, ids: list[int]) -> str:
         size = len(self.hf)  # the embedding table has spare rows beyond the vocabulary
@@ -137,7 +154,7 @@ class SentencePiecePromptTokenizer(PromptTokenizer):
         return self.bos_ids + self.pieces(text)
 
     def pieces(self, text: str) -> list[int]:
-        return list(self.sp.encode(text)) if text else []
+        return list(self.sp.encode(check_text(text))) if text else []
 
     def decode(self, ids: list[int]) -> str:
         size = self.sp.get_piece_size()  # the embedding table has spare rows beyond the vocabulary
