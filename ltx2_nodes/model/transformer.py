@@ -1,4 +1,4 @@
-"""The LTX-2 asymmetric dual-stream audio-video diffusion transformer (LTX-2 and LTX-2.3).
+"""The LTX-2 asymmetric dual-stream audio-video diffusion transformer (LTX-2, LTX-2.3 and LTX-2.5).
 
 A video stream and an audio stream run side by side through ``num_layers`` blocks. Each block
 does, per stream, AdaLN-modulated self-attention with RoPE, text cross-attention, then
@@ -20,6 +20,12 @@ LTX-2.3 is the same class with three config flags (the released 2.0 values are t
 (9-row block tables whose rows 6..8 modulate the text cross-attention query; a prompt AdaLN of
 the per-sample sigma modulates its context) and ``caption_proj_before_connector`` (no caption
 projection here: contexts arrive at the attention widths).
+
+LTX-2.5 adds two more: ``ff_bias`` false (the video feed-forward has no biases; ``audio_ff_bias``
+likewise for audio, true in the release) and ``use_keyframes_abs_pos_embedding``: a learned
+``keyframes_abs_pos_embedding`` ``[1, D]`` added right after ``patchify_proj`` to the video tokens
+``ModalityInput.keyframes_mask`` marks (tokens that encode a single pixel frame: the first latent
+frame and generated keyframe slots; reference ``apply_keyframes_absolute_embedding``).
 
 Configuration is read from the checkpoint's ``config.transformer`` metadata; the dataclass
 defaults are the released LTX-2 19B values (not the reference code's legacy defaults).
@@ -65,6 +71,9 @@ class TransformerConfig:
     apply_gated_attention: bool = False  # LTX-2.3: per-head gates (to_gate_logits) in every attention
     cross_attention_adaln: bool = False  # LTX-2.3: 9-row tables + prompt AdaLN on the text cross-attention
     caption_proj_before_connector: bool = False  # LTX-2.3: no caption_projection in the DiT
+    ff_bias: bool = True  # LTX-2.5: false, the video feed-forward has no biases
+    audio_ff_bias: bool = True
+    use_keyframes_abs_pos_embedding: bool = False  # LTX-2.5: learned marker of single-pixel-frame video tokens
     has_video: bool = True
     has_audio: bool = True
 
@@ -80,9 +89,9 @@ class TransformerConfig:
         "cross_attention_adaln": (False, True),
         "caption_proj_before_connector": (False, True),
         "use_prompt_adaln_single": (True,),
-        "ff_bias": (True,),
-        "audio_ff_bias": (True,),
-        "use_keyframes_abs_pos_embedding": (False,),
+        "ff_bias": (False, True),
+        "audio_ff_bias": (False, True),
+        "use_keyframes_abs_pos_embedding": (False, True),
         "causal_temporal_positioning": (True,),  # positions always use the first-frame causal fix
     }
 
@@ -105,9 +114,9 @@ class TransformerConfig:
         for key, allowed in cls._REQUIRED.items():
             if key in meta and meta[key] not in allowed:
                 raise UnsupportedModelError(
-                    f"transformer config has {key}={meta[key]!r}; ltx2_nodes runs LTX-2 (19B) and LTX-2.3 (22B) "
-                    f"transformers, which have {key} in {list(allowed)}. This checkpoint is a newer or modified "
-                    "architecture; use an LTX-2 / LTX-2.3 checkpoint or a newer ltx2_nodes."
+                    f"transformer config has {key}={meta[key]!r}; ltx2_nodes runs LTX-2 (19B), LTX-2.3 (22B) and "
+                    f"LTX-2.5 transformers, which have {key} in {list(allowed)}. This checkpoint is a newer or "
+                    "modified architecture; use an LTX-2 / LTX-2.3 / LTX-2.5 checkpoint or a newer ltx2_nodes."
                 )
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in meta.items() if k in names}
@@ -230,6 +239,8 @@ class ModalityInput:
     sigma``; it is also what ``to_denoised`` uses. ``positions``: token bounds ``[B, P, T, 2]``.
     ``context``: connector output ``[B, L, W]`` (``W`` = ``caption_channels`` for LTX-2, the
     stream's cross-attention width for LTX-2.3). ``context_mask``: optional ``[B, L]``, 1 = attend.
+    ``keyframes_mask``: optional ``[B, T]`` / ``[B, T, 1]``, non-zero on video tokens that encode a
+    single pixel frame (they receive the keyframe embedding; ignored by models without one).
     """
 
     latent: torch.Tensor
@@ -238,6 +249,7 @@ class ModalityInput:
     positions: torch.Tensor
     context: torch.Tensor
     context_mask: torch.Tensor | None = None
+    keyframes_mask: torch.Tensor | None = None
 
 
 class AdaValues:
@@ -327,7 +339,7 @@ class AVTransformerBlock(nn.Module):
                 continue
             setattr(self, prefix + "attn1", Attention(d, h, dh, eps=eps, gated=gated))
             setattr(self, prefix + "attn2", Attention(d, h, dh, context_dim=ctx, eps=eps, gated=gated))
-            setattr(self, prefix + "ff", FeedForward(d))
+            setattr(self, prefix + "ff", FeedForward(d, bias=cfg.audio_ff_bias if prefix else cfg.ff_bias))
             setattr(self, prefix + "scale_shift_table", nn.Parameter(torch.empty(cfg.ada_rows, d)))
             if cfg.cross_attention_adaln:
                 setattr(self, prefix + "prompt_scale_shift_table", nn.Parameter(torch.empty(2, d)))
@@ -411,6 +423,8 @@ class LTX2Transformer(nn.Module):
                 setattr(self, prefix + "caption_projection", CaptionProjection(cfg.caption_channels, d))
             setattr(self, prefix + "scale_shift_table", nn.Parameter(torch.empty(2, d)))
             setattr(self, prefix + "proj_out", nn.Linear(d, out))
+        if cfg.use_keyframes_abs_pos_embedding and cfg.has_video:
+            self.keyframes_abs_pos_embedding = nn.Parameter(torch.empty(1, cfg.inner_dim))
         if cfg.has_video and cfg.has_audio:
             self.av_ca_video_scale_shift_adaln_single = AdaLayerNormSingle(cfg.inner_dim, 4)
             self.av_ca_audio_scale_shift_adaln_single = AdaLayerNormSingle(cfg.audio_inner_dim, 4)
@@ -456,6 +470,9 @@ class LTX2Transformer(nn.Module):
 
         x = getattr(self, prefix + "patchify_proj")(inp.latent.to(dtype))
         batch, tokens = x.shape[:2]
+        marker = getattr(self, "keyframes_abs_pos_embedding", None) if video else None
+        if marker is not None and inp.keyframes_mask is not None:
+            x = x + (inp.keyframes_mask.reshape(batch, tokens, 1) > 0).to(dtype) * marker.to(dtype)
         ts = cfg.timestep_scale_multiplier
         ada, embedded = self._ada(getattr(self, prefix + "adaln_single"), inp.timesteps, batch, tokens, dtype, ts)
         state = StreamState(
