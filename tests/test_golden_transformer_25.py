@@ -82,8 +82,9 @@ def test_golden_25_transformer_file_is_a_split_layout_25_model(golden, model):
     assert ckpt.family is LTX_2_5 and ckpt.variant.layout == "split"
     cfg = model.config
     assert cfg.use_keyframes_abs_pos_embedding and not cfg.ff_bias
-    assert model.transformer_blocks[0].ff.net[0].proj.bias is None and model.transformer_blocks[0].ff.net[2].bias is None
-    assert (model.transformer_blocks[0].audio_ff.net[2].bias is not None) == cfg.audio_ff_bias
+    block = model.transformer_blocks[0]
+    assert block.ff.net[0].proj.bias is None and block.ff.net[2].bias is None
+    assert (block.audio_ff.net[2].bias is not None) == cfg.audio_ff_bias
     assert model.keyframes_abs_pos_embedding.shape == (1, cfg.inner_dim)
 
 

@@ -277,10 +277,11 @@ def test_transformer_config_takes_every_releases_flags_and_refuses_other_variant
     assert cfg.ada_rows == 9 and cfg.context_width("video") == cfg.cross_attention_dim
     assert cfg.context_width("audio") == cfg.audio_cross_attention_dim
     assert TransformerConfig.from_metadata({k: False for k in release_23}) == TransformerConfig()
-    release_25 = TransformerConfig.from_metadata({**release_23, "ff_bias": False, "use_keyframes_abs_pos_embedding": True})
+    release_25 = TransformerConfig.from_metadata({**release_23, "ff_bias": False,
+                                                  "use_keyframes_abs_pos_embedding": True})
     assert not release_25.ff_bias and release_25.audio_ff_bias and release_25.use_keyframes_abs_pos_embedding
-    for key, value in (("use_prompt_adaln_single", False), ("ff_bias", "no"), ("use_keyframes_abs_pos_embedding", 1.5),
-                       ("apply_gated_attention", "yes")):
+    for key, value in (("use_prompt_adaln_single", False), ("ff_bias", "no"),
+                       ("use_keyframes_abs_pos_embedding", 1.5), ("apply_gated_attention", "yes")):
         with pytest.raises(UnsupportedModelError, match=f"{key}={value!r}.*LTX-2.5"):
             TransformerConfig.from_metadata({**release_23, key: value})
     with pytest.raises(UnsupportedModelError, match="audio_num_attention_heads=16.*equal head counts"):
