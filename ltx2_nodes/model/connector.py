@@ -8,7 +8,7 @@ Two feature extractors exist (reference ``feature_extractor.py``), chosen by
 * ``FeatureExtractorV1`` (LTX-2 19B): per sample and layer ``8 * (x - mean) / (max - min)``
   over the valid tokens, one ``aggregate_embed`` (no bias) whose output feeds both connectors;
   the DiT's ``caption_projection`` later maps it to the inner widths.
-* ``FeatureExtractorV2`` (LTX-2.3, ``caption_proj_before_connector``): per-token RMS norm per
+* ``FeatureExtractorV2`` (LTX-2.3 and LTX-2.5, ``caption_proj_before_connector``): per-token RMS norm per
   layer, then ``video_aggregate_embed`` / ``audio_aggregate_embed`` (biased) of the features
   times ``sqrt(out_width / D)``, straight to the DiT's inner widths (the DiT has no caption
   projection).
@@ -362,7 +362,7 @@ class TextConnectors(nn.Module):
             raise InputError(
                 f"the Gemma features have width {width} x {layers} hidden states = {width * layers}, but this LTX-2 "
                 f"checkpoint's text projection expects {self.in_features} (Gemma 3 12B: 3840 x 49). Use the "
-                "Gemma 3 12B text encoder with this model.")
+                "text encoder this model was released with (LTX-2 / LTX-2.3: Gemma 3 12B; LTX-2.5: its Gemma 4 file).")
         weight = self.projection.weight
         compute = weight.dtype if weight.dtype.itemsize > 1 else torch.bfloat16  # fp8 storage computes in bf16
         features = self.projection.normalize(hidden_states, mask, dtype=compute, device=weight.device)
