@@ -18,7 +18,10 @@ Detection reads, in this order (architecture reference §10.3 and §12.5):
 2. the ``config`` metadata: ``config.transformer`` switches (``apply_gated_attention``,
    ``cross_attention_adaln``, ``caption_proj_before_connector``, ...) and a ``bwe`` section in
    ``config.vocoder``;
-3. tensor names (metadata stripped, e.g. ComfyUI DiT-only splits with or without the
+3. metadata of LTX-2.5 component files: a Gemma 4 ``gemma_config`` (packed text encoder), a
+   ``gemma_source_checkpoint`` (the transformer's Gemma version lock), ``config.vae`` of the
+   diffusion decoder (``CausalDiffusionVAE``);
+4. tensor names (metadata stripped, e.g. ComfyUI DiT-only splits with or without the
    ``model.diffusion_model.`` prefix, a separate text-projection file, a LoRA's targets) and the
    row count of the block AdaLN tables / ``adaln_single.linear`` (6 in LTX-2, 9 from LTX-2.3).
 
@@ -198,6 +201,34 @@ def _config_clues(config: Mapping | None) -> list[Clue]:
     return clues
 
 
+def _since(family: ModelFamily) -> frozenset[ModelFamily]:
+    return frozenset(FAMILIES[FAMILIES.index(family):])
+
+
+def _json(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return None
+
+
+def _component_clues(metadata: Mapping[str, str], config: Mapping | None) -> list[Clue]:
+    """What LTX-2.5 component files say about themselves besides ``model_version``."""
+    clues = []
+    gemma = _json(metadata.get("gemma_config"))
+    model_type = str(gemma.get("model_type", "")) if isinstance(gemma, Mapping) else ""
+    if model_type.startswith("gemma4"):
+        clues.append((_since(LTX_2_5), f"gemma_config model_type {model_type} (Gemma 4 text encoder)"))
+    if "gemma_source_checkpoint" in metadata:
+        clues.append((_since(LTX_2_5), "gemma_source_checkpoint metadata (Gemma 4 version lock)"))
+    vae = config.get("vae") if isinstance(config, Mapping) else None
+    if isinstance(vae, Mapping) and vae.get("_class_name") == "CausalDiffusionVAE":
+        clues.append((_since(LTX_2_5), "config.vae CausalDiffusionVAE (diffusion video decoder)"))
+    return clues
+
+
 def _describes_whole_transformer(section: Mapping) -> bool:
     """A ``config.transformer`` that describes a DiT, not the few widths a component file (the 2.5 duration
     head) copies from it: only such a section tells a family by the switches it lacks."""
@@ -248,8 +279,8 @@ def detect_family(source: str, names: Iterable[str], *, metadata: Mapping[str, s
     and ``CheckpointError`` when two clues exclude each other.
     """
     names = list(names)
-    clues = (_version_clue(metadata or {}, source) + _config_clues(config) + _name_clues(names, complete)
-             + (_shape_clues(names, shape) if shape is not None else []))
+    clues = (_version_clue(metadata or {}, source) + _config_clues(config) + _component_clues(metadata or {}, config)
+             + _name_clues(names, complete) + (_shape_clues(names, shape) if shape is not None else []))
     if not clues:
         return None
     consistent = frozenset(FAMILIES)
@@ -270,6 +301,13 @@ def detect_family(source: str, names: Iterable[str], *, metadata: Mapping[str, s
             f"{source} is an {family.name} model ({match.evidence}); ltx2_nodes runs {_SUPPORTED}. "
             f"{family.describe()} is not supported yet; use an LTX-2 or LTX-2.3 file.")
     return match
+
+
+def detect_file_family(file, *, complete: bool = False) -> FamilyMatch | None:
+    """:func:`detect_family` of an opened ``SafetensorsFile`` (its names, metadata, ``config`` and shapes): works
+    for every LTX file, the LTX-2.5 component files (transformer, text encoder, VAEs, duration head) included."""
+    return detect_family(file.path.name, file.keys(), metadata=file.metadata, config=file.json_metadata("config"),
+                         shape=lambda key: file.info(key).shape, complete=complete)
 
 
 def _names(families: frozenset) -> str:

@@ -40,7 +40,7 @@ from torch import nn
 from ..errors import CheckpointError, ModelNotFoundError, UnsupportedModelError
 from . import components
 from .checkpoint import COMPONENTS, ComponentSpec, LTX2Checkpoint
-from .family import ModelFamily, detect_family, parse_model_version
+from .family import ModelFamily, detect_file_family, parse_model_version
 from .safetensors_file import SafetensorsFile
 
 log = logging.getLogger("ltx2_nodes")
@@ -239,8 +239,8 @@ def _open_component(path: Path, kind: SplitKind, family: ModelFamily,
     if not kind.recognise(file):
         raise CheckpointError(f"{path.name} is not an {family.name} {kind.what} file (its tensors / metadata do not "
                               f"match); choose the {kind.what} file from models/{kind.folders[0]}/.")
-    if kind.name in ("video_vae", "audio_vae", "duration_head"):
-        match = detect_family(path.name, [], metadata=file.metadata, config=_config(file))
+    if kind.name != "upscaler":
+        match = detect_file_family(file)
         if match is not None and match.family is not family:
             raise CheckpointError(
                 f"{path.name} is an {match.family.name} {kind.what} ({match.evidence}) but the transformer is "
