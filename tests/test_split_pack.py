@@ -19,6 +19,7 @@ from ltx2_nodes.loading.components import load_text_connectors
 from ltx2_nodes.loading.family import LTX_2_5
 from ltx2_nodes.loading.safetensors_file import SafetensorsFile
 from ltx2_nodes.loading.split import SPLIT_KINDS, assemble_split_pack
+from ltx2_nodes.memory.precheck import checkpoint_weights
 
 FILES = {"transformer": "diffusion_models", "text_encoder": "text_encoders", "video_vae": "vae",
          "duration_head": "model_patches"}
@@ -135,3 +136,13 @@ def test_a_part_without_a_loader_is_refused_with_the_fix(models_dir):
     pack = assemble_split_pack(_transformer(models_dir), search=paths.model_folders)
     with pytest.raises(UnsupportedModelError, match="not supported by this ltx2_nodes version.*update"):
         pack.load("hologram_head")
+
+
+def test_the_memory_precheck_counts_every_file_of_the_pack(models_dir):
+    pack = assemble_split_pack(_transformer(models_dir), search=paths.model_folders)
+    weights = checkpoint_weights(pack, dtype=torch.float32)
+    assert set(weights) == {"dit", "connectors", "video_vae", "audio_vae"}
+    projection = sum(t.numel() for t in pack.state_dict("text_projection").values()) * 4
+    connectors_only = sum(t.numel() for c in ("video_connector", "audio_connector")
+                          for t in pack.state_dict(c).values()) * 4
+    assert weights["connectors"].fixed_bytes == projection + connectors_only

@@ -22,7 +22,7 @@ from ..model.transformer import LTX2Transformer, TransformerConfig
 from ..model.upsampler import LatentUpsampler, UpsamplerConfig
 from ..model.video_vae import PerChannelStatistics, VideoDecoder, VideoEncoder, VideoVAEConfig
 from ..model.vocoder import Vocoder, VocoderConfig, has_bwe_sections
-from .checkpoint import LTX2Checkpoint, build_module
+from .checkpoint import COMPONENTS, LTX2Checkpoint, build_module
 from .safetensors_file import SafetensorsFile
 
 log = logging.getLogger("ltx2_nodes")
@@ -54,9 +54,6 @@ def load_transformer(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, dev
 # Their weights live in the LTX-2 checkpoint, never in Gemma's file.
 
 
-PROJECTION_PREFIX = "text_embedding_projection."
-
-
 def load_text_projection(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None,
                          text_encoder: SafetensorsFile | None = None) -> TextProjection:
     """``text_embedding_projection.*``: ``aggregate_embed`` ([caption_channels, gemma_width * gemma_states], no
@@ -69,8 +66,8 @@ def load_text_projection(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None,
     separate = TextProjectionConfig.separate_from_metadata(ckpt.component_config("text_projection"))
     if text_encoder is not None:
         source, release = text_encoder.path.name, text_encoder.release_pages
-        state = {k[len(PROJECTION_PREFIX):]: text_encoder.tensor(k) for k in text_encoder.keys()
-                 if k.startswith(PROJECTION_PREFIX)}
+        spec = COMPONENTS["text_projection"]
+        state = {name: text_encoder.tensor(k) for k in text_encoder.keys() if (name := spec.module_key(k)) is not None}
     elif ckpt.variant.layout == "split":
         raise CheckpointError(
             f"{ckpt.path.name} is an {ckpt.family.name} split-layout transformer file: its text projection "
@@ -84,9 +81,9 @@ def load_text_projection(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None,
         if weight is None or weight.ndim != 2:
             release_name = ckpt.family.name if separate else "LTX-2 (19B)"
             raise CheckpointError(
-                f"{source}: '{PROJECTION_PREFIX}{name}.weight' is missing or not a matrix, which the text path of an "
-                f"{release_name} model (as the config of {ckpt.path.name} says) needs; the file is damaged, not the "
-                "text encoder of this model, or its config does not match its tensors.")
+                f"{source}: 'text_embedding_projection.{name}.weight' is missing or not a matrix, which the text "
+                f"path of an {release_name} model (as the config of {ckpt.path.name} says) needs; the file is "
+                "damaged, not the text encoder of this model, or its config does not match its tensors.")
     cfg = TextProjectionConfig(in_features=weights[0].shape[1], video_width=weights[0].shape[0],
                                audio_width=weights[-1].shape[0], separate_projections=separate)
     return build_module(lambda: TextProjection(cfg), state, what="text projection", source=source,

@@ -82,7 +82,8 @@ SPLIT_KINDS: dict[str, SplitKind] = {kind.name: kind for kind in (
     SplitKind("transformer", "transformer (with the text connectors)", ("diffusion_models", "checkpoints"), True,
               lambda f: _keys_start(f, "model.diffusion_model.transformer_blocks.")),
     SplitKind("text_encoder", "text encoder (Gemma 4 + text projection + tokenizer)", ("text_encoders",), True,
-              lambda f: "gemma_config" in f.metadata and _keys_start(f, "text_embedding_projection.")),
+              lambda f: "gemma_config" in f.metadata and _keys_start(f, "text_embedding_projection."),
+              (COMPONENTS["text_projection"],)),
     SplitKind("video_vae", "video VAE", ("vae",), True,
               lambda f: "vae" in _config(f) and _keys_start(f, "decoder.", "vae.decoder."),
               (_bare_vae_spec("video_encoder", "encoder"), _bare_vae_spec("video_decoder", "decoder"))),
@@ -128,9 +129,6 @@ class ComponentFile:
     def release_pages(self, tensor: torch.Tensor) -> None:
         self.file.release_pages(tensor)
 
-    def component_bytes(self, component: str) -> int:
-        spec = self._specs[component]
-        return sum(self.file.info(k).nbytes for k in self.file.keys() if spec.module_key(k) is not None)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -184,8 +182,25 @@ class SplitPack:
     def family(self) -> ModelFamily:
         return self.transformer.family
 
-    def has(self, kind: str) -> bool:
+    def has_file(self, kind: str) -> bool:
         return kind == "transformer" or kind in self.files
+
+    # the LTX2Checkpoint interface over the whole pack (e.g. for ``memory.precheck.checkpoint_weights``)
+
+    def has(self, component: str) -> bool:
+        try:
+            return self.source(component).has(component)
+        except ModelNotFoundError:
+            return False
+
+    def state_dict(self, component: str) -> dict[str, torch.Tensor]:
+        return self.source(component).state_dict(component)
+
+    def component_config(self, component: str) -> dict:
+        """``component``'s config section; the text projection's is the transformer's (reference
+        ``ModelPaths.from_split``: config from the first of the embedding files)."""
+        owner = self.transformer if component == "text_projection" else self.source(component)
+        return owner.component_config(component)
 
     def file(self, kind: str) -> ComponentFile:
         """The component file of ``kind``; a missing one raises an error naming the folders searched and the fix."""
@@ -195,7 +210,7 @@ class SplitPack:
 
     def source(self, component: str) -> LTX2Checkpoint | ComponentFile:
         """The file that holds ``component`` (an ``LTX2Checkpoint`` component name, e.g. ``video_decoder``)."""
-        if component in COMPONENTS and self.transformer.has(component):
+        if component in COMPONENTS and component != "text_projection" and self.transformer.has(component):
             return self.transformer
         for kind in SPLIT_KINDS.values():
             if any(spec.name == component for spec in kind.specs):
@@ -314,7 +329,7 @@ def assemble_split_pack(transformer: LTX2Checkpoint | str | Path, given: dict[st
     if "text_encoder" in pack.files:
         check_gemma_lock(ckpt.file, pack.files["text_encoder"].file)
     for kind in (k.name for k in SPLIT_KINDS.values() if k.required and k.name in pack.searched):
-        if not pack.has(kind):
+        if not pack.has_file(kind):
             if require:
                 pack.file(kind)  # raises, naming the folders searched
             log.warning("%s", _missing_message(pack, kind))
