@@ -190,7 +190,7 @@ def sample(model, text: TextConditioning, latents: AVLatents, settings: Generati
     ``progress.check_interrupted`` runs before every model evaluation (a cancelled run raises there).
     Returns the denoised latents (appended keyframe tokens removed, masks cleared); slots requested by
     ``latents.keyframe_slots`` are generated with the video (after the ``conditioning`` items' tokens) and
-    returned in ``keyframes``.
+    returned in ``keyframes`` (without a request, the keyframes ``latents`` carry are passed on: stage 2).
     """
     progress = StageProgress(settings.steps, callback)
     device = torch.device(device) if device is not None else _model_device(model)
@@ -227,7 +227,9 @@ def sample(model, text: TextConditioning, latents: AVLatents, settings: Generati
     video, audio = denoise(denoiser, video, audio, settings.sigmas, sampler=settings.sampler, seed=settings.seed,
                            eta=settings.eta, substep_eta=settings.substep_eta, callback=progress)
     slot_latents = video.slot_latents() if video is not None else None
+    keyframes = (slot_latents, latents.keyframe_slots) if slot_latents is not None else (latents.keyframes,
+                                                                                         latents.keyframe_frames)
     return AVLatents(video=video.to_grid() if video is not None else None,
                      audio=audio.to_grid() if audio is not None else None, fps=latents.fps,
-                     video_scale=latents.video_scale, audio_timing=latents.audio_timing, keyframes=slot_latents,
-                     keyframe_frames=latents.keyframe_slots if slot_latents is not None else ())
+                     video_scale=latents.video_scale, audio_timing=latents.audio_timing, keyframes=keyframes[0],
+                     keyframe_frames=keyframes[1])

@@ -97,7 +97,7 @@ def test_the_model_on_our_slot_state_gives_the_reference_velocity_golden(golden,
     assert_close(v, golden[f"{call}.video_velocity"], "video velocity")
 
 
-def test_sampling_returns_the_slots_apart_from_the_video_golden(golden, model):
+def test_sampling_returns_the_slots_apart_from_the_video_and_passes_them_on_golden(golden, model):
     cfg = model.config
     pixel = golden.call["pixel_shape"]
     latents = empty_latents(1, pixel["frames"], pixel["height"], pixel["width"], pixel["fps"],
@@ -114,6 +114,9 @@ def test_sampling_returns_the_slots_apart_from_the_video_golden(golden, model):
     assert out.keyframe_frames == latents.keyframe_slots and out.keyframe_slots == ()
     assert out.keyframe_clips().shape == (batch * 2, channels, 1, height, width)
     assert out.keyframes.abs().sum() > 0
+    with torch.no_grad():  # a later stage without a request passes the generated keyframes on, adds no slots
+        again = sample(model, text, out, GenerationSettings(torch.tensor([0.5, 0.0]), seed=4))
+    assert torch.equal(again.keyframes, out.keyframes) and again.keyframe_frames == out.keyframe_frames
 
 
 def test_slot_requests_resolve_like_the_reference():

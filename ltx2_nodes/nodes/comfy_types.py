@@ -170,12 +170,10 @@ def pixel_frames(av: AVLatents, info: LatentInfo) -> int | None:
 
 
 def from_av_latents(av: AVLatents, info: LatentInfo | None = None, base: dict | None = None) -> dict:
-    """``AVLatents`` -> a new LATENT dict in core's layout (``base``'s other keys are kept, never mutated).
-    Generated keyframes of an earlier sampler stay recorded when ``av`` brings none (a stage-2 latent)."""
+    """``AVLatents`` -> a new LATENT dict in core's layout (``base``'s other keys are kept, never mutated)."""
     info = (info or LatentInfo()).replace(fps=float(av.fps), video_scale=av.video_scale,
-                                          audio_timing=av.audio_timing, keyframe_slots=av.keyframe_slots)
-    if av.keyframes is not None:
-        info = info.replace(keyframes=av.keyframes, keyframe_frames=av.keyframe_frames)
+                                          audio_timing=av.audio_timing, keyframe_slots=av.keyframe_slots,
+                                          keyframes=av.keyframes, keyframe_frames=av.keyframe_frames)
     info = info.replace(frames=pixel_frames(av, info))
     out = {k: v for k, v in (base or {}).items() if k not in ("samples", "noise_mask", "type", "sample_rate")}
     parts = [t for t in (av.video, av.audio) if t is not None]
