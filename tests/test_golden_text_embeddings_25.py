@@ -70,3 +70,16 @@ def test_split_transformer_file_alone_names_the_text_encoder_file_for_the_projec
     ckpt, _ = _files(golden)
     with pytest.raises(CheckpointError, match=r"split-layout transformer file.*packed text-encoder file"):
         load_text_connectors(ckpt)
+
+
+def test_production_length_prompt_from_the_gemma4_fixture_matches_golden(golden, connectors):
+    """The Gemma 4 fixture's prompts, left-padded to the production 1024 tokens, through projection + connectors."""
+    gemma = find_golden("gemma4_text_encoder", "2.5")
+    prompts = sorted({k.split(".", 1)[0] for k in gemma.tensors if k.endswith("_encoding")})
+    if not prompts:
+        pytest.skip("the Gemma 4 fixture stores no connector outputs")
+    for prompt in prompts:
+        with torch.no_grad():
+            out = connectors.connect(gemma[f"{prompt}.hidden_states"], gemma[f"{prompt}.attention_mask"])
+        assert_close(out.video_context, gemma[f"{prompt}.video_encoding"], f"{prompt}.video_encoding")
+        assert_close(out.audio_context, gemma[f"{prompt}.audio_encoding"], f"{prompt}.audio_encoding")
