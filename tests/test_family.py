@@ -13,7 +13,7 @@ from ltx2_nodes.errors import CheckpointError, UnsupportedModelError
 from ltx2_nodes.loading.checkpoint import DIT_PREFIX, LTX2Checkpoint
 from ltx2_nodes.loading.family import (LTX_2, LTX_2_3, LTX_2_5, detect_family, detect_file_family,
                                       is_split_transformer_config, parse_model_version)
-from ltx2_nodes.loading.components import load_transformer
+from ltx2_nodes.loading.components import load_text_connectors, load_transformer
 from ltx2_nodes.loading.safetensors_file import SafetensorsFile
 from ltx2_nodes.model.transformer import TransformerConfig
 
@@ -151,6 +151,8 @@ def test_golden_25_transformer_file_is_detected_by_version_and_by_fingerprint(tm
     cfg = TransformerConfig.from_metadata(bare.config["transformer"])
     assert cfg.use_keyframes_abs_pos_embedding and not cfg.ff_bias and cfg.audio_ff_bias
     load_transformer(bare)  # every tensor matches the inferred architecture
+    te = SafetensorsFile(find_golden("transformer", "2.5").path.parent / "ltx25_tiny_text_encoder.safetensors")
+    assert load_text_connectors(bare, text_encoder=te).projection.config.separate_projections
 
 
 def test_every_25_component_file_is_detected_as_25_golden():

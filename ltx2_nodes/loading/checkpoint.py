@@ -309,10 +309,10 @@ def _infer_connector_config(file: SafetensorsFile, prefix: str) -> dict:
         count, width = file.info(registers).shape
         gate = base + "transformer_1d_blocks.0.attn1.to_gate_logits.weight"
         heads = file.info(gate).shape[0] if gate in file else (width // 128 if width % 128 == 0 else 1)
-        config.update({f"{key_prefix}num_attention_heads": heads, f"{key_prefix}attention_head_dim": width // heads})
+        config.update({f"{key_prefix}num_attention_heads": heads, f"{key_prefix}attention_head_dim": width // heads,
+                       f"{key_prefix}num_layers": _count_blocks(file, base + "transformer_1d_blocks.")})
         if stream == "video":
-            config.update({"connector_num_layers": _count_blocks(file, base + "transformer_1d_blocks."),
-                           "connector_num_learnable_registers": count,
+            config.update({"connector_num_learnable_registers": count,
                            "connector_apply_gated_attention": gate in file})
     return config
 

@@ -87,7 +87,8 @@ LTX_2_3 = ModelFamily(
 LTX_2_5 = ModelFamily(
     "LTX-2.5", "2.5", "Aug 2026, split files, Gemma 4 text encoder",
     "the LTX-2.5 per-component files (transformer, text encoder, video VAE, audio VAE, duration head)",
-    markers=("keyframes_abs_pos_embedding",), flags=("use_keyframes_abs_pos_embedding",))
+    markers=("keyframes_abs_pos_embedding",), flags=("use_keyframes_abs_pos_embedding",),
+    preset=LTX_2_3.preset)  # the LTX-2.3 text projection (FeatureExtractorV2)
 
 FAMILIES: tuple[ModelFamily, ...] = (LTX_2, LTX_2_3, LTX_2_5)  # oldest first; each inherits its predecessor
 _REFUSED_SINCE = (2, 6)  # the newest release this code knows is 2.5
