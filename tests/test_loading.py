@@ -280,7 +280,7 @@ def test_transformer_config_takes_every_releases_flags_and_refuses_other_variant
     release_25 = TransformerConfig.from_metadata({**release_23, "ff_bias": False,
                                                   "use_keyframes_abs_pos_embedding": True})
     assert not release_25.ff_bias and release_25.audio_ff_bias and release_25.use_keyframes_abs_pos_embedding
-    for key, value in (("use_prompt_adaln_single", False), ("ff_bias", "no"),
+    for key, value in (("use_prompt_adaln_single", "no"), ("ff_bias", "no"),
                        ("use_keyframes_abs_pos_embedding", 1.5), ("apply_gated_attention", "yes")):
         with pytest.raises(UnsupportedModelError, match=f"{key}={value!r}.*LTX-2.5"):
             TransformerConfig.from_metadata({**release_23, key: value})

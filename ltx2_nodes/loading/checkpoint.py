@@ -245,9 +245,11 @@ def infer_transformer_config(file: SafetensorsFile, prefix: str, family: ModelFa
     """Derive ``config.transformer`` from tensor shapes (DiT-only files saved without metadata).
 
     Widths, depths and the LTX-2.3 / LTX-2.5 switches come from the tensors: gated attention from
-    ``to_gate_logits`` (whose rows are the head count), cross-attention AdaLN from
-    ``prompt_adaln_single``, ``caption_proj_before_connector`` from the missing caption projection;
-    connectors (when the file has them) from their blocks, registers and gates. Values no shape
+    ``to_gate_logits`` (whose rows are the head count), cross-attention AdaLN from the blocks'
+    ``prompt_scale_shift_table`` (the prompt AdaLN from ``prompt_adaln_single``),
+    ``caption_proj_before_connector`` from the missing caption projection, feed-forward biases and the
+    keyframe embedding from their tensors; connectors (when the file has them) from their blocks,
+    registers, gates and biases. Values no shape
     shows come from the family's preset (``ModelFamily.preset``) and, for the head dims of
     ungated attention, the released 128 (video) / 64 (audio); a width they do not divide is
     treated as one head (toy models). ``caption_channels`` (the Gemma width) cannot be read
@@ -280,7 +282,9 @@ def infer_transformer_config(file: SafetensorsFile, prefix: str, family: ModelFa
         "audio_in_channels": audio_in, "audio_out_channels": shape("audio_proj_out.weight")[0],
         "cross_attention_dim": video_dim, "audio_cross_attention_dim": audio_dim,
         "apply_gated_attention": prefix + "transformer_blocks.0.attn1.to_gate_logits.weight" in file,
-        "cross_attention_adaln": prefix + "prompt_adaln_single.linear.weight" in file,
+        "cross_attention_adaln": prefix + "transformer_blocks.0.prompt_scale_shift_table" in file,
+        "use_prompt_adaln_single": prefix + "prompt_adaln_single.linear.weight" in file
+        or prefix + "transformer_blocks.0.prompt_scale_shift_table" not in file,
         "caption_proj_before_connector": prefix + "caption_projection.linear_1.weight" not in file,
         "ff_bias": prefix + "transformer_blocks.0.ff.net.2.bias" in file,
         "audio_ff_bias": prefix + "transformer_blocks.0.audio_ff.net.2.bias" in file,
@@ -313,6 +317,7 @@ def _infer_connector_config(file: SafetensorsFile, prefix: str) -> dict:
                        f"{key_prefix}num_layers": _count_blocks(file, base + "transformer_1d_blocks.")})
         if stream == "video":
             config.update({"connector_num_learnable_registers": count,
+                           "connector_ff_bias": base + "transformer_1d_blocks.0.ff.net.2.bias" in file,
                            "connector_apply_gated_attention": gate in file})
     return config
 

@@ -56,6 +56,7 @@ class ConnectorConfig:
     frequencies_precision: str = "float64"
     norm_eps: float = 1e-6
     gated_attention: bool = False
+    ff_bias: bool = True  # connector_ff_bias (reference default true)
 
     @property
     def inner_dim(self) -> int:
@@ -74,10 +75,9 @@ class ConnectorConfig:
         ``connector_norm_output`` / ``connector_learnable_registers_std`` are not read by the
         reference either (the output norm is always applied).
         """
-        if meta.get("connector_ff_bias", True) is not True:
+        if meta.get("connector_ff_bias", True) not in (True, False):
             raise UnsupportedModelError(
-                f"transformer config has connector_ff_bias={meta['connector_ff_bias']!r}; ltx2_nodes runs LTX-2 "
-                "text connectors with biased feed-forward layers (connector_ff_bias true) only.")
+                f"transformer config has connector_ff_bias={meta['connector_ff_bias']!r}; it must be true or false.")
         defaults = cls()
         if registers is None:
             registers = meta.get("connector_num_learnable_registers", defaults.num_learnable_registers)
@@ -100,6 +100,7 @@ class ConnectorConfig:
             frequencies_precision=meta.get("frequencies_precision", defaults.frequencies_precision),
             norm_eps=float(meta.get("norm_eps", defaults.norm_eps)),
             gated_attention=bool(meta.get("connector_apply_gated_attention", defaults.gated_attention)),
+            ff_bias=meta.get("connector_ff_bias", defaults.ff_bias),
         )
 
     def rope_spec(self) -> RopeSpec:
@@ -247,7 +248,7 @@ class ConnectorBlock(nn.Module):
         self.eps = cfg.norm_eps
         self.attn1 = Attention(cfg.inner_dim, cfg.num_attention_heads, cfg.attention_head_dim, eps=cfg.norm_eps,
                                gated=cfg.gated_attention)
-        self.ff = FeedForward(cfg.inner_dim)
+        self.ff = FeedForward(cfg.inner_dim, bias=cfg.ff_bias)
 
     def forward(self, x: torch.Tensor, rope) -> torch.Tensor:
         x = x + self.attn1(rms_norm(x, self.eps), rope=rope)

@@ -21,6 +21,9 @@ LTX-2.3 is the same class with three config flags (the released 2.0 values are t
 the per-sample sigma modulates its context) and ``caption_proj_before_connector`` (no caption
 projection here: contexts arrive at the attention widths).
 
+``use_prompt_adaln_single`` false (KV-cacheable checkpoints, reference default true) drops the prompt
+AdaLN: the context is modulated by the per-block table alone.
+
 LTX-2.5 adds two more: ``ff_bias`` false (the video feed-forward has no biases; ``audio_ff_bias``
 likewise for audio, true in the release) and ``use_keyframes_abs_pos_embedding``: a learned
 ``keyframes_abs_pos_embedding`` ``[1, D]`` added right after ``patchify_proj`` to the video tokens
@@ -71,6 +74,7 @@ class TransformerConfig:
     apply_gated_attention: bool = False  # LTX-2.3: per-head gates (to_gate_logits) in every attention
     cross_attention_adaln: bool = False  # LTX-2.3: 9-row tables + prompt AdaLN on the text cross-attention
     caption_proj_before_connector: bool = False  # LTX-2.3: no caption_projection in the DiT
+    use_prompt_adaln_single: bool = True  # false: the context modulation is the static per-block table only
     ff_bias: bool = True  # LTX-2.5: false, the video feed-forward has no biases
     audio_ff_bias: bool = True
     use_keyframes_abs_pos_embedding: bool = False  # LTX-2.5: learned marker of single-pixel-frame video tokens
@@ -88,7 +92,7 @@ class TransformerConfig:
         "apply_gated_attention": (False, True),
         "cross_attention_adaln": (False, True),
         "caption_proj_before_connector": (False, True),
-        "use_prompt_adaln_single": (True,),
+        "use_prompt_adaln_single": (False, True),
         "ff_bias": (False, True),
         "audio_ff_bias": (False, True),
         "use_keyframes_abs_pos_embedding": (False, True),
@@ -313,7 +317,7 @@ class StreamState:
     ada: AdaValues  # 6 rows (shift/scale/gate msa, shift/scale/gate mlp) [+ shift/scale/gate of the text query]
     embedded_timestep: AdaValues  # 1 row
     rope: RopeTable
-    prompt_ada: AdaValues | None = None  # 2 rows (shift, scale of the text context); cross_attention_adaln only
+    prompt_ada: AdaValues | None = None  # 2 rows (shift, scale of the text context); with the prompt AdaLN only
     cross_rope: RopeTable | None = None
     cross_ada: AdaValues | None = None  # 4 rows (scale a2v, shift a2v, scale v2a, shift v2a)
     cross_gate: AdaValues | None = None  # 1 row, from the other stream's per-sample sigma
@@ -364,7 +368,11 @@ class AVTransformerBlock(nn.Module):
             return
         # LTX-2.3: rows 6..8 modulate and gate the query, the prompt AdaLN shifts/scales the context
         shift_q, scale_q, gate_q = s.ada.rows(table, 6, 9)
-        shift_kv, scale_kv = s.prompt_ada.rows(getattr(self, prefix + "prompt_scale_shift_table"), 0, 2)
+        prompt_table = getattr(self, prefix + "prompt_scale_shift_table")
+        if s.prompt_ada is not None:
+            shift_kv, scale_kv = s.prompt_ada.rows(prompt_table, 0, 2)
+        else:  # use_prompt_adaln_single false: the static table alone (timestep-independent K/V)
+            shift_kv, scale_kv = prompt_table.to(s.context.dtype).unbind(0)
         s.x = s.x + attn2(normed * (1 + scale_q) + shift_q, context=s.context * (1 + scale_kv) + shift_kv,
                           mask=s.context_mask) * gate_q
 
@@ -417,7 +425,7 @@ class LTX2Transformer(nn.Module):
             setattr(self, prefix + "patchify_proj",
                     nn.Linear(cfg.in_channels if prefix == "" else cfg.audio_in_channels, d))
             setattr(self, prefix + "adaln_single", AdaLayerNormSingle(d, cfg.ada_rows))
-            if cfg.cross_attention_adaln:
+            if cfg.cross_attention_adaln and cfg.use_prompt_adaln_single:
                 setattr(self, prefix + "prompt_adaln_single", AdaLayerNormSingle(d, 2))
             if not cfg.caption_proj_before_connector:
                 setattr(self, prefix + "caption_projection", CaptionProjection(cfg.caption_channels, d))
@@ -480,7 +488,7 @@ class LTX2Transformer(nn.Module):
             context_mask=binary_to_additive_mask(inp.context_mask, dtype), ada=ada, embedded_timestep=embedded,
             rope=rope_table(inp.positions, inner, heads, cfg.rope_spec(modality), dtype),
         )
-        if cfg.cross_attention_adaln:
+        if cfg.cross_attention_adaln and cfg.use_prompt_adaln_single:
             state.prompt_ada, _ = self._ada(getattr(self, prefix + "prompt_adaln_single"),
                                             _per_sample(inp.sigma, batch, modality), batch, tokens, dtype, ts)
         if other is not None:
