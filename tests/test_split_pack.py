@@ -146,3 +146,12 @@ def test_the_memory_precheck_counts_every_file_of_the_pack(models_dir):
     connectors_only = sum(t.numel() for c in ("video_connector", "audio_connector")
                           for t in pack.state_dict(c).values()) * 4
     assert weights["connectors"].fixed_bytes == projection + connectors_only
+
+
+def test_a_given_upscaler_joins_the_pack(models_dir):
+    upscaler = find_golden("transformer", "2.3").path.parent / "ltx2_tiny_spatial_upscaler_x2.safetensors"
+    if not upscaler.is_file():
+        pytest.skip("the 2.3 set has no x2 upscaler file")
+    pack = assemble_split_pack(_transformer(models_dir), given={"upscaler": upscaler})
+    assert pack.load("latent_upsampler", torch.float32) is not None
+    assert "upscaler" not in assemble_split_pack(_transformer(models_dir), search=paths.model_folders).files

@@ -3,19 +3,14 @@
 LTX-2.5 is released as one file per component (reference ``ModelPaths.from_split``) instead of one
 single file:
 
-==================  ==========================================================  ===============================
-kind                content                                                     ComfyUI folders searched
-==================  ==========================================================  ===============================
-``transformer``     ``model.diffusion_model.*`` DiT + the two text connectors;   ``diffusion_models``,
-                    ``config`` with only a ``transformer`` section               ``checkpoints``
-``text_encoder``    packed Gemma 4 + ``text_embedding_projection.*`` +           ``text_encoders``
-                    tokenizer; ``gemma_config`` metadata
-``video_vae``       bare ``encoder.*`` / ``decoder.*`` / ``per_channel_statistics.*``; ``config.vae``     ``vae``
-``audio_vae``       ``audio_vae.*`` + ``vocoder.*``; ``config.audio_vae`` / ``config.vocoder``      ``vae``
-``duration_head``   ``duration_head.*``                                           ``model_patches``,
-                                                                                ``diffusion_models``
-``upscaler``        latent upscaler (``initial_conv.*``), given explicitly        ``latent_upscale_models``
-==================  ==========================================================  ===============================
+* ``transformer`` (``diffusion_models``, ``checkpoints``): ``model.diffusion_model.*``, the DiT and the two
+  text connectors; ``config`` with only a ``transformer`` section;
+* ``text_encoder`` (``text_encoders``): packed Gemma 4 + ``text_embedding_projection.*`` + tokenizer,
+  ``gemma_config`` metadata;
+* ``video_vae`` (``vae``): bare ``encoder.*`` / ``decoder.*`` / ``per_channel_statistics.*``, ``config.vae``;
+* ``audio_vae`` (``vae``, ``checkpoints``): ``audio_vae.*`` + ``vocoder.*``, ``config.audio_vae`` / ``vocoder``;
+* ``duration_head`` (``model_patches``, ``diffusion_models``): ``duration_head.*`` (optional);
+* ``upscaler`` (``latent_upscale_models``): a latent upscaler, only when given (x2 and x1.5 exist).
 
 :func:`assemble_split_pack` opens the transformer file, takes the other files given and finds the
 missing ones in the folders by their headers (nothing is loaded), checks the Gemma version lock
@@ -352,4 +347,6 @@ SPLIT_LOADERS: dict[str, tuple[str, Loader]] = {
     "vocoder": ("audio_vae", lambda p, dtype, device: components.load_vocoder(p.file("audio_vae"), dtype, device)),
     "latent_statistics": ("video_vae", lambda p, dtype, device: components.load_latent_statistics(
         p.file("video_vae"), device)),
+    "latent_upsampler": ("upscaler", lambda p, dtype, device: components.load_latent_upsampler(
+        p.file("upscaler").path, dtype, device)),
 }
