@@ -20,6 +20,7 @@ from ltx2_nodes.loading.family import LTX_2_5
 from ltx2_nodes.loading.safetensors_file import SafetensorsFile
 from ltx2_nodes.loading.split import SPLIT_KINDS, assemble_split_pack
 from ltx2_nodes.memory.precheck import checkpoint_weights
+from ltx2_nodes.nodes.loaders import LTX2CheckpointLoader
 
 FILES = {"transformer": "diffusion_models", "text_encoder": "text_encoders", "video_vae": "vae",
          "duration_head": "model_patches"}
@@ -155,3 +156,14 @@ def test_a_given_upscaler_joins_the_pack(models_dir):
     pack = assemble_split_pack(_transformer(models_dir), given={"upscaler": upscaler})
     assert pack.load("latent_upsampler", torch.float32) is not None
     assert "upscaler" not in assemble_split_pack(_transformer(models_dir), search=paths.model_folders).files
+
+
+def test_the_checkpoint_loader_node_returns_the_packs_handles(models_dir):
+    name = _transformer(models_dir).name
+    dit, video_vae, audio_vae, connector = LTX2CheckpointLoader().load(name, "float32")
+    assert dit.family is LTX_2_5 and video_vae is not None and audio_vae is not None and connector is not None
+    assert connector.connectors.projection.config.separate_projections
+    (models_dir / "vae" / "ltx25_tiny_audio_vae.safetensors").unlink()
+    handles.clear_caches()
+    _, _, no_audio, _ = LTX2CheckpointLoader().load(name, "float32")
+    assert no_audio is None  # a missing optional handle, logged with the folders searched
