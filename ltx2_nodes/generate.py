@@ -109,7 +109,7 @@ def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, eng
 
     engine = engine if engine is not None else default_engine()
     request = request.for_model(ltx2)
-    weights = checkpoint_weights(ltx2.ckpt, dtype=ltx2.dtype, fp8=ltx2.fp8 == "cast bf16 to fp8")
+    weights = checkpoint_weights(ltx2.pack or ltx2.ckpt, dtype=ltx2.dtype, fp8=ltx2.fp8 == "cast bf16 to fp8")
     weights["gemma"] = stage_weights("gemma", gemma.files.raw_state(), dtype=gemma.dtype)
     if upscaler is not None and request.two_stage:
         from .loading.safetensors_file import SafetensorsFile

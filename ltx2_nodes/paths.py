@@ -10,7 +10,8 @@ Nodes and the pipeline resolve every user-chosen file name through this module, 
   ``./output``), relative input names resolve against the input directory (default: the working directory).
 
 Folder names are ComfyUI's (``checkpoints``, ``text_encoders``, ``diffusion_models``, ``loras``,
-``latent_upscale_models``, ``vae``); the legacy aliases ComfyUI also searches (``clip``, ``unet``) are searched too.
+``latent_upscale_models``, ``vae``, ``model_patches``); the legacy aliases ComfyUI also searches (``clip``,
+``unet``) are searched too.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ _FOLDERS = {
     "loras": ("loras",),
     "latent_upscale_models": ("latent_upscale_models",),
     "vae": ("vae",),
+    "model_patches": ("model_patches",),
 }
 _LEGACY_NAMES = {"clip": "text_encoders", "unet": "diffusion_models"}
 

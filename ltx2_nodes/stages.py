@@ -224,7 +224,8 @@ def _on_cpu(latents: AVLatents) -> AVLatents:
         return None if t is None else t.detach().to("cpu", torch.float32)
 
     return dataclasses.replace(latents, video=cpu(latents.video), audio=cpu(latents.audio),
-                               video_mask=cpu(latents.video_mask), audio_mask=cpu(latents.audio_mask))
+                               video_mask=cpu(latents.video_mask), audio_mask=cpu(latents.audio_mask),
+                               keyframes=cpu(latents.keyframes))
 
 
 def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, settings: GenerationSettings,
@@ -242,7 +243,10 @@ def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, 
     model = dit.model
     loras = dit.lora_list() if loras is None else list(loras)
     cfg = model.config
-    video_tokens = (latents.video_grid().tokens if latents.video is not None else 0) + appended_tokens(conditioning)
+    video_tokens = appended_tokens(conditioning)
+    if latents.video is not None:
+        grid = latents.video_grid()
+        video_tokens += grid.tokens + len(latents.keyframe_slots) * grid.height * grid.width
     audio_tokens = latents.audio.shape[2] if latents.audio is not None else 0
     passes = len(plan_passes(settings.video_guidance, settings.audio_guidance, latents.video is not None,
                              latents.audio is not None))

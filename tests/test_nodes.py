@@ -30,6 +30,7 @@ from ltx2_nodes.sampling.recipe import recipe_for, start_at
 
 SCHEMA_IDS = {"LTX2CheckpointLoader", "LTX2GemmaLoader", "LTX2GemmaEncode", "LTX2TextConnector", "LTX2EmptyAVLatent",
               "LTX2ImageToVideo", "LTX2AudioToLatent", "LTX2LoraLoader", "LTX2Sampler", "LTX2LatentUpscaler",
+              "LTX2KeyframeSlots", "LTX2GeneratedKeyframes",
               "LTX2VideoDecodeTiled", "LTX2AudioDecode", "LTX2AVCombine", "LTX2PromptEnhance"}
 RECIPE = recipe_for()
 # the samplers of the shipped two-stage workflows (scripts/build_workflows.py)
@@ -86,7 +87,7 @@ def test_the_pack_imports_without_comfyui_like_comfyui_imports_it(tmp_path):
             "print(len(m.NODE_CLASS_MAPPINGS), m.WEB_DIRECTORY)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["14", "./js"]
+    assert result.stdout.split() == [str(len(SCHEMA_IDS)), "./js"]
 
 
 def test_text_encoders_list_files_and_hugging_face_folders(headless, demo_models):

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, UnsupportedModelError
-from .family import ModelFamily, detect_family
+from .family import ModelFamily, detect_family, is_split_transformer_config
 from .lora import is_lora_key
 from .quant import FP8_DTYPES, QUANT_SUFFIXES, FP8Linear, replace_module
 from .safetensors_file import SafetensorsFile
@@ -92,13 +92,14 @@ class Variant:
     """What a checkpoint file is, as far as loading is concerned."""
 
     family: ModelFamily  # LTX-2 / LTX-2.3 (see ``loading.family``)
-    layout: str  # "single_file" | "diffusion_model"
+    layout: str  # "single_file" | "diffusion_model" | "split" (LTX-2.5 transformer file: DiT + connectors)
     key_prefix: str  # prefix in front of the DiT keys ("model.diffusion_model." or "")
     quantized: bool  # carries fp8 weights with weight_scale siblings
     config_inferred: bool  # no config metadata: transformer config derived from shapes
 
     def describe(self) -> str:
-        kind = " single-file checkpoint" if self.layout == "single_file" else " diffusion model (DiT only)"
+        kind = {"single_file": " single-file checkpoint", "split": " transformer file (split layout)"}.get(
+            self.layout, " diffusion model (DiT only)")
         return self.family.name + kind + (" (fp8)" if self.quantized else "")
 
 
@@ -133,13 +134,14 @@ class LTX2Checkpoint:
         if not isinstance(config, dict):
             raise CheckpointError(f"{self.path.name}: metadata 'config' is not a JSON object.")
         self.config: dict = config
-        self.variant = Variant(match.family, "single_file" if has_vae else "diffusion_model", prefix, quantized,
-                               inferred)
+        split = not inferred and is_split_transformer_config(config) and any("embeddings_connector." in k for k in keys)
+        layout = "single_file" if has_vae else "split" if split else "diffusion_model"
+        self.variant = Variant(match.family, layout, prefix, quantized, inferred)
         self._specs = self._specs_for_prefix(prefix)
 
     @property
     def family(self) -> ModelFamily:
-        """The model generation of this file (``LTX_2`` or ``LTX_2_3``), from metadata or tensors."""
+        """The model generation of this file (``LTX_2``, ``LTX_2_3`` or ``LTX_2_5``), from metadata or tensors."""
         return self.variant.family
 
     # -- detection -----------------------------------------------------------------------------
@@ -250,10 +252,12 @@ class LTX2Checkpoint:
 def infer_transformer_config(file: SafetensorsFile, prefix: str, family: ModelFamily) -> dict:
     """Derive ``config.transformer`` from tensor shapes (DiT-only files saved without metadata).
 
-    Widths, depths and the LTX-2.3 switches come from the tensors: gated attention from
-    ``to_gate_logits`` (whose rows are the head count), cross-attention AdaLN from
-    ``prompt_adaln_single``, ``caption_proj_before_connector`` from the missing caption projection;
-    connectors (when the file has them) from their blocks, registers and gates. Values no shape
+    Widths, depths and the LTX-2.3 / LTX-2.5 switches come from the tensors: gated attention from
+    ``to_gate_logits`` (whose rows are the head count), cross-attention AdaLN from the blocks'
+    ``prompt_scale_shift_table`` (the prompt AdaLN from ``prompt_adaln_single``),
+    ``caption_proj_before_connector`` from the missing caption projection, feed-forward biases and the
+    keyframe embedding from their tensors; connectors (when the file has them) from their blocks,
+    registers, gates and biases. Values no shape
     shows come from the family's preset (``ModelFamily.preset``) and, for the head dims of
     ungated attention, the released 128 (video) / 64 (audio); a width they do not divide is
     treated as one head (toy models). ``caption_channels`` (the Gemma width) cannot be read
@@ -286,8 +290,13 @@ def infer_transformer_config(file: SafetensorsFile, prefix: str, family: ModelFa
         "audio_in_channels": audio_in, "audio_out_channels": shape("audio_proj_out.weight")[0],
         "cross_attention_dim": video_dim, "audio_cross_attention_dim": audio_dim,
         "apply_gated_attention": prefix + "transformer_blocks.0.attn1.to_gate_logits.weight" in file,
-        "cross_attention_adaln": prefix + "prompt_adaln_single.linear.weight" in file,
+        "cross_attention_adaln": prefix + "transformer_blocks.0.prompt_scale_shift_table" in file,
+        "use_prompt_adaln_single": prefix + "prompt_adaln_single.linear.weight" in file
+        or prefix + "transformer_blocks.0.prompt_scale_shift_table" not in file,
         "caption_proj_before_connector": prefix + "caption_projection.linear_1.weight" not in file,
+        "ff_bias": prefix + "transformer_blocks.0.ff.net.2.bias" in file,
+        "audio_ff_bias": prefix + "transformer_blocks.0.audio_ff.net.2.bias" in file,
+        "use_keyframes_abs_pos_embedding": prefix + "keyframes_abs_pos_embedding" in file,
     })
     if not config["caption_proj_before_connector"]:
         config["caption_channels"] = shape("caption_projection.linear_1.weight")[1]
@@ -312,10 +321,11 @@ def _infer_connector_config(file: SafetensorsFile, prefix: str) -> dict:
         count, width = file.info(registers).shape
         gate = base + "transformer_1d_blocks.0.attn1.to_gate_logits.weight"
         heads = file.info(gate).shape[0] if gate in file else (width // 128 if width % 128 == 0 else 1)
-        config.update({f"{key_prefix}num_attention_heads": heads, f"{key_prefix}attention_head_dim": width // heads})
+        config.update({f"{key_prefix}num_attention_heads": heads, f"{key_prefix}attention_head_dim": width // heads,
+                       f"{key_prefix}num_layers": _count_blocks(file, base + "transformer_1d_blocks.")})
         if stream == "video":
-            config.update({"connector_num_layers": _count_blocks(file, base + "transformer_1d_blocks."),
-                           "connector_num_learnable_registers": count,
+            config.update({"connector_num_learnable_registers": count,
+                           "connector_ff_bias": base + "transformer_1d_blocks.0.ff.net.2.bias" in file,
                            "connector_apply_gated_attention": gate in file})
     return config
 

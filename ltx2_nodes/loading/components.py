@@ -23,7 +23,7 @@ from ..model.transformer import LTX2Transformer, TransformerConfig
 from ..model.upsampler import LatentUpsampler, UpsamplerConfig
 from ..model.video_vae import PerChannelStatistics, VideoDecoder, VideoEncoder, VideoVAEConfig
 from ..model.vocoder import Vocoder, VocoderConfig, has_bwe_sections
-from .checkpoint import LTX2Checkpoint, build_module
+from .checkpoint import COMPONENTS, LTX2Checkpoint, build_module
 from .safetensors_file import SafetensorsFile
 
 log = logging.getLogger("ltx2_nodes")
@@ -77,25 +77,40 @@ def load_transformer(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, dev
 # Their weights live in the LTX-2 checkpoint, never in Gemma's file.
 
 
-def load_text_projection(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> TextProjection:
+def load_text_projection(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None,
+                         text_encoder: SafetensorsFile | None = None) -> TextProjection:
     """``text_embedding_projection.*``: ``aggregate_embed`` ([caption_channels, gemma_width * gemma_states], no
     bias; LTX-2 19B) or ``video_aggregate_embed`` / ``audio_aggregate_embed`` (to the DiT's inner widths, biased;
-    LTX-2.3), as the transformer config selects. Widths come from the tensors."""
+    LTX-2.3 / LTX-2.5), as the transformer config selects. Widths come from the tensors.
+
+    The tensors are in ``ckpt`` (single files) or, for an LTX-2.5 split-layout transformer file, in the packed
+    text-encoder file ``text_encoder`` (the reference builds the projection from both files, its config from
+    the transformer's: ``ModelPaths.from_split``)."""
     separate = TextProjectionConfig.separate_from_metadata(ckpt.component_config("text_projection"))
-    state = ckpt.state_dict("text_projection")
+    if text_encoder is not None:
+        source, release = text_encoder.path.name, text_encoder.release_pages
+        spec = COMPONENTS["text_projection"]
+        state = {name: text_encoder.tensor(k) for k in text_encoder.keys() if (name := spec.module_key(k)) is not None}
+    elif ckpt.variant.layout == "split":
+        raise CheckpointError(
+            f"{ckpt.path.name} is an {ckpt.family.name} split-layout transformer file: its text projection "
+            "(text_embedding_projection.*) is in the packed text-encoder file of the same release. Load that file "
+            "(models/text_encoders) together with this one.")
+    else:
+        source, release, state = ckpt.path.name, ckpt.release_pages, ckpt.state_dict("text_projection")
     names = ("video_aggregate_embed", "audio_aggregate_embed") if separate else ("aggregate_embed",)
     weights = [state.get(f"{name}.weight") for name in names]
     for name, weight in zip(names, weights):
         if weight is None or weight.ndim != 2:
-            release = "LTX-2.3" if separate else "LTX-2 (19B)"
+            release_name = ckpt.family.name if separate else "LTX-2 (19B)"
             raise CheckpointError(
-                f"{ckpt.path.name}: 'text_embedding_projection.{name}.weight' is missing or not a matrix, which an "
-                f"{release} checkpoint (as its config says this is) has; the file is damaged or its config does "
-                "not match its tensors.")
+                f"{source}: 'text_embedding_projection.{name}.weight' is missing or not a matrix, which the text "
+                f"path of an {release_name} model (as the config of {ckpt.path.name} says) needs; the file is "
+                "damaged, not the text encoder of this model, or its config does not match its tensors.")
     cfg = TextProjectionConfig(in_features=weights[0].shape[1], video_width=weights[0].shape[0],
                                audio_width=weights[-1].shape[0], separate_projections=separate)
-    return build_module(lambda: TextProjection(cfg), state, what="text projection", source=ckpt.path.name,
-                        dtype=dtype, device=device, release=ckpt.release_pages)
+    return build_module(lambda: TextProjection(cfg), state, what="text projection", source=source,
+                        dtype=dtype, device=device, release=release)
 
 
 def _load_connector(ckpt: LTX2Checkpoint, component: str, dtype, device) -> Embeddings1DConnector:
@@ -119,11 +134,13 @@ def load_audio_connector(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None,
     return _load_connector(ckpt, "audio_connector", dtype, device)
 
 
-def load_text_connectors(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> TextConnectors:
+def load_text_connectors(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None,
+                         text_encoder: SafetensorsFile | None = None) -> TextConnectors:
     """Projection + both connectors; ``connectors.connect(gemma_states, mask)`` gives the DiT contexts
-    (``connectors.video_width`` / ``audio_width`` wide)."""
-    return TextConnectors(load_text_projection(ckpt, dtype, device), load_video_connector(ckpt, dtype, device),
-                          load_audio_connector(ckpt, dtype, device)).eval()
+    (``connectors.video_width`` / ``audio_width`` wide). ``text_encoder``: the packed text-encoder file that holds
+    the projection of an LTX-2.5 split pack (see :func:`load_text_projection`)."""
+    return TextConnectors(load_text_projection(ckpt, dtype, device, text_encoder),
+                          load_video_connector(ckpt, dtype, device), load_audio_connector(ckpt, dtype, device)).eval()
 # Audio path: audio VAE encoder / decoder and vocoder (``audio_vae.*`` / ``vocoder.*`` keys)
 
 

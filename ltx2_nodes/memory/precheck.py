@@ -134,9 +134,9 @@ def module_weights(name: str, module: nn.Module, blocks: nn.ModuleList | None = 
 
 
 def checkpoint_weights(ckpt, *, dtype: torch.dtype | None = None, fp8: bool = False) -> dict[str, StageWeights]:
-    """Stage weights of an opened ``LTX2Checkpoint`` from its header (DiT, connectors, VAEs, vocoder), each
-    component in the dtype its loader uses (the LTX-2.3 vocoder: float32 whatever ``dtype``), without the
-    tensors the loaders never read (``loading.components.UNREAD``)."""
+    """Stage weights of an opened ``LTX2Checkpoint`` (or LTX-2.5 ``SplitPack``) from its headers (DiT,
+    connectors, VAEs, vocoder), each component in the dtype its loader uses (the LTX-2.3 vocoder: float32
+    whatever ``dtype``), without the tensors the loaders never read (``loading.components.UNREAD``)."""
     groups = {"dit": ("transformer",), "connectors": ("text_projection", "video_connector", "audio_connector"),
               "video_vae": ("video_decoder",), "audio_vae": ("audio_decoder", "vocoder")}
     out = {}

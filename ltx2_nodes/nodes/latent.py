@@ -1,4 +1,5 @@
-"""Latent nodes: the empty audio+video latent, image and audio conditioning, the x2 latent upscaler."""
+"""Latent nodes: the empty audio+video latent, image and audio conditioning, the x2 latent upscaler, generated
+keyframe slots (LTX-2.5)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from .. import paths, stages
 from ..errors import InputError
 from ..model.shapes import MAX_FRAMES, check_video_size, describe_rounding, frames_for_seconds
 from ..handles import load_upscaler
-from ..latents import empty_latents
+from ..latents import AVLatents, empty_latents
 from ..sampling.conditioning import DEFAULT_IMAGE_CRF, ImageCondition
 from ..sampling.state import AudioGrid
 from .common import LATENT, device, engine, require
@@ -188,3 +189,59 @@ class LTX2LatentUpscaler:
         upscaler = load_upscaler(paths.find_model("latent_upscale_models", upscale_model), device=device())
         out = stages.upscale(to_av_latents(latent), upscaler, video_vae.stats, engine())
         return (from_av_latents(out, latent_info(latent), base=latent),)
+
+
+class LTX2KeyframeSlots:
+    DESCRIPTION = ("LTX-2.5: asks the next sampler to also generate standalone keyframes at chosen frames of the "
+                   "video (extra tokens the model denoises with the video, each one pixel frame long). They never "
+                   "appear in the video: take them with 'LTX-2 Generated Keyframes' after sampling. count: that many "
+                   "evenly spaced interior frames; frames: explicit pixel frames ('24, 60'), used when not empty. "
+                   "Needs an LTX-2.5 model.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "latent": ("LATENT",),
+            "count": ("INT", {"default": 1, "min": 0, "max": 64, "tooltip": "evenly spaced interior keyframes"}),
+            "frames": ("STRING", {"default": "", "tooltip": "pixel frames, e.g. '24, 60'; overrides count"}),
+        }}
+
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("latent",)
+    FUNCTION = "request"
+    CATEGORY = LATENT
+
+    def request(self, latent, count=1, frames=""):
+        av = to_av_latents(latent)
+        text = frames.strip()
+        try:
+            request = [int(part) for part in text.replace(";", ",").split(",") if part.strip()] if text else count
+        except ValueError:
+            raise InputError(f"frames {frames!r} must be pixel frame numbers separated by commas, e.g. '24, 60'.") \
+                from None
+        av = av.with_keyframe_slots(request)
+        return (from_av_latents(av, latent_info(latent), base=latent),)
+
+
+class LTX2GeneratedKeyframes:
+    DESCRIPTION = ("LTX-2.5: the keyframes a sampler generated for 'LTX-2 Keyframe Slots', as a video latent of "
+                   "one-frame clips (batch = samples x keyframes, in frame order): decode it with the video VAE to "
+                   "get one image per keyframe.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"latent": ("LATENT",)}}
+
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("keyframes",)
+    FUNCTION = "extract"
+    CATEGORY = LATENT
+
+    def extract(self, latent):
+        av = to_av_latents(latent)
+        clips = av.keyframe_clips()
+        if clips is None:
+            raise InputError("this latent has no generated keyframes; put 'LTX-2 Keyframe Slots' before the sampler "
+                             "(an LTX-2.5 model) and connect the sampler's output here.")
+        out = AVLatents(clips, None, av.fps, video_scale=av.video_scale)
+        return (from_av_latents(out, LatentInfo(fps=av.fps, frames=1)),)

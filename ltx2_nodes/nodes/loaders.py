@@ -17,7 +17,9 @@ log = logging.getLogger("ltx2_nodes")
 class LTX2CheckpointLoader:
     DESCRIPTION = ("Loads an LTX-2 single file (LTX-2 19B: ltx-2-19b-dev / -distilled, fp8 or not; LTX-2.3 22B: "
                    "ltx-2.3-22b-dev / -distilled): the audio-video transformer, the video VAE, the audio VAE with its "
-                   "vocoder and the text connectors. The model family is detected from the file and logged.")
+                   "vocoder and the text connectors. An LTX-2.5 transformer file (diffusion_models) brings the other "
+                   "files of its release from the model folders (text encoder, VAEs, duration head; the Gemma "
+                   "version must match). The model family is detected from the file and logged.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -45,6 +47,8 @@ class LTX2CheckpointLoader:
         ckpt = models.ckpt
         log.info("LTX-2 checkpoint loader: %s is an %s (%s; family from %s)", models.name, ckpt.variant.describe(),
                  ckpt.family.describe(), ckpt.family_evidence)
+        if models.pack is not None:
+            log.info("LTX-2 checkpoint loader: %s", models.pack.describe())
         return (models.dit, models.optional("video_vae"), models.optional("audio_vae"),
                 models.optional("text_connector"))
 

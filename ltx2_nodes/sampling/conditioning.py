@@ -8,6 +8,10 @@ Two mechanisms, as in the reference (``ltx_core/conditioning/types``):
 * ``KeyframeAtFrame`` appends the given latent's tokens after the grid with their own positions,
   shifted to start at pixel frame ``frame_index`` (the causal first-frame fix only at frame 0),
   mask ``1 - strength``; the model attends to them as guides; they are dropped from the output.
+  Given content is never keyframe-marked (reference ``extend_keyframes_mask(marked=False)``).
+* ``GeneratedKeyframeSlots`` (LTX-2.5) appends one latent frame of empty tokens per requested pixel
+  frame, positioned on that single pixel frame and keyframe-marked; the model generates them with
+  the video and they come back separately (``LatentState.slot_latents``), never in the video.
 
 Audio-to-video / video-to-audio need no item: give that modality's latent with a zero mask
 (``initial_state(..., mask=zeros)``) and it is kept clean while the other one is generated.
@@ -24,8 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from ..model.patchify import patchify_video, video_positions
-from .state import LatentState, VideoGrid
+from ..model.patchify import keyframe_slot_positions, patchify_video, video_positions
+from .state import LatentState, SlotLayout, VideoGrid
 
 # The reference passes conditioning images through one H.264 frame at this CRF before encoding, so
 # they carry the compression look of the training videos (0 = skip).
@@ -105,10 +109,70 @@ class KeyframeAtFrame:
         positions = video_positions(batch, frames, height, width, grid.fps, grid.scale,
                                     frame_offset=self.frame_index, device=state.positions.device)
         mask = torch.full((*tokens.shape[:2], 1), 1.0 - self.strength, device=state.mask.device)
-        return state.replace(latent=torch.cat([state.latent, tokens], dim=1),
-                             clean=torch.cat([state.clean, tokens], dim=1),
-                             mask=torch.cat([state.mask, mask], dim=1),
-                             positions=torch.cat([state.positions, positions.to(state.positions.dtype)], dim=2))
+        return _append(state, tokens, tokens, mask, positions, marked=False)
+
+
+def _append(state: LatentState, latent: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor,
+            positions: torch.Tensor, *, marked: bool) -> LatentState:
+    """``state`` with tokens appended after its own, their keyframe marker 1 (``marked``) or 0."""
+    keyframes = state.keyframes
+    if keyframes is not None:
+        keyframes = torch.cat([keyframes, torch.full_like(mask, float(marked), dtype=keyframes.dtype)], dim=1)
+    return state.replace(latent=torch.cat([state.latent, latent], dim=1), clean=torch.cat([state.clean, clean], dim=1),
+                         mask=torch.cat([state.mask, mask], dim=1),
+                         positions=torch.cat([state.positions, positions.to(state.positions.dtype)], dim=2),
+                         keyframes=keyframes)
+
+
+def keyframe_slot_frames(request: int | tuple[int, ...] | list[int], pixel_frames: int) -> tuple[int, ...]:
+    """Pixel frames of the generated keyframe slots a request asks for (reference ``resolve_generated_keyframes``):
+    a count gives that many evenly spaced interior frames (``round(linspace(0, F-1, n+2))[1:-1]``), a sequence
+    the frames themselves (sorted, duplicates dropped); 0 / empty is none."""
+    if isinstance(request, int):
+        if request < 0:
+            raise InputError(f"the number of generated keyframes must be >= 0, got {request}.")
+        if request == 0:
+            return ()
+        if pixel_frames < request + 2:
+            raise InputError(f"{request} generated keyframe(s) need a video of at least {request + 2} frames (they "
+                             f"sit strictly between the first and the last); this one has {pixel_frames}.")
+        spaced = torch.linspace(0, pixel_frames - 1, request + 2).round().to(torch.int64).tolist()
+        return tuple(spaced[1:-1])
+    frames = tuple(sorted({int(f) for f in request}))
+    if frames and (frames[0] < 0 or frames[-1] >= pixel_frames):
+        raise InputError(f"generated keyframe frames must lie in 0..{pixel_frames - 1} (the video's frames), got "
+                         f"{list(request)}.")
+    return frames
+
+
+@dataclass
+class GeneratedKeyframeSlots:
+    """Append empty, keyframe-marked slots at pixel frames ``pixel_frames`` (strictly increasing), generated with
+    the video (denoise mask 1, zero latent before noising; reference ``VideoGeneratedKeyframeSlots``). Needs an
+    LTX-2.5 transformer (``use_keyframes_abs_pos_embedding``); apply it once, after the other items."""
+
+    pixel_frames: tuple[int, ...]
+
+    def apply(self, state: LatentState) -> LatentState:
+        if not isinstance(state.grid, VideoGrid):
+            raise InputError("generated keyframe slots belong to the video; they were applied to audio.")
+        grid, frames = state.grid, tuple(int(f) for f in self.pixel_frames)
+        if not frames or any(b <= a for a, b in zip(frames, frames[1:])) or frames[0] < 0:
+            raise InputError(f"generated keyframe frames must be non-empty and strictly increasing, got {frames}.")
+        if frames[-1] >= grid.pixel_frames:
+            raise InputError(f"generated keyframe at pixel frame {frames[-1]} is outside the video's "
+                             f"{grid.pixel_frames} frames.")
+        if state.slots is not None:
+            raise InputError("generated keyframe slots were already added to this generation; request them once.")
+        per_slot = grid.height * grid.width
+        batch, count = state.batch, per_slot * len(frames)
+        device = state.latent.device
+        zeros = torch.zeros(batch, count, state.latent.shape[2], device=device, dtype=state.latent.dtype)
+        positions = torch.cat([keyframe_slot_positions(batch, f, grid.height, grid.width, grid.fps, grid.scale,
+                                                       device=device) for f in frames], dim=2)
+        mask = torch.ones(batch, count, 1, device=state.mask.device, dtype=state.mask.dtype)
+        layout = SlotLayout(frames, state.latent.shape[1], per_slot)
+        return _append(state, zeros, zeros.clone(), mask, positions, marked=True).replace(slots=layout)
 
 
 def frame_condition(latent: torch.Tensor, frame_index: int, strength: float = 1.0) -> ConditioningItem:
