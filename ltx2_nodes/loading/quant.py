@@ -257,11 +257,12 @@ def prepare_packed_state(module: nn.Module, state: dict[str, torch.Tensor], dtyp
         target = _linear(module, layer)
         if target is None:
             raise CheckpointError(f"'{layer}' is stored in NVFP4 but is not a Linear layer of this model.")
-        if scale.numel() != math.prod(nvfp4_scale_shape(target.out_features, target.in_features)):
+        needed = math.prod(nvfp4_scale_shape(target.out_features, target.in_features))
+        if scale.numel() != needed:
             raise CheckpointError(
                 f"'{layer}.weight_scale' has {scale.numel()} NVFP4 block scales but a {target.out_features} x "
-                f"{target.in_features} weight needs {math.prod(nvfp4_scale_shape(target.out_features, target.in_features))}"
-                " (ComfyUI's blocked layout); the file is damaged or not in ComfyUI's NVFP4 format.")
+                f"{target.in_features} weight needs {needed} (ComfyUI's blocked layout); the file is damaged or not "
+                "in ComfyUI's NVFP4 format.")
         if upcast:
             state[layer + ".weight"] = dequantize_nvfp4(weight, scale, state.pop(scale_key),
                                                         (target.out_features, target.in_features), plain)
