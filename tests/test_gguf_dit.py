@@ -158,3 +158,24 @@ def test_ltx23_gguf_is_detected_as_ltx23_golden(tmp_path, caplog):
     assert gguf.config["transformer"]["apply_gated_attention"]
     model = load_transformer(gguf, dtype=torch.float32)
     assert model.config.num_attention_heads == ckpt.config["transformer"]["num_attention_heads"]
+
+
+def test_lora_applies_on_top_of_gguf_weights_golden(files, golden):
+    from ltx2_nodes.loading.lora import LoRA, LoRAFactors, apply_loras
+
+    keep = load_transformer(LTX2Checkpoint(files[Q.Q8_0]), dtype=torch.float32)
+    upcast = load_transformer(LTX2Checkpoint(files[Q.Q8_0]), dtype=torch.float32, fp8="upcast")
+    assert not any(isinstance(m, GGUFLinear) for m in upcast.modules())
+    g = torch.Generator().manual_seed(0)
+    targets = {name: LoRAFactors(torch.randn(4, m.in_features, generator=g) * 0.1,
+                                 torch.randn(m.out_features, 4, generator=g) * 0.1)
+               for name, m in keep.named_modules() if isinstance(m, GGUFLinear)}
+    lora = LoRA("test", targets)
+    video, audio = _inputs(golden)
+    with torch.no_grad():
+        plain = keep(video, audio)
+        handles = [apply_loras(model, [(lora, 0.8)]) for model in (keep, upcast)]
+        adapted, expected = keep(video, audio), upcast(video, audio)
+    assert set(handles[0].modules) == set(targets)
+    assert all((a - e).abs().max() <= 1e-5 for a, e in zip(adapted, expected))
+    assert all((a - p).abs().max() > 1e-3 for a, p in zip(adapted, plain))
