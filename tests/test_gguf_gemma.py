@@ -105,3 +105,21 @@ def test_foreign_gguf_in_the_text_encoder_slot_is_named(gemma, tmp_path):
     llama = write_gguf(tmp_path / "llama.gguf", llama_cpp_state(state), None, plain=Q.F32, arch="llama")
     with pytest.raises(CheckpointError, match="architecture 'llama'.*gemma3"):
         load_gemma_encoder(llama)
+
+
+def test_precheck_counts_gemma_linears_packed_and_the_embedding_dequantized(gemma):
+    from ltx2_nodes.loading.gemma_files import locate_gemma
+    from ltx2_nodes.memory.precheck import stage_weights
+
+    root, state = gemma
+    path = write_gguf(root / "gemma-3-tiny-it-Q8_0-pre.gguf", llama_cpp_state(state), Q.Q8_0, plain=Q.F32,
+                      arch="gemma3", quantize_key=_linear_or_embedding)
+    files = locate_gemma(path)
+    sizes = {gguf_gemma_key(t.name): int(t.n_bytes) for t in GGUFReader(path).tensors}
+    weights = stage_weights("gemma", files.raw_state(), dtype=torch.bfloat16)
+    vocab, hidden = state["model.embed_tokens.weight"].shape
+    assert weights.host_bytes >= vocab * hidden * 2  # the embedding is dequantized into bf16 RAM at load
+    q_proj = sizes["model.layers.0.self_attn.q_proj.weight"]
+    assert q_proj == state["model.layers.0.self_attn.q_proj.weight"].numel() // 32 * 34  # Q8_0 bytes in the file
+    assert weights.packed and weights.largest_linear == max(
+        v.numel() for k, v in state.items() if k.endswith("_proj.weight"))

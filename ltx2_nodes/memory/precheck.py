@@ -81,6 +81,12 @@ def _aligned(nbytes: int) -> int:
     return math.ceil(nbytes / ALIGN) * ALIGN
 
 
+def _stays_packed(key: str, shape) -> bool:
+    """Whether a GGUF block-quantized tensor stays packed once loaded: Linear weights do
+    (``quant.prepare_packed_state``), embeddings and tables are dequantized on load."""
+    return key.endswith(".weight") and len(shape) == 2 and not key.endswith("embed_tokens.weight")
+
+
 def stage_weights(name: str, tensors: Mapping[str, object], *, dtype: torch.dtype | None = None,
                   fp8_blocks: bool = False, streamable: bool = True) -> StageWeights:
     """Sizes of ``tensors`` (anything with ``.shape`` and ``.dtype``: tensors, safetensors header entries).
@@ -101,6 +107,8 @@ def stage_weights(name: str, tensors: Mapping[str, object], *, dtype: torch.dtyp
         target = stored
         if dtype is not None and stored.is_floating_point and itemsize(stored) > 1 and not key.endswith(QUANT_SUFFIXES):
             target = dtype
+        if key + GGML_TYPE_SUFFIX in tensors and not _stays_packed(key, t.shape):
+            numel, target = packed_logical_numel(key, tensors), dtype or torch.bfloat16  # dequantized on load
         castable = key.endswith(".weight") and len(t.shape) == 2 and itemsize(target) > 1
         match = BLOCK_KEY.search(key) if streamable else None
         # an fp8-cast Linear stores 1 byte per weight plus a float32 scale
