@@ -10,8 +10,9 @@ order (reversed), the logical shape of the values. Quantized tensors (ggml block
 served as their raw bytes ``[..., row_bytes]`` (uint8) with a ``<key>.ggml_type`` sibling (a 0-dim
 int32 tensor, zero bytes in ``info``) that names the format; ``quant.prepare_packed_state`` turns
 them into ``GGUFLinear`` layers (kept quantized) or dequantizes them. Unsupported types are refused
-with their ggml name. A GGUF carries no LTX ``config``: the DiT config is inferred from shapes
-(``checkpoint.infer_transformer_config``).
+with their ggml name. Community GGUF DiTs carry no LTX ``config``: the DiT config is inferred from
+shapes (``checkpoint.infer_transformer_config``); a file that keeps the checkpoint's ``config`` JSON as a
+GGUF string (as the tests' files do) is read like a safetensors file's metadata.
 """
 
 from __future__ import annotations
