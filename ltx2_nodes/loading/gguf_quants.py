@@ -51,8 +51,14 @@ def _nibbles(raw: torch.Tensor, groups: int, width: int) -> torch.Tensor:
     """``[n, groups * width]`` bytes -> ``[n, groups * 2, width]`` 4-bit values: each group's low nibbles,
     then its high nibbles (ggml's order)."""
     n = raw.shape[0]
-    shifts = torch.tensor([0, 4], dtype=torch.uint8, device=raw.device).reshape(1, 1, 2, 1)
+    shifts = _shifts(4, 2, raw.device)
     return ((raw.reshape(n, groups, 1, width) >> shifts) & 0x0F).reshape(n, groups * 2, width)
+
+
+def _shifts(step: int, count: int, device: torch.device) -> torch.Tensor:
+    """Bit shifts ``0, step, 2 * step ...`` shaped ``[1, 1, count, 1]``, made on ``device`` (``arange``: no
+    host-to-device copy, so a per-layer dequantization never waits for one on a GPU)."""
+    return torch.arange(0, step * count, step, dtype=torch.uint8, device=device).reshape(1, 1, count, 1)
 
 
 def _f32_blocks(blocks: torch.Tensor) -> torch.Tensor:
@@ -102,8 +108,7 @@ def _q4_k(blocks: torch.Tensor) -> torch.Tensor:
 def _q5_k(blocks: torch.Tensor) -> torch.Tensor:
     n = blocks.shape[0]
     low = _nibbles(blocks[:, 48:], 4, 32)
-    shifts = torch.arange(8, dtype=torch.uint8, device=blocks.device).reshape(1, 1, 8, 1)
-    high = ((blocks[:, 16:48].reshape(n, 1, 1, 32) >> shifts) & 0x01).reshape(n, 8, 32)
+    high = ((blocks[:, 16:48].reshape(n, 1, 1, 32) >> _shifts(1, 8, blocks.device)) & 0x01).reshape(n, 8, 32)
     return _k_affine(blocks, low | (high << 4))
 
 
@@ -112,8 +117,7 @@ def _q6_k(blocks: torch.Tensor) -> torch.Tensor:
     scales = blocks[:, 192:208].contiguous().view(torch.int8).float()
     d = (_f16(blocks[:, 208:210]) * scales).reshape(n, QK_K // 16, 1)
     low = _nibbles(blocks[:, :128], 2, 64).reshape(n, 8, 32)
-    shifts = torch.tensor([0, 2, 4, 6], dtype=torch.uint8, device=blocks.device).reshape(1, 1, 4, 1)
-    high = ((blocks[:, 128:192].reshape(n, 2, 1, 32) >> shifts) & 0x03).reshape(n, 8, 32)
+    high = ((blocks[:, 128:192].reshape(n, 2, 1, 32) >> _shifts(2, 4, blocks.device)) & 0x03).reshape(n, 8, 32)
     q = (low | (high << 4)).to(torch.int8) - 32
     return (d * q.reshape(n, QK_K // 16, 16).float()).reshape(n, QK_K)
 

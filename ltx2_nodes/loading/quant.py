@@ -146,6 +146,7 @@ class GGUFLinear(QuantLinear):
 
 NVFP4_BLOCK = 16
 _E2M1 = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0)
+_E2M1_TABLES: dict[torch.device, torch.Tensor] = {}  # one copy per device, not a host-to-device copy per layer
 _nvfp4_announced = False
 
 
@@ -167,7 +168,10 @@ def dequantize_nvfp4(packed: torch.Tensor, block_scale: torch.Tensor, tensor_sca
     (computed in float32: value * (tensor_scale * block_scale))."""
     rows, half = packed.shape
     codes = torch.stack([packed >> 4, packed & 0x0F], dim=-1).reshape(rows, half * 2)
-    values = torch.tensor(_E2M1, dtype=torch.float32, device=packed.device)[codes.long()]
+    table = _E2M1_TABLES.get(packed.device)
+    if table is None:
+        table = _E2M1_TABLES.setdefault(packed.device, torch.tensor(_E2M1, dtype=torch.float32, device=packed.device))
+    values = table[codes.long()]
     scales = unblock_scales(block_scale.view(torch.uint8), rows, half * 2 // NVFP4_BLOCK)
     total = tensor_scale.float() * scales.view(torch.float8_e4m3fn).float()
     out = (values.reshape(rows, -1, NVFP4_BLOCK) * total.unsqueeze(-1)).reshape(rows, half * 2)
