@@ -220,11 +220,13 @@ def test_bf16_weights_compute_in_bf16(ws, tmp_path):
     assert rel < 0.05
 
 
-def test_nvfp4_is_refused(ws, tmp_path):
+def test_unknown_quantization_formats_are_refused(ws, tmp_path):
+    # NVFP4 files load now (tests/test_nvfp4.py); a format the pack has no dequantization for is named
     state = language_state(ws.like12b)
-    state["model.layers.0.mlp.up_proj.comfy_quant"] = torch.tensor(list(b'{"format": "nvfp4"}'), dtype=torch.uint8)
-    path = write_comfy_file(tmp_path / "gemma_3_12B_it_fp4_mixed.safetensors", state, tokenizer=ws.spm)
-    with pytest.raises(UnsupportedModelError, match="gemma_3_12B_it_fp4_mixed.*'nvfp4'.*bf16 or fp8"):
+    state["model.layers.0.mlp.up_proj.comfy_quant"] = torch.tensor(list(b'{"format": "svdquant"}'),
+                                                                   dtype=torch.uint8)
+    path = write_comfy_file(tmp_path / "gemma_3_12B_it_svdq.safetensors", state, tokenizer=ws.spm)
+    with pytest.raises(UnsupportedModelError, match="gemma_3_12B_it_svdq.*'svdquant'.*NVFP4 or GGUF"):
         load_gemma_encoder(path)
 
 

@@ -23,8 +23,9 @@ from torch import nn
 
 from ..errors import CheckpointError, UnsupportedModelError
 from .family import ModelFamily, detect_family, is_split_transformer_config
+from .gguf_file import GGUFFile, open_tensor_file
 from .lora import is_lora_key
-from .quant import FP8_DTYPES, QUANT_SUFFIXES, FP8Linear, replace_module
+from .quant import FP8_DTYPES, QUANT_SUFFIXES, FP8Linear, prepare_packed_state, replace_module
 from .safetensors_file import SafetensorsFile
 
 log = logging.getLogger("ltx2_nodes")
@@ -94,27 +95,28 @@ class Variant:
     family: ModelFamily  # LTX-2 / LTX-2.3 (see ``loading.family``)
     layout: str  # "single_file" | "diffusion_model" | "split" (LTX-2.5 transformer file: DiT + connectors)
     key_prefix: str  # prefix in front of the DiT keys ("model.diffusion_model." or "")
-    quantized: bool  # carries fp8 weights with weight_scale siblings
+    quantized: bool  # carries quantized weights (fp8 with weight_scale siblings, GGUF blocks, NVFP4)
     config_inferred: bool  # no config metadata: transformer config derived from shapes
+    storage: str = ""  # how quantized weights are stored: "fp8", "nvfp4", "GGUF Q4_K+F32" ...
 
     def describe(self) -> str:
         kind = {"single_file": " single-file checkpoint", "split": " transformer file (split layout)"}.get(
             self.layout, " diffusion model (DiT only)")
-        return self.family.name + kind + (" (fp8)" if self.quantized else "")
+        return self.family.name + kind + (f" ({self.storage or 'fp8'})" if self.quantized else "")
 
 
 class LTX2Checkpoint:
     """An opened LTX-2 / LTX-2.3 model file: family, config, variant, per-component state dicts."""
 
     def __init__(self, path: str | Path):
-        self.file = SafetensorsFile(path)
+        self.file = open_tensor_file(path)
         self.path = self.file.path
         keys = self.file.keys()
         self._check_family(keys)
+        storage = _storage(self.file, keys)
         prefix = DIT_PREFIX if any(k.startswith(DIT_PREFIX + "transformer_blocks.") for k in keys) else ""
         has_vae = any(k.startswith("vae.decoder.") for k in keys)
-        quantized = any(k.endswith(".weight_scale") for k in keys) and any(
-            self.file.info(k).dtype in FP8_DTYPES for k in keys)
+        quantized = bool(storage)
         config = self.file.json_metadata("config")
         # a file with transformer blocks always gives a clue (caption projection present or not)
         match = detect_family(self.path.name, keys, metadata=self.file.metadata, config=config,
@@ -136,7 +138,7 @@ class LTX2Checkpoint:
         self.config: dict = config
         split = not inferred and is_split_transformer_config(config) and any("embeddings_connector." in k for k in keys)
         layout = "single_file" if has_vae else "split" if split else "diffusion_model"
-        self.variant = Variant(match.family, layout, prefix, quantized, inferred)
+        self.variant = Variant(match.family, layout, prefix, quantized, inferred, storage)
         self._specs = self._specs_for_prefix(prefix)
 
     @property
@@ -157,6 +159,13 @@ class LTX2Checkpoint:
                 "(--lora / --stage2-lora on the command line); load an ltx-2-19b-* or ltx-2.3-22b-* .safetensors "
                 "checkpoint here.")
         dit_like = [k for k in keys if ".transformer_blocks.0." in "." + k]
+        if isinstance(self.file, GGUFFile) and not dit_like:
+            what = ("a language model (text encoder) GGUF, which belongs in models/text_encoders"
+                    if any(k.startswith(("blk.", "token_embd.")) for k in keys) else "not an LTX-2 DiT")
+            raise CheckpointError(
+                f"{self.path.name} is a GGUF file of architecture '{self.file.architecture}': {what}. The LTX-2 "
+                "loader reads GGUF DiTs of LTX-2 / LTX-2.3 (keys 'transformer_blocks.N.*', e.g. the community's "
+                "ltx-2-19b-dev-Q4_K_M.gguf) from models/diffusion_models or models/unet.")
         if dit_like:
             if not any(".audio_attn1." in k for k in dit_like):
                 raise UnsupportedModelError(
@@ -243,6 +252,18 @@ class LTX2Checkpoint:
 
     def __repr__(self) -> str:
         return f"LTX2Checkpoint({self.path.name}: {self.variant.describe()})"
+
+
+def _storage(file: SafetensorsFile, keys: list[str]) -> str:
+    """How the file's quantized weights are stored ("" when none are): fp8, nvfp4, or the GGUF types."""
+    if isinstance(file, GGUFFile):
+        quantized = sorted({file.ggml_type_name(k) for k in file.quantized_keys()})
+        return "GGUF " + "/".join(quantized) if quantized else ""
+    if any(k.endswith(".weight_scale_2") for k in keys):
+        return "nvfp4"
+    if any(k.endswith(".weight_scale") for k in keys) and any(file.info(k).dtype in FP8_DTYPES for k in keys):
+        return "fp8"
+    return ""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -380,8 +401,9 @@ def build_module(factory: Callable[[], nn.Module], state: dict[str, torch.Tensor
                  release: Callable[[torch.Tensor], None] | None = None) -> nn.Module:
     """Instantiate on the meta device and assign ``state`` (no weight is allocated twice).
 
-    ``fp8``: "keep" stores fp8 file weights as FP8Linear (dequantized per forward);
-    "upcast" folds the scale into ``dtype`` weights at load.
+    ``fp8``: "keep" stores fp8 file weights as FP8Linear, GGUF block-quantized ones as GGUFLinear and NVFP4
+    ones as NVFP4Linear (all dequantized per forward; ``quant.prepare_packed_state``); "upcast" dequantizes
+    them into ``dtype`` weights at load.
     ``release(tensor)`` is called for every file tensor once a converted copy or the device copy
     has replaced it (``LTX2Checkpoint.release_pages`` keeps RSS at one copy of the component).
     Refuses with a precise message on missing keys, unknown keys or shape mismatches.
@@ -389,10 +411,11 @@ def build_module(factory: Callable[[], nn.Module], state: dict[str, torch.Tensor
     with torch.device("meta"):
         module = factory()
     state = dict(state)
+    if fp8 not in ("keep", "upcast"):
+        raise ValueError(f"fp8 must be 'keep' or 'upcast', got {fp8!r}")
+    prepare_packed_state(module, state, dtype, upcast=fp8 == "upcast")
     if fp8 == "upcast":
         _dequantize_in_place(state, dtype or torch.bfloat16)
-    elif fp8 != "keep":
-        raise ValueError(f"fp8 must be 'keep' or 'upcast', got {fp8!r}")
     _swap_in_fp8_linears(module, state)
 
     expected = module.state_dict(keep_vars=True)

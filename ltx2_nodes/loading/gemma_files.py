@@ -10,7 +10,14 @@ Two layouts are accepted:
   ``model.*`` plus the vision tower, the SentencePiece tokenizer embedded as a uint8 tensor
   ``spiece_model``, no config. fp8 variants store Linear weights as ``F8_E4M3`` with a
   ``weight_scale`` (new ``comfy_quant`` format), a ``scale_weight`` (older ``scaled_fp8``
-  format) or no scale at all.
+  format) or no scale at all; NVFP4 variants (``comfy_quant`` format ``nvfp4``) store packed 4-bit
+  weights with ``weight_scale`` / ``weight_scale_2`` (kept packed, ``quant.NVFP4Linear``);
+* a GGUF file (``general.architecture`` ``gemma3``, llama.cpp's names: ``token_embd``,
+  ``blk.N.attn_q`` ...; mapped by ``gguf_gemma_key``). llama.cpp's converter stores Gemma's
+  zero-centred RMSNorm weights plus one (its norm multiplies by ``w``, Gemma's by ``1 + w``); the
+  one is taken off again here. Q/K are not permuted for Gemma 3 (llama.cpp runs it with NeoX RoPE,
+  the HF layout). GGUF carries its vocabulary but not the SentencePiece model: ``tokenizer.model``
+  must sit next to the file (or be given).
 
 Everything is mapped to the key names of one ``Gemma3TextModel`` held as ``model`` (the vision
 tower and ``lm_head``, which Gemma ties to the embedding, are never read). Weights stay views of
@@ -30,6 +37,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, ModelNotFoundError, UnsupportedModelError
+from .gguf_file import GGUFFile, is_gguf
 from .quant import FP8_DTYPES
 from .safetensors_file import SafetensorsFile
 
@@ -98,6 +106,8 @@ class GemmaFiles:
                 name = module_key(key)
                 if name is not None:
                     out[name] = f.tensor(key)
+                    if isinstance(f, GGUFFile) and name.endswith("norm.weight") and out[name].is_floating_point():
+                        out[name] = out[name].float() - 1.0  # llama.cpp stores Gemma's norms as 1 + w
         return out
 
     def release_pages(self, tensor: torch.Tensor) -> None:
@@ -128,7 +138,8 @@ def module_key(key: str) -> str | None:
 def _file_fingerprint(path: Path, sample: int = 1 << 16) -> bytes:
     size = path.stat().st_size
     with open(path, "rb") as f:
-        (header_len,) = struct.unpack("<Q", f.read(8))
+        head = f.read(8)
+        header_len = min(1 << 20, size - 8) if head[:4] == b"GGUF" else struct.unpack("<Q", head)[0]
         parts = [str(size).encode(), f.read(header_len)]
         for offset in (8 + header_len, (size + header_len) // 2, max(size - sample, 0)):
             f.seek(offset)
@@ -224,7 +235,7 @@ def _text_config_from_hf(config: dict, where: Path) -> dict:
 
 
 def _locate_single_file(path: Path, tokenizer: TokenizerLocation | None) -> GemmaFiles:
-    f = SafetensorsFile(path)
+    f = _open_gguf(path) if is_gguf(path) else SafetensorsFile(path)
     _check_gemma3([f], path.name)
     if tokenizer is None:
         if "spiece_model" in f:
@@ -238,6 +249,36 @@ def _locate_single_file(path: Path, tokenizer: TokenizerLocation | None) -> Gemm
                     f"looked for tokenizer.json / tokenizer.model in {', '.join(str(d) for d in searched)}. "
                     "Put Gemma 3's tokenizer.model next to the file or pass the tokenizer path.")
     return GemmaFiles(path.stem, [f], infer_text_config(f), tokenizer)
+
+
+_GGUF_LAYER_NAMES = {
+    "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj", "attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm",
+    "attn_norm": "input_layernorm", "post_attention_norm": "post_attention_layernorm",
+    "ffn_norm": "pre_feedforward_layernorm", "post_ffw_norm": "post_feedforward_layernorm",
+    "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
+}
+_GGUF_TOP_NAMES = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight"}
+
+
+def gguf_gemma_key(name: str) -> str | None:
+    """llama.cpp Gemma 3 tensor name -> ``model.*`` key (None for tensors not read, e.g. ``output.weight``)."""
+    if name in _GGUF_TOP_NAMES:
+        return _GGUF_TOP_NAMES[name]
+    match = re.fullmatch(r"blk\.(\d+)\.(\w+)\.(weight|bias)", name)
+    if match and match.group(2) in _GGUF_LAYER_NAMES:
+        return f"model.layers.{match.group(1)}.{_GGUF_LAYER_NAMES[match.group(2)]}.{match.group(3)}"
+    return None
+
+
+def _open_gguf(path: Path) -> GGUFFile:
+    f = GGUFFile(path, rename=gguf_gemma_key)
+    if f.architecture != "gemma3":
+        what = ("an LTX-2 DiT GGUF (it belongs in models/diffusion_models)" if f.architecture.startswith("ltx")
+                else f"a GGUF of architecture '{f.architecture}'")
+        raise CheckpointError(f"{path.name} is {what}, not the Gemma 3 text encoder LTX-2 needs (a GGUF text encoder "
+                              "must have general.architecture 'gemma3', e.g. gemma-3-12b-it-Q4_K_M.gguf).")
+    return f
 
 
 def _check_gemma3(files: list[SafetensorsFile], name: str) -> None:
@@ -290,16 +331,16 @@ def _comfy_quant_format(files: list[SafetensorsFile]) -> dict[str, str]:
 
 def prepare_gemma_state(gemma: GemmaFiles, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """Module state for ``build_module``: fp8 Linear weights get a ``weight_scale`` (1.0 when the file has
-    none), every other fp8 tensor (embedding, norms) is dequantized to ``dtype``; formats we cannot run
-    (NVFP4) are refused with the file name."""
+    none), every other fp8 tensor (embedding, norms) is dequantized to ``dtype``; NVFP4 and GGUF weights
+    are left to ``quant.prepare_packed_state``; formats we cannot run are refused with the file name."""
     unsupported = {layer: fmt for layer, fmt in _comfy_quant_format(gemma.files).items()
-                   if fmt not in ("float8_e4m3fn", "float8_e5m2")}
+                   if fmt not in ("float8_e4m3fn", "float8_e5m2", "nvfp4")}
     state = gemma.raw_state()
-    if unsupported or any(k.endswith(".weight_scale_2") for k in state):
-        fmt = next(iter(unsupported.values()), "nvfp4")
+    if unsupported:
+        fmt = next(iter(unsupported.values()))
         raise UnsupportedModelError(
             f"{gemma.name} stores layers in the '{fmt}' quantization format, which ltx2_nodes cannot run. Use the "
-            "bf16 or fp8 (e4m3fn) version of the Gemma 3 12B text encoder.")
+            "bf16, fp8 (e4m3fn), NVFP4 or GGUF version of the Gemma 3 12B text encoder.")
     for key in [k for k in state if k.endswith(".weight")]:
         tensor = state[key]
         if tensor.dtype not in FP8_DTYPES:

@@ -446,9 +446,10 @@ class LTX2Transformer(nn.Module):
 
     @property
     def compute_dtype(self) -> torch.dtype:
-        """dtype activations run in: that of the (never quantized) input projection."""
+        """dtype activations run in: that of the input projection (its bias when a GGUF file stores the weight
+        block-quantized as bytes; fp8 files never quantize it)."""
         proj = self.patchify_proj if self.config.has_video else self.audio_patchify_proj
-        return proj.weight.dtype
+        return proj.weight.dtype if proj.weight.is_floating_point() else proj.bias.dtype
 
     # -- preparation ---------------------------------------------------------------------------
 

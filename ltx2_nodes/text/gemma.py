@@ -28,6 +28,7 @@ import torch
 from ..errors import InputError
 from ..loading.checkpoint import build_module
 from ..loading.gemma_files import GemmaFiles, locate_gemma, prepare_gemma_state
+from ..loading.gguf_file import GGUFFile
 from ..loading.quant import FP8_DTYPES
 from ..model.gemma3 import GemmaConfig, GemmaLanguageModel
 from ..progress import check_interrupted
@@ -182,11 +183,14 @@ class GemmaEncoder:
 
 
 def _default_dtype(gemma: GemmaFiles) -> torch.dtype:
-    """The file's dtype for activations; bf16 when the weights are all fp8."""
+    """The file's dtype for activations; bf16 when the weights are all fp8 or quantized (GGUF files keep their
+    norms in float32 whatever the weights: only their embedding tells)."""
     for f in gemma.files:
+        names = ("embed_tokens.weight",) if isinstance(f, GGUFFile) else ("embed_tokens.weight", "model.norm.weight")
         for key in f.keys():
-            if key.endswith(("embed_tokens.weight", "model.norm.weight")) and f.info(key).dtype not in FP8_DTYPES:
-                return f.info(key).dtype
+            dtype = f.info(key).dtype
+            if key.endswith(names) and dtype.is_floating_point and dtype not in FP8_DTYPES:
+                return dtype
     return torch.bfloat16
 
 
