@@ -160,24 +160,27 @@ def test_packed_file_gives_config_version_tokenizer_and_projection(tmp_path):
     assert features.hidden_states.dtype == torch.bfloat16 and torch.isfinite(features.hidden_states).all()
 
 
+def _copy(f, keys, path, metadata):
+    from ltx2_nodes.loading.safetensors_file import write_safetensors
+
+    return write_safetensors(path, [(k, tuple(f.info(k).shape), f.info(k).dtype, lambda k=k: f.tensor(k))
+                                    for k in keys], metadata)
+
+
 def test_incomplete_or_foreign_packed_files_are_refused(tmp_path):
+    from ltx2_nodes.loading.safetensors_file import SafetensorsFile
+
     config = gemma4_config()
     state = gemma4_state(config)
-    no_sidecar = write_packed_text_encoder(tmp_path / "a.safetensors", config, state)
-    from ltx2_nodes.loading.safetensors_file import SafetensorsFile, write_safetensors
-
-    f = SafetensorsFile(no_sidecar)
+    f = SafetensorsFile(write_packed_text_encoder(tmp_path / "a.safetensors", config, state))
     keep = [k for k in f.keys() if not k.startswith("hf_asset__")]
-    stripped = write_safetensors(tmp_path / "b.safetensors", [(k, tuple(f.info(k).shape), f.info(k).dtype,
-                                                               lambda k=k: f.tensor(k)) for k in keep], f.metadata)
     with pytest.raises(CheckpointError, match=r"without its tokenizer config \(hf_asset__tokenizer_config.json\)"):
-        load_gemma_encoder(stripped)
+        load_gemma_encoder(_copy(f, keep, tmp_path / "b.safetensors", f.metadata))
     no_tokenizer = [k for k in keep if k != "tokenizer_json"]
-    stripped = write_safetensors(tmp_path / "c.safetensors", [(k, tuple(f.info(k).shape), f.info(k).dtype,
-                                                               lambda k=k: f.tensor(k)) for k in no_tokenizer],
-                                 f.metadata)
     with pytest.raises(ModelNotFoundError, match="packed text encoder without its 'tokenizer_json' tensor"):
-        load_gemma_encoder(stripped)
+        load_gemma_encoder(_copy(f, no_tokenizer, tmp_path / "c.safetensors", f.metadata))
+    with pytest.raises(UnsupportedModelError, match="Gemma 4 language model but no 'gemma_config' metadata"):
+        load_gemma_encoder(_copy(f, keep, tmp_path / "e.safetensors", {}))
     dense = write_packed_text_encoder(tmp_path / "d.safetensors", dict(config, model_type="gemma4"), state)
     with pytest.raises(UnsupportedModelError, match="dense Gemma 4 instruct model"):
         load_gemma_encoder(dense)

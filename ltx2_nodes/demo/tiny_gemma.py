@@ -1,4 +1,4 @@
-"""Tiny random Gemma 3 and Gemma 4 models and tokenizers in the layouts users have on disk, built in code (no downloads).
+"""Tiny random Gemma 3 and Gemma 4 models and tokenizers in the layouts users have on disk, built in code.
 
 Shared by the tests and ``python -m ltx2_nodes demo-models``:
 

@@ -289,6 +289,11 @@ def _locate_single_file(path: Path, tokenizer: TokenizerLocation | None) -> Gemm
     _check_language_model([f], path.name)
     if GEMMA_CONFIG_METADATA in f.metadata:
         return _locate_packed(f, tokenizer)
+    if any(k.endswith(".layer_scalar") for k in f.keys()):
+        raise UnsupportedModelError(
+            f"{path.name} holds a Gemma 4 language model but no '{GEMMA_CONFIG_METADATA}' metadata, so its "
+            "configuration is unknown. Use the packed text-encoder file released with LTX-2.5 "
+            "(gemma4-12b-with-proj-ltx-2.5-bf16.safetensors), which carries it.")
     if tokenizer is None:
         if "spiece_model" in f:
             tokenizer = TokenizerLocation("sentencepiece", path, embedded=True)
