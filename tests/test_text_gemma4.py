@@ -179,6 +179,8 @@ def test_incomplete_or_foreign_packed_files_are_refused(tmp_path):
     no_tokenizer = [k for k in keep if k != "tokenizer_json"]
     with pytest.raises(ModelNotFoundError, match="packed text encoder without its 'tokenizer_json' tensor"):
         load_gemma_encoder(_copy(f, no_tokenizer, tmp_path / "c.safetensors", f.metadata))
+    lent = load_gemma_encoder(tmp_path / "c.safetensors", tokenizer_path=f.path)  # another packed file lends it
+    assert lent.tokenizer.source == "tokenizer_json inside a.safetensors"
     with pytest.raises(UnsupportedModelError, match="Gemma 4 language model but no 'gemma_config' metadata"):
         load_gemma_encoder(_copy(f, keep, tmp_path / "e.safetensors", {}))
     dense = write_packed_text_encoder(tmp_path / "d.safetensors", dict(config, model_type="gemma4"), state)

@@ -222,8 +222,12 @@ def _explicit_tokenizer(path: Path) -> TokenizerLocation:
     if path.is_file() and path.name.endswith(".json"):
         return TokenizerLocation("hf_folder", path.parent)
     if path.is_file() and path.suffix == ".safetensors":  # e.g. ComfyUI's Gemma file lending its spiece_model
-        if "spiece_model" not in SafetensorsFile(path):
-            raise ModelNotFoundError(f"{path.name} was given as the tokenizer but carries no 'spiece_model' tensor.")
+        lender = SafetensorsFile(path)
+        if TOKENIZER_JSON_TENSOR in lender:
+            return TokenizerLocation("packed", path, embedded=True)
+        if "spiece_model" not in lender:
+            raise ModelNotFoundError(f"{path.name} was given as the tokenizer but carries no 'spiece_model' (or "
+                                     f"'{TOKENIZER_JSON_TENSOR}') tensor.")
         return TokenizerLocation("sentencepiece", path, embedded=True)
     if path.is_file():
         return TokenizerLocation("sentencepiece", path)
