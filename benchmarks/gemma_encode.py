@@ -12,7 +12,8 @@ layers at 12B widths and the final norm:
   are Gemma 3 12B's (transformers' Gemma 4 unified vision embedder defaults to 3840 = "the text hidden size")
   with transformers' Gemma 4 ``global_head_dim`` (512). The tokenizer is a word-level toy (one token a word).
 
-Each case runs in a fresh interpreter (clean peak RSS):
+Each case runs in a fresh interpreter (clean peak RSS); besides wall-clock seconds it reports the process's
+CPU seconds (all threads), which stay comparable when other jobs share the cores:
 
 * ``valid columns`` -- the default: columns that are padding for every prompt are skipped;
 * ``full 1024 columns`` -- what the reference computes (left padding to 1024, every column run);
@@ -115,14 +116,15 @@ def run_case(case: dict) -> dict:
     tokens = encoder.tokenize([prompt])
     skip = case["how"] != "full"
     encoder.hidden_states(tokens.ids, tokens.mask, skip_padding=skip)  # warm-up (first-call allocations)
-    times = []
+    times, cpu = [], []
     for _ in range(case["repeats"]):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         encoder.hidden_states(tokens.ids, tokens.mask, skip_padding=skip)
         times.append(time.perf_counter() - start)
-    return {"seconds": min(times), "tokens": int(tokens.mask.sum()), "columns": tokens.ids.shape[1] if not skip
-            else int(tokens.mask.sum()), "peak": _util.peak_rss_bytes(), "baseline": baseline,
-            "slice": slice_bytes, "resident": peak["resident"] if peak else slice_bytes}
+        cpu.append(time.process_time() - start_cpu)
+    return {"seconds": min(times), "cpu_seconds": min(cpu), "tokens": int(tokens.mask.sum()),
+            "columns": tokens.ids.shape[1] if not skip else int(tokens.mask.sum()), "peak": _util.peak_rss_bytes(),
+            "baseline": baseline, "slice": slice_bytes, "resident": peak["resident"] if peak else slice_bytes}
 
 
 def main() -> None:
@@ -146,12 +148,14 @@ def main() -> None:
     for name, case in cases:
         r = _util.run_isolated(__file__, {**case, "path": str(path), "words": args.words, "threads": args.threads})
         rows.append([name, r["tokens"], r["columns"], f"{r['seconds']:.2f}", f"{r['seconds'] / LAYERS:.3f}",
+                     f"{r['cpu_seconds']:.2f}",
                      _util.gib(r["peak"]), _util.gib(r["peak"] - r["baseline"]), _util.gib(r["resident"]),
                      _util.gib(r["slice"])])
     print(f"gemma_encode: {path.name}, {_util.gib(path.stat().st_size)} on disk ({LAYERS} layers at 12B widths + "
           "full embedding table, bf16); one prompt per encode")
     print(f"machine: {_util.machine()}\n")
-    print(_util.table(["case", "tokens", "columns run", "s / prompt", "s / layer", "peak RSS", "above baseline",
+    print(_util.table(["case", "tokens", "columns run", "s / prompt", "s / layer", "CPU s / prompt", "peak RSS",
+                       "above baseline",
                        "peak resident layer weights", "slice layer weights"], rows))
 
 
