@@ -104,7 +104,6 @@ def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, eng
              upscaler: UpscalerHandle | None = None) -> RunEstimate:
     """``engine.precheck`` for the whole run from file headers (nothing loaded): raises
     ``OutOfMemoryError`` naming what would fit when the run cannot."""
-    from .model.gemma3 import GemmaConfig
     from .model.transformer import TransformerConfig
 
     engine = engine if engine is not None else default_engine()
@@ -126,7 +125,7 @@ def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, eng
                      vae_tile=((tile.tile_size_in_pixels or 4096, tile.tile_size_in_frames or 4096) if tile
                                else (512, 64)),
                      dtype=ltx2.dtype)
-    text_shape = DecoderShape.of(GemmaConfig.from_hf(gemma.files.text_config, source=gemma.name))
+    text_shape = DecoderShape.of(gemma.files.model_config())
     dit_config = TransformerConfig.from_metadata(ltx2.ckpt.component_config("transformer"))
     estimate = engine.precheck(weights, run, dit_config=dit_config, text_shape=text_shape)
     log.info("pre-check:\n%s", estimate.table())

@@ -407,7 +407,7 @@ class ConnectorHandle(_BundlePart):
 
 @dataclass(eq=False)
 class GemmaHandle:
-    """A Gemma 3 text encoder, loaded on first use."""
+    """A Gemma text encoder (Gemma 3, or LTX-2.5's packed Gemma 4), loaded on first use."""
 
     path: Path
     dtype: torch.dtype | None
@@ -440,7 +440,7 @@ GEMMA_FP8_MODES = ("as stored", "upcast on load")
 
 def load_gemma(path: str | Path, weight_dtype: str = "auto", fp8: str = "as stored",
                device: torch.device | str | None = None) -> GemmaHandle:
-    """A Gemma 3 text encoder (HF folder or ComfyUI single file), cached. "auto" keeps the file's
+    """A Gemma text encoder (HF folder, ComfyUI single file or LTX-2.5 packed file), cached. "auto" keeps the file's
     dtype on CUDA (bf16 as released) and computes in float32 on the CPU."""
     path = Path(path)
     if fp8 not in GEMMA_FP8_MODES:

@@ -305,7 +305,7 @@ def test_wrong_files_are_named_and_refused(ws, tmp_path):
         load_gemma_encoder(t5)
     folder = write_hf_folder(ws.like12b, tmp_path / "not_gemma")
     (folder / "config.json").write_text('{"model_type": "qwen3"}')
-    with pytest.raises(UnsupportedModelError, match="'qwen3' model; LTX-2 uses Gemma 3"):
+    with pytest.raises(UnsupportedModelError, match="'qwen3' model; LTX-2 and LTX-2.3 use Gemma 3"):
         load_gemma_encoder(folder)
     empty = tmp_path / "empty"
     empty.mkdir()

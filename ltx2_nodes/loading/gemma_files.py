@@ -1,6 +1,6 @@
-"""Finding and reading Gemma 3 text-encoder files (no transformers import here).
+"""Finding and reading Gemma text-encoder files (no transformers import here).
 
-Two layouts are accepted:
+Four layouts are accepted:
 
 * a Hugging Face folder: ``config.json`` (``gemma3`` or ``gemma3_text``), one or more
   ``*.safetensors`` shards and ``tokenizer.json`` / ``tokenizer.model``; keys are
@@ -17,11 +17,18 @@ Two layouts are accepted:
   zero-centred RMSNorm weights plus one (its norm multiplies by ``w``, Gemma's by ``1 + w``); the
   one is taken off again here. Q/K are not permuted for Gemma 3 (llama.cpp runs it with NeoX RoPE,
   the HF layout). GGUF carries its vocabulary but not the SentencePiece model: ``tokenizer.model``
-  must sit next to the file (or be given).
+  must sit next to the file (or be given);
+* a packed text-encoder file (LTX-2.5, reference ``gemma_assets.py``): ComfyUI-flat ``model.*`` keys of
+  a Gemma 4 unified (or Gemma 3) language model, the LTX text projection ``text_embedding_projection.*``,
+  the tokenizer as a uint8 tensor ``tokenizer_json`` (tokenizers JSON) with its
+  ``hf_asset__tokenizer_config.json``, and the HF config (``model_type``, ``text_config``,
+  ``gemma_version``) as JSON in the ``gemma_config`` metadata. An HF folder of a ``gemma4_unified``
+  model (``model.language_model.*``) is read too.
 
-Everything is mapped to the key names of one ``Gemma3TextModel`` held as ``model`` (the vision
-tower and ``lm_head``, which Gemma ties to the embedding, are never read). Weights stay views of
-the memory-mapped files.
+Everything is mapped to the key names of one text model held as ``model`` (vision/audio towers and
+``lm_head``, which Gemma ties to the embedding, are never read); ``GemmaFiles.model_config()`` picks
+the Gemma 3 or Gemma 4 config by the text config's ``model_type``. Weights stay views of the
+memory-mapped files.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, ModelNotFoundError, UnsupportedModelError
+from ..model.gemma3 import GemmaConfig
+from ..model.gemma4 import Gemma4Config
 from .gguf_file import GGUFFile, is_gguf
 from .quant import FP8_DTYPES
 from .safetensors_file import SafetensorsFile
@@ -47,8 +56,14 @@ log = logging.getLogger("ltx2_nodes")
 # of the multimodal layouts).
 _TEXT_PREFIXES = ("model.language_model.", "language_model.model.", "model.")
 _SKIPPED_PREFIXES = ("model.vision_tower.", "model.multi_modal_projector.", "vision_tower.", "multi_modal_projector.",
-                     "vision_model.", "lm_head.", "language_model.lm_head.")
+                     "vision_model.", "lm_head.", "language_model.lm_head.",
+                     # Gemma 4 unified's image/audio embedders (HF and ComfyUI names)
+                     "model.embed_vision.", "model.embed_audio.", "model.vision_embedder.", "audio_projector.")
 _LINEAR_WEIGHT = re.compile(r"\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$")
+GEMMA_CONFIG_METADATA = "gemma_config"  # packed text-encoder file: the HF config as JSON
+TOKENIZER_JSON_TENSOR = "tokenizer_json"
+HF_ASSET_PREFIX = "hf_asset__"
+PROJECTION_PREFIX = "text_embedding_projection."
 _REQUIRED = ("model.embed_tokens.weight", "model.norm.weight", "model.layers.0.self_attn.q_norm.weight",
              "model.layers.0.pre_feedforward_layernorm.weight")
 
@@ -76,12 +91,28 @@ _FOREIGN = (
 class TokenizerLocation:
     """Where the tokenizer comes from: an HF folder, a ``tokenizer.model`` file, or bytes inside the weights."""
 
-    kind: str  # "hf_folder" | "sentencepiece"
+    kind: str  # "hf_folder" | "sentencepiece" | "packed" (tokenizer_json inside a packed text-encoder file)
     path: Path
-    embedded: bool = False  # ``spiece_model`` tensor inside the safetensors file ``path``
+    embedded: bool = False  # ``spiece_model`` / ``tokenizer_json`` tensor inside the safetensors file ``path``
 
     def describe(self) -> str:
+        if self.kind == "packed":
+            return f"{TOKENIZER_JSON_TENSOR} inside {self.path.name}"
         return f"spiece_model inside {self.path.name}" if self.embedded else str(self.path)
+
+    def packed_assets(self) -> tuple[bytes, dict]:
+        """``tokenizer_json`` bytes and the ``tokenizer_config.json`` dict of a packed file (an
+        ``hf_asset__`` tensor, or a metadata string in older packs)."""
+        f = SafetensorsFile(self.path)
+        name = "tokenizer_config.json"
+        if HF_ASSET_PREFIX + name in f:
+            raw = _tensor_bytes(f.tensor(HF_ASSET_PREFIX + name))
+        elif name in f.metadata:
+            raw = f.metadata[name].encode()
+        else:
+            raise CheckpointError(f"{self.path.name} packs {TOKENIZER_JSON_TENSOR} without its tokenizer config "
+                                  f"({HF_ASSET_PREFIX}{name}); the file is incomplete. Use the released file.")
+        return _tensor_bytes(f.tensor(TOKENIZER_JSON_TENSOR)), json.loads(raw)
 
     def sentencepiece_bytes(self) -> bytes:
         if self.embedded:
@@ -91,12 +122,29 @@ class TokenizerLocation:
 
 @dataclass
 class GemmaFiles:
-    """A located Gemma 3 text encoder: weight files, text config (dict), tokenizer location."""
+    """A located Gemma text encoder: weight files, text config (dict), tokenizer location."""
 
     name: str
     files: list[SafetensorsFile]
-    text_config: dict  # transformers ``gemma3_text`` format; inferred from shapes for single files
+    text_config: dict  # transformers text config (``gemma3_text`` / ``gemma4_unified_text``); Gemma 3 single
+    # files: inferred from shapes
     tokenizer: TokenizerLocation
+    gemma_version: str | None = None  # the config's ``gemma_version`` (LTX-2.5 locks the DiT to it)
+
+    @property
+    def model_type(self) -> str:
+        return str(self.text_config.get("model_type", "gemma3_text"))
+
+    def model_config(self) -> GemmaConfig:
+        """The decoder config, Gemma 3's or Gemma 4's by the text config's ``model_type``."""
+        if self.model_type.startswith("gemma4"):
+            return Gemma4Config.from_hf(self.text_config, source=self.name)
+        return GemmaConfig.from_hf(self.text_config, source=self.name)
+
+    def projection_state(self) -> dict[str, torch.Tensor]:
+        """The LTX text projection packed with the encoder (``text_embedding_projection.*``, names kept; memory-
+        mapped views): LTX-2.5 keeps it in the text-encoder file. Empty when the files have none."""
+        return {k: f.tensor(k) for f in self.files for k in f.keys() if k.startswith(PROJECTION_PREFIX)}
 
     def raw_state(self) -> dict[str, torch.Tensor]:
         """Language-model tensors under ``model.*`` names plus their fp8 scale siblings (memory-mapped views)."""
@@ -121,6 +169,11 @@ class GemmaFiles:
         for f in sorted(self.files, key=lambda f: f.path.name):
             digest.update(_file_fingerprint(f.path))
         return digest.hexdigest()[:32]
+
+
+def _tensor_bytes(tensor: torch.Tensor) -> bytes:
+    """Bytes stored as a uint8 (or int8, as some ComfyUI packs do) tensor."""
+    return tensor.to(torch.uint8).numpy().tobytes()
 
 
 def module_key(key: str) -> str | None:
@@ -180,8 +233,12 @@ def _explicit_tokenizer(path: Path) -> TokenizerLocation:
     if path.is_file() and path.name.endswith(".json"):
         return TokenizerLocation("hf_folder", path.parent)
     if path.is_file() and path.suffix == ".safetensors":  # e.g. ComfyUI's Gemma file lending its spiece_model
-        if "spiece_model" not in SafetensorsFile(path):
-            raise ModelNotFoundError(f"{path.name} was given as the tokenizer but carries no 'spiece_model' tensor.")
+        lender = SafetensorsFile(path)
+        if TOKENIZER_JSON_TENSOR in lender:
+            return TokenizerLocation("packed", path, embedded=True)
+        if "spiece_model" not in lender:
+            raise ModelNotFoundError(f"{path.name} was given as the tokenizer but carries no 'spiece_model' (or "
+                                     f"'{TOKENIZER_JSON_TENSOR}') tensor.")
         return TokenizerLocation("sentencepiece", path, embedded=True)
     if path.is_file():
         return TokenizerLocation("sentencepiece", path)
@@ -197,7 +254,7 @@ def _locate_folder(root: Path, tokenizer: TokenizerLocation | None) -> GemmaFile
             "*.safetensors weights. Download google/gemma-3-12b-it (all files) or use ComfyUI's single-file "
             "gemma_3_12B_it.safetensors.")
     config = json.loads((folder / "config.json").read_text())
-    text_config = _text_config_from_hf(config, folder / "config.json")
+    text_config = _text_config_from_hf(config, str(folder / "config.json"))
     shards = _shards(folder)
     if tokenizer is None:
         tokenizer = _tokenizer_in(folder) or next(
@@ -207,8 +264,8 @@ def _locate_folder(root: Path, tokenizer: TokenizerLocation | None) -> GemmaFile
             f"{folder} has config.json and weights but no tokenizer: neither tokenizer.json nor tokenizer.model was "
             f"found in it or below {root}. Copy them from the Gemma 3 release into {folder}.")
     files = [SafetensorsFile(p) for p in shards]
-    _check_gemma3(files, folder.name)
-    return GemmaFiles(folder.name, files, text_config, tokenizer)
+    _check_language_model(files, folder.name)
+    return GemmaFiles(folder.name, files, text_config, tokenizer, config.get("gemma_version"))
 
 
 def _shards(folder: Path) -> list[Path]:
@@ -223,20 +280,35 @@ def _shards(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.safetensors"))
 
 
-def _text_config_from_hf(config: dict, where: Path) -> dict:
+_TEXT_MODEL_TYPES = {"gemma3": "gemma3_text", "gemma4_unified": "gemma4_unified_text"}
+
+
+def _text_config_from_hf(config: dict, where: str) -> dict:
     model_type = config.get("model_type")
-    if model_type == "gemma3":
-        return dict(config.get("text_config") or {}, model_type="gemma3_text")
-    if model_type == "gemma3_text":
+    if model_type in _TEXT_MODEL_TYPES:
+        return dict(config.get("text_config") or {}, model_type=_TEXT_MODEL_TYPES[model_type])
+    if model_type in _TEXT_MODEL_TYPES.values():
         return dict(config)
+    if model_type == "gemma4":
+        raise UnsupportedModelError(
+            f"{where} describes a dense Gemma 4 instruct model ('gemma4'), which the reference uses for prompt "
+            "enhancement only; LTX-2.5 encodes prompts with its Gemma 4 unified text encoder "
+            "(gemma4-12b-with-proj-ltx-2.5-bf16.safetensors).")
     raise UnsupportedModelError(
-        f"{where} describes a '{model_type}' model; LTX-2 uses Gemma 3 (model_type 'gemma3', 12B) as its text "
-        "encoder.")
+        f"{where} describes a '{model_type}' model; LTX-2 and LTX-2.3 use Gemma 3 (model_type 'gemma3', 12B), "
+        "LTX-2.5 its Gemma 4 unified text encoder (model_type 'gemma4_unified').")
 
 
 def _locate_single_file(path: Path, tokenizer: TokenizerLocation | None) -> GemmaFiles:
     f = _open_gguf(path) if is_gguf(path) else SafetensorsFile(path)
-    _check_gemma3([f], path.name)
+    _check_language_model([f], path.name)
+    if GEMMA_CONFIG_METADATA in f.metadata:
+        return _locate_packed(f, tokenizer)
+    if any(k.endswith(".layer_scalar") for k in f.keys()):
+        raise UnsupportedModelError(
+            f"{path.name} holds a Gemma 4 language model but no '{GEMMA_CONFIG_METADATA}' metadata, so its "
+            "configuration is unknown. Use the packed text-encoder file released with LTX-2.5 "
+            "(gemma4-12b-with-proj-ltx-2.5-bf16.safetensors), which carries it.")
     if tokenizer is None:
         if "spiece_model" in f:
             tokenizer = TokenizerLocation("sentencepiece", path, embedded=True)
@@ -281,7 +353,24 @@ def _open_gguf(path: Path) -> GGUFFile:
     return f
 
 
-def _check_gemma3(files: list[SafetensorsFile], name: str) -> None:
+def _locate_packed(f: SafetensorsFile, tokenizer: TokenizerLocation | None) -> GemmaFiles:
+    """A packed text-encoder file: config from the ``gemma_config`` metadata, tokenizer from ``tokenizer_json``."""
+    name = f.path.name
+    try:
+        config = json.loads(f.metadata[GEMMA_CONFIG_METADATA])
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{name}: the '{GEMMA_CONFIG_METADATA}' metadata is not JSON ({exc}); the file is "
+                              "damaged. Use the released file.") from None
+    text_config = _text_config_from_hf(config, f"{name} ({GEMMA_CONFIG_METADATA} metadata)")
+    if tokenizer is None:
+        if TOKENIZER_JSON_TENSOR not in f:
+            raise ModelNotFoundError(f"{name} is a packed text encoder without its '{TOKENIZER_JSON_TENSOR}' "
+                                     "tensor; use the released file or pass the tokenizer path.")
+        tokenizer = TokenizerLocation("packed", f.path, embedded=True)
+    return GemmaFiles(f.path.stem, [f], text_config, tokenizer, config.get("gemma_version"))
+
+
+def _check_language_model(files: list[SafetensorsFile], name: str) -> None:
     mapped = {module_key(k) for f in files for k in f.keys()}
     missing = [k for k in _REQUIRED if k not in mapped]
     if not missing:
@@ -289,10 +378,11 @@ def _check_gemma3(files: list[SafetensorsFile], name: str) -> None:
     keys = [k for f in files for k in f.keys()]
     for prefix, what in _FOREIGN:
         if any(k.startswith(prefix) for k in keys):
-            raise CheckpointError(f"{name} is {what}, not the Gemma 3 text encoder LTX-2 needs.")
+            raise CheckpointError(f"{name} is {what}, not the Gemma text encoder LTX-2 needs.")
     raise CheckpointError(
-        f"{name} does not contain a Gemma 3 language model (missing {missing[:2]}; found e.g. {keys[:3]}). "
-        "LTX-2 needs Gemma 3 12B: ComfyUI's gemma_3_12B_it*.safetensors or the google/gemma-3-12b-it folder.")
+        f"{name} does not contain a Gemma language model (missing {missing[:2]}; found e.g. {keys[:3]}). "
+        "LTX-2 and LTX-2.3 need Gemma 3 12B (ComfyUI's gemma_3_12B_it*.safetensors or the google/gemma-3-12b-it "
+        "folder), LTX-2.5 its packed Gemma 4 text encoder (gemma4-12b-with-proj-ltx-2.5-bf16.safetensors).")
 
 
 def infer_text_config(f: SafetensorsFile) -> dict:

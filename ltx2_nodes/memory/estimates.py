@@ -187,8 +187,10 @@ class DecoderShape:
 
     @classmethod
     def of(cls, config) -> "DecoderShape":
-        """From a ``transformers`` text config (attribute names of Gemma 3 / Llama configs)."""
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        """From a ``transformers`` text config (attribute names of Gemma 3 / Llama configs) or ours (Gemma 4's
+        full-attention layers have wider heads: ``max_head_dim``)."""
+        head_dim = getattr(config, "max_head_dim", None) or getattr(config, "head_dim", None) \
+            or config.hidden_size // config.num_attention_heads
         return cls(config.hidden_size, config.intermediate_size, config.num_attention_heads,
                    getattr(config, "num_key_value_heads", config.num_attention_heads), head_dim,
                    config.num_hidden_layers)

@@ -56,15 +56,17 @@ class LTX2CheckpointLoader:
 
 
 class LTX2GemmaLoader:
-    DESCRIPTION = ("Loads the Gemma 3 12B text encoder: a ComfyUI single file (bf16, fp8 or NVFP4), a GGUF file "
-                   "(llama.cpp's gemma3, with tokenizer.model next to it) or a Hugging Face folder.")
+    DESCRIPTION = ("Loads the Gemma text encoder: Gemma 3 12B (a ComfyUI single file in bf16, fp8 or NVFP4, a GGUF "
+                   "file -- llama.cpp's gemma3, with tokenizer.model next to it -- or a Hugging Face folder) or "
+                   "LTX-2.5's packed Gemma 4 file.")
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
             "gemma_name": (text_encoder_names(), {"tooltip": "models/text_encoders: gemma_3_12B_it*.safetensors, "
                                                              "gemma-3-12b-it-*.gguf or a google/gemma-3-12b-it "
-                                                             "folder."}),
+                                                             "folder (LTX-2, LTX-2.3); "
+                                                             "gemma4-12b-with-proj-ltx-2.5*.safetensors (LTX-2.5)."}),
             "weight_dtype": (list(GEMMA_WEIGHT_DTYPES), {"default": "auto"}),
             "fp8": (list(GEMMA_FP8_MODES), {"default": "as stored"}),
         }}
