@@ -63,7 +63,6 @@ _LINEAR_WEIGHT = re.compile(r"\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|d
 GEMMA_CONFIG_METADATA = "gemma_config"  # packed text-encoder file: the HF config as JSON
 TOKENIZER_JSON_TENSOR = "tokenizer_json"
 HF_ASSET_PREFIX = "hf_asset__"
-PROJECTION_PREFIX = "text_embedding_projection."
 _REQUIRED = ("model.embed_tokens.weight", "model.norm.weight", "model.layers.0.self_attn.q_norm.weight",
              "model.layers.0.pre_feedforward_layernorm.weight")
 
@@ -140,11 +139,6 @@ class GemmaFiles:
         if self.model_type.startswith("gemma4"):
             return Gemma4Config.from_hf(self.text_config, source=self.name)
         return GemmaConfig.from_hf(self.text_config, source=self.name)
-
-    def projection_state(self) -> dict[str, torch.Tensor]:
-        """The LTX text projection packed with the encoder (``text_embedding_projection.*``, names kept; memory-
-        mapped views): LTX-2.5 keeps it in the text-encoder file. Empty when the files have none."""
-        return {k: f.tensor(k) for f in self.files for k in f.keys() if k.startswith(PROJECTION_PREFIX)}
 
     def raw_state(self) -> dict[str, torch.Tensor]:
         """Language-model tensors under ``model.*`` names plus their fp8 scale siblings (memory-mapped views)."""
