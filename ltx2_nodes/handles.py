@@ -39,7 +39,7 @@ from .loading.checkpoint import LTX2Checkpoint
 from .loading.family import ModelFamily
 from .loading.lora import LoRA, check_lora_family, load_lora
 from .loading.quant import cast_linears_to_fp8
-from .loading.split import SplitPack, assemble_split_pack
+from .loading.split import SplitPack, assemble_split_pack, check_gemma_version
 from .model.shapes import AudioTiming, VideoScale
 
 log = logging.getLogger("ltx2_nodes")
@@ -219,6 +219,21 @@ class LTX2Models:
     def text_connector(self) -> "ConnectorHandle":
         self.require_part("video_connector", "text connectors")
         return ConnectorHandle(self)
+
+    @cached_property
+    def duration_head(self) -> "DurationHeadHandle":
+        """The LTX-2.5 duration head of the split pack (built through its loader table); a pack without that file,
+        or a single file, raises ``ModelNotFoundError`` / ``CheckpointError`` with the fix."""
+        if self.pack is None:
+            raise CheckpointError(f"{self.name} ({self.ckpt.family.name}) has no duration head: only LTX-2.5 has one, "
+                                  "as its own file (ltx-2.5-duration-head-*.safetensors); give the video a length.")
+        path = self.pack.file("duration_head").path
+        return DurationHeadHandle(path, lambda: self.pack.load("duration_head", torch.float32))
+
+    def text_encoder_path(self) -> Path | None:
+        """The split pack's text-encoder file (LTX-2.5's packed Gemma 4, found in models/text_encoders), or None
+        for a single file (its Gemma is chosen separately)."""
+        return self.pack.file("text_encoder").path if self.pack is not None else None
 
     def require_part(self, component: str, what: str) -> None:
         """Refuse a file (or split pack) without ``component``'s weights or its ``config`` section (checked when
@@ -400,6 +415,12 @@ class ConnectorHandle(_BundlePart):
     def connectors(self) -> nn.Module:
         return self.models.connectors()
 
+    def check_text_encoder(self, source: str, gemma_version: str | None) -> None:
+        """Refuse features of a text encoder other than the one an LTX-2.5 transformer was trained with (its
+        Gemma version lock, ``loading.split.check_gemma_version``); files without a split pack are not locked."""
+        if self.models.pack is not None:
+            check_gemma_version(self.models.ckpt.file, gemma_version, source or "the connected text encoder")
+
 
 # ------------------------------------------------------------------------------------------------
 # Gemma and the latent upscaler
@@ -484,9 +505,11 @@ def load_upscaler(path: str | Path, weight_dtype: str = "auto", device: torch.de
 
 @dataclass(eq=False)
 class DurationHeadHandle:
-    """The LTX-2.5 duration head's file; the head (a few MB) is built in float32 on the CPU on first use."""
+    """The LTX-2.5 duration head's file; the head (a few MB) is built in float32 on the CPU on first use, by
+    ``build`` (a split pack's loader) or else from the file itself."""
 
     path: Path
+    build: Callable[[], nn.Module] | None = None
     _lazy: _Lazy = field(default_factory=_Lazy, repr=False)
 
     @property
@@ -495,7 +518,8 @@ class DurationHeadHandle:
 
     @property
     def model(self) -> nn.Module:
-        return self._lazy.get("duration_head", lambda: components.load_duration_head(self.path, torch.float32))
+        return self._lazy.get("duration_head", self.build or (
+            lambda: components.load_duration_head(self.path, torch.float32)))
 
 
 def load_duration_head(path: str | Path) -> DurationHeadHandle:

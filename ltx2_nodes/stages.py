@@ -149,8 +149,10 @@ def enhance_prompt(gemma: GemmaHandle, prompt: str, engine: MemoryEngine | None 
 
 def connect_text(connector: ConnectorHandle, features: GemmaFeatures, engine: MemoryEngine | None = None
                  ) -> TextConditioning:
-    """Gemma features -> the DiT's video/audio text contexts (CPU)."""
+    """Gemma features -> the DiT's video/audio text contexts (CPU). Features of another Gemma than an LTX-2.5
+    transformer's own are refused (its Gemma version lock) before anything runs."""
     engine = _engine(engine)
+    connector.check_text_encoder(features.source, features.gemma_version)
     module = connector.connectors
     batch, tokens, width, layers = features.hidden_states.shape
     profile = StageProfile(connector_activation_bytes(width, layers - 1, (module.video_width, module.audio_width),

@@ -30,7 +30,7 @@ from ltx2_nodes.sampling.recipe import recipe_for, start_at
 
 SCHEMA_IDS = {"LTX2CheckpointLoader", "LTX2GemmaLoader", "LTX2GemmaEncode", "LTX2TextConnector", "LTX2EmptyAVLatent",
               "LTX2ImageToVideo", "LTX2AudioToLatent", "LTX2LoraLoader", "LTX2Sampler", "LTX2LatentUpscaler",
-              "LTX2KeyframeSlots", "LTX2GeneratedKeyframes",
+              "LTX2KeyframeSlots", "LTX2GeneratedKeyframes", "LTX2DurationHeadLoader",
               "LTX2VideoDecodeTiled", "LTX2AudioDecode", "LTX2AVCombine", "LTX2PromptEnhance"}
 RECIPE = recipe_for()
 # the samplers of the shipped two-stage workflows (scripts/build_workflows.py)
@@ -59,7 +59,7 @@ def test_every_schema_id_is_registered_under_ltx2_with_a_display_name():
     assert NODE_CLASS_MAPPINGS["LTX2AVCombine"].OUTPUT_NODE is True
     model_types = {t for cls in NODE_CLASS_MAPPINGS.values() for t in cls.RETURN_TYPES if t.startswith("LTX2_")}
     assert model_types == {"LTX2_MODEL", "LTX2_VIDEO_VAE", "LTX2_AUDIO_VAE", "LTX2_TEXT_CONNECTOR", "LTX2_GEMMA",
-                           "LTX2_TEXT_FEATURES"}
+                           "LTX2_TEXT_FEATURES", "LTX2_DURATION_HEAD"}
 
 
 def test_python_defaults_equal_the_widget_defaults():

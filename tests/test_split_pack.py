@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from conftest import assert_close, find_golden
 from ltx2_nodes import handles, paths
-from ltx2_nodes.errors import CheckpointError, ModelNotFoundError, UnsupportedModelError
+from ltx2_nodes.errors import CheckpointError, InputError, ModelNotFoundError, UnsupportedModelError
 from ltx2_nodes.loading.checkpoint import LTX2Checkpoint
 from ltx2_nodes.loading.components import load_text_connectors
 from ltx2_nodes.loading.family import LTX_2_5
@@ -167,3 +167,40 @@ def test_the_checkpoint_loader_node_returns_the_packs_handles(models_dir):
     handles.clear_caches()
     _, _, no_audio, _ = LTX2CheckpointLoader().load(name, "float32")
     assert no_audio is None  # a missing optional handle, logged with the folders searched
+
+
+def test_the_duration_head_comes_from_the_pack_and_its_loader_node(models_dir):
+    from ltx2_nodes.loading.components import load_duration_head
+    from ltx2_nodes.nodes.loaders import FROM_MODEL, LTX2DurationHeadLoader
+
+    dit = LTX2CheckpointLoader().load(_transformer(models_dir).name, "float32")[0]
+    (head,) = LTX2DurationHeadLoader().load(FROM_MODEL, dit)
+    assert head.path.parent.name == "model_patches" and head is dit.models.duration_head
+    reference = load_duration_head(_released_25()["duration_head"], torch.float32)
+    for (name, ours), theirs in zip(head.model.state_dict().items(), reference.state_dict().values()):
+        assert_close(ours, theirs, name, 0)
+    (by_name,) = LTX2DurationHeadLoader().load(head.path.name)
+    assert by_name.path == head.path
+    with pytest.raises(InputError, match="no model is connected"):
+        LTX2DurationHeadLoader().load(FROM_MODEL)
+    (models_dir / "model_patches" / head.path.name).unlink()
+    handles.clear_caches()
+    dit = LTX2CheckpointLoader().load(_transformer(models_dir).name, "float32")[0]
+    with pytest.raises(ModelNotFoundError, match="no duration head file.*model_patches"):
+        LTX2DurationHeadLoader().load(FROM_MODEL, dit)
+
+
+def test_features_of_another_gemma_are_refused_at_the_connectors_with_the_fix(models_dir):
+    from ltx2_nodes import stages
+    from ltx2_nodes.text.gemma import GemmaFeatures
+
+    models = handles.load_ltx2(_transformer(models_dir), "float32")
+    golden = find_golden("embeddings_processor", "2.5")
+    states, mask = golden["call0.hidden_states"], golden["call0.attention_mask"]
+    version = SafetensorsFile(_released_25()["text_encoder"]).json_metadata("gemma_config")["gemma_version"]
+    ok = stages.connect_text(models.text_connector, GemmaFeatures(states, mask, [0], "te.safetensors", version))
+    assert ok.video_context.shape[:2] == states.shape[:2]
+    for other in ("gemma4-other", None):
+        with pytest.raises(CheckpointError, match=rf"mismatch.*gemma3\.safetensors is gemma_version {other!r}.*"
+                                                  r"text_encoders"):
+            stages.connect_text(models.text_connector, GemmaFeatures(states, mask, [0], "gemma3.safetensors", other))

@@ -146,22 +146,30 @@ def check_gemma_lock(transformer: SafetensorsFile, text_encoder: SafetensorsFile
     """Refuse a text encoder other than the one the transformer was trained with (reference
     ``_check_gemma_version``): both ``gemma_version`` strings must be equal. A transformer of model version
     >= 2.4 that declares none is refused unless the encoder declares none either (then a warning)."""
-    expected, actual = gemma_version_required(transformer), gemma_version_of(text_encoder)
+    check_gemma_version(transformer, gemma_version_of(text_encoder), text_encoder.path.name)
+
+
+def check_gemma_version(transformer: SafetensorsFile, actual: str | None, source: str) -> None:
+    """:func:`check_gemma_lock` for a text encoder known by its ``gemma_version`` (``actual``; None: it declares
+    none, e.g. Gemma 3) and its name ``source`` -- e.g. the encoder of features that reach the transformer's
+    connectors after a separate text-encoder loader."""
+    expected = gemma_version_required(transformer)
     if expected is None:
         if parse_model_version(transformer.metadata.get("model_version")) < (2, 4) or actual is None:
             if actual is None:
                 log.warning("%s and %s declare no gemma_version; their compatibility is not checked.",
-                            transformer.path.name, text_encoder.path.name)
+                            transformer.path.name, source)
             return
         raise CheckpointError(
             f"{transformer.path.name} declares no gemma_source_checkpoint.gemma_version, which LTX-2.4+ transformer "
-            f"files carry, so {text_encoder.path.name} (gemma_version {actual!r}) cannot be checked against it; use "
+            f"files carry, so {source} (gemma_version {actual!r}) cannot be checked against it; use "
             "the transformer file as released.")
     if expected != actual:
         raise CheckpointError(
             f"Gemma version mismatch: {transformer.path.name} was trained with gemma_version {expected!r} "
-            f"(gemma_source_checkpoint), but {text_encoder.path.name} is gemma_version {actual!r}. Use the text "
-            f"encoder file released with this transformer (its gemma_config.gemma_version is {expected!r}).")
+            f"(gemma_source_checkpoint), but {source} is gemma_version {actual!r}. Use the text "
+            f"encoder file released with this transformer (its gemma_config.gemma_version is {expected!r}; for "
+            "LTX-2.5 the packed gemma4-12b-with-proj-ltx-2.5 file in models/text_encoders).")
 
 
 @dataclass
@@ -349,4 +357,6 @@ SPLIT_LOADERS: dict[str, tuple[str, Loader]] = {
         p.file("video_vae"), device)),
     "latent_upsampler": ("upscaler", lambda p, dtype, device: components.load_latent_upsampler(
         p.file("upscaler").path, dtype, device)),
+    "duration_head": ("duration_head", lambda p, dtype, device: components.load_duration_head(
+        p.file("duration_head").file, dtype, device)),
 }

@@ -11,7 +11,7 @@ lazily in ``types`` (nested tensors, VIDEO).
 from .decode import LTX2AudioDecode, LTX2AVCombine, LTX2VideoDecodeTiled
 from .latent import (LTX2AudioToLatent, LTX2EmptyAVLatent, LTX2GeneratedKeyframes, LTX2ImageToVideo, LTX2KeyframeSlots,
                      LTX2LatentUpscaler)
-from .loaders import LTX2CheckpointLoader, LTX2GemmaLoader, LTX2LoraLoader
+from .loaders import LTX2CheckpointLoader, LTX2DurationHeadLoader, LTX2GemmaLoader, LTX2LoraLoader
 from .sampler import LTX2Sampler
 from .text import LTX2GemmaEncode, LTX2PromptEnhance, LTX2TextConnector
 
@@ -24,6 +24,7 @@ _NODES = {
     "LTX2ImageToVideo": (LTX2ImageToVideo, "LTX-2 Image to Video"),
     "LTX2AudioToLatent": (LTX2AudioToLatent, "LTX-2 Audio to Latent (Audio to Video)"),
     "LTX2LoraLoader": (LTX2LoraLoader, "LTX-2 LoRA Loader"),
+    "LTX2DurationHeadLoader": (LTX2DurationHeadLoader, "LTX-2 Duration Head Loader (LTX-2.5)"),
     "LTX2Sampler": (LTX2Sampler, "LTX-2 Sampler (Audio+Video)"),
     "LTX2LatentUpscaler": (LTX2LatentUpscaler, "LTX-2 Latent Upscaler x2"),
     "LTX2KeyframeSlots": (LTX2KeyframeSlots, "LTX-2 Keyframe Slots (LTX-2.5)"),

@@ -1,4 +1,5 @@
-"""Loader nodes: LTX-2 single file, Gemma 3, LoRA. Loading is lazy and cached (``ltx2_nodes.handles``):
+"""Loader nodes: LTX-2 single file (or LTX-2.5 split pack), Gemma, LoRA, the LTX-2.5 duration head. Loading is
+lazy and cached (``ltx2_nodes.handles``):
 the node returns handles at once; each module is built from the memory-mapped file when a stage first
 needs it."""
 
@@ -7,8 +8,9 @@ from __future__ import annotations
 import logging
 
 from .. import paths
-from ..handles import (FP8_MODES, GEMMA_FP8_MODES, GEMMA_WEIGHT_DTYPES, WEIGHT_DTYPES, load_gemma, load_lora_file,
-                      load_ltx2)
+from ..errors import InputError
+from ..handles import (FP8_MODES, GEMMA_FP8_MODES, GEMMA_WEIGHT_DTYPES, WEIGHT_DTYPES, load_duration_head, load_gemma,
+                       load_lora_file, load_ltx2)
 from .common import LOADERS, checkpoint_names, device, find_checkpoint, find_text_encoder, signature, text_encoder_names
 
 log = logging.getLogger("ltx2_nodes")
@@ -108,3 +110,38 @@ class LTX2LoraLoader:
     def load(self, model, lora_name, strength=1.0):
         path = paths.find_model("loras", lora_name)
         return (model.with_lora(load_lora_file(path), strength, path.name),)
+
+
+FROM_MODEL = "from the model (LTX-2.5 pack)"
+
+
+class LTX2DurationHeadLoader:
+    DESCRIPTION = ("LTX-2.5: loads the duration head, which predicts a clip's length from the prompt (connect it and "
+                   "the prompt's conditioning to the Empty Latent and turn auto_length on). 'from the model' takes the "
+                   "duration-head file of the connected LTX-2.5 model's pack (found in models/model_patches); or pick "
+                   "a file there.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "head_name": ([FROM_MODEL] + paths.list_models("model_patches"),
+                          {"tooltip": "ltx-2.5-duration-head-*.safetensors in models/model_patches, or the one the "
+                                      "model's split pack found."}),
+        }, "optional": {"model": ("LTX2_MODEL", {"tooltip": "the LTX-2.5 model whose pack brings the head"})}}
+
+    RETURN_TYPES = ("LTX2_DURATION_HEAD",)
+    RETURN_NAMES = ("duration_head",)
+    FUNCTION = "load"
+    CATEGORY = LOADERS
+
+    @classmethod
+    def IS_CHANGED(cls, head_name, **_):
+        return "" if head_name == FROM_MODEL else signature("model_patches", head_name)
+
+    def load(self, head_name=FROM_MODEL, model=None):
+        if head_name != FROM_MODEL:
+            return (load_duration_head(paths.find_model("model_patches", head_name)),)
+        if model is None:
+            raise InputError(f"head_name is {FROM_MODEL!r} but no model is connected: connect the LTX-2.5 checkpoint "
+                             "loader's model output, or pick the duration-head file in head_name.")
+        return (model.models.duration_head,)

@@ -46,11 +46,14 @@ Progress = Callable[[int, int], None]
 @dataclass
 class GemmaFeatures:
     """Gemma's stacked hidden states ``[B, T, D, L]`` (L = layers + 1; zeros at padding), mask ``[B, T]``
-    int64 (left padding) and the number of tokens each prompt lost to truncation."""
+    int64 (left padding), the number of tokens each prompt lost to truncation, and the encoder they came from:
+    its name and ``gemma_version`` (LTX-2.5 locks its transformer to one; None: the encoder declares none)."""
 
     hidden_states: torch.Tensor
     mask: torch.Tensor
     dropped: list[int]
+    source: str = ""
+    gemma_version: str | None = None
 
     def __post_init__(self):
         if self.hidden_states.ndim != 4 or tuple(self.mask.shape) != tuple(self.hidden_states.shape[:2]):
@@ -63,8 +66,9 @@ class GemmaEncoder:
     """A loaded Gemma language model (Gemma 3 or Gemma 4's text path) plus its tokenizer."""
 
     def __init__(self, lm: GemmaLanguageModel, tokenizer: PromptTokenizer, *, name: str, weights_fingerprint: str,
-                 variant: str = "", max_length: int = DEFAULT_MAX_LENGTH):
+                 variant: str = "", max_length: int = DEFAULT_MAX_LENGTH, gemma_version: str | None = None):
         self.lm = lm
+        self.gemma_version = gemma_version
         self.tokenizer = tokenizer
         self.name = name
         self.max_length = max_length
@@ -159,7 +163,7 @@ class GemmaEncoder:
         tokens = self.tokenize(prompts)
         if cache is None:
             states = self.hidden_states(tokens.ids, tokens.mask, progress=progress)
-            return GemmaFeatures(states, tokens.mask, tokens.dropped)
+            return GemmaFeatures(states, tokens.mask, tokens.dropped, self.name, self.gemma_version)
         total = tokens.ids.shape[1]
         lengths = [int(n) for n in tokens.mask.sum(dim=1)]
         keys = [cache_key(self.fingerprint, tokens.ids[i, total - n:].tolist(), total) for i, n in enumerate(lengths)]
@@ -178,7 +182,7 @@ class GemmaEncoder:
                           dtype=self.dtype)
         for i, (key, n) in enumerate(zip(keys, lengths)):
             out[i, total - n:] = found[key]
-        return GemmaFeatures(out, tokens.mask, tokens.dropped)
+        return GemmaFeatures(out, tokens.mask, tokens.dropped, self.name, self.gemma_version)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -217,4 +221,4 @@ def load_gemma_encoder(path: str | Path, *, tokenizer_path: str | Path | None = 
     log.info("Loaded %s (%d layers, width %d) from %s, tokenizer from %s", config.family, config.num_hidden_layers,
              config.hidden_size, gemma.name, gemma.tokenizer.describe())
     return GemmaEncoder(lm, tokenizer, name=gemma.name, weights_fingerprint=gemma.fingerprint(),
-                        variant=f"fp8={fp8}", max_length=max_length)
+                        variant=f"fp8={fp8}", max_length=max_length, gemma_version=gemma.gemma_version)
