@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +31,11 @@ from .sampling.conditioning import ImageCondition
 from .sampling.guidance import plan_passes
 from .sampling.loop import Callback
 from .sampling.noise import SeededNoise
-from .model.shapes import stage1_size
+from .model.shapes import clamped_frames_for_seconds, stage1_size
 from .sampling.recipe import DEFAULT_SEED, Recipe, recipe_for
-from .stages import (audio_latent_for_clip, connect_text, decode_audio, decode_video_chunks,
-                     encode_conditioning_images, encode_prompts, pixels_to_images, run_sampler, split_text, upscale)
+from .stages import (audio_latent_for_clip, connect_text, decode_audio, decode_video, decode_video_chunks,
+                     encode_conditioning_images, encode_prompts, pixels_to_images, predict_frames, run_sampler,
+                     split_text, upscale)
 
 log = logging.getLogger("ltx2_nodes")
 
@@ -48,13 +50,17 @@ class GenerateRequest:
     the negative prompt); ``stage1`` overrides the settings ``mode`` implies. ``images``: image conditions
     (re-encoded at each stage's size); ``audio``: an AUDIO dict to keep as the soundtrack (audio-to-video),
     starting at ``audio_start_seconds``.
+
+    LTX-2.5: ``frames`` None is "auto", the length the model's duration head predicts for the prompt
+    (``stages.predict_frames``); ``keyframes`` (a count of evenly spaced frames, or the pixel frames) asks stage 1 to
+    generate standalone keyframes too, written next to the MP4 (:func:`keyframes_path`).
     """
 
     prompt: str
     negative_prompt: str | None = None  # None: the family's (``Recipe.negative_prompt``)
     width: int = 1536
     height: int = 1024
-    frames: int = 121
+    frames: int | None = 121
     fps: float = 24.0
     seed: int = DEFAULT_SEED
     mode: str = "distilled"
@@ -67,6 +73,7 @@ class GenerateRequest:
     tiling: TilingConfig | str | None = "auto"
     metadata: dict = field(default_factory=dict)  # more MP4 tags (JSON-encoded when not strings)
     family: str | None = None
+    keyframes: int | tuple[int, ...] = 0
 
     def describe(self) -> dict:
         """What the MP4's ``ltx2_generate`` tag records (ComfyUI's own ``prompt`` tag means an API graph)."""
@@ -74,7 +81,8 @@ class GenerateRequest:
         return {"prompt": self.prompt, "negative_prompt": self.negative() if _needs_negative(settings) else "",
                 "width": self.width, "height": self.height, "frames": self.frames, "fps": self.fps, "seed": self.seed,
                 "mode": self.mode, "sampler": settings.sampler, "steps": settings.steps, "two_stage": self.two_stage,
-                "images": len(self.images), "audio_to_video": self.audio is not None}
+                "images": len(self.images), "audio_to_video": self.audio is not None,
+                "keyframes": self.keyframes if isinstance(self.keyframes, int) else list(self.keyframes)}
 
     def recipe(self) -> Recipe:
         return recipe_for(self.family)
@@ -108,6 +116,8 @@ def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, eng
 
     engine = engine if engine is not None else default_engine()
     request = request.for_model(ltx2)
+    if request.frames is None:  # "auto": the longest clip the duration head can ask for
+        request = dataclasses.replace(request, frames=clamped_frames_for_seconds(math.inf, request.fps))
     weights = checkpoint_weights(ltx2.pack or ltx2.ckpt, dtype=ltx2.dtype, fp8=ltx2.fp8 == "cast bf16 to fp8")
     weights["gemma"] = stage_weights("gemma", gemma.files.raw_state(), dtype=gemma.dtype)
     if upscaler is not None and request.two_stage:
@@ -193,6 +203,8 @@ def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out
     text = connect_text(ltx2.text_connector, encode_prompts(gemma, prompts, engine, cache_dir=gemma_cache_dir), engine)
     positive = split_text(text, 0)
     negative = split_text(text, 1) if negative_needed else None
+    if request.frames is None:
+        request = dataclasses.replace(request, frames=predict_frames(ltx2.duration_head, positive, request.fps))
 
     video_vae, audio_vae = ltx2.video_vae, ltx2.audio_vae
     latents = empty_latents(1, request.frames, height, width, request.fps, video_channels=video_vae.latent_channels,
@@ -202,6 +214,8 @@ def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out
         audio = audio_latent_for_clip(audio_vae, request.audio, request.audio_start_seconds,
                                       request.frames / request.fps, latents.audio.shape[2], engine)
         latents = dataclasses.replace(latents, audio=audio).keep_audio()
+    if request.keyframes:
+        latents = latents.with_keyframe_slots(request.keyframes)
 
     result = sample_stages(ltx2.dit, video_vae, positive, latents, settings, request.recipe(), engine,
                            negative=negative, images=request.images, upscaler=upscaler if request.two_stage else None,
@@ -214,5 +228,22 @@ def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out
         for chunk in chunks:
             writer.add_frames(pixels_to_images(chunk[:1]))
         writer.set_audio(sound["waveform"][0])
+    if result.keyframes is not None:
+        _write_keyframes(result, video_vae, engine, keyframes_path(writer.path))
     return writer.path
+
+
+def keyframes_path(mp4: str | Path) -> Path:
+    """Where :func:`generate` writes the generated keyframes of ``mp4``: ``<name>_keyframes.mp4`` beside it."""
+    mp4 = Path(mp4)
+    return mp4.with_name(mp4.stem + "_keyframes.mp4")
+
+
+def _write_keyframes(result: AVLatents, video_vae: VideoVAEHandle, engine: MemoryEngine, path: Path) -> None:
+    """The generated keyframes of the first sample, each decoded on its own, as one frame each of a silent MP4."""
+    clips = result.keyframe_clips()[:len(result.keyframe_frames)]
+    pixels = decode_video(clips, video_vae, engine)  # [K, 3, 1, H, W]
+    with MP4Writer(path, 1.0, metadata={"ltx2_keyframes": list(result.keyframe_frames)}) as writer:
+        writer.add_frames(pixels_to_images(pixels))
+    log.info("generated keyframes at frames %s: %s", list(result.keyframe_frames), path)
 

@@ -32,8 +32,11 @@ if str(REPO) not in sys.path:
 
 from ltx2_nodes.cli.core_nodes import CORE_NODE_CLASSES  # noqa: E402
 from ltx2_nodes.cli.generate_cmd import RELEASED_23 as GENERATE_23  # noqa: E402
+from ltx2_nodes.cli.generate_cmd import RELEASED_25 as GENERATE_25  # noqa: E402
 from ltx2_nodes.demo import models as demo  # noqa: E402
+from ltx2_nodes.demo import models_25 as demo25  # noqa: E402
 from ltx2_nodes.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
+from ltx2_nodes.nodes.loaders import FROM_MODEL  # noqa: E402
 from ltx2_nodes.nodes.sampler import preset_widgets  # noqa: E402
 from ltx2_nodes.sampling.recipe import DEFAULT_SEED, recipe_for  # noqa: E402
 
@@ -77,6 +80,7 @@ class Release:
     released: dict
     demo: dict
     fp8_note: str = ""
+    demo_size: dict | None = None  # None: DEMO_SIZE
 
     @property
     def recipe(self):
@@ -197,6 +201,8 @@ def stage_note(r: Release) -> str:
 
 
 def models_note(r: Release, checkpoint: str, lora: bool = False) -> str:
+    if r.version == "2.5":
+        return models_note_25(r, checkpoint)
     extra = f", {r.released['lora']} in models/loras" if lora else ""
     return (f"Models ({r.repository} on Hugging Face, google/gemma-3-12b-it): {r.released[checkpoint]} in "
             f"models/checkpoints, {r.released['upscaler']} in models/latent_upscale_models, gemma_3_12B_it.safetensors "
@@ -302,6 +308,68 @@ def a2v_distilled(r: Release = LTX_2) -> Workflow:
 
 
 WORKFLOWS = (t2av_distilled, t2av_dev, i2av_distilled, a2v_distilled)
+
+
+# ------------------------------------------------------------------------------------------------
+# LTX-2.5 (issue 19): split files -- the transformer in diffusion_models brings the rest of its release from the
+# model folders; the T2AV and I2AV graphs above with its recipe, and one with keyframe slots and auto length
+
+RELEASED_25 = {**RELEASED, "distilled": GENERATE_25["diffusion_models"][0], "dev": GENERATE_25["diffusion_models"][1],
+               "upscaler": GENERATE_25["latent_upscale_models"][0], "gemma": GENERATE_25["text_encoders"][0],
+               "lora": GENERATE_25["loras"][0]}
+DEMO_25 = {**DEMO, "distilled": demo25.TRANSFORMER_25, "dev": demo25.TRANSFORMER_25, "upscaler": demo25.UPSCALER_25,
+           "gemma": demo25.TEXT_ENCODER_25, "lora": demo.LORA_23}
+FILES_25 = {"video VAE": "ltx-2.5-video-vae-bf16.safetensors", "audio VAE": "ltx-2.5-audio-vae-bf16.safetensors",
+            "duration head": "ltx-2.5-duration-head-bf16.safetensors"}
+LTX_2_5 = Release("2.5", "LTX-2.5", "Lightricks/LTX-2.5", "ltx25_", RELEASED_25, DEMO_25)
+
+
+def models_note_25(r: Release, checkpoint: str) -> str:
+    return (f"Models ({r.repository} on Hugging Face), one file per component: {r.released[checkpoint]} in "
+            f"models/diffusion_models (pick it in the loader: it finds the others), {r.released['gemma']} (Gemma 4 + "
+            f"text projection; its Gemma version must be the transformer's) in models/text_encoders, "
+            f"{FILES_25['video VAE']} (diffusion decoder) and {FILES_25['audio VAE']} (48 kHz) in models/vae, "
+            f"{FILES_25['duration head']} in models/model_patches, {r.released['upscaler']} in "
+            "models/latent_upscale_models. Stage 1 samples with Euler ancestral (the reference's 2.5 distilled "
+            "pipeline); the video VAE denoises pixels in a few seeded steps while decoding.")
+
+
+def keyframes_auto_length(r: Release = LTX_2_5) -> Workflow:
+    nodes = _front("distilled") + [
+        _prompt(3, DEFAULT_PROMPT, "Prompt", 0),
+        Node(4, "LTX2TextConnector", {"text_connector": Link(1, 3), "features": Link(3)}, pos=_col(2, 0)),
+        Node(20, "LTX2DurationHeadLoader", {"head_name": FROM_MODEL, "model": Link(1)}, pos=_col(1, 620)),
+        Node(5, "LTX2EmptyAVLatent", {"width": Size("width"), "height": Size("height"), "frames": Size("frames"),
+                                      "seconds": 0.0, "fps": Shared("fps"), "batch_size": 1, "audio": True,
+                                      "auto_length": True, "duration_head": Link(20), "conditioning": Link(4)},
+             title="Empty Latent (auto length)", pos=_col(2, 520)),
+        Node(21, "LTX2KeyframeSlots", {"latent": Link(5), "count": 2, "frames": ""}, pos=_col(2, 820)),
+        _sampler(6, Link(1), Link(21), r.preset("distilled"), "Stage 1 sampler (distilled, ancestral)", _col(3, 0)),
+        Node(7, "LTX2LatentUpscaler", {"latent": Link(6), "video_vae": Link(1, 1), "upscale_model": Model("upscaler")},
+             pos=_col(3, 620)),
+        _sampler(8, Link(1), Link(7), r.preset("refine"), "Stage 2 sampler (refine)", _col(4, 0)),
+        Node(22, "LTX2GeneratedKeyframes", {"latent": Link(8)}, pos=_col(5, 520)),
+        Node(23, "LTX2VideoDecodeTiled", {"latent": Link(22), "video_vae": Link(1, 1), "tile_size": 0,
+                                          "tile_overlap": 64, "temporal_tile": 0, "temporal_overlap": 24},
+             "Decode keyframes", pos=_col(5, 720)),
+        Node(24, "LTX2AVCombine", {"images": Link(23), "fps": 1.0, "filename_prefix": f"LTX2/{r.prefix}keyframes"},
+             "Save keyframes (one per second)", pos=_col(6, 520)),
+    ] + _back(8, 8, f"LTX2/{r.prefix}t2av_keyframes_auto_length")
+    notes = [(models_note(r, "distilled"), _col(0, 520), (340, 300)),
+             ("LTX-2.5 extras. Auto length: the duration head (from the model's pack) predicts the clip's duration "
+              "from the prompt (clamped to 1..20 s, 8k+1 frames); the frames widget is ignored while auto_length is "
+              "on. Keyframe slots: the stage-1 sampler also generates 2 standalone keyframes at evenly spaced frames "
+              "(or the frames you list); they never appear in the video: Generated Keyframes takes them after "
+              "sampling and the second Save writes them as a one-frame-per-second clip. " + stage_note(r),
+              _col(0, 860), (340, 420))]
+    return Workflow(f"{r.prefix}t2av_keyframes_auto_length",
+                    f"Text to video with sound, {r.label} distilled, auto length and generated keyframes", nodes,
+                    {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes, r)
+
+
+ALL_RELEASES = RELEASES + (LTX_2_5,)
+RELEASE_WORKFLOWS = [(release, make) for release in RELEASES for make in WORKFLOWS] + [
+    (LTX_2_5, make) for make in (t2av_distilled, i2av_distilled, keyframes_auto_length)]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -480,15 +548,14 @@ def _dump(data: dict) -> str:
 def build() -> dict[Path, str]:
     """Every generated text file, relative to the repository root -> its content."""
     files = {}
-    for release in RELEASES:
-        for make in WORKFLOWS:
-            workflow = make(release)
-            files[Path("example_workflows") / f"{workflow.name}.json"] = _dump(
-                ui_format(workflow, release.released, RELEASED_SIZE))
-            files[Path("workflows") / f"{workflow.name}.api.json"] = _dump(
-                api_format(workflow, release.released, RELEASED_SIZE))
-            files[Path("workflows") / "demo" / f"{workflow.name}.api.json"] = _dump(
-                api_format(copy.deepcopy(workflow), release.demo, DEMO_SIZE))
+    for release, make in RELEASE_WORKFLOWS:
+        workflow = make(release)
+        files[Path("example_workflows") / f"{workflow.name}.json"] = _dump(
+            ui_format(workflow, release.released, RELEASED_SIZE))
+        files[Path("workflows") / f"{workflow.name}.api.json"] = _dump(
+            api_format(workflow, release.released, RELEASED_SIZE))
+        files[Path("workflows") / "demo" / f"{workflow.name}.api.json"] = _dump(
+            api_format(copy.deepcopy(workflow), release.demo, release.demo_size or DEMO_SIZE))
     return files
 
 

@@ -26,13 +26,14 @@ UI_FILES = sorted((REPO / "example_workflows").glob("*.json"))
 API_FILES = sorted((REPO / "workflows").glob("*.api.json"))
 DEMO_FILES = sorted(DEMO_WORKFLOWS.glob("*.api.json"))
 FOLDER_NAMES = {"checkpoints": ["distilled", "dev"], "diffusion_models": [], "text_encoders": ["gemma"],
-                "loras": ["lora"], "latent_upscale_models": ["upscaler"], "vae": []}
+                "loras": ["lora"], "latent_upscale_models": ["upscaler"], "vae": [], "model_patches": []}
+KINDS_25 = {"t2av_distilled_two_stage", "i2av_distilled_two_stage", "t2av_keyframes_auto_length"}
 
 
 def test_four_workflows_per_model_family_in_each_form():
     names = {p.name.split(".")[0] for p in UI_FILES}
     kinds = {"t2av_distilled_two_stage", "t2av_dev_two_stage", "i2av_distilled_two_stage", "a2v_distilled_two_stage"}
-    assert names == kinds | {"ltx23_" + kind for kind in kinds}
+    assert names == kinds | {"ltx23_" + kind for kind in kinds} | {"ltx25_" + kind for kind in KINDS_25}
     assert {p.name.split(".")[0] for p in API_FILES} == names == {p.name.split(".")[0] for p in DEMO_FILES}
 
 
@@ -46,7 +47,7 @@ def test_generated_files_are_up_to_date():
 @pytest.fixture
 def folder_lists(monkeypatch):
     """Model and input combos list the released and the demo names (no files needed to validate)."""
-    tables = [table for release in build.RELEASES for table in (release.released, release.demo)]
+    tables = [table for release in build.ALL_RELEASES for table in (release.released, release.demo)]
 
     def list_models(folder):
         folder = {"clip": "text_encoders", "unet": "diffusion_models"}.get(folder, folder)
@@ -63,7 +64,8 @@ def folder_lists(monkeypatch):
 def test_api_workflows_validate_against_the_node_definitions(path, folder_lists):
     workflow = Workflow.load(path)
     plan = Executor(default_registry()).plan(workflow)
-    assert plan.order[-1] == "11" and plan.classes["11"].class_type == "LTX2AVCombine"
+    assert plan.classes["11"].class_type == "LTX2AVCombine"  # the video; LTX-2.5's keyframes are saved by "24"
+    assert plan.order[-1] in ("11", "24") and plan.classes[plan.order[-1]].class_type == "LTX2AVCombine"
     assert len(plan.order) == len(workflow.prompt)  # every node feeds the output
     # the batch queue finds the prompt by itself (the negative prompt is titled as such)
     assert find_input(workflow, None, PROMPT_INPUT_NAMES, str, "--prompt-input") == [("3", "prompt")]

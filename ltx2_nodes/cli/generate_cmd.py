@@ -29,6 +29,16 @@ RELEASED_23 = {
     "latent_upscale_models": ("ltx-2.3-spatial-upscaler-x2-1.1.safetensors",),
     "loras": ("ltx-2.3-22b-distilled-lora-384-1.1.safetensors",),
 }
+# LTX-2.5 (split files): the transformer in diffusion_models brings its text encoder, VAEs and duration head from
+# the model folders (loading.split); its own upscaler and distilled LoRA
+RELEASED_25 = {
+    "diffusion_models": ("ltx-2.5-22b-distilled-transformer-bf16.safetensors",
+                         "ltx-2.5-22b-dev-transformer-bf16.safetensors"),
+    "text_encoders": ("gemma4-12b-with-proj-ltx-2.5-bf16.safetensors",),
+    "latent_upscale_models": ("ltx-2.5-latent-spatial-upscaler-x2-bf16-1.0.safetensors",),
+    "loras": ("ltx-2.5-22b-distilled-lora-450-bf16.safetensors",),
+}
+_RELEASES = {"2.3": RELEASED_23, "2.5": RELEASED_25}
 
 
 def add_parser(p) -> None:
@@ -46,11 +56,15 @@ def add_parser(p) -> None:
                    help="final width (two-stage: multiple of 64; default 1536)")
     p.add_argument("--height", type=positive_int, default=1024, help="final height (default 1024)")
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--frames", type=positive_int, default=None,
-                        help=f"8k+1 frames, at most {MAX_FRAMES} (default 121)")
+    length.add_argument("--frames", type=frames_or_auto, default=None,
+                        help=f"8k+1 frames, at most {MAX_FRAMES} (default 121); auto: the length the LTX-2.5 "
+                             "duration head predicts for the prompt")
     length.add_argument("--seconds", type=positive_float, default=None,
                         help=f"duration; becomes the nearest 8k+1 frames (at most {MAX_FRAMES})")
     p.add_argument("--fps", type=positive_float, default=24.0)
+    p.add_argument("--keyframes", type=keyframes_request, default=0, metavar="N|F1,F2",
+                   help="LTX-2.5: also generate N evenly spaced standalone keyframes (or at these pixel frames), "
+                        "written to <name>_keyframes.mp4 beside the video")
     p.add_argument("--seed", type=nonnegative_int, default=10)
     p.add_argument("--mode", choices=("auto", "distilled", "dev"), default="auto",
                    help="distilled: its fixed list, no guidance; dev: --steps with the reference's multimodal "
@@ -60,8 +74,10 @@ def add_parser(p) -> None:
     p.add_argument("--sampler", default=None, help="stage-1 sampler: euler, euler_ancestral or res_2s (checked by "
                    "sampling.loop; default: the preset's, euler_ancestral for LTX-2.5 distilled, else euler)")
     p.add_argument("--single-stage", action="store_true", help="sample at the final size (no x2 upscale + refine)")
-    p.add_argument("--checkpoint", help="file in checkpoints/ (default: the first released LTX-2 file found)")
-    p.add_argument("--gemma", help="file or folder in text_encoders/ (default: Gemma 3 12B as released)")
+    p.add_argument("--checkpoint", help="file in checkpoints/, or an LTX-2.5 transformer in diffusion_models/ (its "
+                   "other files are found in the model folders; default: the first released file found)")
+    p.add_argument("--gemma", help="file or folder in text_encoders/ (default: Gemma 3 12B as released; LTX-2.5: the "
+                   "text encoder of its split pack)")
     p.add_argument("--upscaler", help="file in latent_upscale_models/ (default: the released x2 upscaler)")
     p.add_argument("--lora", action="append", default=[], metavar="NAME[:STRENGTH]", help="LoRA for every stage")
     p.add_argument("--stage2-lora", action="append", default=None, metavar="NAME[:STRENGTH]",
@@ -75,16 +91,40 @@ def add_parser(p) -> None:
     add_engine_options(p)
 
 
+def frames_or_auto(value: str) -> int | str:
+    """``--frames``: a positive frame count, or "auto" (the LTX-2.5 duration head's prediction)."""
+    return "auto" if value.strip().lower() == "auto" else positive_int(value)
+
+
+def keyframes_request(value: str) -> int | tuple[int, ...]:
+    """``--keyframes``: a count ("2") or pixel frames ("24,60")."""
+    import argparse
+
+    parts = [p.strip() for p in value.replace(";", ",").split(",") if p.strip()]
+    try:
+        numbers = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a count or pixel frames like 24,60") from None
+    if not numbers or min(numbers) < 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: give a count >= 0 or pixel frames >= 0, e.g. 2 or 24,60")
+    return numbers[0] if len(numbers) == 1 and "," not in value else tuple(numbers)
+
+
 def _pick(folder: str, name: str | None, required: bool = True, family: str = "2.0") -> Path | None:
-    """``name`` in ``folder``, else the first released file present (``family``'s release: "2.0" or "2.3"; a
-    checkpoint of either), else the folder's only file."""
+    """``name`` in ``folder``, else the first released file present (``family``'s release: "2.0", "2.3" or "2.5";
+    a checkpoint of any: single files in checkpoints/, LTX-2.5 transformers in diffusion_models/), else the
+    folder's only file."""
     from .. import paths
+    from ..nodes.common import find_checkpoint
 
     if name:
-        return paths.find_model(folder, name)
-    released = RELEASED_23[folder] if family == "2.3" else RELEASED[folder]
+        return find_checkpoint(name) if folder == "checkpoints" else paths.find_model(folder, name)
+    released = _RELEASES.get(family, RELEASED)[folder]
     if folder == "checkpoints":
         released = RELEASED[folder] + RELEASED_23[folder]
+        transformers = [n for n in RELEASED_25["diffusion_models"] if _exists("diffusion_models", n)]
+        if transformers and not any(_exists(folder, n) for n in released):
+            return paths.find_model("diffusion_models", transformers[0])
     present = [n for n in released if _exists(folder, n)]
     if present:
         return paths.find_model(folder, present[0])
@@ -142,13 +182,22 @@ def _out_path(out: str) -> Path:
     return paths.next_output_file("LTX2", "mp4").path
 
 
-def _frames(args) -> int:
+def _frames(args) -> int | None:
     """The frame count the options ask for, refused (nearest valid values named) unless the pack can make
-    exactly it at the requested size; a duration rounded to 8k+1 frames is logged."""
+    exactly it at the requested size; a duration rounded to 8k+1 frames is logged. None: "auto"."""
     import logging
 
     from ..model.shapes import check_video_size, describe_rounding, frames_for_seconds
 
+    if args.frames == "auto":
+        if args.image and args.image_frame > 0:
+            raise UsageError("--image-frame with --frames auto: the length is not known before the prompt is "
+                             "encoded; pin the image at frame 0 or give --frames")
+        try:
+            check_video_size(1, args.height, args.width, two_stage=not args.single_stage)
+        except InputError as exc:
+            raise UsageError(f"--width {args.width} --height {args.height}: {exc}") from None
+        return None
     frames = 121 if args.frames is None else args.frames
     if args.seconds is not None:
         try:
@@ -177,7 +226,7 @@ def run(args) -> int:
     import logging
 
     from .. import paths, stages
-    from ..generate import GenerateRequest, generate, require_parts
+    from ..generate import GenerateRequest, generate, keyframes_path, require_parts
     from ..media.audio_io import load_audio_file
     from ..memory.selection import compute_device
     from ..handles import load_gemma, load_ltx2, load_upscaler
@@ -209,7 +258,10 @@ def run(args) -> int:
     two_stage = not args.single_stage
     ltx2 = load_ltx2(checkpoint, args.weight_dtype, args.fp8, device=device)
     require_parts(ltx2, images=bool(args.image), audio=bool(args.audio))  # a stripped file: refused now
-    gemma = load_gemma(_pick("text_encoders", args.gemma), args.weight_dtype, device=device)
+    if frames is None or args.keyframes:
+        _require_25(ltx2, "--frames auto" if frames is None else "--keyframes")
+    gemma_path = _pick("text_encoders", args.gemma) if args.gemma or ltx2.pack is None else ltx2.text_encoder_path()
+    gemma = load_gemma(gemma_path, args.weight_dtype, device=device)
     family = ltx2.ckpt.family.version
     upscaler = load_upscaler(_pick("latent_upscale_models", args.upscaler, family=family), args.weight_dtype,
                              device=device) \
@@ -223,7 +275,7 @@ def run(args) -> int:
                 stage2_specs = [f"{lora.name}:{recipe_for(family).stage2_lora_strength}"]
             else:
                 log.warning("dev two-stage run without %s in loras/: stage 2 refines with the distilled schedule "
-                            "on the dev weights alone", (RELEASED_23 if family == "2.3" else RELEASED)["loras"][0])
+                            "on the dev weights alone", _RELEASES.get(family, RELEASED)["loras"][0])
 
     prompt = args.prompt
     if args.enhance:
@@ -238,15 +290,25 @@ def run(args) -> int:
         width=args.width, height=args.height, frames=frames, fps=args.fps, seed=args.seed, mode=mode,
         steps=args.steps, two_stage=two_stage, images=images,
         audio=load_audio_file(args.audio) if args.audio else None, audio_start_seconds=args.audio_start,
-        family=family)
+        family=family, keyframes=args.keyframes)
     if args.sampler is not None:
         import dataclasses
 
         request = dataclasses.replace(request, stage1=dataclasses.replace(request.stage1_settings(),
                                                                           sampler=args.sampler))
     print(f"{checkpoint.name} ({ltx2.ckpt.family.name} {mode}, {'two-stage' if two_stage else 'single stage'}), "
-          f"{args.width}x{args.height}, {frames} frames at {args.fps:g} fps, seed {args.seed} on {device}")
+          f"{args.width}x{args.height}, {frames or 'auto'} frames at {args.fps:g} fps, seed {args.seed} on {device}")
     path = generate(ltx2, gemma, request, out, upscaler=upscaler, loras=_loras(args.lora),
                     stage2_loras=_loras(stage2_specs))
     print(path)
+    if args.keyframes:
+        print(keyframes_path(path))
     return 0
+
+
+def _require_25(ltx2, option: str) -> None:
+    """``option`` needs an LTX-2.5 model (and, for auto length, its duration head file): refused before sampling."""
+    if ltx2.ckpt.family.version_tuple < (2, 5):
+        raise UsageError(f"{option} needs an LTX-2.5 model; {ltx2.name} is {ltx2.ckpt.family.name}")
+    if option.startswith("--frames"):
+        _ = ltx2.duration_head  # raises, naming the missing duration-head file and where it looked
