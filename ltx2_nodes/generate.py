@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from .stages import (audio_latent_for_clip, connect_text, decode_audio, decode_v
                      split_text, upscale)
 
 log = logging.getLogger("ltx2_nodes")
+_LONGER_THAN_ANY_CLAMP = 1e6  # seconds
 
 
 @dataclass
@@ -116,8 +116,8 @@ def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, eng
 
     engine = engine if engine is not None else default_engine()
     request = request.for_model(ltx2)
-    if request.frames is None:  # "auto": the longest clip the duration head can ask for
-        request = dataclasses.replace(request, frames=clamped_frames_for_seconds(math.inf, request.fps))
+    if request.frames is None:  # "auto": the longest clip the duration head can ask for (any longer duration clamps)
+        request = dataclasses.replace(request, frames=clamped_frames_for_seconds(_LONGER_THAN_ANY_CLAMP, request.fps))
     weights = checkpoint_weights(ltx2.pack or ltx2.ckpt, dtype=ltx2.dtype, fp8=ltx2.fp8 == "cast bf16 to fp8")
     weights["gemma"] = stage_weights("gemma", gemma.files.raw_state(), dtype=gemma.dtype)
     if upscaler is not None and request.two_stage:

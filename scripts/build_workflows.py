@@ -321,7 +321,9 @@ DEMO_25 = {**DEMO, "distilled": demo25.TRANSFORMER_25, "dev": demo25.TRANSFORMER
            "gemma": demo25.TEXT_ENCODER_25, "lora": demo.LORA_23}
 FILES_25 = {"video VAE": "ltx-2.5-video-vae-bf16.safetensors", "audio VAE": "ltx-2.5-audio-vae-bf16.safetensors",
             "duration head": "ltx-2.5-duration-head-bf16.safetensors"}
-LTX_2_5 = Release("2.5", "LTX-2.5", "Lightricks/LTX-2.5", "ltx25_", RELEASED_25, DEMO_25)
+# the diffusion decoder denoises every pixel: the 2.5 demo twins run smaller (192x128 -> 384x256, 25 frames)
+LTX_2_5 = Release("2.5", "LTX-2.5", "Lightricks/LTX-2.5", "ltx25_", RELEASED_25, DEMO_25,
+                  demo_size={"width": 192, "height": 128, "frames": 25})
 
 
 def models_note_25(r: Release, checkpoint: str) -> str:

@@ -135,8 +135,12 @@ def _pick(folder: str, name: str | None, required: bool = True, family: str = "2
         from ..nodes.common import text_encoder_names
 
         available = text_encoder_names()
+    if folder == "checkpoints":
+        from ..nodes.common import checkpoint_names
+
+        available = checkpoint_names()
     if len(available) == 1:
-        return paths.find_model(folder, available[0])
+        return find_checkpoint(available[0]) if folder == "checkpoints" else paths.find_model(folder, available[0])
     option = {"checkpoints": "--checkpoint", "text_encoders": "--gemma", "latent_upscale_models": "--upscaler"}[folder]
     listed = ", ".join(available) if available else "none"
     raise UsageError(f"no {folder} file chosen and none of the released names {list(RELEASED[folder])} found in "

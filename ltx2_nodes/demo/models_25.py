@@ -51,7 +51,7 @@ DEMO_DURATION_HEAD = {"pooler_hidden_dim": 16, "num_queries": 2, "num_pooler_hea
 # the diffusion decoder: the 2.5 ladder at tiny widths, 2 denoising steps
 DEMO_DIFFUSION_DECODER = {
     "head_dim": 8, "t_emb_dim": 32, "default_num_inference_steps": 2, "timestep_scale_multiplier": 1000.0,
-    "stage_channels": [32, 16, 16, 16, 8], "stage_depths": [1, 1, 1, 1, 1],
+    "stage_channels": [64, 32, 16, 16, 8], "stage_depths": [1, 1, 1, 1, 1],
     "stage_kernels": [[3, 3, 3]] * 5, "stage5_kernel": [3, 3, 3], "stage5_channels": 16,
     "in_channels": DEMO_VIDEO_LATENT_CHANNELS, "out_channels": 3, "patch_size": 4,
 }
