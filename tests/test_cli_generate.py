@@ -70,3 +70,34 @@ def test_missing_models_are_named(tmp_path, isolated, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert "no checkpoints file chosen and none of the released names" in err and "--checkpoint NAME" in err
+
+
+def test_ltx25_transformer_file_brings_its_pack_auto_length_and_keyframes(demo_models, tmp_path, isolated, capsys):
+    """A 2.5 transformer in diffusion_models: its text encoder, VAEs and duration head come from the folders;
+    --frames auto takes the duration head's length (the demo head: about 1.5 s), --keyframes 2 writes two
+    generated keyframes beside the video; audio at 48 kHz as long as the video."""
+    from ltx2_nodes.demo.models_25 import DEMO_SECONDS_25, TRANSFORMER_25, UPSCALER_25
+    from ltx2_nodes.model.shapes import clamped_frames_for_seconds
+
+    out = tmp_path / "clip.mp4"
+    code = main(["generate", "--prompt", "a cat sits on the mat", "--models-dir", str(demo_models.root),
+                 "--width", "128", "--height", "128", "--frames", "auto", "--keyframes", "2", "--checkpoint",
+                 TRANSFORMER_25, "--upscaler", UPSCALER_25, "--device", "cpu", "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "LTX-2.5 distilled, two-stage" in printed and "auto frames" in printed
+    info = probe(out)
+    frames = clamped_frames_for_seconds(DEMO_SECONDS_25, 24.0)
+    assert (info.width, info.height, info.video_frames, info.audio_sample_rate) == (128, 128, frames, 48000)
+    assert abs(info.audio_seconds - frames / 24) <= 1024 / 48000 + 1e-6
+    request = json.loads(info.metadata["ltx2_generate"])
+    assert request["frames"] == frames and request["keyframes"] == 2 and request["sampler"] == "euler_ancestral"
+    keyframes = probe(tmp_path / "clip_keyframes.mp4")
+    assert keyframes.video_frames == 2 and (keyframes.width, keyframes.height) == (64, 64)
+    assert str(tmp_path / "clip_keyframes.mp4") in printed
+
+
+def test_auto_length_needs_an_ltx25_model(demo_models, tmp_path, isolated, capsys):
+    code = main(["generate", "--prompt", "x", "--models-dir", str(demo_models.root), "--frames", "auto",
+                 "--checkpoint", CHECKPOINT, "--single-stage", "--device", "cpu", "--out", str(tmp_path / "a.mp4")])
+    assert code == 2 and "--frames auto needs an LTX-2.5 model" in capsys.readouterr().err

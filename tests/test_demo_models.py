@@ -107,5 +107,43 @@ def test_demo_models_command(tmp_path, capsys):
                        str(root / "text_encoders" / GEMMA), str(root / "loras" / LORA),
                        str(root / "checkpoints" / CHECKPOINT_23), str(root / "latent_upscale_models" / UPSCALER_23),
                        str(root / "loras" / LORA_23)]
-    assert "generates noise" in out[7]
+    assert out[7:13] == [str(path) for path in write_demo_models_25_paths(root)]
+    assert "generates noise" in out[13]
     assert (root / "text_encoders" / GEMMA / "README.txt").read_text().startswith("ltx2_nodes demo model")
+
+
+def write_demo_models_25_paths(root):
+    from ltx2_nodes.demo import models_25 as m
+
+    return [root / "diffusion_models" / m.TRANSFORMER_25, root / "text_encoders" / m.TEXT_ENCODER_25,
+            root / "vae" / m.VIDEO_VAE_25, root / "vae" / m.AUDIO_VAE_25, root / "model_patches" / m.DURATION_HEAD_25,
+            root / "latent_upscale_models" / m.UPSCALER_25]
+
+
+def test_the_ltx25_demo_split_files_assemble_into_a_pack_and_run_every_part(demo_models):
+    """The 2.5 demo transformer finds its other files in the folders (split pack, Gemma version lock held), every
+    part builds through the pack's loaders, the duration head predicts its short demo length, audio is 48 kHz."""
+    from ltx2_nodes import paths, stages
+    from ltx2_nodes.demo.models_25 import DEMO_SECONDS_25, GEMMA_VERSION_25
+    from ltx2_nodes.loading.family import LTX_2_5
+    from ltx2_nodes.model.shapes import clamped_frames_for_seconds
+
+    paths.reset()
+    paths.configure(models_dir=demo_models.root)
+    try:
+        models = load_ltx2(demo_models.ltx25.transformer, "float32")
+        assert models.ckpt.family is LTX_2_5 and set(models.pack.files) == {
+            "text_encoder", "video_vae", "audio_vae", "duration_head"}
+        assert models.text_encoder_path() == demo_models.ltx25.text_encoder
+        gemma = load_gemma(models.text_encoder_path(), "float32")
+        features = stages.encode_prompts(gemma, ["a cat sits on the mat"])
+        assert features.gemma_version == GEMMA_VERSION_25
+        text = stages.connect_text(models.text_connector, features)
+        assert stages.predict_frames(models.duration_head, text, 24.0) == clamped_frames_for_seconds(
+            DEMO_SECONDS_25, 24.0)
+        assert models.audio_vae.sample_rate == 48000
+        assert models.video_vae.diffusion_config is not None
+        pixels = stages.decode_video(torch.randn(1, models.video_vae.latent_channels, 2, 2, 3), models.video_vae)
+        assert pixels.shape == (1, 3, 9, 64, 96) and torch.isfinite(pixels).all()
+    finally:
+        paths.reset()

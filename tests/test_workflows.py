@@ -225,6 +225,32 @@ def test_every_ltx23_demo_workflow_runs_headless_with_48khz_audio_as_long_as_the
     check_mp4(files[0], 9, (128, 128), rate=48000)
 
 
+LTX25_DEMO_FILES = sorted(DEMO_WORKFLOWS.glob("ltx25_*.api.json"))
+
+
+@pytest.mark.parametrize("path", LTX25_DEMO_FILES, ids=lambda p: p.name)
+def test_every_ltx25_demo_workflow_runs_headless_with_48khz_audio_as_long_as_the_video(path, demo_models, tmp_path,
+                                                                                       capsys):
+    """The proof that LTX-2.5 runs end to end: each shipped 2.5 demo graph (the demo transformer's split pack found
+    in the folders: packed Gemma 4, diffusion-decoder video VAE, 48 kHz audio VAE, duration head) through ``python
+    -m ltx2_nodes run`` at a small size (--set) writes an MP4 as long as its audio; the auto-length graph takes the
+    duration head's length and saves its two generated keyframes as a second clip."""
+    from ltx2_nodes.demo.models_25 import DEMO_SECONDS_25
+    from ltx2_nodes.model.shapes import clamped_frames_for_seconds
+
+    assert len(LTX25_DEMO_FILES) == 3
+    small = [f"--set={k}" for k in ("5.width=64", "5.height=64", "5.frames=9")]
+    files = run_cli([str(path), "--models-dir", str(demo_models.root), "--input-dir", str(DEMO_INPUTS),
+                     "--out", str(tmp_path), *small], capsys)
+    videos = [f for f in files if "keyframes_0" not in f.name]
+    assert len(videos) == 1 and videos[0].name.startswith("ltx25_")
+    auto = "auto_length" in path.name
+    check_mp4(videos[0], clamped_frames_for_seconds(DEMO_SECONDS_25, 24.0) if auto else 9, (128, 128), rate=48000)
+    if auto:
+        (keyframes,) = [f for f in files if "keyframes_0" in f.name]
+        assert probe(keyframes).video_frames == 2
+
+
 def test_local_queue_of_the_demo_workflow_killed_after_the_first_job_resumes(demo_models, tmp_path):
     """``queue --local`` with 3 prompts, SIGKILLed once the first job is done, then run again: 3 jobs done, the
     first one not repeated, one MP4 per prompt."""

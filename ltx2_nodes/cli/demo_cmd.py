@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 HELP = ("write tiny random-weight demo models (LTX-2 and LTX-2.3 single files, their spatial upscalers and LoRAs, a "
-        "Gemma 3 folder) into a "
-        "ComfyUI-style models folder; they run every shipped workflow in seconds on a CPU and generate noise")
+        "Gemma 3 folder; the LTX-2.5 split files: transformer, Gemma 4 text encoder, video and audio VAEs, duration "
+        "head, upscaler) into a ComfyUI-style models folder; they run every shipped workflow in seconds on a CPU and "
+        "generate noise")
 
 
 def add_parser(p) -> None:
-    p.add_argument("directory", help="models folder to write into (checkpoints/, latent_upscale_models/, "
-                                     "text_encoders/, loras/ are created)")
+    p.add_argument("directory", help="models folder to write into (checkpoints/, diffusion_models/, "
+                                     "latent_upscale_models/, text_encoders/, loras/, vae/, model_patches/ are "
+                                     "created)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
 
 
@@ -21,11 +23,12 @@ def run(args) -> int:
     start = time.perf_counter()
     written = write_demo_models(args.directory, seed=args.seed)
     files = (written.checkpoint, written.upscaler, written.gemma, written.lora, written.checkpoint_23,
-             written.upscaler_23, written.lora_23)
+             written.upscaler_23, written.lora_23, *written.ltx25.files())
     for path in files:
         print(path)
     print(f"wrote {len(files)} demo models in {time.perf_counter() - start:.1f} s. {DEMO_NOTICE}\n"
           f"Try: python -m ltx2_nodes run workflows/demo/t2av_distilled_two_stage.api.json --models-dir "
-          f"{args.directory} --out output (LTX-2.3: workflows/demo/ltx23_t2av_distilled_two_stage.api.json)",
+          f"{args.directory} --out output (LTX-2.3: workflows/demo/ltx23_t2av_distilled_two_stage.api.json, "
+          "LTX-2.5: workflows/demo/ltx25_t2av_distilled_two_stage.api.json)",
           flush=True)
     return 0

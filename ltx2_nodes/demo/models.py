@@ -10,7 +10,8 @@ models tree:
 * ``latent_upscale_models/ltx2-demo-spatial-upscaler-x2.safetensors`` (flat ``config`` metadata);
 * ``text_encoders/ltx2-demo-gemma3/``: a Gemma 3 Hugging Face folder (config.json, sharded weights,
   a SentencePiece ``tokenizer.model`` trained in code with Gemma's special and chat tokens);
-* ``loras/ltx2-demo-distilled-lora.safetensors``: a rank-4 LoRA in the official key format.
+* ``loras/ltx2-demo-distilled-lora.safetensors``: a rank-4 LoRA in the official key format;
+* the LTX-2.3 set (``ltx2.3-demo-*``) and the LTX-2.5 split files (``ltx25-demo-*``, ``demo/models_25.py``).
 
 Sizes (see ``DEMO_*`` below): the DiT has the released block count (48, so STG block 29 of the
 dev recipe exists) at width 32/16; the video VAE compresses 8x32x32 like the release with 8 latent
@@ -136,7 +137,7 @@ DEMO_LORA_RANK = 4
 @dataclass(frozen=True)
 class DemoModels:
     """The written files: the LTX-2 set (``checkpoint``, ``upscaler``, ``lora``), the LTX-2.3 set (``*_23``)
-    and the Gemma folder both use."""
+    and the Gemma folder both use; ``ltx25``: the LTX-2.5 split files (``demo.models_25.DemoModels25``)."""
 
     root: Path
     checkpoint: Path
@@ -146,6 +147,7 @@ class DemoModels:
     checkpoint_23: Path
     upscaler_23: Path
     lora_23: Path
+    ltx25: object = None
 
 
 def _seed(seed: int, name: str) -> int:
@@ -338,4 +340,6 @@ def write_demo_models(root: str | Path, seed: int = 0) -> DemoModels:
     write_checkpoint(paths.checkpoint_23, seed, version="2.3")
     write_upscaler(paths.upscaler_23, seed + 1)
     write_lora(paths.lora_23, seed, DEMO_TRANSFORMER_23)
-    return paths
+    from .models_25 import write_demo_models_25
+
+    return replace(paths, ltx25=write_demo_models_25(root, seed))
