@@ -40,7 +40,8 @@ sys.path.insert(0, str(REPO))
 
 NODE_IDS = ("LTX2CheckpointLoader", "LTX2GemmaLoader", "LTX2GemmaEncode", "LTX2TextConnector", "LTX2EmptyAVLatent",
             "LTX2ImageToVideo", "LTX2AudioToLatent", "LTX2LoraLoader", "LTX2Sampler", "LTX2LatentUpscaler",
-            "LTX2VideoDecodeTiled", "LTX2AudioDecode", "LTX2AVCombine", "LTX2PromptEnhance")
+            "LTX2VideoDecodeTiled", "LTX2AudioDecode", "LTX2AVCombine", "LTX2PromptEnhance", "LTX2KeyframeSlots",
+            "LTX2GeneratedKeyframes", "LTX2DurationHeadLoader")
 
 
 def harness_dir() -> Path:
@@ -51,9 +52,9 @@ def demo_ui_workflow(path: Path) -> dict:
     """A shipped UI workflow re-pointed at the demo models, inputs and sizes (what a user does in the widgets)."""
     import build_workflows as build
 
-    names = {release.released[k]: release.demo[k] for release in build.RELEASES for k in release.released}
+    names = {release.released[k]: release.demo[k] for release in build.ALL_RELEASES for k in release.released}
     sizes = [build.RELEASED_SIZE[k] for k in ("width", "height", "frames")]
-    demo_sizes = [build.DEMO_SIZE[k] for k in ("width", "height", "frames")]
+    demo_sizes = [demo_size(path.name)[k] for k in ("width", "height", "frames")]
     data = json.loads(path.read_text())
     for node in data["nodes"]:
         values = node.get("widgets_values") or []
@@ -62,6 +63,30 @@ def demo_ui_workflow(path: Path) -> dict:
             assert values[:3] == sizes, f"{path.name}: unexpected empty-latent widgets {values}"
             node["widgets_values"][:3] = demo_sizes
     return data
+
+
+def demo_size(name: str) -> dict:
+    """The demo twins' size of the release a workflow file belongs to (by its prefix)."""
+    import build_workflows as build
+
+    release = next((r for r in build.ALL_RELEASES if r.prefix and name.removeprefix("ui_").startswith(r.prefix)),
+                   build.LTX_2)
+    return release.demo_size or build.DEMO_SIZE
+
+
+def expected_media(name: str, mp4: str) -> tuple[int, int | None]:
+    """(video frames, audio rate or None) of an MP4 a demo workflow writes: the release's demo frames (LTX-2.5's
+    auto-length graph: the demo duration head's length, its keyframes clip: 2 silent frames); 48 kHz from LTX-2.3."""
+    import build_workflows as build
+    from ltx2_nodes.demo.models_25 import DEMO_SECONDS_25
+    from ltx2_nodes.model.shapes import clamped_frames_for_seconds
+
+    rate = 48000 if any(p in name for p in (build.LTX_2_3.prefix, build.LTX_2_5.prefix)) else 24000
+    if "keyframes_0" in mp4:
+        return 2, None
+    if "auto_length" in name:
+        return clamped_frames_for_seconds(DEMO_SECONDS_25, build.FPS), rate
+    return demo_size(name)["frames"], rate
 
 
 def mixed_graph(checkpoint: str, gemma: str) -> dict:
@@ -117,7 +142,6 @@ def main(argv=None) -> int:
         print("skipped: no ComfyUI tree (set COMFYUI_SRC or pass --comfyui-src)")
         return SKIPPED
     sys.path.insert(0, str(REPO / "scripts"))
-    import build_workflows as build
     from ltx2_nodes.demo.models import write_demo_models
     from ltx2_nodes.media.mux import probe
 
@@ -168,12 +192,12 @@ def main(argv=None) -> int:
                     check(False, f"{name} copied from the server", failures)
                     continue
                 media = probe(found[0])
-                expected = 25 if path == mixed else build.DEMO_SIZE["frames"]
-                duration_ok = media.audio_seconds is not None and abs(media.audio_seconds - media.video_seconds) < 0.05
-                # the vocoder's rate: 48 kHz for the LTX-2.3 workflows, 24 kHz for LTX-2
-                rate = 48000 if build.LTX_2_3.prefix in path.name else 24000
-                check(media.video_codec == "h264" and media.audio_codec == "aac" and media.video_frames == expected
-                      and duration_ok and media.audio_sample_rate == rate,
+                # the vocoder's rate: 48 kHz for the LTX-2.3 and LTX-2.5 workflows, 24 kHz for LTX-2
+                expected, rate = (25, 24000) if path == mixed else expected_media(path.name, name)
+                duration_ok = rate is None or (media.audio_seconds is not None
+                                               and abs(media.audio_seconds - media.video_seconds) < 0.05)
+                check(media.video_codec == "h264" and media.video_frames == expected and duration_ok
+                      and (media.audio_codec, media.audio_sample_rate) == (("aac", rate) if rate else (None, None)),
                       f"{name}: h264 {media.video_frames} frames {media.width}x{media.height}, "
                       f"{media.audio_codec} {media.audio_sample_rate} Hz {media.audio_seconds} s "
                       f"(video {media.video_seconds:.3f} s)", failures)
