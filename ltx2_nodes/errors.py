@@ -32,3 +32,10 @@ class OutOfMemoryError(LTX2Error, MemoryError):
 
 class RunInterrupted(LTX2Error):
     """The user cancelled a run; nothing was left on the compute device."""
+
+
+class NonFiniteError(LTX2Error):
+    """A stage produced NaN or Inf values (corrupt weights, an overflowing dtype); the message names the stage
+    and the model file, and nothing was written. A run that fails this way did run: exit code 1."""
+
+    exit_code = 1
