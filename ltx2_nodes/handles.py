@@ -104,7 +104,9 @@ def clear_caches() -> None:
 
 
 class _Lazy:
-    """Builds each named module once, thread-safely."""
+    """Builds each named module once, thread-safely, outside ``inference_mode``: a module first used inside it
+    (``run`` executes workflows under it) would otherwise hold inference tensors, which the memory engine
+    cannot re-point at their device copies ("Inference tensors do not track version counter")."""
 
     def __init__(self):
         self._lock = threading.RLock()
@@ -113,7 +115,8 @@ class _Lazy:
     def get(self, name: str, build: Callable[[], nn.Module]) -> nn.Module:
         with self._lock:
             if name not in self._built:
-                self._built[name] = build()
+                with torch.inference_mode(False):
+                    self._built[name] = build()
             return self._built[name]
 
 

@@ -292,3 +292,16 @@ def test_the_upscaler_and_decode_nodes_refuse_before_building_their_models(demo_
     with pytest.raises(OutOfMemoryError, match=r"upscaling the latent of 2048x2048x1025 would not fit"):
         LTX2LatentUpscaler().upscale(latent, ltx2.video_vae, UPSCALER)
     assert "upsampler" not in load_upscaler(demo_models.upscaler)._lazy._built
+
+
+def test_run_on_a_separate_device_places_models_first_built_under_inference_mode(demo_models, tmp_path, isolated,
+                                                                                capsys):
+    """``run`` executes under ``inference_mode`` and handles build their modules on first use: built there they
+    held inference tensors, which placement on a separate device (virtual here, CUDA for real) could not
+    re-point ("Inference tensors do not track version counter" at the first stage)."""
+    _virtual_engine("1GiB")
+    workflow = DEMO_WORKFLOWS / "t2av_distilled_two_stage.api.json"
+    sets = ["--set=5.width=64", "--set=5.height=64", "--set=5.frames=9"]
+    code = main(["run", str(workflow), "--models-dir", str(demo_models.root), "--out", str(tmp_path / "out"), *sets])
+    assert code == 0, capsys.readouterr().err
+    assert [p.suffix for p in _written(tmp_path / "out")] == [".mp4"]
