@@ -38,3 +38,10 @@ class OutputWriteError(LTX2Error, OSError):
     """An output file could not be written (folder not writable, disk full); nothing partial is left behind."""
 
     exit_code = 1  # the run failed (the CLI's ExitCode.FAILED), not its arguments
+
+
+class NonFiniteError(LTX2Error):
+    """A stage produced NaN or Inf values (corrupt weights, an overflowing dtype); the message names the stage
+    and the model file, and nothing was written. A run that fails this way did run: exit code 1."""
+
+    exit_code = 1

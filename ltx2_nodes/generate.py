@@ -20,7 +20,7 @@ from .errors import InputError
 from .media.mux import MP4Writer
 from .memory import MemoryEngine
 from .memory.estimates import DecoderShape
-from .memory.precheck import RunEstimate, RunRequest, checkpoint_weights, stage_weights
+from .memory.precheck import RunEstimate, RunRequest
 from .memory.selection import default_engine
 from .model.connector import TextConditioning
 from .model.vae_tiling import TilingConfig
@@ -118,14 +118,9 @@ def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, eng
     request = request.for_model(ltx2)
     if request.frames is None:  # "auto": the longest clip the duration head can ask for (any longer duration clamps)
         request = dataclasses.replace(request, frames=clamped_frames_for_seconds(_LONGER_THAN_ANY_CLAMP, request.fps))
-    weights = checkpoint_weights(ltx2.pack or ltx2.ckpt, dtype=ltx2.dtype, fp8=ltx2.fp8 == "cast bf16 to fp8")
-    weights["gemma"] = stage_weights("gemma", gemma.files.raw_state(), dtype=gemma.dtype)
+    weights = dict(ltx2.stage_weights, gemma=gemma.stage_weights)
     if upscaler is not None and request.two_stage:
-        from .loading.safetensors_file import SafetensorsFile
-
-        file = SafetensorsFile(upscaler.path)
-        weights["upscaler"] = stage_weights("upscaler", {k: file.info(k) for k in file.keys()},
-                                            dtype=upscaler.dtype, streamable=False)
+        weights["upscaler"] = upscaler.stage_weights
     settings = request.stage1_settings()
     passes = len(plan_passes(settings.video_guidance, settings.audio_guidance))
     tile = request.tiling if isinstance(request.tiling, TilingConfig) else None

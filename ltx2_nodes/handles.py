@@ -107,7 +107,9 @@ def clear_caches() -> None:
 
 
 class _Lazy:
-    """Builds each named module once, thread-safely."""
+    """Builds each named module once, thread-safely, outside ``inference_mode``: a module first used inside it
+    (``run`` executes workflows under it) would otherwise hold inference tensors, which the memory engine
+    cannot re-point at their device copies ("Inference tensors do not track version counter")."""
 
     def __init__(self):
         self._lock = threading.RLock()
@@ -116,7 +118,8 @@ class _Lazy:
     def get(self, name: str, build: Callable[[], nn.Module]) -> nn.Module:
         with self._lock:
             if name not in self._built:
-                self._built[name] = build()
+                with torch.inference_mode(False):
+                    self._built[name] = build()
             return self._built[name]
 
 
@@ -244,6 +247,15 @@ class LTX2Models:
             raise CheckpointError(f"{self.name} ({self.ckpt.variant.describe()}) has no {what}; load the full "
                                   f"{self.ckpt.family.files} single file from models/checkpoints.")
         (self.pack if self.pack is not None else self.ckpt).component_config(component)
+
+    @cached_property
+    def stage_weights(self) -> dict:
+        """Weight bytes per stage as this bundle loads them (dtype, fp8 cast), from the file header:
+        ``memory.precheck.checkpoint_weights``, for the pre-checks; nothing is read or built."""
+        from .memory.precheck import checkpoint_weights
+
+        return checkpoint_weights(self.pack if self.pack is not None else self.ckpt, dtype=self.dtype,
+                                  fp8=self.fp8 == "cast bf16 to fp8")
 
     def optional(self, attribute: str):
         """The handle if the file (or split pack) has that component, else None (DiT-only files). A single file
@@ -454,6 +466,13 @@ class GemmaHandle:
 
         return locate_gemma(self.path)
 
+    @cached_property
+    def stage_weights(self):
+        """The Gemma stage's weight bytes as loaded, from the file headers (``memory.precheck.stage_weights``)."""
+        from .memory.precheck import stage_weights
+
+        return stage_weights("gemma", self.files.raw_state(), dtype=self.dtype)
+
 
 GEMMA_WEIGHT_DTYPES = ("auto", "bfloat16", "float32")
 GEMMA_FP8_MODES = ("as stored", "upcast on load")
@@ -494,6 +513,15 @@ class UpscalerHandle:
     @property
     def model(self) -> nn.Module:
         return self._lazy.get("upsampler", lambda: components.load_latent_upsampler(self.path, self.dtype))
+
+    @cached_property
+    def stage_weights(self):
+        """The upscaler stage's weight bytes as loaded, from the file header (nothing read or built)."""
+        from .loading.safetensors_file import SafetensorsFile
+        from .memory.precheck import stage_weights
+
+        file = SafetensorsFile(self.path)
+        return stage_weights("upscaler", {k: file.info(k) for k in file.keys()}, dtype=self.dtype, streamable=False)
 
 
 def load_upscaler(path: str | Path, weight_dtype: str = "auto", device: torch.device | str | None = None

@@ -28,18 +28,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import InputError
+from .errors import InputError, NonFiniteError
+from .finite import check_finite
 from .loading.lora import applied_loras
 from .media.audio_codec import decode_audio as _decode_audio_modules
+from .media.audio_codec import decode_mel
 from .media.audio_codec import encode_audio as _encode_audio_module
 from .media.audio_clip import audio_segment, fit_latent_frames
 from .memory import MemoryEngine, StageProfile, decoder_profile, dit_profile, selection
 from .memory.estimates import (DecoderShape, audio_decode_activation_bytes, connector_activation_bytes,
                                upscaler_activation_bytes)
 from .memory.placement import module_tensors, tensor_bytes
-from .memory.vae import auto_tiling, decode_budget, encode_device_bytes, tile_device_bytes
+from .memory.precheck import RunEstimate, RunRequest, StageWeights
+from .memory.vae import SMALLEST_TILE, auto_tiling, decode_budget, encode_device_bytes, tile_device_bytes
 from .model.connector import TextConditioning
-from .model.shapes import clamped_frames_for_seconds
+from .model.shapes import VideoScale, clamped_frames_for_seconds, pixel_frames
 from .model.upsampler import upsample_latent
 from .model.vae_tiling import TilingConfig, decode_chunks, plan_tiles
 from .handles import (AudioVAEHandle, ConnectorHandle, DiTHandle, DurationHeadHandle, GemmaHandle, UpscalerHandle,
@@ -77,6 +80,20 @@ def _interrupt_hooks(module: nn.Module, bar: ProgressBar | None = None) -> list:
     if bar is not None:
         hooks.append(module.register_forward_hook(lambda *_: bar.update(1)))
     return hooks
+
+
+def precheck_stage(engine: MemoryEngine, weights: StageWeights, video_shape: Sequence[int], scale: VideoScale, *,
+                   what: str, dtype: torch.dtype, fps: float = 24.0, batch: int = 1,
+                   vae_tile: tuple[int | None, int | None] | None = None, dit_config=None) -> RunEstimate:
+    """``engine.precheck`` (the one pre-check, ``memory.precheck``) of one stage, ``weights.name``, at the size
+    of its video latent ``[B, C, F', H', W']``, before anything of the stage is built or allocated: a stage
+    that cannot fit is refused with ``OutOfMemoryError`` saying what would (the CLI's ``generate`` checks the
+    whole run the same way). ``fps``: read for the audio length only; ``batch``: samples per model call;
+    ``vae_tile``: (pixels, frames) of a decode tile."""
+    request = RunRequest(video_shape[4] * scale.width, video_shape[3] * scale.height,
+                         pixel_frames(video_shape[2], scale), fps, batch=batch, prompts=1, vae_tile=vae_tile,
+                         dtype=dtype)
+    return engine.precheck({weights.name: weights}, request, dit_config=dit_config, what=what)
 
 
 @contextlib.contextmanager
@@ -127,11 +144,15 @@ def encode_prompts(gemma: GemmaHandle, prompts: str | Sequence[str], engine: Mem
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     encoder = gemma.encoder
     if _all_cached(encoder, prompts, cache_dir):
-        return encoder.encode(prompts, cache_dir=cache_dir)
-    tokens = encoder.tokenize(prompts)
-    bar = ProgressBar(len(encoder.decoder_layers))
-    with torch.no_grad(), _gemma_stage(gemma, engine, int(tokens.mask.sum(dim=1).max()), len(prompts)) as enc:
-        return enc.encode(prompts, cache_dir=cache_dir, progress=lambda done, total: bar.update_absolute(done, total))
+        features = encoder.encode(prompts, cache_dir=cache_dir)
+    else:
+        tokens = encoder.tokenize(prompts)
+        bar = ProgressBar(len(encoder.decoder_layers))
+        with torch.no_grad(), _gemma_stage(gemma, engine, int(tokens.mask.sum(dim=1).max()), len(prompts)) as enc:
+            features = enc.encode(prompts, cache_dir=cache_dir,
+                                  progress=lambda done, total: bar.update_absolute(done, total))
+    check_finite([features.hidden_states], stage="text encoder (Gemma)", model=gemma.name)
+    return features
 
 
 def enhance_prompt(gemma: GemmaHandle, prompt: str, engine: MemoryEngine | None = None, *, mode: str = "t2v",
@@ -160,6 +181,8 @@ def connect_text(connector: ConnectorHandle, features: GemmaFeatures, engine: Me
     with torch.no_grad(), engine.stage("connectors", module, profile=profile,
                                        release_pages=connector.release_pages):
         text = module.connect(features.hidden_states, features.mask)
+        check_finite([text.video_context, text.audio_context], stage="text connectors",
+                     model=connector.models.name, inputs=[features.hidden_states])
         return text.to("cpu")
 
 
@@ -188,7 +211,10 @@ def encode_conditioning_images(video_vae: VideoVAEHandle, conds: Sequence[ImageC
                                        release_pages=video_vae.release_pages):
         for cond in conds:
             check_interrupted("while encoding the conditioning images")
-            latent = encode_images(encoder, cond.compressed(), height, width, crf=0).float().cpu()
+            latent = encode_images(encoder, cond.compressed(), height, width, crf=0).float()
+            check_finite([latent], stage="video VAE encoder", model=video_vae.models.name,
+                         inputs=[torch.as_tensor(cond.image)])
+            latent = latent.cpu()
             items.append(frame_condition(latent, cond.frame_index, cond.strength))
     return items
 
@@ -202,7 +228,9 @@ def encode_audio_latent(audio_vae: AudioVAEHandle, audio: dict, engine: MemoryEn
     profile = StageProfile(audio_decode_activation_bytes(latents))  # the encoder mirrors the decoder
     with torch.no_grad(), engine.stage("audio_encoder", encoder, profile=profile,
                                        release_pages=audio_vae.release_pages):
-        return _encode_audio_module(audio, encoder).cpu()
+        latent = _encode_audio_module(audio, encoder)
+        check_finite([latent], stage="audio VAE encoder", model=audio_vae.models.name, inputs=[audio["waveform"]])
+        return latent.cpu()
 
 
 def audio_latent_for_clip(audio_vae: AudioVAEHandle, audio: dict, start_seconds: float, seconds: float,
@@ -242,6 +270,13 @@ def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, 
     Returns the latents on the CPU in float32.
     """
     engine = _engine(engine)
+    passes = len(plan_passes(settings.video_guidance, settings.audio_guidance, latents.video is not None,
+                             latents.audio is not None))
+    batch = latents.batch * (passes if settings.batched_guidance else 1)
+    if latents.video is not None:  # an audio-only latent is seconds long: nothing to refuse
+        precheck_stage(engine, dit.models.stage_weights["dit"], latents.video.shape, latents.video_scale,
+                       what="sampling the latent of", dtype=dit.models.dtype, fps=latents.fps, batch=batch,
+                       dit_config=dit.config)
     model = dit.model
     loras = dit.lora_list() if loras is None else list(loras)
     cfg = model.config
@@ -250,9 +285,6 @@ def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, 
         grid = latents.video_grid()
         video_tokens += grid.tokens + len(latents.keyframe_slots) * grid.height * grid.width
     audio_tokens = latents.audio.shape[2] if latents.audio is not None else 0
-    passes = len(plan_passes(settings.video_guidance, settings.audio_guidance, latents.video is not None,
-                             latents.audio is not None))
-    batch = latents.batch * (passes if settings.batched_guidance else 1)
     profile = dit_profile(cfg, video_tokens, audio_tokens, text_tokens=positive.video_context.shape[1], batch=batch,
                           dtype=model.compute_dtype)
     with torch.no_grad(), applied_loras(model, loras), \
@@ -260,6 +292,10 @@ def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, 
                          release_pages=dit.release_pages) as stage:
         out = sample(model, positive, latents, settings, negative=negative, conditioning=list(conditioning),
                      noise=noise, callback=callback, device=stage.device)
+        given = [latents.video, latents.audio, positive.video_context, positive.audio_context]
+        given += [negative.video_context, negative.audio_context] if negative is not None else []
+        check_finite([out.video, out.audio], stage="sampler (DiT)", model=dit.describe(),
+                     inputs=given + [item.latent for item in conditioning])
         return _on_cpu(out)
 
 
@@ -294,12 +330,16 @@ def upscale(latents: AVLatents, upsampler: UpscalerHandle, stats: nn.Module, eng
     if latents.video is None:
         raise InputError("the latent upscaler works on video latents; this latent holds audio only.")
     engine = _engine(engine)
+    precheck_stage(engine, upsampler.stage_weights, latents.video.shape, latents.video_scale, fps=latents.fps,
+                   what="upscaling the latent of", dtype=upsampler.dtype, batch=latents.batch)
     model = upsampler.model
     model.config.check_input_size(*latents.video.shape[3:])
     voxels = math.prod(latents.video.shape[2:]) * latents.batch
     profile = StageProfile(upscaler_activation_bytes(voxels, _module_dtype(model)))
     with torch.no_grad(), engine.stage("upscaler", model, profile=profile):
-        video = upsample_latent(latents.video.float(), model, stats).cpu()
+        video = upsample_latent(latents.video.float(), model, stats)
+        check_finite([video], stage="latent upscaler", model=upsampler.name, inputs=[latents.video])
+        video = video.cpu()
     upscaled = dataclasses.replace(latents, video=video)
     return dataclasses.replace(upscaled, video_mask=_scaled_mask(latents.video_mask, upscaled.video_grid()))
 
@@ -326,6 +366,11 @@ def decode_video_chunks(latent: torch.Tensor, video_vae: VideoVAEHandle, engine:
     in order, decoded tile by tile (progress per tile). The decoder's stage stays open while the
     caller consumes chunks, so run no other stage in between (e.g. mux them into a file)."""
     engine = _engine(engine)
+    weights = video_vae.models.stage_weights["video_vae"]
+    tile = None if tiling is None else SMALLEST_TILE if isinstance(tiling, str) else (
+        tiling.tile_size_in_pixels, tiling.tile_size_in_frames)  # "auto" picks a tile that fits, at worst this one
+    precheck_stage(engine, weights, latent.shape, video_vae.scale, what="decoding the video of",
+                   dtype=video_vae.models.dtype, batch=latent.shape[0], vae_tile=tile)
     decoder = video_vae.decoder
     decoder.check_latent(latent)
     tiling = resolve_tiling(video_vae, latent.shape, engine, tiling)
@@ -335,7 +380,9 @@ def decode_video_chunks(latent: torch.Tensor, video_vae: VideoVAEHandle, engine:
     profile = StageProfile(tile_device_bytes(video_vae.config, latent.shape, tiling, _module_dtype(decoder)))
     with torch.no_grad(), _hooked(decoder, bar), \
             engine.stage("video_vae", decoder, profile=profile, release_pages=video_vae.release_pages):
-        yield from decode_chunks(decoder, latent, tiling, output_device="cpu")
+        for chunk in decode_chunks(decoder, latent, tiling, output_device="cpu"):
+            check_finite([chunk], stage="video VAE decoder", model=video_vae.models.name, inputs=[latent])
+            yield chunk
 
 
 def decode_video(latent: torch.Tensor, video_vae: VideoVAEHandle, engine: MemoryEngine | None = None,
@@ -368,5 +415,12 @@ def decode_audio(audio_latent: torch.Tensor, audio_vae: AudioVAEHandle, engine: 
                                                         profile=profile,
                                                         release_pages=audio_vae.release_pages):
         waveform, rate = _decode_audio_modules(audio_latent, decoder, vocoder, frames, fps)
+        name = audio_vae.models.name
+        try:
+            check_finite([waveform], stage="vocoder", model=name, inputs=[audio_latent])
+        except NonFiniteError:  # which of the two: the mel between them tells (on this failure path only)
+            check_finite([decode_mel(audio_latent, decoder)], stage="audio VAE decoder", model=name,
+                         inputs=[audio_latent])
+            raise
         return {"waveform": waveform.cpu(), "sample_rate": int(rate)}
 

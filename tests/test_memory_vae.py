@@ -96,9 +96,12 @@ class _Decoder(nn.Module):
 def test_the_decode_stage_passes_the_engine_budget_into_the_tile_choice(monkeypatch):
     """``stages`` asks memory/ for the budget and the tiles; the stage reserves the same model's tile bytes."""
     decoder = _Decoder()
-    vae = types.SimpleNamespace(decoder=decoder, config=decoder.config, scale=decoder.scale, release_pages=None)
-    shape = (1, 128, 16, 16, 24)
     weight_bytes = tensor_bytes(module_tensors(decoder))
+    bundle = types.SimpleNamespace(name="fake VAE", dtype=torch.float32,  # what the decode stage's pre-check reads
+                                   stage_weights={"video_vae": StageWeights("video_vae", weight_bytes)})
+    vae = types.SimpleNamespace(decoder=decoder, config=decoder.config, scale=decoder.scale, release_pages=None,
+                                models=bundle)
+    shape = (1, 128, 16, 16, 24)
     for budget in (64 * GiB, 2 * GiB, GiB // 2):
         engine = MemoryEngine("cpu", virtual=True, vram_budget=budget)
         chosen = stages.resolve_tiling(vae, shape, engine, "auto")

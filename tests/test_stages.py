@@ -15,7 +15,7 @@ from ltx2_nodes import stages
 from ltx2_nodes.errors import OutOfMemoryError, RunInterrupted
 from ltx2_nodes.generate import GenerateRequest, generate, sample_stages
 from ltx2_nodes.media.mux import probe
-from ltx2_nodes.memory import MemoryEngine, selection
+from ltx2_nodes.memory import MemoryEngine, StageWeights, selection
 from ltx2_nodes.handles import clear_caches, load_gemma, load_ltx2, load_lora_file, load_upscaler
 from ltx2_nodes.nodes.preview import LatentPreviewer, cell_means, fit_projection, previewer_for
 from ltx2_nodes.latents import GenerationSettings, empty_latents
@@ -147,6 +147,8 @@ class LinearDecoder(torch.nn.Module):
 
 class _Models:
     name = "linear test VAE"
+    dtype = torch.float32
+    stage_weights = {"video_vae": StageWeights("video_vae", 0)}  # read by the decode stage's pre-check
 
 
 def test_preview_projection_recovers_a_linear_decoder_and_draws_the_middle_frame(headless):

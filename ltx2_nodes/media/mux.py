@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import InputError, OutputWriteError
+from ..errors import InputError, NonFiniteError, OutputWriteError
+from ..finite import all_finite
 from .lengths import exact_fps
 
 AAC_FRAME = 1024
@@ -31,6 +32,7 @@ AAC_FRAME = 1024
 def frames_to_uint8(frames) -> np.ndarray:
     """IMAGE ``[N, H, W, 3]`` float in 0..1 (or uint8) -> contiguous uint8 array."""
     if isinstance(frames, torch.Tensor):
+        _refuse_non_finite(frames, "video frames")
         if frames.dtype != torch.uint8:
             frames = (frames.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
         frames = frames.cpu().numpy()
@@ -38,8 +40,20 @@ def frames_to_uint8(frames) -> np.ndarray:
     if frames.ndim != 4 or frames.shape[-1] not in (3, 4):
         raise InputError(f"video frames must be [frames, height, width, 3], got shape {list(frames.shape)}.")
     if frames.dtype != np.uint8:
+        _refuse_non_finite(frames, "video frames")
         frames = (np.clip(frames.astype(np.float32), 0, 1) * 255).round().astype(np.uint8)
     return np.ascontiguousarray(frames[..., :3])
+
+
+def _refuse_non_finite(values: torch.Tensor | np.ndarray, what: str) -> None:
+    """Never mux garbage: NaN would clamp to black (or silence), Inf to white, and the encoder may fail."""
+    if isinstance(values, np.ndarray):
+        finite = not np.issubdtype(values.dtype, np.floating) or bool(np.isfinite(values).all())
+    else:
+        finite = all_finite(values)
+    if not finite:
+        raise NonFiniteError(f"{what} to write hold NaN/Inf values; the node or stage that made them failed "
+                             "(a damaged model file, or float16 overflow). No file was written.")
 
 
 class MP4Writer:
@@ -118,6 +132,7 @@ class MP4Writer:
             wave = np.repeat(wave, 2, axis=0)
         if wave.shape[0] != self._audio_channels:
             raise InputError(f"audio has {wave.shape[0]} channels; this file's track has {self._audio_channels}.")
+        _refuse_non_finite(wave, "the audio waveform")
         self._pending_audio = np.clip(wave.astype(np.float32), -1.0, 1.0)
 
     def _encode_audio(self) -> None:

@@ -196,8 +196,10 @@ class MemoryEngine:
         return available if self.vram_budget is None else min(self.vram_budget, available)
 
     def precheck(self, weights: Mapping[str, StageWeights], request: RunRequest, *,
-                 dit_config: TransformerConfig | None = None, text_shape: DecoderShape = GEMMA3_12B) -> RunEstimate:
-        """``precheck.precheck`` with this engine's budgets: raises ``OutOfMemoryError`` saying what would fit.
+                 dit_config: TransformerConfig | None = None, text_shape: DecoderShape = GEMMA3_12B,
+                 what: str = "") -> RunEstimate:
+        """``precheck.precheck`` with this engine's budgets: raises ``OutOfMemoryError`` saying what would fit
+        (``what``: the part checked, for the message).
 
         VRAM: the user's budget, else what the device could give (its total minus the reserve when a
         memory manager frees other models on request, as in ComfyUI; else what is free now). RAM:
@@ -213,7 +215,7 @@ class MemoryEngine:
         else:
             vram = self.budget()
         return precheck(weights, request, vram_budget=vram, ram_budget=ram, dit_config=dit_config,
-                        text_shape=text_shape, minimal=self.minimal)
+                        text_shape=text_shape, minimal=self.minimal, what=what)
 
     @property
     def parked_bytes(self) -> int:

@@ -184,7 +184,8 @@ class RunRequest:
     batch: int = 1  # samples per DiT call (guidance passes run together)
     prompts: int = 2  # prompts encoded together (positive + negative)
     two_stage: bool = False  # the recipe's two stages (sampling.recipe): stage 1 at 1/2 size, x2 upscaler, stage 2
-    vae_tile: tuple[int, int] | None = (512, 64)  # decode tile (pixels, frames); None: the whole video at once
+    vae_tile: tuple[int | None, int | None] | None = (512, 64)  # decode tile (pixels, frames; None: that axis
+    # untiled); None: the whole video at once
     dtype: torch.dtype = torch.bfloat16
 
     def describe(self) -> str:
@@ -251,8 +252,9 @@ def _stage_activations(request: RunRequest, dit: TransformerConfig, text: Decode
                                                  batch=request.prompts, dtype=dtype),
         "dit": dit_activation_bytes(dit, math.prod(first), ta, batch=request.batch, dtype=dtype),
     }
+    # two-stage: the upscaler takes stage 1's latent; single stage: the request is the upscaler's input
+    acts["upscaler"] = upscaler_activation_bytes(math.prod(first), dtype)
     if request.two_stage:
-        acts["upscaler"] = upscaler_activation_bytes(math.prod(first), dtype)
         acts["dit_stage2"] = dit_activation_bytes(dit, math.prod(grid), ta, batch=request.batch, dtype=dtype)
     acts["video_vae"] = tile_device_bytes(vae, (1, vae.latent_channels, *grid), tiling, dtype)
     acts["audio_vae"] = audio_decode_activation_bytes(ta)
@@ -282,7 +284,8 @@ def estimate_run(weights: Mapping[str, StageWeights], request: RunRequest, *, vr
             problems.append(f"the {name} stage needs at least {gib(least)} of VRAM ({how}{gib(act)} of it "
                             f"activations) but the budget is {gib(vram_budget)}")
     staging = max((2 * max(w.block_bytes) for w in weights.values() if w.block_bytes), default=0)
-    frames_ram = request.frames * request.width * request.height * 3 * 4
+    # the decoded video as float32 frames, when the video is decoded (not for a check of a sampler alone)
+    frames_ram = request.frames * request.width * request.height * 3 * 4 if "video_vae" in weights else 0
     required = PROCESS_RAM + sum(w.host_bytes for w in weights.values()) + staging + frames_ram
     packable = sum(sum(w.block_bytes) for w in weights.values() if w.block_bytes and not w.host_bytes)
     packed = required - staging + packable if required - staging + packable <= ram_budget else required
@@ -297,38 +300,81 @@ def estimate_run(weights: Mapping[str, StageWeights], request: RunRequest, *, vr
 # The refusal
 
 
+def _largest(count: int, fits) -> int | None:
+    """The largest ``k`` in ``1..count`` with ``fits(k)`` (``fits`` grows with ``k``: a smaller request never
+    needs more), by bisection; None when not even ``fits(1)``."""
+    if count < 1 or not fits(1):
+        return None
+    low, high = 1, count  # fits(low) holds; the answer is in low..high
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _scaled(request: RunRequest, k: int, step: int) -> tuple[int, int]:
+    """(width, height) with the longer side ``k`` steps (k steps < the request's longer side), the aspect
+    ratio kept, each side a multiple of ``step`` and at least one step."""
+    longer = max(request.width, request.height)
+
+    def side(value: int) -> int:
+        return max(step, value * k * step // longer // step * step)
+
+    return side(request.width), side(request.height)
+
+
+def _size_and_frames(request: RunRequest, fits) -> list[str]:
+    """Fewer frames at this size, and a smaller size at these frames; when neither fits, the smallest size
+    with fewer frames. Each search bisects over every valid value, so when all find nothing, nothing smaller
+    fits."""
+    scale = VideoScale()
+    step = size_multiple(scale, request.two_stage)
+    fewer = (request.frames - 1) // scale.time - 1  # frame counts 1 + 8k below the request, k >= 1 (a video)
+
+    def frames_of(k: int) -> int:
+        return 1 + scale.time * k
+
+    def sized(k: int, **change) -> bool:
+        return fits(**dict(zip(("width", "height"), _scaled(request, k, step))), **change)
+
+    found = []
+    k = _largest(fewer, lambda k: fits(frames=frames_of(k)))
+    if k is not None:
+        found.append(f"{request.width}x{request.height} with {frames_of(k)} frames")
+    k = _largest(math.ceil(max(request.width, request.height) / step) - 1, sized)
+    if k is not None:
+        w, h = _scaled(request, k, step)
+        found.append(f"{w}x{h} with {request.frames} frames")
+    if found:
+        return found
+    w, h = _scaled(request, 1, step)
+    k = _largest(fewer, lambda k: sized(1, frames=frames_of(k)))
+    return [f"{w}x{h} with {frames_of(k)} frames"] if k is not None else []
+
+
 def _alternatives(weights, request: RunRequest, kwargs: dict) -> list[str]:
     def fits(w=weights, **change) -> bool:
         return estimate_run(w, replace(request, **change), **kwargs).fits
 
-    found = []
-    scale = VideoScale()
-    frames, least = request.frames, 1 + scale.time
-    while frames - scale.time >= least and not fits(frames=frames - scale.time):
-        frames -= scale.time
-    if frames - scale.time >= least:
-        found.append(f"{request.width}x{request.height} with {frames - scale.time} frames")
-    step = size_multiple(scale, request.two_stage)
-    for scale in (0.875, 0.75, 0.625, 0.5, 0.375, 0.25):
-        w = max(step, int(request.width * scale) // step * step)
-        h = max(step, int(request.height * scale) // step * step)
-        if fits(width=w, height=h):
-            found.append(f"{w}x{h} with {request.frames} frames")
-            break
+    found = _size_and_frames(request, fits)
     fp8 = {k: v.as_fp8() for k, v in weights.items()}
     if fp8 != dict(weights) and fits(fp8):
         found.append("fp8 weights (an -fp8 checkpoint, or cast the DiT blocks to fp8 on load)")
     if request.batch > 1 and fits(batch=1):
         found.append("guidance passes run one after another instead of batched")
-    if request.vae_tile != (256, 32) and fits(vae_tile=(256, 32)):
+    if request.vae_tile != (256, 32) and "video_vae" in weights and fits(vae_tile=(256, 32)):
         found.append("a smaller VAE decode tile (256 px, 32 frames)")
     return found
 
 
 def precheck(weights: Mapping[str, StageWeights], request: RunRequest, *, vram_budget: int, ram_budget: int,
              dit_config: TransformerConfig | None = None, text_shape: DecoderShape = GEMMA3_12B,
-             minimal: bool = False) -> RunEstimate:
-    """The estimate if ``request`` fits both budgets; otherwise ``OutOfMemoryError`` saying what would."""
+             minimal: bool = False, what: str = "") -> RunEstimate:
+    """The estimate if ``request`` fits both budgets; otherwise ``OutOfMemoryError`` saying what would
+    (``what``: which part is checked, e.g. "the sampler's latent", put before the size in the message)."""
     kwargs = dict(vram_budget=vram_budget, ram_budget=ram_budget, dit_config=dit_config, text_shape=text_shape,
                   minimal=minimal)
     estimate = estimate_run(weights, request, **kwargs)
@@ -341,4 +387,5 @@ def precheck(weights: Mapping[str, StageWeights], request: RunRequest, *, vram_b
     if estimate.ram_required > ram_budget:
         advice += (" To need less RAM: load weights in the file's dtype without casting (they stay memory-mapped), "
                    "use an -fp8 checkpoint file instead of casting to fp8 on load, or close other programs.")
-    raise OutOfMemoryError(f"{request.describe()} would not fit: " + "; ".join(estimate.problems) + ". " + advice)
+    subject = f"{what} {request.describe()}" if what else request.describe()
+    raise OutOfMemoryError(f"{subject} would not fit: " + "; ".join(estimate.problems) + ". " + advice)

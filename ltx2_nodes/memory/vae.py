@@ -102,6 +102,7 @@ def estimate_decode_bytes(config: VideoVAEConfig, latent_shape: Sequence[int], t
 
 _SPATIAL_CANDIDATES = (None, 1024, 768, 512, 384, 256, 192, 128)
 _TEMPORAL_CANDIDATES = (None, 128, 96, 64, 48, 32, 24, 16)
+SMALLEST_TILE = (_SPATIAL_CANDIDATES[-1], _TEMPORAL_CANDIDATES[-1])  # what "auto" tiling falls back to at worst
 
 
 def tiling_with_overlaps(spatial: int | None, temporal: int | None) -> TilingConfig | None:
