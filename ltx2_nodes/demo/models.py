@@ -30,10 +30,14 @@ import math
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..loading.safetensors_file import write_safetensors
+
+if TYPE_CHECKING:
+    from .models_25 import DemoModels25
 
 CHECKPOINT = "ltx2-demo-av.safetensors"
 UPSCALER = "ltx2-demo-spatial-upscaler-x2.safetensors"
@@ -147,7 +151,7 @@ class DemoModels:
     checkpoint_23: Path
     upscaler_23: Path
     lora_23: Path
-    ltx25: object = None
+    ltx25: "DemoModels25 | None" = None
 
 
 def _seed(seed: int, name: str) -> int:
