@@ -132,7 +132,9 @@ def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, eng
                      dtype=ltx2.dtype)
     text_shape = DecoderShape.of(gemma.files.model_config())
     dit_config = TransformerConfig.from_metadata(ltx2.ckpt.component_config("transformer"))
-    estimate = engine.precheck(weights, run, dit_config=dit_config, text_shape=text_shape)
+    # the video decode at the loaded decoder's cost (LTX-2.5's diffusion decoder; None: the conv VAE's)
+    decoder = ltx2.video_vae.diffusion_config if "video_vae" in weights else None
+    estimate = engine.precheck(weights, run, dit_config=dit_config, text_shape=text_shape, decoder_config=decoder)
     log.info("pre-check:\n%s", estimate.table())
     return estimate
 

@@ -197,9 +197,10 @@ class MemoryEngine:
 
     def precheck(self, weights: Mapping[str, StageWeights], request: RunRequest, *,
                  dit_config: TransformerConfig | None = None, text_shape: DecoderShape = GEMMA3_12B,
-                 what: str = "") -> RunEstimate:
+                 what: str = "", decoder_config=None) -> RunEstimate:
         """``precheck.precheck`` with this engine's budgets: raises ``OutOfMemoryError`` saying what would fit
-        (``what``: the part checked, for the message).
+        (``what``: the part checked, for the message; ``decoder_config``: the loaded video decoder's, see
+        ``precheck.estimate_run``).
 
         VRAM: the user's budget, else what the device could give (its total minus the reserve when a
         memory manager frees other models on request, as in ComfyUI; else what is free now). RAM:
@@ -215,7 +216,7 @@ class MemoryEngine:
         else:
             vram = self.budget()
         return precheck(weights, request, vram_budget=vram, ram_budget=ram, dit_config=dit_config,
-                        text_shape=text_shape, minimal=self.minimal, what=what)
+                        text_shape=text_shape, minimal=self.minimal, what=what, decoder_config=decoder_config)
 
     @property
     def parked_bytes(self) -> int:

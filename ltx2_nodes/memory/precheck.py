@@ -234,9 +234,11 @@ class RunEstimate:
         return "\n".join(rows)
 
 
-def _stage_activations(request: RunRequest, dit: TransformerConfig, text: DecoderShape) -> dict[str, int]:
+def _stage_activations(request: RunRequest, dit: TransformerConfig, text: DecoderShape,
+                       decoder=None) -> dict[str, int]:
     """Activation bytes per stage; sizes from ``model.shapes`` and the released VAEs' factors, the video
-    VAE decode from the one VAE memory model (``memory.vae``) with the request's tile."""
+    VAE decode from the one VAE memory model (``memory.vae``) with the request's tile, for ``decoder`` (the loaded
+    video decoder's config, e.g. LTX-2.5's diffusion decoder; None: the released conv VAE)."""
     dtype = request.dtype
     vae = VideoVAEConfig()
     ta = audio_latent_frames(request.frames, request.fps, AudioTiming())
@@ -256,17 +258,17 @@ def _stage_activations(request: RunRequest, dit: TransformerConfig, text: Decode
     acts["upscaler"] = upscaler_activation_bytes(math.prod(first), dtype)
     if request.two_stage:
         acts["dit_stage2"] = dit_activation_bytes(dit, math.prod(grid), ta, batch=request.batch, dtype=dtype)
-    acts["video_vae"] = tile_device_bytes(vae, (1, vae.latent_channels, *grid), tiling, dtype)
+    acts["video_vae"] = tile_device_bytes(decoder or vae, (1, vae.latent_channels, *grid), tiling, dtype)
     acts["audio_vae"] = audio_decode_activation_bytes(ta)
     return acts
 
 
 def estimate_run(weights: Mapping[str, StageWeights], request: RunRequest, *, vram_budget: int, ram_budget: int,
                  dit_config: TransformerConfig | None = None, text_shape: DecoderShape = GEMMA3_12B,
-                 minimal: bool = False) -> RunEstimate:
+                 minimal: bool = False, decoder_config=None) -> RunEstimate:
     """Per-stage VRAM and the run's RAM for ``request`` under the budgets (stages missing in ``weights``: skipped)."""
     dit_config = dit_config or TransformerConfig()
-    acts = _stage_activations(request, dit_config, text_shape)
+    acts = _stage_activations(request, dit_config, text_shape, decoder_config)
     stages: list[StageNeed] = []
     problems: list[str] = []
     for name, act in acts.items():
@@ -372,11 +374,11 @@ def _alternatives(weights, request: RunRequest, kwargs: dict) -> list[str]:
 
 def precheck(weights: Mapping[str, StageWeights], request: RunRequest, *, vram_budget: int, ram_budget: int,
              dit_config: TransformerConfig | None = None, text_shape: DecoderShape = GEMMA3_12B,
-             minimal: bool = False, what: str = "") -> RunEstimate:
+             minimal: bool = False, what: str = "", decoder_config=None) -> RunEstimate:
     """The estimate if ``request`` fits both budgets; otherwise ``OutOfMemoryError`` saying what would
     (``what``: which part is checked, e.g. "the sampler's latent", put before the size in the message)."""
     kwargs = dict(vram_budget=vram_budget, ram_budget=ram_budget, dit_config=dit_config, text_shape=text_shape,
-                  minimal=minimal)
+                  minimal=minimal, decoder_config=decoder_config)
     estimate = estimate_run(weights, request, **kwargs)
     if estimate.fits:
         return estimate
