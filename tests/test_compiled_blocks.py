@@ -149,3 +149,15 @@ def test_a_compiled_tiny_run_compiles_at_its_first_step_only(headless, demo_mode
 def test_inductor_compiled_blocks_equal_eager_on_every_golden_transformer_call():
     golden, model = _golden_model("2.0-head")
     _compare_every_call(golden, "2.0-head", model, CompileOptions())
+
+
+def test_the_compile_node_switches_the_handle_and_describes_it(headless, demo_models):
+    from ltx2_nodes.nodes import NODE_CLASS_MAPPINGS
+
+    clear_caches()
+    dit = load_ltx2(demo_models.checkpoint, device="cpu").dit
+    node = NODE_CLASS_MAPPINGS["LTX2CompileDiT"]()
+    (compiled,) = node.compile(dit, enabled=True)
+    (plain,) = node.compile(compiled, enabled=False)
+    assert dit.compiled is None and compiled.compiled == CompileOptions() and plain.compiled is None
+    assert compiled.describe().endswith("(compiled)") and compiled.model is dit.model  # the module is shared

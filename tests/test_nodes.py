@@ -86,7 +86,7 @@ def test_the_pack_imports_without_comfyui_like_comfyui_imports_it(tmp_path):
             "print(len(m.NODE_CLASS_MAPPINGS), m.WEB_DIRECTORY)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["14", "./js"]
+    assert result.stdout.split() == ["15", "./js"]
 
 
 def test_text_encoders_list_files_and_hugging_face_folders(headless, demo_models):
