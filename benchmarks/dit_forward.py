@@ -4,6 +4,9 @@ Shapes: 2 blocks at the real LTX-2 19B widths (video 4096 = 32x128, audio 2048 =
 768x512x25 frames -> 4x16x24 = 1536 tokens, audio 25 frames @ 24 fps -> 26 tokens, 1024 text tokens per stream;
 random weights (only their shapes matter for speed). ``--family 2.3``: the LTX-2.3 flags at the same widths.
 
+Variants: the pack eager and compiled (``model.compiling``), official HEAD eager and through its own compiled
+path (``compile_transformer``: one ``torch.compile`` per block), all holding the same weight tensors.
+
 Method (one long-lived process): every variant runs once untimed (warm-up; compiles the compiled one), then
 ``--rounds`` rounds each run every variant once, interleaved (A B C M A B C M ...), M being a matmul of the
 video projection's shape that measures the machine's own matmul rate in the same rounds. Reported: median wall
@@ -19,7 +22,7 @@ official model embeds per token (``[B, T]``) and the pack per distinct value; it
 GPU rows (CUDA present, ``--device cuda``): bf16 and fp8 (``cast_linears_to_fp8``) weights, eager vs
 compiled, official HEAD in bf16, with the SDPA backend given by ``--sdpa``. Without CUDA they are skipped.
 
-    LTX2_REFERENCE_HEAD_SRC=<Lightricks/LTX-2>/packages/ltx-core/src python benchmarks/dit_forward.py
+    LTX2_REFERENCE_HEAD_SRC=<Lightricks/LTX-2>/packages/ltx-core/src python benchmarks/dit_forward.py --rounds 5
     python benchmarks/dit_forward.py --small --rounds 2       # smoke run at toy widths
 """
 
@@ -109,14 +112,16 @@ def _reference_imports(src: str):
         del sys.modules["triton"], sys.modules["triton.language"]
 
 
-def official(model: LTX2Transformer):
-    """The official HEAD ``LTXModel`` holding the same weight tensors, and a call taking our inputs."""
+def official(model: LTX2Transformer, compiled: bool = False):
+    """The official HEAD ``LTXModel`` holding the same weight tensors, and a call taking our inputs; ``compiled``:
+    through the official compiled path (``ltx_core.model.transformer.compiling.compile_transformer``, defaults)."""
     with _reference_imports(os.environ["LTX2_REFERENCE_HEAD_SRC"]):
         from ltx_core.guidance.perturbations import BatchedPerturbationConfig
         from ltx_core.model.transformer.modality import Modality
         from ltx_core.model.transformer.model import LTXModel
         from ltx_core.model.transformer.rope import LTXRopeType
         from ltx_core.model.transformer.text_projection import create_caption_projection
+        from ltx_core.model.transformer.compiling import CompilationConfig, compile_transformer
 
     cfg = model.config
     meta = dict(caption_channels=cfg.caption_channels, num_attention_heads=cfg.num_attention_heads,
@@ -135,6 +140,8 @@ def official(model: LTX2Transformer):
                        apply_gated_attention=cfg.apply_gated_attention, cross_attention_adaln=cfg.cross_attention_adaln,
                        **captions)
     ref.load_state_dict(model.state_dict(), assign=True, strict=True)
+    if compiled:
+        ref = compile_transformer(ref, CompilationConfig())
     empty = BatchedPerturbationConfig.empty(1, cfg.num_layers)
 
     def call(video: ModalityInput, audio: ModalityInput):
@@ -146,7 +153,7 @@ def official(model: LTX2Transformer):
     return call
 
 
-def variants_for(model, ref, video, audio, compile_: bool) -> dict:
+def variants_for(model, refs: dict, video, audio, compile_: bool) -> dict:
     """``{implementation: call}`` for one case's inputs."""
 
     def eager():
@@ -157,15 +164,16 @@ def variants_for(model, ref, video, audio, compile_: bool) -> dict:
         with torch.no_grad(), compiled_blocks(model.transformer_blocks, CompileOptions()):
             return model(video, audio)
 
-    def reference():
-        with torch.no_grad():
-            return ref(video, audio)
+    def reference(ref):
+        def call():
+            with torch.no_grad():
+                return ref(video, audio)
+        return call
 
     out = {"pack eager": eager}
     if compile_:
         out["pack compiled"] = compiled
-    if ref is not None:
-        out["official HEAD"] = reference
+    out.update({name: reference(ref) for name, ref in refs.items()})
     return out
 
 
@@ -182,13 +190,16 @@ def run_dtype(name: str, args, shape: dict, cfg: TransformerConfig) -> tuple[lis
     if name == "fp8":
         cast_linears_to_fp8(model.transformer_blocks)
     use_ref = bool(os.environ.get("LTX2_REFERENCE_HEAD_SRC")) and name != "fp8" and not args.no_official
-    ref = official(model) if use_ref else None
+    refs = {"official HEAD": official(model)} if use_ref else {}
+    if use_ref and not args.no_compile and not args.no_official_compiled:
+        refs["official HEAD compiled"] = official(model, compiled=True)
     variants, flops, outputs = {}, {}, {}
     for case in args.cases:
         video, audio = inputs(cfg, shape, case == "per_token", args.device)
-        for impl, fn in variants_for(model, ref, video, audio, not args.no_compile).items():
+        for impl, fn in variants_for(model, refs, video, audio, not args.no_compile).items():
             key = (case, impl)
-            flops[key] = flops[(case, "pack eager")] if impl == "pack compiled" else _util.flops_of(fn)
+            eager_twin = {"pack compiled": "pack eager", "official HEAD compiled": "official HEAD"}.get(impl)
+            flops[key] = flops[(case, eager_twin)] if eager_twin else _util.flops_of(fn)
             outputs[key] = fn()  # warm-up (compiles the compiled variant) and the outputs compared below
             variants[key] = fn
     tokens = math.prod(video_latent_size(shape["frames"], shape["height"], shape["width"]))
@@ -232,7 +243,7 @@ def _sdpa_context(choice: str):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--small", action="store_true", help="toy widths and 256x256x9 (smoke run)")
     parser.add_argument("--family", choices=("2.0", "2.3"), default="2.0")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -241,6 +252,7 @@ def main() -> None:
     parser.add_argument("--cases", default="shared,per_token", help="comma list of shared, per_token")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--no-official", action="store_true")
+    parser.add_argument("--no-official-compiled", action="store_true", help="skip the official compiled path")
     parser.add_argument("--sdpa", choices=("default", "flash", "efficient", "cudnn", "math"), default="default",
                         help="SDPA backend on CUDA (default: PyTorch's choice)")
     args = parser.parse_args()
