@@ -119,7 +119,8 @@ def apply_rope(x: torch.Tensor, table: RopeTable) -> torch.Tensor:
         halves = x.reshape(batch, tokens, heads, 2, half)
         x1, x2 = halves.unbind(-2)
         cos, sin = table.cos.transpose(1, 2), table.sin.transpose(1, 2)  # [B, T, H, half] views
-        if x.requires_grad and torch.is_grad_enabled():  # out= does not record autograd
+        if torch.compiler.is_compiling() or (x.requires_grad and torch.is_grad_enabled()):
+            # out= into strided views neither traces (Dynamo) nor records autograd; compiled, this fuses anyway
             return torch.stack([torch.addcmul(x1 * cos, x2, sin, value=-1), torch.addcmul(x2 * cos, x1, sin)],
                                dim=-2).reshape(x.shape)
         out = torch.empty_like(halves)
