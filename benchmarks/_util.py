@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmark scripts: machine description, peak RSS, subprocess isolation, tables."""
+"""Helpers shared by the benchmark scripts: machine description, peak RSS, subprocess isolation, tables, and
+interleaved paired timing (wall + CPU seconds, paired ratios, FLOPs from shapes, the machine's matmul rate)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,3 +95,90 @@ def synthetic_dit_entries(num_layers: int, seed_base: int = 0) -> list:
                             seed_base + i)).mul_(0.02).to(torch.bfloat16)))
     config = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
     return entries, config
+
+
+# -- interleaved timing ------------------------------------------------------------------------------------------
+
+
+def load_average() -> str:
+    try:
+        return "/".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def synchronize() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def timed(fn) -> tuple[float, float]:
+    """Wall and CPU (user + sys of every thread of this process) seconds of one ``fn()`` call."""
+    synchronize()
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    synchronize()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+@dataclass
+class Timings:
+    """Per-round wall / CPU seconds of one variant."""
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+    @property
+    def median_wall(self) -> float:
+        return statistics.median(self.wall)
+
+    @property
+    def median_cpu(self) -> float:
+        return statistics.median(self.cpu)
+
+    def paired_ratio(self, other: "Timings") -> float:
+        """Median over rounds of ``other / self`` wall time: how many times faster this variant ran than
+        ``other`` in the same round (load changes between rounds cancel out)."""
+        return statistics.median(o / s for s, o in zip(self.wall, other.wall))
+
+
+def interleaved(variants: dict[str, object], rounds: int, warmup: int = 1, log=print) -> dict[str, Timings]:
+    """Time every ``variants[name]()`` once per round, rounds interleaved (A B C A B C ...) in this process,
+    after ``warmup`` untimed calls of each (compilation, allocator, caches)."""
+    for name, fn in variants.items():
+        for _ in range(warmup):
+            start = time.perf_counter()
+            fn()
+            log(f"  warm-up {name}: {time.perf_counter() - start:.1f} s")
+    results = {name: Timings() for name in variants}
+    for r in range(rounds):
+        for name, fn in variants.items():
+            wall, cpu = timed(fn)
+            results[name].wall.append(wall)
+            results[name].cpu.append(cpu)
+        log(f"  round {r + 1}/{rounds}: " + ", ".join(f"{n} {t.wall[-1]:.2f}s" for n, t in results.items())
+            + f" (load {load_average()})")
+    return results
+
+
+def flops_of(fn) -> int:
+    """Floating-point operations of one ``fn()`` call, counted from the shapes of its matmuls and attentions
+    (``torch.utils.flop_counter``; elementwise work is not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def matmul_probe(dtype, m: int = 1536, k: int = 4096, n: int = 4096, device: str = "cpu"):
+    """A ``[m, k] @ [k, n]`` matmul (the video stream's q/k/v/out projection at 768x512x25) and its FLOPs: the
+    machine's own matmul rate, timed in the same rounds as the forwards."""
+    import torch
+
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    a = torch.randn(m, k, generator=gen).to(device, dtype)
+    b = torch.randn(k, n, generator=gen).to(device, dtype)
+    return (lambda: torch.mm(a, b)), 2 * m * k * n

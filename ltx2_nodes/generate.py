@@ -180,10 +180,11 @@ def require_parts(ltx2: LTX2Models, images: bool = False, audio: bool = False) -
 def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out_path: str | Path, *,
              upscaler: UpscalerHandle | None = None, engine: MemoryEngine | None = None,
              loras: Sequence = (), stage2_loras: Sequence = (), callback: Callback | None = None,
-             gemma_cache_dir: str | Path | None = None) -> Path:
+             gemma_cache_dir: str | Path | None = None, compile_dit: bool = False) -> Path:
     """Text (+ images / audio) -> MP4 with video and audio, end to end. ``loras``: ``[(LoRA, strength)]``
     for every stage; ``stage2_loras`` added for the refinement stage (the dev recipe passes the distilled
-    LoRA at ``recipe.stage2_lora_strength``). Returns the MP4 path."""
+    LoRA at ``recipe.stage2_lora_strength``); ``compile_dit``: DiT blocks through ``torch.compile``
+    (``DiTHandle.with_compile``). Returns the MP4 path."""
     engine = engine if engine is not None else default_engine()
     if request.two_stage and upscaler is None:
         raise InputError("a two-stage run needs the latent upscaler (ltx-2-spatial-upscaler-x2-1.0.safetensors, "
@@ -214,7 +215,8 @@ def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out
     if request.keyframes:
         latents = latents.with_keyframe_slots(request.keyframes)
 
-    result = sample_stages(ltx2.dit, video_vae, positive, latents, settings, request.recipe(), engine,
+    dit = ltx2.dit.with_compile(compile_dit)
+    result = sample_stages(dit, video_vae, positive, latents, settings, request.recipe(), engine,
                            negative=negative, images=request.images, upscaler=upscaler if request.two_stage else None,
                            loras=loras, stage2_loras=stage2_loras, callback=callback)
 

@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Callable
@@ -40,6 +40,7 @@ from .loading.family import ModelFamily
 from .loading.lora import LoRA, check_lora_family, load_lora
 from .loading.quant import cast_linears_to_fp8
 from .loading.split import SplitPack, assemble_split_pack, check_gemma_version
+from .model.compiling import CompileOptions
 from .model.shapes import AudioTiming, VideoScale
 
 log = logging.getLogger("ltx2_nodes")
@@ -315,9 +316,11 @@ class _BundlePart:
 
 @dataclass(frozen=True, eq=False)
 class DiTHandle(_BundlePart):
-    """The transformer of a bundle plus the LoRAs to apply while it samples (the module is shared)."""
+    """The transformer of a bundle plus the LoRAs to apply while it samples (the module is shared), and whether
+    its blocks run compiled (``model.compiling``) while it samples."""
 
     loras: tuple[AppliedLoRA, ...] = ()
+    compiled: CompileOptions | None = None
 
     @property
     def model(self) -> nn.Module:
@@ -332,14 +335,20 @@ class DiTHandle(_BundlePart):
     def with_lora(self, lora: LoRA, strength: float, name: str = "") -> "DiTHandle":
         """This model plus ``lora``; a LoRA made for another model family is refused here, before sampling."""
         check_lora_family(lora, self.family, self.models.name)
-        return DiTHandle(self.models, self.loras + (AppliedLoRA(lora, float(strength), name or lora.name),))
+        return replace(self, loras=self.loras + (AppliedLoRA(lora, float(strength), name or lora.name),))
+
+    def with_compile(self, enabled: bool = True, options: CompileOptions = CompileOptions()) -> "DiTHandle":
+        """This model with its blocks compiled by ``torch.compile`` (``options``) while it samples: one compiled
+        block body for all blocks; the first step of each new shape compiles (``model.compiling``)."""
+        return replace(self, compiled=options if enabled else None)
 
     def lora_list(self) -> list[tuple[LoRA, float]]:
         return [(entry.lora, entry.strength) for entry in self.loras]
 
     def describe(self) -> str:
         loras = ", ".join(f"{e.name} x{e.strength:g}" for e in self.loras)
-        return self.models.name + (f" + {loras}" if loras else "")
+        compiled = " (compiled)" if self.compiled is not None else ""
+        return self.models.name + (f" + {loras}" if loras else "") + compiled
 
 
 @dataclass(frozen=True, eq=False)

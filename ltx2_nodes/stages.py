@@ -41,6 +41,7 @@ from .memory.estimates import (DecoderShape, audio_decode_activation_bytes, conn
 from .memory.placement import module_tensors, tensor_bytes
 from .memory.precheck import RunEstimate, RunRequest, StageWeights
 from .memory.vae import SMALLEST_TILE, auto_tiling, decode_budget, encode_device_bytes, tile_device_bytes
+from .model.compiling import compiled_blocks
 from .model.connector import TextConditioning
 from .model.shapes import VideoScale, clamped_frames_for_seconds, pixel_frames
 from .model.upsampler import upsample_latent
@@ -287,9 +288,11 @@ def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, 
     audio_tokens = latents.audio.shape[2] if latents.audio is not None else 0
     profile = dit_profile(cfg, video_tokens, audio_tokens, text_tokens=positive.video_context.shape[1], batch=batch,
                           dtype=model.compute_dtype)
+    compiled = (compiled_blocks(model.transformer_blocks, dit.compiled) if dit.compiled is not None
+                else contextlib.nullcontext())
     with torch.no_grad(), applied_loras(model, loras), \
             engine.stage("dit", model, blocks=model.transformer_blocks, profile=profile,
-                         release_pages=dit.release_pages) as stage:
+                         release_pages=dit.release_pages) as stage, compiled:
         out = sample(model, positive, latents, settings, negative=negative, conditioning=list(conditioning),
                      noise=noise, callback=callback, device=stage.device)
         given = [latents.video, latents.audio, positive.video_context, positive.audio_context]

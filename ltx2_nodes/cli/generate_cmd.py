@@ -85,6 +85,9 @@ def add_parser(p) -> None:
                         "stage-2 strength when present)")
     p.add_argument("--weight-dtype", choices=("auto", "bfloat16", "float16", "float32"), default="auto")
     p.add_argument("--fp8", choices=("as stored", "upcast on load", "cast bf16 to fp8"), default="as stored")
+    p.add_argument("--compile", action="store_true",
+                   help="run the DiT blocks through torch.compile (first step of each stage compiles; needs a C++ "
+                        "compiler on CPU, Triton on GPU)")
     p.add_argument("--models-dir", metavar="DIR", help="ComfyUI-style models folder (default $LTX2_MODELS_DIR)")
     p.add_argument("--out", metavar="PATH", default="output",
                    help="output .mp4 file or folder (default ./output, named LTX2_00001_.mp4, ...)")
@@ -303,7 +306,7 @@ def run(args) -> int:
     print(f"{checkpoint.name} ({ltx2.ckpt.family.name} {mode}, {'two-stage' if two_stage else 'single stage'}), "
           f"{args.width}x{args.height}, {frames or 'auto'} frames at {args.fps:g} fps, seed {args.seed} on {device}")
     path = generate(ltx2, gemma, request, out, upscaler=upscaler, loras=_loras(args.lora),
-                    stage2_loras=_loras(stage2_specs))
+                    stage2_loras=_loras(stage2_specs), compile_dit=args.compile)
     print(path)
     if args.keyframes:
         print(keyframes_path(path))

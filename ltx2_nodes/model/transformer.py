@@ -232,6 +232,25 @@ def _residual(x: torch.Tensor, update_fn, keep) -> torch.Tensor:
     return x + (update if keep is None else update * keep)
 
 
+def _modulate(normed: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """AdaLN modulation ``normed * (1 + scale) + shift`` in one pass (``addcmul``; the reference takes two)."""
+    return torch.addcmul(shift, normed, 1 + scale)
+
+
+@dataclass(frozen=True)
+class BlockKeeps:
+    """One block's perturbation masks (``Perturbations.keep_mask`` values), decided outside the block's compute.
+
+    Each is ``None`` (nothing skipped), ``False`` (every sample skips) or a ``[B, 1, 1]`` 0/1 tensor. Taking
+    them out of the block's body keeps the block index out of it, so one compiled body serves every block.
+    """
+
+    video_self: torch.Tensor | bool | None = None
+    audio_self: torch.Tensor | bool | None = None
+    a2v: torch.Tensor | bool | None = None
+    v2a: torch.Tensor | bool | None = None
+
+
 # ------------------------------------------------------------------------------------------------
 # Inputs and per-forward state
 
@@ -359,17 +378,16 @@ class AVTransformerBlock(nn.Module):
                                                  gated=gated)
             self.scale_shift_table_a2v_ca_video = nn.Parameter(torch.empty(5, cfg.inner_dim))
             self.scale_shift_table_a2v_ca_audio = nn.Parameter(torch.empty(5, cfg.audio_inner_dim))
+        self.compiled_run = None  # set by ``model.compiling.compiled_blocks``: a compiled ``run``
 
-    def _self_and_text(self, s: StreamState, prefix: str, kind: Skip, skips: Perturbations):
+    def _self_and_text(self, x: torch.Tensor, s: StreamState, prefix: str, keep) -> torch.Tensor:
         table = getattr(self, prefix + "scale_shift_table")
         shift, scale, gate = s.ada.rows(table, 0, 3)
-        keep = skips.keep_mask(kind, self.index, s.x)
-        s.x = s.x + getattr(self, prefix + "attn1")(
-            rms_norm(s.x, self.eps) * (1 + scale) + shift, rope=s.rope, keep=keep) * gate
-        attn2, normed = getattr(self, prefix + "attn2"), rms_norm(s.x, self.eps)
+        x = torch.addcmul(x, getattr(self, prefix + "attn1")(
+            _modulate(rms_norm(x, self.eps), shift, scale), rope=s.rope, keep=keep), gate)
+        attn2, normed = getattr(self, prefix + "attn2"), rms_norm(x, self.eps)
         if not self.cross_attention_adaln:  # LTX-2: un-modulated text cross-attention
-            s.x = s.x + attn2(normed, context=s.context, mask=s.context_mask)
-            return
+            return x + attn2(normed, context=s.context, mask=s.context_mask)
         # LTX-2.3: rows 6..8 modulate and gate the query, the prompt AdaLN shifts/scales the context
         shift_q, scale_q, gate_q = s.ada.rows(table, 6, 9)
         prompt_table = getattr(self, prefix + "prompt_scale_shift_table")
@@ -377,43 +395,63 @@ class AVTransformerBlock(nn.Module):
             shift_kv, scale_kv = s.prompt_ada.rows(prompt_table, 0, 2)
         else:  # use_prompt_adaln_single false: the static table alone (timestep-independent K/V)
             shift_kv, scale_kv = prompt_table.to(s.context.dtype).unbind(0)
-        s.x = s.x + attn2(normed * (1 + scale_q) + shift_q, context=s.context * (1 + scale_kv) + shift_kv,
-                          mask=s.context_mask) * gate_q
+        return torch.addcmul(x, attn2(_modulate(normed, shift_q, scale_q), context=_modulate(s.context, shift_kv,
+                                                                                               scale_kv),
+                                      mask=s.context_mask), gate_q)
 
-    def _feed_forward(self, s: StreamState, prefix: str):
+    def _feed_forward(self, x: torch.Tensor, s: StreamState, prefix: str) -> torch.Tensor:
         shift, scale, gate = s.ada.rows(getattr(self, prefix + "scale_shift_table"), 3, 6)
-        s.x = s.x + getattr(self, prefix + "ff")(rms_norm(s.x, self.eps) * (1 + scale) + shift) * gate
+        return torch.addcmul(x, getattr(self, prefix + "ff")(_modulate(rms_norm(x, self.eps), shift, scale)), gate)
 
-    def _exchange(self, v: StreamState, a: StreamState, skips: Perturbations):
-        keep_a2v = skips.keep_mask(Skip.A2V_CROSS_ATTN, self.index, v.x)
-        keep_v2a = skips.keep_mask(Skip.V2A_CROSS_ATTN, self.index, a.x)
+    def _exchange(self, vx: torch.Tensor, ax: torch.Tensor, v: StreamState, a: StreamState, keep_a2v, keep_v2a
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
         if keep_a2v is False and keep_v2a is False:
-            return
-        vn, an = rms_norm(v.x, self.eps), rms_norm(a.x, self.eps)
+            return vx, ax
+        vn, an = rms_norm(vx, self.eps), rms_norm(ax, self.eps)
         v_sc_a2v, v_sh_a2v, v_sc_v2a, v_sh_v2a = v.cross_ada.rows(self.scale_shift_table_a2v_ca_video, 0, 4)
         a_sc_a2v, a_sh_a2v, a_sc_v2a, a_sh_v2a = a.cross_ada.rows(self.scale_shift_table_a2v_ca_audio, 0, 4)
         (gate_a2v,) = v.cross_gate.rows(self.scale_shift_table_a2v_ca_video[4:], 0, 1)
         (gate_v2a,) = a.cross_gate.rows(self.scale_shift_table_a2v_ca_audio[4:], 0, 1)
-        new_vx = _residual(v.x, lambda: self.audio_to_video_attn(
-            vn * (1 + v_sc_a2v) + v_sh_a2v, context=an * (1 + a_sc_a2v) + a_sh_a2v,
+        new_vx = _residual(vx, lambda: self.audio_to_video_attn(
+            _modulate(vn, v_sh_a2v, v_sc_a2v), context=_modulate(an, a_sh_a2v, a_sc_a2v),
             rope=v.cross_rope, k_rope=a.cross_rope) * gate_a2v, keep_a2v)
-        a.x = _residual(a.x, lambda: self.video_to_audio_attn(
-            an * (1 + a_sc_v2a) + a_sh_v2a, context=vn * (1 + v_sc_v2a) + v_sh_v2a,
+        new_ax = _residual(ax, lambda: self.video_to_audio_attn(
+            _modulate(an, a_sh_v2a, a_sc_v2a), context=_modulate(vn, v_sh_v2a, v_sc_v2a),
             rope=a.cross_rope, k_rope=v.cross_rope) * gate_v2a, keep_v2a)
-        v.x = new_vx
+        return new_vx, new_ax
+
+    def keeps(self, skips: Perturbations, like: torch.Tensor) -> BlockKeeps:
+        """This block's perturbation masks for ``skips`` (per block index; computed eagerly, outside ``run``)."""
+        return BlockKeeps(*(skips.keep_mask(kind, self.index, like) for kind in (
+            Skip.VIDEO_SELF_ATTN, Skip.AUDIO_SELF_ATTN, Skip.A2V_CROSS_ATTN, Skip.V2A_CROSS_ATTN)))
+
+    def run(self, video: StreamState | None, audio: StreamState | None, keeps: BlockKeeps
+            ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The block's compute: the new ``(video.x, audio.x)``. Reads no block index and mutates nothing, so
+        one compiled ``run`` serves every block (``model.compiling``)."""
+        vx = video.x if video is not None else None
+        ax = audio.x if audio is not None else None
+        if video is not None:
+            vx = self._self_and_text(vx, video, "", keeps.video_self)
+        if audio is not None:
+            ax = self._self_and_text(ax, audio, "audio_", keeps.audio_self)
+        if video is not None and audio is not None:
+            vx, ax = self._exchange(vx, ax, video, audio, keeps.a2v, keeps.v2a)
+        if video is not None:
+            vx = self._feed_forward(vx, video, "")
+        if audio is not None:
+            ax = self._feed_forward(ax, audio, "audio_")
+        return vx, ax
 
     def forward(self, video: StreamState | None, audio: StreamState | None, skips: Perturbations) -> None:
         """Updates ``video.x`` / ``audio.x`` in place of the state objects (tensors are not mutated)."""
+        keeps = self.keeps(skips, (video or audio).x)
+        run = self.compiled_run
+        vx, ax = run(self, video, audio, keeps) if run is not None else self.run(video, audio, keeps)
         if video is not None:
-            self._self_and_text(video, "", Skip.VIDEO_SELF_ATTN, skips)
+            video.x = vx
         if audio is not None:
-            self._self_and_text(audio, "audio_", Skip.AUDIO_SELF_ATTN, skips)
-        if video is not None and audio is not None:
-            self._exchange(video, audio, skips)
-        if video is not None:
-            self._feed_forward(video, "")
-        if audio is not None:
-            self._feed_forward(audio, "audio_")
+            audio.x = ax
 
 
 class LTX2Transformer(nn.Module):

@@ -11,7 +11,7 @@ lazily in ``types`` (nested tensors, VIDEO).
 from .decode import LTX2AudioDecode, LTX2AVCombine, LTX2VideoDecodeTiled
 from .latent import (LTX2AudioToLatent, LTX2EmptyAVLatent, LTX2GeneratedKeyframes, LTX2ImageToVideo, LTX2KeyframeSlots,
                      LTX2LatentUpscaler)
-from .loaders import LTX2CheckpointLoader, LTX2DurationHeadLoader, LTX2GemmaLoader, LTX2LoraLoader
+from .loaders import LTX2CheckpointLoader, LTX2CompileDiT, LTX2DurationHeadLoader, LTX2GemmaLoader, LTX2LoraLoader
 from .sampler import LTX2Sampler
 from .text import LTX2GemmaEncode, LTX2PromptEnhance, LTX2TextConnector
 
@@ -33,6 +33,7 @@ _NODES = {
     "LTX2AudioDecode": (LTX2AudioDecode, "LTX-2 Audio Decode"),
     "LTX2AVCombine": (LTX2AVCombine, "LTX-2 Save Video (MP4 with Audio)"),
     "LTX2PromptEnhance": (LTX2PromptEnhance, "LTX-2 Prompt Enhance (Gemma)"),
+    "LTX2CompileDiT": (LTX2CompileDiT, "LTX-2 Compile DiT (torch.compile)"),
 }
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {node_id: cls for node_id, (cls, _) in _NODES.items()}

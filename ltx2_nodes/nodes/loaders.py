@@ -1,7 +1,6 @@
-"""Loader nodes: LTX-2 single file (or LTX-2.5 split pack), Gemma, LoRA, the LTX-2.5 duration head. Loading is
-lazy and cached (``ltx2_nodes.handles``):
-the node returns handles at once; each module is built from the memory-mapped file when a stage first
-needs it."""
+"""Loader nodes: LTX-2 single file (or LTX-2.5 split pack), Gemma, LoRA, the DiT compile switch, the LTX-2.5
+duration head. Loading is lazy and cached (``ltx2_nodes.handles``): the node returns handles at once; each module is
+built from the memory-mapped file when a stage first needs it."""
 
 from __future__ import annotations
 
@@ -110,6 +109,28 @@ class LTX2LoraLoader:
     def load(self, model, lora_name, strength=1.0):
         path = paths.find_model("loras", lora_name)
         return (model.with_lora(load_lora_file(path), strength, path.name),)
+
+
+class LTX2CompileDiT:
+    DESCRIPTION = ("Runs the transformer's blocks through torch.compile while it samples (one compiled block reused "
+                   "for every block, so compiling takes seconds on a GPU, about a minute on a CPU). Works with LoRAs, "
+                   "fp8 weights, block streaming and guidance passes; the first step of each new size compiles, "
+                   "later steps reuse it. Needs a C++ compiler on the CPU (and Triton on a GPU).")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("LTX2_MODEL",),
+            "enabled": ("BOOLEAN", {"default": True, "tooltip": "off: the model passes through eager."}),
+        }}
+
+    RETURN_TYPES = ("LTX2_MODEL",)
+    RETURN_NAMES = ("model",)
+    FUNCTION = "compile"
+    CATEGORY = LOADERS
+
+    def compile(self, model, enabled=True):
+        return (model.with_compile(enabled),)
 
 
 FROM_MODEL = "from the model (LTX-2.5 pack)"

@@ -6,7 +6,7 @@ Given an exported ComfyUI tree (``$COMFYUI_SRC`` or ``--comfyui-src``; set up wi
 
 1. writes the tiny demo models (``python -m ltx2_nodes demo-models``) into a temporary models folder;
 2. starts ComfyUI (CPU) with this repository in ``custom_nodes/`` through the harness and checks that all
-   14 node ids are in ``/object_info`` (with their LTX-2 categories);
+   the pack's node ids are in ``/object_info`` (with their LTX-2 categories);
 3. runs through ``POST /prompt``, on one server:
    * every ``workflows/demo/*.api.json`` (the API twins of the shipped workflows on the demo models);
    * every UI-format ``example_workflows/*.json``, converted by the harness from ``/object_info`` (shared seed /
@@ -38,10 +38,9 @@ REPO = Path(__file__).resolve().parents[2]
 SKIPPED = 77
 sys.path.insert(0, str(REPO))
 
-NODE_IDS = ("LTX2CheckpointLoader", "LTX2GemmaLoader", "LTX2GemmaEncode", "LTX2TextConnector", "LTX2EmptyAVLatent",
-            "LTX2ImageToVideo", "LTX2AudioToLatent", "LTX2LoraLoader", "LTX2Sampler", "LTX2LatentUpscaler",
-            "LTX2VideoDecodeTiled", "LTX2AudioDecode", "LTX2AVCombine", "LTX2PromptEnhance", "LTX2KeyframeSlots",
-            "LTX2GeneratedKeyframes", "LTX2DurationHeadLoader")
+from ltx2_nodes.nodes import NODE_CLASS_MAPPINGS  # noqa: E402 -- the pack's own registry: every node id
+
+NODE_IDS = tuple(NODE_CLASS_MAPPINGS)
 
 
 def harness_dir() -> Path:
