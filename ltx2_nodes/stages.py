@@ -41,6 +41,7 @@ from .memory.vae import auto_tiling, decode_budget, encode_device_bytes, tile_de
 from .model.connector import TextConditioning
 from .model.shapes import clamped_frames_for_seconds
 from .model.upsampler import upsample_latent
+from .model.dit_tiling import RefineTiles, TiledDiT, plan_refine_tiles
 from .model.vae_tiling import TilingConfig, decode_chunks, plan_tiles
 from .handles import (AudioVAEHandle, ConnectorHandle, DiTHandle, DurationHeadHandle, GemmaHandle, UpscalerHandle,
                       VideoVAEHandle)
@@ -231,12 +232,16 @@ def _on_cpu(latents: AVLatents) -> AVLatents:
 def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, settings: GenerationSettings,
                 engine: MemoryEngine | None = None, *, negative: TextConditioning | None = None,
                 conditioning: Sequence[ConditioningItem] = (), loras: Sequence | None = None,
-                noise: SeededNoise | None = None, callback: Callback | None = None) -> AVLatents:
+                noise: SeededNoise | None = None, callback: Callback | None = None,
+                tiles: RefineTiles | None = None) -> AVLatents:
     """One sampling stage of ``latents.sample`` with the DiT placed by the engine.
 
     ``conditioning``: already encoded items (``encode_conditioning_images``); ``loras``:
     ``[(LoRA, strength)]``, default the handle's list, applied around the stage only; ``noise``:
     a ``SeededNoise`` to continue (two-stage runs), default a fresh one from ``settings.seed``.
+    ``tiles``: refine the video tile by tile (``model.dit_tiling``; the stage-2 refinement of large
+    videos): with more than one tile the audio is kept as given (the stage-1 audio, refined once, as the
+    reference advises) and the DiT's activations are one tile's.
     Returns the latents on the CPU in float32.
     """
     engine = _engine(engine)
@@ -244,17 +249,28 @@ def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, 
     loras = dit.lora_list() if loras is None else list(loras)
     cfg = model.config
     video_tokens = appended_tokens(conditioning)
+    plan = None
     if latents.video is not None:
         grid = latents.video_grid()
-        video_tokens += grid.tokens + len(latents.keyframe_slots) * grid.height * grid.width
+        fhw = (grid.frames, grid.height, grid.width)
+        plan = plan_refine_tiles(fhw, tiles) if tiles is not None and tiles.count > 1 else None
+        if plan is not None and len(plan) > 1:
+            log.info("refining the %dx%d latent in %s (largest %d of %d tokens)", grid.height, grid.width,
+                     tiles.describe(), max(t.tokens for t in plan), grid.tokens)
+            model = TiledDiT(model, fhw, plan)
+            if latents.audio is not None:
+                latents = latents.keep_audio()
+        video_tokens += (max(t.tokens for t in plan) if plan else grid.tokens) \
+            + len(latents.keyframe_slots) * grid.height * grid.width
     audio_tokens = latents.audio.shape[2] if latents.audio is not None else 0
     passes = len(plan_passes(settings.video_guidance, settings.audio_guidance, latents.video is not None,
                              latents.audio is not None))
     batch = latents.batch * (passes if settings.batched_guidance else 1)
     profile = dit_profile(cfg, video_tokens, audio_tokens, text_tokens=positive.video_context.shape[1], batch=batch,
                           dtype=model.compute_dtype)
-    with torch.no_grad(), applied_loras(model, loras), \
-            engine.stage("dit", model, blocks=model.transformer_blocks, profile=profile,
+    module = dit.model
+    with torch.no_grad(), applied_loras(module, loras), \
+            engine.stage("dit", module, blocks=module.transformer_blocks, profile=profile,
                          release_pages=dit.release_pages) as stage:
         out = sample(model, positive, latents, settings, negative=negative, conditioning=list(conditioning),
                      noise=noise, callback=callback, device=stage.device)
