@@ -150,8 +150,9 @@ def _dit_weights() -> dict:
 
 
 def test_precheck_bounds_the_stage_two_dit_by_one_tile():
-    """Estimate-based: auto tiles keep 1920x1088 and 2560x1472 (1440 is no two-stage size) stage 2 within the activations of an untiled
-    1280x704 stage 2; with a budget that only fits that, auto picks tiles and untiled is refused with the advice."""
+    """Estimate-based: auto tiles keep 1920x1088 and 2560x1472 (1440 is no two-stage size) stage 2 within the
+    activations of an untiled 1280x704 stage 2; with a budget that only fits that, auto picks tiles and untiled
+    is refused with the advice; a tighter budget makes auto take more tiles."""
     kwargs = dict(vram_budget=1 << 50, ram_budget=1 << 50)
 
     def stage2(width, height, tiles, name="dit_stage2"):
@@ -186,11 +187,16 @@ def loaded(headless, demo_models):
             load_upscaler(demo_models.upscaler, device="cpu"))
 
 
+def _empty(ltx2, height: int, width: int):
+    vae, audio = ltx2.video_vae, ltx2.audio_vae
+    return empty_latents(1, 9, height, width, 24.0, video_channels=vae.latent_channels,
+                         audio_channels=audio.latent_channels, audio_mel_bins=audio.latent_mel_bins)
+
+
 def test_one_tile_equals_the_untiled_refine_and_tiles_keep_the_audio(loaded):
     ltx2, gemma, _ = loaded
     text = stages.connect_text(ltx2.text_connector, stages.encode_prompts(gemma, ["a fox"]))
-    latents = empty_latents(1, 9, 320, 288, 24.0, video_channels=ltx2.video_vae.latent_channels,
-                            audio_channels=ltx2.audio_vae.latent_channels, audio_mel_bins=ltx2.audio_vae.latent_mel_bins)
+    latents = _empty(ltx2, 320, 288)
     g = torch.Generator().manual_seed(1)
     latents = dataclasses.replace(latents, video=torch.randn(latents.video.shape, generator=g),
                                   audio=torch.randn(latents.audio.shape, generator=g))
@@ -210,8 +216,7 @@ def test_generate_refines_in_tiles_end_to_end(loaded, tmp_path):
     media = probe(generate(ltx2, gemma, request, tmp_path / "tiled.mp4", upscaler=upscaler))
     assert (media.video_frames, media.width, media.height) == (9, 256, 192)
     text = stages.connect_text(ltx2.text_connector, stages.encode_prompts(gemma, ["a fox"]))
-    latents = empty_latents(1, 9, 128, 128, 24.0, video_channels=ltx2.video_vae.latent_channels,
-                            audio_channels=ltx2.audio_vae.latent_channels, audio_mel_bins=ltx2.audio_vae.latent_mel_bins)
+    latents = _empty(ltx2, 128, 128)
     settings = GenerationSettings.from_preset(recipe_for().distilled, seed=4)
     whole = sample_stages(ltx2.dit, ltx2.video_vae, text, latents, settings, recipe_for(), upscaler=upscaler)
     one = sample_stages(ltx2.dit, ltx2.video_vae, text, latents, settings, recipe_for(), upscaler=upscaler,
