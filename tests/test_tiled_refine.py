@@ -18,7 +18,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from demo_support import demo_models, headless  # noqa: F401
+from demo_support import DEMO_WORKFLOWS, demo_models, headless  # noqa: F401
+from ltx2_nodes.cli import main
 from ltx2_nodes import stages
 from ltx2_nodes.errors import InputError, OutOfMemoryError
 from ltx2_nodes.generate import GenerateRequest, generate, sample_stages
@@ -222,3 +223,12 @@ def test_generate_refines_in_tiles_end_to_end(loaded, tmp_path):
     one = sample_stages(ltx2.dit, ltx2.video_vae, text, latents, settings, recipe_for(), upscaler=upscaler,
                         refine_tiles=RefineTiles())
     assert torch.equal(whole.video, one.video) and torch.equal(whole.audio, one.audio)
+
+
+def test_the_demo_tiled_refine_workflow_runs_headless_in_four_tiles(demo_models, tmp_path, capsys):
+    """The shipped demo twin (2x2 refine tiles at 512x320) through ``python -m ltx2_nodes run``."""
+    workflow = DEMO_WORKFLOWS / "t2av_distilled_tiled_refine.api.json"
+    assert main(["run", str(workflow), "--models-dir", str(demo_models.root), "--out", str(tmp_path)]) == 0
+    files = [line for line in capsys.readouterr().out.splitlines() if line.endswith(".mp4")]
+    media = probe(files[0])
+    assert (media.video_frames, media.width, media.height, media.audio_codec) == (49, 512, 320, "aac")
