@@ -32,6 +32,7 @@ from ltx2_nodes.model.dit_tiling import (AUTO_TILE_CELLS, RefineTiles, TiledDiT,
 from ltx2_nodes.model.patchify import video_positions
 from ltx2_nodes.model.shapes import VideoScale
 from ltx2_nodes.model.transformer import ModalityInput
+from ltx2_nodes.model.vae_tiling import trapezoid
 from ltx2_nodes.sampling.recipe import recipe_for
 
 SCALE = VideoScale(8, 32, 32)
@@ -132,6 +133,22 @@ def test_every_tile_sees_its_true_positions_in_the_full_grid_and_the_tiles_cover
     assert all(grid_tokens + 1 in index for index, _ in members)  # the reference token: every tile
 
 
+def test_axis_splits_give_exactly_the_count_with_complementary_ramps_and_only_neighbours_overlapping():
+    for length in range(1, 70):
+        for count in range(1, 9):
+            for overlap in (0, 1, 4, 5):
+                spans = [t.spans[2] for t in plan_refine_tiles((1, 1, length), RefineTiles(1, count, overlap=overlap))]
+                assert len(spans) == min(count, length) and spans[0].start == 0 and spans[-1].end == length
+                total = torch.zeros(length)
+                for span in spans:
+                    total[span.start:span.end] += trapezoid(span.end - span.start, span.left_ramp, span.right_ramp,
+                                                            False)
+                assert torch.allclose(total, torch.ones(length), atol=1e-6)
+                assert all(c.start >= a.end for a, c in zip(spans, spans[2:]))
+                if length >= 4 * count * max(overlap, 1):  # room enough: at least the overlap asked for
+                    assert all(a.end - b.start >= overlap for a, b in zip(spans, spans[1:]))
+
+
 def test_tile_plans_parse_and_auto_keeps_each_tile_within_the_1280x704_area():
     assert parse_refine_tiles("auto", (4, 22, 40)).count == 1  # 1280x704 itself: untiled
     for height, width in ((34, 60), (45, 80)):  # 1920x1088, 2560x1440
@@ -140,6 +157,7 @@ def test_tile_plans_parse_and_auto_keeps_each_tile_within_the_1280x704_area():
         assert all(t.shape[1] * t.shape[2] <= AUTO_TILE_CELLS for t in plan_refine_tiles((4, height, width), tiles))
     assert parse_refine_tiles("2x3", (1, 8, 8)) == RefineTiles(2, 3)
     assert parse_refine_tiles("2", (1, 8, 8)) == RefineTiles(2, 2)
+    assert parse_refine_tiles("1x2x3", (7, 8, 8)) == RefineTiles(1, 2, frames=3)
     assert parse_refine_tiles(None, (1, 8, 8)).count == 1
     with pytest.raises(InputError, match="rows x columns"):
         parse_refine_tiles("two", (1, 8, 8))

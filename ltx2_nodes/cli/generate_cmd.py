@@ -63,7 +63,8 @@ def add_parser(p) -> None:
     p.add_argument("--refine-tiles", default=None, metavar="auto|N|RxC",
                    help="refine stage 2 tile by tile with blended overlaps (memory of one tile; 1080p and up): "
                         "auto (the whole frame up to a 1280x704 area, else tiles of at most that area, more if the "
-                        "memory budget needs it), N (N x N) or rows x columns such as 2x3 (default: untiled)")
+                        "memory budget needs it), N (N x N), rows x columns such as 2x3, or 2x3x2 to tile time "
+                        "too (default: untiled)")
     p.add_argument("--checkpoint", help="file in checkpoints/ (default: the first released LTX-2 file found)")
     p.add_argument("--gemma", help="file or folder in text_encoders/ (default: Gemma 3 12B as released)")
     p.add_argument("--upscaler", help="file in latent_upscale_models/ (default: the released x2 upscaler)")

@@ -9,9 +9,9 @@ device and tile after tile:
 * Tiling happens inside every model evaluation: the sampler's state stays the whole latent, each step
   runs the DiT once per tile on that tile's tokens and blends the tiles' predictions; the sampler then
   steps the whole latent (same noise, same schedule as an untiled run).
-* Tiles overlap by ``overlap`` latent cells; each tile's prediction is weighted by a separable
-  trapezoid (the ramps of ``vae_tiling.trapezoid``: linear over the overlaps, neighbouring ramps sum to
-  1) and the blend divides by the summed weights.
+* Tiles overlap by at least ``overlap`` latent cells (equal tiles, evenly spread); each tile's prediction is
+  weighted by a separable trapezoid (``vae_tiling.trapezoid``: linear ramps over the overlaps, neighbouring
+  ramps sum to 1) and the blend divides by the summed weights.
 * Conditioning tokens appended after the grid (keyframe guides, generated keyframe slots) go to every
   tile their position bounds overlap in all three axes, or to every tile when they sit at negative time
   (reference tokens), and are blended with weight ``1 / tiles that kept it`` (as the reference).
@@ -42,7 +42,7 @@ from typing import Sequence
 import torch
 
 from ..errors import InputError
-from .vae_tiling import Span, split_axis, trapezoid
+from .vae_tiling import Span, trapezoid
 
 # latent cells per frame of a 1280x704 stage 2 (x32 VAE): the per-tile area "auto" keeps to
 AUTO_TILE_CELLS = (1280 // 32) * (704 // 32)
@@ -74,13 +74,24 @@ class RefineTiles:
 
 
 def _axis(length: int, count: int, overlap: int) -> list[Span]:
-    """``count`` tiles over ``length`` cells overlapping by ``overlap`` (``vae_tiling.split_axis``); an axis too
-    short for that many tiles gets fewer."""
-    if count <= 1 or length <= 1:
+    """Exactly ``count`` tiles (at most one per cell) of equal size over ``length`` cells, evenly spread, each
+    overlapping its neighbours by at least ``overlap`` (less where the axis is too short for only neighbours to
+    overlap); the ramps span the actual overlaps, so neighbouring ramps sum to 1."""
+    count = max(1, min(count, length))
+    if count == 1:
         return [Span(0, length)]
-    overlap = min(overlap, max(0, length // count - 1))
-    size = -(-(length + (count - 1) * overlap) // count)
-    return split_axis(length, max(size, overlap + 1), overlap, temporal=False)
+    def size_for(cells: int) -> int:
+        return -(-(length + (count - 1) * cells) // count)
+
+    while overlap > 0 and size_for(overlap) * (count + 1) > 2 * length:  # tile i + 2 must start after tile i ends
+        overlap -= 1
+    size = size_for(overlap)
+    # evenly spread, rounded half up in integers (round-half-even could bring tile i + 2 into tile i)
+    starts = [(2 * i * (length - size) + count - 1) // (2 * (count - 1)) for i in range(count)]
+    ends = [start + size for start in starts]
+    return [Span(start, end, left_ramp=ends[i - 1] - start if i else 0,
+                 right_ramp=end - starts[i + 1] if i < count - 1 else 0)
+            for i, (start, end) in enumerate(zip(starts, ends))]
 
 
 @dataclass(frozen=True)
@@ -147,8 +158,8 @@ def auto_refine_tiles(grid_fhw: Sequence[int], max_cells: int = AUTO_TILE_CELLS,
 
 def parse_refine_tiles(spec: "str | int | RefineTiles | None", grid_fhw: Sequence[int],
                        overlap: int = DEFAULT_OVERLAP) -> RefineTiles:
-    """``"auto"`` (:func:`auto_refine_tiles`), ``"off"``/``"1"``/None (untiled), ``"N"`` (N x N) or ``"RxC"``
-    (rows x columns) for this grid."""
+    """``"auto"`` (:func:`auto_refine_tiles`), ``"off"``/``"1"``/None (untiled), ``"N"`` (N x N), ``"RxC"``
+    (rows x columns) or ``"RxCxF"`` (also F temporal tiles, overlapping by one latent frame) for this grid."""
     if isinstance(spec, RefineTiles):
         return spec
     text = "1" if spec is None else str(spec).strip().lower()
@@ -161,11 +172,11 @@ def parse_refine_tiles(spec: "str | int | RefineTiles | None", grid_fhw: Sequenc
         counts = [int(p) for p in parts]
     except ValueError:
         counts = []
-    if len(counts) not in (1, 2) or min(counts) < 1:
-        raise InputError(f"refine tiles {spec!r}: write 'auto', a count N (N x N tiles) or rows x columns such "
-                         "as '2x3'; '1' refines the whole latent at once.")
-    rows, columns = (counts[0], counts[0]) if len(counts) == 1 else counts
-    return RefineTiles(rows, columns, overlap=overlap)
+    if len(counts) not in (1, 2, 3) or min(counts) < 1:
+        raise InputError(f"refine tiles {spec!r}: write 'auto', a count N (N x N tiles), rows x columns such as "
+                         "'2x3', or rows x columns x frames such as '2x3x2'; '1' refines the whole latent at once.")
+    counts = counts * 2 if len(counts) == 1 else counts
+    return RefineTiles(*counts[:2], frames=counts[2] if len(counts) == 3 else 1, overlap=overlap)
 
 
 def _appended_membership(positions: torch.Tensor, grid_tokens: int, tiles: Sequence[torch.Tensor]
