@@ -250,3 +250,26 @@ def test_the_demo_tiled_refine_workflow_runs_headless_in_four_tiles(demo_models,
     files = [line for line in capsys.readouterr().out.splitlines() if line.endswith(".mp4")]
     media = probe(files[0])
     assert (media.video_frames, media.width, media.height, media.audio_codec) == (49, 512, 320, "aac")
+
+
+def test_generate_cli_refines_ltx23_in_tiles(demo_models, tmp_path, caplog):
+    """``generate --refine-tiles 2x2`` on the LTX-2.3 demo set (the same code path serves every family)."""
+    import logging
+
+    from ltx2_nodes import paths
+    from ltx2_nodes.demo.models import CHECKPOINT_23, UPSCALER_23
+    from ltx2_nodes.memory import selection
+
+    previous = selection._HEADLESS_ENGINE
+    out = tmp_path / "tiled.mp4"
+    try:
+        with caplog.at_level(logging.INFO, logger="ltx2_nodes"):
+            code = main(["generate", "--prompt", "a fox", "--models-dir", str(demo_models.root), "--width", "256",
+                         "--height", "192", "--seconds", "1", "--checkpoint", CHECKPOINT_23, "--upscaler", UPSCALER_23,
+                         "--device", "cpu", "--refine-tiles", "2x2", "--out", str(out)])
+    finally:
+        selection.configure_engine(previous) if previous is not None else setattr(selection, "_HEADLESS_ENGINE", None)
+        paths.reset()
+    assert code == 0 and "in 2x2 tiles" in caplog.text
+    media = probe(out)
+    assert (media.video_frames, media.width, media.height, media.audio_sample_rate) == (25, 256, 192, 48000)
