@@ -229,6 +229,23 @@ def test_one_tile_equals_the_untiled_refine_and_tiles_keep_the_audio(loaded):
     assert 0 < (tiled.video - untiled.video).abs().max() < 1.0
 
 
+def test_tiled_refine_keeps_the_image_conditions_of_every_tile(loaded):
+    """Image-to-video in tiles: the first-frame image (grid tokens at timestep 0) stays pinned exactly, a keyframe
+    guide at frame 8 (appended tokens) goes to the tiles it overlaps, and the result is finite."""
+    from ltx2_nodes.sampling.conditioning import ImageCondition
+
+    ltx2, gemma, upscaler = loaded
+    text = stages.connect_text(ltx2.text_connector, stages.encode_prompts(gemma, ["a fox"]))
+    g = torch.Generator().manual_seed(3)
+    images = [ImageCondition(torch.rand(1, 40, 50, 3, generator=g), 0, 1.0, crf=0),
+              ImageCondition(torch.rand(1, 40, 50, 3, generator=g), 8, 1.0, crf=0)]
+    settings = GenerationSettings.from_preset(recipe_for().distilled, seed=4)
+    out = sample_stages(ltx2.dit, ltx2.video_vae, text, _empty(ltx2, 160, 128), settings, recipe_for(),
+                        images=images, upscaler=upscaler, refine_tiles=RefineTiles(2, 2, overlap=2))
+    first = stages.encode_conditioning_images(ltx2.video_vae, images[:1], out.video_grid())[0].latent
+    assert torch.equal(out.video[:, :, :1], first) and torch.isfinite(out.video).all()
+
+
 def test_generate_refines_in_tiles_end_to_end(loaded, tmp_path):
     ltx2, gemma, upscaler = loaded
     request = GenerateRequest(prompt="a fox", width=256, height=192, frames=9, seed=3, refine_tiles="2x2")
