@@ -72,6 +72,7 @@ class GenerateRequest:
     metadata: dict = field(default_factory=dict)  # more MP4 tags (JSON-encoded when not strings)
     family: str | None = None
     refine_tiles: RefineTiles | str | None = None
+    refine_tile_positions: bool = False  # tiles' positions start at 0 (``RefineTiles.tile_positions``)
 
     def describe(self) -> dict:
         """What the MP4's ``ltx2_generate`` tag records (ComfyUI's own ``prompt`` tag means an API graph)."""
@@ -130,7 +131,8 @@ def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, eng
                      prompts=2 if _needs_negative(settings) else 1, two_stage=request.two_stage,
                      vae_tile=((tile.tile_size_in_pixels or 4096, tile.tile_size_in_frames or 4096) if tile
                                else (512, 64)),
-                     dtype=ltx2.dtype, refine_tiles=request.refine_tiles)
+                     dtype=ltx2.dtype, refine_tiles=request.refine_tiles,
+                     tile_positions=request.refine_tile_positions)
     text_shape = DecoderShape.of(GemmaConfig.from_hf(gemma.files.text_config, source=gemma.name))
     dit_config = TransformerConfig.from_metadata(ltx2.ckpt.component_config("transformer"))
     estimate = engine.precheck(weights, run, dit_config=dit_config, text_shape=text_shape)

@@ -257,7 +257,7 @@ def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, 
         if plan is not None and len(plan) > 1:
             log.info("refining the %dx%d latent in %s (largest %d of %d tokens)", grid.height, grid.width,
                      tiles.describe(), max(t.tokens for t in plan), grid.tokens)
-            model = TiledDiT(model, fhw, plan)
+            model = TiledDiT(model, fhw, plan, tile_positions=tiles.tile_positions)
             if latents.audio is not None:
                 latents = latents.keep_audio()
         video_tokens += (max(t.tokens for t in plan) if plan else grid.tokens) \

@@ -311,7 +311,8 @@ def t2av_distilled_tiled_refine(r: Release = LTX_2) -> Workflow:
     for node in workflow.nodes:
         if node.id == 8:
             node.inputs["latent"], node.title = Link(19), "Stage 2 sampler (refine, in tiles)"
-    workflow.nodes.append(Node(19, "LTX2RefineTiles", {"latent": Link(7), "tiles": Size("refine_tiles"), "overlap": 4},
+    workflow.nodes.append(Node(19, "LTX2RefineTiles", {"latent": Link(7), "tiles": Size("refine_tiles"), "overlap": 4,
+                                                         "positions": "full grid"},
                                pos=_col(3, 820)))
     for node in workflow.nodes:
         if node.type == "LTX2AVCombine":

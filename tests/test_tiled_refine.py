@@ -149,6 +149,23 @@ def test_axis_splits_give_exactly_the_count_with_complementary_ramps_and_only_ne
                     assert all(a.end - b.start >= overlap for a, b in zip(spans, spans[1:]))
 
 
+def test_per_tile_positions_start_at_zero_like_the_reference_and_leave_no_seam():
+    grid = (3, 10, 14)
+    video = _video(*grid)
+    stub = LocalAverage()
+    tiles = RefineTiles(2, 3, frames=2, overlap=2, tile_positions=True)
+    out = TiledDiT(stub, grid, plan_refine_tiles(grid, tiles), tile_positions=True)(video, None)[0]
+    assert len(stub.calls) == 12
+    for positions, (index, _) in zip(stub.calls, TiledDiT(stub, grid, plan_refine_tiles(grid, tiles))._members(video)):
+        assert torch.equal(positions[..., 0].amin(dim=2), torch.zeros(1, 3))  # every axis starts at 0
+        shift = video.positions[:, :, index] - positions  # a pure shift of the true positions
+        assert torch.allclose(shift, shift[:, :, :1].expand_as(shift), atol=1e-6)
+    # the stub only sees position differences, so shifting changes nothing
+    same = TiledDiT(LocalAverage(), grid, plan_refine_tiles(grid, tiles))(video, None)[0]
+    assert torch.allclose(out, same, atol=1e-6)
+    assert parse_refine_tiles("auto", (2, 46, 80), tile_positions=True).tile_positions
+
+
 def test_tile_plans_parse_and_auto_keeps_each_tile_within_the_1280x704_area():
     assert parse_refine_tiles("auto", (4, 22, 40)).count == 1  # 1280x704 itself: untiled
     for height, width in ((34, 60), (45, 80)):  # 1920x1088, 2560x1440
@@ -283,10 +300,25 @@ def test_generate_cli_refines_ltx23_in_tiles(demo_models, tmp_path, caplog):
         with caplog.at_level(logging.INFO, logger="ltx2_nodes"):
             code = main(["generate", "--prompt", "a fox", "--models-dir", str(demo_models.root), "--width", "256",
                          "--height", "192", "--seconds", "1", "--checkpoint", CHECKPOINT_23, "--upscaler", UPSCALER_23,
-                         "--device", "cpu", "--refine-tiles", "2x2", "--out", str(out)])
+                         "--device", "cpu", "--refine-tiles", "2x2", "--refine-tile-positions", "tile", "--out",
+                         str(out)])
     finally:
         selection.configure_engine(previous) if previous is not None else setattr(selection, "_HEADLESS_ENGINE", None)
         paths.reset()
-    assert code == 0 and "in 2x2 tiles" in caplog.text
+    assert code == 0 and "in 2x2 tiles, overlap 4, positions per tile" in caplog.text
     media = probe(out)
     assert (media.video_frames, media.width, media.height, media.audio_sample_rate) == (25, 256, 192, 48000)
+
+
+def test_refine_tiles_node_records_the_plan_for_the_next_sampler_and_refuses_audio_only():
+    from ltx2_nodes.nodes import NODE_CLASS_MAPPINGS
+    from ltx2_nodes.nodes.comfy_types import from_av_latents, latent_info
+
+    node = NODE_CLASS_MAPPINGS["LTX2RefineTiles"]()
+    latent = from_av_latents(empty_latents(1, 9, 1088, 1920, 24.0, video_channels=8))
+    (requested,) = node.request(latent, tiles="auto", overlap=3, positions="per tile")
+    tiles = latent_info(requested).refine_tiles
+    assert tiles == dataclasses.replace(auto_refine_tiles((2, 34, 60), overlap=3), tile_positions=True)
+    assert all(torch.equal(a, b) for a, b in zip(requested["samples"].unbind(), latent["samples"].unbind()))
+    with pytest.raises(InputError, match="audio only"):
+        node.request(from_av_latents(empty_latents(1, 9, 64, 64, 24.0, video=False)), tiles="2")

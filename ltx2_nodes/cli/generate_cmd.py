@@ -65,6 +65,9 @@ def add_parser(p) -> None:
                         "auto (the whole frame up to a 1280x704 area, else tiles of at most that area, more if the "
                         "memory budget needs it), N (N x N), rows x columns such as 2x3, or 2x3x2 to tile time "
                         "too (default: untiled)")
+    p.add_argument("--refine-tile-positions", choices=("grid", "tile"), default="grid",
+                   help="grid: every refine tile keeps its true positions; tile: each tile's positions start at 0 "
+                        "(the reference's choice; keeps frames wider than the trained 2048 px in range)")
     p.add_argument("--checkpoint", help="file in checkpoints/ (default: the first released LTX-2 file found)")
     p.add_argument("--gemma", help="file or folder in text_encoders/ (default: Gemma 3 12B as released)")
     p.add_argument("--upscaler", help="file in latent_upscale_models/ (default: the released x2 upscaler)")
@@ -243,7 +246,7 @@ def run(args) -> int:
         width=args.width, height=args.height, frames=frames, fps=args.fps, seed=args.seed, mode=mode,
         steps=args.steps, two_stage=two_stage, images=images,
         audio=load_audio_file(args.audio) if args.audio else None, audio_start_seconds=args.audio_start,
-        family=family, refine_tiles=args.refine_tiles)
+        family=family, refine_tiles=args.refine_tiles, refine_tile_positions=args.refine_tile_positions == "tile")
     if args.sampler is not None:
         import dataclasses
 

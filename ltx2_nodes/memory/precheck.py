@@ -190,6 +190,7 @@ class RunRequest:
     dtype: torch.dtype = torch.bfloat16
     # stage 2 tile by tile (``model.dit_tiling``): None untiled; "auto": resolved by ``precheck``
     refine_tiles: RefineTiles | str | None = None
+    tile_positions: bool = False  # ``RefineTiles.tile_positions`` of tiles parsed from a spec
 
     def describe(self) -> str:
         return f"{self.width}x{self.height}x{self.frames}"
@@ -202,7 +203,7 @@ class RunRequest:
         """The refine tiles, "auto" resolved to its area rule (``dit_tiling.auto_refine_tiles``)."""
         if self.refine_tiles is None or not self.two_stage:
             return None
-        return parse_refine_tiles(self.refine_tiles, self.stage2_grid())
+        return parse_refine_tiles(self.refine_tiles, self.stage2_grid(), tile_positions=self.tile_positions)
 
 
 @dataclass(frozen=True)
@@ -354,7 +355,7 @@ def fitting_refine_tiles(weights, request: RunRequest, kwargs: dict) -> RefineTi
     cells = grid[1] * grid[2]
     while cells >= 16:
         try:
-            tiles = auto_refine_tiles(grid, max_cells=cells)
+            tiles = replace(auto_refine_tiles(grid, max_cells=cells), tile_positions=request.tile_positions)
         except InputError:  # tiles this small cannot hold the overlaps
             return None
         if estimate_run(weights, replace(request, refine_tiles=tiles), **kwargs).fits:

@@ -21,9 +21,11 @@ device and tile after tile:
   is to keep the stage-1 audio frozen through the tiled stage, so the audio is refined once (stage 1).
 
 Deviation: positions. The reference shifts each tile's positions so its generated tokens start at zero
-(``normalize_positions=True``); here every tile keeps its true positions in the full grid, so RoPE
-sees exactly what the untiled run sees and one tile covering the latent equals the untiled run
-bit for bit (tests/test_tiled_refine.py).
+(``normalize_positions=True``, its default); here every tile keeps its true positions in the full grid by
+default, so RoPE sees exactly what the untiled run sees and one tile covering the latent equals the untiled
+run bit for bit (tests/test_tiled_refine.py). ``RefineTiles.tile_positions`` selects the reference's shift
+(per batch item and axis, by the smallest start of the tile's grid tokens, applied to its appended tokens as
+well), which keeps frames wider than the trained position range (2048 px) in range.
 
 How many tiles: :class:`RefineTiles` (counts per axis, the reference's ``TileCountConfig``), parsed from
 "auto", "N" (N x N) or "RxC" by :func:`parse_refine_tiles`; "auto" (:func:`auto_refine_tiles`) is the
@@ -58,6 +60,7 @@ class RefineTiles:
     frames: int = 1
     overlap: int = DEFAULT_OVERLAP
     frame_overlap: int = 1
+    tile_positions: bool = False  # True: each tile's positions start at 0 (reference ``normalize_positions``)
 
     def __post_init__(self):
         if min(self.rows, self.columns, self.frames) < 1 or min(self.overlap, self.frame_overlap) < 0:
@@ -70,7 +73,8 @@ class RefineTiles:
 
     def describe(self) -> str:
         frames = f"x{self.frames}" if self.frames > 1 else ""
-        return f"{self.rows}x{self.columns}{frames} tiles, overlap {self.overlap}"
+        where = ", positions per tile" if self.tile_positions else ""
+        return f"{self.rows}x{self.columns}{frames} tiles, overlap {self.overlap}{where}"
 
 
 def _axis(length: int, count: int, overlap: int) -> list[Span]:
@@ -157,11 +161,16 @@ def auto_refine_tiles(grid_fhw: Sequence[int], max_cells: int = AUTO_TILE_CELLS,
 
 
 def parse_refine_tiles(spec: "str | int | RefineTiles | None", grid_fhw: Sequence[int],
-                       overlap: int = DEFAULT_OVERLAP) -> RefineTiles:
+                       overlap: int = DEFAULT_OVERLAP, tile_positions: bool = False) -> RefineTiles:
     """``"auto"`` (:func:`auto_refine_tiles`), ``"off"``/``"1"``/None (untiled), ``"N"`` (N x N), ``"RxC"``
-    (rows x columns) or ``"RxCxF"`` (also F temporal tiles, overlapping by one latent frame) for this grid."""
+    (rows x columns) or ``"RxCxF"`` (also F temporal tiles, overlapping by one latent frame) for this grid;
+    ``tile_positions``: :attr:`RefineTiles.tile_positions`."""
     if isinstance(spec, RefineTiles):
         return spec
+    return dataclasses.replace(_parse(spec, grid_fhw, overlap), tile_positions=tile_positions)
+
+
+def _parse(spec, grid_fhw: Sequence[int], overlap: int) -> RefineTiles:
     text = "1" if spec is None else str(spec).strip().lower()
     if text == "auto":
         return auto_refine_tiles(grid_fhw, overlap=overlap)
@@ -204,8 +213,9 @@ class TiledDiT:
     (:func:`plan_refine_tiles`). Velocities are blended (``x0 = x - t v`` is linear per token, so this is the
     blend of the denoised predictions)."""
 
-    def __init__(self, model, grid_fhw: Sequence[int], tiles: Sequence[DiTTile]):
+    def __init__(self, model, grid_fhw: Sequence[int], tiles: Sequence[DiTTile], tile_positions: bool = False):
         self.model = model
+        self.tile_positions = tile_positions
         self.config = model.config
         self.compute_dtype = model.compute_dtype
         self.grid_fhw = tuple(grid_fhw)
@@ -239,12 +249,22 @@ class TiledDiT:
         audio_out = None
         for index, weight in self._members(video):
             index, weight = index.to(video.latent.device), weight.to(video.latent.device)
-            velocity, audio_velocity = self.model(_select(video, index), audio, perturbations)
+            tile = _select(video, index)
+            if self.tile_positions:
+                tile = dataclasses.replace(tile, positions=_from_zero(tile.positions,
+                                                                      index < math.prod(self.grid_fhw)))
+            velocity, audio_velocity = self.model(tile, audio, perturbations)
             out.index_add_(1, index, velocity.float() * weight[None, :, None])
             total.index_add_(0, index, weight)
             audio_out = audio_velocity if audio_out is None else audio_out
         blended = out / total.clamp(min=1e-12)[None, :, None]
         return blended.to(video.latent.dtype), audio_out
+
+
+def _from_zero(positions: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """``positions`` ``[B, P, T, 2]`` of a tile shifted so the smallest start of its grid tokens (``grid``: ``[T]``
+    bool) is 0 on every axis (the reference's ``normalize_positions``)."""
+    return positions - positions[:, :, grid, 0].amin(dim=2)[:, :, None, None]
 
 
 def _select(video, index: torch.Tensor):

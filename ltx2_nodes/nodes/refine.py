@@ -7,6 +7,8 @@ from ..model.dit_tiling import DEFAULT_OVERLAP, parse_refine_tiles
 from .common import SAMPLING
 from .comfy_types import from_av_latents, latent_info, to_av_latents
 
+POSITIONS = ("full grid", "per tile")
+
 
 class LTX2RefineTiles:
     DESCRIPTION = (
@@ -17,7 +19,8 @@ class LTX2RefineTiles:
         "would make each tile its own picture). With more than one tile the audio is kept from stage 1 (refined "
         "once, as the reference advises for its tiled stage 2). tiles: 'auto' (the whole frame up to a 1280x704 "
         "area, else the fewest tiles of at most that area), N (N x N) or rows x columns such as '2x3'; "
-        "overlap in latent cells (32 px each).")
+        "overlap in latent cells (32 px each); positions: 'full grid' (each tile's true positions) or 'per tile' "
+        "(each tile's start at 0, the reference's choice, for frames wider than the model's trained 2048 px).")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -26,6 +29,9 @@ class LTX2RefineTiles:
             "tiles": ("STRING", {"default": "auto", "tooltip": "auto, N (N x N) or rows x columns, e.g. 2x3; 1 = off"}),
             "overlap": ("INT", {"default": DEFAULT_OVERLAP, "min": 0, "max": 32,
                                 "tooltip": "overlap of neighbouring tiles in latent cells (32 px each)"}),
+            "positions": (list(POSITIONS), {"default": POSITIONS[0], "tooltip": "full grid: every tile keeps its "
+                          "true positions (1 tile = the untiled refine); per tile: each tile's positions start at "
+                          "0, as the reference (keeps frames wider than the trained 2048 px in range)"}),
         }}
 
     RETURN_TYPES = ("LATENT",)
@@ -33,9 +39,9 @@ class LTX2RefineTiles:
     FUNCTION = "request"
     CATEGORY = SAMPLING
 
-    def request(self, latent, tiles="auto", overlap=DEFAULT_OVERLAP):
+    def request(self, latent, tiles="auto", overlap=DEFAULT_OVERLAP, positions=POSITIONS[0]):
         av = to_av_latents(latent)
         if av.video is None:
             raise InputError("refine tiles split a video latent; this latent holds audio only.")
-        plan = parse_refine_tiles(tiles, av.video.shape[2:], overlap=overlap)
+        plan = parse_refine_tiles(tiles, av.video.shape[2:], overlap=overlap, tile_positions=positions == POSITIONS[1])
         return (from_av_latents(av, latent_info(latent).replace(refine_tiles=plan), base=latent),)
