@@ -222,12 +222,12 @@ class TiledDiT:
         self.tiles = list(tiles)
         self.indices = [t.token_index(self.grid_fhw) for t in self.tiles]
         self.weights = [t.weights() for t in self.tiles]
-        self._appended: tuple[int, list[torch.Tensor]] | None = None
+        self._appended: tuple[int, list[tuple[torch.Tensor, torch.Tensor]]] | None = None
 
     def parameters(self, *args, **kw):
         return self.model.parameters(*args, **kw)
 
-    def _members(self, video) -> list[torch.Tensor]:
+    def _members(self, video) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per tile: its token indices (grid tokens, then the appended tokens it keeps) and their weights."""
         total = video.latent.shape[1]
         if self._appended is None or self._appended[0] != total:
