@@ -45,6 +45,7 @@ from .model.compiling import compiled_blocks
 from .model.connector import TextConditioning
 from .model.shapes import VideoScale, clamped_frames_for_seconds, pixel_frames
 from .model.upsampler import upsample_latent
+from .model.dit_tiling import RefineTiles, TiledDiT, plan_refine_tiles
 from .model.vae_tiling import TilingConfig, decode_chunks, plan_tiles
 from .handles import (AudioVAEHandle, ConnectorHandle, DiTHandle, DurationHeadHandle, GemmaHandle, UpscalerHandle,
                       VideoVAEHandle)
@@ -260,36 +261,53 @@ def _on_cpu(latents: AVLatents) -> AVLatents:
 def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, settings: GenerationSettings,
                 engine: MemoryEngine | None = None, *, negative: TextConditioning | None = None,
                 conditioning: Sequence[ConditioningItem] = (), loras: Sequence | None = None,
-                noise: SeededNoise | None = None, callback: Callback | None = None) -> AVLatents:
+                noise: SeededNoise | None = None, callback: Callback | None = None,
+                tiles: RefineTiles | None = None) -> AVLatents:
     """One sampling stage of ``latents.sample`` with the DiT placed by the engine.
 
     ``conditioning``: already encoded items (``encode_conditioning_images``); ``loras``:
     ``[(LoRA, strength)]``, default the handle's list, applied around the stage only; ``noise``:
     a ``SeededNoise`` to continue (two-stage runs), default a fresh one from ``settings.seed``.
+    ``tiles``: refine the video tile by tile (``model.dit_tiling``; the stage-2 refinement of large
+    videos): with more than one tile the audio is kept as given (the stage-1 audio, refined once, as the
+    reference advises) and the DiT's activations are one tile's.
     Returns the latents on the CPU in float32.
     """
     engine = _engine(engine)
     passes = len(plan_passes(settings.video_guidance, settings.audio_guidance, latents.video is not None,
                              latents.audio is not None))
     batch = latents.batch * (passes if settings.batched_guidance else 1)
+    plan = None
     if latents.video is not None:  # an audio-only latent is seconds long: nothing to refuse
-        precheck_stage(engine, dit.models.stage_weights["dit"], latents.video.shape, latents.video_scale,
-                       what="sampling the latent of", dtype=dit.models.dtype, fps=latents.fps, batch=batch,
-                       dit_config=dit.config)
+        fhw = tuple(latents.video.shape[2:])
+        plan = plan_refine_tiles(fhw, tiles) if tiles is not None and tiles.count > 1 else None
+        # tiled: the DiT's activations are the largest tile's (the blend buffers are latent-sized, small)
+        checked = max((t.shape for t in plan), key=math.prod) if plan else fhw
+        precheck_stage(engine, dit.models.stage_weights["dit"], (*latents.video.shape[:2], *checked),
+                       latents.video_scale, what="sampling the latent of", dtype=dit.models.dtype, fps=latents.fps,
+                       batch=batch, dit_config=dit.config)
     model = dit.model
     loras = dit.lora_list() if loras is None else list(loras)
     cfg = model.config
     video_tokens = appended_tokens(conditioning)
     if latents.video is not None:
         grid = latents.video_grid()
-        video_tokens += grid.tokens + len(latents.keyframe_slots) * grid.height * grid.width
+        if plan is not None and len(plan) > 1:
+            log.info("refining the %dx%d latent in %s (largest %d of %d tokens)", grid.height, grid.width,
+                     tiles.describe(), max(t.tokens for t in plan), grid.tokens)
+            model = TiledDiT(model, fhw, plan, tile_positions=tiles.tile_positions)
+            if latents.audio is not None:
+                latents = latents.keep_audio()
+        video_tokens += (max(t.tokens for t in plan) if plan else grid.tokens) \
+            + len(latents.keyframe_slots) * grid.height * grid.width
     audio_tokens = latents.audio.shape[2] if latents.audio is not None else 0
     profile = dit_profile(cfg, video_tokens, audio_tokens, text_tokens=positive.video_context.shape[1], batch=batch,
                           dtype=model.compute_dtype)
-    compiled = (compiled_blocks(model.transformer_blocks, dit.compiled) if dit.compiled is not None
+    module = dit.model
+    compiled = (compiled_blocks(module.transformer_blocks, dit.compiled) if dit.compiled is not None
                 else contextlib.nullcontext())
-    with torch.no_grad(), applied_loras(model, loras), \
-            engine.stage("dit", model, blocks=model.transformer_blocks, profile=profile,
+    with torch.no_grad(), applied_loras(module, loras), \
+            engine.stage("dit", module, blocks=module.transformer_blocks, profile=profile,
                          release_pages=dit.release_pages) as stage, compiled:
         out = sample(model, positive, latents, settings, negative=negative, conditioning=list(conditioning),
                      noise=noise, callback=callback, device=stage.device)
