@@ -16,6 +16,7 @@ from torch import nn
 from ..errors import CheckpointError
 from ..model.audio_vae import AudioDecoder, AudioEncoder, AudioVAEConfig
 from ..model.bigvgan import BWEVocoder, BWEVocoderConfig
+from ..model.diffusion_vae import DiffusionDecoderConfig, DiffusionVideoDecoder, fold_static_gates
 from ..model.connector import (ConnectorConfig, Embeddings1DConnector, TextConnectors, TextProjection,
                                TextProjectionConfig)
 from ..model.transformer import LTX2Transformer, TransformerConfig
@@ -24,6 +25,7 @@ from ..model.video_vae import PerChannelStatistics, VideoDecoder, VideoEncoder, 
 from ..model.vocoder import Vocoder, VocoderConfig, has_bwe_sections
 from .checkpoint import LTX2Checkpoint, build_module
 from .safetensors_file import SafetensorsFile
+from .vae_file import VideoVAEFile, is_diffusion_vae
 
 log = logging.getLogger("ltx2_nodes")
 
@@ -146,19 +148,31 @@ def load_vocoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=
 # Video VAE and latent upsampler (issue 4)
 
 
-def load_video_encoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> VideoEncoder:
-    """The video VAE encoder (``vae.encoder.*`` + shared ``vae.per_channel_statistics.*``)."""
+def load_video_encoder(ckpt: LTX2Checkpoint | VideoVAEFile, dtype: torch.dtype | None = None,
+                       device=None) -> VideoEncoder:
+    """The video VAE encoder (``vae.encoder.*`` + shared ``vae.per_channel_statistics.*``; bare ``encoder.*`` in
+    a split-layout :class:`VideoVAEFile`, whose nested ``config.vae.encoder`` the config reads)."""
     return _load(ckpt, "video_encoder", lambda c: VideoEncoder(VideoVAEConfig.from_metadata(c)), "video VAE encoder",
                  dtype, device)
 
 
-def load_video_decoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> VideoDecoder:
-    """The video VAE decoder (``vae.decoder.*`` + shared ``vae.per_channel_statistics.*``)."""
+def load_video_decoder(ckpt: LTX2Checkpoint | VideoVAEFile, dtype: torch.dtype | None = None,
+                       device=None) -> VideoDecoder | DiffusionVideoDecoder:
+    """The video VAE decoder (``vae.decoder.*`` / bare ``decoder.*`` + shared ``per_channel_statistics.*``), the
+    one ``config.vae._class_name`` names: the conv decoder, or the LTX-2.5 diffusion decoder
+    (``CausalDiffusionVAE``; its static gates folded into their Linears at load, see ``fold_static_gates``)."""
+    config = ckpt.component_config("video_decoder")
+    if is_diffusion_vae(config):
+        cfg = DiffusionDecoderConfig.from_metadata(config)
+        state = fold_static_gates(ckpt.state_dict("video_decoder"))
+        return build_module(lambda: DiffusionVideoDecoder(cfg), state, what="diffusion video VAE decoder",
+                            source=ckpt.path.name, dtype=dtype, device=device, release=ckpt.release_pages,
+                            ignore_unexpected=_UNREAD_STATISTICS)
     return _load(ckpt, "video_decoder", lambda c: VideoDecoder(VideoVAEConfig.from_metadata(c)), "video VAE decoder",
                  dtype, device)
 
 
-def load_latent_statistics(ckpt: LTX2Checkpoint, device=None) -> PerChannelStatistics:
+def load_latent_statistics(ckpt: LTX2Checkpoint | VideoVAEFile, device=None) -> PerChannelStatistics:
     """Only the video VAE's per-channel latent statistics (float32), e.g. for :func:`upsample_latent`
     without loading a whole VAE."""
     state = {k: v for k, v in ckpt.state_dict("video_decoder").items() if k.startswith("per_channel_statistics.")}

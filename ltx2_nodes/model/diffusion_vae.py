@@ -377,13 +377,16 @@ class DiffusionVideoDecoder(nn.Module):
             raise InputError(f"VAE decode expects a video latent [B,{c},F,H,W], got {list(latent.shape)}; "
                              "audio latents go to the audio VAE, AV latents must be separated first.")
 
-    def floor_latent(self, latent: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        """Pad the latent up to :attr:`DiffusionDecoderConfig.min_latent_size` (time: last frame repeated,
-        space: edges on both sides); returns it and the (H, W) cells added in front."""
+    def prepare_latent(self, latent: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Floor the latent to :attr:`DiffusionDecoderConfig.min_latent_size` (time: last frame repeated, space:
+        edges on both sides), then append the NATTEN trailing pad (last frame ``trailing_pad_frames`` more
+        times; reference ``ensure_min_latent_shape`` + ``pad_trailing_latent_for_natten_border``). Returns it
+        and the (H, W) cells added in front."""
         min_t, min_h, min_w = self.config.min_latent_size
         x = resize_axis(latent, 2, max(min_t, latent.shape[2]), symmetric=False)[0]
         x, h_front = resize_axis(x, 3, max(min_h, x.shape[3]), symmetric=True)
         x, w_front = resize_axis(x, 4, max(min_w, x.shape[4]), symmetric=True)
+        x = resize_axis(x, 2, x.shape[2] + self.config.trailing_pad_frames, symmetric=False)[0]
         return x, (h_front, w_front)
 
     def noise_shape(self, latent_shape) -> tuple[int, ...]:
@@ -396,12 +399,10 @@ class DiffusionVideoDecoder(nn.Module):
 
     # -- stages --------------------------------------------------------------------------------------
 
-    def features(self, latent: torch.Tensor) -> torch.Tensor:
-        """Stages 1-3 on the (floored) latent with its trailing NATTEN pad appended -> channels-last
-        stage-4 input (reference ``pad_trailing_latent_for_natten_border`` + ``forward_stages_1_to_3``)."""
-        latent = latent.to(self.conv_in.weight)
-        latent = resize_axis(latent, 2, latent.shape[2] + self.config.trailing_pad_frames, symmetric=False)[0]
-        x = self.conv_in(self.per_channel_statistics.un_normalize(latent).permute(0, 2, 3, 4, 1))
+    def features(self, padded: torch.Tensor) -> torch.Tensor:
+        """Stages 1-3 on a :meth:`prepare_latent` latent -> the channels-last stage-4 input."""
+        padded = padded.to(self.conv_in.weight)
+        x = self.conv_in(self.per_channel_statistics.un_normalize(padded).permute(0, 2, 3, 4, 1))
         for stage in range(3):
             x = self._det_stage(x, stage, True)
         return x
@@ -461,8 +462,8 @@ class DiffusionVideoDecoder(nn.Module):
         if noise is None:
             noise = torch.randn(self.noise_shape(latent.shape), dtype=latent.dtype,
                                 generator=torch.Generator().manual_seed(int(seed)))
-        floored, (h_front, w_front) = self.floor_latent(latent)
-        context = self.stage5_context(self.features(floored))
+        padded, (h_front, w_front) = self.prepare_latent(latent)
+        context = self.stage5_context(self.features(padded))
         x_t = resize_axis(noise.to(context.device), 2, max(noise.shape[2], context.shape[1]), symmetric=False)[0]
         video = self.denoise(context, x_t, pathway)
         frames = (content[0] - 1) * self.scale.time + 1
