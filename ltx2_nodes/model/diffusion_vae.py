@@ -172,6 +172,28 @@ class DiffusionDecoderConfig:
             strides = tuple(a * b for a, b in zip(strides, stride))
         return tuple(max(m, -(-k // s)) for m, k, s in zip(mins, self.stage5_kernel, strides))
 
+    @property
+    def feature_scale(self) -> tuple[int, int, int]:
+        """Pixels / frames per stage-4-input cell (T, H, W): the last upsample times the patch."""
+        st, sh, sw = self.upsamples[3][0]
+        return st, sh * self.patch_size, sw * self.patch_size
+
+    @property
+    def feature_tile_min(self) -> tuple[int, int, int]:
+        """Smallest stage-4-input tile (T, H, W) so stages 4 and 5 see whole windows (``compute_tile_min_size``)."""
+        k4, k5, stride = self.stage_kernels[3], self.stage5_kernel, self.upsamples[3][0]
+        return tuple(max(k4[a], -(-k5[a] // stride[a])) for a in range(3))
+
+    @property
+    def min_tile_overlaps(self) -> tuple[int, int]:
+        """(frames, pixels) neighbouring tiles must overlap to cover the stage-4/5 receptive halos
+        (reference ``compute_tile_halos`` + ``recommended_pixel_overlaps``)."""
+        k4, k5, stride = self.stage_kernels[3], self.stage5_kernel, self.upsamples[3][0]
+        d4, d5 = self.stage_depths[3], self.stage_depths[4]
+        halo = [max(d4 * (k4[a] // 2), -(-(d5 * (k5[a] // 2)) // stride[a])) for a in range(3)]
+        ft, fh, _ = self.feature_scale
+        return -(-halo[0] * ft // 8) * 8, -(-max(halo[1], halo[2]) * fh // 32) * 32
+
     def timesteps(self) -> list[float]:
         """``linspace(1, 1/N, N)`` in float32 (the reference's ``default_inference_timesteps``)."""
         n = self.num_inference_steps
@@ -451,24 +473,40 @@ class DiffusionVideoDecoder(nn.Module):
             x_t = (x_t.float() - (steps[i] - steps[i + 1]) * out).to(x_t.dtype)
         return x_t
 
-    def forward(self, latent: torch.Tensor, seed: int = 0, *, noise: torch.Tensor | None = None,
-                pathway: str = "chunked") -> torch.Tensor:
-        """Untiled decode. ``noise`` (shape :meth:`noise_shape`) replaces the seeded draw
-        ``torch.randn(noise_shape, generator=torch.Generator().manual_seed(seed), dtype=latent.dtype)``."""
-        self.check_latent(latent)
+    def decode_features(self, features: torch.Tensor, noise: torch.Tensor, origin: bool = True,
+                        trailing: bool = True, pathway: str = "chunked") -> torch.Tensor:
+        """Stages 4-5 of one stage-4-input tile in isolation (reference ``_decode_one_tile``): ``origin``: the tile
+        holds the first frame (its temporal x2 drops the duplicate frame); ``trailing``: it holds the last one
+        and the NATTEN appendix (cropped from the context). ``noise`` is the tile's part of the noise canvas;
+        frames the stage-5 floor needs beyond it repeat its last frame and are cropped off the result."""
         if pathway not in PATHWAYS:
             raise InputError(f"diffusion decoder pathway {pathway!r}; choose one of {list(PATHWAYS)}.")
-        content = latent.shape[2:]
-        if noise is None:
-            noise = torch.randn(self.noise_shape(latent.shape), dtype=latent.dtype,
-                                generator=torch.Generator().manual_seed(int(seed)))
-        padded, (h_front, w_front) = self.prepare_latent(latent)
-        context = self.stage5_context(self.features(padded))
-        x_t = resize_axis(noise.to(context.device), 2, max(noise.shape[2], context.shape[1]), symmetric=False)[0]
-        video = self.denoise(context, x_t, pathway)
-        frames = (content[0] - 1) * self.scale.time + 1
-        return video[:, :, :frames].narrow(3, h_front * self.scale.height, content[1] * self.scale.height) \
-            .narrow(4, w_front * self.scale.width, content[2] * self.scale.width)
+        context = self.stage5_context(features, origin, trailing)
+        frames = noise.shape[2]
+        x_t = resize_axis(noise.to(context.device), 2, max(frames, context.shape[1]), symmetric=False)[0]
+        return self.denoise(context, x_t, pathway)[:, :, :frames]
+
+    def seeded_noise(self, latent_shape, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The reference's one draw: ``torch.randn`` of :meth:`noise_shape` from a CPU generator seeded ``seed``."""
+        return torch.randn(self.noise_shape(latent_shape), dtype=dtype,
+                           generator=torch.Generator().manual_seed(int(seed)))
+
+    def crop_to_content(self, video: torch.Tensor, latent_shape, fronts: tuple[int, int]) -> torch.Tensor:
+        """Crop the floored canvas back to the latent's own video (reference ``crop_pixels_to_content``)."""
+        _, _, t, h, w = latent_shape
+        frames = (t - 1) * self.scale.time + 1
+        return video[:, :, :frames].narrow(3, fronts[0] * self.scale.height, h * self.scale.height) \
+            .narrow(4, fronts[1] * self.scale.width, w * self.scale.width)
+
+    def forward(self, latent: torch.Tensor, seed: int = 0, *, noise: torch.Tensor | None = None,
+                pathway: str = "chunked") -> torch.Tensor:
+        """Untiled decode from the noise of ``seed`` (:meth:`seeded_noise`), or from ``noise`` (shape
+        :meth:`noise_shape`). The memory-bounded tiled decode is ``vae_tiling.diffusion_decode_chunks``."""
+        self.check_latent(latent)
+        noise = self.seeded_noise(latent.shape, seed, latent.dtype) if noise is None else noise
+        padded, fronts = self.prepare_latent(latent)
+        video = self.decode_features(self.features(padded), noise, pathway=pathway)
+        return self.crop_to_content(video, latent.shape, fronts)
 
 
 def fold_static_gates(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
