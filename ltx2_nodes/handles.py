@@ -38,6 +38,7 @@ from .loading.checkpoint import LTX2Checkpoint
 from .loading.family import ModelFamily
 from .loading.lora import LoRA, check_lora_family, load_lora
 from .loading.quant import cast_linears_to_fp8
+from .loading.vae_file import VideoVAEFile, is_diffusion_vae
 from .model.shapes import AudioTiming, VideoScale
 
 log = logging.getLogger("ltx2_nodes")
@@ -94,12 +95,12 @@ class _Cache:
             self._items.clear()
 
 
-_LTX2_CACHE, _GEMMA_CACHE, _UPSCALER_CACHE, _LORA_CACHE = _Cache(), _Cache(), _Cache(), _Cache(8)
+_LTX2_CACHE, _GEMMA_CACHE, _UPSCALER_CACHE, _LORA_CACHE, _VAE_CACHE = _Cache(), _Cache(), _Cache(), _Cache(8), _Cache()
 
 
 def clear_caches() -> None:
     """Forget every cached model (tests; ComfyUI's "unload models" does not need it: nothing is on the GPU)."""
-    for cache in (_LTX2_CACHE, _GEMMA_CACHE, _UPSCALER_CACHE, _LORA_CACHE):
+    for cache in (_LTX2_CACHE, _GEMMA_CACHE, _UPSCALER_CACHE, _LORA_CACHE, _VAE_CACHE):
         cache.clear()
 
 
@@ -206,6 +207,45 @@ class LTX2Models:
             return None
 
 
+class VideoVAEModels:
+    """A split-layout video VAE file (LTX-2.5, ``models/vae``): its encoder, decoder and latent statistics,
+    built on demand; :attr:`video_vae` is the same :class:`VideoVAEHandle` a single file gives."""
+
+    def __init__(self, path: str | Path, dtype: torch.dtype):
+        self.ckpt = VideoVAEFile(path)
+        self.path = self.ckpt.path
+        self.dtype = dtype
+        self._lazy = _Lazy()
+
+    def __repr__(self) -> str:
+        return f"VideoVAEModels({self.path.name}, {self.dtype})"
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def video_encoder(self) -> nn.Module:
+        return self._lazy.get("video_encoder", lambda: components.load_video_encoder(self.ckpt, self.dtype))
+
+    def video_decoder(self) -> nn.Module:
+        return self._lazy.get("video_decoder", lambda: components.load_video_decoder(self.ckpt, self.dtype))
+
+    def latent_statistics(self) -> nn.Module:
+        return self._lazy.get("statistics", lambda: components.load_latent_statistics(self.ckpt))
+
+    @cached_property
+    def video_vae(self) -> "VideoVAEHandle":
+        return VideoVAEHandle(self)
+
+
+def load_video_vae(path: str | Path, weight_dtype: str = "auto",
+                   device: torch.device | str | None = None) -> "VideoVAEHandle":
+    """Open a split-layout video VAE file (cached; the diffusion or the conv decoder, as its config says)."""
+    path = Path(path)
+    dtype = resolve_dtype(weight_dtype, device)
+    return _VAE_CACHE.get((*_file_key(path), dtype), lambda: VideoVAEModels(path, dtype)).video_vae
+
+
 def load_ltx2(path: str | Path, weight_dtype: str = "auto", fp8: str = "as stored",
               device: torch.device | str | None = None) -> LTX2Models:
     """Open an LTX-2 file (cached); ``device`` only decides what "auto" means."""
@@ -226,7 +266,7 @@ class AppliedLoRA:
 class _BundlePart:
     """A handle on part of an ``LTX2Models`` bundle: what every stage needs from the bundle's file."""
 
-    models: LTX2Models
+    models: "LTX2Models | VideoVAEModels"  # VideoVAEModels: a split-layout VAE file (video VAE handle only)
 
     @property
     def release_pages(self):
@@ -287,13 +327,23 @@ class VideoVAEHandle(_BundlePart):
 
     @cached_property
     def config(self):
+        """The conv VAE config (for a diffusion VAE file: its encoder; the decoder is :attr:`diffusion_config`)."""
         from .model.video_vae import VideoVAEConfig
 
         return VideoVAEConfig.from_metadata(self.models.ckpt.component_config("video_decoder"))
 
+    @cached_property
+    def diffusion_config(self):
+        """The LTX-2.5 diffusion decoder's config, or None when the decoder is the conv one."""
+        from .model.diffusion_vae import DiffusionDecoderConfig
+
+        meta = self.models.ckpt.component_config("video_decoder")
+        return DiffusionDecoderConfig.from_metadata(meta) if is_diffusion_vae(meta) else None
+
     @property
     def scale(self) -> VideoScale:
-        return self.config.decoder_scale
+        diffusion = self.diffusion_config
+        return diffusion.scale if diffusion is not None else self.config.decoder_scale
 
     @property
     def latent_channels(self) -> int:

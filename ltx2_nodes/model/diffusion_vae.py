@@ -51,6 +51,7 @@ from .video_vae import PerChannelStatistics, patchify, unpatchify
 CLASS_NAME = "CausalDiffusionVAE"
 PATHWAYS = ("chunked", "combined")
 W_CHUNKS = 4  # the reference's fixed W split of the chunked presets
+MLP_TOKENS = 16384  # tokens per SwiGLU call (the reference's DEFAULT_SWIGLU_TILE_SIZE)
 ADALN_ROWS = 7  # scale_msa, shift_msa, gate_msa, scale_mlp, shift_mlp, gate_mlp, gate_ctx (gates unused)
 GATE_FOLDS = {"gate_msa": ("attn.proj.weight", "attn.proj.bias"), "gate_mlp": ("mlp.w_down.weight",),
               "gate_ctx": ("context_proj.weight", "context_proj.bias")}
@@ -136,9 +137,12 @@ class DiffusionDecoderConfig:
         for c in self.stage_channels + (self.stage5_width,):
             if c % self.head_dim:
                 problems.append(f"width {c} is not a multiple of head_dim {self.head_dim}")
-        for stride, reduction in self.upsamples:
+        for i, (stride, reduction) in enumerate(self.upsamples):
             if len(stride) != 3 or stride[0] not in (1, 2) or min(stride) < 1 or reduction < 1:
                 problems.append(f"upsample {list(stride)} / {reduction} (temporal stride 1 or 2 only)")
+            elif i + 1 < stages and self.stage_channels[i] != self.stage_channels[i + 1] * reduction:
+                problems.append(f"stage_channels {list(self.stage_channels)} do not follow the upsample channel "
+                                f"reductions {[r for _, r in self.upsamples]}")
         if self.head_dim % 8 or self.num_inference_steps < 1:
             problems.append(f"head_dim {self.head_dim} (multiple of 8) / steps {self.num_inference_steps} (>= 1)")
         if problems:
@@ -272,7 +276,14 @@ class SwiGLU(nn.Module):
         self.w_down = nn.Linear(hidden, dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w_down(F.silu(self.w_gate(x)) * self.w_up(x))
+        """Runs :data:`MLP_TOKENS` tokens at a time: the 4x-wide hidden activations stay bounded (reference
+        ``swiglu_tiled``)."""
+        flat = x.reshape(-1, x.shape[-1])
+        out = torch.empty_like(flat)
+        for i in range(0, flat.shape[0], MLP_TOKENS):
+            part = flat[i:i + MLP_TOKENS]
+            out[i:i + MLP_TOKENS] = self.w_down(F.silu(self.w_gate(part)) * self.w_up(part))
+        return out.view(x.shape)
 
 
 class NABlock(nn.Module):

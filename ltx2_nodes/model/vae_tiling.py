@@ -427,14 +427,15 @@ def plan_feature_tiles(feature_thw: Sequence[int], tiling: TilingConfig | None,
 
 
 def diffusion_decode_chunks(decoder: DiffusionVideoDecoder, latent: torch.Tensor, tiling: TilingConfig | None,
-                            seed: int, output_device: torch.device | str | None = None,
-                            pathway: str = "chunked") -> Iterator[torch.Tensor]:
+                            seed: int, output_device: torch.device | str | None = None, pathway: str = "chunked",
+                            on_tile: Callable[[bool], None] | None = None) -> Iterator[torch.Tensor]:
     """Decode ``latent`` with the diffusion decoder, yielding float32 frame chunks [B,3,n,H,W] in order.
 
     Stages 1-3 run once on the whole (floored, trailing-padded) latent; each :func:`plan_feature_tiles` tile
     runs stages 4-5 in isolation on its slice of the one seeded noise canvas; tiles blend as in
     :func:`tiled_decode` (weights divided out unless they sum to 1) and finished frames are yielded once no
-    later tile touches them. Untiled (``tiling=None``) this is the decoder's ``forward``."""
+    later tile touches them. Untiled (``tiling=None``) this is the decoder's ``forward``. ``on_tile(done)`` is
+    called before (False) and after (True) every tile (cancellation, progress)."""
     decoder.check_latent(latent)
     out_device = torch.device(output_device) if output_device is not None else latent.device
     noise = decoder.seeded_noise(latent.shape, seed, latent.dtype)
@@ -451,8 +452,13 @@ def diffusion_decode_chunks(decoder: DiffusionVideoDecoder, latent: torch.Tensor
     def decode(tile: FeatureTile) -> torch.Tensor:
         t, h, w = tile.features
         part = features[:, t.start:(features.shape[1] if tile.trailing else t.stop), h, w]
-        return decoder.decode_features(part, noise[(slice(None), slice(None)) + tile.pixels], tile.origin,
-                                       tile.trailing, pathway).to(out_device, torch.float32)
+        if on_tile is not None:
+            on_tile(False)
+        pixels = decoder.decode_features(part, noise[(slice(None), slice(None)) + tile.pixels], tile.origin,
+                                         tile.trailing, pathway).to(out_device, torch.float32)
+        if on_tile is not None:
+            on_tile(True)
+        return pixels
 
     for chunk in _blend_groups(tiles, decode, lambda tile: tile.masks, noise.shape[:2], extent, divide, out_device):
         chunk = decoder.crop_to_content(chunk, latent.shape, fronts)  # spatially; the frames below
