@@ -36,8 +36,7 @@ from .memory import MemoryEngine, StageProfile, decoder_profile, dit_profile, se
 from .memory.estimates import (DecoderShape, audio_decode_activation_bytes, connector_activation_bytes,
                                upscaler_activation_bytes)
 from .memory.placement import module_tensors, tensor_bytes
-from .memory.vae import (auto_tiling, decode_budget, diffusion_tile_device_bytes, encode_device_bytes,
-                         feature_extent, tile_device_bytes)
+from .memory.vae import auto_tiling, decode_budget, encode_device_bytes, feature_extent, tile_device_bytes
 from .model.connector import TextConditioning
 from .model.upsampler import upsample_latent
 from .model.vae_tiling import TilingConfig, decode_chunks, diffusion_decode_chunks, plan_feature_tiles, plan_tiles
@@ -311,17 +310,14 @@ def decode_video_chunks(latent: torch.Tensor, video_vae: VideoVAEHandle, engine:
     decoder.check_latent(latent)
     tiling = resolve_tiling(video_vae, latent.shape, engine, tiling)
     diffusion = video_vae.diffusion_config
-    dtype = _module_dtype(decoder)
     if diffusion is not None:
         tiles = len(plan_feature_tiles(feature_extent(diffusion, latent.shape), tiling, diffusion))
-        device_bytes = diffusion_tile_device_bytes(diffusion, latent.shape, tiling, dtype)
     else:
         tiles = len(plan_tiles(latent.shape[2:], tiling, video_vae.scale)) if tiling is not None else 1
-        device_bytes = tile_device_bytes(video_vae.config, latent.shape, tiling, dtype)
     bar = ProgressBar(tiles)
     # device activations of one tile (outputs are blended on the CPU)
-    with torch.no_grad(), engine.stage("video_vae", decoder, profile=StageProfile(device_bytes),
-                                       release_pages=video_vae.release_pages):
+    profile = StageProfile(tile_device_bytes(_decoder_config(video_vae), latent.shape, tiling, _module_dtype(decoder)))
+    with torch.no_grad(), engine.stage("video_vae", decoder, profile=profile, release_pages=video_vae.release_pages):
         if diffusion is not None:
             def on_tile(done: bool) -> None:
                 if done:

@@ -96,7 +96,8 @@ class _Decoder(nn.Module):
 def test_the_decode_stage_passes_the_engine_budget_into_the_tile_choice(monkeypatch):
     """``stages`` asks memory/ for the budget and the tiles; the stage reserves the same model's tile bytes."""
     decoder = _Decoder()
-    vae = types.SimpleNamespace(decoder=decoder, config=decoder.config, scale=decoder.scale, release_pages=None)
+    vae = types.SimpleNamespace(decoder=decoder, config=decoder.config, diffusion_config=None, scale=decoder.scale,
+                                release_pages=None)
     shape = (1, 128, 16, 16, 24)
     weight_bytes = tensor_bytes(module_tensors(decoder))
     for budget in (64 * GiB, 2 * GiB, GiB // 2):

@@ -58,10 +58,13 @@ def activation_bytes_per_voxel(config: VideoVAEConfig, itemsize: int) -> float:
     return LIVE_ACTIVATIONS * itemsize * density
 
 
-def tile_device_bytes(config: VideoVAEConfig, latent_shape: Sequence[int], tiling: TilingConfig | None,
-                      dtype: torch.dtype = torch.bfloat16) -> int:
+def tile_device_bytes(config: VideoVAEConfig | DiffusionDecoderConfig, latent_shape: Sequence[int],
+                      tiling: TilingConfig | None, dtype: torch.dtype = torch.bfloat16) -> int:
     """Device bytes of decoding the largest tile (the whole latent untiled): its activations and its
-    float32 output; the blending happens on the output device (the CPU in the decode stage)."""
+    float32 output; the blending happens on the output device (the CPU in the decode stage). For the
+    diffusion decoder: :func:`diffusion_tile_device_bytes`."""
+    if isinstance(config, DiffusionDecoderConfig):
+        return diffusion_tile_device_bytes(config, latent_shape, tiling, dtype)
     batch, _, *fhw = latent_shape
     frames, height, width = largest_tile(fhw, tiling, config.decoder_scale)
     voxels = frames * height * width
