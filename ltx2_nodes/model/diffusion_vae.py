@@ -34,6 +34,7 @@ instead of split at load.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -214,6 +215,7 @@ def rope_dim_split(head_dim: int) -> tuple[int, int, int]:
     return d_t, d_hw, d_hw
 
 
+@functools.lru_cache(maxsize=None)
 def _inv_freqs(dim: int) -> torch.Tensor:
     return torch.from_numpy(1.0 / np.power(10000.0, np.arange(0, dim, 2, dtype=np.float64) / dim)).float()
 
