@@ -1,9 +1,19 @@
-"""gemma_encode: seconds per prompt and memory of Gemma encode on a 4-layer slice at Gemma 3 12B widths (CPU).
+"""gemma_encode: seconds per prompt and memory of Gemma encode on a 4-layer slice at 12B widths (CPU).
 
-Writes (once, into --dir, default /tmp) a ComfyUI-style single file: the real embedding table
-(262208 x 3840), 4 decoder layers with 12B's widths (hidden 3840, 16 heads / 8 KV heads of 256,
-MLP 15360), the final norm, bf16, and a tiny SentencePiece tokenizer embedded as ``spiece_model``.
-Each case runs in a fresh interpreter (clean peak RSS):
+Writes (once, into --dir, default /tmp) a bf16 file with the real-size embedding table, 4 decoder
+layers at 12B widths and the final norm:
+
+* ``--model gemma3`` (default): a ComfyUI-style single file at Gemma 3 12B's widths (table 262208 x 3840,
+  hidden 3840, 16 heads / 8 KV heads of 256, MLP 15360) with a tiny SentencePiece tokenizer embedded as
+  ``spiece_model``;
+* ``--model gemma4``: LTX-2.5's packed text-encoder file (``gemma_config`` metadata, ``tokenizer_json``) of a
+  Gemma 4 unified slice: three sliding-window layers and one full-attention layer (heads of 512, proportional
+  RoPE), table 262144 x 3840. The released 12B text config is not in the reference code; the widths assumed
+  are Gemma 3 12B's (transformers' Gemma 4 unified vision embedder defaults to 3840 = "the text hidden size")
+  with transformers' Gemma 4 ``global_head_dim`` (512). The tokenizer is a word-level toy (one token a word).
+
+Each case runs in a fresh interpreter (clean peak RSS); besides wall-clock seconds it reports the process's
+CPU seconds (all threads), which stay comparable when other jobs share the cores:
 
 * ``valid columns`` -- the default: columns that are padding for every prompt are skipped;
 * ``full 1024 columns`` -- what the reference computes (left padding to 1024, every column run);
@@ -12,47 +22,60 @@ Each case runs in a fresh interpreter (clean peak RSS):
   copy to the GPU would), a post-hook drops it and releases the mapped pages. Resident layer
   weights are accounted at every hook.
 
-    python benchmarks/gemma_encode.py [--dir /tmp] [--words 100]
+    python benchmarks/gemma_encode.py [--model gemma3|gemma4] [--dir /tmp] [--words 100]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import _util
 import torch
 
+from ltx2_nodes.demo.tiny_gemma import GEMMA4_TOKENIZER_CONFIG, WORDS, spm_bytes, wordlevel_tokenizer_json
 from ltx2_nodes.loading.safetensors_file import SafetensorsFile, write_safetensors
-from ltx2_nodes.model.gemma3 import GemmaConfig, GemmaLanguageModel
+from ltx2_nodes.model.gemma3 import FULL, SLIDING, GemmaConfig, GemmaLanguageModel
+from ltx2_nodes.model.gemma4 import Gemma4Config
 from ltx2_nodes.text.gemma import load_gemma_encoder
 
-sys.path.insert(0, str(_util.REPO / "tests"))
-from tiny_gemma import WORDS, spm_bytes  # (a tiny tokenizer; token ids are what matter here)
-
-NAME = "gemma3_12b_widths_4layers_bf16.safetensors"
+NAMES = {"gemma3": "gemma3_12b_widths_4layers_bf16.safetensors",
+         "gemma4": "gemma4_assumed_12b_widths_4layers_bf16.safetensors"}
 LAYERS = 4
+GEMMA4_SLICE = {"model_type": "gemma4_unified", "gemma_version": "benchmark", "text_config": {
+    "model_type": "gemma4_unified_text", "vocab_size": 262144, "hidden_size": 3840, "intermediate_size": 15360,
+    "num_hidden_layers": LAYERS, "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 256,
+    "global_head_dim": 512, "layer_types": [SLIDING] * (LAYERS - 1) + [FULL]}}
 
 
-def write_slice(path: Path) -> Path:
+def _bytes_entry(name: str, data: bytes):
+    return (name, (len(data),), torch.uint8, lambda: torch.frombuffer(bytearray(data), dtype=torch.uint8))
+
+
+def write_slice(path: Path, model: str) -> Path:
     if path.exists():
         return path
-    cfg = GemmaConfig(num_hidden_layers=LAYERS, layer_types=GemmaConfig().layer_types[:LAYERS])
+    if model == "gemma4":
+        cfg = Gemma4Config.from_hf(GEMMA4_SLICE)
+        extras = [_bytes_entry("tokenizer_json", wordlevel_tokenizer_json()),
+                  _bytes_entry("hf_asset__tokenizer_config.json", json.dumps(GEMMA4_TOKENIZER_CONFIG).encode())]
+        metadata = {"format": "pt", "gemma_config": json.dumps(GEMMA4_SLICE)}
+    else:
+        cfg = GemmaConfig(num_hidden_layers=LAYERS, layer_types=GemmaConfig().layer_types[:LAYERS])
+        extras, metadata = [_bytes_entry("spiece_model", spm_bytes())], None
     with torch.device("meta"):
-        model = GemmaLanguageModel(cfg)
+        module = GemmaLanguageModel(cfg)
     entries = []
-    for i, (key, t) in enumerate(model.state_dict().items()):
-        shape = tuple(t.shape)
-        std = 0.1 if "norm" in key else 0.02
-        entries.append((key, shape, torch.bfloat16, lambda shape=shape, i=i, std=std: torch.randn(
-            shape, generator=torch.Generator().manual_seed(i)).mul_(std).to(torch.bfloat16)))
-    spm = spm_bytes()
-    entries.append(("spiece_model", (len(spm),), torch.uint8,
-                    lambda: torch.frombuffer(bytearray(spm), dtype=torch.uint8)))
-    return write_safetensors(path, entries)
+    for i, (key, t) in enumerate(module.state_dict().items()):
+        shape, scale = tuple(t.shape), "norm" in key or key.endswith("layer_scalar")
+        # Gemma 3 norms are zero-centred (x * (1 + w)); Gemma 4 stores them as is (x * w)
+        offset = 1.0 - cfg.norm_weight_offset if scale else 0.0
+        std = 0.1 if scale else 0.02
+        entries.append((key, shape, torch.bfloat16, lambda shape=shape, i=i, std=std, offset=offset: torch.randn(
+            shape, generator=torch.Generator().manual_seed(i)).mul_(std).add_(offset).to(torch.bfloat16)))
+    return write_safetensors(path, entries + extras, metadata)
 
 
 def _layer_bytes(layers) -> int:
@@ -93,19 +116,21 @@ def run_case(case: dict) -> dict:
     tokens = encoder.tokenize([prompt])
     skip = case["how"] != "full"
     encoder.hidden_states(tokens.ids, tokens.mask, skip_padding=skip)  # warm-up (first-call allocations)
-    times = []
+    times, cpu = [], []
     for _ in range(case["repeats"]):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         encoder.hidden_states(tokens.ids, tokens.mask, skip_padding=skip)
         times.append(time.perf_counter() - start)
-    return {"seconds": min(times), "tokens": int(tokens.mask.sum()), "columns": tokens.ids.shape[1] if not skip
-            else int(tokens.mask.sum()), "peak": _util.peak_rss_bytes(), "baseline": baseline,
-            "slice": slice_bytes, "resident": peak["resident"] if peak else slice_bytes}
+        cpu.append(time.process_time() - start_cpu)
+    return {"seconds": min(times), "cpu_seconds": min(cpu), "tokens": int(tokens.mask.sum()),
+            "columns": tokens.ids.shape[1] if not skip else int(tokens.mask.sum()), "peak": _util.peak_rss_bytes(),
+            "baseline": baseline, "slice": slice_bytes, "resident": peak["resident"] if peak else slice_bytes}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--case")
+    parser.add_argument("--model", choices=sorted(NAMES), default="gemma3")
     parser.add_argument("--dir", default="/tmp")
     parser.add_argument("--words", type=int, default=100)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -113,7 +138,7 @@ def main() -> None:
     if args.case:
         print(json.dumps(run_case(json.loads(args.case))))
         return
-    path = write_slice(Path(args.dir) / NAME)
+    path = write_slice(Path(args.dir) / NAMES[args.model], args.model)
     cases = [
         ("valid columns (default)", {"how": "resident", "repeats": 3}),
         ("full 1024 columns (reference)", {"how": "full", "repeats": 1}),
@@ -123,12 +148,14 @@ def main() -> None:
     for name, case in cases:
         r = _util.run_isolated(__file__, {**case, "path": str(path), "words": args.words, "threads": args.threads})
         rows.append([name, r["tokens"], r["columns"], f"{r['seconds']:.2f}", f"{r['seconds'] / LAYERS:.3f}",
+                     f"{r['cpu_seconds']:.2f}",
                      _util.gib(r["peak"]), _util.gib(r["peak"] - r["baseline"]), _util.gib(r["resident"]),
                      _util.gib(r["slice"])])
-    print(f"gemma_encode: {path.name}, {_util.gib(path.stat().st_size)} on disk ({LAYERS} layers at Gemma 3 12B "
-          "widths + full embedding table, bf16); one prompt per encode")
+    print(f"gemma_encode: {path.name}, {_util.gib(path.stat().st_size)} on disk ({LAYERS} layers at 12B widths + "
+          "full embedding table, bf16); one prompt per encode")
     print(f"machine: {_util.machine()}\n")
-    print(_util.table(["case", "tokens", "columns run", "s / prompt", "s / layer", "peak RSS", "above baseline",
+    print(_util.table(["case", "tokens", "columns run", "s / prompt", "s / layer", "CPU s / prompt", "peak RSS",
+                       "above baseline",
                        "peak resident layer weights", "slice layer weights"], rows))
 
 

@@ -23,7 +23,7 @@ import { CUSTOM, DEV_CFG_RATIO, matchPreset, PRESET_CHOICES, samplerEdit } from 
 import { latentEdit } from "./lib/shape.js";
 
 const LATENT_WIDGETS = ["width", "height", "frames", "seconds", "fps", "batch_size", "audio"];
-const SAMPLER_WIDGETS = ["steps", "schedule", "video_cfg", "audio_cfg", "modality_scale", "stg_scale",
+const SAMPLER_WIDGETS = ["steps", "schedule", "sampler", "video_cfg", "audio_cfg", "modality_scale", "stg_scale",
   "stg_blocks", "rescale", "start_sigma"];
 const READOUT_LINE_PX = 15;
 const READOUT_PAD_PX = 8;
@@ -146,7 +146,8 @@ function setupSampler(node) {
   const presetWidget = notSerialized(node.addWidget("combo", "ltx2_preset", CUSTOM,
     (value) => edit("preset", { preset: value }), { values: [...PRESET_CHOICES], serialize: false }));
   presetWidget.label = "preset";
-  presetWidget.tooltip = "Sets schedule, steps, start sigma and guidance: distilled (8 fixed steps, guidance off), " +
+  presetWidget.tooltip = "Sets schedule, steps, start sigma, sampler and guidance: distilled (8 fixed steps, euler, " +
+    "guidance off), distilled 2.5 (the same with euler_ancestral, LTX-2.5's stage 1), " +
     "dev (40 steps, video CFG 3, audio CFG 7, modality 3, STG 1 on block 29, rescale 0.7), stage 2 refine " +
     "(distilled stage-2 list from sigma 0.909375, guidance off). Shows 'custom' once a value differs.";
   const linkWidget = notSerialized(node.addWidget("toggle", "ltx2_link_cfg", Boolean(node.properties.ltx2_link_cfg),
@@ -216,9 +217,11 @@ function showVideo(node, output) {
     player.file = found.file;
     player.video.src = viewURL(found.file, (route) => api.apiURL(route), { rand: Math.random() });
   }
-  if (newFile || player.hasAudio !== found.hasAudio) {
+  if (newFile || player.hasAudio !== found.hasAudio || player.warning !== found.warning) {
     player.hasAudio = found.hasAudio;
-    player.caption.textContent = playerCaption(found.file, found.hasAudio);
+    player.warning = found.warning;
+    player.caption.textContent = playerCaption(found.file, found.hasAudio, found.warning);
+    player.caption.title = found.warning ?? "";
   }
   return true;
 }

@@ -32,3 +32,9 @@ class OutOfMemoryError(LTX2Error, MemoryError):
 
 class RunInterrupted(LTX2Error):
     """The user cancelled a run; nothing was left on the compute device."""
+
+
+class OutputWriteError(LTX2Error, OSError):
+    """An output file could not be written (folder not writable, disk full); nothing partial is left behind."""
+
+    exit_code = 1  # the run failed (the CLI's ExitCode.FAILED), not its arguments

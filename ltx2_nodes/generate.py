@@ -31,7 +31,7 @@ from .sampling.guidance import plan_passes
 from .sampling.loop import Callback
 from .sampling.noise import SeededNoise
 from .model.shapes import stage1_size
-from .sampling.recipe import DEFAULT_NEGATIVE_PROMPT, DEFAULT_SEED, Recipe, recipe_for
+from .sampling.recipe import DEFAULT_SEED, Recipe, recipe_for
 from .stages import (audio_latent_for_clip, connect_text, decode_audio, decode_video_chunks,
                      encode_conditioning_images, encode_prompts, pixels_to_images, run_sampler, split_text, upscale)
 
@@ -51,7 +51,7 @@ class GenerateRequest:
     """
 
     prompt: str
-    negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
+    negative_prompt: str | None = None  # None: the family's (``Recipe.negative_prompt``)
     width: int = 1536
     height: int = 1024
     frames: int = 121
@@ -71,13 +71,17 @@ class GenerateRequest:
     def describe(self) -> dict:
         """What the MP4's ``ltx2_generate`` tag records (ComfyUI's own ``prompt`` tag means an API graph)."""
         settings = self.stage1_settings()
-        return {"prompt": self.prompt, "negative_prompt": self.negative_prompt if _needs_negative(settings) else "",
+        return {"prompt": self.prompt, "negative_prompt": self.negative() if _needs_negative(settings) else "",
                 "width": self.width, "height": self.height, "frames": self.frames, "fps": self.fps, "seed": self.seed,
                 "mode": self.mode, "sampler": settings.sampler, "steps": settings.steps, "two_stage": self.two_stage,
                 "images": len(self.images), "audio_to_video": self.audio is not None}
 
     def recipe(self) -> Recipe:
         return recipe_for(self.family)
+
+    def negative(self) -> str:
+        """The negative prompt: the one given, else the family's."""
+        return self.recipe().negative_prompt if self.negative_prompt is None else self.negative_prompt
 
     def for_model(self, ltx2: LTX2Models) -> "GenerateRequest":
         """This request with ``family`` set to the checkpoint's (``ckpt.family.version``) when none was given:
@@ -100,12 +104,11 @@ def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, eng
              upscaler: UpscalerHandle | None = None) -> RunEstimate:
     """``engine.precheck`` for the whole run from file headers (nothing loaded): raises
     ``OutOfMemoryError`` naming what would fit when the run cannot."""
-    from .model.gemma3 import GemmaConfig
     from .model.transformer import TransformerConfig
 
     engine = engine if engine is not None else default_engine()
     request = request.for_model(ltx2)
-    weights = checkpoint_weights(ltx2.ckpt, dtype=ltx2.dtype, fp8=ltx2.fp8 == "cast bf16 to fp8")
+    weights = checkpoint_weights(ltx2.pack or ltx2.ckpt, dtype=ltx2.dtype, fp8=ltx2.fp8 == "cast bf16 to fp8")
     weights["gemma"] = stage_weights("gemma", gemma.files.raw_state(), dtype=gemma.dtype)
     if upscaler is not None and request.two_stage:
         from .loading.safetensors_file import SafetensorsFile
@@ -122,7 +125,7 @@ def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, eng
                      vae_tile=((tile.tile_size_in_pixels or 4096, tile.tile_size_in_frames or 4096) if tile
                                else (512, 64)),
                      dtype=ltx2.dtype)
-    text_shape = DecoderShape.of(GemmaConfig.from_hf(gemma.files.text_config, source=gemma.name))
+    text_shape = DecoderShape.of(gemma.files.model_config())
     dit_config = TransformerConfig.from_metadata(ltx2.ckpt.component_config("transformer"))
     estimate = engine.precheck(weights, run, dit_config=dit_config, text_shape=text_shape)
     log.info("pre-check:\n%s", estimate.table())
@@ -155,6 +158,18 @@ def sample_stages(dit: DiTHandle, video_vae: VideoVAEHandle, positive: TextCondi
                        loras=list(loras) + list(stage2_loras), noise=noise, callback=callback)
 
 
+def require_parts(ltx2: LTX2Models, images: bool = False, audio: bool = False) -> None:
+    """Refuse now (``CheckpointError``), before any prompt is encoded or any step sampled, a file that lacks a
+    part a generation needs: text connectors, video VAE, audio VAE and vocoder, plus the video encoder when
+    ``images`` condition the run and the audio encoder for audio-to-video (``audio``)."""
+    for handle in ("text_connector", "video_vae", "audio_vae"):  # making a handle checks its parts
+        getattr(ltx2, handle)
+    for needed, component, what in ((images, "video_encoder", "video VAE encoder (image conditioning)"),
+                                    (audio, "audio_encoder", "audio VAE encoder (audio-to-video)")):
+        if needed:
+            ltx2.require_part(component, what)
+
+
 def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out_path: str | Path, *,
              upscaler: UpscalerHandle | None = None, engine: MemoryEngine | None = None,
              loras: Sequence = (), stage2_loras: Sequence = (), callback: Callback | None = None,
@@ -167,13 +182,14 @@ def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out
         raise InputError("a two-stage run needs the latent upscaler (ltx-2-spatial-upscaler-x2-1.0.safetensors, "
                          "ltx-2.3-spatial-upscaler-x2-1.1.safetensors for LTX-2.3).")
     request = request.for_model(ltx2)
+    require_parts(ltx2, images=bool(request.images), audio=request.audio is not None)
     log.info("%s: LTX-%s presets (sampling/recipe.py)", ltx2.name, request.family)
     settings = request.stage1_settings()
     height, width = request.stage_size()
     precheck(ltx2, gemma, request, engine, upscaler)
 
     negative_needed = _needs_negative(settings)
-    prompts = [request.prompt] + ([request.negative_prompt] if negative_needed else [])
+    prompts = [request.prompt] + ([request.negative()] if negative_needed else [])
     text = connect_text(ltx2.text_connector, encode_prompts(gemma, prompts, engine, cache_dir=gemma_cache_dir), engine)
     positive = split_text(text, 0)
     negative = split_text(text, 1) if negative_needed else None

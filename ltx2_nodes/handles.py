@@ -32,13 +32,14 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .errors import CheckpointError, InputError
+from . import paths
+from .errors import CheckpointError, InputError, ModelNotFoundError
 from .loading import components
 from .loading.checkpoint import LTX2Checkpoint
 from .loading.family import ModelFamily
 from .loading.lora import LoRA, check_lora_family, load_lora
 from .loading.quant import cast_linears_to_fp8
-from .loading.vae_file import VideoVAEFile, is_diffusion_vae
+from .loading.split import SplitPack, assemble_split_pack
 from .model.shapes import AudioTiming, VideoScale
 
 log = logging.getLogger("ltx2_nodes")
@@ -95,12 +96,13 @@ class _Cache:
             self._items.clear()
 
 
-_LTX2_CACHE, _GEMMA_CACHE, _UPSCALER_CACHE, _LORA_CACHE, _VAE_CACHE = _Cache(), _Cache(), _Cache(), _Cache(8), _Cache()
+_LTX2_CACHE, _GEMMA_CACHE, _UPSCALER_CACHE, _LORA_CACHE = _Cache(), _Cache(), _Cache(), _Cache(8)
+_DURATION_HEAD_CACHE = _Cache()
 
 
 def clear_caches() -> None:
     """Forget every cached model (tests; ComfyUI's "unload models" does not need it: nothing is on the GPU)."""
-    for cache in (_LTX2_CACHE, _GEMMA_CACHE, _UPSCALER_CACHE, _LORA_CACHE, _VAE_CACHE):
+    for cache in (_LTX2_CACHE, _GEMMA_CACHE, _UPSCALER_CACHE, _LORA_CACHE, _DURATION_HEAD_CACHE):
         cache.clear()
 
 
@@ -123,14 +125,37 @@ class _Lazy:
 
 
 class LTX2Models:
-    """Everything one LTX-2 file holds, built on demand (see the module doc)."""
+    """Everything one LTX-2 file holds, built on demand (see the module doc).
 
-    def __init__(self, path: str | Path, dtype: torch.dtype, fp8: str):
-        self.ckpt = LTX2Checkpoint(path)
+    An LTX-2.5 split-layout transformer file brings its :class:`~.loading.split.SplitPack` (``pack``): the
+    components not in the transformer file come from the pack's files (found in the model folders unless
+    ``pack`` is given)."""
+
+    def __init__(self, path: str | Path, dtype: torch.dtype, fp8: str, pack: SplitPack | None = None):
+        self.ckpt = pack.transformer if pack is not None else LTX2Checkpoint(path)
+        components.check_configs(self.ckpt)
         self.path = self.ckpt.path
         self.dtype = dtype
         self.fp8 = _fp8_mode(fp8)
         self._lazy = _Lazy()
+        if pack is None and self.ckpt.variant.layout == "split":
+            pack = assemble_split_pack(self.ckpt, search=paths.model_folders, require=False)
+        self.pack = pack
+
+    def source(self, component: str):
+        """The opened file that holds ``component`` (an ``LTX2Checkpoint`` component name): the checkpoint, or
+        the split pack's file of that kind."""
+        return self.pack.source(component) if self.pack is not None else self.ckpt
+
+    def release_pages(self, tensor: torch.Tensor) -> None:
+        """Forget mapped pages behind ``tensor`` in whichever of the bundle's files it views."""
+        (self.pack or self.ckpt).release_pages(tensor)
+
+    def _part(self, part: str, single_file: Callable[[], nn.Module]) -> nn.Module:
+        """``part`` built once: from the split pack's loader table, else from the single file."""
+        if self.pack is not None and part != "transformer":
+            return self._lazy.get(part, lambda: self.pack.load(part, self.dtype))
+        return self._lazy.get(part, single_file)
 
     def __repr__(self) -> str:
         return f"LTX2Models({self.path.name}, {self.dtype}, fp8={self.fp8!r})"
@@ -150,28 +175,28 @@ class LTX2Models:
                 log.info("%s: cast %d DiT block Linear weights to fp8", self.name, count)
             return model
 
-        return self._lazy.get("transformer", build)
+        return self._part("transformer", build)
 
     def connectors(self) -> nn.Module:
-        return self._lazy.get("connectors", lambda: components.load_text_connectors(self.ckpt, self.dtype))
+        return self._part("connectors", lambda: components.load_text_connectors(self.ckpt, self.dtype))
 
     def video_encoder(self) -> nn.Module:
-        return self._lazy.get("video_encoder", lambda: components.load_video_encoder(self.ckpt, self.dtype))
+        return self._part("video_encoder", lambda: components.load_video_encoder(self.ckpt, self.dtype))
 
     def video_decoder(self) -> nn.Module:
-        return self._lazy.get("video_decoder", lambda: components.load_video_decoder(self.ckpt, self.dtype))
+        return self._part("video_decoder", lambda: components.load_video_decoder(self.ckpt, self.dtype))
 
     def latent_statistics(self) -> nn.Module:
-        return self._lazy.get("statistics", lambda: components.load_latent_statistics(self.ckpt))
+        return self._part("latent_statistics", lambda: components.load_latent_statistics(self.ckpt))
 
     def audio_encoder(self) -> nn.Module:
-        return self._lazy.get("audio_encoder", lambda: components.load_audio_encoder(self.ckpt, self.dtype))
+        return self._part("audio_encoder", lambda: components.load_audio_encoder(self.ckpt, self.dtype))
 
     def audio_decoder(self) -> nn.Module:
-        return self._lazy.get("audio_decoder", lambda: components.load_audio_decoder(self.ckpt, self.dtype))
+        return self._part("audio_decoder", lambda: components.load_audio_decoder(self.ckpt, self.dtype))
 
     def vocoder(self) -> nn.Module:
-        return self._lazy.get("vocoder", lambda: components.load_vocoder(self.ckpt, self.dtype))
+        return self._part("vocoder", lambda: components.load_vocoder(self.ckpt, self.dtype))
 
     # -- handles -----------------------------------------------------------------------------------
 
@@ -181,78 +206,60 @@ class LTX2Models:
 
     @cached_property
     def video_vae(self) -> "VideoVAEHandle":
-        self._require("video_decoder", "video VAE")
+        self.require_part("video_decoder", "video VAE")
         return VideoVAEHandle(self)
 
     @cached_property
     def audio_vae(self) -> "AudioVAEHandle":
-        self._require("audio_decoder", "audio VAE")
+        self.require_part("audio_decoder", "audio VAE")
+        self.require_part("vocoder", "vocoder")  # part of the audio path: found now, not after sampling
         return AudioVAEHandle(self)
 
     @cached_property
     def text_connector(self) -> "ConnectorHandle":
-        self._require("video_connector", "text connectors")
+        self.require_part("video_connector", "text connectors")
         return ConnectorHandle(self)
 
-    def _require(self, component: str, what: str) -> None:
-        if not self.ckpt.has(component):
+    def require_part(self, component: str, what: str) -> None:
+        """Refuse a file (or split pack) without ``component``'s weights or its ``config`` section (checked when
+        a handle is made, so a run that needs the part fails before it samples)."""
+        if self.pack is not None:
+            self.pack.source(component)  # raises ModelNotFoundError naming the missing file and where it looked
+        elif not self.ckpt.has(component):
             raise CheckpointError(f"{self.name} ({self.ckpt.variant.describe()}) has no {what}; load the full "
                                   f"{self.ckpt.family.files} single file from models/checkpoints.")
+        (self.pack if self.pack is not None else self.ckpt).component_config(component)
 
     def optional(self, attribute: str):
-        """The handle if the file has that component, else None (DiT-only files)."""
+        """The handle if the file (or split pack) has that component, else None (DiT-only files). A single file
+        missing a part is incomplete (truncated or stripped): that raises, at load time, instead of failing a
+        later node."""
         try:
             return getattr(self, attribute)
-        except CheckpointError:
+        except (CheckpointError, ModelNotFoundError):
+            if self.ckpt.variant.layout == "single_file":
+                raise
             return None
 
 
-class VideoVAEModels:
-    """A split-layout video VAE file (LTX-2.5, ``models/vae``): its encoder, decoder and latent statistics,
-    built on demand; :attr:`video_vae` is the same :class:`VideoVAEHandle` a single file gives."""
-
-    def __init__(self, path: str | Path, dtype: torch.dtype):
-        self.ckpt = VideoVAEFile(path)
-        self.path = self.ckpt.path
-        self.dtype = dtype
-        self._lazy = _Lazy()
-
-    def __repr__(self) -> str:
-        return f"VideoVAEModels({self.path.name}, {self.dtype})"
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    def video_encoder(self) -> nn.Module:
-        return self._lazy.get("video_encoder", lambda: components.load_video_encoder(self.ckpt, self.dtype))
-
-    def video_decoder(self) -> nn.Module:
-        return self._lazy.get("video_decoder", lambda: components.load_video_decoder(self.ckpt, self.dtype))
-
-    def latent_statistics(self) -> nn.Module:
-        return self._lazy.get("statistics", lambda: components.load_latent_statistics(self.ckpt))
-
-    @cached_property
-    def video_vae(self) -> "VideoVAEHandle":
-        return VideoVAEHandle(self)
-
-
-def load_video_vae(path: str | Path, weight_dtype: str = "auto",
-                   device: torch.device | str | None = None) -> "VideoVAEHandle":
-    """Open a split-layout video VAE file (cached; the diffusion or the conv decoder, as its config says)."""
-    path = Path(path)
-    dtype = resolve_dtype(weight_dtype, device)
-    return _VAE_CACHE.get((*_file_key(path), dtype), lambda: VideoVAEModels(path, dtype)).video_vae
-
-
 def load_ltx2(path: str | Path, weight_dtype: str = "auto", fp8: str = "as stored",
-              device: torch.device | str | None = None) -> LTX2Models:
-    """Open an LTX-2 file (cached); ``device`` only decides what "auto" means."""
+              device: torch.device | str | None = None, split_files: dict[str, str | Path] | None = None
+              ) -> LTX2Models:
+    """Open an LTX-2 file (cached); ``device`` only decides what "auto" means. For an LTX-2.5 split-layout
+    transformer file, ``split_files`` (kind -> path, see ``loading.split.SPLIT_KINDS``) names component files;
+    the other kinds are found in the model folders."""
     path = Path(path)
     dtype = resolve_dtype(weight_dtype, device)
-    key = (*_file_key(path), dtype, _fp8_mode(fp8))
-    return _LTX2_CACHE.get(key, lambda: LTX2Models(path, dtype, fp8))
+    given = {kind: Path(p) for kind, p in (split_files or {}).items() if p is not None}
+    key = (*_file_key(path), dtype, _fp8_mode(fp8), tuple(sorted((k, _file_key(p)) for k, p in given.items())))
+
+    def build() -> LTX2Models:
+        pack = None
+        if given:
+            pack = assemble_split_pack(path, given=given, search=paths.model_folders, require=False)
+        return LTX2Models(path, dtype, fp8, pack)
+
+    return _LTX2_CACHE.get(key, build)
 
 
 @dataclass(frozen=True, eq=False)
@@ -266,12 +273,12 @@ class AppliedLoRA:
 class _BundlePart:
     """A handle on part of an ``LTX2Models`` bundle: what every stage needs from the bundle's file."""
 
-    models: "LTX2Models | VideoVAEModels"  # VideoVAEModels: a split-layout VAE file (video VAE handle only)
+    models: LTX2Models
 
     @property
     def release_pages(self):
-        """The file's ``release_pages`` for ``MemoryEngine.stage`` (streamed blocks keep RSS flat)."""
-        return self.models.ckpt.release_pages
+        """The files' ``release_pages`` for ``MemoryEngine.stage`` (streamed blocks keep RSS flat)."""
+        return self.models.release_pages
 
     @property
     def family(self) -> ModelFamily:
@@ -330,14 +337,14 @@ class VideoVAEHandle(_BundlePart):
         """The conv VAE config (for a diffusion VAE file: its encoder; the decoder is :attr:`diffusion_config`)."""
         from .model.video_vae import VideoVAEConfig
 
-        return VideoVAEConfig.from_metadata(self.models.ckpt.component_config("video_decoder"))
+        return VideoVAEConfig.from_metadata(self.models.source("video_decoder").component_config("video_decoder"))
 
     @cached_property
     def diffusion_config(self):
         """The LTX-2.5 diffusion decoder's config, or None when the decoder is the conv one."""
-        from .model.diffusion_vae import DiffusionDecoderConfig
+        from .model.diffusion_vae import DiffusionDecoderConfig, is_diffusion_vae
 
-        meta = self.models.ckpt.component_config("video_decoder")
+        meta = self.models.source("video_decoder").component_config("video_decoder")
         return DiffusionDecoderConfig.from_metadata(meta) if is_diffusion_vae(meta) else None
 
     @property
@@ -370,12 +377,12 @@ class AudioVAEHandle(_BundlePart):
     def config(self):
         from .model.audio_vae import AudioVAEConfig
 
-        return AudioVAEConfig.from_metadata(self.models.ckpt.component_config("audio_decoder"))
+        return AudioVAEConfig.from_metadata(self.models.source("audio_decoder").component_config("audio_decoder"))
 
     @cached_property
     def vocoder_config(self):
         """``VocoderConfig`` (LTX-2 HiFi-GAN) or ``BWEVocoderConfig`` (LTX-2.3), read without building it."""
-        return components.vocoder_config(self.models.ckpt.component_config("vocoder"))
+        return components.vocoder_config(self.models.source("vocoder").component_config("vocoder"))
 
     @property
     def timing(self) -> AudioTiming:
@@ -410,7 +417,7 @@ class ConnectorHandle(_BundlePart):
 
 @dataclass(eq=False)
 class GemmaHandle:
-    """A Gemma 3 text encoder, loaded on first use."""
+    """A Gemma text encoder (Gemma 3, or LTX-2.5's packed Gemma 4), loaded on first use."""
 
     path: Path
     dtype: torch.dtype | None
@@ -443,7 +450,7 @@ GEMMA_FP8_MODES = ("as stored", "upcast on load")
 
 def load_gemma(path: str | Path, weight_dtype: str = "auto", fp8: str = "as stored",
                device: torch.device | str | None = None) -> GemmaHandle:
-    """A Gemma 3 text encoder (HF folder or ComfyUI single file), cached. "auto" keeps the file's
+    """A Gemma text encoder (HF folder, ComfyUI single file or LTX-2.5 packed file), cached. "auto" keeps the file's
     dtype on CUDA (bf16 as released) and computes in float32 on the CPU."""
     path = Path(path)
     if fp8 not in GEMMA_FP8_MODES:
@@ -483,6 +490,28 @@ def load_upscaler(path: str | Path, weight_dtype: str = "auto", device: torch.de
     path = Path(path)
     dtype = resolve_dtype(weight_dtype, device)
     return _UPSCALER_CACHE.get((*_file_key(path), dtype), lambda: UpscalerHandle(path, dtype))
+
+
+@dataclass(eq=False)
+class DurationHeadHandle:
+    """The LTX-2.5 duration head's file; the head (a few MB) is built in float32 on the CPU on first use."""
+
+    path: Path
+    _lazy: _Lazy = field(default_factory=_Lazy, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def model(self) -> nn.Module:
+        return self._lazy.get("duration_head", lambda: components.load_duration_head(self.path, torch.float32))
+
+
+def load_duration_head(path: str | Path) -> DurationHeadHandle:
+    """A handle on a duration-head file (cached per file; see ``loading.components.load_duration_head``)."""
+    path = Path(path)
+    return _DURATION_HEAD_CACHE.get(_file_key(path), lambda: DurationHeadHandle(path))
 
 
 def load_lora_file(path: str | Path) -> LoRA:

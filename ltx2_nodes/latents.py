@@ -20,7 +20,7 @@ from .model.audio_vae import AudioVAEConfig
 from .model.connector import TextConditioning
 from .model.shapes import AudioTiming, VideoScale
 from .progress import ProgressBar
-from .sampling.conditioning import ConditioningItem, apply_conditionings
+from .sampling.conditioning import ConditioningItem, GeneratedKeyframeSlots, apply_conditionings, keyframe_slot_frames
 from .sampling.guidance import NO_GUIDANCE, GuidanceParams, GuidedDenoiser
 from .sampling.loop import SAMPLERS, Callback, denoise
 from .sampling.noise import SeededNoise
@@ -43,6 +43,11 @@ class AVLatents:
     run). ``video_mask`` ``[B|1, 1, F, H, W]`` / ``audio_mask`` ``[B|1, 1, T, 1]``: 1 = generate,
     0 = keep the given latent (a zero audio mask is audio-to-video, a zero video mask video-to-audio);
     None = generate everything.
+
+    Generated keyframe slots (LTX-2.5): ``keyframe_slots`` are the pixel frames the next :func:`sample`
+    generates a standalone frame at (:meth:`with_keyframe_slots`); its result carries them in
+    ``keyframes`` ``[B, C, K, H, W]`` (one latent frame per slot, in the order of ``keyframe_frames``), never
+    in ``video``, and requests none again.
     """
 
     video: torch.Tensor | None
@@ -52,6 +57,9 @@ class AVLatents:
     audio_mask: torch.Tensor | None = None
     video_scale: VideoScale = VideoScale()
     audio_timing: AudioTiming = AudioTiming()
+    keyframe_slots: tuple[int, ...] = ()
+    keyframes: torch.Tensor | None = None
+    keyframe_frames: tuple[int, ...] = ()
 
     @property
     def batch(self) -> int:
@@ -62,6 +70,23 @@ class AVLatents:
 
     def audio_grid(self) -> AudioGrid | None:
         return AudioGrid.of(self.audio, self.audio_timing) if self.audio is not None else None
+
+    def with_keyframe_slots(self, request: int | Sequence[int]) -> "AVLatents":
+        """These latents with generated keyframe slots requested: a count (evenly spaced interior frames) or the
+        pixel frames themselves (reference ``resolve_generated_keyframes``); 0 / empty requests none."""
+        if self.video is None:
+            raise InputError("generated keyframes belong to a video; these latents hold audio only.")
+        frames = keyframe_slot_frames(request if isinstance(request, int) else list(request),
+                                      self.video_grid().pixel_frames)
+        return dataclasses.replace(self, keyframe_slots=frames)
+
+    def keyframe_clips(self) -> torch.Tensor | None:
+        """The generated keyframes as ``[B*K, C, 1, H, W]`` one-frame clips (sample-major), each decoded on its own
+        (a causal decode of the K frames as one video would blend frames that were never adjacent)."""
+        if self.keyframes is None:
+            return None
+        batch, channels, count, height, width = self.keyframes.shape
+        return self.keyframes.transpose(1, 2).reshape(batch * count, channels, 1, height, width)
 
     def keep_audio(self) -> "AVLatents":
         """Audio-to-video: the given audio latent stays exactly as is while the video is generated."""
@@ -91,10 +116,12 @@ class GenerationSettings:
     """How one stage samples: schedule, sampler, seed, guidance per modality.
 
     ``sigmas``: 1-D schedule (strictly descending in [0, 1], ending at 0); the initial noise is
-    mixed in at ``sigmas[0]``. ``sampler``: "euler" or "res_2s" (``eta``/``substep_eta``: its SDE
-    noise fractions). ``batched_guidance``: run the guidance passes as one batched forward or one
-    after another (the default, as the reference's ``max_batch_size=1``: a quarter of the activation
-    memory, and no slower on CPU -- see benchmarks/RESULTS.md) -- same result either way.
+    mixed in at ``sigmas[0]``. ``sampler``: "euler", "euler_ancestral" or "res_2s" (``eta``: their
+    noise fraction, None = the sampler's reference value, 1 / 0.5; ``substep_eta``: res_2s' midpoint
+    one; ``s_noise``: euler_ancestral's noise scale). ``batched_guidance``: run the guidance passes as
+    one batched forward or one after another (the default, as the reference's ``max_batch_size=1``: a
+    quarter of the activation memory, and no slower on CPU -- see benchmarks/RESULTS.md) -- same result
+    either way.
     """
 
     sigmas: torch.Tensor
@@ -103,8 +130,9 @@ class GenerationSettings:
     video_guidance: GuidanceParams = NO_GUIDANCE
     audio_guidance: GuidanceParams = NO_GUIDANCE
     batched_guidance: bool = False
-    eta: float = 0.5
+    eta: float | None = None
     substep_eta: float = 0.5
+    s_noise: float = 1.0
 
     def __post_init__(self):
         self.sigmas = validate_sigmas(self.sigmas, what="sigmas")
@@ -118,7 +146,9 @@ class GenerationSettings:
     @classmethod
     def from_preset(cls, preset: SamplerPreset, seed: int = DEFAULT_SEED, steps: int | None = None,
                     **kw) -> "GenerationSettings":
-        """A ``sampling.recipe`` preset (dev, distilled, refine); ``steps`` replaces the dev preset's step count."""
+        """A ``sampling.recipe`` preset (dev, distilled, refine) with its sampler; ``steps`` replaces the dev
+        preset's step count."""
+        kw.setdefault("sampler", preset.sampler)
         kw.setdefault("video_guidance", preset.video_guidance)
         kw.setdefault("audio_guidance", preset.audio_guidance)
         return cls(preset.sigmas(steps), seed=seed, **kw)
@@ -163,7 +193,9 @@ def sample(model, text: TextConditioning, latents: AVLatents, settings: Generati
     then audio tokens, and mixed in at ``settings.sigmas[0]`` where the masks allow.
     Progress goes to ``progress.ProgressBar`` and ``callback(step, total, preview_latent)``;
     ``progress.check_interrupted`` runs before every model evaluation (a cancelled run raises there).
-    Returns the denoised latents (appended keyframe tokens removed, masks cleared).
+    Returns the denoised latents (appended keyframe tokens removed, masks cleared); slots requested by
+    ``latents.keyframe_slots`` are generated with the video (after the ``conditioning`` items' tokens) and
+    returned in ``keyframes`` (without a request, the keyframes ``latents`` carry are passed on: stage 2).
     """
     progress = StageProgress(settings.steps, callback)
     device = torch.device(device) if device is not None else _model_device(model)
@@ -174,9 +206,14 @@ def sample(model, text: TextConditioning, latents: AVLatents, settings: Generati
     if vgrid is not None and agrid is not None and latents.audio.shape[0] != batch:
         raise InputError(f"video batch {batch} != audio batch {latents.audio.shape[0]}.")
     video = audio = None
+    if latents.keyframe_slots and not model.config.use_keyframes_abs_pos_embedding:
+        raise InputError("generated keyframes need a model trained for them (LTX-2.5: use_keyframes_abs_pos_embedding);"
+                         " this transformer has no keyframe embedding. Remove the keyframe-slot request or load an "
+                         "LTX-2.5 model.")
     if vgrid is not None:
         video = initial_state(vgrid, batch, latents.video, latents.video_mask, device, dtype)
-        video = apply_conditionings(video, conditioning)
+        slots = [GeneratedKeyframeSlots(latents.keyframe_slots)] if latents.keyframe_slots else []
+        video = apply_conditionings(video, [*conditioning, *slots])
     elif conditioning:
         raise InputError("image/keyframe conditioning needs a video latent; this run generates audio only.")
     if agrid is not None:
@@ -193,7 +230,12 @@ def sample(model, text: TextConditioning, latents: AVLatents, settings: Generati
     denoiser = GuidedDenoiser(model, text, negative, settings.video_guidance, settings.audio_guidance,
                               settings.batched_guidance)
     video, audio = denoise(denoiser, video, audio, settings.sigmas, sampler=settings.sampler, seed=settings.seed,
-                           eta=settings.eta, substep_eta=settings.substep_eta, callback=progress)
+                           eta=settings.eta, substep_eta=settings.substep_eta, s_noise=settings.s_noise,
+                           callback=progress)
+    slot_latents = video.slot_latents() if video is not None else None
+    keyframes = (slot_latents, latents.keyframe_slots) if slot_latents is not None else (latents.keyframes,
+                                                                                         latents.keyframe_frames)
     return AVLatents(video=video.to_grid() if video is not None else None,
                      audio=audio.to_grid() if audio is not None else None, fps=latents.fps,
-                     video_scale=latents.video_scale, audio_timing=latents.audio_timing)
+                     video_scale=latents.video_scale, audio_timing=latents.audio_timing, keyframes=keyframes[0],
+                     keyframe_frames=keyframes[1])

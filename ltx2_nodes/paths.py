@@ -10,7 +10,8 @@ Nodes and the pipeline resolve every user-chosen file name through this module, 
   ``./output``), relative input names resolve against the input directory (default: the working directory).
 
 Folder names are ComfyUI's (``checkpoints``, ``text_encoders``, ``diffusion_models``, ``loras``,
-``latent_upscale_models``, ``vae``); the legacy aliases ComfyUI also searches (``clip``, ``unet``) are searched too.
+``latent_upscale_models``, ``vae``, ``model_patches``); the legacy aliases ComfyUI also searches (``clip``,
+``unet``) are searched too.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ MODELS_DIR_ENV = "LTX2_MODELS_DIR"
 # ComfyUI's supported_pt_extensions: files with these suffixes are listed in model combos (pickles are listed
 # so that the loader can refuse them with a clear message instead of the file silently not appearing).
 MODEL_EXTENSIONS = frozenset({".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"})
+# GGUF DiTs and Gemma text encoders are listed next to the safetensors files of these folders (ComfyUI lists
+# .gguf only where ComfyUI-GGUF registered it, so inside ComfyUI the pack adds them itself).
+GGUF_EXTENSION = ".gguf"
+GGUF_FOLDERS = frozenset({"diffusion_models", "text_encoders"})
 
 # Sub-folders searched for each ComfyUI folder name, in ComfyUI's order.
 _FOLDERS = {
@@ -38,6 +43,7 @@ _FOLDERS = {
     "loras": ("loras",),
     "latent_upscale_models": ("latent_upscale_models",),
     "vae": ("vae",),
+    "model_patches": ("model_patches",),
 }
 _LEGACY_NAMES = {"clip": "text_encoders", "unet": "diffusion_models"}
 
@@ -100,10 +106,17 @@ def model_folders(folder: str) -> list[Path]:
 def list_models(folder: str) -> list[str]:
     """Model file names for a combo widget, relative to their folder (``sub/x.safetensors``), sorted.
 
-    Headless without a models dir this is empty (``INPUT_TYPES`` must not fail at import time)."""
+    Headless without a models dir this is empty (``INPUT_TYPES`` must not fail at import time). ``.gguf``
+    files are listed in ``GGUF_FOLDERS`` (``diffusion_models``/``unet``, ``text_encoders``/``clip``)."""
+    gguf = {GGUF_EXTENSION} if _canonical(folder) in GGUF_FOLDERS else set()
     fp = comfy_env.folder_paths()
     if fp is not None:
-        return list(fp.get_filename_list(_canonical(folder)))
+        names = list(fp.get_filename_list(_canonical(folder)))
+        return names + [n for n in _files_in(folder, gguf) if n not in names] if gguf else names
+    return _files_in(folder, MODEL_EXTENSIONS | gguf)
+
+
+def _files_in(folder: str, suffixes) -> list[str]:
     names: set[str] = set()
     for base in model_folders(folder):
         if not base.is_dir():
@@ -111,7 +124,7 @@ def list_models(folder: str) -> list[str]:
         for dirpath, dirnames, filenames in os.walk(base, followlinks=True):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             for name in filenames:
-                if Path(name).suffix.lower() in MODEL_EXTENSIONS:
+                if Path(name).suffix.lower() in suffixes:
                     names.add(Path(dirpath, name).relative_to(base).as_posix())
     return sorted(names)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -38,9 +39,11 @@ from .memory.estimates import (DecoderShape, audio_decode_activation_bytes, conn
 from .memory.placement import module_tensors, tensor_bytes
 from .memory.vae import auto_tiling, decode_budget, encode_device_bytes, feature_extent, tile_device_bytes
 from .model.connector import TextConditioning
+from .model.shapes import clamped_frames_for_seconds
 from .model.upsampler import upsample_latent
 from .model.vae_tiling import TilingConfig, decode_chunks, diffusion_decode_chunks, plan_feature_tiles, plan_tiles
-from .handles import AudioVAEHandle, ConnectorHandle, DiTHandle, GemmaHandle, UpscalerHandle, VideoVAEHandle
+from .handles import (AudioVAEHandle, ConnectorHandle, DiTHandle, DurationHeadHandle, GemmaHandle, UpscalerHandle,
+                      VideoVAEHandle)
 from .latents import AVLatents, GenerationSettings, sample
 from .progress import ProgressBar, check_interrupted
 from .sampling.conditioning import (ConditioningItem, ImageCondition, KeyframeAtFrame, encode_images,
@@ -52,6 +55,8 @@ from .sampling.recipe import DEFAULT_SEED
 from .sampling.state import VideoGrid
 from .text.cache import SESSION_CACHE, cache_key
 from .text.gemma import GemmaFeatures
+
+log = logging.getLogger("ltx2_nodes")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -182,7 +187,7 @@ def encode_conditioning_images(video_vae: VideoVAEHandle, conds: Sequence[ImageC
                                        release_pages=video_vae.release_pages):
         for cond in conds:
             check_interrupted("while encoding the conditioning images")
-            latent = encode_images(encoder, cond.image, height, width, cond.crf).float().cpu()
+            latent = encode_images(encoder, cond.compressed(), height, width, crf=0).float().cpu()
             items.append(frame_condition(latent, cond.frame_index, cond.strength))
     return items
 
@@ -220,7 +225,8 @@ def _on_cpu(latents: AVLatents) -> AVLatents:
         return None if t is None else t.detach().to("cpu", torch.float32)
 
     return dataclasses.replace(latents, video=cpu(latents.video), audio=cpu(latents.audio),
-                               video_mask=cpu(latents.video_mask), audio_mask=cpu(latents.audio_mask))
+                               video_mask=cpu(latents.video_mask), audio_mask=cpu(latents.audio_mask),
+                               keyframes=cpu(latents.keyframes))
 
 
 def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, settings: GenerationSettings,
@@ -238,7 +244,10 @@ def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, 
     model = dit.model
     loras = dit.lora_list() if loras is None else list(loras)
     cfg = model.config
-    video_tokens = (latents.video_grid().tokens if latents.video is not None else 0) + appended_tokens(conditioning)
+    video_tokens = appended_tokens(conditioning)
+    if latents.video is not None:
+        grid = latents.video_grid()
+        video_tokens += grid.tokens + len(latents.keyframe_slots) * grid.height * grid.width
     audio_tokens = latents.audio.shape[2] if latents.audio is not None else 0
     passes = len(plan_passes(settings.video_guidance, settings.audio_guidance, latents.video is not None,
                              latents.audio is not None))
@@ -257,6 +266,24 @@ def _scaled_mask(mask: torch.Tensor | None, grid: VideoGrid) -> torch.Tensor | N
     if mask is None:
         return None
     return F.interpolate(mask.float(), size=(grid.frames, grid.height, grid.width), mode="nearest")
+
+
+def predict_frames(duration_head: DurationHeadHandle, text: TextConditioning, fps: float) -> int:
+    """"auto" length (LTX-2.5): the duration head's seconds for the prompt's connector outputs (video and
+    audio, as the reference's ``resolve_num_frames``) as 1 + 8k frames at ``fps``, clamped to [1 s, 20 s]
+    (``model.shapes.clamped_frames_for_seconds``). Runs on the CPU in float32 (the head is a few MB). One
+    prompt: the reference predicts one length per generation."""
+    if text.video_context.shape[0] != 1:
+        raise InputError(f"auto length predicts one clip length from one prompt; the conditioning holds "
+                         f"{text.video_context.shape[0]} prompts. Connect a single prompt's conditioning, or set "
+                         "frames / seconds instead.")
+    head = duration_head.model
+    with torch.no_grad():
+        seconds = float(head(video=text.video_context.detach().float().cpu(),
+                             audio=text.audio_context.detach().float().cpu()).item())
+    frames = clamped_frames_for_seconds(seconds, fps)
+    log.info("duration head %s: %.2f s predicted -> %d frames at %g fps", duration_head.name, seconds, frames, fps)
+    return frames
 
 
 def upscale(latents: AVLatents, upsampler: UpscalerHandle, stats: nn.Module, engine: MemoryEngine | None = None

@@ -35,7 +35,6 @@ from ltx2_nodes.cli.generate_cmd import RELEASED_23 as GENERATE_23  # noqa: E402
 from ltx2_nodes.demo import models as demo  # noqa: E402
 from ltx2_nodes.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
 from ltx2_nodes.nodes.sampler import preset_widgets  # noqa: E402
-from ltx2_nodes.sampling.recipe import DEFAULT_NEGATIVE_PROMPT as NEGATIVE_PROMPT  # noqa: E402
 from ltx2_nodes.sampling.recipe import DEFAULT_SEED, recipe_for  # noqa: E402
 
 RELEASED = {"distilled": "ltx-2-19b-distilled-fp8.safetensors", "dev": "ltx-2-19b-dev-fp8.safetensors",
@@ -164,7 +163,7 @@ def _prompt(node_id: int, text: str, title: str, row: int) -> Node:
 def _empty_latent(node_id: int = 5) -> Node:
     return Node(node_id, "LTX2EmptyAVLatent", {"width": Size("width"), "height": Size("height"),
                                                "frames": Size("frames"), "seconds": 0.0, "fps": Shared("fps"),
-                                               "batch_size": 1, "audio": True}, pos=_col(2, 520))
+                                               "batch_size": 1, "audio": True, "auto_length": False}, pos=_col(2, 520))
 
 
 def _sampler(node_id: int, model: Link, latent: Link, preset: dict, title: str, pos, negative: Link | None = None
@@ -236,7 +235,7 @@ def t2av_dev(r: Release = LTX_2) -> Workflow:
         Node(12, "LTX2LoraLoader", {"model": Link(1), "lora_name": Model("lora"),
                                     "strength": recipe.stage2_lora_strength}, pos=_col(3, 820)),
         _sampler(8, Link(12), Link(7), r.preset("refine"), "Stage 2 sampler (refine, distilled LoRA)", _col(4, 0)),
-        _prompt(13, NEGATIVE_PROMPT, "Negative prompt", 260),
+        _prompt(13, recipe.negative_prompt, "Negative prompt", 260),
         Node(14, "LTX2TextConnector", {"text_connector": Link(1, 3), "features": Link(13)}, "Negative connector",
              pos=_col(2, 260)),
     ] + _back(8, 8, f"LTX2/{r.prefix}t2av_dev")
@@ -260,7 +259,8 @@ def i2av_distilled(r: Release = LTX_2) -> Workflow:
         _empty_latent(),
         Node(15, "LoadImage", {"image": Model("image")}, pos=_col(1, 620)),
         Node(16, "LTX2ImageToVideo", {"latent": Link(5), "video_vae": Link(1, 1), "image": Link(15),
-                                      "frame_index": 0, "strength": 1.0, "crf": 33}, pos=_col(2, 820)),
+                                      "frame_index": 0, "strength": 1.0, "crf": r.recipe.image_crf},
+             pos=_col(2, 820)),
         _sampler(6, Link(1), Link(16), r.preset("distilled"), "Stage 1 sampler (distilled)", _col(3, 0)),
         Node(7, "LTX2LatentUpscaler", {"latent": Link(6), "video_vae": Link(1, 1), "upscale_model": Model("upscaler")},
              pos=_col(3, 620)),

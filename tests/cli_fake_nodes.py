@@ -3,7 +3,8 @@
 Every call appends ``(class, detail)`` to ``CALLS``; with ``$FAKE_NODES_LOG`` set, saves also append a line to
 that file, so a test can count side effects across processes. ``FakeSaveText`` kills its own process when it
 is about to save the text in ``$FAKE_NODES_KILL_ON`` and the file ``$FAKE_NODES_KILL_MARKER`` does not exist
-yet (it creates the marker first, so the resumed run gets through).
+yet (it creates the marker first, so the resumed run gets through). ``FakeSteps`` raises ``KeyboardInterrupt``
+for a text containing ``$FAKE_NODES_INTERRUPT_ON`` and sends its process SIGTERM for ``$FAKE_NODES_SIGTERM_ON``.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ class FakeSteps:
         CALLS.append(("FakeSteps", (text, steps)))
         if os.environ.get("FAKE_NODES_INTERRUPT_ON") and os.environ["FAKE_NODES_INTERRUPT_ON"] in text:
             raise KeyboardInterrupt
+        if os.environ.get("FAKE_NODES_SIGTERM_ON") and os.environ["FAKE_NODES_SIGTERM_ON"] in text:
+            os.kill(os.getpid(), signal.SIGTERM)  # as `kill PID` would, while this node runs
+            time.sleep(5)  # the handler interrupts the sleep
         bar = progress.ProgressBar(steps)
         for _ in range(steps):
             time.sleep(delay)

@@ -92,13 +92,13 @@ def _lora_hook(module: nn.Module, inputs, output):
 
 
 def add_lora(root: nn.Module, rank: int = 4, style: str = "wrapper") -> int:
-    """Add a LoRA to every Linear (plain or FP8Linear) under ``root``; returns how many.
+    """Add a LoRA to every Linear (plain or quantized: fp8, GGUF, NVFP4) under ``root``; returns how many.
 
     ``wrapper``: the Linear is wrapped in a LoRALinear. ``hook``: factors are buffers of the Linear itself and a
     forward hook adds the low-rank term (the layout of the pack's ``loading/lora.py``)."""
-    from ltx2_nodes.loading.quant import FP8Linear, replace_module
+    from ltx2_nodes.loading.quant import QuantLinear, replace_module
 
-    targets = [n for n, m in root.named_modules() if isinstance(m, (nn.Linear, FP8Linear))]
+    targets = [n for n, m in root.named_modules() if isinstance(m, (nn.Linear, QuantLinear))]
     for i, name in enumerate(targets):
         if style == "wrapper":
             replace_module(root, name, LoRALinear(root.get_submodule(name), rank, seed=i))

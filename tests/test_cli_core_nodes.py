@@ -99,7 +99,7 @@ def test_core_nodes_in_a_workflow_validate_their_files(tmp_path):
     assert result.outputs["2"] == {"shape": [[1, 2, 2, 3], [1, 64, 64]]}
     prompt["1"]["inputs"]["image"] = "missing.png"
     with pytest.raises(WorkflowError, match=r"^node 1 \(LoadImage\): VALIDATE_INPUTS rejected the inputs: "
-                                            r"Invalid image file: missing.png$"):
+                                            r"image 'missing.png': no such file \(.*\); check the name"):
         Executor(registry).plan(Workflow.from_json(prompt))
     prompt["2"]["inputs"]["image"] = ["1", 1]
     prompt["1"]["inputs"]["image"] = "in.png"

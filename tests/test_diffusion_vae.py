@@ -10,9 +10,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from ltx2_nodes import stages
+from conftest import find_golden
+from ltx2_nodes import handles, paths, stages
 from ltx2_nodes.errors import InputError, UnsupportedModelError
-from ltx2_nodes.handles import clear_caches, load_video_vae
 from ltx2_nodes.memory.vae import auto_tiling, diffusion_decode_bytes
 from ltx2_nodes.model.diffusion_vae import DiffusionDecoderConfig, DiffusionVideoDecoder, fold_static_gates
 from ltx2_nodes.model.neighborhood_attention import tiled_sdpa_na3d, window_starts
@@ -143,11 +143,23 @@ def _write_vae_file(path, vae: dict, modules: dict) -> None:
     save_file(entries, str(path), {"config": json.dumps({"vae": vae})})
 
 
-def test_decode_stage_runs_a_split_vae_file_with_the_diffusion_decoder(tmp_path, tiny_decoder):
+@pytest.fixture
+def split_vae(tmp_path):
+    """``video_vae_handle(vae_file)``: the video VAE handle of an LTX-2.5 split pack (the golden set's tiny
+    transformer) whose video VAE file is ``vae_file``; nothing else of the pack is found or needed."""
+    transformer = find_golden("transformer", "2.5").path.parent / "ltx25_tiny_transformer.safetensors"
+    (tmp_path / "models").mkdir()
+    paths.configure(models_dir=tmp_path / "models")
+    handles.clear_caches()
+    yield lambda vae_file: handles.load_ltx2(transformer, "float32", split_files={"video_vae": vae_file}).video_vae
+    paths.reset()
+    handles.clear_caches()
+
+
+def test_decode_stage_runs_a_split_vae_file_with_the_diffusion_decoder(tmp_path, tiny_decoder, split_vae):
     encoder = VideoEncoder(VideoVAEConfig.from_metadata(TINY))
     _write_vae_file(tmp_path / "vae.safetensors", TINY, {"decoder.": tiny_decoder, "encoder.": encoder})
-    clear_caches()
-    handle = load_video_vae(tmp_path / "vae.safetensors", "float32")
+    handle = split_vae(tmp_path / "vae.safetensors")
     assert handle.diffusion_config == tiny_decoder.config and handle.scale == tiny_decoder.scale
     latent = torch.randn(1, 4, 2, 2, 3)
     video = stages.decode_video(latent, handle, tiling=None)
@@ -157,7 +169,7 @@ def test_decode_stage_runs_a_split_vae_file_with_the_diffusion_decoder(tmp_path,
     assert not torch.allclose(stages.decode_video(latent, handle, tiling=None, seed=DEFAULT_SEED + 1), expected)
 
 
-def test_conv_decoder_variant_of_a_split_vae_file_loads_the_conv_decoder(tmp_path):
+def test_conv_decoder_variant_of_a_split_vae_file_loads_the_conv_decoder(tmp_path, split_vae):
     from ltx2_nodes.demo.models import DEMO_VAE
 
     flat = {k: v for k, v in DEMO_VAE.items() if not k.startswith(("encoder_", "in_channels"))}
@@ -175,8 +187,7 @@ def test_conv_decoder_variant_of_a_split_vae_file_loads_the_conv_decoder(tmp_pat
                 elif "mean-of-means" in name:
                     tensor.zero_()
     _write_vae_file(tmp_path / "conv.safetensors", vae, {"decoder.": decoder, "encoder.": encoder})
-    clear_caches()
-    handle = load_video_vae(tmp_path / "conv.safetensors", "float32")
+    handle = split_vae(tmp_path / "conv.safetensors")
     assert handle.diffusion_config is None and isinstance(handle.decoder, VideoDecoder)
     latent = torch.randn(1, cfg.latent_channels, 2, 2, 2)
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""Model family detection (LTX-2 / LTX-2.3, LTX-2.5 refused): metadata, config switches, tensor fingerprints."""
+"""Model family detection (LTX-2 / LTX-2.3 / LTX-2.5, later refused): metadata, config switches, tensor fingerprints."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ from conftest import find_golden
 from ltx2_nodes.cli import main as cli_main
 from ltx2_nodes.errors import CheckpointError, UnsupportedModelError
 from ltx2_nodes.loading.checkpoint import DIT_PREFIX, LTX2Checkpoint
-from ltx2_nodes.loading.family import LTX_2, LTX_2_3, LTX_2_5, detect_family, parse_model_version
+from ltx2_nodes.loading.family import (LTX_2, LTX_2_3, LTX_2_5, detect_family, detect_file_family,
+                                      is_split_transformer_config, parse_model_version)
+from ltx2_nodes.loading.components import load_text_connectors, load_transformer
 from ltx2_nodes.loading.safetensors_file import SafetensorsFile
+from ltx2_nodes.model.transformer import TransformerConfig
 
 FAMILY_OF_FLAVOUR = {"2.0": LTX_2, "2.0-head": LTX_2, "2.3": LTX_2_3}
 
@@ -134,14 +137,43 @@ def test_golden_23_tensors_with_20_metadata_are_a_contradiction(tmp_path, releas
         LTX2Checkpoint(_write(tmp_path / "cfg.safetensors", _dit_only(tensors, True), {"config": json.dumps(config)}))
 
 
-def test_golden_25_files_are_refused_by_version_and_by_fingerprint(tmp_path):
+def test_golden_25_transformer_file_is_detected_by_version_and_by_fingerprint(tmp_path):
     path = find_golden("transformer", "2.5").weights_path
-    with pytest.raises(UnsupportedModelError, match=r"LTX-2\.5\.0 \(model_version metadata\).*not supported yet"):
-        LTX2Checkpoint(path)
+    ckpt = LTX2Checkpoint(path)
+    assert ckpt.family is LTX_2_5 and ckpt.variant.layout == "split"
+    assert ckpt.variant.describe() == "LTX-2.5 transformer file (split layout)"
+    assert "model_version metadata 2.5.0" in ckpt.family_evidence
     f = SafetensorsFile(path)
     stripped = {k: f.tensor(k) for k in f.keys()}
-    with pytest.raises(UnsupportedModelError, match=r"LTX-2\.5 model \(.*keyframes_abs_pos_embedding.*not supported"):
-        LTX2Checkpoint(_write(tmp_path / "ltx25_nometa.safetensors", stripped))
+    bare = LTX2Checkpoint(_write(tmp_path / "ltx25_nometa.safetensors", stripped))
+    assert bare.family is LTX_2_5 and "keyframes_abs_pos_embedding" in bare.family_evidence
+    assert bare.variant.layout == "diffusion_model" and bare.variant.config_inferred
+    cfg = TransformerConfig.from_metadata(bare.config["transformer"])
+    assert cfg.use_keyframes_abs_pos_embedding and not cfg.ff_bias and cfg.audio_ff_bias
+    load_transformer(bare)  # every tensor matches the inferred architecture
+    te = SafetensorsFile(find_golden("transformer", "2.5").path.parent / "ltx25_tiny_text_encoder.safetensors")
+    assert load_text_connectors(bare, text_encoder=te).projection.config.separate_projections
+
+
+def test_every_25_component_file_is_detected_as_25_golden():
+    root = find_golden("transformer", "2.5").path.parent
+    files = sorted(root.glob("ltx25_*.safetensors"))
+    assert files
+    for path in files:
+        match = detect_file_family(SafetensorsFile(path))
+        assert match is not None and match.family is LTX_2_5, (path.name, match)
+
+
+def test_split_layout_is_a_config_with_only_a_transformer_section():
+    assert is_split_transformer_config({"transformer": {"num_layers": 2}})
+    assert not is_split_transformer_config({"transformer": {}, "vae": {}, "audio_vae": {}, "vocoder": {}})
+    assert not is_split_transformer_config({"vae": {}}) and not is_split_transformer_config(None)
+
+
+def test_a_component_file_with_a_few_transformer_widths_takes_its_family_from_model_version():
+    """The 2.5 duration head copies two widths into ``config.transformer``; they tell nothing about switches."""
+    config = {"transformer": {"cross_attention_dim": 32, "audio_cross_attention_dim": 16}}
+    assert detect_family("head", [], metadata={"model_version": "2.5.0"}, config=config).family is LTX_2_5
 
 
 def test_model_version_parsing_follows_the_reference():
@@ -150,8 +182,10 @@ def test_model_version_parsing_follows_the_reference():
     assert parse_model_version("2.3.rc1") == (2, 3)
     assert parse_model_version("2.4-rc2") == (2, 4)  # "-" read as ".", the tag dropped
     assert parse_model_version("") == () and parse_model_version(None) == ()
-    with pytest.raises(UnsupportedModelError, match=r"LTX-2\.4 .*not supported yet"):
-        detect_family("x.safetensors", [], metadata={"model_version": "2.4-rc2"})
+    assert detect_family("x.safetensors", [], metadata={"model_version": "2.4-rc2"}).family is LTX_2_3
+    assert detect_family("x.safetensors", [], metadata={"model_version": "2.5.0"}).family is LTX_2_5
+    with pytest.raises(UnsupportedModelError, match=r"LTX-2\.6 .*not supported yet"):
+        detect_family("x.safetensors", [], metadata={"model_version": "2.6-rc1"})
     assert detect_family("x", [], metadata={"model_version": "2.3.rc1"}).family is LTX_2_3
     assert detect_family("x", [], metadata={"model_version": "2.0.0"}).family is LTX_2
     assert detect_family("x", ["transformer_blocks.0.attn1.to_q.weight"]) is None  # nothing tells
@@ -161,7 +195,7 @@ def test_block_table_rows_tell_the_family_when_names_do_not():
     names = ["transformer_blocks.0.scale_shift_table"]
     assert detect_family("x", names, shape=lambda n: (9, 32)).family is LTX_2_3
     assert detect_family("x", names, shape=lambda n: (6, 32)).family is LTX_2
-    assert LTX_2_5 not in (LTX_2, LTX_2_3) and not LTX_2_5.supported
+    assert LTX_2_5 not in (LTX_2, LTX_2_3) and LTX_2_5.supported
 
 
 # -- what users see ------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ import torch
 
 from conftest import assert_close, find_golden
 from ltx2_nodes.loading.components import load_latent_statistics, load_video_decoder, load_video_encoder
-from ltx2_nodes.loading.vae_file import VideoVAEFile
+from ltx2_nodes.loading.family import LTX_2_5
+from ltx2_nodes.loading.safetensors_file import SafetensorsFile
+from ltx2_nodes.loading.split import SPLIT_KINDS, ComponentFile
 from ltx2_nodes.model.diffusion_vae import DiffusionVideoDecoder
 
 
@@ -20,8 +22,9 @@ def golden():
 
 
 @pytest.fixture(scope="module")
-def vae_file(golden) -> VideoVAEFile:
-    return VideoVAEFile(golden.weights_path)
+def vae_file(golden) -> ComponentFile:
+    """The split pack's video VAE file (bare ``encoder.*`` / ``decoder.*`` keys) as the pack opens it."""
+    return ComponentFile(SafetensorsFile(golden.weights_path), SPLIT_KINDS["video_vae"], LTX_2_5)
 
 
 @pytest.fixture(scope="module")

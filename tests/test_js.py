@@ -80,16 +80,17 @@ def _blocks(text: str) -> tuple[int, ...]:
     return tuple(int(b) for b in re.split(r"[\s,]+", text) if b)
 
 
-# canvas preset -> its sampling.recipe preset
-RECIPE_PRESETS = {"dev": "dev", "distilled": "distilled", "stage 2 refine": "refine"}
+# canvas preset -> (model family, its sampling.recipe preset); None: the default family
+RECIPE_PRESETS = {"dev": (None, "dev"), "distilled": (None, "distilled"), "distilled 2.5": ("2.5", "distilled"),
+                  "stage 2 refine": (None, "refine")}
 
 
 def test_canvas_presets_are_the_recipe_presets(presets):
     """Every value a canvas preset sets is what the recipe preset gives the sampler (``preset_widgets``, the
     workflow builder's values); the dev preset sets every schedule and guidance widget."""
-    recipe = recipe_for()
     assert set(presets["presets"]) == set(RECIPE_PRESETS)
-    for name, attr in RECIPE_PRESETS.items():
+    for name, (family, attr) in RECIPE_PRESETS.items():
+        recipe = recipe_for(family)
         python = preset_widgets(getattr(recipe, attr), recipe.stg_blocks)
         for widget, value in presets["presets"][name].items():
             if widget == "stg_blocks":
@@ -98,11 +99,11 @@ def test_canvas_presets_are_the_recipe_presets(presets):
                 assert value == python[widget], (name, widget)
     assert {"steps", "schedule", "start_sigma", "video_cfg", "audio_cfg", "modality_scale", "stg_scale", "stg_blocks",
             "rescale"} <= set(presets["presets"]["dev"])
-    dev = recipe.dev
+    dev = recipe_for().dev
     assert presets["ratio"] == (dev.audio_guidance.cfg - 1) / (dev.video_guidance.cfg - 1)
 
 
-@pytest.mark.parametrize("name", ["distilled", "stage 2 refine"])
+@pytest.mark.parametrize("name", ["distilled", "distilled 2.5", "stage 2 refine"])
 def test_distilled_presets_turn_guidance_off(presets, name):
     preset = presets["presets"][name]
     off = NO_GUIDANCE

@@ -30,6 +30,7 @@ from ltx2_nodes.sampling.recipe import recipe_for, start_at
 
 SCHEMA_IDS = {"LTX2CheckpointLoader", "LTX2GemmaLoader", "LTX2GemmaEncode", "LTX2TextConnector", "LTX2EmptyAVLatent",
               "LTX2ImageToVideo", "LTX2AudioToLatent", "LTX2LoraLoader", "LTX2Sampler", "LTX2LatentUpscaler",
+              "LTX2KeyframeSlots", "LTX2GeneratedKeyframes",
               "LTX2VideoDecodeTiled", "LTX2AudioDecode", "LTX2AVCombine", "LTX2PromptEnhance"}
 RECIPE = recipe_for()
 # the samplers of the shipped two-stage workflows (scripts/build_workflows.py)
@@ -86,7 +87,7 @@ def test_the_pack_imports_without_comfyui_like_comfyui_imports_it(tmp_path):
             "print(len(m.NODE_CLASS_MAPPINGS), m.WEB_DIRECTORY)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["14", "./js"]
+    assert result.stdout.split() == [str(len(SCHEMA_IDS)), "./js"]
 
 
 def test_text_encoders_list_files_and_hugging_face_folders(headless, demo_models):
@@ -378,7 +379,11 @@ def test_combine_writes_an_mp4_with_prompt_and_workflow_metadata(headless, tmp_p
     result = call("LTX2AVCombine", images=images, fps=24.0, filename_prefix="clips/fox", audio=audio, prompt=prompt,
                   extra_pnginfo={"workflow": workflow})
     entry = {"filename": "fox_00001_.mp4", "subfolder": "clips", "type": "output"}
+    warning = result["ui"].pop("ltx2_warning")  # 1 s of sound for 17 frames: cut, and the node says so
     assert result["ui"] == {"images": [entry], "animated": [True], "ltx2_video": [entry], "has_audio": [True]}
+    assert warning == ["the audio lasts 1.000 s and the 17 frames at 24 fps last 0.708 s: the audio is cut to the "
+                       "video; if both come from one LTX-2 latent, set fps to 17 (the rate at which they match: use "
+                       "the fps of the latent both were decoded from)."]
     (video,) = result["result"]
     path = tmp_path / "out" / "clips" / "fox_00001_.mp4"
     assert video.get_stream_source() == str(path) and video.get_dimensions() == (96, 64)

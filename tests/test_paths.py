@@ -26,7 +26,8 @@ def models(tmp_path) -> Path:
     root = tmp_path / "models"
     for rel in ("checkpoints/ltx-2-19b-dev.safetensors", "checkpoints/sub/b.sft", "checkpoints/notes.txt",
                 "clip/gemma.safetensors", "text_encoders/gemma-3-12b/model-00001-of-00005.safetensors",
-                "diffusion_models/dit.safetensors", "unet/old.ckpt"):
+                "diffusion_models/dit.safetensors", "unet/old.ckpt", "unet/ltx-2-19b-dev-Q4_K_M.gguf",
+                "checkpoints/ignored.gguf", "text_encoders/gemma-3-12b-it-Q8_0.gguf"):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(b"x")
     return root
@@ -43,10 +44,12 @@ def test_models_dir_from_configure_or_environment(models, monkeypatch):
 def test_list_and_find_with_comfyui_folder_aliases(models):
     paths.configure(models_dir=models)
     assert paths.list_models("checkpoints") == ["ltx-2-19b-dev.safetensors", "sub/b.sft"]
-    assert paths.list_models("text_encoders") == ["gemma-3-12b/model-00001-of-00005.safetensors",
+    assert paths.list_models("text_encoders") == ["gemma-3-12b-it-Q8_0.gguf",
+                                                   "gemma-3-12b/model-00001-of-00005.safetensors",
                                                    "gemma.safetensors"]
     assert paths.list_models("clip") == paths.list_models("text_encoders")
-    assert paths.list_models("diffusion_models") == ["dit.safetensors", "old.ckpt"]  # unet/ first, like ComfyUI
+    # unet/ first, like ComfyUI; GGUF DiTs and text encoders are listed (not in checkpoints/: no GGUF has VAEs)
+    assert paths.list_models("diffusion_models") == ["dit.safetensors", "ltx-2-19b-dev-Q4_K_M.gguf", "old.ckpt"]
     assert paths.find_model("checkpoints", "sub/b.sft") == models / "checkpoints" / "sub" / "b.sft"
     assert paths.find_model("text_encoders", "gemma.safetensors") == models / "clip" / "gemma.safetensors"
     assert paths.find_model("text_encoders", "gemma-3-12b") == models / "text_encoders" / "gemma-3-12b"  # folder
@@ -108,7 +111,10 @@ def test_inside_comfyui_everything_delegates_to_folder_paths(monkeypatch, tmp_pa
     monkeypatch.setitem(sys.modules, "folder_paths", fp)
     paths.configure(output_dir=tmp_path / "ignored")
     assert paths.list_models("clip") == ["a.safetensors"]
-    assert calls == [("list", "text_encoders")]
+    assert calls == [("list", "text_encoders"), ("folders", "text_encoders")]  # ComfyUI's list, then .gguf files
+    (tmp_path / "text_encoders").mkdir()
+    (tmp_path / "text_encoders" / "gemma-3-12b-it-Q4_K_M.gguf").write_bytes(b"GGUF")
+    assert paths.list_models("clip") == ["a.safetensors", "gemma-3-12b-it-Q4_K_M.gguf"]
     (tmp_path / "diffusion_models").mkdir()
     (tmp_path / "diffusion_models" / "d.safetensors").write_bytes(b"")
     assert paths.find_model("unet", "d.safetensors") == tmp_path / "diffusion_models" / "d.safetensors"

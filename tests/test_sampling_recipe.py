@@ -53,9 +53,48 @@ def test_ltx23_dev_preset_runs_30_steps_with_stg_on_block_28():
     assert (dev.video_guidance.cfg, dev.audio_guidance.cfg) == (3.0, 7.0)
 
 
+def test_ltx25_distilled_stage1_is_euler_ancestral_on_the_reference_lists_and_stage2_stays_euler():
+    """Reference HEAD (distilled.py): stage 1 EulerAncestralDiffusionStep(eta 1, s_noise 1) when model_version >=
+    2.5, stage 2 Euler; the sigma lists are the io_sampler fixture's (DISTILLED_SIGMAS, STAGE_2_DISTILLED_SIGMAS)."""
+    golden = find_golden("sampler", "2.5")
+    recipe = recipe_for("2.5")
+    assert_close(recipe.distilled.sigmas(), golden["distilled_sigmas"], "distilled_sigmas", tol=0)
+    assert_close(recipe.refine.sigmas(), golden["stage2_sigmas"], "stage2_sigmas", tol=0)
+    samplers = (recipe.distilled.sampler, recipe.refine.sampler, recipe.dev.sampler)
+    assert samplers == ("euler_ancestral", "euler", "euler")
+    settings = GenerationSettings.from_preset(recipe.distilled, seed=4)
+    assert settings.sampler == "euler_ancestral" and settings.eta is None and settings.s_noise == 1.0
+    assert preset_widgets(recipe.distilled, recipe.stg_blocks)["sampler"] == "euler_ancestral"
+    assert all(recipe_for(f).distilled.sampler == "euler" for f in ("2.0", "2.3"))
+
+
+def test_a_generate_request_for_ltx25_follows_its_recipe_sampler_and_negative_prompt():
+    from ltx2_nodes.generate import GenerateRequest
+
+    request = GenerateRequest(prompt="a cat", family="2.5")
+    assert request.stage1_settings().sampler == "euler_ancestral"
+    assert request.negative() == recipe_for("2.5").negative_prompt
+    assert GenerateRequest(prompt="a cat", negative_prompt="ugly", family="2.5").negative() == "ugly"
+    assert GenerateRequest(prompt="a cat", mode="dev", family="2.5").stage1_settings().sampler == "euler"
+    assert GenerateRequest(prompt="a cat").negative() == recipe_for().negative_prompt
+
+
+def test_ltx25_dev_preset_negative_prompt_and_image_crf_are_the_reference_heads():
+    """LTX_2_4_PARAMS (every version from 2.4): 30 steps, STG block 28, image CRF 18; HEAD's negative prompt
+    starts with five caption tags before the released list."""
+    recipe = recipe_for("2.5")
+    dev = recipe.dev
+    assert dev.steps == 30 and dev.video_guidance.stg_blocks == (28,) == dev.audio_guidance.stg_blocks
+    assert (dev.video_guidance.cfg, dev.audio_guidance.cfg) == (3.0, 7.0)
+    assert recipe.image_crf == 18 and recipe_for("2.3").image_crf == recipe_for("2.0").image_crf == 33
+    assert recipe.negative_prompt.startswith("has_subtitles, has_blurbox, transition from black, transition to "
+                                             "black, speech_ending_short, blurry, out of focus")
+    assert recipe.negative_prompt.endswith(recipe_for("2.0").negative_prompt)
+
+
 def test_unknown_family_and_mode_are_refused_with_the_known_ones():
     with pytest.raises(UnsupportedModelError, match=r"no sampling presets for the LTX-9.9 family; presets exist "
-                                                    r"for LTX-2.0, LTX-2.3"):
+                                                    r"for LTX-2.0, LTX-2.3, LTX-2.5"):
         recipe_for("9.9")
     with pytest.raises(InputError, match="mode 'turbo' is not 'distilled' or 'dev'"):
         recipe_for().preset("turbo")

@@ -74,7 +74,10 @@ def test_two_stage_runs_need_multiples_of_64():
 def test_seconds_pick_the_nearest_8k_plus_1_frames():
     assert frames_for_seconds(5.0, 24.0) == 121
     assert frames_for_seconds(0.01, 24.0) == 1
-    assert frames_for_seconds(60.0, 120.0) == 1025  # capped
+    assert frames_for_seconds(42.7, 24.0) == 1025
+    with pytest.raises(InputError, match=r"60 s at 120 fps is 7201 frames, more than the 1025 .* the longest clip "
+                                         r"at 120 fps is 8.54 s"):
+        frames_for_seconds(60.0, 120.0)  # refused with the longest duration that fits, never quietly capped
     with pytest.raises(InputError, match="must be positive"):
         frames_for_seconds(0, 24.0)
 

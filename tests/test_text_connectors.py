@@ -170,8 +170,9 @@ def test_config_reads_metadata_and_refuses_unsupported():
     assert (cfg.inner_dim, cfg.num_layers, cfg.num_learnable_registers) == (64, 3, 32)
     assert cfg.rope_spec().max_pos == (512,) and cfg.rope_type == "interleaved" and not cfg.gated_attention
     assert ConnectorConfig.from_metadata({}) == ConnectorConfig()  # released defaults
+    assert not ConnectorConfig.from_metadata({"connector_ff_bias": False}).ff_bias
     with pytest.raises(UnsupportedModelError, match="connector_ff_bias"):
-        ConnectorConfig.from_metadata({"connector_ff_bias": False})
+        ConnectorConfig.from_metadata({"connector_ff_bias": "no"})
     with pytest.raises(UnsupportedModelError, match="registers"):
         ConnectorConfig.from_metadata({"connector_num_learnable_registers": 0})
 

@@ -220,11 +220,13 @@ def test_bf16_weights_compute_in_bf16(ws, tmp_path):
     assert rel < 0.05
 
 
-def test_nvfp4_is_refused(ws, tmp_path):
+def test_unknown_quantization_formats_are_refused(ws, tmp_path):
+    # NVFP4 files load now (tests/test_nvfp4.py); a format the pack has no dequantization for is named
     state = language_state(ws.like12b)
-    state["model.layers.0.mlp.up_proj.comfy_quant"] = torch.tensor(list(b'{"format": "nvfp4"}'), dtype=torch.uint8)
-    path = write_comfy_file(tmp_path / "gemma_3_12B_it_fp4_mixed.safetensors", state, tokenizer=ws.spm)
-    with pytest.raises(UnsupportedModelError, match="gemma_3_12B_it_fp4_mixed.*'nvfp4'.*bf16 or fp8"):
+    state["model.layers.0.mlp.up_proj.comfy_quant"] = torch.tensor(list(b'{"format": "svdquant"}'),
+                                                                   dtype=torch.uint8)
+    path = write_comfy_file(tmp_path / "gemma_3_12B_it_svdq.safetensors", state, tokenizer=ws.spm)
+    with pytest.raises(UnsupportedModelError, match="gemma_3_12B_it_svdq.*'svdquant'.*NVFP4 or GGUF"):
         load_gemma_encoder(path)
 
 
@@ -303,7 +305,7 @@ def test_wrong_files_are_named_and_refused(ws, tmp_path):
         load_gemma_encoder(t5)
     folder = write_hf_folder(ws.like12b, tmp_path / "not_gemma")
     (folder / "config.json").write_text('{"model_type": "qwen3"}')
-    with pytest.raises(UnsupportedModelError, match="'qwen3' model; LTX-2 uses Gemma 3"):
+    with pytest.raises(UnsupportedModelError, match="'qwen3' model; LTX-2 and LTX-2.3 use Gemma 3"):
         load_gemma_encoder(folder)
     empty = tmp_path / "empty"
     empty.mkdir()

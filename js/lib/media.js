@@ -2,7 +2,7 @@
 //
 // The node's UI payload (what `onExecuted` receives):
 //   {"ltx2_video": [{"filename", "subfolder", "type"}], "has_audio": [bool],
-//    "images": [same entry], "animated": [true]}
+//    "images": [same entry], "animated": [true], optional "ltx2_warning": [text]}
 // "images"/"animated" are core's keys (history, queue panel); "ltx2_video" marks the entry as ours.
 
 const VIDEO_EXTENSIONS = /\.(mp4|webm|mov|mkv)$/i;
@@ -16,9 +16,11 @@ export function videoFromOutput(output) {
   if (!file) file = (output.images ?? []).find((entry) => VIDEO_EXTENSIONS.test(entry?.filename ?? ""));
   if (!file?.filename) return null;
   const hasAudio = first(output.has_audio);
+  const warning = first(output.ltx2_warning);
   return {
     file: { filename: String(file.filename), subfolder: String(file.subfolder ?? ""), type: String(file.type ?? "output") },
     hasAudio: typeof hasAudio === "boolean" ? hasAudio : null,
+    ...(warning ? { warning: String(warning) } : {}),
   };
 }
 
@@ -48,9 +50,9 @@ export function playerHeight(width, aspect, { margin = 10, min = 64, max = 1024 
   return Math.round(Math.min(max, Math.max(min, height)));
 }
 
-/** The caption under the player. */
-export function playerCaption(file, hasAudio) {
+/** The caption under the player; a warning of the node (e.g. the audio was cut to the video) comes first. */
+export function playerCaption(file, hasAudio, warning = null) {
   const name = file.subfolder ? `${file.subfolder}/${file.filename}` : file.filename;
-  if (hasAudio === false) return `${name} · no audio track`;
-  return hasAudio ? `${name} · with sound` : name;
+  const caption = hasAudio === false ? `${name} · no audio track` : hasAudio ? `${name} · with sound` : name;
+  return warning ? `⚠ ${warning} · ${caption}` : caption;
 }

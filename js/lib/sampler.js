@@ -1,21 +1,27 @@
 // LTX2Sampler presets and video/audio CFG linking. Plain ES module (no DOM, no ComfyUI).
 // The preset values mirror Python: ltx2_nodes/sampling/recipe.py (the dev, distilled and refine
-// presets, as nodes/sampler.py preset_widgets sets the sampler's widgets); tests/test_js.py checks
+// presets of the default family, the LTX-2.5 distilled preset, as nodes/sampler.py preset_widgets sets the sampler's widgets); tests/test_js.py checks
 // they are equal.
 
 const GUIDANCE_OFF = { video_cfg: 1.0, audio_cfg: 1.0, modality_scale: 1.0, stg_scale: 0.0, rescale: 0.0 };
 
 /** Widget values each preset sets (by LTX2Sampler widget name); widgets not listed are left alone. */
 export const PRESETS = Object.freeze({
-  // Distilled model: its fixed 8-step list from pure noise, no guidance (steps are ignored).
-  distilled: Object.freeze({ schedule: "distilled", start_sigma: 1.0, ...GUIDANCE_OFF }),
+  // Distilled model: its fixed 8-step list from pure noise, Euler, no guidance (steps are ignored).
+  distilled: Object.freeze({ schedule: "distilled", start_sigma: 1.0, sampler: "euler", ...GUIDANCE_OFF }),
+  // LTX-2.5 distilled model: the same list, sampled Euler ancestral (the reference's stage 1 from 2.5 on).
+  "distilled 2.5": Object.freeze({
+    schedule: "distilled", start_sigma: 1.0, sampler: "euler_ancestral", ...GUIDANCE_OFF,
+  }),
   // Dev model: the reference's defaults (40 shifted steps, modality CFG, STG on block 29, rescale).
   dev: Object.freeze({
     schedule: "ltx2", steps: 40, start_sigma: 1.0, video_cfg: 3.0, audio_cfg: 7.0, modality_scale: 3.0,
     stg_scale: 1.0, stg_blocks: "29", rescale: 0.7,
   }),
   // Stage 2 of a two-stage run: re-noise the x2-upscaled latent to 0.909375, 3 distilled steps, no guidance.
-  "stage 2 refine": Object.freeze({ schedule: "distilled stage 2", start_sigma: 0.909375, ...GUIDANCE_OFF }),
+  "stage 2 refine": Object.freeze({
+    schedule: "distilled stage 2", start_sigma: 0.909375, sampler: "euler", ...GUIDANCE_OFF,
+  }),
 });
 
 export const CUSTOM = "custom";

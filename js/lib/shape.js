@@ -41,7 +41,8 @@ export function snapFrames(value, { min, max } = LIMITS.frames) {
 /**
  * The 8k+1 frame count whose duration frames/fps is nearest to `seconds` (ties: the longer one).
  * Python equivalent (the node must compute exactly this, in float64):
- *     k = math.floor((seconds * fps - 1) / 8 + 0.5); frames = min(max(8 * max(k, 0) + 1, 1), 1025)
+ *     k = math.floor((seconds * fps - 1) / 8 + 0.5); frames = max(8 * max(k, 0) + 1, 1)
+ * Above 1025 frames the canvas clamps the frames widget (visible); the node refuses the duration.
  */
 export function framesForSeconds(seconds, fps, { min, max } = LIMITS.frames) {
   const k = Math.floor((seconds * fps - 1) / TEMPORAL_STRIDE + 0.5);

@@ -12,29 +12,33 @@ import sys
 
 from ..errors import LTX2Error
 from . import demo_cmd, generate_cmd, inspect_cmd, queue_cmd, run_cmd
-from .common import ExitCode
+from .common import ArgumentParser, ExitCode, sigterm_interrupts
 
 COMMANDS = {"run": run_cmd, "queue": queue_cmd, "generate": generate_cmd, "demo-models": demo_cmd,
             "inspect": inspect_cmd}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ltx2_nodes", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m ltx2_nodes", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module in COMMANDS.items():
         module.add_parser(sub.add_parser(name, help=module.HELP, description=module.HELP))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    verbose = False
     try:
-        return COMMANDS[args.command].run(args) or ExitCode.OK
+        args = parser.parse_args(argv)  # bad option values: UsageError from the type= functions (cli.common)
+        verbose = args.verbose
+        logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
+        with sigterm_interrupts():
+            return COMMANDS[args.command].run(args) or ExitCode.OK
     except LTX2Error as exc:
-        if args.verbose and getattr(exc, "details", ""):
+        if verbose and getattr(exc, "details", ""):
             print(exc.details, file=sys.stderr, end="")
         for line in str(exc).splitlines() or [type(exc).__name__]:
             print(f"error: {line}", file=sys.stderr)
         return getattr(exc, "exit_code", ExitCode.USAGE)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted (Ctrl-C or SIGTERM); no partial file was kept; run the same command again (a queue "
+              "resumes where it stopped)", file=sys.stderr)
         return ExitCode.INTERRUPTED

@@ -10,7 +10,7 @@ import urllib.request
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from ..errors import LTX2Error
-from .common import ExitCode
+from .common import ExitCode, server_base
 from .websocket import WebSocket
 from .workflow import ui_file_entries
 
@@ -27,12 +27,7 @@ class PromptRejected(LTX2Error):
 
 class ComfyClient:
     def __init__(self, server: str, timeout: float = 30.0):
-        if "://" not in server:
-            server = "http://" + server
-        parts = urlsplit(server)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ServerUnreachable(f"cannot use server address {server!r}; expected e.g. http://127.0.0.1:8188")
-        self.base = server.rstrip("/")
+        self.base = server_base(server)
         self.timeout = timeout
 
     def _request(self, path: str, payload: dict | None = None):

@@ -7,6 +7,10 @@ Same ids, inputs, outputs and values as ComfyUI's (``nodes.py`` / ``comfy_extras
   ``[1, 64, 64]`` zero mask without alpha); every frame of an animated file with the first frame's size.
   Decoded with Pillow when installed (exactly ComfyUI's code path, EXIF rotation included), else with PyAV
   (FFmpeg's PNG/JPEG/WebP/GIF decoders; EXIF orientation is not applied there).
+- A file that is missing, empty, damaged or not an image is refused with an ``InputError`` naming it (never
+  the decoder's own text alone), and so is one whose frames hold more than :data:`MAX_IMAGE_PIXELS` pixels
+  together, checked from the header before a pixel is decoded (ComfyUI lets Pillow refuse single pictures
+  above the same count; the float32 IMAGE of that many pixels takes 2 GiB).
 - ``LoadAudio`` -> AUDIO ``{"waveform": [1, C, T] float32, "sample_rate": int}`` decoded with PyAV.
 
 Inside ComfyUI these classes are never registered: ComfyUI's own nodes run.
@@ -17,12 +21,20 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import os
+import struct
+import warnings
 
 import numpy as np
 import torch
 
 from .. import paths
+from ..errors import InputError
 from ..media.audio_io import load_audio_file
+
+# Pixels one image file may hold, all frames together: Pillow's own decompression-bomb limit (twice its
+# ``Image.MAX_IMAGE_PIXELS``), applied to both decoders and to animations as a whole.
+MAX_IMAGE_PIXELS = 178_956_970
+_IMAGE_FIX = "use a PNG, JPEG, WebP or GIF image (re-export it from an image editor if it is damaged)"
 
 
 def _input_files(kinds: tuple[str, ...]) -> list[str]:
@@ -52,8 +64,7 @@ class LoadImage:
     FUNCTION = "load_image"
 
     def load_image(self, image):
-        path = paths.input_file(image)
-        frames = _frames_pillow(path) if _has_pillow() else _frames_pyav(path)
+        frames = _read_image(image, paths.input_file(image))
         width, height = frames[0][0].shape[1], frames[0][0].shape[0]
         images, masks = [], []
         for rgb, alpha in frames:
@@ -72,7 +83,13 @@ class LoadImage:
 
     @classmethod
     def VALIDATE_INPUTS(cls, image):
-        return _check_exists(image, "image")
+        """The file exists and decodes as an image of at most MAX_IMAGE_PIXELS, checked before anything runs (the
+        decode is repeated when the node runs; a damaged file must not fail a workflow half-way)."""
+        try:
+            _read_image(image, paths.input_file(image))
+        except InputError as exc:
+            return str(exc)
+        return True
 
 
 def _has_pillow() -> bool:
@@ -83,12 +100,49 @@ def _has_pillow() -> bool:
     return True
 
 
+def _read_image(name: str, path) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """The frames of image file ``name`` (at ``path``); every way the file can fail is an ``InputError`` naming it."""
+    if not path.is_file():
+        raise InputError(f"image {name!r}: no such file ({path}); check the name, or put the image in the input "
+                         f"folder ({paths.input_directory()}).")
+    if path.stat().st_size == 0:
+        raise InputError(f"image {name!r} ({path}) is an empty file (0 bytes); {_IMAGE_FIX}.")
+    import av
+
+    failures = [OSError, ValueError, SyntaxError, EOFError, RuntimeError, struct.error, av.error.FFmpegError]
+    if _has_pillow():
+        from PIL import Image
+
+        failures.append(Image.DecompressionBombError)
+    try:
+        return _frames_pillow(path) if _has_pillow() else _frames_pyav(path)
+    except InputError:
+        raise
+    except tuple(failures) as exc:  # what Pillow (broken chunks: SyntaxError) and FFmpeg raise on a bad file
+        reason = " ".join(str(getattr(exc, "strerror", None) or exc).split()) or type(exc).__name__
+        raise InputError(f"image {name!r} ({path}) could not be decoded as an image ({reason}); {_IMAGE_FIX}.") \
+            from None
+
+
+def _check_pixels(path, width: int, height: int, frames: int) -> None:
+    """Refuse a file whose ``frames`` frames of ``width x height`` exceed :data:`MAX_IMAGE_PIXELS` (before decoding)."""
+    if width * height * frames > MAX_IMAGE_PIXELS:
+        what = f"{width}x{height}" + (f" x {frames} frames" if frames > 1 else "")
+        raise InputError(f"image {path.name!r} is {what} = {width * height * frames:,} pixels; at most "
+                         f"{MAX_IMAGE_PIXELS:,} are loaded (the video is far smaller anyway). Downscale it (e.g. to "
+                         "4096 pixels on the long side) or keep fewer frames.")
+
+
 def _frames_pillow(path) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """ComfyUI's LoadImage frame loop: EXIF transpose, 32-bit 'I' scaled, alpha or palette transparency."""
     from PIL import Image, ImageOps, ImageSequence
 
     frames = []
-    with Image.open(path) as img:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_IMAGE_PIXELS is checked instead
+        img = Image.open(path)
+    with img:
+        _check_pixels(path, *img.size, 1 if img.format == "MPO" else getattr(img, "n_frames", 1))
         for frame in ImageSequence.Iterator(img):
             frame = ImageOps.exif_transpose(frame)
             if frame.mode == "I":
@@ -111,15 +165,18 @@ def _frames_pyav(path) -> list[tuple[np.ndarray, np.ndarray | None]]:
     frames = []
     with av.open(str(path)) as container:
         if not container.streams.video:
-            raise ValueError(f"{path} holds no image")
+            raise ValueError("the file holds no picture")
+        header = container.streams.video[0].codec_context
+        _check_pixels(path, header.width, header.height, 1)
         for frame in container.decode(video=0):
+            _check_pixels(path, frame.width, frame.height, len(frames) + 1)
             if any(c.is_alpha for c in frame.format.components):
                 rgba = frame.to_ndarray(format="rgba")
                 frames.append((rgba[..., :3], rgba[..., 3]))
             else:
                 frames.append((frame.to_ndarray(format="rgb24"), None))
     if not frames:
-        raise ValueError(f"{path}: no image frame could be decoded")
+        raise ValueError("no picture could be decoded")
     return frames
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import add_engine_options, apply_engine_options
+from ..errors import InputError
+from ..model.shapes import MAX_FRAMES
+from .common import (add_engine_options, apply_engine_options, nonnegative_float, nonnegative_int, positive_float,
+                     positive_int, unit_float, writable_folder)
 from .workflow import UsageError
 
 HELP = ("generate one video with sound from a prompt (optionally conditioned on an image or an audio file) and "
@@ -33,23 +36,29 @@ def add_parser(p) -> None:
     p.add_argument("--negative", help="negative prompt for the dev model's text CFG (default: the reference's)")
     p.add_argument("--enhance", action="store_true", help="expand the prompt with Gemma first (seeded)")
     p.add_argument("--image", metavar="PATH", help="condition on this image (first frame unless --image-frame)")
-    p.add_argument("--image-frame", type=int, default=0, help="pixel frame the image is pinned at (default 0)")
-    p.add_argument("--image-strength", type=float, default=1.0, help="1 = keep exactly, lower = looser")
+    p.add_argument("--image-frame", type=nonnegative_int, default=0,
+                   help="pixel frame the image is pinned at (default 0)")
+    p.add_argument("--image-strength", type=unit_float, default=1.0, help="1 = keep exactly, lower = looser")
     p.add_argument("--audio", metavar="PATH", help="keep this soundtrack and generate video for it (audio-to-video)")
-    p.add_argument("--audio-start", type=float, default=0.0, metavar="SECONDS", help="where the soundtrack starts")
-    p.add_argument("--width", type=int, default=1536, help="final width (two-stage: multiple of 64; default 1536)")
-    p.add_argument("--height", type=int, default=1024, help="final height (default 1024)")
+    p.add_argument("--audio-start", type=nonnegative_float, default=0.0, metavar="SECONDS",
+                   help="where the soundtrack starts")
+    p.add_argument("--width", type=positive_int, default=1536,
+                   help="final width (two-stage: multiple of 64; default 1536)")
+    p.add_argument("--height", type=positive_int, default=1024, help="final height (default 1024)")
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--frames", type=int, default=None, help="8k+1 frames (default 121)")
-    length.add_argument("--seconds", type=float, default=None, help="duration; becomes the nearest 8k+1 frames")
-    p.add_argument("--fps", type=float, default=24.0)
-    p.add_argument("--seed", type=int, default=10)
+    length.add_argument("--frames", type=positive_int, default=None,
+                        help=f"8k+1 frames, at most {MAX_FRAMES} (default 121)")
+    length.add_argument("--seconds", type=positive_float, default=None,
+                        help=f"duration; becomes the nearest 8k+1 frames (at most {MAX_FRAMES})")
+    p.add_argument("--fps", type=positive_float, default=24.0)
+    p.add_argument("--seed", type=nonnegative_int, default=10)
     p.add_argument("--mode", choices=("auto", "distilled", "dev"), default="auto",
                    help="distilled: its fixed list, no guidance; dev: --steps with the reference's multimodal "
                         "guidance; auto: from the checkpoint's file name")
-    p.add_argument("--steps", type=int, default=None, help="dev mode steps (default: the dev preset's, "
+    p.add_argument("--steps", type=positive_int, default=None, help="dev mode steps (default: the dev preset's, "
                                                            "see sampling/recipe.py)")
-    p.add_argument("--sampler", choices=("euler", "res_2s"), default="euler")
+    p.add_argument("--sampler", default=None, help="stage-1 sampler: euler, euler_ancestral or res_2s (checked by "
+                   "sampling.loop; default: the preset's, euler_ancestral for LTX-2.5 distilled, else euler)")
     p.add_argument("--single-stage", action="store_true", help="sample at the final size (no x2 upscale + refine)")
     p.add_argument("--checkpoint", help="file in checkpoints/ (default: the first released LTX-2 file found)")
     p.add_argument("--gemma", help="file or folder in text_encoders/ (default: Gemma 3 12B as released)")
@@ -122,41 +131,84 @@ def _loras(specs: list[str]):
 
 
 def _out_path(out: str) -> Path:
+    """The MP4 to write, its folder known to be writable (checked before anything loads)."""
     from .. import paths
 
-    target = Path(out)
-    if target.suffix.lower() == ".mp4":
-        target.parent.mkdir(parents=True, exist_ok=True)
+    target = Path(out).expanduser()
+    if target.suffix.lower() == ".mp4" and not target.is_dir():
+        writable_folder(target.parent, "--out")
         return target
-    paths.configure(output_dir=str(target))
+    paths.configure(output_dir=str(writable_folder(target, "--out")))
     return paths.next_output_file("LTX2", "mp4").path
+
+
+def _frames(args) -> int:
+    """The frame count the options ask for, refused (nearest valid values named) unless the pack can make
+    exactly it at the requested size; a duration rounded to 8k+1 frames is logged."""
+    import logging
+
+    from ..model.shapes import check_video_size, describe_rounding, frames_for_seconds
+
+    frames = 121 if args.frames is None else args.frames
+    if args.seconds is not None:
+        try:
+            frames = frames_for_seconds(args.seconds, args.fps)
+        except InputError as exc:
+            raise UsageError(f"--seconds {args.seconds:g}: {exc}") from None
+        rounding = describe_rounding(args.seconds, args.fps, frames)
+        if rounding:
+            logging.getLogger("ltx2_nodes").info("--seconds %s", rounding)
+    if frames > MAX_FRAMES:
+        raise UsageError(f"--frames {frames}: at most {MAX_FRAMES} frames ({MAX_FRAMES / args.fps:.2f} s at "
+                         f"{args.fps:g} fps); ask for fewer")
+    try:
+        check_video_size(frames, args.height, args.width, two_stage=not args.single_stage)
+    except InputError as exc:
+        raise UsageError(f"--width {args.width} --height {args.height} --frames {frames}: {exc}"
+                         + ("" if args.single_stage else " (--single-stage samples at the size itself: multiples "
+                            "of 32)")) from None
+    if args.image and args.image_frame >= frames:
+        raise UsageError(f"--image-frame {args.image_frame}: the video has frames 0..{frames - 1}; pin the image "
+                         f"at one of them")
+    return frames
 
 
 def run(args) -> int:
     import logging
 
     from .. import paths, stages
-    from ..generate import GenerateRequest, generate
+    from ..generate import GenerateRequest, generate, require_parts
     from ..media.audio_io import load_audio_file
-    from ..model.shapes import frames_for_seconds
     from ..memory.selection import compute_device
     from ..handles import load_gemma, load_ltx2, load_upscaler
     from ..sampling.conditioning import ImageCondition
-    from ..sampling.recipe import DEFAULT_NEGATIVE_PROMPT, recipe_for
+    from ..sampling.recipe import recipe_for
+    from ..text.tokenizer import check_text
     from .core_nodes import LoadImage
 
     log = logging.getLogger("ltx2_nodes")
     paths.configure(models_dir=args.models_dir)
     apply_engine_options(args)
+    frames = _frames(args)  # every number, and the output, checked before anything loads
+    out = _out_path(args.out)
     device = compute_device()
 
-    frames = frames_for_seconds(args.seconds, args.fps) if args.seconds else (args.frames or 121)
+    # the inputs are read and checked before any model loads
+    check_text(args.prompt, "--prompt")
+    if args.negative is not None:
+        check_text(args.negative, "--negative")
+    image = None
+    if args.image:
+        image_path = Path(args.image).resolve()
+        paths.configure(input_dir=str(image_path.parent))
+        image, _ = LoadImage().load_image(image_path.name)
     checkpoint = _pick("checkpoints", args.checkpoint)
     mode = args.mode
     if mode == "auto":
         mode = "dev" if "dev" in checkpoint.name.lower() and "distill" not in checkpoint.name.lower() else "distilled"
     two_stage = not args.single_stage
     ltx2 = load_ltx2(checkpoint, args.weight_dtype, args.fp8, device=device)
+    require_parts(ltx2, images=bool(args.image), audio=bool(args.audio))  # a stripped file: refused now
     gemma = load_gemma(_pick("text_encoders", args.gemma), args.weight_dtype, device=device)
     family = ltx2.ckpt.family.version
     upscaler = load_upscaler(_pick("latent_upscale_models", args.upscaler, family=family), args.weight_dtype,
@@ -178,22 +230,20 @@ def run(args) -> int:
         prompt = stages.enhance_prompt(gemma, prompt, mode="i2v" if args.image else "t2v", seed=args.seed)
         print(f"enhanced prompt: {prompt}")
     images = ()
-    if args.image:
-        paths.configure(input_dir=str(Path(args.image).resolve().parent))
-        image, _ = LoadImage().load_image(Path(args.image).name)
-        images = (ImageCondition(image[:1], frame_index=args.image_frame, strength=args.image_strength),)
+    if image is not None:
+        images = (ImageCondition(image[:1], frame_index=args.image_frame, strength=args.image_strength,
+                                 crf=recipe_for(family).image_crf),)
     request = GenerateRequest(
-        prompt=prompt, negative_prompt=args.negative if args.negative is not None else DEFAULT_NEGATIVE_PROMPT,
+        prompt=prompt, negative_prompt=args.negative,
         width=args.width, height=args.height, frames=frames, fps=args.fps, seed=args.seed, mode=mode,
         steps=args.steps, two_stage=two_stage, images=images,
         audio=load_audio_file(args.audio) if args.audio else None, audio_start_seconds=args.audio_start,
         family=family)
-    if args.sampler != "euler":
+    if args.sampler is not None:
         import dataclasses
 
         request = dataclasses.replace(request, stage1=dataclasses.replace(request.stage1_settings(),
                                                                           sampler=args.sampler))
-    out = _out_path(args.out)
     print(f"{checkpoint.name} ({ltx2.ckpt.family.name} {mode}, {'two-stage' if two_stage else 'single stage'}), "
           f"{args.width}x{args.height}, {frames} frames at {args.fps:g} fps, seed {args.seed} on {device}")
     path = generate(ltx2, gemma, request, out, upscaler=upscaler, loras=_loras(args.lora),

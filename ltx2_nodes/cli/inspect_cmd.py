@@ -34,7 +34,7 @@ def run(args) -> int:
     import torch
 
     from ..loading.checkpoint import LTX2Checkpoint
-    from ..loading.components import load_transformer
+    from ..loading.components import check_configs, load_transformer
     from ..loading.family import FAMILIES
     from ..model.audio_vae import AudioVAEConfig
     from ..model.patchify import audio_positions, patchify_video, video_positions
@@ -56,6 +56,7 @@ def run(args) -> int:
     for name in _COMPONENTS:
         if ckpt.has(name):
             print(f"  {name:16s} {_human(ckpt.component_bytes(name))}")
+    check_configs(ckpt)  # a damaged config is reported by name, never built
     if args.no_forward:
         return 0
 

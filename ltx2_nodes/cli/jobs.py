@@ -21,11 +21,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .workflow import Assignment, UsageError, Workflow, is_link
+from .workflow import Assignment, UsageError, Workflow, is_link, read_json
 
 PROMPT_INPUT_NAMES = ("prompt", "text")
 SEED_INPUT_NAMES = ("seed", "noise_seed")
 _JOB_KEYS = {"prompt", "seed", "overrides"}
+# The most jobs one ``queue`` command builds (prompts file lines x ``--seeds``), checked before any is built:
+# a typo such as ``--seeds 0-50000000`` is refused at once instead of building fifty million workflows.
+MAX_JOBS = 10_000
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,9 @@ def read_prompts_file(path: str | Path) -> list[JobSpec]:
         line = raw.strip()
         if line:
             specs.append(_parse_line(path, number, line))
+            if len(specs) > MAX_JOBS:
+                raise UsageError(f"prompts file {path} holds more than {MAX_JOBS:,} jobs (line {number}); a queue "
+                                 f"runs at most {MAX_JOBS:,}. Split the file and queue each part.")
     if not specs:
         raise UsageError(f"prompts file {path} holds no prompts (one prompt or JSON job per line)")
     return specs
@@ -79,7 +85,7 @@ def _parse_line(path: Path, number: int, line: str) -> JobSpec:
     if line[0] not in "{\"":
         return JobSpec(number, prompt=line)
     try:
-        value = json.loads(line)
+        value = read_json(line, where)
     except json.JSONDecodeError as exc:
         if line[0] == "{":
             raise UsageError(f"{where}: not valid JSON ({exc.msg}); write a plain prompt or "
@@ -101,21 +107,29 @@ def _parse_line(path: Path, number: int, line: str) -> JobSpec:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``1,2,10-12`` -> ``[1, 2, 10, 11, 12]`` (seeds are non-negative, as in ComfyUI)."""
-    seeds = []
+    """``1,2,10-12`` -> ``[1, 2, 10, 11, 12]`` (seeds are non-negative, as in ComfyUI); at most ``MAX_JOBS``."""
+    ranges = []
     for part in text.split(","):
         match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
         if not match or (match.group(2) and int(match.group(2)) < int(match.group(1))):
             raise UsageError(f"--seeds {text!r}: expected non-negative integers and ranges like 1,2,10-12")
         low = int(match.group(1))
-        seeds.extend(range(low, int(match.group(2) or low) + 1))
-    return seeds
+        ranges.append(range(low, int(match.group(2) or low) + 1))
+    count = sum(r.stop - r.start for r in ranges)  # len() overflows past 2**63
+    if count > MAX_JOBS:
+        raise UsageError(f"--seeds {text!r} names {count:,} seeds; a queue runs at most {MAX_JOBS:,} jobs. Give a "
+                         "shorter range (e.g. 1-100) and queue the rest in another run.")
+    return [seed for r in ranges for seed in r]
 
 
 def expand_seeds(specs: list[JobSpec], seeds: list[int]) -> list[JobSpec]:
-    """One job per seed for every job that does not set its own seed."""
+    """One job per seed for every job that does not set its own seed (at most ``MAX_JOBS`` in all)."""
     if not seeds:
         return specs
+    count = sum(1 if spec.seed is not None else len(seeds) for spec in specs)
+    if count > MAX_JOBS:
+        raise UsageError(f"{len(specs):,} prompt line(s) x {len(seeds):,} seed(s) make {count:,} jobs; a queue runs "
+                         f"at most {MAX_JOBS:,}. Use fewer seeds or split the prompts file over several runs.")
     return [s for spec in specs for s in ([spec] if spec.seed is not None else
                                           [replace(spec, seed=seed) for seed in seeds])]
 

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 from .comfy_client import ComfyClient, PromptRejected, history_outcome
 from .common import (ExitCode, add_engine_options, add_path_options, apply_engine_options, apply_path_options,
-                     node_registry)
+                     node_registry, positive_float, server_url)
 from .display import Display
 from .executor import ExecutionError, Executor
 from .jobs import (PROMPT_INPUT_NAMES, SEED_INPUT_NAMES, Job, build_jobs, expand_seeds, find_input, parse_seeds,
@@ -40,7 +38,8 @@ def add_parser(p) -> None:
                    help='one job per line: prompt text, or JSON {"prompt": ..., "seed": ..., "overrides": '
                         '{"NODE.INPUT": value}}')
     target = p.add_mutually_exclusive_group()
-    target.add_argument("--server", default=DEFAULT_SERVER, help=f"ComfyUI address (default {DEFAULT_SERVER})")
+    target.add_argument("--server", default=DEFAULT_SERVER, type=server_url,
+                        help=f"ComfyUI address (default {DEFAULT_SERVER})")
     target.add_argument("--local", action="store_true", help="run the jobs here with the headless executor")
     p.add_argument("--seeds", metavar="LIST", help="run every job once per seed, e.g. 1,2,10-12 (jobs that set "
                                                     "their own seed keep it)")
@@ -52,7 +51,7 @@ def add_parser(p) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE.INPUT=VALUE",
                    help="override an input for every job (see run --set); repeatable")
     p.add_argument("--manifest", metavar="PATH", help="job manifest (default: <prompts file>.manifest.jsonl)")
-    p.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
+    p.add_argument("--poll", type=positive_float, default=1.0, metavar="SECONDS",
                    help="server mode: how often to check /queue and /history (default 1)")
     add_path_options(p)
     add_engine_options(p)
@@ -77,7 +76,7 @@ def run(args) -> int:
         client.check()  # before the manifest is touched
     manifest_path = Path(args.manifest) if args.manifest else Path(args.prompts + ".manifest.jsonl")
     display = Display(total_jobs=len(jobs))
-    with Manifest(manifest_path).locked() as manifest, _sigterm_interrupts():
+    with Manifest(manifest_path).locked() as manifest:  # SIGTERM: KeyboardInterrupt (cli.common)
         try:
             if executor:
                 executor.on_event = display.event
@@ -119,23 +118,6 @@ def _jobs(args, executor: Executor | None) -> list[Job]:
     if any(s.seed is not None for s in specs):
         seed_input = find_input(workflow, args.seed_input, SEED_INPUT_NAMES, int, "--seed-input")
     return build_jobs(workflow, specs, prompt_input, seed_input, declared)
-
-
-@contextmanager
-def _sigterm_interrupts():
-    """``kill`` (SIGTERM) stops a queue like Ctrl-C does: the manifest is brought up to date first."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread (embedded use): leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _register(manifest: Manifest, jobs: list[Job], target: str) -> None:

@@ -30,10 +30,40 @@ def is_link(value) -> bool:
             and isinstance(value[1], (int, float)) and not isinstance(value[1], bool))
 
 
-def parse_value(text: str):
-    """A command-line value: JSON when it parses (``30``, ``1.5``, ``true``, ``"7"``, ``["4", 0]``), else text."""
+MAX_JSON_DEPTH = 100  # API workflows nest ~5 levels, UI graphs in extra_data ~15; deeper input is refused
+
+
+def json_depth(value) -> int:
+    """How deeply ``value`` nests lists and dicts (iterative: any depth is measured without recursion)."""
+    depth, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            depth = max(depth, level)
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return depth
+
+
+def read_json(text: str, what: str):
+    """``json.loads`` for input named on the command line: JSON nested deeper than :data:`MAX_JSON_DEPTH`
+    (which would exhaust Python's stack here or in any later copy or walk) raises ``UsageError`` naming
+    ``what``; malformed JSON raises ``json.JSONDecodeError`` as usual."""
     try:
-        return json.loads(text)
+        value = json.loads(text)
+    except RecursionError:
+        value = None
+    else:
+        if json_depth(value) <= MAX_JSON_DEPTH:
+            return value
+    raise UsageError(f"{what} nests lists/objects more than {MAX_JSON_DEPTH} levels deep; no workflow, prompt or "
+                     f"value needs that many (check how the file was generated)")
+
+
+def parse_value(text: str, what: str = "the value"):
+    """A command-line value: JSON when it parses (``30``, ``1.5``, ``true``, ``"7"``, ``["4", 0]``), else text.
+    ``what`` names it in the error for JSON nested too deeply."""
+    try:
+        return read_json(text, what)
     except json.JSONDecodeError:
         return text
 
@@ -52,7 +82,7 @@ class Assignment:
         target, sep, raw = text.partition("=")
         if not sep:
             raise UsageError(f"cannot read override {text!r}: expected NODE.INPUT=VALUE, e.g. 5.steps=30")
-        return cls.at(target, parse_value(raw))
+        return cls.at(target, parse_value(raw, f"--set {target}=..."))
 
     @classmethod
     def at(cls, target: str, value) -> "Assignment":
@@ -77,7 +107,7 @@ class Workflow:
     def load(cls, path: str | Path) -> "Workflow":
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = read_json(path.read_text(encoding="utf-8"), f"workflow {path}")
         except OSError as exc:
             raise UsageError(f"cannot read workflow {path}: {exc.strerror or exc}") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -22,8 +22,10 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, UnsupportedModelError
-from .family import ModelFamily, detect_family
-from .quant import FP8_DTYPES, QUANT_SUFFIXES, FP8Linear, replace_module
+from .family import ModelFamily, detect_family, is_split_transformer_config
+from .gguf_file import GGUFFile, open_tensor_file
+from .lora import is_lora_key
+from .quant import FP8_DTYPES, QUANT_SUFFIXES, FP8Linear, prepare_packed_state, replace_module
 from .safetensors_file import SafetensorsFile
 
 log = logging.getLogger("ltx2_nodes")
@@ -84,7 +86,6 @@ _FOREIGN_FINGERPRINTS: tuple[tuple[str, str], ...] = (
     ("model.layers.", "a language model (text encoder), which belongs in models/text_encoders"),
     ("language_model.model.layers.", "a language model (text encoder), which belongs in models/text_encoders"),
     ("initial_conv.", "the LTX-2 latent upscaler, which belongs in models/latent_upscale_models"),
-    ("lora_", "a LoRA, which belongs in models/loras"),
 )
 
 @dataclass(frozen=True)
@@ -92,28 +93,30 @@ class Variant:
     """What a checkpoint file is, as far as loading is concerned."""
 
     family: ModelFamily  # LTX-2 / LTX-2.3 (see ``loading.family``)
-    layout: str  # "single_file" | "diffusion_model"
+    layout: str  # "single_file" | "diffusion_model" | "split" (LTX-2.5 transformer file: DiT + connectors)
     key_prefix: str  # prefix in front of the DiT keys ("model.diffusion_model." or "")
-    quantized: bool  # carries fp8 weights with weight_scale siblings
+    quantized: bool  # carries quantized weights (fp8 with weight_scale siblings, GGUF blocks, NVFP4)
     config_inferred: bool  # no config metadata: transformer config derived from shapes
+    storage: str = ""  # how quantized weights are stored: "fp8", "nvfp4", "GGUF Q4_K+F32" ...
 
     def describe(self) -> str:
-        kind = " single-file checkpoint" if self.layout == "single_file" else " diffusion model (DiT only)"
-        return self.family.name + kind + (" (fp8)" if self.quantized else "")
+        kind = {"single_file": " single-file checkpoint", "split": " transformer file (split layout)"}.get(
+            self.layout, " diffusion model (DiT only)")
+        return self.family.name + kind + (f" ({self.storage or 'fp8'})" if self.quantized else "")
 
 
 class LTX2Checkpoint:
     """An opened LTX-2 / LTX-2.3 model file: family, config, variant, per-component state dicts."""
 
     def __init__(self, path: str | Path):
-        self.file = SafetensorsFile(path)
+        self.file = open_tensor_file(path)
         self.path = self.file.path
         keys = self.file.keys()
         self._check_family(keys)
+        storage = _storage(self.file, keys)
         prefix = DIT_PREFIX if any(k.startswith(DIT_PREFIX + "transformer_blocks.") for k in keys) else ""
         has_vae = any(k.startswith("vae.decoder.") for k in keys)
-        quantized = any(k.endswith(".weight_scale") for k in keys) and any(
-            self.file.info(k).dtype in FP8_DTYPES for k in keys)
+        quantized = bool(storage)
         config = self.file.json_metadata("config")
         # a file with transformer blocks always gives a clue (caption projection present or not)
         match = detect_family(self.path.name, keys, metadata=self.file.metadata, config=config,
@@ -133,20 +136,36 @@ class LTX2Checkpoint:
         if not isinstance(config, dict):
             raise CheckpointError(f"{self.path.name}: metadata 'config' is not a JSON object.")
         self.config: dict = config
-        self.variant = Variant(match.family, "single_file" if has_vae else "diffusion_model", prefix, quantized,
-                               inferred)
+        split = not inferred and is_split_transformer_config(config) and any("embeddings_connector." in k for k in keys)
+        layout = "single_file" if has_vae else "split" if split else "diffusion_model"
+        self.variant = Variant(match.family, layout, prefix, quantized, inferred, storage)
         self._specs = self._specs_for_prefix(prefix)
 
     @property
     def family(self) -> ModelFamily:
-        """The model generation of this file (``LTX_2`` or ``LTX_2_3``), from metadata or tensors."""
+        """The model generation of this file (``LTX_2``, ``LTX_2_3`` or ``LTX_2_5``), from metadata or tensors."""
         return self.variant.family
 
     # -- detection -----------------------------------------------------------------------------
 
     def _check_family(self, keys: list[str]) -> None:
-        """Refuse what is not an LTX-2 audio-video transformer file, naming what it is instead."""
+        """Refuse what is not an LTX-2 audio-video transformer file, naming what it is instead (a LoRA first:
+        its factors name the DiT's modules, audio ones only if it adapts them)."""
+        adapter = [k for k in keys if is_lora_key(k)]
+        if adapter and len(adapter) * 2 > len(keys):
+            raise CheckpointError(
+                f"{self.path.name} is a LoRA (e.g. '{adapter[0]}'), not a model: a LoRA in the wrong slot. A LoRA "
+                "belongs in models/loras and is applied on top of a model with the LTX-2 LoRA loader node "
+                "(--lora / --stage2-lora on the command line); load an ltx-2-19b-* or ltx-2.3-22b-* .safetensors "
+                "checkpoint here.")
         dit_like = [k for k in keys if ".transformer_blocks.0." in "." + k]
+        if isinstance(self.file, GGUFFile) and not dit_like:
+            what = ("a language model (text encoder) GGUF, which belongs in models/text_encoders"
+                    if any(k.startswith(("blk.", "token_embd.")) for k in keys) else "not an LTX-2 DiT")
+            raise CheckpointError(
+                f"{self.path.name} is a GGUF file of architecture '{self.file.architecture}': {what}. The LTX-2 "
+                "loader reads GGUF DiTs of LTX-2 / LTX-2.3 (keys 'transformer_blocks.N.*', e.g. the community's "
+                "ltx-2-19b-dev-Q4_K_M.gguf) from models/diffusion_models or models/unet.")
         if dit_like:
             if not any(".audio_attn1." in k for k in dit_like):
                 raise UnsupportedModelError(
@@ -235,6 +254,18 @@ class LTX2Checkpoint:
         return f"LTX2Checkpoint({self.path.name}: {self.variant.describe()})"
 
 
+def _storage(file: SafetensorsFile, keys: list[str]) -> str:
+    """How the file's quantized weights are stored ("" when none are): fp8, nvfp4, or the GGUF types."""
+    if isinstance(file, GGUFFile):
+        quantized = sorted({file.ggml_type_name(k) for k in file.quantized_keys()})
+        return "GGUF " + "/".join(quantized) if quantized else ""
+    if any(k.endswith(".weight_scale_2") for k in keys):
+        return "nvfp4"
+    if any(k.endswith(".weight_scale") for k in keys) and any(file.info(k).dtype in FP8_DTYPES for k in keys):
+        return "fp8"
+    return ""
+
+
 # ------------------------------------------------------------------------------------------------
 # Transformer config without metadata
 
@@ -242,10 +273,12 @@ class LTX2Checkpoint:
 def infer_transformer_config(file: SafetensorsFile, prefix: str, family: ModelFamily) -> dict:
     """Derive ``config.transformer`` from tensor shapes (DiT-only files saved without metadata).
 
-    Widths, depths and the LTX-2.3 switches come from the tensors: gated attention from
-    ``to_gate_logits`` (whose rows are the head count), cross-attention AdaLN from
-    ``prompt_adaln_single``, ``caption_proj_before_connector`` from the missing caption projection;
-    connectors (when the file has them) from their blocks, registers and gates. Values no shape
+    Widths, depths and the LTX-2.3 / LTX-2.5 switches come from the tensors: gated attention from
+    ``to_gate_logits`` (whose rows are the head count), cross-attention AdaLN from the blocks'
+    ``prompt_scale_shift_table`` (the prompt AdaLN from ``prompt_adaln_single``),
+    ``caption_proj_before_connector`` from the missing caption projection, feed-forward biases and the
+    keyframe embedding from their tensors; connectors (when the file has them) from their blocks,
+    registers, gates and biases. Values no shape
     shows come from the family's preset (``ModelFamily.preset``) and, for the head dims of
     ungated attention, the released 128 (video) / 64 (audio); a width they do not divide is
     treated as one head (toy models). ``caption_channels`` (the Gemma width) cannot be read
@@ -278,8 +311,13 @@ def infer_transformer_config(file: SafetensorsFile, prefix: str, family: ModelFa
         "audio_in_channels": audio_in, "audio_out_channels": shape("audio_proj_out.weight")[0],
         "cross_attention_dim": video_dim, "audio_cross_attention_dim": audio_dim,
         "apply_gated_attention": prefix + "transformer_blocks.0.attn1.to_gate_logits.weight" in file,
-        "cross_attention_adaln": prefix + "prompt_adaln_single.linear.weight" in file,
+        "cross_attention_adaln": prefix + "transformer_blocks.0.prompt_scale_shift_table" in file,
+        "use_prompt_adaln_single": prefix + "prompt_adaln_single.linear.weight" in file
+        or prefix + "transformer_blocks.0.prompt_scale_shift_table" not in file,
         "caption_proj_before_connector": prefix + "caption_projection.linear_1.weight" not in file,
+        "ff_bias": prefix + "transformer_blocks.0.ff.net.2.bias" in file,
+        "audio_ff_bias": prefix + "transformer_blocks.0.audio_ff.net.2.bias" in file,
+        "use_keyframes_abs_pos_embedding": prefix + "keyframes_abs_pos_embedding" in file,
     })
     if not config["caption_proj_before_connector"]:
         config["caption_channels"] = shape("caption_projection.linear_1.weight")[1]
@@ -304,10 +342,11 @@ def _infer_connector_config(file: SafetensorsFile, prefix: str) -> dict:
         count, width = file.info(registers).shape
         gate = base + "transformer_1d_blocks.0.attn1.to_gate_logits.weight"
         heads = file.info(gate).shape[0] if gate in file else (width // 128 if width % 128 == 0 else 1)
-        config.update({f"{key_prefix}num_attention_heads": heads, f"{key_prefix}attention_head_dim": width // heads})
+        config.update({f"{key_prefix}num_attention_heads": heads, f"{key_prefix}attention_head_dim": width // heads,
+                       f"{key_prefix}num_layers": _count_blocks(file, base + "transformer_1d_blocks.")})
         if stream == "video":
-            config.update({"connector_num_layers": _count_blocks(file, base + "transformer_1d_blocks."),
-                           "connector_num_learnable_registers": count,
+            config.update({"connector_num_learnable_registers": count,
+                           "connector_ff_bias": base + "transformer_1d_blocks.0.ff.net.2.bias" in file,
                            "connector_apply_gated_attention": gate in file})
     return config
 
@@ -362,8 +401,9 @@ def build_module(factory: Callable[[], nn.Module], state: dict[str, torch.Tensor
                  release: Callable[[torch.Tensor], None] | None = None) -> nn.Module:
     """Instantiate on the meta device and assign ``state`` (no weight is allocated twice).
 
-    ``fp8``: "keep" stores fp8 file weights as FP8Linear (dequantized per forward);
-    "upcast" folds the scale into ``dtype`` weights at load.
+    ``fp8``: "keep" stores fp8 file weights as FP8Linear, GGUF block-quantized ones as GGUFLinear and NVFP4
+    ones as NVFP4Linear (all dequantized per forward; ``quant.prepare_packed_state``); "upcast" dequantizes
+    them into ``dtype`` weights at load.
     ``release(tensor)`` is called for every file tensor once a converted copy or the device copy
     has replaced it (``LTX2Checkpoint.release_pages`` keeps RSS at one copy of the component).
     Refuses with a precise message on missing keys, unknown keys or shape mismatches.
@@ -371,10 +411,11 @@ def build_module(factory: Callable[[], nn.Module], state: dict[str, torch.Tensor
     with torch.device("meta"):
         module = factory()
     state = dict(state)
+    if fp8 not in ("keep", "upcast"):
+        raise ValueError(f"fp8 must be 'keep' or 'upcast', got {fp8!r}")
+    prepare_packed_state(module, state, dtype, upcast=fp8 == "upcast")
     if fp8 == "upcast":
         _dequantize_in_place(state, dtype or torch.bfloat16)
-    elif fp8 != "keep":
-        raise ValueError(f"fp8 must be 'keep' or 'upcast', got {fp8!r}")
     _swap_in_fp8_linears(module, state)
 
     expected = module.state_dict(keep_vars=True)

@@ -13,19 +13,19 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, UnsupportedModelError
 from ..model.audio_vae import AudioDecoder, AudioEncoder, AudioVAEConfig
 from ..model.bigvgan import BWEVocoder, BWEVocoderConfig
-from ..model.diffusion_vae import DiffusionDecoderConfig, DiffusionVideoDecoder, fold_static_gates
+from ..model.diffusion_vae import DiffusionDecoderConfig, DiffusionVideoDecoder, fold_static_gates, is_diffusion_vae
 from ..model.connector import (ConnectorConfig, Embeddings1DConnector, TextConnectors, TextProjection,
                                TextProjectionConfig)
+from ..model.duration_head import DurationHead, DurationHeadConfig
 from ..model.transformer import LTX2Transformer, TransformerConfig
 from ..model.upsampler import LatentUpsampler, UpsamplerConfig
 from ..model.video_vae import PerChannelStatistics, VideoDecoder, VideoEncoder, VideoVAEConfig
 from ..model.vocoder import Vocoder, VocoderConfig, has_bwe_sections
-from .checkpoint import LTX2Checkpoint, build_module
+from .checkpoint import COMPONENTS, LTX2Checkpoint, build_module
 from .safetensors_file import SafetensorsFile
-from .vae_file import VideoVAEFile, is_diffusion_vae
 
 log = logging.getLogger("ltx2_nodes")
 
@@ -34,6 +34,28 @@ _UNREAD_STATISTICS = tuple(f"per_channel_statistics.{name}" for name in PerChann
 # Stored tensors the loaders never read, per component (the pre-check does not count them either).
 UNREAD = {"video_encoder": _UNREAD_STATISTICS, "video_decoder": _UNREAD_STATISTICS,
           "vocoder": ("mel_stft.stft_fn.inverse_basis",)}  # LTX-2.3 BWE: stored, never used
+
+
+def check_configs(ckpt: LTX2Checkpoint) -> None:
+    """Build the config of every component the file holds from its metadata (nothing is allocated), so that a
+    damaged or edited config (two million layers, ``"two"`` heads, a negative width: see
+    ``model.config_values``) is refused with the file's name when the file is opened, before any part is built
+    or anything runs."""
+    def connector(component: str):
+        registers = ckpt.state_dict(component).get("learnable_registers")
+        rows = registers.shape[0] if registers is not None and registers.ndim == 2 else None
+        return lambda c: ConnectorConfig.from_metadata(c, audio=component == "audio_connector", registers=rows)
+
+    builders = {"transformer": TransformerConfig.from_metadata, "video_connector": None, "audio_connector": None,
+                "video_decoder": video_decoder_config, "audio_decoder": AudioVAEConfig.from_metadata,
+                "vocoder": vocoder_config}
+    for component, build in builders.items():
+        if not ckpt.has(component):
+            continue
+        try:
+            (build or connector(component))(ckpt.component_config(component))
+        except UnsupportedModelError as exc:
+            raise UnsupportedModelError(f"{ckpt.path.name}: {exc}") from None
 
 
 def _load(ckpt: LTX2Checkpoint, component: str, make: Callable[[dict], nn.Module], what: str, dtype, device,
@@ -56,25 +78,40 @@ def load_transformer(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, dev
 # Their weights live in the LTX-2 checkpoint, never in Gemma's file.
 
 
-def load_text_projection(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> TextProjection:
+def load_text_projection(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None,
+                         text_encoder: SafetensorsFile | None = None) -> TextProjection:
     """``text_embedding_projection.*``: ``aggregate_embed`` ([caption_channels, gemma_width * gemma_states], no
     bias; LTX-2 19B) or ``video_aggregate_embed`` / ``audio_aggregate_embed`` (to the DiT's inner widths, biased;
-    LTX-2.3), as the transformer config selects. Widths come from the tensors."""
+    LTX-2.3 / LTX-2.5), as the transformer config selects. Widths come from the tensors.
+
+    The tensors are in ``ckpt`` (single files) or, for an LTX-2.5 split-layout transformer file, in the packed
+    text-encoder file ``text_encoder`` (the reference builds the projection from both files, its config from
+    the transformer's: ``ModelPaths.from_split``)."""
     separate = TextProjectionConfig.separate_from_metadata(ckpt.component_config("text_projection"))
-    state = ckpt.state_dict("text_projection")
+    if text_encoder is not None:
+        source, release = text_encoder.path.name, text_encoder.release_pages
+        spec = COMPONENTS["text_projection"]
+        state = {name: text_encoder.tensor(k) for k in text_encoder.keys() if (name := spec.module_key(k)) is not None}
+    elif ckpt.variant.layout == "split":
+        raise CheckpointError(
+            f"{ckpt.path.name} is an {ckpt.family.name} split-layout transformer file: its text projection "
+            "(text_embedding_projection.*) is in the packed text-encoder file of the same release. Load that file "
+            "(models/text_encoders) together with this one.")
+    else:
+        source, release, state = ckpt.path.name, ckpt.release_pages, ckpt.state_dict("text_projection")
     names = ("video_aggregate_embed", "audio_aggregate_embed") if separate else ("aggregate_embed",)
     weights = [state.get(f"{name}.weight") for name in names]
     for name, weight in zip(names, weights):
         if weight is None or weight.ndim != 2:
-            release = "LTX-2.3" if separate else "LTX-2 (19B)"
+            release_name = ckpt.family.name if separate else "LTX-2 (19B)"
             raise CheckpointError(
-                f"{ckpt.path.name}: 'text_embedding_projection.{name}.weight' is missing or not a matrix, which an "
-                f"{release} checkpoint (as its config says this is) has; the file is damaged or its config does "
-                "not match its tensors.")
+                f"{source}: 'text_embedding_projection.{name}.weight' is missing or not a matrix, which the text "
+                f"path of an {release_name} model (as the config of {ckpt.path.name} says) needs; the file is "
+                "damaged, not the text encoder of this model, or its config does not match its tensors.")
     cfg = TextProjectionConfig(in_features=weights[0].shape[1], video_width=weights[0].shape[0],
                                audio_width=weights[-1].shape[0], separate_projections=separate)
-    return build_module(lambda: TextProjection(cfg), state, what="text projection", source=ckpt.path.name,
-                        dtype=dtype, device=device, release=ckpt.release_pages)
+    return build_module(lambda: TextProjection(cfg), state, what="text projection", source=source,
+                        dtype=dtype, device=device, release=release)
 
 
 def _load_connector(ckpt: LTX2Checkpoint, component: str, dtype, device) -> Embeddings1DConnector:
@@ -98,11 +135,13 @@ def load_audio_connector(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None,
     return _load_connector(ckpt, "audio_connector", dtype, device)
 
 
-def load_text_connectors(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> TextConnectors:
+def load_text_connectors(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None,
+                         text_encoder: SafetensorsFile | None = None) -> TextConnectors:
     """Projection + both connectors; ``connectors.connect(gemma_states, mask)`` gives the DiT contexts
-    (``connectors.video_width`` / ``audio_width`` wide)."""
-    return TextConnectors(load_text_projection(ckpt, dtype, device), load_video_connector(ckpt, dtype, device),
-                          load_audio_connector(ckpt, dtype, device)).eval()
+    (``connectors.video_width`` / ``audio_width`` wide). ``text_encoder``: the packed text-encoder file that holds
+    the projection of an LTX-2.5 split pack (see :func:`load_text_projection`)."""
+    return TextConnectors(load_text_projection(ckpt, dtype, device, text_encoder),
+                          load_video_connector(ckpt, dtype, device), load_audio_connector(ckpt, dtype, device)).eval()
 # Audio path: audio VAE encoder / decoder and vocoder (``audio_vae.*`` / ``vocoder.*`` keys)
 
 
@@ -148,31 +187,35 @@ def load_vocoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=
 # Video VAE and latent upsampler (issue 4)
 
 
-def load_video_encoder(ckpt: LTX2Checkpoint | VideoVAEFile, dtype: torch.dtype | None = None,
+def load_video_encoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None,
                        device=None) -> VideoEncoder:
     """The video VAE encoder (``vae.encoder.*`` + shared ``vae.per_channel_statistics.*``; bare ``encoder.*`` in
-    a split-layout :class:`VideoVAEFile`, whose nested ``config.vae.encoder`` the config reads)."""
+    an LTX-2.5 split pack's video VAE file, whose nested ``config.vae.encoder`` the config reads)."""
     return _load(ckpt, "video_encoder", lambda c: VideoEncoder(VideoVAEConfig.from_metadata(c)), "video VAE encoder",
                  dtype, device)
 
 
-def load_video_decoder(ckpt: LTX2Checkpoint | VideoVAEFile, dtype: torch.dtype | None = None,
+def video_decoder_config(meta: dict) -> VideoVAEConfig | DiffusionDecoderConfig:
+    """The decoder ``config.vae`` describes: the LTX-2.5 diffusion decoder (``_class_name``
+    ``CausalDiffusionVAE``) or the conv VAE (whose config also carries the encoder)."""
+    return DiffusionDecoderConfig.from_metadata(meta) if is_diffusion_vae(meta) else VideoVAEConfig.from_metadata(meta)
+
+
+def load_video_decoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None,
                        device=None) -> VideoDecoder | DiffusionVideoDecoder:
     """The video VAE decoder (``vae.decoder.*`` / bare ``decoder.*`` + shared ``per_channel_statistics.*``), the
     one ``config.vae._class_name`` names: the conv decoder, or the LTX-2.5 diffusion decoder
     (``CausalDiffusionVAE``; its static gates folded into their Linears at load, see ``fold_static_gates``)."""
-    config = ckpt.component_config("video_decoder")
-    if is_diffusion_vae(config):
-        cfg = DiffusionDecoderConfig.from_metadata(config)
+    cfg = video_decoder_config(ckpt.component_config("video_decoder"))
+    if isinstance(cfg, DiffusionDecoderConfig):
         state = fold_static_gates(ckpt.state_dict("video_decoder"))
         return build_module(lambda: DiffusionVideoDecoder(cfg), state, what="diffusion video VAE decoder",
                             source=ckpt.path.name, dtype=dtype, device=device, release=ckpt.release_pages,
                             ignore_unexpected=_UNREAD_STATISTICS)
-    return _load(ckpt, "video_decoder", lambda c: VideoDecoder(VideoVAEConfig.from_metadata(c)), "video VAE decoder",
-                 dtype, device)
+    return _load(ckpt, "video_decoder", lambda _: VideoDecoder(cfg), "video VAE decoder", dtype, device)
 
 
-def load_latent_statistics(ckpt: LTX2Checkpoint | VideoVAEFile, device=None) -> PerChannelStatistics:
+def load_latent_statistics(ckpt: LTX2Checkpoint, device=None) -> PerChannelStatistics:
     """Only the video VAE's per-channel latent statistics (float32), e.g. for :func:`upsample_latent`
     without loading a whole VAE."""
     state = {k: v for k, v in ckpt.state_dict("video_decoder").items() if k.startswith("per_channel_statistics.")}
@@ -236,4 +279,36 @@ def load_latent_upsampler(path: str | Path, dtype: torch.dtype | None = None, de
     cfg = read_upsampler_config(file)
     state = {k: file.tensor(k) for k in file.keys()}
     return build_module(lambda: LatentUpsampler(cfg), state, what="latent upscaler", source=file.path.name,
+                        dtype=dtype, device=device, release=file.release_pages)
+
+
+# ------------------------------------------------------------------------------------------------
+# LTX-2.5 duration head: its own small file (``duration_head.*`` tensors, ``config`` metadata with
+# ``transformer.{cross_attention_dim, audio_cross_attention_dim}`` and ``duration_head.{...}``).
+
+DURATION_HEAD_PREFIX = "duration_head."
+
+
+def has_duration_head(file: SafetensorsFile) -> bool:
+    """Whether ``file`` carries duration-head tensors (its own file, or any file that packs them along)."""
+    return any(key.startswith(DURATION_HEAD_PREFIX) for key in file.keys())
+
+
+def load_duration_head(path: str | Path | SafetensorsFile, dtype: torch.dtype | None = None,
+                       device=None) -> DurationHead:
+    """The duration head of ``path`` (a path or an opened file): every ``duration_head.*`` tensor, prefix
+    stripped, as the reference's ``DURATION_HEAD_KEY_OPS``; config from the file's ``config`` metadata
+    (:meth:`DurationHeadConfig.from_metadata`). Refuses a file without those tensors, saying which file has them."""
+    file = path if isinstance(path, SafetensorsFile) else SafetensorsFile(path)
+    if not has_duration_head(file):
+        raise CheckpointError(
+            f"{file.path.name} has no duration head (no '{DURATION_HEAD_PREFIX}*' tensors). The LTX-2.5 release ships "
+            "it as its own file (put it in models/model_patches); or give the video an explicit frame count.")
+    config = file.json_metadata("config") or {}
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{file.path.name}: metadata 'config' is {type(config).__name__}, not an object; "
+                              "use the original release file.")
+    cfg = DurationHeadConfig.from_metadata(config, source=file.path.name)
+    state = {k[len(DURATION_HEAD_PREFIX):]: file.tensor(k) for k in file.keys() if k.startswith(DURATION_HEAD_PREFIX)}
+    return build_module(lambda: DurationHead(cfg), state, what="duration head", source=file.path.name,
                         dtype=dtype, device=device, release=file.release_pages)

@@ -6,16 +6,22 @@ This module is the one owner of that fact. A family is a released generation of 
   ``aggregate_embed``;
 - LTX-2.3 (Mar 2026, 22B; ``ltx-2.3-22b-{dev,distilled}``): gated attention, prompt AdaLN (9-row
   tables), no caption projection, two aggregate embeds, vocoder with bandwidth extension;
-- LTX-2.5 (split per-component files): keyframe position embedding, Gemma 4 (refused: not supported yet).
+- LTX-2.5 (Aug 2026; split per-component files): the LTX-2.3 DiT plus a bias-free video feed-forward and the
+  keyframe absolute-position embedding (``use_keyframes_abs_pos_embedding``), Gemma 4 text encoder. Its
+  transformer file carries ``model_version`` ``"2.5.0"`` and a ``config`` with only a ``transformer``
+  section (:func:`is_split_transformer_config`, how the reference trainer recognises a split pack).
 
 Detection reads, in this order (architecture reference §10.3 and §12.5):
 
 1. ``model_version`` metadata (``"2.3.0"``, plain or JSON-quoted, as the official
-   ``detect_model_version`` reads it; a version >= 2.4 is refused outright);
+   ``detect_model_version`` reads it; a version >= 2.6 is refused outright);
 2. the ``config`` metadata: ``config.transformer`` switches (``apply_gated_attention``,
    ``cross_attention_adaln``, ``caption_proj_before_connector``, ...) and a ``bwe`` section in
    ``config.vocoder``;
-3. tensor names (metadata stripped, e.g. ComfyUI DiT-only splits with or without the
+3. metadata of LTX-2.5 component files: a Gemma 4 ``gemma_config`` (packed text encoder), a
+   ``gemma_source_checkpoint`` (the transformer's Gemma version lock), ``config.vae`` of the
+   diffusion decoder (``CausalDiffusionVAE``);
+4. tensor names (metadata stripped, e.g. ComfyUI DiT-only splits with or without the
    ``model.diffusion_model.`` prefix, a separate text-projection file, a LoRA's targets) and the
    row count of the block AdaLN tables / ``adaln_single.linear`` (6 in LTX-2, 9 from LTX-2.3).
 
@@ -79,11 +85,13 @@ LTX_2_3 = ModelFamily(
     preset=(("caption_projection_first_linear", False), ("caption_proj_input_norm", False),
             ("caption_projection_second_linear", False), ("text_encoder_norm_type", "per_token_rms")))
 LTX_2_5 = ModelFamily(
-    "LTX-2.5", "2.5", "split files, Gemma 4 text encoder", "the LTX-2.5 per-component files",
-    markers=("keyframes_abs_pos_embedding",), flags=("use_keyframes_abs_pos_embedding",), supported=False)
+    "LTX-2.5", "2.5", "Aug 2026, split files, Gemma 4 text encoder",
+    "the LTX-2.5 per-component files (transformer, text encoder, video VAE, audio VAE, duration head)",
+    markers=("keyframes_abs_pos_embedding",), flags=("use_keyframes_abs_pos_embedding",),
+    preset=LTX_2_3.preset)  # the LTX-2.3 text projection (FeatureExtractorV2)
 
 FAMILIES: tuple[ModelFamily, ...] = (LTX_2, LTX_2_3, LTX_2_5)  # oldest first; each inherits its predecessor
-_REFUSED_SINCE = (2, 4)  # 2.4 already needs a Gemma 4 source checkpoint (official encoder_configurator)
+_REFUSED_SINCE = (2, 6)  # the newest release this code knows is 2.5
 _SUPPORTED = " and ".join(f.describe() for f in FAMILIES if f.supported)
 
 
@@ -165,8 +173,9 @@ def _version_clue(metadata: Mapping[str, str], source: str) -> list[Clue]:
     text = ".".join(map(str, version))
     if version >= _REFUSED_SINCE:
         raise UnsupportedModelError(
-            f"{source} is LTX-{text} (model_version metadata); ltx2_nodes runs {_SUPPORTED}. LTX-2.4 and later "
-            f"({LTX_2_5.name}: {LTX_2_5.summary}) are not supported yet; use an LTX-2 or LTX-2.3 file.")
+            f"{source} is LTX-{text} (model_version metadata); ltx2_nodes runs {_SUPPORTED}. Releases after "
+            f"{FAMILIES[-1].name} are not supported yet; use an {' / '.join(f.name for f in FAMILIES)} file or "
+            "update ltx2_nodes.")
     family = [f for f in FAMILIES if f.version_tuple <= version][-1:] or [FAMILIES[0]]
     return [(frozenset(family), f"model_version metadata {text}")]
 
@@ -181,7 +190,7 @@ def _config_clues(config: Mapping | None) -> list[Clue]:
         on = sorted(flag for flag in known if transformer.get(flag) is True)
         for flag in on:
             clues.append((frozenset(f for f in FAMILIES if flag in _FLAGS[f]), f"config.transformer {flag}=true"))
-        if not on:
+        if not on and _describes_whole_transformer(transformer):
             newer = "/".join(f.name for f in FAMILIES if f.flags)
             clues.append((frozenset(f for f in FAMILIES if not _FLAGS[f]),
                           f"config.transformer without the {newer} switches"))
@@ -191,6 +200,48 @@ def _config_clues(config: Mapping | None) -> list[Clue]:
         clues.append((_carrying("bwe_generator", has_bwe), "config.vocoder " + ("with" if has_bwe else "without")
                       + " a 'bwe' (bandwidth extension) section"))
     return clues
+
+
+def _since(family: ModelFamily) -> frozenset[ModelFamily]:
+    return frozenset(FAMILIES[FAMILIES.index(family):])
+
+
+def _json(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return None
+
+
+def _component_clues(metadata: Mapping[str, str], config: Mapping | None) -> list[Clue]:
+    """What LTX-2.5 component files say about themselves besides ``model_version``."""
+    clues = []
+    gemma = _json(metadata.get("gemma_config"))
+    model_type = str(gemma.get("model_type", "")) if isinstance(gemma, Mapping) else ""
+    if model_type.startswith("gemma4"):
+        clues.append((_since(LTX_2_5), f"gemma_config model_type {model_type} (Gemma 4 text encoder)"))
+    if "gemma_source_checkpoint" in metadata:
+        clues.append((_since(LTX_2_5), "gemma_source_checkpoint metadata (Gemma 4 version lock)"))
+    vae = config.get("vae") if isinstance(config, Mapping) else None
+    if isinstance(vae, Mapping) and vae.get("_class_name") == "CausalDiffusionVAE":
+        clues.append((_since(LTX_2_5), "config.vae CausalDiffusionVAE (diffusion video decoder)"))
+    return clues
+
+
+def _describes_whole_transformer(section: Mapping) -> bool:
+    """A ``config.transformer`` that describes a DiT, not the few widths a component file (the 2.5 duration
+    head) copies from it: only such a section tells a family by the switches it lacks."""
+    return "num_layers" in section or "_class_name" in section
+
+
+def is_split_transformer_config(config: Mapping | None) -> bool:
+    """The file's ``config`` is that of a split-layout transformer file: a ``transformer`` section and no
+    ``vae`` / ``audio_vae`` / ``vocoder`` one (LTX-2.5 per-component files; the absence is how the reference
+    trainer recognises a split pack). Single files carry all four sections."""
+    return (isinstance(config, Mapping) and isinstance(config.get("transformer"), Mapping)
+            and not any(section in config for section in ("vae", "audio_vae", "vocoder")))
 
 
 def _name_clues(names: list[str], complete: bool) -> list[Clue]:
@@ -229,8 +280,8 @@ def detect_family(source: str, names: Iterable[str], *, metadata: Mapping[str, s
     and ``CheckpointError`` when two clues exclude each other.
     """
     names = list(names)
-    clues = (_version_clue(metadata or {}, source) + _config_clues(config) + _name_clues(names, complete)
-             + (_shape_clues(names, shape) if shape is not None else []))
+    clues = (_version_clue(metadata or {}, source) + _config_clues(config) + _component_clues(metadata or {}, config)
+             + _name_clues(names, complete) + (_shape_clues(names, shape) if shape is not None else []))
     if not clues:
         return None
     consistent = frozenset(FAMILIES)
@@ -251,6 +302,13 @@ def detect_family(source: str, names: Iterable[str], *, metadata: Mapping[str, s
             f"{source} is an {family.name} model ({match.evidence}); ltx2_nodes runs {_SUPPORTED}. "
             f"{family.describe()} is not supported yet; use an LTX-2 or LTX-2.3 file.")
     return match
+
+
+def detect_file_family(file, *, complete: bool = False) -> FamilyMatch | None:
+    """:func:`detect_family` of an opened ``SafetensorsFile`` (its names, metadata, ``config`` and shapes): works
+    for every LTX file, the LTX-2.5 component files (transformer, text encoder, VAEs, duration head) included."""
+    return detect_family(file.path.name, file.keys(), metadata=file.metadata, config=file.json_metadata("config"),
+                         shape=lambda key: file.info(key).shape, complete=complete)
 
 
 def _names(families: frozenset) -> str:

@@ -22,7 +22,7 @@ A LoRA adds ``strength * scale * (up @ down)`` to a Linear's weight; ``scale`` i
 when the file has an ``alpha`` entry and 1 otherwise (the reference fuses ``B @ A`` unscaled; its
 files carry no alpha).
 
-Application: each targeted ``nn.Linear`` / ``FP8Linear`` keeps its weights untouched and gets the
+Application: each targeted ``nn.Linear`` / ``QuantLinear`` (fp8, GGUF, NVFP4) keeps its weights untouched and gets the
 LoRA factors as (non-persistent) buffers plus a forward hook that adds ``x @ down.T @ up.T`` to
 its output. The state dict keys do not change, and anything that moves a block's parameters and
 buffers (``.to()``, a block-streaming engine) moves the factors with it. ``fuse_loras`` folds
@@ -44,7 +44,7 @@ from torch import nn
 
 from ..errors import CheckpointError, InputError
 from .family import FamilyMatch, ModelFamily, detect_family
-from .quant import FP8Linear
+from .quant import QuantLinear
 from .safetensors_file import SafetensorsFile
 
 log = logging.getLogger("ltx2_nodes")
@@ -60,6 +60,15 @@ _UNSUPPORTED_MARKERS = {
     ".lora_A.bias": "LoRA bias", ".lora_B.bias": "LoRA bias",
 }
 _UNSUPPORTED_SUFFIXES = {".diff": "full-weight diff", ".diff_b": "bias diff"}
+
+
+def is_lora_key(key: str) -> bool:
+    """Whether ``key`` names a LoRA tensor (a factor, an alpha, or an adapter type we refuse): how a LoRA is
+    told apart from a model, also when it sits in the checkpoint slot."""
+    return (key.endswith(tuple(_FACTOR_SUFFIXES) + tuple(_UNSUPPORTED_SUFFIXES))
+            or any(m in key for m in _UNSUPPORTED_MARKERS))
+
+
 _PREFIXES = ("base_model.model.", "model.diffusion_model.", "diffusion_model.", "transformer.")
 _KOHYA_PREFIXES = ("lora_unet_", "lora_transformer_")
 # diffusers' LTX-2 transformer names -> checkpoint names (top-level modules; block internals match).
@@ -178,8 +187,8 @@ def _strip_prefix(name: str) -> tuple[str, bool]:
 
 
 def lora_targets(model: nn.Module) -> dict[str, nn.Module]:
-    """Modules a LoRA can adapt: every ``nn.Linear`` and ``FP8Linear``, by dotted name."""
-    return {name: m for name, m in model.named_modules() if isinstance(m, (nn.Linear, FP8Linear))}
+    """Modules a LoRA can adapt: every ``nn.Linear`` and quantized Linear (``QuantLinear``), by dotted name."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, (nn.Linear, QuantLinear))}
 
 
 def resolve_targets(lora: LoRA, model: nn.Module) -> dict[str, LoRAFactors]:
@@ -253,7 +262,7 @@ def _lora_hook(module: nn.Module, inputs, output):
 def _factor_dtype(module: nn.Module, dtype: torch.dtype | None) -> torch.dtype:
     if dtype is not None:
         return dtype
-    if isinstance(module, FP8Linear):
+    if isinstance(module, QuantLinear):
         return module.bias.dtype if module.bias is not None else torch.bfloat16
     return module.weight.dtype
 
@@ -339,8 +348,9 @@ def _delta(module: nn.Module) -> torch.Tensor:
 def fuse_loras(model: nn.Module) -> list[str]:
     """Fold the installed LoRAs into the weights of plain ``nn.Linear`` layers (faster forward).
 
-    fp8 layers keep computing their LoRA on the fly (adding to an fp8 weight would lose most of
-    it). Returns the names of the fused layers. Weight rounding: one rounding to the weight dtype.
+    Quantized layers (fp8, GGUF, NVFP4) keep computing their LoRA on the fly (adding to a quantized
+    weight would lose most of it). Returns the names of the fused layers. Weight rounding: one rounding
+    to the weight dtype.
     """
     fused = []
     for name, module in model.named_modules():

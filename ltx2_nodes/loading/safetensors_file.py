@@ -2,7 +2,8 @@
 
 Why not ``safetensors.safe_open``: we need (a) tensors that alias a memory map so building a
 19B model never holds a second copy in RAM, (b) precise errors for the files users actually
-feed us (truncated downloads, pickles renamed to .safetensors, GGUF files), and (c) dtypes such
+feed us (truncated downloads, pickles renamed to .safetensors, GGUF files where only safetensors are read: GGUF
+DiTs and text encoders are read by ``gguf_file``), and (c) dtypes such
 as F8_E4M3 exposed unchanged. The format is simple: 8-byte little-endian header length, a JSON
 header mapping names to ``{dtype, shape, data_offsets}`` plus ``__metadata__``, then raw bytes.
 """
@@ -99,6 +100,10 @@ class SafetensorsFile:
 
         def refuse(reason: str) -> CheckpointError:
             foreign = _sniff_foreign_format(head)
+            if foreign == "a GGUF file":
+                return CheckpointError(
+                    f"{self.path.name} is a GGUF file. GGUF is read for the LTX-2 DiT (checkpoint loader, "
+                    "models/diffusion_models) and the Gemma 3 text encoder; this model is needed as .safetensors.")
             if foreign:
                 return CheckpointError(
                     f"{self.path.name} is {foreign}, not a safetensors file. ltx2_nodes only reads safetensors "

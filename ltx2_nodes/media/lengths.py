@@ -82,6 +82,28 @@ def clip_samples(frames: int, fps: float | int | Fraction, sample_rate: int) -> 
     return math.floor(exact + Fraction(1, 2))
 
 
+def check_audio_length(frames: int, fps: float | int | Fraction, samples: int, sample_rate: int) -> str | None:
+    """Whether a soundtrack of ``samples`` at ``sample_rate`` fits a video of ``frames`` at ``fps``.
+
+    Within one video frame of each other: None (the muxer cuts or the player pads the rest). Shorter by more
+    than a frame: refused (``InputError``) with the fps at which the two match -- the usual cause is an fps
+    other than the latent's, so the sound would end long before the picture. Longer by more than a frame: a
+    warning to show (the muxer cuts the audio to the video), since a longer soundtrack can be intended."""
+    _check_frames(frames)
+    rate = exact_fps(fps)
+    video, audio = Fraction(frames) / rate, Fraction(samples, sample_rate)
+    if abs(audio - video) <= 1 / rate:
+        return None
+    matching = f"{frames * sample_rate / samples:.3f}".rstrip("0").rstrip(".") if samples else None
+    where = (f"the audio lasts {float(audio):.3f} s and the {frames} frames at {float(rate):g} fps last "
+             f"{float(video):.3f} s")
+    fix = (f"set fps to {matching} (the rate at which they match: use the fps of the latent both were decoded "
+           "from)" if matching else "connect a soundtrack")
+    if audio < video:
+        raise InputError(f"{where}; {fix}, or connect audio at least as long as the video.")
+    return f"{where}: the audio is cut to the video; if both come from one LTX-2 latent, {fix}."
+
+
 def mel_frames_for_samples(num_samples: int, hop_length: int = 160) -> int:
     """Frames of a centred STFT over ``num_samples`` samples."""
     return 1 + num_samples // hop_length

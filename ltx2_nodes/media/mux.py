@@ -12,6 +12,7 @@ write never leaves a truncated MP4 that looks finished.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, OutputWriteError
 from .lengths import exact_fps
 
 AAC_FRAME = 1024
@@ -53,8 +54,13 @@ class MP4Writer:
         self.fps = exact_fps(fps)
         self.frames_written = 0
         self._tmp = self.path.with_name(self.path.stem + ".partial" + self.path.suffix)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._container = av.open(str(self._tmp), mode="w", format="mp4", options={"movflags": "use_metadata_tags"})
+        self._container = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._container = av.open(str(self._tmp), mode="w", format="mp4",
+                                      options={"movflags": "use_metadata_tags"})
+        except OSError as exc:  # PyAV's errors are OSErrors too
+            self._failed(exc)
         for key, value in (metadata or {}).items():
             self._container.metadata[key] = value if isinstance(value, str) else json.dumps(value)
         self._crf, self._preset = crf, preset
@@ -89,7 +95,10 @@ class MP4Writer:
         for image in arr:
             frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:h, :w]), format="rgb24")
             frame.pts = self.frames_written
-            self._container.mux(self._video.encode(frame.reformat(format="yuv420p")))
+            try:
+                self._container.mux(self._video.encode(frame.reformat(format="yuv420p")))
+            except OSError as exc:  # disk full mid-video
+                self._failed(exc)
             self.frames_written += 1
 
     # -- audio --------------------------------------------------------------------------------------
@@ -131,19 +140,36 @@ class MP4Writer:
         if self._video is None:
             self.abort()
             raise InputError("no video frames were written; nothing to save.")
-        self._container.mux(self._video.encode(None))
-        if self._audio is not None and self._pending_audio is not None:
-            self._encode_audio()
-        self._container.close()
-        os.replace(self._tmp, self.path)
+        try:
+            self._container.mux(self._video.encode(None))
+            if self._audio is not None and self._pending_audio is not None:
+                self._encode_audio()
+            self._container.close()
+            os.replace(self._tmp, self.path)
+        except BaseException as exc:  # disk full while flushing, interrupted: no partial file stays
+            self.abort()
+            if isinstance(exc, OSError):
+                self._failed(exc)
+            raise
         return self.path
 
     def abort(self) -> None:
         try:
-            self._container.close()
+            if self._container is not None:
+                self._container.close()
         except Exception:  # noqa: BLE001 - the container may be half-written; we delete it anyway
             pass
         self._tmp.unlink(missing_ok=True)
+
+    def _failed(self, exc: OSError):
+        """Raise ``OutputWriteError`` naming the file and the fix for a write that failed (partial file gone)."""
+        self.abort()
+        reason = exc.strerror or str(exc)
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        raise OutputWriteError(f"cannot write {self.path}: {reason}; "
+                               + ("free some space on that disk or write elsewhere" if full else
+                                  "check that the folder exists and is writable, or write elsewhere")
+                               + " (no partial file was left)") from exc
 
     def __enter__(self) -> "MP4Writer":
         return self

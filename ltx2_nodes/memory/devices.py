@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import InputError
+
 log = logging.getLogger("ltx2_nodes")
 
 GiB = 1024 ** 3
@@ -36,9 +38,11 @@ class ComputeDevice:
 
     @classmethod
     def resolve(cls, device: str | torch.device | None = "auto", virtual: bool = False) -> "ComputeDevice":
+        """``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``xpu``; a
+        name torch does not know, or a device this machine does not have, raises ``InputError``."""
         if device is None or device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        dev = torch.device(device)
+        dev = _checked_device(device)
         if dev.type == "cuda" and dev.index is None:
             dev = torch.device("cuda", torch.cuda.current_device())
         if virtual and dev.type != "cpu":
@@ -82,6 +86,31 @@ class ComputeDevice:
 
     def describe(self) -> str:
         return f"{self.device} (virtual device in host memory)" if self.virtual else str(self.device)
+
+
+DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
+
+
+def _checked_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device that exists on this machine (see :meth:`ComputeDevice.resolve`)."""
+    usage = "use auto, cpu, cuda or cuda:N"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"unknown compute device {device!r}; {usage}") from None
+    if dev.type not in DEVICE_TYPES:
+        raise InputError(f"compute device {device!r} is not supported (supported: {', '.join(DEVICE_TYPES)}); "
+                         f"{usage}")
+    backend = torch.cuda if dev.type == "cuda" else getattr(torch.backends, "mps", None) if dev.type == "mps" \
+        else getattr(torch, dev.type, None)
+    if dev.type != "cpu" and not (backend is not None and backend.is_available()):
+        raise InputError(f"compute device {device!r} is not available on this machine (this PyTorch "
+                         f"{'has no CUDA support or sees no NVIDIA GPU' if dev.type == 'cuda' else 'cannot use it'}); "
+                         f"use cpu (or auto, which picks CUDA when present)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InputError(f"compute device {device!r} does not exist: this machine has "
+                         f"{torch.cuda.device_count()} CUDA device(s) (cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
+    return dev
 
 
 class CopyQueue:

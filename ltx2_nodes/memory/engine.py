@@ -23,6 +23,7 @@ copy, slot and rotation really happens, so tests exercise all paths except the C
 from __future__ import annotations
 
 import logging
+import math
 import re
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import OutOfMemoryError
+from ..errors import InputError, OutOfMemoryError
 from ..model.transformer import TransformerConfig
 from ..progress import check_interrupted
 from .devices import GiB, MiB, ComputeDevice, copy_queue_for, host_ram_available
@@ -56,16 +57,19 @@ _UNITS = {"": 1, "b": 1, "k": 2 ** 10, "m": 2 ** 20, "g": 2 ** 30, "t": 2 ** 40}
 
 
 def parse_size(value: int | float | str | None) -> int | None:
-    """Bytes from ``8GiB`` / ``8GB`` / ``8g`` / ``512MiB`` / an int; ``auto`` or None -> None (binary units)."""
+    """Bytes from ``8GiB`` / ``8GB`` / ``8g`` / ``512MiB`` / an int; ``auto`` or None -> None (binary units).
+    Anything else (negative, not finite, unknown unit) raises ``InputError`` saying how to write a size."""
     if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value < 0:
-            raise ValueError(f"memory size must be >= 0, got {value}")
+        if not math.isfinite(value) or value < 0:
+            raise InputError(f"memory size must be a finite number of bytes >= 0, got {value}")
         return int(value)
     match = _SIZE.match(str(value))
     if not match:
-        raise ValueError(f"cannot read memory size {value!r}; write e.g. '8GiB', '12GB', '512MiB' or 'auto'")
+        negative = str(value).strip().startswith("-")
+        raise InputError(f"cannot read memory size {value!r}" + (" (sizes cannot be negative)" if negative else "")
+                         + "; write e.g. '8GiB', '12GB', '512MiB' or 'auto'")
     return int(float(match.group(1)) * _UNITS[(match.group(2) or "").lower()[:1]])
 
 

@@ -59,7 +59,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..loading.quant import FP8_DTYPES, FP8Linear
+from ..loading.quant import FP8_DTYPES, QuantLinear
 from ..model.shapes import AudioTiming, VideoScale, audio_latent_frames, video_latent_size
 from ..model.transformer import TransformerConfig
 from .planner import StageProfile
@@ -73,6 +73,7 @@ CONNECTOR_TRANSIENT_UNITS = 10
 IO_BYTES_PER_TOKEN = 3 * 128 * 4
 UPSCALER_BYTES_PER_VOXEL = 24576
 VOCODER_BYTES_PER_MEL_FRAME = 40000 * 4
+DEQUANT_FLOAT32_BYTES = 4  # GGUF / NVFP4 dequantization works in float32 before the cast
 
 
 def itemsize(dtype: torch.dtype) -> int:
@@ -80,18 +81,20 @@ def itemsize(dtype: torch.dtype) -> int:
 
 
 def fp8_upcast_bytes(module: torch.nn.Module) -> int:
-    """Transient device bytes of dequantising ``module``'s largest fp8 Linear weight during its forward.
+    """Transient device bytes of dequantising ``module``'s largest quantized Linear weight during its forward.
 
     ``FP8Linear`` forms ``weight.to(dtype) * scale``: two temporaries of the weight's size in the
     compute dtype (the widest non-fp8 floating dtype among the module's tensors). For the 19B's
-    feed-forward (16384 x 4096) in bf16 that is 256 MiB.
+    feed-forward (16384 x 4096) in bf16 that is 256 MiB. GGUF and NVFP4 layers dequantize in float32
+    and cast: 4 + compute bytes per weight (``DEQUANT_FLOAT32_BYTES``).
     """
-    largest = max((m.weight.numel() for m in module.modules() if isinstance(m, FP8Linear)), default=0)
-    if not largest:
+    quantized = [m for m in module.modules() if isinstance(m, QuantLinear)]
+    if not quantized:
         return 0
     compute = max((t.element_size() for t in module.parameters()
                    if t.is_floating_point() and t.dtype not in FP8_DTYPES), default=2)
-    return 2 * largest * compute
+    return max(m.in_features * m.out_features * (2 * compute if m.weight.is_floating_point()
+                                                 else DEQUANT_FLOAT32_BYTES + compute) for m in quantized)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -184,8 +187,10 @@ class DecoderShape:
 
     @classmethod
     def of(cls, config) -> "DecoderShape":
-        """From a ``transformers`` text config (attribute names of Gemma 3 / Llama configs)."""
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        """From a ``transformers`` text config (attribute names of Gemma 3 / Llama configs) or ours (Gemma 4's
+        full-attention layers have wider heads: ``max_head_dim``)."""
+        head_dim = getattr(config, "max_head_dim", None) or getattr(config, "head_dim", None) \
+            or config.hidden_size // config.num_attention_heads
         return cls(config.hidden_size, config.intermediate_size, config.num_attention_heads,
                    getattr(config, "num_key_value_heads", config.num_attention_heads), head_dim,
                    config.num_hidden_layers)

@@ -25,12 +25,12 @@ from torch import nn
 
 from ..errors import OutOfMemoryError
 from ..loading.components import UNREAD, vocoder_dtype
-from ..loading.quant import FP8_DTYPES, QUANT_SUFFIXES, FP8Linear
+from ..loading.quant import GGML_TYPE_SUFFIX, QUANT_SUFFIXES, QuantLinear, packed_logical_numel
 from ..model.shapes import (AudioTiming, VideoScale, audio_latent_frames, size_multiple, stage1_size,
                             video_latent_size)
 from ..model.transformer import TransformerConfig
 from ..model.video_vae import VideoVAEConfig
-from .estimates import (GEMMA3_12B, TEXT_TOKENS, DecoderShape, audio_decode_activation_bytes,
+from .estimates import (DEQUANT_FLOAT32_BYTES, GEMMA3_12B, TEXT_TOKENS, DecoderShape, audio_decode_activation_bytes,
                         connector_activation_bytes, decoder_activation_bytes, dit_activation_bytes, itemsize,
                         upscaler_activation_bytes)
 from .host import ALIGN, BlockLayout
@@ -53,8 +53,9 @@ class StageWeights:
     host_bytes: int = 0  # anonymous RAM (converted tensors); memory-mapped ones cost none
     block_host_bytes: int = 0  # the part of host_bytes inside blocks
     fp8_block_bytes: tuple[int, ...] | None = None  # the blocks if their Linear weights were cast to fp8
-    fp8: bool = False  # block Linears are fp8 (dequantised per forward: a transient on the device)
-    largest_linear: int = 0  # elements of the largest Linear weight in a block
+    fp8: bool = False  # block Linears are quantized (fp8, GGUF, NVFP4: dequantised per forward, a device transient)
+    largest_linear: int = 0  # elements (values, not bytes) of the largest Linear weight in a block
+    packed: bool = False  # GGUF / NVFP4 blocks: dequantised in float32 before the cast
 
     @property
     def total(self) -> int:
@@ -69,12 +70,21 @@ class StageWeights:
                        host_bytes=self.host_bytes - self.block_host_bytes + sum(blocks))
 
     def upcast_bytes(self, compute: torch.dtype) -> int:
-        """Device transient of dequantising the largest fp8 Linear (see ``estimates.fp8_upcast_bytes``)."""
-        return 2 * self.largest_linear * itemsize(compute) if self.fp8 else 0
+        """Device transient of dequantising the largest quantized Linear (see ``estimates.fp8_upcast_bytes``)."""
+        if not self.fp8:
+            return 0
+        per_value = DEQUANT_FLOAT32_BYTES + itemsize(compute) if self.packed else 2 * itemsize(compute)
+        return self.largest_linear * per_value
 
 
 def _aligned(nbytes: int) -> int:
     return math.ceil(nbytes / ALIGN) * ALIGN
+
+
+def _stays_packed(key: str, shape) -> bool:
+    """Whether a GGUF block-quantized tensor stays packed once loaded: Linear weights do
+    (``quant.prepare_packed_state``), embeddings and tables are dequantized on load."""
+    return key.endswith(".weight") and len(shape) == 2 and not key.endswith("embed_tokens.weight")
 
 
 def stage_weights(name: str, tensors: Mapping[str, object], *, dtype: torch.dtype | None = None,
@@ -86,15 +96,19 @@ def stage_weights(name: str, tensors: Mapping[str, object], *, dtype: torch.dtyp
     recognised by ``transformer_blocks.N.`` / ``layers.N.`` in the key.
     """
     fixed = host = block_host = largest = 0
-    fp8_stored = False
+    fp8_stored = packed = False
     blocks: dict[int, int] = {}
     fp8: dict[int, int] = {}
     for key, t in tensors.items():
+        if key.endswith(GGML_TYPE_SUFFIX):  # the format tag of a GGUF tensor: no bytes of its own
+            continue
         stored = t.dtype
         numel = math.prod(t.shape)
         target = stored
         if dtype is not None and stored.is_floating_point and itemsize(stored) > 1 and not key.endswith(QUANT_SUFFIXES):
             target = dtype
+        if key + GGML_TYPE_SUFFIX in tensors and not _stays_packed(key, t.shape):
+            numel, target = packed_logical_numel(key, tensors), dtype or torch.bfloat16  # dequantized on load
         castable = key.endswith(".weight") and len(t.shape) == 2 and itemsize(target) > 1
         match = BLOCK_KEY.search(key) if streamable else None
         # an fp8-cast Linear stores 1 byte per weight plus a float32 scale
@@ -103,8 +117,9 @@ def stage_weights(name: str, tensors: Mapping[str, object], *, dtype: torch.dtyp
         if match:
             index = int(match.group(1))
             if key.endswith(".weight") and len(t.shape) == 2:
-                largest = max(largest, numel)
+                largest = max(largest, packed_logical_numel(key, tensors))
                 fp8_stored = fp8_stored or itemsize(stored) == 1
+                packed = packed or not stored.is_floating_point
             size = as_fp8 if fp8_blocks and castable else _aligned(nbytes)
             blocks[index] = blocks.get(index, 0) + size
             fp8[index] = fp8.get(index, 0) + (as_fp8 if castable else _aligned(nbytes))
@@ -118,7 +133,7 @@ def stage_weights(name: str, tensors: Mapping[str, object], *, dtype: torch.dtyp
     block_bytes = tuple(blocks[i] for i in order)
     fp8_bytes = tuple(fp8[i] for i in order)
     return StageWeights(name, fixed, block_bytes, host + block_host, block_host,
-                        fp8_bytes if fp8_bytes != block_bytes else None, fp8_stored or fp8_blocks, largest)
+                        fp8_bytes if fp8_bytes != block_bytes else None, fp8_stored or fp8_blocks, largest, packed)
 
 
 def module_weights(name: str, module: nn.Module, blocks: nn.ModuleList | None = None,
@@ -127,16 +142,17 @@ def module_weights(name: str, module: nn.Module, blocks: nn.ModuleList | None = 
     fixed = tensor_bytes(module_tensors(module, skip=[blocks] if blocks is not None else []))
     block_bytes = tuple(BlockLayout(b).nbytes for b in blocks) if blocks is not None else ()
     inside = blocks.modules() if blocks is not None else ()
-    linears = [m.weight for m in inside if isinstance(m, (nn.Linear, FP8Linear))]
-    fp8 = any(w.dtype in FP8_DTYPES for w in linears)
-    return StageWeights(name, fixed, block_bytes, host_bytes, fp8=fp8,
-                        largest_linear=max((w.numel() for w in linears), default=0))
+    linears = [m for m in inside if isinstance(m, (nn.Linear, QuantLinear))]
+    quantized = [m for m in linears if isinstance(m, QuantLinear)]
+    return StageWeights(name, fixed, block_bytes, host_bytes, fp8=bool(quantized),
+                        largest_linear=max((m.in_features * m.out_features for m in linears), default=0),
+                        packed=any(not m.weight.is_floating_point() for m in quantized))
 
 
 def checkpoint_weights(ckpt, *, dtype: torch.dtype | None = None, fp8: bool = False) -> dict[str, StageWeights]:
-    """Stage weights of an opened ``LTX2Checkpoint`` from its header (DiT, connectors, VAEs, vocoder), each
-    component in the dtype its loader uses (the LTX-2.3 vocoder: float32 whatever ``dtype``), without the
-    tensors the loaders never read (``loading.components.UNREAD``)."""
+    """Stage weights of an opened ``LTX2Checkpoint`` (or LTX-2.5 ``SplitPack``) from its headers (DiT,
+    connectors, VAEs, vocoder), each component in the dtype its loader uses (the LTX-2.3 vocoder: float32
+    whatever ``dtype``), without the tensors the loaders never read (``loading.components.UNREAD``)."""
     groups = {"dit": ("transformer",), "connectors": ("text_projection", "video_connector", "audio_connector"),
               "video_vae": ("video_decoder",), "audio_vae": ("audio_decoder", "vocoder")}
     out = {}

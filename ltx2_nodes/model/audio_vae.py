@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError, UnsupportedModelError
+from .config_values import as_tuple, check_config
 from .patchify import patchify_audio, unpatchify_audio
 from .shapes import AudioTiming
 
@@ -50,6 +51,9 @@ class AudioVAEConfig:
     hop_length: int = 160
     n_fft: int = 1024
     causal: bool = True
+
+    def __post_init__(self):
+        check_config(self, "config.audio_vae")
 
     @property
     def levels(self) -> int:
@@ -79,16 +83,16 @@ class AudioVAEConfig:
         _refuse_unsupported(dd)
         d = cls()
         return cls(
-            ch=int(dd.get("ch", d.ch)),
-            ch_mult=tuple(int(m) for m in dd.get("ch_mult", d.ch_mult)),
-            num_res_blocks=int(dd.get("num_res_blocks", d.num_res_blocks)),
-            z_channels=int(dd.get("z_channels", d.z_channels)),
-            in_channels=int(dd.get("in_channels", d.in_channels)),
-            out_ch=int(dd.get("out_ch", d.out_ch)),
-            mel_bins=int(dd.get("mel_bins") or mel.get("n_mel_channels") or d.mel_bins),
-            sample_rate=int(params.get("sampling_rate", d.sample_rate)),
-            hop_length=int(stft.get("hop_length", d.hop_length)),
-            n_fft=int(stft.get("filter_length", d.n_fft)),
+            ch=dd.get("ch", d.ch),
+            ch_mult=as_tuple(dd.get("ch_mult", d.ch_mult)),
+            num_res_blocks=dd.get("num_res_blocks", d.num_res_blocks),
+            z_channels=dd.get("z_channels", d.z_channels),
+            in_channels=dd.get("in_channels", d.in_channels),
+            out_ch=dd.get("out_ch", d.out_ch),
+            mel_bins=dd.get("mel_bins") or mel.get("n_mel_channels") or d.mel_bins,
+            sample_rate=params.get("sampling_rate", d.sample_rate),
+            hop_length=stft.get("hop_length", d.hop_length),
+            n_fft=stft.get("filter_length", d.n_fft),
             causal=bool(stft.get("causal", d.causal)),
         )
 
@@ -102,9 +106,9 @@ def _refuse_unsupported(dd: dict) -> None:
         problems.append(f"causality_axis={dd['causality_axis']!r} (expected 'height')")
     if dd.get("mid_block_add_attention", False):
         problems.append("mid_block_add_attention=true (LTX-2 has no attention in the audio VAE)")
-    levels = len(dd.get("ch_mult", (1, 2, 4)))
-    resolution = int(dd.get("resolution", 256))
-    level_resolutions = {resolution // 2 ** i for i in range(levels)}
+    levels, resolution = dd.get("ch_mult", (1, 2, 4)), dd.get("resolution", 256)
+    level_resolutions = ({resolution // 2 ** i for i in range(len(levels))}
+                         if isinstance(levels, list | tuple) and isinstance(resolution, int) else set())
     if level_resolutions & set(dd.get("attn_resolutions") or ()):
         problems.append(f"attn_resolutions={dd['attn_resolutions']} (LTX-2 has no attention in the audio VAE)")
     if not dd.get("double_z", True):

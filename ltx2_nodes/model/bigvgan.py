@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UnsupportedModelError
+from .config_values import as_tuple, check_config
 from .vocoder import mean_of_blocks, receptive_radius_frames, upsample_convs
 
 MEL_BINS_PER_CHANNEL = 64  # both reference generators hard-code conv_pre's input as 2 x 64 bins
@@ -66,6 +67,9 @@ class BigVGANConfig:
     final_activation: str = "clamp"  # "clamp", "tanh" or "none"
     bias_at_final: bool = False
 
+    def __post_init__(self):
+        check_config(self, "config.vocoder (BigVGAN generator)")
+
     @property
     def upsample_factor(self) -> int:
         return math.prod(self.upsample_rates)
@@ -77,16 +81,19 @@ class BigVGANConfig:
             _require(meta, key, allowed, section)
         d = cls()
         cfg = cls(
-            resblock_kernel_sizes=tuple(meta.get("resblock_kernel_sizes", d.resblock_kernel_sizes)),
-            upsample_rates=tuple(meta.get("upsample_rates", d.upsample_rates)),
-            upsample_kernel_sizes=tuple(meta.get("upsample_kernel_sizes", d.upsample_kernel_sizes)),
-            resblock_dilation_sizes=tuple(tuple(x) for x in meta.get("resblock_dilation_sizes",
-                                                                    d.resblock_dilation_sizes)),
-            upsample_initial_channel=int(meta.get("upsample_initial_channel", d.upsample_initial_channel)),
+            resblock_kernel_sizes=as_tuple(meta.get("resblock_kernel_sizes", d.resblock_kernel_sizes)),
+            upsample_rates=as_tuple(meta.get("upsample_rates", d.upsample_rates)),
+            upsample_kernel_sizes=as_tuple(meta.get("upsample_kernel_sizes", d.upsample_kernel_sizes)),
+            resblock_dilation_sizes=as_tuple(meta.get("resblock_dilation_sizes", d.resblock_dilation_sizes)),
+            upsample_initial_channel=meta.get("upsample_initial_channel", d.upsample_initial_channel),
             final_activation=("tanh" if meta.get("use_tanh_at_final", True) else "clamp") if final_activation
             else "none",
             bias_at_final=bool(meta.get("use_bias_at_final", True)),
         )
+        if len(cfg.upsample_rates) != len(cfg.upsample_kernel_sizes):
+            raise UnsupportedModelError(
+                f"config.vocoder.{section}: {len(cfg.upsample_rates)} upsample rates but "
+                f"{len(cfg.upsample_kernel_sizes)} upsample kernel sizes; they must pair up. The metadata was edited.")
         if len(cfg.resblock_kernel_sizes) != len(cfg.resblock_dilation_sizes):
             raise UnsupportedModelError(
                 f"config.vocoder.{section}: {len(cfg.resblock_kernel_sizes)} resblock kernel sizes but "
@@ -120,6 +127,9 @@ class BWEVocoderConfig:
     n_fft: int = 512
     num_mels: int = MEL_BINS_PER_CHANNEL
 
+    def __post_init__(self):
+        check_config(self, "config.vocoder.bwe")
+
     @property
     def resample_ratio(self) -> int:
         return self.output_sample_rate // self.input_sample_rate
@@ -140,11 +150,11 @@ class BWEVocoderConfig:
         cfg = cls(
             vocoder=BigVGANConfig.from_metadata(main, "vocoder", final_activation=True),
             bwe=BigVGANConfig.from_metadata(bwe, "bwe", final_activation=False),
-            input_sample_rate=int(bwe.get("input_sampling_rate", d.input_sample_rate)),
-            output_sample_rate=int(bwe.get("output_sampling_rate", d.output_sample_rate)),
-            hop_length=int(bwe.get("hop_length", d.hop_length)),
-            n_fft=int(bwe.get("n_fft", d.n_fft)),
-            num_mels=int(bwe.get("num_mels", d.num_mels)),
+            input_sample_rate=bwe.get("input_sampling_rate", d.input_sample_rate),
+            output_sample_rate=bwe.get("output_sampling_rate", d.output_sample_rate),
+            hop_length=bwe.get("hop_length", d.hop_length),
+            n_fft=bwe.get("n_fft", d.n_fft),
+            num_mels=bwe.get("num_mels", d.num_mels),
         )
         problems = []
         if cfg.output_sample_rate % cfg.input_sample_rate:

@@ -8,7 +8,7 @@ Two feature extractors exist (reference ``feature_extractor.py``), chosen by
 * ``FeatureExtractorV1`` (LTX-2 19B): per sample and layer ``8 * (x - mean) / (max - min)``
   over the valid tokens, one ``aggregate_embed`` (no bias) whose output feeds both connectors;
   the DiT's ``caption_projection`` later maps it to the inner widths.
-* ``FeatureExtractorV2`` (LTX-2.3, ``caption_proj_before_connector``): per-token RMS norm per
+* ``FeatureExtractorV2`` (LTX-2.3 and LTX-2.5, ``caption_proj_before_connector``): per-token RMS norm per
   layer, then ``video_aggregate_embed`` / ``audio_aggregate_embed`` (biased) of the features
   times ``sqrt(out_width / D)``, straight to the DiT's inner widths (the DiT has no caption
   projection).
@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError, UnsupportedModelError
+from .config_values import as_tuple, check_config
 from .layers import Attention, FeedForward, rms_norm
 from .rope import RopeSpec, rope_table
 
@@ -56,6 +57,10 @@ class ConnectorConfig:
     frequencies_precision: str = "float64"
     norm_eps: float = 1e-6
     gated_attention: bool = False
+    ff_bias: bool = True  # connector_ff_bias (reference default true)
+
+    def __post_init__(self):
+        check_config(self, "config.transformer (text connector)")
 
     @property
     def inner_dim(self) -> int:
@@ -74,10 +79,9 @@ class ConnectorConfig:
         ``connector_norm_output`` / ``connector_learnable_registers_std`` are not read by the
         reference either (the output norm is always applied).
         """
-        if meta.get("connector_ff_bias", True) is not True:
+        if meta.get("connector_ff_bias", True) not in (True, False):
             raise UnsupportedModelError(
-                f"transformer config has connector_ff_bias={meta['connector_ff_bias']!r}; ltx2_nodes runs LTX-2 "
-                "text connectors with biased feed-forward layers (connector_ff_bias true) only.")
+                f"transformer config has connector_ff_bias={meta['connector_ff_bias']!r}; it must be true or false.")
         defaults = cls()
         if registers is None:
             registers = meta.get("connector_num_learnable_registers", defaults.num_learnable_registers)
@@ -90,16 +94,17 @@ class ConnectorConfig:
             return meta.get(f"audio_{key}", meta.get(key, default)) if audio else meta.get(key, default)
 
         return cls(
-            num_attention_heads=int(read("connector_num_attention_heads", defaults.num_attention_heads)),
-            attention_head_dim=int(read("connector_attention_head_dim", defaults.attention_head_dim)),
-            num_layers=int(read("connector_num_layers", defaults.num_layers)),
-            num_learnable_registers=int(registers),
-            positional_embedding_max_pos=tuple(meta.get("connector_positional_embedding_max_pos",
-                                                        defaults.positional_embedding_max_pos)),
+            num_attention_heads=read("connector_num_attention_heads", defaults.num_attention_heads),
+            attention_head_dim=read("connector_attention_head_dim", defaults.attention_head_dim),
+            num_layers=read("connector_num_layers", defaults.num_layers),
+            num_learnable_registers=registers,
+            positional_embedding_max_pos=as_tuple(meta.get("connector_positional_embedding_max_pos",
+                                                           defaults.positional_embedding_max_pos)),
             rope_type=meta.get("rope_type", defaults.rope_type),
             frequencies_precision=meta.get("frequencies_precision", defaults.frequencies_precision),
-            norm_eps=float(meta.get("norm_eps", defaults.norm_eps)),
+            norm_eps=meta.get("norm_eps", defaults.norm_eps),
             gated_attention=bool(meta.get("connector_apply_gated_attention", defaults.gated_attention)),
+            ff_bias=meta.get("connector_ff_bias", defaults.ff_bias),
         )
 
     def rope_spec(self) -> RopeSpec:
@@ -181,6 +186,9 @@ class TextProjectionConfig:
     audio_width: int = 3840
     separate_projections: bool = False
 
+    def __post_init__(self):
+        check_config(self, "text projection")
+
     @staticmethod
     def separate_from_metadata(meta: dict) -> bool:
         """Whether ``config.transformer`` selects FeatureExtractorV2, like the reference's
@@ -247,7 +255,7 @@ class ConnectorBlock(nn.Module):
         self.eps = cfg.norm_eps
         self.attn1 = Attention(cfg.inner_dim, cfg.num_attention_heads, cfg.attention_head_dim, eps=cfg.norm_eps,
                                gated=cfg.gated_attention)
-        self.ff = FeedForward(cfg.inner_dim)
+        self.ff = FeedForward(cfg.inner_dim, bias=cfg.ff_bias)
 
     def forward(self, x: torch.Tensor, rope) -> torch.Tensor:
         x = x + self.attn1(rms_norm(x, self.eps), rope=rope)
@@ -362,7 +370,7 @@ class TextConnectors(nn.Module):
             raise InputError(
                 f"the Gemma features have width {width} x {layers} hidden states = {width * layers}, but this LTX-2 "
                 f"checkpoint's text projection expects {self.in_features} (Gemma 3 12B: 3840 x 49). Use the "
-                "Gemma 3 12B text encoder with this model.")
+                "text encoder this model was released with (LTX-2 / LTX-2.3: Gemma 3 12B; LTX-2.5: its Gemma 4 file).")
         weight = self.projection.weight
         compute = weight.dtype if weight.dtype.itemsize > 1 else torch.bfloat16  # fp8 storage computes in bf16
         features = self.projection.normalize(hidden_states, mask, dtype=compute, device=weight.device)

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError, UnsupportedModelError
+from .config_values import as_tuple, check_config
 from .layers import timestep_sinusoid
 from .neighborhood_attention import neighborhood_attention
 from .shapes import VideoScale
@@ -58,8 +59,10 @@ GATE_FOLDS = {"gate_msa": ("attn.proj.weight", "attn.proj.bias"), "gate_mlp": ("
               "gate_ctx": ("context_proj.weight", "context_proj.bias")}
 
 
-def _tuple3s(value) -> tuple[tuple[int, int, int], ...]:
-    return tuple(tuple(int(v) for v in kernel) for kernel in value)
+def is_diffusion_vae(vae_config: dict) -> bool:
+    """Whether ``config.vae`` describes this decoder (reference: ``vae._class_name`` decides; absent means the
+    conv VAE, ``CausalVideoAutoencoder``)."""
+    return vae_config.get("_class_name") == CLASS_NAME
 
 
 @dataclass(frozen=True)
@@ -109,24 +112,25 @@ class DiffusionDecoderConfig:
         if output_type not in kinds:
             raise UnsupportedModelError(f"config.vae.model_output_type is {output_type!r}; supported: {list(kinds)}.")
         values = dict(
-            in_channels=int(dec.get("in_channels", vae.get("latent_channels", cls.in_channels))),
-            out_channels=int(dec.get("out_channels", cls.out_channels)),
-            patch_size=int(dec.get("patch_size", cls.patch_size)),
-            head_dim=int(dec.get("head_dim", dec.get("na_head_dim", cls.head_dim))),
-            stage_channels=tuple(int(c) for c in dec.get("stage_channels", cls.stage_channels)),
-            stage_depths=tuple(int(d) for d in dec.get("stage_depths", cls.stage_depths)),
-            stage_kernels=_tuple3s(dec.get("stage_kernels", cls.stage_kernels)),
-            upsamples=tuple((tuple(int(s) for s in stride), int(r))
-                            for stride, r in dec.get("upsamples", cls.upsamples)),
-            stage5_kernel=tuple(int(k) for k in dec.get("stage5_kernel", cls.stage5_kernel)),
+            in_channels=dec.get("in_channels", vae.get("latent_channels", cls.in_channels)),
+            out_channels=dec.get("out_channels", cls.out_channels),
+            patch_size=dec.get("patch_size", cls.patch_size),
+            head_dim=dec.get("head_dim", dec.get("na_head_dim", cls.head_dim)),
+            stage_channels=dec.get("stage_channels", cls.stage_channels),
+            stage_depths=dec.get("stage_depths", cls.stage_depths),
+            stage_kernels=dec.get("stage_kernels", cls.stage_kernels),
+            upsamples=dec.get("upsamples", cls.upsamples),
+            stage5_kernel=dec.get("stage5_kernel", cls.stage5_kernel),
             stage5_channels=dec.get("stage5_channels", cls.stage5_channels),
-            t_emb_dim=int(dec.get("t_emb_dim", cls.t_emb_dim)),
-            num_inference_steps=int(dec.get("default_num_inference_steps", cls.num_inference_steps)),
-            timestep_scale_multiplier=float(dec.get("timestep_scale_multiplier", cls.timestep_scale_multiplier)),
+            t_emb_dim=dec.get("t_emb_dim", cls.t_emb_dim),
+            num_inference_steps=dec.get("default_num_inference_steps", cls.num_inference_steps),
+            timestep_scale_multiplier=dec.get("timestep_scale_multiplier", cls.timestep_scale_multiplier),
             model_output_type=output_type)
-        cfg = cls(**values)
-        cfg.validate()
-        return cfg
+        return cls(**{k: as_tuple(v) for k, v in values.items()})
+
+    def __post_init__(self):
+        check_config(self, "config.vae.decoder")
+        self.validate()
 
     def validate(self) -> None:
         problems = []

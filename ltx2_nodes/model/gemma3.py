@@ -12,6 +12,12 @@ Per layer (``x`` residual stream, norms are ``x * (1 + w)`` RMS norms computed i
 Attention has q/k RMS norms over the head dim, RoPE (global layers: theta 1e6 with linear
 scaling, local layers: theta 1e4 and a sliding window), GQA and scale
 ``query_pre_attn_scalar ** -0.5``. The MLP is ``down(gelu_tanh(gate(x)) * up(x))``.
+
+Gemma 4's text model (``gemma4_unified``, LTX-2.5) is this decoder with the config flags below
+(``model/gemma4.py`` builds its config): norms ``x * w`` (``norm_weight_offset`` 0), an RMS norm
+without weight on the values, attention scale 1, wider heads (and optionally shared key/value
+projections) on the full-attention layers, partial ("proportional") RoPE there, and a learned
+scalar multiplying each layer's output.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UnsupportedModelError
+from .config_values import as_tuple, check_config, check_value
 
 SLIDING = "sliding_attention"
 FULL = "full_attention"
@@ -39,8 +46,13 @@ HF_TEXT_DEFAULTS = {
 
 @dataclass(frozen=True)
 class RopeParams:
+    """RoPE of one layer type: ``inv_freq = 1 / theta ** (2i / head_dim) / linear_factor`` for the first
+    ``partial_rotary_factor * head_dim / 2`` pairs and 0 (no rotation) for the rest (transformers'
+    "proportional" RoPE of Gemma 4; 1.0 is plain RoPE)."""
+
     theta: float
     linear_factor: float = 1.0
+    partial_rotary_factor: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -62,14 +74,42 @@ class GemmaConfig:
         SLIDING if (i + 1) % 6 else FULL for i in range(48)))
     rope: tuple[tuple[str, RopeParams], ...] = ((FULL, RopeParams(1_000_000.0, 8.0)), (SLIDING, RopeParams(10_000.0)))
     final_logit_softcapping: float | None = None
+    # Gemma 4 flags (the defaults are Gemma 3's): see the module docstring.
+    norm_weight_offset: float = 1.0  # RMS norms scale by (offset + w)
+    value_norm: bool = False  # weightless RMS norm on the values
+    layer_scalar: bool = False  # learned scalar ``layer_scalar`` [1] multiplying each layer's output
+    global_head_dim: int | None = None  # head dim of the full-attention layers (None: head_dim)
+    global_num_key_value_heads: int | None = None  # their key/value heads (None: num_key_value_heads)
+    attention_k_eq_v: bool = False  # full-attention layers have no v_proj: values are the raw key projection
+
+    def __post_init__(self):
+        check_config(self, "Gemma config.json")
 
     @property
     def num_hidden_states(self) -> int:
         """Embedding output + one per layer: what the LTX-2 feature extractor stacks."""
         return self.num_hidden_layers + 1
 
+    @property
+    def family(self) -> str:
+        """What to call the model in messages."""
+        return "Gemma 3"
+
     def rope_params(self, layer_type: str) -> RopeParams:
         return dict(self.rope)[layer_type]
+
+    def layer_head_dim(self, layer_type: str) -> int:
+        return (self.global_head_dim or self.head_dim) if layer_type == FULL else self.head_dim
+
+    def layer_kv_heads(self, layer_type: str) -> int:
+        if layer_type == FULL and self.global_num_key_value_heads:
+            return self.global_num_key_value_heads
+        return self.num_key_value_heads
+
+    @property
+    def max_head_dim(self) -> int:
+        """The widest attention head of any layer (memory estimates)."""
+        return max(self.layer_head_dim(kind) for kind in set(self.layer_types))
 
     @classmethod
     def from_hf(cls, config: dict, source: str = "config.json") -> "GemmaConfig":
@@ -81,22 +121,29 @@ class GemmaConfig:
         if values["use_bidirectional_attention"] or values["attn_logit_softcapping"] is not None:
             raise UnsupportedModelError(f"{source}: bidirectional / soft-capped attention is not the Gemma 3 text "
                                         "model LTX-2 uses.")
-        layers = int(values["num_hidden_layers"])
-        types = values.get("layer_types") or [
-            SLIDING if (i + 1) % int(values["sliding_window_pattern"]) else FULL for i in range(layers)]
+        layers, pattern = values["num_hidden_layers"], values["sliding_window_pattern"]
+        check_value(source, "num_hidden_layers", layers)
+        check_value(source, "sliding_window_pattern", pattern)
+        types = as_tuple(values.get("layer_types")) or tuple(
+            SLIDING if (i + 1) % pattern else FULL for i in range(layers))
+        check_value(source, "layer_types", types, tuple[str, ...])
         if len(types) != layers or set(types) - {SLIDING, FULL}:
             raise UnsupportedModelError(f"{source}: layer_types must list '{SLIDING}'/'{FULL}' for each of {layers} "
                                         "layers.")
-        return cls(
-            vocab_size=int(values["vocab_size"]), hidden_size=int(values["hidden_size"]),
-            intermediate_size=int(values["intermediate_size"]), num_hidden_layers=layers,
-            num_attention_heads=int(values["num_attention_heads"]),
-            num_key_value_heads=int(values["num_key_value_heads"]), head_dim=int(values["head_dim"]),
-            query_pre_attn_scalar=float(values["query_pre_attn_scalar"]), rms_norm_eps=float(values["rms_norm_eps"]),
-            attention_bias=bool(values["attention_bias"]), sliding_window=int(values["sliding_window"]),
-            layer_types=tuple(types), rope=_rope_from_hf(values, source),
-            final_logit_softcapping=values["final_logit_softcapping"],
-        )
+        rope = _rope_from_hf(values, source)
+        try:
+            return cls(
+                vocab_size=values["vocab_size"], hidden_size=values["hidden_size"],
+                intermediate_size=values["intermediate_size"], num_hidden_layers=layers,
+                num_attention_heads=values["num_attention_heads"],
+                num_key_value_heads=values["num_key_value_heads"], head_dim=values["head_dim"],
+                query_pre_attn_scalar=values["query_pre_attn_scalar"], rms_norm_eps=values["rms_norm_eps"],
+                attention_bias=bool(values["attention_bias"]), sliding_window=values["sliding_window"],
+                layer_types=types, rope=rope,
+                final_logit_softcapping=values["final_logit_softcapping"],
+            )
+        except UnsupportedModelError as exc:
+            raise UnsupportedModelError(f"{source}: {exc}") from None
 
 
 def _rope_from_hf(values: dict, source: str) -> tuple[tuple[str, RopeParams], ...]:
@@ -127,17 +174,22 @@ def _rope_from_hf(values: dict, source: str) -> tuple[tuple[str, RopeParams], ..
 
 
 class GemmaRMSNorm(nn.Module):
-    """``x * rsqrt(mean(x^2) + eps) * (1 + w)`` in float32, cast back (Gemma's zero-centred weight)."""
+    """``x * rsqrt(mean(x^2) + eps) * (offset + w)`` in float32, cast back. Gemma 3 stores the weight
+    zero-centred (offset 1), Gemma 4 as is (offset 0); ``with_weight=False`` has no weight (Gemma 4's
+    value norm)."""
 
-    def __init__(self, dim: int, eps: float):
+    def __init__(self, dim: int, eps: float, offset: float = 1.0, with_weight: bool = True):
         super().__init__()
         self.eps = eps
-        self.weight = nn.Parameter(torch.zeros(dim))
+        self.offset = offset
+        self.register_parameter("weight", nn.Parameter(torch.zeros(dim)) if with_weight else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.float()
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (h * (1.0 + self.weight.float())).type_as(x)
+        if self.weight is not None:
+            h = h * (self.offset + self.weight.float())
+        return h.type_as(x)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -159,24 +211,34 @@ class LayerCache:
 
 
 class GemmaAttention(nn.Module):
-    def __init__(self, cfg: GemmaConfig):
+    """Self-attention of one layer type (Gemma 4's full-attention layers may have wider heads, other
+    key/value head counts and values taken from the key projection)."""
+
+    def __init__(self, cfg: GemmaConfig, layer_type: str):
         super().__init__()
-        self.heads, self.kv_heads, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        self.heads, self.head_dim = cfg.num_attention_heads, cfg.layer_head_dim(layer_type)
+        self.kv_heads = cfg.layer_kv_heads(layer_type)
         self.scale = cfg.query_pre_attn_scalar ** -0.5
-        bias = cfg.attention_bias
+        bias, eps, offset = cfg.attention_bias, cfg.rms_norm_eps, cfg.norm_weight_offset
         self.q_proj = nn.Linear(cfg.hidden_size, self.heads * self.head_dim, bias=bias)
         self.k_proj = nn.Linear(cfg.hidden_size, self.kv_heads * self.head_dim, bias=bias)
-        self.v_proj = nn.Linear(cfg.hidden_size, self.kv_heads * self.head_dim, bias=bias)
+        values_are_keys = cfg.attention_k_eq_v and layer_type == FULL
+        self.v_proj = None if values_are_keys else nn.Linear(cfg.hidden_size, self.kv_heads * self.head_dim, bias=bias)
         self.o_proj = nn.Linear(self.heads * self.head_dim, cfg.hidden_size, bias=bias)
-        self.q_norm = GemmaRMSNorm(self.head_dim, cfg.rms_norm_eps)
-        self.k_norm = GemmaRMSNorm(self.head_dim, cfg.rms_norm_eps)
+        self.q_norm = GemmaRMSNorm(self.head_dim, eps, offset)
+        self.k_norm = GemmaRMSNorm(self.head_dim, eps, offset)
+        self.v_norm = GemmaRMSNorm(self.head_dim, eps, with_weight=False) if cfg.value_norm else None
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None,
                 cache: LayerCache | None = None) -> torch.Tensor:
         batch, tokens, _ = x.shape
         q = self.q_norm(self.q_proj(x).view(batch, tokens, self.heads, self.head_dim).transpose(1, 2))
-        k = self.k_norm(self.k_proj(x).view(batch, tokens, self.kv_heads, self.head_dim).transpose(1, 2))
-        v = self.v_proj(x).view(batch, tokens, self.kv_heads, self.head_dim).transpose(1, 2)
+        keys = self.k_proj(x).view(batch, tokens, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = keys if self.v_proj is None else \
+            self.v_proj(x).view(batch, tokens, self.kv_heads, self.head_dim).transpose(1, 2)
+        k = self.k_norm(keys)
+        if self.v_norm is not None:
+            v = self.v_norm(v)
         cos, sin = (t.unsqueeze(1) for t in rope)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
@@ -207,17 +269,21 @@ class GemmaDecoderLayer(nn.Module):
     def __init__(self, cfg: GemmaConfig, index: int):
         super().__init__()
         self.layer_type = cfg.layer_types[index]
-        self.self_attn = GemmaAttention(cfg)
+        self.self_attn = GemmaAttention(cfg, self.layer_type)
         self.mlp = GemmaMLP(cfg)
-        self.input_layernorm = GemmaRMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.post_attention_layernorm = GemmaRMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.pre_feedforward_layernorm = GemmaRMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.post_feedforward_layernorm = GemmaRMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        dim, eps, offset = cfg.hidden_size, cfg.rms_norm_eps, cfg.norm_weight_offset
+        self.input_layernorm = GemmaRMSNorm(dim, eps, offset)
+        self.post_attention_layernorm = GemmaRMSNorm(dim, eps, offset)
+        self.pre_feedforward_layernorm = GemmaRMSNorm(dim, eps, offset)
+        self.post_feedforward_layernorm = GemmaRMSNorm(dim, eps, offset)
+        # Gemma 4: a scalar saved with the weights (a buffer, as in transformers)
+        self.register_buffer("layer_scalar", torch.ones(1) if cfg.layer_scalar else None)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None,
                 cache: LayerCache | None = None) -> torch.Tensor:
         x = x + self.post_attention_layernorm(self.self_attn(self.input_layernorm(x), rope, mask, cache))
-        return x + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x)))
+        x = x + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x)))
+        return x if self.layer_scalar is None else x * self.layer_scalar
 
 
 class GemmaTextModel(nn.Module):
@@ -225,7 +291,7 @@ class GemmaTextModel(nn.Module):
         super().__init__()
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.layers = nn.ModuleList([GemmaDecoderLayer(cfg, i) for i in range(cfg.num_hidden_layers)])
-        self.norm = GemmaRMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.norm = GemmaRMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg.norm_weight_offset)
 
 
 class GemmaLanguageModel(nn.Module):
@@ -246,10 +312,11 @@ class GemmaLanguageModel(nn.Module):
     def rope(self, positions: torch.Tensor, layer_type: str, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """cos/sin ``[B or 1, T, head_dim]`` for integer ``positions`` ``[B or 1, T]``."""
         params = self.config.rope_params(layer_type)
-        dim = self.config.head_dim
-        inv_freq = 1.0 / (params.theta ** (torch.arange(0, dim, 2, dtype=torch.int64, device=positions.device).float()
-                                           / dim))
-        inv_freq = inv_freq / params.linear_factor
+        dim = self.config.layer_head_dim(layer_type)
+        rotated = int(params.partial_rotary_factor * dim // 2)
+        inv_freq = 1.0 / (params.theta ** (torch.arange(0, 2 * rotated, 2, dtype=torch.int64,
+                                                        device=positions.device).float() / dim))
+        inv_freq = torch.cat([inv_freq, inv_freq.new_zeros(dim // 2 - rotated)]) / params.linear_factor
         freqs = positions.float()[..., None] * inv_freq
         emb = torch.cat((freqs, freqs), dim=-1)
         return emb.cos().to(dtype), emb.sin().to(dtype)

@@ -31,21 +31,22 @@ def binary_to_additive_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> to
 class GELUProjection(nn.Module):
     """Linear followed by tanh-approximated GELU (key ``net.0.proj``)."""
 
-    def __init__(self, dim_in: int, dim_out: int):
+    def __init__(self, dim_in: int, dim_out: int, bias: bool = True):
         super().__init__()
-        self.proj = nn.Linear(dim_in, dim_out)
+        self.proj = nn.Linear(dim_in, dim_out, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.gelu(self.proj(x), approximate="tanh")
 
 
 class FeedForward(nn.Module):
-    """``net.0.proj`` (d -> mult*d, GELU-tanh) then ``net.2`` (mult*d -> d)."""
+    """``net.0.proj`` (d -> mult*d, GELU-tanh) then ``net.2`` (mult*d -> d); ``bias`` False: both without
+    biases (the LTX-2.5 video feed-forward)."""
 
-    def __init__(self, dim: int, mult: int = 4, inner_dim: int | None = None):
+    def __init__(self, dim: int, mult: int = 4, inner_dim: int | None = None, bias: bool = True):
         super().__init__()
         inner = inner_dim or dim * mult
-        self.net = nn.ModuleList([GELUProjection(dim, inner), nn.Identity(), nn.Linear(inner, dim)])
+        self.net = nn.ModuleList([GELUProjection(dim, inner, bias), nn.Identity(), nn.Linear(inner, dim, bias=bias)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.net:

@@ -55,6 +55,18 @@ def video_positions(batch: int, frames: int, height: int, width: int, fps: float
     return pixels.unsqueeze(0).expand(batch, -1, -1, -1).contiguous()
 
 
+def keyframe_slot_positions(batch: int, pixel_frame: int, height: int, width: int, fps: float,
+                            scale: VideoScale = VideoScale(), device: torch.device | str | None = None) -> torch.Tensor:
+    """Token bounds ``[B, 3, H*W, 2]`` of one generated keyframe slot (LTX-2.5): the full spatial grid of one latent
+    frame whose temporal span is the single pixel frame ``[t, t + 1) / fps`` (reference
+    ``VideoGeneratedKeyframeSlots._slot_positions``), where a latent frame spans ``scale.time`` pixel frames."""
+    positions = video_positions(batch, 1, height, width, fps, scale, causal_fix=False, device=device)
+    positions[:, 0, :, 0] = float(pixel_frame)
+    positions[:, 0, :, 1] = float(pixel_frame + 1)
+    positions[:, 0] /= fps  # in float32, as the reference
+    return positions
+
+
 def audio_positions(batch: int, num_latents: int, timing: AudioTiming = AudioTiming(), start: int = 0,
                     device: torch.device | str | None = None) -> torch.Tensor:
     """Token bounds ``[B, 1, T, 2]`` in seconds for ``num_latents`` audio latents starting at index ``start``."""

@@ -26,7 +26,9 @@ Size rules (reference: ``VideoLatentShape.from_pixel_shape``, ``VideoEncoder.for
   fails there inside ``torch.nn.functional.pad``);
 * a two-stage run (stage 1 at half size, x2 latent upscaler): width and height multiples of 64, so
   the half size is a valid size;
-* audio latents for ``F`` frames at ``r`` fps: ``round(F / r * 25)`` (Python round, float64).
+* audio latents for ``F`` frames at ``r`` fps: ``round(F / r * 25)`` (Python round, float64);
+* a predicted duration (LTX-2.5 duration head) -> frames: clamped to [1 s, 20 s], floored to 1 + 8k
+  (``clamped_frames_for_seconds``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from dataclasses import dataclass
 from ..errors import InputError
 
 UPSCALE_FACTOR = 2  # the x2 spatial latent upscaler between the two stages
+MAX_FRAMES = 1025  # longest clip the nodes and the CLI generate (1 + 8*128; 42.7 s at 24 fps)
 
 
 @dataclass(frozen=True)
@@ -125,14 +128,53 @@ def stage1_size(height: int, width: int, scale: VideoScale = VideoScale()) -> tu
     return height // UPSCALE_FACTOR, width // UPSCALE_FACTOR
 
 
-def frames_for_seconds(seconds: float, fps: float, max_frames: int = 1025, scale: VideoScale = VideoScale()) -> int:
+def frames_for_seconds(seconds: float, fps: float, max_frames: int = MAX_FRAMES,
+                       scale: VideoScale = VideoScale()) -> int:
     """The 1 + 8k frame count whose duration at ``fps`` is nearest to ``seconds`` (ties: the longer clip).
 
-    The canvas helper in ``js/lib/shape.js`` (``framesForSeconds``) computes the same expression."""
-    if not (seconds > 0 and fps > 0):
-        raise InputError(f"seconds ({seconds}) and fps ({fps}) must be positive to pick a frame count.")
+    A duration whose nearest count is above ``max_frames`` is refused with the longest duration that fits
+    (never quietly cut to ``max_frames``). The canvas helper in ``js/lib/shape.js`` (``framesForSeconds``)
+    computes the same expression (and clamps the frames widget instead, where the user sees it)."""
+    if not (math.isfinite(seconds) and math.isfinite(fps) and seconds > 0 and fps > 0):
+        raise InputError(f"seconds ({seconds}) and fps ({fps}) must be positive finite numbers to pick a frame "
+                         "count.")
     k = math.floor((seconds * fps - 1) / scale.time + 0.5)
-    return min(max(scale.time * max(k, 0) + 1, 1), max_frames)
+    frames = max(scale.time * max(k, 0) + 1, 1)
+    if frames > max_frames:
+        longest = max_frames / fps
+        raise InputError(f"{seconds:g} s at {fps:g} fps is {frames} frames, more than the {max_frames} frames "
+                         f"(1 + {scale.time}*k) LTX-2 generates here; the longest clip at {fps:g} fps is "
+                         f"{longest:.2f} s ({max_frames} frames): ask for at most {longest:.2f} s or a lower fps.")
+    return frames
+
+
+def describe_rounding(seconds: float, fps: float, frames: int) -> str | None:
+    """A line saying what ``seconds`` became (``frames`` at ``fps``) when the durations differ by more than a
+    millisecond, else None: the nodes and the CLI log it, so the change is never silent."""
+    if abs(frames / fps - seconds) < 1e-3:
+        return None
+    return (f"{seconds:g} s at {fps:g} fps -> {frames} frames ({frames / fps:.3f} s), the nearest 1 + 8k frame "
+            f"count LTX-2 can generate")
+
+
+def clamped_frames_for_seconds(seconds: float, fps: float, min_seconds: float = 1.0, max_seconds: float = 20.0,
+                               scale: VideoScale = VideoScale()) -> int:
+    """The 1 + 8k frame count for a *predicted* duration (the LTX-2.5 duration head's "auto" length).
+
+    As the reference (``ltx_pipelines.utils.helpers.seconds_to_clamped_num_frames`` with the
+    ``DurationPredictor`` bounds): ``round(seconds * fps)`` (Python round) clamped to
+    ``[round(min_seconds * fps), round(max_seconds * fps)]``, then floored to 1 + 8k; a result below the
+    lower bound is snapped up to the next 1 + 8k instead (never above the upper bound). Unlike
+    :func:`frames_for_seconds` (a length the user typed: nearest), this floors, as the reference does."""
+    if not (fps > 0 and 0 < min_seconds <= max_seconds):
+        raise InputError(f"fps ({fps}) must be positive and 0 < min_seconds ({min_seconds}) <= max_seconds "
+                         f"({max_seconds}) to snap a predicted duration.")
+    low, high = max(round(min_seconds * fps), 1), round(max_seconds * fps)
+    raw = min(max(round(float(seconds) * fps), low), high)
+    frames = (raw - 1) // scale.time * scale.time + 1
+    if frames < low:
+        frames = min(-(-(low - 1) // scale.time) * scale.time + 1, high)
+    return frames
 
 
 # ------------------------------------------------------------------------------------------------

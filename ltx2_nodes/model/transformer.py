@@ -1,4 +1,4 @@
-"""The LTX-2 asymmetric dual-stream audio-video diffusion transformer (LTX-2 and LTX-2.3).
+"""The LTX-2 asymmetric dual-stream audio-video diffusion transformer (LTX-2, LTX-2.3 and LTX-2.5).
 
 A video stream and an audio stream run side by side through ``num_layers`` blocks. Each block
 does, per stream, AdaLN-modulated self-attention with RoPE, text cross-attention, then
@@ -21,6 +21,15 @@ LTX-2.3 is the same class with three config flags (the released 2.0 values are t
 the per-sample sigma modulates its context) and ``caption_proj_before_connector`` (no caption
 projection here: contexts arrive at the attention widths).
 
+``use_prompt_adaln_single`` false (KV-cacheable checkpoints, reference default true) drops the prompt
+AdaLN: the context is modulated by the per-block table alone.
+
+LTX-2.5 adds two more: ``ff_bias`` false (the video feed-forward has no biases; ``audio_ff_bias``
+likewise for audio, true in the release) and ``use_keyframes_abs_pos_embedding``: a learned
+``keyframes_abs_pos_embedding`` ``[1, D]`` added right after ``patchify_proj`` to the video tokens
+``ModalityInput.keyframes_mask`` marks (tokens that encode a single pixel frame: the first latent
+frame and generated keyframe slots; reference ``apply_keyframes_absolute_embedding``).
+
 Configuration is read from the checkpoint's ``config.transformer`` metadata; the dataclass
 defaults are the released LTX-2 19B values (not the reference code's legacy defaults).
 """
@@ -35,6 +44,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from ..errors import UnsupportedModelError
+from .config_values import as_tuple, check_config
 from .layers import AdaLayerNormSingle, Attention, CaptionProjection, FeedForward, binary_to_additive_mask, rms_norm
 from .rope import RopeSpec, RopeTable, rope_table
 
@@ -65,6 +75,10 @@ class TransformerConfig:
     apply_gated_attention: bool = False  # LTX-2.3: per-head gates (to_gate_logits) in every attention
     cross_attention_adaln: bool = False  # LTX-2.3: 9-row tables + prompt AdaLN on the text cross-attention
     caption_proj_before_connector: bool = False  # LTX-2.3: no caption_projection in the DiT
+    use_prompt_adaln_single: bool = True  # false: the context modulation is the static per-block table only
+    ff_bias: bool = True  # LTX-2.5: false, the video feed-forward has no biases
+    audio_ff_bias: bool = True
+    use_keyframes_abs_pos_embedding: bool = False  # LTX-2.5: learned marker of single-pixel-frame video tokens
     has_video: bool = True
     has_audio: bool = True
 
@@ -79,12 +93,15 @@ class TransformerConfig:
         "apply_gated_attention": (False, True),
         "cross_attention_adaln": (False, True),
         "caption_proj_before_connector": (False, True),
-        "use_prompt_adaln_single": (True,),
-        "ff_bias": (True,),
-        "audio_ff_bias": (True,),
-        "use_keyframes_abs_pos_embedding": (False,),
+        "use_prompt_adaln_single": (False, True),
+        "ff_bias": (False, True),
+        "audio_ff_bias": (False, True),
+        "use_keyframes_abs_pos_embedding": (False, True),
         "causal_temporal_positioning": (True,),  # positions always use the first-frame causal fix
     }
+
+    def __post_init__(self):
+        check_config(self, "config.transformer")
 
     @property
     def inner_dim(self) -> int:
@@ -105,15 +122,15 @@ class TransformerConfig:
         for key, allowed in cls._REQUIRED.items():
             if key in meta and meta[key] not in allowed:
                 raise UnsupportedModelError(
-                    f"transformer config has {key}={meta[key]!r}; ltx2_nodes runs LTX-2 (19B) and LTX-2.3 (22B) "
-                    f"transformers, which have {key} in {list(allowed)}. This checkpoint is a newer or modified "
-                    "architecture; use an LTX-2 / LTX-2.3 checkpoint or a newer ltx2_nodes."
+                    f"transformer config has {key}={meta[key]!r}; ltx2_nodes runs LTX-2 (19B), LTX-2.3 (22B) and "
+                    f"LTX-2.5 transformers, which have {key} in {list(allowed)}. This checkpoint is a newer or "
+                    "modified architecture; use an LTX-2 / LTX-2.3 / LTX-2.5 checkpoint or a newer ltx2_nodes."
                 )
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in meta.items() if k in names}
         for key in ("positional_embedding_max_pos", "audio_positional_embedding_max_pos"):
             if key in values:
-                values[key] = tuple(values[key])
+                values[key] = as_tuple(values[key])
         if "frequencies_precision" in values and values["frequencies_precision"] not in ("float32", "float64"):
             raise UnsupportedModelError(f"unknown frequencies_precision {values['frequencies_precision']!r}")
         cfg = cls(**values)
@@ -230,6 +247,8 @@ class ModalityInput:
     sigma``; it is also what ``to_denoised`` uses. ``positions``: token bounds ``[B, P, T, 2]``.
     ``context``: connector output ``[B, L, W]`` (``W`` = ``caption_channels`` for LTX-2, the
     stream's cross-attention width for LTX-2.3). ``context_mask``: optional ``[B, L]``, 1 = attend.
+    ``keyframes_mask``: optional ``[B, T]`` / ``[B, T, 1]``, non-zero on video tokens that encode a
+    single pixel frame (they receive the keyframe embedding; ignored by models without one).
     """
 
     latent: torch.Tensor
@@ -238,6 +257,7 @@ class ModalityInput:
     positions: torch.Tensor
     context: torch.Tensor
     context_mask: torch.Tensor | None = None
+    keyframes_mask: torch.Tensor | None = None
 
 
 class AdaValues:
@@ -301,7 +321,7 @@ class StreamState:
     ada: AdaValues  # 6 rows (shift/scale/gate msa, shift/scale/gate mlp) [+ shift/scale/gate of the text query]
     embedded_timestep: AdaValues  # 1 row
     rope: RopeTable
-    prompt_ada: AdaValues | None = None  # 2 rows (shift, scale of the text context); cross_attention_adaln only
+    prompt_ada: AdaValues | None = None  # 2 rows (shift, scale of the text context); with the prompt AdaLN only
     cross_rope: RopeTable | None = None
     cross_ada: AdaValues | None = None  # 4 rows (scale a2v, shift a2v, scale v2a, shift v2a)
     cross_gate: AdaValues | None = None  # 1 row, from the other stream's per-sample sigma
@@ -327,7 +347,7 @@ class AVTransformerBlock(nn.Module):
                 continue
             setattr(self, prefix + "attn1", Attention(d, h, dh, eps=eps, gated=gated))
             setattr(self, prefix + "attn2", Attention(d, h, dh, context_dim=ctx, eps=eps, gated=gated))
-            setattr(self, prefix + "ff", FeedForward(d))
+            setattr(self, prefix + "ff", FeedForward(d, bias=cfg.audio_ff_bias if prefix else cfg.ff_bias))
             setattr(self, prefix + "scale_shift_table", nn.Parameter(torch.empty(cfg.ada_rows, d)))
             if cfg.cross_attention_adaln:
                 setattr(self, prefix + "prompt_scale_shift_table", nn.Parameter(torch.empty(2, d)))
@@ -352,7 +372,11 @@ class AVTransformerBlock(nn.Module):
             return
         # LTX-2.3: rows 6..8 modulate and gate the query, the prompt AdaLN shifts/scales the context
         shift_q, scale_q, gate_q = s.ada.rows(table, 6, 9)
-        shift_kv, scale_kv = s.prompt_ada.rows(getattr(self, prefix + "prompt_scale_shift_table"), 0, 2)
+        prompt_table = getattr(self, prefix + "prompt_scale_shift_table")
+        if s.prompt_ada is not None:
+            shift_kv, scale_kv = s.prompt_ada.rows(prompt_table, 0, 2)
+        else:  # use_prompt_adaln_single false: the static table alone (timestep-independent K/V)
+            shift_kv, scale_kv = prompt_table.to(s.context.dtype).unbind(0)
         s.x = s.x + attn2(normed * (1 + scale_q) + shift_q, context=s.context * (1 + scale_kv) + shift_kv,
                           mask=s.context_mask) * gate_q
 
@@ -405,12 +429,14 @@ class LTX2Transformer(nn.Module):
             setattr(self, prefix + "patchify_proj",
                     nn.Linear(cfg.in_channels if prefix == "" else cfg.audio_in_channels, d))
             setattr(self, prefix + "adaln_single", AdaLayerNormSingle(d, cfg.ada_rows))
-            if cfg.cross_attention_adaln:
+            if cfg.cross_attention_adaln and cfg.use_prompt_adaln_single:
                 setattr(self, prefix + "prompt_adaln_single", AdaLayerNormSingle(d, 2))
             if not cfg.caption_proj_before_connector:
                 setattr(self, prefix + "caption_projection", CaptionProjection(cfg.caption_channels, d))
             setattr(self, prefix + "scale_shift_table", nn.Parameter(torch.empty(2, d)))
             setattr(self, prefix + "proj_out", nn.Linear(d, out))
+        if cfg.use_keyframes_abs_pos_embedding and cfg.has_video:
+            self.keyframes_abs_pos_embedding = nn.Parameter(torch.empty(1, cfg.inner_dim))
         if cfg.has_video and cfg.has_audio:
             self.av_ca_video_scale_shift_adaln_single = AdaLayerNormSingle(cfg.inner_dim, 4)
             self.av_ca_audio_scale_shift_adaln_single = AdaLayerNormSingle(cfg.audio_inner_dim, 4)
@@ -420,9 +446,10 @@ class LTX2Transformer(nn.Module):
 
     @property
     def compute_dtype(self) -> torch.dtype:
-        """dtype activations run in: that of the (never quantized) input projection."""
+        """dtype activations run in: that of the input projection (its bias when a GGUF file stores the weight
+        block-quantized as bytes; fp8 files never quantize it)."""
         proj = self.patchify_proj if self.config.has_video else self.audio_patchify_proj
-        return proj.weight.dtype
+        return proj.weight.dtype if proj.weight.is_floating_point() else proj.bias.dtype
 
     # -- preparation ---------------------------------------------------------------------------
 
@@ -456,6 +483,9 @@ class LTX2Transformer(nn.Module):
 
         x = getattr(self, prefix + "patchify_proj")(inp.latent.to(dtype))
         batch, tokens = x.shape[:2]
+        marker = getattr(self, "keyframes_abs_pos_embedding", None) if video else None
+        if marker is not None and inp.keyframes_mask is not None:
+            x = x + (inp.keyframes_mask.reshape(batch, tokens, 1) > 0).to(dtype) * marker.to(dtype)
         ts = cfg.timestep_scale_multiplier
         ada, embedded = self._ada(getattr(self, prefix + "adaln_single"), inp.timesteps, batch, tokens, dtype, ts)
         state = StreamState(
@@ -463,7 +493,7 @@ class LTX2Transformer(nn.Module):
             context_mask=binary_to_additive_mask(inp.context_mask, dtype), ada=ada, embedded_timestep=embedded,
             rope=rope_table(inp.positions, inner, heads, cfg.rope_spec(modality), dtype),
         )
-        if cfg.cross_attention_adaln:
+        if cfg.cross_attention_adaln and cfg.use_prompt_adaln_single:
             state.prompt_ada, _ = self._ada(getattr(self, prefix + "prompt_adaln_single"),
                                             _per_sample(inp.sigma, batch, modality), batch, tokens, dtype, ts)
         if other is not None:

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError, UnsupportedModelError
+from .config_values import check_config
 from .video_vae import PerChannelStatistics, depth_to_space
 
 GROUPS = 32
@@ -50,10 +51,16 @@ class UpsamplerConfig:
     spatial_scale: float = 2.0
     rational_resampler: bool = False
 
+    def __post_init__(self):
+        check_config(self, "latent upscaler config")
+
     @classmethod
     def from_metadata(cls, meta: dict, source: str = "upsampler") -> "UpsamplerConfig":
         names = {f.name for f in fields(cls)}
-        cfg = cls(**{k: v for k, v in meta.items() if k in names})
+        try:
+            cfg = cls(**{k: v for k, v in meta.items() if k in names})
+        except UnsupportedModelError as exc:
+            raise UnsupportedModelError(f"{source}: {exc}") from None
         scale = float(cfg.spatial_scale)
         if cfg.rational_resampler and (scale not in RATIONAL_SCALES or cfg.temporal_upsample or cfg.dims != 3
                                        or not cfg.spatial_upsample):

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError, UnsupportedModelError
+from .config_values import check_config
 from .shapes import VideoScale, check_video_size
 
 PIXEL_NORM_EPS = 1e-8
@@ -129,6 +130,9 @@ class VideoVAEConfig:
     # metadata key -> values this implementation runs (absent keys take the released value)
     _REQUIRED = {"dims": (3,), "norm_layer": ("pixel_norm",), "timestep_conditioning": (False,),
                  "use_quant_conv": (False,)}
+
+    def __post_init__(self):
+        check_config(self, "config.vae")
 
     @classmethod
     def from_metadata(cls, meta: dict) -> "VideoVAEConfig":

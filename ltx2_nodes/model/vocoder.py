@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UnsupportedModelError
+from .config_values import as_tuple, check_config
 
 RESBLOCK_SLOPE = 0.1
 FINAL_SLOPE = 0.01  # the reference calls F.leaky_relu without a slope before conv_post
@@ -42,6 +43,9 @@ class VocoderConfig:
     upsample_initial_channel: int = 1024
     stereo: bool = True
     output_sample_rate: int = 24000
+
+    def __post_init__(self):
+        check_config(self, "config.vocoder")
 
     @property
     def upsample_factor(self) -> int:
@@ -67,15 +71,18 @@ class VocoderConfig:
             )
         d = cls()
         cfg = cls(
-            resblock_kernel_sizes=tuple(meta.get("resblock_kernel_sizes", d.resblock_kernel_sizes)),
-            upsample_rates=tuple(meta.get("upsample_rates", d.upsample_rates)),
-            upsample_kernel_sizes=tuple(meta.get("upsample_kernel_sizes", d.upsample_kernel_sizes)),
-            resblock_dilation_sizes=tuple(tuple(x) for x in meta.get("resblock_dilation_sizes",
-                                                                    d.resblock_dilation_sizes)),
-            upsample_initial_channel=int(meta.get("upsample_initial_channel", d.upsample_initial_channel)),
+            resblock_kernel_sizes=as_tuple(meta.get("resblock_kernel_sizes", d.resblock_kernel_sizes)),
+            upsample_rates=as_tuple(meta.get("upsample_rates", d.upsample_rates)),
+            upsample_kernel_sizes=as_tuple(meta.get("upsample_kernel_sizes", d.upsample_kernel_sizes)),
+            resblock_dilation_sizes=as_tuple(meta.get("resblock_dilation_sizes", d.resblock_dilation_sizes)),
+            upsample_initial_channel=meta.get("upsample_initial_channel", d.upsample_initial_channel),
             stereo=bool(meta.get("stereo", d.stereo)),
-            output_sample_rate=int(meta.get("output_sample_rate", d.output_sample_rate)),
+            output_sample_rate=meta.get("output_sample_rate", d.output_sample_rate),
         )
+        if len(cfg.upsample_rates) != len(cfg.upsample_kernel_sizes):
+            raise UnsupportedModelError(
+                f"config.vocoder has {len(cfg.upsample_rates)} upsample rates but {len(cfg.upsample_kernel_sizes)} "
+                "upsample kernel sizes; they must pair up. The metadata was edited; use the original release file.")
         for rate, kernel in zip(cfg.upsample_rates, cfg.upsample_kernel_sizes, strict=True):
             if (kernel - rate) % 2:
                 raise UnsupportedModelError(

@@ -9,7 +9,8 @@ lazily in ``types`` (nested tensors, VIDEO).
 """
 
 from .decode import LTX2AudioDecode, LTX2AVCombine, LTX2VideoDecodeTiled
-from .latent import LTX2AudioToLatent, LTX2EmptyAVLatent, LTX2ImageToVideo, LTX2LatentUpscaler
+from .latent import (LTX2AudioToLatent, LTX2EmptyAVLatent, LTX2GeneratedKeyframes, LTX2ImageToVideo, LTX2KeyframeSlots,
+                     LTX2LatentUpscaler)
 from .loaders import LTX2CheckpointLoader, LTX2GemmaLoader, LTX2LoraLoader
 from .sampler import LTX2Sampler
 from .text import LTX2GemmaEncode, LTX2PromptEnhance, LTX2TextConnector
@@ -25,6 +26,8 @@ _NODES = {
     "LTX2LoraLoader": (LTX2LoraLoader, "LTX-2 LoRA Loader"),
     "LTX2Sampler": (LTX2Sampler, "LTX-2 Sampler (Audio+Video)"),
     "LTX2LatentUpscaler": (LTX2LatentUpscaler, "LTX-2 Latent Upscaler x2"),
+    "LTX2KeyframeSlots": (LTX2KeyframeSlots, "LTX-2 Keyframe Slots (LTX-2.5)"),
+    "LTX2GeneratedKeyframes": (LTX2GeneratedKeyframes, "LTX-2 Generated Keyframes (LTX-2.5)"),
     "LTX2VideoDecodeTiled": (LTX2VideoDecodeTiled, "LTX-2 Video Decode (Tiled)"),
     "LTX2AudioDecode": (LTX2AudioDecode, "LTX-2 Audio Decode"),
     "LTX2AVCombine": (LTX2AVCombine, "LTX-2 Save Video (MP4 with Audio)"),

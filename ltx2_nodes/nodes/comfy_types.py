@@ -10,7 +10,8 @@ LATENT is ComfyUI core's LTX-2 layout, so core's ``LTXVSeparateAVLatent`` / ``LT
   audio-only latents (core's audio latent keys);
 * our own key ``ltx2``: ``fps``, ``frames`` (pixel frames), the image conditions to (re-)encode at the
   sampler's resolution and where the last sampler left its seeded noise stream (so a stage-2 sampler with
-  the same seed continues the stream, as the reference two-stage pipeline does). Core nodes copy unknown keys.
+  the same seed continues the stream, as the reference two-stage pipeline does), the generated keyframe slots
+  requested for the next sampler and those a sampler generated (LTX-2.5). Core nodes copy unknown keys.
 
 Inside ComfyUI the nested tensor is ``comfy.nested_tensor.NestedTensor``; headless an equivalent
 minimal class (same ``tensors`` / ``is_nested`` / ``unbind()``) stands in. Reading accepts either.
@@ -104,6 +105,9 @@ class LatentInfo:
     audio_timing: AudioTiming = AudioTiming()
     conditions: tuple[ConditionRecord, ...] = ()
     noise: NoiseRecord | None = None  # where the last sampler left its stream (``SeededNoise.record()``)
+    keyframe_slots: tuple[int, ...] = ()  # pixel frames the next sampler generates keyframes at
+    keyframes: torch.Tensor | None = None  # generated keyframes [B, C, K, H, W] (``AVLatents.keyframes``)
+    keyframe_frames: tuple[int, ...] = ()
 
     def replace(self, **changes) -> "LatentInfo":
         return dataclasses.replace(self, **changes)
@@ -154,7 +158,8 @@ def to_av_latents(latent: dict, fps: float | None = None) -> AVLatents:
     rate = info.fps or fps or 25.0
     return AVLatents(video=video, audio=audio, fps=float(rate), video_mask=_token_mask(video_mask, True),
                      audio_mask=_token_mask(audio_mask, False), video_scale=info.video_scale,
-                     audio_timing=info.audio_timing)
+                     audio_timing=info.audio_timing, keyframe_slots=info.keyframe_slots, keyframes=info.keyframes,
+                     keyframe_frames=info.keyframe_frames)
 
 
 def pixel_frames(av: AVLatents, info: LatentInfo) -> int | None:
@@ -167,7 +172,8 @@ def pixel_frames(av: AVLatents, info: LatentInfo) -> int | None:
 def from_av_latents(av: AVLatents, info: LatentInfo | None = None, base: dict | None = None) -> dict:
     """``AVLatents`` -> a new LATENT dict in core's layout (``base``'s other keys are kept, never mutated)."""
     info = (info or LatentInfo()).replace(fps=float(av.fps), video_scale=av.video_scale,
-                                          audio_timing=av.audio_timing)
+                                          audio_timing=av.audio_timing, keyframe_slots=av.keyframe_slots,
+                                          keyframes=av.keyframes, keyframe_frames=av.keyframe_frames)
     info = info.replace(frames=pixel_frames(av, info))
     out = {k: v for k, v in (base or {}).items() if k not in ("samples", "noise_mask", "type", "sample_rate")}
     parts = [t for t in (av.video, av.audio) if t is not None]

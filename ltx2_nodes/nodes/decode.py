@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from .. import comfy_env, paths, stages
 from ..errors import InputError
+from ..media.lengths import check_audio_length
 from ..media.mux import MP4Writer
 from ..model.vae_tiling import TilingConfig
 from ..progress import ProgressBar, check_interrupted
 from .common import DECODE, OUTPUT, engine, require
 from .latent import AUDIO_VAE_HINT, VAE_HINT
 from .comfy_types import latent_info, pixel_frames, to_av_latents, video_output
+
+log = logging.getLogger("ltx2_nodes")
 
 FRAMES_PER_WRITE = 8
 
@@ -118,6 +123,11 @@ class LTX2AVCombine:
             raise InputError(f"images must be a non-empty IMAGE batch [frames, height, width, 3], got "
                              f"{list(images.shape)}.")
         height, width = images.shape[1:3]
+        warning = None
+        if audio is not None:  # before any file exists: a mismatch is refused or shown, never written silently
+            warning = check_audio_length(images.shape[0], fps, audio["waveform"].shape[-1], int(audio["sample_rate"]))
+            if warning:
+                log.warning("LTX-2 AV Combine: %s", warning)
         out = paths.next_output_file(filename_prefix, "mp4", width, height)
         rate = int(audio["sample_rate"]) if audio is not None else None
         channels = min(audio["waveform"].shape[-2], 2) if audio is not None else 2
@@ -133,4 +143,6 @@ class LTX2AVCombine:
                 writer.set_audio((waveform[0] if waveform.ndim == 3 else waveform)[:2].to(torch.float32))
         entry = out.ui_entry()
         ui = {"images": [entry], "animated": [True], "ltx2_video": [entry], "has_audio": [audio is not None]}
+        if warning:
+            ui["ltx2_warning"] = [warning]  # shown under the node's player (js/lib/media.js)
         return {"ui": ui, "result": (video_output(out.path),)}

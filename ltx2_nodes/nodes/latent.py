@@ -1,54 +1,96 @@
-"""Latent nodes: the empty audio+video latent, image and audio conditioning, the x2 latent upscaler."""
+"""Latent nodes: the empty audio+video latent, image and audio conditioning, the x2 latent upscaler, generated
+keyframe slots (LTX-2.5)."""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 
 from .. import paths, stages
 from ..errors import InputError
-from ..model.shapes import check_video_size, frames_for_seconds
+from ..model.shapes import MAX_FRAMES, check_video_size, describe_rounding, frames_for_seconds
 from ..handles import load_upscaler
-from ..latents import empty_latents
+from ..latents import AVLatents, empty_latents
 from ..sampling.conditioning import DEFAULT_IMAGE_CRF, ImageCondition
 from ..sampling.state import AudioGrid
 from .common import LATENT, device, engine, require
-from .comfy_types import (ConditionRecord, LatentInfo, fit_empty_channels, from_av_latents, latent_info, pixel_frames,
-                    to_av_latents)
+from .comfy_types import (ConditionRecord, LatentInfo, fit_empty_channels, from_av_latents, from_conditioning,
+                          latent_info, pixel_frames, to_av_latents)
+
+log = logging.getLogger("ltx2_nodes")
 
 VAE_HINT = "connect the video_vae output of an LTX-2 Checkpoint Loader that loaded a full single file."
 AUDIO_VAE_HINT = "connect the audio_vae output of an LTX-2 Checkpoint Loader that loaded a full single file."
 
 
+# the seconds widget's maximum: the longest clip at the default 24 fps (1025 frames), on the widget's 0.05 grid
+MAX_SECONDS = math.floor(MAX_FRAMES / 24.0 * 20) / 20
+
+
 def frames_for(seconds: float, fps: float, frames: int) -> int:
-    """``frames`` unless ``seconds`` > 0: then the 8k+1 frame count nearest to ``seconds * fps``."""
-    return frames_for_seconds(seconds, fps) if seconds > 0 else frames
+    """``frames`` unless ``seconds`` > 0: then the 8k+1 frame count nearest to ``seconds * fps`` (logged when it
+    is not exactly ``seconds``; refused, with the longest duration that fits, above the frames maximum)."""
+    if seconds <= 0:
+        return frames
+    frames = frames_for_seconds(seconds, fps)
+    rounding = describe_rounding(seconds, fps, frames)
+    if rounding:
+        log.info("LTX-2 Empty AV Latent: %s", rounding)
+    return frames
+
+
+def auto_frames(duration_head, conditioning, fps: float) -> int:
+    """The "auto" length: the duration head's prediction for the prompt's conditioning (``stages.predict_frames``)."""
+    missing = [name for name, value in (("duration_head", duration_head), ("conditioning", conditioning))
+               if value is None]
+    if missing:
+        raise InputError(f"auto_length needs {' and '.join(missing)} connected: the LTX-2.5 duration head file "
+                         "(models/model_patches) and the prompt's conditioning from the text connector. Without a "
+                         "duration head (LTX-2 / LTX-2.3, or a 2.5 pack without that file) turn auto_length off and "
+                         "set frames or seconds.")
+    text, _ = from_conditioning(conditioning, "conditioning", duration_head.model.config.video_width)
+    return stages.predict_frames(duration_head, text, fps)
 
 
 class LTX2EmptyAVLatent:
     DESCRIPTION = ("An empty audio+video latent. Width and height are multiples of 32 (of 64 for two-stage "
                    "workflows, which sample this latent at half the final size), frames are 8k+1 (1, 9, ..., 121); "
-                   "seconds > 0 picks the 8k+1 frame count nearest to seconds x fps. The audio latent covers "
-                   "exactly the video's duration.")
+                   "seconds > 0 picks the 8k+1 frame count nearest to seconds x fps. auto_length (LTX-2.5): the "
+                   "duration head predicts the length from the prompt's conditioning (clamped to 1..20 s, floored to "
+                   "8k+1 frames at fps); frames and seconds are then ignored. The audio latent covers exactly the "
+                   "video's duration.")
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
             "width": ("INT", {"default": 768, "min": 64, "max": 4096, "step": 32}),
             "height": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 32}),
-            "frames": ("INT", {"default": 121, "min": 1, "max": 1025, "step": 8}),
-            "seconds": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 60.0, "step": 0.05,
-                                  "tooltip": "0 = use frames"}),
+            "frames": ("INT", {"default": 121, "min": 1, "max": MAX_FRAMES, "step": 8}),
+            "seconds": ("FLOAT", {"default": 0.0, "min": 0.0, "max": MAX_SECONDS, "step": 0.05,
+                                  "tooltip": f"0 = use frames; at most {MAX_FRAMES} frames (at 24 fps "
+                                             f"{MAX_SECONDS:g} s, at higher fps less)"}),
             "fps": ("FLOAT", {"default": 24.0, "min": 1.0, "max": 120.0, "step": 0.01}),
             "batch_size": ("INT", {"default": 1, "min": 1, "max": 16}),
-        }, "optional": {"audio": ("BOOLEAN", {"default": True, "tooltip": "generate a soundtrack too"})}}
+        }, "optional": {
+            "audio": ("BOOLEAN", {"default": True, "tooltip": "generate a soundtrack too"}),
+            "auto_length": ("BOOLEAN", {"default": False, "tooltip": "LTX-2.5: the clip length the duration head "
+                                        "predicts from the conditioning (connect both)"}),
+            "duration_head": ("LTX2_DURATION_HEAD",),
+            "conditioning": ("CONDITIONING",),
+        }}
 
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)
     FUNCTION = "create"
     CATEGORY = LATENT
 
-    def create(self, width, height, frames, seconds, fps, batch_size, audio=True):
-        frames = frames_for(seconds, fps, frames)
+    def create(self, width, height, frames, seconds, fps, batch_size, audio=True, auto_length=False,
+               duration_head=None, conditioning=None):
+        if auto_length:
+            frames = auto_frames(duration_head, conditioning, fps)
+        else:
+            frames = frames_for(seconds, fps, frames)
         check_video_size(frames, height, width)
         av = empty_latents(batch_size, frames, height, width, fps, audio=audio)
         return (from_av_latents(av, LatentInfo(fps=float(fps), frames=frames)),)
@@ -147,3 +189,59 @@ class LTX2LatentUpscaler:
         upscaler = load_upscaler(paths.find_model("latent_upscale_models", upscale_model), device=device())
         out = stages.upscale(to_av_latents(latent), upscaler, video_vae.stats, engine())
         return (from_av_latents(out, latent_info(latent), base=latent),)
+
+
+class LTX2KeyframeSlots:
+    DESCRIPTION = ("LTX-2.5: asks the next sampler to also generate standalone keyframes at chosen frames of the "
+                   "video (extra tokens the model denoises with the video, each one pixel frame long). They never "
+                   "appear in the video: take them with 'LTX-2 Generated Keyframes' after sampling. count: that many "
+                   "evenly spaced interior frames; frames: explicit pixel frames ('24, 60'), used when not empty. "
+                   "Needs an LTX-2.5 model.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "latent": ("LATENT",),
+            "count": ("INT", {"default": 1, "min": 0, "max": 64, "tooltip": "evenly spaced interior keyframes"}),
+            "frames": ("STRING", {"default": "", "tooltip": "pixel frames, e.g. '24, 60'; overrides count"}),
+        }}
+
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("latent",)
+    FUNCTION = "request"
+    CATEGORY = LATENT
+
+    def request(self, latent, count=1, frames=""):
+        av = to_av_latents(latent)
+        text = frames.strip()
+        try:
+            request = [int(part) for part in text.replace(";", ",").split(",") if part.strip()] if text else count
+        except ValueError:
+            raise InputError(f"frames {frames!r} must be pixel frame numbers separated by commas, e.g. '24, 60'.") \
+                from None
+        av = av.with_keyframe_slots(request)
+        return (from_av_latents(av, latent_info(latent), base=latent),)
+
+
+class LTX2GeneratedKeyframes:
+    DESCRIPTION = ("LTX-2.5: the keyframes a sampler generated for 'LTX-2 Keyframe Slots', as a video latent of "
+                   "one-frame clips (batch = samples x keyframes, in frame order): decode it with the video VAE to "
+                   "get one image per keyframe.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"latent": ("LATENT",)}}
+
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("keyframes",)
+    FUNCTION = "extract"
+    CATEGORY = LATENT
+
+    def extract(self, latent):
+        av = to_av_latents(latent)
+        clips = av.keyframe_clips()
+        if clips is None:
+            raise InputError("this latent has no generated keyframes; put 'LTX-2 Keyframe Slots' before the sampler "
+                             "(an LTX-2.5 model) and connect the sampler's output here.")
+        out = AVLatents(clips, None, av.fps, video_scale=av.video_scale)
+        return (from_av_latents(out, LatentInfo(fps=av.fps, frames=1)),)

@@ -17,13 +17,17 @@ log = logging.getLogger("ltx2_nodes")
 class LTX2CheckpointLoader:
     DESCRIPTION = ("Loads an LTX-2 single file (LTX-2 19B: ltx-2-19b-dev / -distilled, fp8 or not; LTX-2.3 22B: "
                    "ltx-2.3-22b-dev / -distilled): the audio-video transformer, the video VAE, the audio VAE with its "
-                   "vocoder and the text connectors. The model family is detected from the file and logged.")
+                   "vocoder and the text connectors. An LTX-2.5 transformer file (diffusion_models) brings the other "
+                   "files of its release from the model folders (text encoder, VAEs, duration head; the Gemma "
+                   "version must match). The model family is detected from the file and logged. DiT-only files "
+                   "from diffusion_models load too, GGUF ones (Q8_0, Q6_K, Q5_K, Q4_K, Q4_0) and NVFP4 ones "
+                   "included: their weights stay quantized and are dequantized layer by layer.")
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
             "ckpt_name": (checkpoint_names(), {"tooltip": "models/checkpoints (or diffusion_models for a DiT-only "
-                                                          "file, which has no VAEs)."}),
+                                                          "file, which has no VAEs: .safetensors or .gguf)."}),
             "weight_dtype": (list(WEIGHT_DTYPES), {"default": "auto", "tooltip": "auto: bfloat16 on a GPU, float32 "
                                                                                 "on the CPU."}),
             "fp8": (list(FP8_MODES), {"default": "as stored", "tooltip": "as stored: fp8 files stay fp8 (half the "
@@ -45,18 +49,24 @@ class LTX2CheckpointLoader:
         ckpt = models.ckpt
         log.info("LTX-2 checkpoint loader: %s is an %s (%s; family from %s)", models.name, ckpt.variant.describe(),
                  ckpt.family.describe(), ckpt.family_evidence)
+        if models.pack is not None:
+            log.info("LTX-2 checkpoint loader: %s", models.pack.describe())
         return (models.dit, models.optional("video_vae"), models.optional("audio_vae"),
                 models.optional("text_connector"))
 
 
 class LTX2GemmaLoader:
-    DESCRIPTION = "Loads the Gemma 3 12B text encoder: a ComfyUI single file or a Hugging Face folder."
+    DESCRIPTION = ("Loads the Gemma text encoder: Gemma 3 12B (a ComfyUI single file in bf16, fp8 or NVFP4, a GGUF "
+                   "file -- llama.cpp's gemma3, with tokenizer.model next to it -- or a Hugging Face folder) or "
+                   "LTX-2.5's packed Gemma 4 file.")
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "gemma_name": (text_encoder_names(), {"tooltip": "models/text_encoders: gemma_3_12B_it*.safetensors or a "
-                                                             "google/gemma-3-12b-it folder."}),
+            "gemma_name": (text_encoder_names(), {"tooltip": "models/text_encoders: gemma_3_12B_it*.safetensors, "
+                                                             "gemma-3-12b-it-*.gguf or a google/gemma-3-12b-it "
+                                                             "folder (LTX-2, LTX-2.3); "
+                                                             "gemma4-12b-with-proj-ltx-2.5*.safetensors (LTX-2.5)."}),
             "weight_dtype": (list(GEMMA_WEIGHT_DTYPES), {"default": "auto"}),
             "fp8": (list(GEMMA_FP8_MODES), {"default": "as stored"}),
         }}

@@ -31,7 +31,7 @@ def preset_widgets(preset: SamplerPreset, stg_blocks: tuple[int, ...]) -> dict:
     for shared in ("modality", "stg", "rescale", "stg_blocks"):
         if getattr(video, shared) != getattr(audio, shared):
             raise ValueError(f"preset {preset}: video and audio {shared} differ; the sampler has one widget for it")
-    return dict(steps=preset.steps, schedule=preset.schedule, sigmas="", sampler="euler", video_cfg=video.cfg,
+    return dict(steps=preset.steps, schedule=preset.schedule, sigmas="", sampler=preset.sampler, video_cfg=video.cfg,
                 audio_cfg=audio.cfg, modality_scale=video.modality, stg_scale=video.stg,
                 stg_blocks=", ".join(str(b) for b in (video.stg_blocks or stg_blocks)), rescale=video.rescale,
                 start_sigma=preset.start_sigma, guidance_passes=GUIDANCE_PASSES[0])
@@ -61,8 +61,10 @@ class LTX2Sampler:
         f"({recipe_for().stage2_start_sigma:g} for the stage-2 refinement of an upscaled latent). A stage-2 sampler "
         "with the same seed as stage 1 continues its noise stream, like the reference pipeline. Model families: "
         "the widget defaults are the LTX-2 (19B) dev preset (40 steps, STG block 29); the LTX-2.3 (22B) dev preset "
-        "is 30 steps with STG on block 28 (its shipped workflows set them). stg_blocks 'auto' takes the loaded "
-        "model family's STG block; each run logs the family, its dev preset and the settings used.")
+        "is 30 steps with STG on block 28 (its shipped workflows set them); LTX-2.5 keeps that dev preset and "
+        "samples the distilled stage 1 with euler_ancestral (eta 1, fresh noise seeded seed + 10000). stg_blocks "
+        "'auto' takes the loaded model family's STG block; each run logs the family, its dev preset and the "
+        "settings used.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -108,6 +110,9 @@ class LTX2Sampler:
         recipe = recipe_for(model.family.version)
         blocks = parse_blocks(stg_blocks, recipe.stg_blocks)
         _log_preset(model, recipe, steps if schedule == "ltx2" else None, stg_scale, blocks)
+        if schedule == "distilled" and start_sigma >= 1.0 and sampler != recipe.distilled.sampler:
+            log.info("LTX2 Sampler: the %s distilled preset samples stage 1 with %s; this run uses %s",
+                     model.family.name, recipe.distilled.sampler, sampler)
         video = GuidanceParams(video_cfg, stg_scale, blocks, rescale, modality_scale)
         audio = GuidanceParams(audio_cfg, stg_scale, blocks, rescale, modality_scale)
         schedule_sigmas = recipe.schedule(schedule, steps, sigmas)

@@ -8,6 +8,10 @@ Two mechanisms, as in the reference (``ltx_core/conditioning/types``):
 * ``KeyframeAtFrame`` appends the given latent's tokens after the grid with their own positions,
   shifted to start at pixel frame ``frame_index`` (the causal first-frame fix only at frame 0),
   mask ``1 - strength``; the model attends to them as guides; they are dropped from the output.
+  Given content is never keyframe-marked (reference ``extend_keyframes_mask(marked=False)``).
+* ``GeneratedKeyframeSlots`` (LTX-2.5) appends one latent frame of empty tokens per requested pixel
+  frame, positioned on that single pixel frame and keyframe-marked; the model generates them with
+  the video and they come back separately (``LatentState.slot_latents``), never in the video.
 
 Audio-to-video / video-to-audio need no item: give that modality's latent with a zero mask
 (``initial_state(..., mask=zeros)``) and it is kept clean while the other one is generated.
@@ -17,19 +21,22 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from ..model.patchify import patchify_video, video_positions
-from .state import LatentState, VideoGrid
+from ..model.patchify import keyframe_slot_positions, patchify_video, video_positions
+from .state import LatentState, SlotLayout, VideoGrid
 
 # The reference passes conditioning images through one H.264 frame at this CRF before encoding, so
 # they carry the compression look of the training videos (0 = skip).
 DEFAULT_IMAGE_CRF = 33
+# Long side (pixels) above which a conditioning image is scaled down before that compression (see
+# ``compress_images``): keeps the codec's work bounded by this size instead of the input's.
+CRF_MAX_SIDE = 4096
 
 
 class ConditioningItem(Protocol):
@@ -102,10 +109,70 @@ class KeyframeAtFrame:
         positions = video_positions(batch, frames, height, width, grid.fps, grid.scale,
                                     frame_offset=self.frame_index, device=state.positions.device)
         mask = torch.full((*tokens.shape[:2], 1), 1.0 - self.strength, device=state.mask.device)
-        return state.replace(latent=torch.cat([state.latent, tokens], dim=1),
-                             clean=torch.cat([state.clean, tokens], dim=1),
-                             mask=torch.cat([state.mask, mask], dim=1),
-                             positions=torch.cat([state.positions, positions.to(state.positions.dtype)], dim=2))
+        return _append(state, tokens, tokens, mask, positions, marked=False)
+
+
+def _append(state: LatentState, latent: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor,
+            positions: torch.Tensor, *, marked: bool) -> LatentState:
+    """``state`` with tokens appended after its own, their keyframe marker 1 (``marked``) or 0."""
+    keyframes = state.keyframes
+    if keyframes is not None:
+        keyframes = torch.cat([keyframes, torch.full_like(mask, float(marked), dtype=keyframes.dtype)], dim=1)
+    return state.replace(latent=torch.cat([state.latent, latent], dim=1), clean=torch.cat([state.clean, clean], dim=1),
+                         mask=torch.cat([state.mask, mask], dim=1),
+                         positions=torch.cat([state.positions, positions.to(state.positions.dtype)], dim=2),
+                         keyframes=keyframes)
+
+
+def keyframe_slot_frames(request: int | tuple[int, ...] | list[int], pixel_frames: int) -> tuple[int, ...]:
+    """Pixel frames of the generated keyframe slots a request asks for (reference ``resolve_generated_keyframes``):
+    a count gives that many evenly spaced interior frames (``round(linspace(0, F-1, n+2))[1:-1]``), a sequence
+    the frames themselves (sorted, duplicates dropped); 0 / empty is none."""
+    if isinstance(request, int):
+        if request < 0:
+            raise InputError(f"the number of generated keyframes must be >= 0, got {request}.")
+        if request == 0:
+            return ()
+        if pixel_frames < request + 2:
+            raise InputError(f"{request} generated keyframe(s) need a video of at least {request + 2} frames (they "
+                             f"sit strictly between the first and the last); this one has {pixel_frames}.")
+        spaced = torch.linspace(0, pixel_frames - 1, request + 2).round().to(torch.int64).tolist()
+        return tuple(spaced[1:-1])
+    frames = tuple(sorted({int(f) for f in request}))
+    if frames and (frames[0] < 0 or frames[-1] >= pixel_frames):
+        raise InputError(f"generated keyframe frames must lie in 0..{pixel_frames - 1} (the video's frames), got "
+                         f"{list(request)}.")
+    return frames
+
+
+@dataclass
+class GeneratedKeyframeSlots:
+    """Append empty, keyframe-marked slots at pixel frames ``pixel_frames`` (strictly increasing), generated with
+    the video (denoise mask 1, zero latent before noising; reference ``VideoGeneratedKeyframeSlots``). Needs an
+    LTX-2.5 transformer (``use_keyframes_abs_pos_embedding``); apply it once, after the other items."""
+
+    pixel_frames: tuple[int, ...]
+
+    def apply(self, state: LatentState) -> LatentState:
+        if not isinstance(state.grid, VideoGrid):
+            raise InputError("generated keyframe slots belong to the video; they were applied to audio.")
+        grid, frames = state.grid, tuple(int(f) for f in self.pixel_frames)
+        if not frames or any(b <= a for a, b in zip(frames, frames[1:])) or frames[0] < 0:
+            raise InputError(f"generated keyframe frames must be non-empty and strictly increasing, got {frames}.")
+        if frames[-1] >= grid.pixel_frames:
+            raise InputError(f"generated keyframe at pixel frame {frames[-1]} is outside the video's "
+                             f"{grid.pixel_frames} frames.")
+        if state.slots is not None:
+            raise InputError("generated keyframe slots were already added to this generation; request them once.")
+        per_slot = grid.height * grid.width
+        batch, count = state.batch, per_slot * len(frames)
+        device = state.latent.device
+        zeros = torch.zeros(batch, count, state.latent.shape[2], device=device, dtype=state.latent.dtype)
+        positions = torch.cat([keyframe_slot_positions(batch, f, grid.height, grid.width, grid.fps, grid.scale,
+                                                       device=device) for f in frames], dim=2)
+        mask = torch.ones(batch, count, 1, device=state.mask.device, dtype=state.mask.dtype)
+        layout = SlotLayout(frames, state.latent.shape[1], per_slot)
+        return _append(state, zeros, zeros.clone(), mask, positions, marked=True).replace(slots=layout)
 
 
 def frame_condition(latent: torch.Tensor, frame_index: int, strength: float = 1.0) -> ConditioningItem:
@@ -165,14 +232,8 @@ def h264_roundtrip(image: torch.Tensor, crf: float) -> torch.Tensor:
     return torch.from_numpy(decoded).to(image.dtype) / 255.0
 
 
-def encode_images(encoder: VideoEncoder | Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
-                  height: int, width: int, crf: float = DEFAULT_IMAGE_CRF) -> torch.Tensor:
-    """Images ``[B, H, W, 3]`` (or ``[H, W, 3]``) in [0, 1] (ComfyUI IMAGE) -> latents ``[B, C, 1, H', W']``.
-
-    As the reference: each image goes through an H.264 frame at ``crf`` (0 skips it), is resized to
-    cover ``width x height`` and centre-cropped, mapped to [-1, 1] and encoded as a one-frame video;
-    item ``b`` conditions batch item ``b``.
-    """
+def _image_batch(images: torch.Tensor) -> torch.Tensor:
+    """``[B, H, W, 3|4]`` or ``[H, W, 3|4]`` (ComfyUI IMAGE) -> ``[B, H, W, 3]`` float, refusing other shapes."""
     if images.ndim == 3:
         images = images.unsqueeze(0)
     if images.ndim != 4 or images.shape[-1] not in (3, 4):
@@ -180,12 +241,43 @@ def encode_images(encoder: VideoEncoder | Callable[[torch.Tensor], torch.Tensor]
     if images.shape[0] == 0 or images.shape[1] == 0 or images.shape[2] == 0:
         raise InputError(f"the image batch is empty (shape {list(images.shape)}); connect an image with at least "
                          "one frame.")
-    images = images[..., :3].float()
-    if crf:
-        if min(images.shape[1:3]) < 2:
-            raise InputError(f"image of {images.shape[2]}x{images.shape[1]} pixels is too small to condition on.")
-        images = torch.stack([h264_roundtrip(image, crf) for image in images])
-    pixels = resize_and_center_crop(images, height, width) * 2.0 - 1.0
+    return images[..., :3].float()
+
+
+def compress_images(images: torch.Tensor, crf: float = DEFAULT_IMAGE_CRF) -> torch.Tensor:
+    """The reference's H.264 look: each image ``[B, H, W, 3]`` (or ``[H, W, 3]``) in [0, 1] through one
+    libx264 frame at ``crf`` (0: unchanged), at the image's own size, before any resize to the video
+    size -- as ``ltx_pipelines``' ``load_image_and_preprocess`` does, so the result is the same for every
+    stage of a run and :class:`ImageCondition` computes it once.
+
+    Deviation: an image larger than :data:`CRF_MAX_SIDE` pixels on its long side is first scaled down
+    (bilinear with antialiasing, aspect kept) to that long side; the reference compresses it at full size,
+    which for a 12000 x 12000 picture takes gigabytes of RAM and seconds per stage, for a video a fraction
+    of that size. Images up to that size (a 4032 x 3024 photo is one) get exactly the reference's pixels.
+    """
+    images = _image_batch(images)
+    if not crf:
+        return images
+    if min(images.shape[1:3]) < 2:
+        raise InputError(f"image of {images.shape[2]}x{images.shape[1]} pixels is too small to condition on.")
+    height, width = images.shape[1:3]
+    if max(height, width) > CRF_MAX_SIDE:
+        scale = CRF_MAX_SIDE / max(height, width)
+        size = (max(2, round(height * scale)), max(2, round(width * scale)))
+        images = F.interpolate(images.permute(0, 3, 1, 2), size=size, mode="bilinear", align_corners=False,
+                               antialias=True).permute(0, 2, 3, 1)
+    return torch.stack([h264_roundtrip(image, crf) for image in images])
+
+
+def encode_images(encoder: VideoEncoder | Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+                  height: int, width: int, crf: float = DEFAULT_IMAGE_CRF) -> torch.Tensor:
+    """Images ``[B, H, W, 3]`` (or ``[H, W, 3]``) in [0, 1] (ComfyUI IMAGE) -> latents ``[B, C, 1, H', W']``.
+
+    As the reference: each image goes through an H.264 frame at ``crf`` (:func:`compress_images`; 0 skips
+    it, e.g. for images compressed already), is resized to cover ``width x height`` and centre-cropped,
+    mapped to [-1, 1] and encoded as a one-frame video; item ``b`` conditions batch item ``b``.
+    """
+    pixels = resize_and_center_crop(compress_images(images, crf), height, width) * 2.0 - 1.0
     encode = getattr(encoder, "encode", encoder)
     with torch.no_grad():
         return encode(pixels.unsqueeze(2))
@@ -200,4 +292,12 @@ class ImageCondition:
     frame_index: int = 0
     strength: float = 1.0
     crf: float = DEFAULT_IMAGE_CRF
+    _compressed: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
+
+    def compressed(self) -> torch.Tensor:
+        """The image after :func:`compress_images`, computed on first use and shared by every stage (the
+        result does not depend on the stage's size); encode it with ``crf=0``."""
+        if self._compressed is None:
+            self._compressed = compress_images(self.image, self.crf)
+        return self._compressed
 

@@ -211,7 +211,9 @@ class GuidedDenoiser:
                               for t in contexts], dim=0)
         return ModalityInput(latent=state.latent.repeat(repeat, 1, 1), sigma=state.sample_sigma(sigma).repeat(repeat),
                              timesteps=timesteps.repeat(repeat, 1, 1),
-                             positions=state.positions.repeat(repeat, 1, 1, 1), context=context, context_mask=mask)
+                             positions=state.positions.repeat(repeat, 1, 1, 1), context=context, context_mask=mask,
+                             keyframes_mask=state.keyframes.repeat(repeat, 1, 1) if state.keyframes is not None
+                             else None)
 
     def _forward(self, video: ModalityInput | None, audio: ModalityInput | None, skips: list[SampleSkips]
                  ) -> tuple[torch.Tensor | None, torch.Tensor | None]:

@@ -1,4 +1,4 @@
-"""The denoising loop over (video, audio) latent states: Euler or res_2s.
+"""The denoising loop over (video, audio) latent states: Euler, Euler ancestral or res_2s.
 
 Each step asks a denoiser for clean estimates ``x0_hat`` of both modalities (one guided
 prediction per modality), pins conditioned tokens to their clean values
@@ -25,6 +25,16 @@ Determinism: the SDE noise comes from per-item CPU generators seeded ``seed + i 
 noise) and ``seed + i + 20000`` (substep noise), drawn video first then audio, so a seed gives the
 same result on any device and batch size. (The reference seeds its two generators with fixed
 constants -1 and 9999, independent of the user seed.)
+
+``euler_ancestral`` (reference HEAD ``euler_ancestral_denoising_loop``, stage 1 of ``DistilledPipeline`` for
+``model_version >= 2.5``): per step one evaluation; on a non-terminal step fresh standard-normal noise
+(plain ``randn`` in the latent's dtype, video first then audio) goes into ``samplers.euler_ancestral_step``
+with ``eta`` (default 1) and ``s_noise`` (1), conditioned tokens are pinned back to their clean values
+after the step, and the step into sigma 0 returns the clean estimate. The noise stream is its own: per-item
+CPU generators seeded ``seed + i + 10000`` (the reference's ``ANCESTRAL_NOISE_SEED_OFFSET``: the pipeline
+seed plus 10000, one generator on the latent's device -- the same stream on the CPU for batch 1), so the
+stream the initial noise and stage 2 use (``SeededNoise`` passed by the caller, with its record/resume)
+is not touched. eta 0 draws nothing and is the Euler loop.
 """
 
 from __future__ import annotations
@@ -36,10 +46,12 @@ import torch
 from ..errors import InputError
 from ..progress import check_interrupted
 from .noise import SeededNoise
-from .samplers import euler_step, post_process, res2s_coefficients, sde_renoise
+from .samplers import euler_ancestral_step, euler_step, post_process, res2s_coefficients, sde_renoise
 from .state import LatentState
 
-SAMPLERS = ("euler", "res_2s")
+SAMPLERS = ("euler", "euler_ancestral", "res_2s")
+DEFAULT_ETA = {"euler_ancestral": 1.0, "res_2s": 0.5}  # the reference's: ANCESTRAL_ETA, res_2s' eta
+ANCESTRAL_SEED_OFFSET = 10000
 RES2S_STEP_SEED_OFFSET = 10000
 RES2S_SUBSTEP_SEED_OFFSET = 20000
 RES2S_LAST_SIGMA = 0.0011  # stands in for a final 0 (log-step size must stay finite)
@@ -56,16 +68,17 @@ class Denoiser(Protocol):
 
 
 def denoise(denoiser: Denoiser, video: LatentState | None, audio: LatentState | None, sigmas: torch.Tensor, *,
-            sampler: str = "euler", seed: int = 0, eta: float = 0.5, substep_eta: float = 0.5,
-            bongmath: bool = True, callback: Callback | None = None
+            sampler: str = "euler", seed: int = 0, eta: float | None = None, substep_eta: float = 0.5,
+            s_noise: float = 1.0, bongmath: bool = True, callback: Callback | None = None
             ) -> tuple[LatentState | None, LatentState | None]:
     """Run the schedule ``sigmas`` and return the final states.
 
     ``callback(step, total, preview)`` runs after every step with the current clean estimate of
     the video in grid layout ``[B, C, F, H, W]`` (the audio's ``[B, C, T, M]`` when there is no
     video); an exception it raises propagates unchanged. ``progress.check_interrupted`` runs before every
-    model evaluation (a cancelled run raises there). ``seed``/``eta``/``substep_eta``/``bongmath`` only
-    matter for ``res_2s``.
+    model evaluation (a cancelled run raises there). ``seed`` and ``eta`` (None: the sampler's
+    ``DEFAULT_ETA``) matter for ``euler_ancestral`` and ``res_2s``, ``s_noise`` for ``euler_ancestral``,
+    ``substep_eta``/``bongmath`` for ``res_2s``.
     """
     if video is None and audio is None:
         raise InputError("nothing to denoise: both the video and the audio state are missing.")
@@ -75,6 +88,9 @@ def denoise(denoiser: Denoiser, video: LatentState | None, audio: LatentState | 
     with torch.no_grad():
         if sampler == "euler":
             return _euler(denoiser, video, audio, sigmas, callback)
+        eta = DEFAULT_ETA[sampler] if eta is None else float(eta)
+        if sampler == "euler_ancestral":
+            return _euler_ancestral(denoiser, video, audio, sigmas, seed, eta, s_noise, callback)
         return _res2s(denoiser, video, audio, sigmas, seed, eta, substep_eta, bongmath, callback)
 
 
@@ -106,6 +122,32 @@ def _euler(denoiser, video, audio, sigmas, callback):
         if callback is not None:
             callback(i + 1, total, _preview(video, audio, x0_v, x0_a))
     return video, audio
+
+
+def _euler_ancestral(denoiser, video, audio, sigmas, seed, eta, s_noise, callback):
+    states = {k: s for k, s in (("video", video), ("audio", audio)) if s is not None}
+    first = next(iter(states.values()))
+    noise = SeededNoise(seed, first.batch, ANCESTRAL_SEED_OFFSET)
+    total = len(sigmas) - 1
+    for i in range(total):
+        _check_cancel(i, total)
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        x0 = dict(zip(("video", "audio"), denoiser(states.get("video"), states.get("audio"), sigma, i)))
+        x0 = {k: post_process(x0[k].float(), s.mask, s.clean) for k, s in states.items()}
+        terminal = float(sigma_next) == 0
+        draws = [None] * len(states)
+        if not terminal and eta > 0:  # the reference draws in the latent's dtype (both modalities share it)
+            draws = noise.draw(*[tuple(s.latent.shape[1:]) for s in states.values()], dtype=first.latent.dtype)
+        for (k, s), n in zip(list(states.items()), draws):
+            if n is not None:
+                n = n.to(s.latent.device)
+            moved = euler_ancestral_step(s.latent.float(), x0[k], sigma, sigma_next, n, eta, s_noise)
+            if n is not None:
+                moved = post_process(moved, s.mask, s.clean)
+            states[k] = s.replace(latent=moved.to(s.latent.dtype))
+        if callback is not None:
+            callback(i + 1, total, _preview(states.get("video"), states.get("audio"), x0.get("video"), x0.get("audio")))
+    return states.get("video"), states.get("audio")
 
 
 def _sde_noise(noise: SeededNoise, states: list[LatentState], dtype) -> list[torch.Tensor]:

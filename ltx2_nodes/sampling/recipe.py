@@ -9,7 +9,9 @@ Presets (``ltx_pipelines.utils.constants`` of the reference):
 
 * ``dev``: the dev model -- the LTX-2 shifted schedule (40 steps), video CFG 3 / audio CFG 7 against
   the negative prompt, STG 1 on the family's STG block, modality guidance 3, rescale 0.7;
-* ``distilled``: the distilled model -- its fixed 8-step list from pure noise, no guidance;
+* ``distilled``: the distilled model -- its fixed 8-step list from pure noise, no guidance; Euler, or from
+  LTX-2.5 on Euler ancestral (``DistilledPipeline`` samples stage 1 with ``EulerAncestralDiffusionStep``,
+  eta 1, s_noise 1, when ``model_version >= 2.5``; stage 2 stays Euler);
 * ``refine``: stage 2 of a two-stage run -- the distilled stage-2 list (3 steps from 0.909375), no
   guidance, on either model (the dev model gets the distilled LoRA at ``stage2_lora_strength``).
 
@@ -19,8 +21,10 @@ and audio at the refine preset's first sigma and refines at the final size. Stag
 1's seeded noise stream (the reference draws both from one generator), keeps what stage 1 kept
 (masks: a given soundtrack stays), and image conditions are encoded again at each stage's size.
 
-Families are keyed by version (``"2.0"``, ``"2.3"``: 30 dev steps, STG on block 28); a family whose
-values differ adds an entry to ``RECIPES`` -- nothing else changes.
+Families are keyed by version (``"2.0"``, ``"2.3"``: 30 dev steps, STG on block 28; ``"2.5"``: 2.3's dev
+preset -- the reference's ``LTX_2_4_PARAMS``, which every version from 2.4 gets -- the ancestral distilled
+stage 1, the reference HEAD's negative prompt and image CRF 18); a family whose values differ adds an entry
+to ``RECIPES`` -- nothing else changes.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import InputError, UnsupportedModelError
+from .conditioning import DEFAULT_IMAGE_CRF
 from .guidance import NO_GUIDANCE, GuidanceParams
+from .loop import SAMPLERS
 from .schedules import ltx2_sigmas, parse_sigmas
 
 DEFAULT_FAMILY = "2.0"
@@ -54,18 +60,28 @@ DEFAULT_NEGATIVE_PROMPT = (
     "jittery movement, awkward pauses, incorrect timing, unnatural transitions, inconsistent framing, tilted camera, "
     "flat lighting, inconsistent tone, cinematic oversaturation, stylized filters, or AI artifacts."
 )
+# The reference HEAD's (the LTX-2.5 release) negative prompt: the same list after five caption tags.
+NEGATIVE_PROMPT_25 = ("has_subtitles, has_blurbox, transition from black, transition to black, speech_ending_short, "
+                      + DEFAULT_NEGATIVE_PROMPT)
+IMAGE_CRF_24 = 18  # the reference's LTX_2_4_IMAGE_CRF: image conditions of LTX-2.4 and later
 
 
 @dataclass(frozen=True)
 class SamplerPreset:
     """One sampler's settings: a named schedule (``fixed_sigmas`` for the fixed lists, else the LTX-2
-    shifted schedule with ``steps``), where it starts, and the guidance per modality."""
+    shifted schedule with ``steps``), where it starts, the guidance per modality and the sampler
+    (``sampling.loop.SAMPLERS``; its eta and s_noise are the reference's, ``loop.DEFAULT_ETA``)."""
 
     schedule: str
     steps: int
     video_guidance: GuidanceParams = NO_GUIDANCE
     audio_guidance: GuidanceParams = NO_GUIDANCE
     fixed_sigmas: tuple[float, ...] | None = None
+    sampler: str = "euler"
+
+    def __post_init__(self):
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"preset sampler {self.sampler!r} is not one of {SAMPLERS}")
 
     @property
     def start_sigma(self) -> float:
@@ -80,13 +96,15 @@ class SamplerPreset:
 
 @dataclass(frozen=True)
 class Recipe:
-    """A model family's presets and its stage-2 LoRA strength (see the module doc)."""
+    """A model family's presets, its stage-2 LoRA strength, negative prompt and image CRF (see the module doc)."""
 
     family: str
     dev: SamplerPreset
     distilled: SamplerPreset
     refine: SamplerPreset
     stage2_lora_strength: float = 0.6  # the distilled LoRA on the dev model in stage 2 (the shipped dev workflow)
+    negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
+    image_crf: int = DEFAULT_IMAGE_CRF  # the H.264 pre-compression of image conditions
 
     @property
     def stg_blocks(self) -> tuple[int, ...]:
@@ -140,6 +158,17 @@ RECIPES = {
         dev=SamplerPreset("ltx2", 30, _dev_guidance(3.0, 28), _dev_guidance(7.0, 28)),
         distilled=SamplerPreset("distilled", len(_LTX20_DISTILLED) - 1, fixed_sigmas=_LTX20_DISTILLED),
         refine=SamplerPreset("distilled stage 2", len(_LTX20_REFINE) - 1, fixed_sigmas=_LTX20_REFINE),
+    ),
+    # LTX-2.5 (reference HEAD): dev as 2.3 (LTX_2_4_PARAMS: 30 steps, STG block 28, image CRF 18); the distilled
+    # fixed lists unchanged, stage 1 sampled Euler ancestral (distilled.py, ANCESTRAL_SAMPLER_SINCE_VERSION).
+    "2.5": Recipe(
+        family="2.5",
+        dev=SamplerPreset("ltx2", 30, _dev_guidance(3.0, 28), _dev_guidance(7.0, 28)),
+        distilled=SamplerPreset("distilled", len(_LTX20_DISTILLED) - 1, fixed_sigmas=_LTX20_DISTILLED,
+                                sampler="euler_ancestral"),
+        refine=SamplerPreset("distilled stage 2", len(_LTX20_REFINE) - 1, fixed_sigmas=_LTX20_REFINE),
+        negative_prompt=NEGATIVE_PROMPT_25,
+        image_crf=IMAGE_CRF_24,
     ),
 }
 

@@ -2,9 +2,10 @@
 
 Rectified flow: ``x_sigma = (1 - sigma) * x0 + sigma * noise``; the model's velocity is
 ``noise - x0`` and its denoised estimate ``x0_hat = x - sigma * v``. Euler is the reference's
-first-order step; ``res_2s`` is the reference's second-order exponential Runge-Kutta step (two
-model evaluations per step, midpoint at ``sqrt(sigma * sigma_next)``) with variance-preserving
-SDE re-noising.
+first-order step; ``euler_ancestral`` is Euler with fresh noise mixed in at every step (the reference's
+``EulerAncestralDiffusionStep``, stage 1 of the LTX-2.5 distilled pipeline); ``res_2s`` is the
+reference's second-order exponential Runge-Kutta step (two model evaluations per step, midpoint at
+``sqrt(sigma * sigma_next)``) with variance-preserving SDE re-noising.
 """
 
 from __future__ import annotations
@@ -85,3 +86,33 @@ def sde_renoise(anchor: torch.Tensor, target: torch.Tensor, sigma: torch.Tensor,
     velocity = (anchor - target) / (sigma - sigma_next)
     clean = anchor - sigma * velocity
     return (alpha * (clean + sigma_down * velocity) + sigma_up * noise).to(target.dtype)
+
+
+# ------------------------------------------------------------------------------------------------
+# Euler ancestral (LTX-2.5 distilled, stage 1)
+
+
+def euler_ancestral_step(sample: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.Tensor,
+                         noise: torch.Tensor | None, eta: float = 1.0, s_noise: float = 1.0) -> torch.Tensor:
+    """One rectified-flow ancestral Euler step (reference ``EulerAncestralDiffusionStep``), float32 math.
+
+    A deterministic move to ``sigma_down = sigma_next * (1 + (sigma_next/sigma - 1) * eta)`` (interpolating
+    between ``x`` and ``x0_hat``), then re-noising back up to ``sigma_next``: the signal is rescaled by
+    ``alpha_next / alpha_down`` (``alpha = 1 - sigma``) and ``noise * s_noise`` is added with weight
+    ``sqrt(sigma_next^2 - sigma_down^2 * alpha_next^2 / alpha_down^2)`` (clamped at 0). ``eta`` 0 is a plain
+    Euler step (``noise`` unused, may be None); ``sigma_next`` 0 returns ``denoised``. Result in the sample's dtype.
+    """
+    sigma, sigma_next = sigma.float(), sigma_next.float()
+    if float(sigma_next) == 0:
+        return denoised.to(sample.dtype)
+    if eta > 0 and noise is None:
+        raise ValueError("euler_ancestral_step: eta > 0 needs a noise tensor")
+    x, x0 = sample.float(), denoised.float()
+    sigma_down = sigma_next * (1.0 + (sigma_next / sigma - 1.0) * eta)
+    ratio = sigma_down / sigma
+    x_next = ratio * x + (1.0 - ratio) * x0
+    if eta > 0:
+        alpha_next, alpha_down = 1.0 - sigma_next, 1.0 - sigma_down
+        renoise = (sigma_next ** 2 - sigma_down ** 2 * alpha_next ** 2 / alpha_down ** 2).clamp(min=0) ** 0.5
+        x_next = (alpha_next / alpha_down) * x_next + noise.float() * s_noise * renoise
+    return x_next.to(sample.dtype)

@@ -4,7 +4,12 @@ The sampler runs in the DiT's token layout. A ``LatentState`` holds, per modalit
 noisy tokens, the clean tokens conditioned positions are pinned to, the per-token denoise mask
 (1 = generate, 0 = keep clean; the model sees timestep ``mask * sigma``) and the RoPE positions.
 Conditioning tokens that are not part of the output grid (keyframes) are appended after the grid
-tokens and dropped when the result is read back with ``to_grid``.
+tokens and dropped when the result is read back with ``to_grid``; generated keyframe slots (LTX-2.5)
+are appended too, located by ``slots`` and read back with ``slot_latents``.
+
+Video states also carry ``keyframes``, the per-token marker of tokens that encode a single pixel
+frame (the first latent frame of the causal VAE, always; generated keyframe slots): LTX-2.5 adds its
+keyframe embedding there, earlier models ignore it (reference ``LatentState.keyframes_mask``).
 """
 
 from __future__ import annotations
@@ -114,16 +119,33 @@ class AudioGrid:
 Grid = VideoGrid | AudioGrid
 
 
+@dataclass(frozen=True)
+class SlotLayout:
+    """Where generated keyframe slots sit in the token sequence: one latent frame of tokens per slot, from
+    ``first_token`` on, in the order of ``pixel_frames``."""
+
+    pixel_frames: tuple[int, ...]
+    first_token: int
+    tokens_per_slot: int
+
+    @property
+    def token_slice(self) -> slice:
+        return slice(self.first_token, self.first_token + len(self.pixel_frames) * self.tokens_per_slot)
+
+
 @dataclass
 class LatentState:
     """One modality in token layout: ``latent``/``clean`` ``[B, T, C]``, ``mask`` ``[B, T, 1]`` float32,
-    ``positions`` ``[B, P, T, 2]``. Tokens past ``grid.tokens`` are appended conditioning tokens."""
+    ``positions`` ``[B, P, T, 2]``. Tokens past ``grid.tokens`` are appended conditioning tokens or generated
+    keyframe slots (``slots``). ``keyframes``: ``[B, T, 1]`` single-pixel-frame marker (video; None for audio)."""
 
     latent: torch.Tensor
     clean: torch.Tensor
     mask: torch.Tensor
     positions: torch.Tensor
     grid: VideoGrid | AudioGrid
+    keyframes: torch.Tensor | None = None
+    slots: SlotLayout | None = None
 
     def replace(self, **changes) -> "LatentState":
         return dataclasses.replace(self, **changes)
@@ -152,6 +174,16 @@ class LatentState:
         tokens = self.latent if tokens is None else tokens
         return self.grid.unpatchify(tokens[:, : self.grid.tokens])
 
+    def slot_latents(self) -> torch.Tensor | None:
+        """The generated keyframe slots as ``[B, C, K, H, W]`` (one latent frame per slot; each is a standalone
+        one-frame clip, never decode them as one K-frame video), None without slots."""
+        if self.slots is None:
+            return None
+        tokens = self.latent[:, self.slots.token_slice]
+        grid = self.grid
+        return torch.stack([unpatchify_video(chunk, 1, grid.height, grid.width).squeeze(2)
+                            for chunk in tokens.split(self.slots.tokens_per_slot, dim=1)], dim=2)
+
 
 def initial_state(grid: VideoGrid | AudioGrid, batch: int, latent: torch.Tensor | None = None,
                   mask: torch.Tensor | None = None, device=None, dtype: torch.dtype = torch.float32) -> LatentState:
@@ -179,10 +211,14 @@ def initial_state(grid: VideoGrid | AudioGrid, batch: int, latent: torch.Tensor 
         mask = mask.to(device=device, dtype=torch.float32).expand(mask_shape).contiguous()
     tokens = grid.patchify(latent).contiguous()
     positions = grid.positions(batch, device=device)
+    keyframes = None
     if kind == "video":
         positions = positions.to(dtype).float()  # the reference keeps video positions in the latent dtype
+        # the causal VAE's first latent frame encodes one pixel frame: always marked, as the reference does
+        keyframes = torch.zeros(batch, grid.tokens, 1, device=device)
+        keyframes[:, : grid.height * grid.width] = 1.0
     return LatentState(latent=tokens, clean=tokens.clone(), mask=grid.patchify(mask).contiguous(),
-                       positions=positions, grid=grid)
+                       positions=positions, grid=grid, keyframes=keyframes)
 
 
 def add_noise(state: LatentState, noise: torch.Tensor, scale: float) -> LatentState:

@@ -1,6 +1,6 @@
-"""Gemma 3 text encoding: tokenizer, per-layer encoder, prompt cache, prompt enhancement.
+"""Gemma text encoding (Gemma 3, or Gemma 4 unified for LTX-2.5): tokenizer, encoder, prompt cache, enhancement.
 
-Importing this package does not import transformers; only an HF tokenizer folder needs it.
+Importing this package does not import transformers; only HF tokenizers (a folder or a packed file) need it.
 """
 
 from .cache import SESSION_CACHE, PromptCache

@@ -106,6 +106,12 @@ def enhance_prompt(encoder: GemmaEncoder, prompt: str, *, mode: str = "t2v", see
                    max_new_tokens: int = 512, system: str | None = None, temperature: float = 0.7,
                    top_k: int = 64, top_p: float = 0.95, progress: Progress | None = None) -> str:
     """Gemma's expanded version of ``prompt`` (deterministic for a given ``seed``)."""
+    family = encoder.config.family
+    if family != "Gemma 3":
+        raise InputError(f"Prompt enhancement runs on Gemma 3 (its chat template and system prompts); the loaded "
+                         f"text encoder {encoder.name} is {family}, which LTX-2.5 uses for encoding only (the "
+                         "reference enhances with a separate Gemma 4 instruct model). Enhance with a Gemma 3 12B "
+                         "text encoder, or write the detailed prompt yourself.")
     ids = chat_ids(encoder, system if system is not None else system_prompt(mode), user_turn(prompt, mode))
     tok = encoder.tokenizer
     stop = set(tok.eos_ids) | {tok.token_id("<end_of_turn>")}

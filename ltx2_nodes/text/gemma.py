@@ -1,4 +1,7 @@
-"""Gemma encode: prompts -> every hidden state of Gemma 3, stacked, plus the attention mask.
+"""Gemma encode: prompts -> every hidden state of Gemma (3, or 4 for LTX-2.5), stacked, plus the attention mask.
+
+The file's ``model_type`` picks the config (``GemmaFiles.model_config``: Gemma 3 or Gemma 4 unified);
+both run on the same decoder (``model/gemma3.py``), so everything below holds for either.
 
 Tokenization follows the reference (strip, BOS, truncate to ``max_length``, left-pad to it).
 Gemma then runs as an explicit per-layer loop over ``encoder.decoder_layers``:
@@ -28,6 +31,7 @@ import torch
 from ..errors import InputError
 from ..loading.checkpoint import build_module
 from ..loading.gemma_files import GemmaFiles, locate_gemma, prepare_gemma_state
+from ..loading.gguf_file import GGUFFile
 from ..loading.quant import FP8_DTYPES
 from ..model.gemma3 import GemmaConfig, GemmaLanguageModel
 from ..progress import check_interrupted
@@ -56,7 +60,7 @@ class GemmaFeatures:
 
 
 class GemmaEncoder:
-    """A loaded Gemma 3 language model plus its tokenizer."""
+    """A loaded Gemma language model (Gemma 3 or Gemma 4's text path) plus its tokenizer."""
 
     def __init__(self, lm: GemmaLanguageModel, tokenizer: PromptTokenizer, *, name: str, weights_fingerprint: str,
                  variant: str = "", max_length: int = DEFAULT_MAX_LENGTH):
@@ -182,31 +186,35 @@ class GemmaEncoder:
 
 
 def _default_dtype(gemma: GemmaFiles) -> torch.dtype:
-    """The file's dtype for activations; bf16 when the weights are all fp8."""
+    """The file's dtype for activations; bf16 when the weights are all fp8 or quantized (GGUF files keep their
+    norms in float32 whatever the weights: only their embedding tells)."""
     for f in gemma.files:
+        names = ("embed_tokens.weight",) if isinstance(f, GGUFFile) else ("embed_tokens.weight", "model.norm.weight")
         for key in f.keys():
-            if key.endswith(("embed_tokens.weight", "model.norm.weight")) and f.info(key).dtype not in FP8_DTYPES:
-                return f.info(key).dtype
+            dtype = f.info(key).dtype
+            if key.endswith(names) and dtype.is_floating_point and dtype not in FP8_DTYPES:
+                return dtype
     return torch.bfloat16
 
 
 def load_gemma_encoder(path: str | Path, *, tokenizer_path: str | Path | None = None,
                        dtype: torch.dtype | None = None, device: torch.device | str | None = None, fp8: str = "keep",
                        max_length: int = DEFAULT_MAX_LENGTH) -> GemmaEncoder:
-    """Load Gemma 3 from an HF folder or a ComfyUI single file (weights memory-mapped, built on meta + assign).
+    """Load Gemma from an HF folder, a ComfyUI single file or a packed LTX-2.5 text-encoder file (Gemma 4)
+    (weights memory-mapped, built on meta + assign).
 
     ``dtype`` None keeps the file's (bf16); fp8 Linear weights stay fp8 and are dequantized per layer
     (``fp8="keep"``) or folded into ``dtype`` at load (``fp8="upcast"``). ``device`` None leaves the weights
     in (mapped) CPU memory.
     """
     gemma = locate_gemma(path, tokenizer_path)
-    config = GemmaConfig.from_hf(gemma.text_config, source=gemma.name)
+    config = gemma.model_config()
     dtype = dtype or _default_dtype(gemma)
     state = prepare_gemma_state(gemma, dtype)
-    lm = build_module(lambda: GemmaLanguageModel(config), state, what="Gemma 3 text model", source=gemma.name,
+    lm = build_module(lambda: GemmaLanguageModel(config), state, what=f"{config.family} text model", source=gemma.name,
                       dtype=dtype, device=device, fp8=fp8, release=gemma.release_pages)
     tokenizer = load_tokenizer(gemma.tokenizer)
-    log.info("Loaded Gemma 3 (%d layers, width %d) from %s, tokenizer from %s", config.num_hidden_layers,
+    log.info("Loaded %s (%d layers, width %d) from %s, tokenizer from %s", config.family, config.num_hidden_layers,
              config.hidden_size, gemma.name, gemma.tokenizer.describe())
     return GemmaEncoder(lm, tokenizer, name=gemma.name, weights_fingerprint=gemma.fingerprint(),
                         variant=f"fp8={fp8}", max_length=max_length)

@@ -1,15 +1,19 @@
-"""Gemma 3 tokenization as the LTX-2 reference does it.
+"""Gemma tokenization as the LTX-2 reference does it.
 
-The reference strips the prompt, prepends BOS (no EOS), truncates to ``max_length`` (1024) and
-left-pads to exactly that length, returning the attention mask. Two back ends give the same
-ids for Gemma: a Hugging Face tokenizer folder (``tokenizer.json``, what the reference loads)
-and a raw SentencePiece model (``tokenizer.model``, or the ``spiece_model`` bytes ComfyUI
-stores inside its single-file text encoders).
+The reference strips the prompt, makes sure it starts with BOS (Gemma 3's tokenizer adds it,
+Gemma 4's does not, so it is prepended when missing), adds no EOS, truncates to ``max_length``
+(1024) and left-pads to exactly that length, returning the attention mask. Back ends: a Hugging
+Face tokenizer folder (``tokenizer.json``, what the reference loads), the ``tokenizer_json`` bytes
+of a packed LTX-2.5 text-encoder file (rebuilt like the reference's ``build_gemma_hf_tokenizer``:
+a ``PreTrainedTokenizerFast`` around the tokenizers JSON with the packed tokenizer config), and a
+raw SentencePiece model (``tokenizer.model``, or the ``spiece_model`` bytes ComfyUI stores inside
+its single-file text encoders), which gives the same ids as Gemma 3's folder.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +26,10 @@ log = logging.getLogger("ltx2_nodes")
 
 DEFAULT_MAX_LENGTH = 1024
 
+# tokenizer_config.json entries that describe the file rather than being PreTrainedTokenizerFast arguments.
+_NOT_TOKENIZER_KWARGS = frozenset({"tokenizer_class", "auto_map", "model_max_length", "processor_class",
+                                   "added_tokens_decoder", "backend", "is_local", "local_files_only"})
+
 
 @dataclass
 class TokenBatch:
@@ -30,6 +38,23 @@ class TokenBatch:
     ids: torch.Tensor
     mask: torch.Tensor
     dropped: list[int]
+
+
+def check_text(text: str, what: str = "the prompt") -> str:
+    """``text`` if it is valid Unicode (what both tokenizer back ends can read); a lone surrogate (half of a
+    UTF-16 pair, e.g. from a JSON ``"\\ud83d"`` escape or undecodable command-line bytes) is refused here,
+    naming where it is, instead of failing inside the tokenizer's native code."""
+    if not isinstance(text, str):
+        raise InputError(f"{what} must be text, got {type(text).__name__}: {text!r:.60}.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        around = text[max(0, exc.start - 20):exc.start + 20].encode("utf-8", "backslashreplace").decode()
+        raise InputError(
+            f"{what} holds a lone surrogate U+{ord(text[exc.start]):04X} at character {exc.start} (near "
+            f"{around!r}): half of a UTF-16 pair, which is not valid text. Remove it or re-type that part; in JSON, "
+            "write the character itself or both halves of its escape (e.g. \\ud83d\\ude00).") from None
+    return text
 
 
 class PromptTokenizer:
@@ -64,7 +89,7 @@ class PromptTokenizer:
         mask = torch.zeros((len(prompts), max_length), dtype=torch.int64)
         dropped = []
         for row, prompt in enumerate(prompts):
-            tokens = self.encode(prompt.strip())
+            tokens = self.encode(check_text(prompt, f"prompt {row}" if len(prompts) > 1 else "the prompt").strip())
             lost = max(0, len(tokens) - max_length)
             if lost:
                 log.warning("Prompt %d is %d tokens long; only the first %d are used, %d token(s) dropped "
@@ -79,33 +104,56 @@ class PromptTokenizer:
 
 
 class HFPromptTokenizer(PromptTokenizer):
-    """A Hugging Face tokenizer folder (``tokenizer.json`` + ``tokenizer_config.json``), loaded offline."""
+    """A Hugging Face fast tokenizer (from a folder or from packed bytes), used offline."""
 
-    def __init__(self, folder: Path):
-        from transformers import AutoTokenizer
-
-        try:
-            self.hf = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise CheckpointError(f"Could not load the tokenizer in {folder}: {exc}. The folder needs "
-                                  "tokenizer.json and tokenizer_config.json from the Gemma 3 release.") from None
-        self.source = str(folder)
-        digest = hashlib.sha256()
-        for name in ("tokenizer.json", "tokenizer_config.json"):
-            if (folder / name).is_file():
-                digest.update((folder / name).read_bytes())
-        self.fingerprint = digest.hexdigest()[:32]
+    def __init__(self, hf, source: str, fingerprint: str):
+        self.hf = hf
+        self.source = source
+        self.fingerprint = fingerprint
         # The reference pads with eos when the tokenizer defines no pad token.
         pad = self.hf.pad_token_id if self.hf.pad_token_id is not None else self.hf.eos_token_id
         self.pad_id = int(pad if pad is not None else 0)
         self.bos_ids = [self.hf.bos_token_id] if self.hf.bos_token_id is not None else []
         self.eos_ids = [self.hf.eos_token_id] if self.hf.eos_token_id is not None else []
 
+    @classmethod
+    def from_folder(cls, folder: Path) -> "HFPromptTokenizer":
+        """``tokenizer.json`` + ``tokenizer_config.json`` of a folder."""
+        from transformers import AutoTokenizer
+
+        try:
+            hf = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"Could not load the tokenizer in {folder}: {exc}. The folder needs "
+                                  "tokenizer.json and tokenizer_config.json from the Gemma release.") from None
+        digest = hashlib.sha256()
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            if (folder / name).is_file():
+                digest.update((folder / name).read_bytes())
+        return cls(hf, str(folder), digest.hexdigest()[:32])
+
+    @classmethod
+    def from_packed(cls, tokenizer_json: bytes, tokenizer_config: dict, source: str) -> "HFPromptTokenizer":
+        """A tokenizers JSON and its ``tokenizer_config.json`` as packed in an LTX-2.5 text-encoder file."""
+        from tokenizers import Tokenizer
+        from transformers import PreTrainedTokenizerFast
+
+        kwargs = {k: v for k, v in tokenizer_config.items() if k not in _NOT_TOKENIZER_KWARGS}
+        try:
+            hf = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_buffer(tokenizer_json), **kwargs)
+        except Exception as exc:  # noqa: BLE001 -- tokenizers raises plain Exception for a bad JSON
+            raise CheckpointError(f"{source} is not a valid tokenizer ({exc}). Use the released text-encoder "
+                                  "file.") from None
+        digest = hashlib.sha256(tokenizer_json)
+        digest.update(json.dumps(tokenizer_config, sort_keys=True).encode())
+        return cls(hf, source, digest.hexdigest()[:32])
+
     def encode(self, text: str) -> list[int]:
-        return list(self.hf(text)["input_ids"])
+        ids = list(self.hf(check_text(text))["input_ids"])
+        return ids if ids[:1] == self.bos_ids else self.bos_ids + ids
 
     def pieces(self, text: str) -> list[int]:
-        return list(self.hf(text, add_special_tokens=False)["input_ids"]) if text else []
+        return list(self.hf(check_text(text), add_special_tokens=False)["input_ids"]) if text else []
 
     def decode(self, ids: list[int]) -> str:
         size = len(self.hf)  # the embedding table has spare rows beyond the vocabulary
@@ -137,7 +185,7 @@ class SentencePiecePromptTokenizer(PromptTokenizer):
         return self.bos_ids + self.pieces(text)
 
     def pieces(self, text: str) -> list[int]:
-        return list(self.sp.encode(text)) if text else []
+        return list(self.sp.encode(check_text(text))) if text else []
 
     def decode(self, ids: list[int]) -> str:
         size = self.sp.get_piece_size()  # the embedding table has spare rows beyond the vocabulary
@@ -151,5 +199,7 @@ class SentencePiecePromptTokenizer(PromptTokenizer):
 def load_tokenizer(location) -> PromptTokenizer:
     """The tokenizer a ``loading.gemma_files.TokenizerLocation`` points at."""
     if location.kind == "hf_folder":
-        return HFPromptTokenizer(location.path)
+        return HFPromptTokenizer.from_folder(location.path)
+    if location.kind == "packed":
+        return HFPromptTokenizer.from_packed(*location.packed_assets(), location.describe())
     return SentencePiecePromptTokenizer(location.sentencepiece_bytes(), location.describe())

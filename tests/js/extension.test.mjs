@@ -48,7 +48,7 @@ const SAMPLER = [
   ["number", "steps", 40, {}],
   ["combo", "schedule", "ltx2", { values: ["ltx2", "distilled", "distilled stage 2", "custom"] }],
   ["text", "sigmas", "", {}],
-  ["combo", "sampler", "euler", { values: ["euler", "res_2s"] }],
+  ["combo", "sampler", "euler", { values: ["euler", "euler_ancestral", "res_2s"] }],
   ["number", "video_cfg", 3.0, { min: 0, max: 30 }],
   ["number", "audio_cfg", 7.0, { min: 0, max: 30 }],
   ["number", "modality_scale", 3.0, {}],
@@ -118,7 +118,7 @@ test("sampler: preset and link widgets come last, are not serialized, and show t
   const [preset, link] = node.widgets.slice(-2);
   assert.deepEqual([preset.name, link.name], ["ltx2_preset", "ltx2_link_cfg"]);
   assert.equal(preset.label, "preset");
-  assert.deepEqual(preset.options.values, ["custom", "distilled", "dev", "stage 2 refine"]);
+  assert.deepEqual(preset.options.values, ["custom", "distilled", "distilled 2.5", "dev", "stage 2 refine"]);
   assert.equal(preset.value, "dev");
   assert.equal(link.value, false);
   for (const w of [preset, link]) assert.equal(w.serialize, false);

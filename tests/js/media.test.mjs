@@ -51,4 +51,6 @@ test("caption names the file and the sound track", () => {
   assert.equal(playerCaption(entry, true), "LTX2_00001_.mp4 · with sound");
   assert.equal(playerCaption({ ...entry, subfolder: "runs" }, false), "runs/LTX2_00001_.mp4 · no audio track");
   assert.equal(playerCaption(entry, null), "LTX2_00001_.mp4");
+  assert.equal(playerCaption(entry, true, "the audio is cut"), "⚠ the audio is cut · LTX2_00001_.mp4 · with sound");
+  assert.equal(videoFromOutput({ ltx2_video: [entry], ltx2_warning: ["cut"] }).warning, "cut");
 });

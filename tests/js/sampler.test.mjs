@@ -12,7 +12,7 @@ const NODE_DEFAULTS = { // LTX2Sampler widget defaults (node schema)
 };
 
 test("preset choices", () => {
-  assert.deepEqual(PRESET_CHOICES, ["custom", "distilled", "dev", "stage 2 refine"]);
+  assert.deepEqual(PRESET_CHOICES, ["custom", "distilled", "distilled 2.5", "dev", "stage 2 refine"]);
 });
 
 test("the node's defaults are the dev preset", () => {
@@ -39,6 +39,8 @@ test("any difference makes it custom; steps do not matter for distilled; blocks 
   assert.equal(matchPreset({ ...NODE_DEFAULTS, video_cfg: 3.5 }), CUSTOM);
   const distilled = { ...NODE_DEFAULTS, ...PRESETS.distilled };
   assert.equal(matchPreset({ ...distilled, steps: 3 }), "distilled");
+  assert.equal(matchPreset({ ...distilled, sampler: "euler_ancestral" }), "distilled 2.5");
+  assert.equal(matchPreset({ ...distilled, sampler: "res_2s" }), CUSTOM);
   assert.equal(matchPreset({ ...NODE_DEFAULTS, stg_blocks: " 29, " }), "dev");
   assert.equal(matchPreset({ ...NODE_DEFAULTS, stg_blocks: "28, 29" }), CUSTOM);
   assert.equal(normalizeBlocks("28 29,30"), "28,29,30");
