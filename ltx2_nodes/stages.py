@@ -40,13 +40,14 @@ from .memory.estimates import (DecoderShape, audio_decode_activation_bytes, conn
                                upscaler_activation_bytes)
 from .memory.placement import module_tensors, tensor_bytes
 from .memory.precheck import RunEstimate, RunRequest, StageWeights
-from .memory.vae import SMALLEST_TILE, auto_tiling, decode_budget, encode_device_bytes, tile_device_bytes
+from .memory.vae import (SMALLEST_TILE, auto_tiling, decode_budget, encode_device_bytes, feature_extent,
+                         tile_device_bytes)
 from .model.compiling import compiled_blocks
 from .model.connector import TextConditioning
 from .model.shapes import VideoScale, clamped_frames_for_seconds, pixel_frames
 from .model.upsampler import upsample_latent
 from .model.dit_tiling import RefineTiles, TiledDiT, plan_refine_tiles
-from .model.vae_tiling import TilingConfig, decode_chunks, plan_tiles
+from .model.vae_tiling import TilingConfig, decode_chunks, diffusion_decode_chunks, plan_feature_tiles, plan_tiles
 from .handles import (AudioVAEHandle, ConnectorHandle, DiTHandle, DurationHeadHandle, GemmaHandle, UpscalerHandle,
                       VideoVAEHandle)
 from .latents import AVLatents, GenerationSettings, sample
@@ -56,6 +57,7 @@ from .sampling.conditioning import (ConditioningItem, ImageCondition, KeyframeAt
 from .sampling.guidance import plan_passes
 from .sampling.loop import Callback
 from .sampling.noise import SeededNoise
+from .sampling.recipe import DEFAULT_SEED
 from .sampling.state import VideoGrid
 from .text.cache import SESSION_CACHE, cache_key
 from .text.gemma import GemmaFeatures
@@ -376,14 +378,22 @@ def resolve_tiling(video_vae: VideoVAEHandle, latent_shape: Sequence[int], engin
         raise InputError(f"tiling must be a TilingConfig, None or 'auto', got {tiling!r}.")
     decoder = video_vae.decoder
     budget = decode_budget(engine.budget(), tensor_bytes(module_tensors(decoder)))
-    return auto_tiling(video_vae.config, tuple(latent_shape), budget, _module_dtype(decoder))
+    return auto_tiling(_decoder_config(video_vae), tuple(latent_shape), budget, _module_dtype(decoder))
+
+
+def _decoder_config(video_vae: VideoVAEHandle):
+    """The config the VAE memory model takes: the diffusion decoder's (LTX-2.5) or the conv VAE's."""
+    return video_vae.diffusion_config or video_vae.config
 
 
 def decode_video_chunks(latent: torch.Tensor, video_vae: VideoVAEHandle, engine: MemoryEngine | None = None,
-                        tiling: TilingConfig | str | None = "auto") -> Iterator[torch.Tensor]:
+                        tiling: TilingConfig | str | None = "auto", seed: int | None = None) -> Iterator[torch.Tensor]:
     """Video latent ``[B, C, F', H', W']`` -> float32 CPU chunks ``[B, 3, n, H, W]`` in [-1, 1] (about),
     in order, decoded tile by tile (progress per tile). The decoder's stage stays open while the
-    caller consumes chunks, so run no other stage in between (e.g. mux them into a file)."""
+    caller consumes chunks, so run no other stage in between (e.g. mux them into a file).
+
+    ``seed``: the noise seed of the LTX-2.5 diffusion decoder (None: the recipe's ``DEFAULT_SEED``, so a decode
+    is reproducible without one); the conv decoder has no noise and ignores it."""
     engine = _engine(engine)
     weights = video_vae.models.stage_weights["video_vae"]
     tile = None if tiling is None else SMALLEST_TILE if isinstance(tiling, str) else (
@@ -393,21 +403,38 @@ def decode_video_chunks(latent: torch.Tensor, video_vae: VideoVAEHandle, engine:
     decoder = video_vae.decoder
     decoder.check_latent(latent)
     tiling = resolve_tiling(video_vae, latent.shape, engine, tiling)
-    tiles = len(plan_tiles(latent.shape[2:], tiling, video_vae.scale)) if tiling is not None else 1
+    diffusion = video_vae.diffusion_config
+    if diffusion is not None:
+        tiles = len(plan_feature_tiles(feature_extent(diffusion, latent.shape), tiling, diffusion))
+    else:
+        tiles = len(plan_tiles(latent.shape[2:], tiling, video_vae.scale)) if tiling is not None else 1
     bar = ProgressBar(tiles)
     # device activations of one tile (outputs are blended on the CPU)
-    profile = StageProfile(tile_device_bytes(video_vae.config, latent.shape, tiling, _module_dtype(decoder)))
-    with torch.no_grad(), _hooked(decoder, bar), \
-            engine.stage("video_vae", decoder, profile=profile, release_pages=video_vae.release_pages):
-        for chunk in decode_chunks(decoder, latent, tiling, output_device="cpu"):
-            check_finite([chunk], stage="video VAE decoder", model=video_vae.models.name, inputs=[latent])
-            yield chunk
+    profile = StageProfile(tile_device_bytes(_decoder_config(video_vae), latent.shape, tiling, _module_dtype(decoder)))
+    with torch.no_grad(), engine.stage("video_vae", decoder, profile=profile, release_pages=video_vae.release_pages):
+        if diffusion is not None:
+            def on_tile(done: bool) -> None:
+                if done:
+                    bar.update(1)
+                else:
+                    check_interrupted("while decoding")
+
+            chunks = diffusion_decode_chunks(decoder, latent, tiling, DEFAULT_SEED if seed is None else seed,
+                                             output_device="cpu", on_tile=on_tile)
+            hooks = contextlib.nullcontext()
+        else:
+            chunks = decode_chunks(decoder, latent, tiling, output_device="cpu")
+            hooks = _hooked(decoder, bar)
+        with hooks:
+            for chunk in chunks:
+                check_finite([chunk], stage="video VAE decoder", model=video_vae.models.name, inputs=[latent])
+                yield chunk
 
 
 def decode_video(latent: torch.Tensor, video_vae: VideoVAEHandle, engine: MemoryEngine | None = None,
-                 tiling: TilingConfig | str | None = "auto") -> torch.Tensor:
-    """The whole video ``[B, 3, F, H, W]`` float32 on the CPU."""
-    with contextlib.closing(decode_video_chunks(latent, video_vae, engine, tiling)) as chunks:
+                 tiling: TilingConfig | str | None = "auto", seed: int | None = None) -> torch.Tensor:
+    """The whole video ``[B, 3, F, H, W]`` float32 on the CPU (``seed``: see :func:`decode_video_chunks`)."""
+    with contextlib.closing(decode_video_chunks(latent, video_vae, engine, tiling, seed)) as chunks:
         return torch.cat(list(chunks), dim=2)
 
 
