@@ -23,6 +23,7 @@ from .memory.estimates import DecoderShape
 from .memory.precheck import RunEstimate, RunRequest
 from .memory.selection import default_engine
 from .model.connector import TextConditioning
+from .model.dit_tiling import RefineTiles
 from .model.vae_tiling import TilingConfig
 from .handles import DiTHandle, GemmaHandle, LTX2Models, UpscalerHandle, VideoVAEHandle
 from .latents import AVLatents, GenerationSettings, empty_latents
@@ -49,7 +50,10 @@ class GenerateRequest:
     "distilled" (fixed list, no guidance) or "dev" (``steps``, None: the preset's; reference guidance, needs
     the negative prompt); ``stage1`` overrides the settings ``mode`` implies. ``images``: image conditions
     (re-encoded at each stage's size); ``audio``: an AUDIO dict to keep as the soundtrack (audio-to-video),
-    starting at ``audio_start_seconds``.
+    starting at ``audio_start_seconds``. ``refine_tiles``: stage 2 tile by tile (``model.dit_tiling``): None
+    untiled (the reference's single-GPU recipe), "auto" (the pre-check chooses: the whole frame up to a
+    1280x704 area, else the fewest tiles of at most that area, more if the memory budget needs it), "N"
+    or "RxC".
 
     LTX-2.5: ``frames`` None is "auto", the length the model's duration head predicts for the prompt
     (``stages.predict_frames``); ``keyframes`` (a count of evenly spaced frames, or the pixel frames) asks stage 1 to
@@ -74,6 +78,8 @@ class GenerateRequest:
     metadata: dict = field(default_factory=dict)  # more MP4 tags (JSON-encoded when not strings)
     family: str | None = None
     keyframes: int | tuple[int, ...] = 0
+    refine_tiles: RefineTiles | str | None = None
+    refine_tile_positions: bool = False  # tiles' positions start at 0 (``RefineTiles.tile_positions``)
 
     def describe(self) -> dict:
         """What the MP4's ``ltx2_generate`` tag records (ComfyUI's own ``prompt`` tag means an API graph)."""
@@ -129,7 +135,8 @@ def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, eng
                      prompts=2 if _needs_negative(settings) else 1, two_stage=request.two_stage,
                      vae_tile=((tile.tile_size_in_pixels or 4096, tile.tile_size_in_frames or 4096) if tile
                                else (512, 64)),
-                     dtype=ltx2.dtype)
+                     dtype=ltx2.dtype, refine_tiles=request.refine_tiles,
+                     tile_positions=request.refine_tile_positions)
     text_shape = DecoderShape.of(gemma.files.model_config())
     dit_config = TransformerConfig.from_metadata(ltx2.ckpt.component_config("transformer"))
     # the video decode at the loaded decoder's cost (LTX-2.5's diffusion decoder; None: the conv VAE's)
@@ -147,10 +154,11 @@ def sample_stages(dit: DiTHandle, video_vae: VideoVAEHandle, positive: TextCondi
                   settings: GenerationSettings, recipe: Recipe, engine: MemoryEngine | None = None, *,
                   negative: TextConditioning | None = None, images: Sequence[ImageCondition] = (),
                   upscaler: UpscalerHandle | None = None, loras: Sequence = (), stage2_loras: Sequence = (),
-                  callback: Callback | None = None) -> AVLatents:
+                  callback: Callback | None = None, refine_tiles: RefineTiles | None = None) -> AVLatents:
     """Stage 1 with ``settings`` from ``latents``; with an ``upscaler`` the two-stage recipe follows: x2
     upscale, then ``recipe.refine`` at the final size on the same noise stream, the input's masks kept and
-    the images encoded again at that size, ``stage2_loras`` added to ``loras``. Latents on the CPU."""
+    the images encoded again at that size, ``stage2_loras`` added to ``loras``; ``refine_tiles``: that
+    refinement tile by tile (``stages.run_sampler``). Latents on the CPU."""
     noise = SeededNoise(settings.seed, latents.batch)
     items = encode_conditioning_images(video_vae, images, latents.video_grid(), engine)
     result = run_sampler(dit, positive, latents, settings, engine, negative=negative, conditioning=items,
@@ -162,7 +170,7 @@ def sample_stages(dit: DiTHandle, video_vae: VideoVAEHandle, positive: TextCondi
     items = encode_conditioning_images(video_vae, images, second_in.video_grid(), engine)
     stage2 = GenerationSettings.from_preset(recipe.refine, seed=settings.seed)
     return run_sampler(dit, positive, second_in, stage2, engine, negative=negative, conditioning=items,
-                       loras=list(loras) + list(stage2_loras), noise=noise, callback=callback)
+                       loras=list(loras) + list(stage2_loras), noise=noise, callback=callback, tiles=refine_tiles)
 
 
 def require_parts(ltx2: LTX2Models, images: bool = False, audio: bool = False) -> None:
@@ -194,7 +202,7 @@ def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out
     log.info("%s: LTX-%s presets (sampling/recipe.py)", ltx2.name, request.family)
     settings = request.stage1_settings()
     height, width = request.stage_size()
-    precheck(ltx2, gemma, request, engine, upscaler)
+    tiles = precheck(ltx2, gemma, request, engine, upscaler).request.tiles()
 
     negative_needed = _needs_negative(settings)
     prompts = [request.prompt] + ([request.negative()] if negative_needed else [])
@@ -218,7 +226,7 @@ def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out
     dit = ltx2.dit.with_compile(compile_dit)
     result = sample_stages(dit, video_vae, positive, latents, settings, request.recipe(), engine,
                            negative=negative, images=request.images, upscaler=upscaler if request.two_stage else None,
-                           loras=loras, stage2_loras=stage2_loras, callback=callback)
+                           loras=loras, stage2_loras=stage2_loras, callback=callback, refine_tiles=tiles)
 
     sound = decode_audio(result.audio, audio_vae, engine, frames=request.frames, fps=request.fps)
     writer = MP4Writer(out_path, request.fps, audio_sample_rate=sound["sample_rate"],

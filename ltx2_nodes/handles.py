@@ -370,13 +370,23 @@ class VideoVAEHandle(_BundlePart):
 
     @cached_property
     def config(self):
+        """The conv VAE config (for a diffusion VAE file: its encoder; the decoder is :attr:`diffusion_config`)."""
         from .model.video_vae import VideoVAEConfig
 
         return VideoVAEConfig.from_metadata(self.models.source("video_decoder").component_config("video_decoder"))
 
+    @cached_property
+    def diffusion_config(self):
+        """The LTX-2.5 diffusion decoder's config, or None when the decoder is the conv one."""
+        from .model.diffusion_vae import DiffusionDecoderConfig, is_diffusion_vae
+
+        meta = self.models.source("video_decoder").component_config("video_decoder")
+        return DiffusionDecoderConfig.from_metadata(meta) if is_diffusion_vae(meta) else None
+
     @property
     def scale(self) -> VideoScale:
-        return self.config.decoder_scale
+        diffusion = self.diffusion_config
+        return diffusion.scale if diffusion is not None else self.config.decoder_scale
 
     @property
     def latent_channels(self) -> int:

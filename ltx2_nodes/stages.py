@@ -40,12 +40,14 @@ from .memory.estimates import (DecoderShape, audio_decode_activation_bytes, conn
                                upscaler_activation_bytes)
 from .memory.placement import module_tensors, tensor_bytes
 from .memory.precheck import RunEstimate, RunRequest, StageWeights
-from .memory.vae import SMALLEST_TILE, auto_tiling, decode_budget, encode_device_bytes, tile_device_bytes
+from .memory.vae import (SMALLEST_TILE, auto_tiling, decode_budget, encode_device_bytes, feature_extent,
+                         tile_device_bytes)
 from .model.compiling import compiled_blocks
 from .model.connector import TextConditioning
 from .model.shapes import VideoScale, clamped_frames_for_seconds, pixel_frames
 from .model.upsampler import upsample_latent
-from .model.vae_tiling import TilingConfig, decode_chunks, plan_tiles
+from .model.dit_tiling import RefineTiles, TiledDiT, plan_refine_tiles
+from .model.vae_tiling import TilingConfig, decode_chunks, diffusion_decode_chunks, plan_feature_tiles, plan_tiles
 from .handles import (AudioVAEHandle, ConnectorHandle, DiTHandle, DurationHeadHandle, GemmaHandle, UpscalerHandle,
                       VideoVAEHandle)
 from .latents import AVLatents, GenerationSettings, sample
@@ -55,6 +57,7 @@ from .sampling.conditioning import (ConditioningItem, ImageCondition, KeyframeAt
 from .sampling.guidance import plan_passes
 from .sampling.loop import Callback
 from .sampling.noise import SeededNoise
+from .sampling.recipe import DEFAULT_SEED
 from .sampling.state import VideoGrid
 from .text.cache import SESSION_CACHE, cache_key
 from .text.gemma import GemmaFeatures
@@ -262,36 +265,53 @@ def _on_cpu(latents: AVLatents) -> AVLatents:
 def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, settings: GenerationSettings,
                 engine: MemoryEngine | None = None, *, negative: TextConditioning | None = None,
                 conditioning: Sequence[ConditioningItem] = (), loras: Sequence | None = None,
-                noise: SeededNoise | None = None, callback: Callback | None = None) -> AVLatents:
+                noise: SeededNoise | None = None, callback: Callback | None = None,
+                tiles: RefineTiles | None = None) -> AVLatents:
     """One sampling stage of ``latents.sample`` with the DiT placed by the engine.
 
     ``conditioning``: already encoded items (``encode_conditioning_images``); ``loras``:
     ``[(LoRA, strength)]``, default the handle's list, applied around the stage only; ``noise``:
     a ``SeededNoise`` to continue (two-stage runs), default a fresh one from ``settings.seed``.
+    ``tiles``: refine the video tile by tile (``model.dit_tiling``; the stage-2 refinement of large
+    videos): with more than one tile the audio is kept as given (the stage-1 audio, refined once, as the
+    reference advises) and the DiT's activations are one tile's.
     Returns the latents on the CPU in float32.
     """
     engine = _engine(engine)
     passes = len(plan_passes(settings.video_guidance, settings.audio_guidance, latents.video is not None,
                              latents.audio is not None))
     batch = latents.batch * (passes if settings.batched_guidance else 1)
+    plan = None
     if latents.video is not None:  # an audio-only latent is seconds long: nothing to refuse
-        precheck_stage(engine, dit.models.stage_weights["dit"], latents.video.shape, latents.video_scale,
-                       what="sampling the latent of", dtype=dit.models.dtype, fps=latents.fps, batch=batch,
-                       dit_config=dit.config)
+        fhw = tuple(latents.video.shape[2:])
+        plan = plan_refine_tiles(fhw, tiles) if tiles is not None and tiles.count > 1 else None
+        # tiled: the DiT's activations are the largest tile's (the blend buffers are latent-sized, small)
+        checked = max((t.shape for t in plan), key=math.prod) if plan else fhw
+        precheck_stage(engine, dit.models.stage_weights["dit"], (*latents.video.shape[:2], *checked),
+                       latents.video_scale, what="sampling the latent of", dtype=dit.models.dtype, fps=latents.fps,
+                       batch=batch, dit_config=dit.config)
     model = dit.model
     loras = dit.lora_list() if loras is None else list(loras)
     cfg = model.config
     video_tokens = appended_tokens(conditioning)
     if latents.video is not None:
         grid = latents.video_grid()
-        video_tokens += grid.tokens + len(latents.keyframe_slots) * grid.height * grid.width
+        if plan is not None and len(plan) > 1:
+            log.info("refining the %dx%d latent in %s (largest %d of %d tokens)", grid.height, grid.width,
+                     tiles.describe(), max(t.tokens for t in plan), grid.tokens)
+            model = TiledDiT(model, fhw, plan, tile_positions=tiles.tile_positions)
+            if latents.audio is not None:
+                latents = latents.keep_audio()
+        video_tokens += (max(t.tokens for t in plan) if plan else grid.tokens) \
+            + len(latents.keyframe_slots) * grid.height * grid.width
     audio_tokens = latents.audio.shape[2] if latents.audio is not None else 0
     profile = dit_profile(cfg, video_tokens, audio_tokens, text_tokens=positive.video_context.shape[1], batch=batch,
                           dtype=model.compute_dtype)
-    compiled = (compiled_blocks(model.transformer_blocks, dit.compiled) if dit.compiled is not None
+    module = dit.model
+    compiled = (compiled_blocks(module.transformer_blocks, dit.compiled) if dit.compiled is not None
                 else contextlib.nullcontext())
-    with torch.no_grad(), applied_loras(model, loras), \
-            engine.stage("dit", model, blocks=model.transformer_blocks, profile=profile,
+    with torch.no_grad(), applied_loras(module, loras), \
+            engine.stage("dit", module, blocks=module.transformer_blocks, profile=profile,
                          release_pages=dit.release_pages) as stage, compiled:
         out = sample(model, positive, latents, settings, negative=negative, conditioning=list(conditioning),
                      noise=noise, callback=callback, device=stage.device)
@@ -360,14 +380,22 @@ def resolve_tiling(video_vae: VideoVAEHandle, latent_shape: Sequence[int], engin
         raise InputError(f"tiling must be a TilingConfig, None or 'auto', got {tiling!r}.")
     decoder = video_vae.decoder
     budget = decode_budget(engine.budget(), tensor_bytes(module_tensors(decoder)))
-    return auto_tiling(video_vae.config, tuple(latent_shape), budget, _module_dtype(decoder))
+    return auto_tiling(_decoder_config(video_vae), tuple(latent_shape), budget, _module_dtype(decoder))
+
+
+def _decoder_config(video_vae: VideoVAEHandle):
+    """The config the VAE memory model takes: the diffusion decoder's (LTX-2.5) or the conv VAE's."""
+    return video_vae.diffusion_config or video_vae.config
 
 
 def decode_video_chunks(latent: torch.Tensor, video_vae: VideoVAEHandle, engine: MemoryEngine | None = None,
-                        tiling: TilingConfig | str | None = "auto") -> Iterator[torch.Tensor]:
+                        tiling: TilingConfig | str | None = "auto", seed: int | None = None) -> Iterator[torch.Tensor]:
     """Video latent ``[B, C, F', H', W']`` -> float32 CPU chunks ``[B, 3, n, H, W]`` in [-1, 1] (about),
     in order, decoded tile by tile (progress per tile). The decoder's stage stays open while the
-    caller consumes chunks, so run no other stage in between (e.g. mux them into a file)."""
+    caller consumes chunks, so run no other stage in between (e.g. mux them into a file).
+
+    ``seed``: the noise seed of the LTX-2.5 diffusion decoder (None: the recipe's ``DEFAULT_SEED``, so a decode
+    is reproducible without one); the conv decoder has no noise and ignores it."""
     engine = _engine(engine)
     weights = video_vae.models.stage_weights["video_vae"]
     tile = None if tiling is None else SMALLEST_TILE if isinstance(tiling, str) else (
@@ -377,21 +405,38 @@ def decode_video_chunks(latent: torch.Tensor, video_vae: VideoVAEHandle, engine:
     decoder = video_vae.decoder
     decoder.check_latent(latent)
     tiling = resolve_tiling(video_vae, latent.shape, engine, tiling)
-    tiles = len(plan_tiles(latent.shape[2:], tiling, video_vae.scale)) if tiling is not None else 1
+    diffusion = video_vae.diffusion_config
+    if diffusion is not None:
+        tiles = len(plan_feature_tiles(feature_extent(diffusion, latent.shape), tiling, diffusion))
+    else:
+        tiles = len(plan_tiles(latent.shape[2:], tiling, video_vae.scale)) if tiling is not None else 1
     bar = ProgressBar(tiles)
     # device activations of one tile (outputs are blended on the CPU)
-    profile = StageProfile(tile_device_bytes(video_vae.config, latent.shape, tiling, _module_dtype(decoder)))
-    with torch.no_grad(), _hooked(decoder, bar), \
-            engine.stage("video_vae", decoder, profile=profile, release_pages=video_vae.release_pages):
-        for chunk in decode_chunks(decoder, latent, tiling, output_device="cpu"):
-            check_finite([chunk], stage="video VAE decoder", model=video_vae.models.name, inputs=[latent])
-            yield chunk
+    profile = StageProfile(tile_device_bytes(_decoder_config(video_vae), latent.shape, tiling, _module_dtype(decoder)))
+    with torch.no_grad(), engine.stage("video_vae", decoder, profile=profile, release_pages=video_vae.release_pages):
+        if diffusion is not None:
+            def on_tile(done: bool) -> None:
+                if done:
+                    bar.update(1)
+                else:
+                    check_interrupted("while decoding")
+
+            chunks = diffusion_decode_chunks(decoder, latent, tiling, DEFAULT_SEED if seed is None else seed,
+                                             output_device="cpu", on_tile=on_tile)
+            hooks = contextlib.nullcontext()
+        else:
+            chunks = decode_chunks(decoder, latent, tiling, output_device="cpu")
+            hooks = _hooked(decoder, bar)
+        with hooks:
+            for chunk in chunks:
+                check_finite([chunk], stage="video VAE decoder", model=video_vae.models.name, inputs=[latent])
+                yield chunk
 
 
 def decode_video(latent: torch.Tensor, video_vae: VideoVAEHandle, engine: MemoryEngine | None = None,
-                 tiling: TilingConfig | str | None = "auto") -> torch.Tensor:
-    """The whole video ``[B, 3, F, H, W]`` float32 on the CPU."""
-    with contextlib.closing(decode_video_chunks(latent, video_vae, engine, tiling)) as chunks:
+                 tiling: TilingConfig | str | None = "auto", seed: int | None = None) -> torch.Tensor:
+    """The whole video ``[B, 3, F, H, W]`` float32 on the CPU (``seed``: see :func:`decode_video_chunks`)."""
+    with contextlib.closing(decode_video_chunks(latent, video_vae, engine, tiling, seed)) as chunks:
         return torch.cat(list(chunks), dim=2)
 
 

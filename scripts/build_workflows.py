@@ -23,6 +23,7 @@ import copy
 import json
 import math
 import sys
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +55,9 @@ DEMO_23 = {**DEMO, "distilled": demo.CHECKPOINT_23, "dev": demo.CHECKPOINT_23, "
 # at 24 fps. The demo twins run at 256x160 -> 512x320, 49 frames: seconds on a CPU.
 RELEASED_SIZE = {"width": 768, "height": 512, "frames": 121}
 DEMO_SIZE = {"width": 256, "height": 160, "frames": 49}
+# The refine tiles of the tiled workflow: "auto" at the reference size (2 tiles at 1536x1024); the demo twin's small
+# latent would be one tile, so it asks for 2x2 to run the tiled path for real.
+RELEASED_SIZE["refine_tiles"], DEMO_SIZE["refine_tiles"] = "auto", "2x2"
 FPS = 24.0
 SEED = DEFAULT_SEED
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
@@ -307,7 +311,31 @@ def a2v_distilled(r: Release = LTX_2) -> Workflow:
                     {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes, r)
 
 
-WORKFLOWS = (t2av_distilled, t2av_dev, i2av_distilled, a2v_distilled)
+def t2av_distilled_tiled_refine(r: Release = LTX_2) -> Workflow:
+    """The distilled two-stage graph with stage 2 refined in tiles (``LTX2RefineTiles`` after the upscaler)."""
+    workflow = t2av_distilled(r)
+    for node in workflow.nodes:
+        if node.id == 8:
+            node.inputs["latent"], node.title = Link(19), "Stage 2 sampler (refine, in tiles)"
+    workflow.nodes.append(Node(19, "LTX2RefineTiles", {"latent": Link(7), "tiles": Size("refine_tiles"), "overlap": 4,
+                                                         "positions": "full grid"},
+                               pos=_col(3, 820)))
+    for node in workflow.nodes:
+        if node.type == "LTX2AVCombine":
+            node.inputs["filename_prefix"] = f"LTX2/{r.prefix}t2av_distilled_tiled_refine"
+    workflow.notes.append((
+        "High resolution: 'Refine in Tiles' makes the stage-2 sampler refine the upscaled latent in overlapping "
+        "tiles blended with linear ramps (the paper's multi-tile strategy), so its memory is one tile's. 'auto' "
+        "keeps each tile within a 1280x704 area (2 tiles at 1536x1024); for 1920x1088 set the Empty Latent to "
+        "960x544, for 2560x1472 to 1280x736. Every tile keeps its true positions and the conditioning it overlaps; "
+        "the audio is kept from stage 1 (refined once). Tiles see only their neighbourhood, so the result is an "
+        "approximation of the untiled refine (1 tile = exactly it).", _col(4, 620), (340, 300)))
+    return dataclasses.replace(workflow, name=f"{r.prefix}t2av_distilled_tiled_refine",
+                               description=f"Text to video with sound, {r.label} distilled, two stages, stage 2 "
+                                           "refined in tiles (high resolution)")
+
+
+WORKFLOWS = (t2av_distilled, t2av_dev, i2av_distilled, a2v_distilled, t2av_distilled_tiled_refine)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -99,8 +99,8 @@ def test_the_decode_stage_passes_the_engine_budget_into_the_tile_choice(monkeypa
     weight_bytes = tensor_bytes(module_tensors(decoder))
     bundle = types.SimpleNamespace(name="fake VAE", dtype=torch.float32,  # what the decode stage's pre-check reads
                                    stage_weights={"video_vae": StageWeights("video_vae", weight_bytes)})
-    vae = types.SimpleNamespace(decoder=decoder, config=decoder.config, scale=decoder.scale, release_pages=None,
-                                models=bundle)
+    vae = types.SimpleNamespace(decoder=decoder, config=decoder.config, diffusion_config=None, scale=decoder.scale,
+                                release_pages=None, models=bundle)
     shape = (1, 128, 16, 16, 24)
     for budget in (64 * GiB, 2 * GiB, GiB // 2):
         engine = MemoryEngine("cpu", virtual=True, vram_budget=budget)

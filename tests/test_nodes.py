@@ -30,7 +30,7 @@ from ltx2_nodes.sampling.recipe import recipe_for, start_at
 
 SCHEMA_IDS = {"LTX2CheckpointLoader", "LTX2GemmaLoader", "LTX2GemmaEncode", "LTX2TextConnector", "LTX2EmptyAVLatent",
               "LTX2ImageToVideo", "LTX2AudioToLatent", "LTX2LoraLoader", "LTX2Sampler", "LTX2LatentUpscaler",
-              "LTX2KeyframeSlots", "LTX2GeneratedKeyframes", "LTX2DurationHeadLoader",
+              "LTX2KeyframeSlots", "LTX2GeneratedKeyframes", "LTX2DurationHeadLoader", "LTX2RefineTiles",
               "LTX2VideoDecodeTiled", "LTX2AudioDecode", "LTX2AVCombine", "LTX2PromptEnhance",
               "LTX2CompileDiT"}
 RECIPE = recipe_for()

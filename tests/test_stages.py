@@ -158,7 +158,8 @@ def test_preview_projection_recovers_a_linear_decoder_and_draws_the_middle_frame
     g = torch.Generator().manual_seed(4)
     weight, bias = torch.randn(8, 3, generator=g) * 0.3, torch.tensor([0.1, -0.2, 0.05])
     vae = types.SimpleNamespace(decoder=LinearDecoder(weight, bias), latent_channels=8, scale=VideoScale(),
-                                config=VideoVAEConfig(latent_channels=8), models=_Models(), release_pages=None)
+                                config=VideoVAEConfig(latent_channels=8), diffusion_config=None, models=_Models(),
+                                release_pages=None)
     projection = fit_projection(vae)
     assert fit_projection(vae) is projection  # fitted once per VAE
     assert torch.allclose(projection[:-1], weight, atol=0.02) and torch.allclose(projection[-1], bias, atol=0.02)

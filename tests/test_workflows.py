@@ -30,9 +30,10 @@ FOLDER_NAMES = {"checkpoints": ["distilled", "dev"], "diffusion_models": [], "te
 KINDS_25 = {"t2av_distilled_two_stage", "i2av_distilled_two_stage", "t2av_keyframes_auto_length"}
 
 
-def test_four_workflows_per_model_family_in_each_form():
+def test_every_workflow_kind_ships_per_model_family_in_each_form():
     names = {p.name.split(".")[0] for p in UI_FILES}
-    kinds = {"t2av_distilled_two_stage", "t2av_dev_two_stage", "i2av_distilled_two_stage", "a2v_distilled_two_stage"}
+    kinds = {"t2av_distilled_two_stage", "t2av_dev_two_stage", "i2av_distilled_two_stage", "a2v_distilled_two_stage",
+             "t2av_distilled_tiled_refine"}
     assert names == kinds | {"ltx23_" + kind for kind in kinds} | {"ltx25_" + kind for kind in KINDS_25}
     assert {p.name.split(".")[0] for p in API_FILES} == names == {p.name.split(".")[0] for p in DEMO_FILES}
 
@@ -217,7 +218,7 @@ def test_every_ltx23_demo_workflow_runs_headless_with_48khz_audio_as_long_as_the
     LoRA) through ``python -m ltx2_nodes run``, at a small size and 2 dev steps for speed (--set; the distilled
     schedules ignore steps), writes an MP4 whose audio (the BigVGAN + bandwidth-extension vocoder) is 48 kHz and
     as long as the video (to the AAC frame)."""
-    assert len(LTX23_DEMO_FILES) == 4
+    assert len(LTX23_DEMO_FILES) == len(build.WORKFLOWS)
     small = [f"--set={k}" for k in ("5.width=64", "5.height=64", "5.frames=9", "6.steps=2")]
     files = run_cli([str(path), "--models-dir", str(demo_models.root), "--input-dir", str(DEMO_INPUTS),
                      "--out", str(tmp_path), *small], capsys)

@@ -74,6 +74,14 @@ def add_parser(p) -> None:
     p.add_argument("--sampler", default=None, help="stage-1 sampler: euler, euler_ancestral or res_2s (checked by "
                    "sampling.loop; default: the preset's, euler_ancestral for LTX-2.5 distilled, else euler)")
     p.add_argument("--single-stage", action="store_true", help="sample at the final size (no x2 upscale + refine)")
+    p.add_argument("--refine-tiles", default=None, metavar="auto|N|RxC",
+                   help="refine stage 2 tile by tile with blended overlaps (memory of one tile; 1080p and up): "
+                        "auto (the whole frame up to a 1280x704 area, else tiles of at most that area, more if the "
+                        "memory budget needs it), N (N x N), rows x columns such as 2x3, or 2x3x2 to tile time "
+                        "too (default: untiled)")
+    p.add_argument("--refine-tile-positions", choices=("grid", "tile"), default="grid",
+                   help="grid: every refine tile keeps its true positions; tile: each tile's positions start at 0 "
+                        "(the reference's choice; keeps frames wider than the trained 2048 px in range)")
     p.add_argument("--checkpoint", help="file in checkpoints/, or an LTX-2.5 transformer in diffusion_models/ (its "
                    "other files are found in the model folders; default: the first released file found)")
     p.add_argument("--gemma", help="file or folder in text_encoders/ (default: Gemma 3 12B as released; LTX-2.5: the "
@@ -297,7 +305,8 @@ def run(args) -> int:
         width=args.width, height=args.height, frames=frames, fps=args.fps, seed=args.seed, mode=mode,
         steps=args.steps, two_stage=two_stage, images=images,
         audio=load_audio_file(args.audio) if args.audio else None, audio_start_seconds=args.audio_start,
-        family=family, keyframes=args.keyframes)
+        family=family, keyframes=args.keyframes, refine_tiles=args.refine_tiles,
+        refine_tile_positions=args.refine_tile_positions == "tile")
     if args.sampler is not None:
         import dataclasses
 

@@ -16,6 +16,7 @@ from torch import nn
 from ..errors import CheckpointError, UnsupportedModelError
 from ..model.audio_vae import AudioDecoder, AudioEncoder, AudioVAEConfig
 from ..model.bigvgan import BWEVocoder, BWEVocoderConfig
+from ..model.diffusion_vae import DiffusionDecoderConfig, DiffusionVideoDecoder, fold_static_gates, is_diffusion_vae
 from ..model.connector import (ConnectorConfig, Embeddings1DConnector, TextConnectors, TextProjection,
                                TextProjectionConfig)
 from ..model.duration_head import DurationHead, DurationHeadConfig
@@ -46,7 +47,7 @@ def check_configs(ckpt: LTX2Checkpoint) -> None:
         return lambda c: ConnectorConfig.from_metadata(c, audio=component == "audio_connector", registers=rows)
 
     builders = {"transformer": TransformerConfig.from_metadata, "video_connector": None, "audio_connector": None,
-                "video_decoder": VideoVAEConfig.from_metadata, "audio_decoder": AudioVAEConfig.from_metadata,
+                "video_decoder": video_decoder_config, "audio_decoder": AudioVAEConfig.from_metadata,
                 "vocoder": vocoder_config}
     for component, build in builders.items():
         if not ckpt.has(component):
@@ -186,16 +187,32 @@ def load_vocoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=
 # Video VAE and latent upsampler (issue 4)
 
 
-def load_video_encoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> VideoEncoder:
-    """The video VAE encoder (``vae.encoder.*`` + shared ``vae.per_channel_statistics.*``)."""
+def load_video_encoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None,
+                       device=None) -> VideoEncoder:
+    """The video VAE encoder (``vae.encoder.*`` + shared ``vae.per_channel_statistics.*``; bare ``encoder.*`` in
+    an LTX-2.5 split pack's video VAE file, whose nested ``config.vae.encoder`` the config reads)."""
     return _load(ckpt, "video_encoder", lambda c: VideoEncoder(VideoVAEConfig.from_metadata(c)), "video VAE encoder",
                  dtype, device)
 
 
-def load_video_decoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None) -> VideoDecoder:
-    """The video VAE decoder (``vae.decoder.*`` + shared ``vae.per_channel_statistics.*``)."""
-    return _load(ckpt, "video_decoder", lambda c: VideoDecoder(VideoVAEConfig.from_metadata(c)), "video VAE decoder",
-                 dtype, device)
+def video_decoder_config(meta: dict) -> VideoVAEConfig | DiffusionDecoderConfig:
+    """The decoder ``config.vae`` describes: the LTX-2.5 diffusion decoder (``_class_name``
+    ``CausalDiffusionVAE``) or the conv VAE (whose config also carries the encoder)."""
+    return DiffusionDecoderConfig.from_metadata(meta) if is_diffusion_vae(meta) else VideoVAEConfig.from_metadata(meta)
+
+
+def load_video_decoder(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None,
+                       device=None) -> VideoDecoder | DiffusionVideoDecoder:
+    """The video VAE decoder (``vae.decoder.*`` / bare ``decoder.*`` + shared ``per_channel_statistics.*``), the
+    one ``config.vae._class_name`` names: the conv decoder, or the LTX-2.5 diffusion decoder
+    (``CausalDiffusionVAE``; its static gates folded into their Linears at load, see ``fold_static_gates``)."""
+    cfg = video_decoder_config(ckpt.component_config("video_decoder"))
+    if isinstance(cfg, DiffusionDecoderConfig):
+        state = fold_static_gates(ckpt.state_dict("video_decoder"))
+        return build_module(lambda: DiffusionVideoDecoder(cfg), state, what="diffusion video VAE decoder",
+                            source=ckpt.path.name, dtype=dtype, device=device, release=ckpt.release_pages,
+                            ignore_unexpected=_UNREAD_STATISTICS)
+    return _load(ckpt, "video_decoder", lambda _: VideoDecoder(cfg), "video VAE decoder", dtype, device)
 
 
 def load_latent_statistics(ckpt: LTX2Checkpoint, device=None) -> PerChannelStatistics:

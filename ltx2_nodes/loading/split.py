@@ -353,6 +353,10 @@ SPLIT_LOADERS: dict[str, tuple[str, Loader]] = {
     "audio_decoder": ("audio_vae", lambda p, dtype, device: components.load_audio_decoder(
         p.file("audio_vae"), dtype, device)),
     "vocoder": ("audio_vae", lambda p, dtype, device: components.load_vocoder(p.file("audio_vae"), dtype, device)),
+    "video_encoder": ("video_vae", lambda p, dtype, device: components.load_video_encoder(
+        p.file("video_vae"), dtype, device)),
+    "video_decoder": ("video_vae", lambda p, dtype, device: components.load_video_decoder(
+        p.file("video_vae"), dtype, device)),
     "latent_statistics": ("video_vae", lambda p, dtype, device: components.load_latent_statistics(
         p.file("video_vae"), device)),
     "latent_upsampler": ("upscaler", lambda p, dtype, device: components.load_latent_upsampler(

@@ -23,14 +23,16 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
-from ..errors import OutOfMemoryError
+from ..errors import InputError, OutOfMemoryError
 from ..loading.components import UNREAD, vocoder_dtype
 from ..loading.quant import GGML_TYPE_SUFFIX, QUANT_SUFFIXES, QuantLinear, packed_logical_numel
 from ..model.shapes import (AudioTiming, VideoScale, audio_latent_frames, size_multiple, stage1_size,
                             video_latent_size)
+from ..model.dit_tiling import RefineTiles, auto_refine_tiles, largest_tile_tokens, parse_refine_tiles
 from ..model.transformer import TransformerConfig
 from ..model.video_vae import VideoVAEConfig
-from .estimates import (DEQUANT_FLOAT32_BYTES, GEMMA3_12B, TEXT_TOKENS, DecoderShape, audio_decode_activation_bytes,
+from .estimates import (DEQUANT_FLOAT32_BYTES, GEMMA3_12B, IO_BYTES_PER_TOKEN, TEXT_TOKENS, DecoderShape,
+                        audio_decode_activation_bytes,
                         connector_activation_bytes, decoder_activation_bytes, dit_activation_bytes, itemsize,
                         upscaler_activation_bytes)
 from .host import ALIGN, BlockLayout
@@ -187,9 +189,22 @@ class RunRequest:
     vae_tile: tuple[int | None, int | None] | None = (512, 64)  # decode tile (pixels, frames; None: that axis
     # untiled); None: the whole video at once
     dtype: torch.dtype = torch.bfloat16
+    # stage 2 tile by tile (``model.dit_tiling``): None untiled; "auto": resolved by ``precheck``
+    refine_tiles: RefineTiles | str | None = None
+    tile_positions: bool = False  # ``RefineTiles.tile_positions`` of tiles parsed from a spec
 
     def describe(self) -> str:
         return f"{self.width}x{self.height}x{self.frames}"
+
+    def stage2_grid(self) -> tuple[int, int, int]:
+        """The (frames, height, width) latent grid the refinement stage samples."""
+        return video_latent_size(self.frames, self.height, self.width, VideoVAEConfig().encoder_scale)
+
+    def tiles(self) -> RefineTiles | None:
+        """The refine tiles, "auto" resolved to its area rule (``dit_tiling.auto_refine_tiles``)."""
+        if self.refine_tiles is None or not self.two_stage:
+            return None
+        return parse_refine_tiles(self.refine_tiles, self.stage2_grid(), tile_positions=self.tile_positions)
 
 
 @dataclass(frozen=True)
@@ -257,7 +272,11 @@ def _stage_activations(request: RunRequest, dit: TransformerConfig, text: Decode
     # two-stage: the upscaler takes stage 1's latent; single stage: the request is the upscaler's input
     acts["upscaler"] = upscaler_activation_bytes(math.prod(first), dtype)
     if request.two_stage:
-        acts["dit_stage2"] = dit_activation_bytes(dit, math.prod(grid), ta, batch=request.batch, dtype=dtype)
+        # tiled: one tile's activations, plus the whole latent's sampler state and blend accumulators
+        tile_tokens = largest_tile_tokens(grid, request.tiles())
+        acts["dit_stage2"] = (dit_activation_bytes(dit, tile_tokens, ta, batch=request.batch, dtype=dtype)
+                              + (request.batch * math.prod(grid) * IO_BYTES_PER_TOKEN
+                                 if tile_tokens < math.prod(grid) else 0))
     acts["video_vae"] = tile_device_bytes(decoder or vae, (1, vae.latent_channels, *grid), tiling, dtype)
     acts["audio_vae"] = audio_decode_activation_bytes(ta)
     return acts
@@ -369,16 +388,45 @@ def _alternatives(weights, request: RunRequest, kwargs: dict) -> list[str]:
         found.append("guidance passes run one after another instead of batched")
     if request.vae_tile != (256, 32) and "video_vae" in weights and fits(vae_tile=(256, 32)):
         found.append("a smaller VAE decode tile (256 px, 32 frames)")
+    if request.two_stage:
+        tiles = fitting_refine_tiles(weights, request, kwargs)
+        if tiles is not None and tiles != request.tiles():
+            found.append(f"stage 2 refined in {tiles.describe()} (--refine-tiles {tiles.rows}x{tiles.columns})")
     return found
+
+
+def fitting_refine_tiles(weights, request: RunRequest, kwargs: dict) -> RefineTiles | None:
+    """The fewest refine tiles with which ``request`` fits: the area rule's tiles (``auto_refine_tiles``), then
+    ever smaller tiles (half the area each time) down to 4 x 4 latent cells; None when none fits."""
+    grid = request.stage2_grid()
+    cells = grid[1] * grid[2]
+    while cells >= 16:
+        try:
+            tiles = replace(auto_refine_tiles(grid, max_cells=cells), tile_positions=request.tile_positions)
+        except InputError:  # tiles this small cannot hold the overlaps
+            return None
+        if estimate_run(weights, replace(request, refine_tiles=tiles), **kwargs).fits:
+            return tiles
+        cells //= 2
+    return None
 
 
 def precheck(weights: Mapping[str, StageWeights], request: RunRequest, *, vram_budget: int, ram_budget: int,
              dit_config: TransformerConfig | None = None, text_shape: DecoderShape = GEMMA3_12B,
              minimal: bool = False, what: str = "", decoder_config=None) -> RunEstimate:
     """The estimate if ``request`` fits both budgets; otherwise ``OutOfMemoryError`` saying what would
-    (``what``: which part is checked, e.g. "the sampler's latent", put before the size in the message)."""
+    (``what``: which part is checked, e.g. "the sampler's latent", put before the size in the message).
+
+    ``request.refine_tiles`` "auto" is resolved here: the area rule's tiles, or more tiles when those do not fit
+    the budget; ``estimate.request.refine_tiles`` holds the tiles chosen."""
     kwargs = dict(vram_budget=vram_budget, ram_budget=ram_budget, dit_config=dit_config, text_shape=text_shape,
                   minimal=minimal, decoder_config=decoder_config)
+    if isinstance(request.refine_tiles, str) and request.refine_tiles.strip().lower() == "auto":
+        # "auto": the area rule's tiles, more if those do not fit the budget
+        start = request.tiles()
+        grown = fitting_refine_tiles(weights, replace(request, refine_tiles=start), kwargs) if request.two_stage \
+            else None
+        request = replace(request, refine_tiles=grown if grown is not None and grown.count > start.count else start)
     estimate = estimate_run(weights, request, **kwargs)
     if estimate.fits:
         return estimate

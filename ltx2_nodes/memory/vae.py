@@ -24,7 +24,8 @@ from collections.abc import Sequence
 import torch
 
 from ..model.shapes import video_latent_size
-from ..model.vae_tiling import TilingConfig, largest_tile
+from ..model.diffusion_vae import DiffusionDecoderConfig
+from ..model.vae_tiling import TilingConfig, largest_tile, plan_feature_tiles
 from ..model.video_vae import VideoVAEConfig, block_stride
 from .devices import host_ram_available
 
@@ -57,10 +58,13 @@ def activation_bytes_per_voxel(config: VideoVAEConfig, itemsize: int) -> float:
     return LIVE_ACTIVATIONS * itemsize * density
 
 
-def tile_device_bytes(config: VideoVAEConfig, latent_shape: Sequence[int], tiling: TilingConfig | None,
-                      dtype: torch.dtype = torch.bfloat16) -> int:
+def tile_device_bytes(config: VideoVAEConfig | DiffusionDecoderConfig, latent_shape: Sequence[int],
+                      tiling: TilingConfig | None, dtype: torch.dtype = torch.bfloat16) -> int:
     """Device bytes of decoding the largest tile (the whole latent untiled): its activations and its
-    float32 output; the blending happens on the output device (the CPU in the decode stage)."""
+    float32 output; the blending happens on the output device (the CPU in the decode stage). For the
+    diffusion decoder: :func:`diffusion_tile_device_bytes`."""
+    if isinstance(config, DiffusionDecoderConfig):
+        return diffusion_tile_device_bytes(config, latent_shape, tiling, dtype)
     batch, _, *fhw = latent_shape
     frames, height, width = largest_tile(fhw, tiling, config.decoder_scale)
     voxels = frames * height * width
@@ -75,8 +79,8 @@ def encode_device_bytes(config: VideoVAEConfig, frames: int, height: int, width:
                                                                                   config.encoder_scale)), None, dtype)
 
 
-def estimate_decode_bytes(config: VideoVAEConfig, latent_shape: Sequence[int], tiling: TilingConfig | None,
-                          dtype: torch.dtype = torch.bfloat16) -> int:
+def estimate_decode_bytes(config: VideoVAEConfig | DiffusionDecoderConfig, latent_shape: Sequence[int],
+                          tiling: TilingConfig | None, dtype: torch.dtype = torch.bfloat16) -> int:
     """Peak bytes of a decode blended on the same device: the largest tile's activations plus float32
     outputs. Untiled (``tiling=None``): the video and the consumer's copy of it (``2C`` channels). Tiled:
 
@@ -84,6 +88,8 @@ def estimate_decode_bytes(config: VideoVAEConfig, latent_shape: Sequence[int], t
     * per chunk: values + weights of two temporal groups, the chunk being yielded and the one the
       consumer still holds (``2(C + 1) + 2C`` channels of the largest group, full frame size).
     """
+    if isinstance(config, DiffusionDecoderConfig):
+        return diffusion_decode_bytes(config, latent_shape, tiling, dtype)
     batch, _, *fhw = latent_shape
     scale = config.decoder_scale
     group_frames, tile_h, tile_w = largest_tile(fhw, tiling, scale)
@@ -105,16 +111,22 @@ _TEMPORAL_CANDIDATES = (None, 128, 96, 64, 48, 32, 24, 16)
 SMALLEST_TILE = (_SPATIAL_CANDIDATES[-1], _TEMPORAL_CANDIDATES[-1])  # what "auto" tiling falls back to at worst
 
 
-def tiling_with_overlaps(spatial: int | None, temporal: int | None) -> TilingConfig | None:
+def tiling_with_overlaps(spatial: int | None, temporal: int | None,
+                         minimum: tuple[int, int] = (0, 0)) -> TilingConfig | None:
     """Tiles of ``spatial`` pixels / ``temporal`` frames (None: that axis untiled) with the default overlaps:
-    64 px spatially (32 px for tiles under 192 px), 24 frames temporally (8 for chunks under 48 frames)."""
+    64 px spatially (32 px for tiles under 192 px), 24 frames temporally (8 for chunks under 48 frames), raised
+    to ``minimum`` (frames, pixels; the diffusion decoder's ``min_tile_overlaps``). None when a tile would not
+    exceed its overlap."""
     if spatial is None and temporal is None:
         return None
-    return TilingConfig(spatial, (64 if spatial >= 192 else 32) if spatial else 0,
-                        temporal, (24 if temporal >= 48 else 8) if temporal else 0)
+    pixels = max((64 if spatial >= 192 else 32), minimum[1]) if spatial else 0
+    frames = max((24 if temporal >= 48 else 8), minimum[0]) if temporal else 0
+    if (spatial and pixels >= spatial) or (temporal and frames >= temporal):
+        return None
+    return TilingConfig(spatial, pixels, temporal, frames)
 
 
-def auto_tiling(config: VideoVAEConfig, latent_shape: Sequence[int], memory_budget_bytes: int,
+def auto_tiling(config: VideoVAEConfig | DiffusionDecoderConfig, latent_shape: Sequence[int], memory_budget_bytes: int,
                 dtype: torch.dtype = torch.bfloat16) -> TilingConfig | None:
     """The tiling with the largest tiles whose :func:`estimate_decode_bytes` fits the budget.
 
@@ -123,12 +135,17 @@ def auto_tiling(config: VideoVAEConfig, latent_shape: Sequence[int], memory_budg
     """
     best: tuple[int, TilingConfig | None] | None = None
     smallest = None
+    diffusion = isinstance(config, DiffusionDecoderConfig)
     for spatial in _SPATIAL_CANDIDATES:
         for temporal in _TEMPORAL_CANDIDATES:
-            tiling = smallest = tiling_with_overlaps(spatial, temporal)
+            tiling = tiling_with_overlaps(spatial, temporal, config.min_tile_overlaps if diffusion else (0, 0))
+            if tiling is None and (spatial or temporal):
+                continue
+            smallest = tiling
             if estimate_decode_bytes(config, latent_shape, tiling, dtype) > memory_budget_bytes:
                 continue
-            volume = math.prod(largest_tile(latent_shape[2:], tiling, config.decoder_scale))
+            volume = (_largest_feature_tile(config, latent_shape, tiling)[0] if diffusion
+                      else math.prod(largest_tile(latent_shape[2:], tiling, config.decoder_scale)))
             if best is None or volume > best[0]:
                 best = (volume, tiling)
     if best is None:
@@ -145,3 +162,60 @@ def decode_budget(device_budget: int | None, weight_bytes: int) -> int:
     if device_budget is None:
         return host_ram_available() // HOST_DECODE_SHARE
     return max(device_budget - weight_bytes, 0)
+
+
+# ------------------------------------------------------------------------------------------------
+# The LTX-2.5 diffusion decoder (``model/diffusion_vae.py``)
+
+# Live activations per stage-5 token, in stage-5 widths, besides the context: the block input and output,
+# the modulated input, attention output and projection, Q/K/V of one W slab, RoPE copies and the pixel
+# buffers of the Euler step; the SwiGLU runs in bounded token chunks. Checked by benchmarks/diffusion_decode.py.
+STAGE5_LIVE_WIDTHS = 9
+
+
+def feature_extent(config: DiffusionDecoderConfig, latent_shape: Sequence[int]) -> tuple[int, int, int]:
+    """Stage-4 input (T, H, W) of a latent (size-floored, without the trailing pad): what tiles split."""
+    t, h, w = (max(a, m) for a, m in zip(latent_shape[2:], config.min_latent_size))
+    st, sh, sw = config.feature_scale
+    frames = (t - 1) * config.scale.time + 1
+    return (frames + st - 1) // st, h * config.scale.height // sh, w * config.scale.width // sw
+
+
+def _largest_feature_tile(config: DiffusionDecoderConfig, latent_shape: Sequence[int],
+                          tiling: TilingConfig | None) -> tuple[int, tuple[int, int, int]]:
+    """(stage-5 tokens, stage-4 feature extent T/H/W) of the largest tile of a decode of ``latent_shape``."""
+    content = feature_extent(config, latent_shape)
+    tokens = 0
+    for tile in plan_feature_tiles(content, tiling, config):
+        f, y, x = (s.stop - s.start for s in tile.pixels)
+        tokens = max(tokens, max(f, config.stage5_kernel[0]) * (y // config.patch_size) * (x // config.patch_size))
+    return tokens, content
+
+
+def diffusion_decode_bytes(config: DiffusionDecoderConfig, latent_shape: Sequence[int], tiling: TilingConfig | None,
+                           dtype: torch.dtype = torch.bfloat16) -> int:
+    """Peak bytes of a diffusion decode: the stage-4 features of the whole video (stages 1-3 run untiled, with
+    the trailing pad), the largest tile's stage-5 activations (:data:`STAGE5_LIVE_WIDTHS` + its context), and
+    float32 pixels: the noise canvas and the blend buffers of two temporal groups (full frame)."""
+    itemsize = _itemsize(dtype)
+    batch = latent_shape[0]
+    tokens, (ft, fh, fw) = _largest_feature_tile(config, latent_shape, tiling)
+    ghost = config.trailing_pad_frames * config.scale.time // config.feature_scale[0]
+    features = (ft + ghost) * fh * fw * config.stage_channels[3] * itemsize
+    stage5 = tokens * (config.stage_channels[-1] + STAGE5_LIVE_WIDTHS * config.stage5_width) * itemsize
+    canvas = ft * config.feature_scale[0] * fh * config.feature_scale[1] * fw * config.feature_scale[2]
+    group = canvas if tiling is None or tiling.tile_size_in_frames is None else \
+        canvas * tiling.tile_size_in_frames // max(ft * config.feature_scale[0], 1)
+    pixels = config.out_channels * (canvas + 4 * group) * OUTPUT_BYTES
+    return int(batch * (features + stage5 + pixels))
+
+
+def diffusion_tile_device_bytes(config: DiffusionDecoderConfig, latent_shape: Sequence[int],
+                                tiling: TilingConfig | None, dtype: torch.dtype = torch.bfloat16) -> int:
+    """Device bytes of a diffusion decode whose blending happens on the CPU (features + the largest tile)."""
+    itemsize = _itemsize(dtype)
+    tokens, (ft, fh, fw) = _largest_feature_tile(config, latent_shape, tiling)
+    ghost = config.trailing_pad_frames * config.scale.time // config.feature_scale[0]
+    features = (ft + ghost) * fh * fw * config.stage_channels[3] * itemsize
+    stage5 = tokens * (config.stage_channels[-1] + STAGE5_LIVE_WIDTHS * config.stage5_width) * itemsize
+    return int(latent_shape[0] * (features + stage5))

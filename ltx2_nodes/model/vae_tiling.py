@@ -22,12 +22,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import product
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
 from ..errors import InputError
 from .shapes import VideoScale, check_video_size
+from .diffusion_vae import DiffusionDecoderConfig, DiffusionVideoDecoder
 from .video_vae import VideoDecoder, VideoEncoder
 
 
@@ -318,46 +319,24 @@ def tiled_decode(decoder: VideoDecoder, latent: torch.Tensor, tiling: TilingConf
     divide = not masks_are_complementary(((t.pixels, t.masks()) for t in tiles),
                                          (1 + (fhw[0] - 1) * scale.time, height, width))
 
-    def finished(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-        return values / weights.clamp(min=1e-8) if divide else values
+    def decode(tile: Tile) -> torch.Tensor:
+        return decoder(latent[(slice(None), slice(None)) + tile.latent]).to(out_device, torch.float32)
 
-    previous: tuple[torch.Tensor, torch.Tensor | None, slice] | None = None
-    for group in _temporal_groups(tiles):
-        span = group[0].pixels[0]
-        values = torch.zeros(batch, channels, span.stop - span.start, height, width, device=out_device)
-        weights = torch.zeros(1, 1, span.stop - span.start, height, width, device=out_device) if divide else None
-        for tile in group:
-            decoded = decoder(latent[(slice(None), slice(None)) + tile.latent]).to(out_device, torch.float32)
-            where = (slice(None), slice(None), slice(None)) + tile.pixels[1:]
-            values[where] += tile.weigh(decoded)
-            if divide:
-                weights[where] += tile.weigh(torch.ones(1, 1, *decoded.shape[2:], device=out_device))
-            del decoded
-        if previous is not None:
-            prev_values, prev_weights, prev_span = previous
-            offset = span.start - prev_span.start
-            overlap = prev_span.stop - span.start
-            if overlap > 0:
-                # the overlap's sums end up in the current group, which carries them forward
-                prev_values[:, :, offset:] += values[:, :, :overlap]
-                values[:, :, :overlap] = prev_values[:, :, offset:]
-                if divide:
-                    prev_weights[:, :, offset:] += weights[:, :, :overlap]
-                    weights[:, :, :overlap] = prev_weights[:, :, offset:]
-            yield finished(prev_values[:, :, :offset], prev_weights[:, :, :offset] if divide else None)
-        previous = (values, weights, span)
-        del values, weights
-    if previous is not None:
-        yield finished(previous[0], previous[1])
+    yield from _blend_groups(tiles, decode, Tile.masks, (batch, channels), (tiles[-1].pixels[0].stop, height, width),
+                             divide, out_device)
 
 
-def decode_chunks(decoder: VideoDecoder, latent: torch.Tensor, tiling: TilingConfig | None,
-                  output_device: torch.device | str | None = None) -> Iterator[torch.Tensor]:
+def decode_chunks(decoder: VideoDecoder | DiffusionVideoDecoder, latent: torch.Tensor, tiling: TilingConfig | None,
+                  output_device: torch.device | str | None = None, seed: int = 0) -> Iterator[torch.Tensor]:
     """Decode to float32 frame chunks. ``tiling``: a :class:`TilingConfig`, or ``None`` (one untiled
-    decode, one chunk). The tile size for a memory budget is chosen in ``memory/vae.py`` (``auto_tiling``)."""
+    decode, one chunk). The tile size for a memory budget is chosen in ``memory/vae.py`` (``auto_tiling``).
+    ``seed``: the noise seed of a diffusion decoder (:func:`diffusion_decode_chunks`); the conv decoder has none."""
     if isinstance(tiling, str):
         raise InputError(f"tiling must be a TilingConfig or None, got {tiling!r} (ltx2_nodes.memory.vae.auto_tiling "
                          "picks one for a memory budget).")
+    if isinstance(decoder, DiffusionVideoDecoder):
+        yield from diffusion_decode_chunks(decoder, latent, tiling, seed, output_device)
+        return
     if tiling is None:
         out_device = torch.device(output_device) if output_device is not None else latent.device
         yield decoder(latent).to(out_device, torch.float32)
@@ -365,7 +344,159 @@ def decode_chunks(decoder: VideoDecoder, latent: torch.Tensor, tiling: TilingCon
     yield from tiled_decode(decoder, latent, tiling, output_device)
 
 
-def decode_video(decoder: VideoDecoder, latent: torch.Tensor, tiling: TilingConfig | None,
-                 output_device: torch.device | str | None = None) -> torch.Tensor:
+def decode_video(decoder: VideoDecoder | DiffusionVideoDecoder, latent: torch.Tensor, tiling: TilingConfig | None,
+                 output_device: torch.device | str | None = None, seed: int = 0) -> torch.Tensor:
     """The whole video [B,3,F,H,W] float32 (concatenated :func:`decode_chunks`)."""
-    return torch.cat(list(decode_chunks(decoder, latent, tiling, output_device)), dim=2)
+    return torch.cat(list(decode_chunks(decoder, latent, tiling, output_device, seed)), dim=2)
+
+
+# ------------------------------------------------------------------------------------------------
+# Diffusion decoder (LTX-2.5): stages 1-3 once, stages 4-5 per tile of the stage-4 input
+
+
+@dataclass(frozen=True)
+class FeatureTile:
+    """A tile of the diffusion decoder: stage-4-input cells (T, H, W), the canvas pixels it decodes, its 1-D
+    blend masks, and whether it holds the first frame (``origin``) / the last one (``trailing``)."""
+
+    features: tuple[slice, slice, slice]
+    pixels: tuple[slice, slice, slice]
+    masks: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    origin: bool
+    trailing: bool
+
+
+def _split_with_floor(length: int, size: int | None, overlap: int, minimum: int) -> list[Span]:
+    """:func:`split_axis` (not causal) whose short last tile grows leftwards to ``minimum`` cells, the overlap with
+    the one before widening to match (reference ``split_by_size(min_tile_size=)``)."""
+    if size is None or length < minimum:
+        return [Span(0, length)]
+    spans = split_axis(length, max(size, overlap + 1, 2), overlap, temporal=False)
+    last = spans[-1]
+    if len(spans) > 1 and last.end - last.start < minimum:
+        start = last.end - minimum
+        prev = spans[-2]
+        spans[-2:] = [Span(prev.start, prev.end, prev.left_ramp, prev.end - start),
+                      Span(start, last.end, prev.end - start, 0)]
+    return spans
+
+
+def plan_feature_tiles(feature_thw: Sequence[int], tiling: TilingConfig | None,
+                       config: DiffusionDecoderConfig) -> list[FeatureTile]:
+    """Tiles of a diffusion decode (reference ``diffusion_tiling.prepare_tile_schedule``): each axis of the
+    stage-4 input is split by the tile size (pixels // the stage-4 -> pixel scale; spatial sizes follow
+    ``keep_aspect`` on the 32-px latent grid as in :func:`plan_tiles`), short last tiles grown to
+    ``feature_tile_min``; pixel spans follow the last upsample (a temporal x2 after the first tile starts one
+    frame early) and blend with symmetric trapezoids. Overlaps below ``config.min_tile_overlaps`` are refused."""
+    min_frames, min_pixels = config.min_tile_overlaps
+    tiling = tiling or TilingConfig(None, 0, None, 0)
+    for size, overlap, floor, unit in ((tiling.tile_size_in_pixels, tiling.tile_overlap_in_pixels, min_pixels, "px"),
+                                       (tiling.tile_size_in_frames, tiling.tile_overlap_in_frames, min_frames,
+                                        "frames")):
+        if size is not None and overlap < floor:
+            raise InputError(f"diffusion VAE decode: tile overlap {overlap} {unit} is below the {floor} {unit} this "
+                             f"decoder's attention reaches across tile edges; use an overlap of at least {floor}.")
+    scale_t, scale_h, scale_w = config.feature_scale
+    latent = config.scale
+    sizes = [None if tiling.tile_size_in_frames is None else tiling.tile_size_in_frames // scale_t]
+    long_cells = max(feature_thw[1] * scale_h // latent.height, feature_thw[2] * scale_w // latent.width, 1)
+    for cells, factor in ((feature_thw[1], scale_h), (feature_thw[2], scale_w)):
+        if tiling.tile_size_in_pixels is None:
+            sizes.append(None)
+            continue
+        size_cells = tiling.tile_size_in_pixels // latent.height
+        if tiling.keep_aspect:
+            size_cells = round(size_cells * (cells * factor // latent.height) / long_cells)
+        sizes.append(max(size_cells * latent.height, 2 * latent.height) // factor)
+    overlaps = (tiling.tile_overlap_in_frames // scale_t, tiling.tile_overlap_in_pixels // scale_h,
+                tiling.tile_overlap_in_pixels // scale_w)
+    axes = []
+    for axis, (length, size, overlap, minimum, factor) in enumerate(
+            zip(feature_thw, sizes, overlaps, config.feature_tile_min, config.feature_scale)):
+        entries = []
+        for span in _split_with_floor(length, size, overlap, minimum):
+            start, stop = span.start * factor, span.end * factor
+            if axis == 0 and factor == 2:  # pixel-shuffle x2 drops the duplicate first frame of the origin tile
+                start, stop = start - (1 if span.start else 0), stop - 1
+            mask = trapezoid(stop - start, span.left_ramp * factor, span.right_ramp * factor, False)
+            entries.append((slice(span.start, span.end), slice(start, stop), mask, span.start == 0,
+                            span.end == length))
+        axes.append(entries)
+    return [FeatureTile((t[0], h[0], w[0]), (t[1], h[1], w[1]), (t[2], h[2], w[2]), t[3], t[4])
+            for t, h, w in product(*axes)]
+
+
+def diffusion_decode_chunks(decoder: DiffusionVideoDecoder, latent: torch.Tensor, tiling: TilingConfig | None,
+                            seed: int, output_device: torch.device | str | None = None, pathway: str = "chunked",
+                            on_tile: Callable[[bool], None] | None = None) -> Iterator[torch.Tensor]:
+    """Decode ``latent`` with the diffusion decoder, yielding float32 frame chunks [B,3,n,H,W] in order.
+
+    Stages 1-3 run once on the whole (floored, trailing-padded) latent; each :func:`plan_feature_tiles` tile
+    runs stages 4-5 in isolation on its slice of the one seeded noise canvas; tiles blend as in
+    :func:`tiled_decode` (weights divided out unless they sum to 1) and finished frames are yielded once no
+    later tile touches them. Untiled (``tiling=None``) this is the decoder's ``forward``. ``on_tile(done)`` is
+    called before (False) and after (True) every tile (cancellation, progress)."""
+    decoder.check_latent(latent)
+    out_device = torch.device(output_device) if output_device is not None else latent.device
+    noise = decoder.seeded_noise(latent.shape, seed, latent.dtype)
+    padded, fronts = decoder.prepare_latent(latent)
+    features = decoder.features(padded)
+    pad = decoder.config.trailing_pad_frames * decoder.scale.time // decoder.config.feature_scale[0]
+    content = (features.shape[1] - pad, features.shape[2], features.shape[3])
+    tiles = plan_feature_tiles(content, tiling, decoder.config)
+    extent = tuple(noise.shape[2:])
+    divide = not masks_are_complementary(((t.pixels, t.masks) for t in tiles), extent)
+    frames = (latent.shape[2] - 1) * decoder.scale.time + 1
+    emitted = 0
+
+    def decode(tile: FeatureTile) -> torch.Tensor:
+        t, h, w = tile.features
+        part = features[:, t.start:(features.shape[1] if tile.trailing else t.stop), h, w]
+        if on_tile is not None:
+            on_tile(False)
+        pixels = decoder.decode_features(part, noise[(slice(None), slice(None)) + tile.pixels], tile.origin,
+                                         tile.trailing, pathway).to(out_device, torch.float32)
+        if on_tile is not None:
+            on_tile(True)
+        return pixels
+
+    for chunk in _blend_groups(tiles, decode, lambda tile: tile.masks, noise.shape[:2], extent, divide, out_device):
+        chunk = decoder.crop_to_content(chunk, latent.shape, fronts)  # spatially; the frames below
+        keep = min(chunk.shape[2], frames - emitted)
+        if keep > 0:
+            yield chunk[:, :, :keep]
+        emitted += chunk.shape[2]
+
+
+def _blend_groups(tiles: list, decode: Callable, masks: Callable, batch_channels: tuple[int, int],
+                  extent: Sequence[int], divide: bool, out_device: torch.device) -> Iterator[torch.Tensor]:
+    """Accumulate ``decode(tile) * masks(tile)`` per temporal group (tiles sharing a pixel time span), carry the
+    overlap into the next group and yield each group's finished frames (divided by the summed weights when
+    ``divide``)."""
+    previous = None
+    for group in _temporal_groups(tiles):
+        span = group[0].pixels[0]
+        shape = (span.stop - span.start, *extent[1:])
+        values = torch.zeros(*batch_channels, *shape, device=out_device)
+        weights = torch.zeros(1, 1, *shape, device=out_device) if divide else None
+        for tile in group:
+            decoded, tile_masks = decode(tile), masks(tile)
+            where = (slice(None), slice(None), slice(None)) + tuple(tile.pixels[1:])
+            values[where] += weigh(decoded, tile_masks)
+            if divide:
+                weights[where] += weigh(torch.ones(1, 1, *decoded.shape[2:], device=out_device), tile_masks)
+            del decoded
+        if previous is not None:
+            prev_values, prev_weights, prev_span = previous
+            offset, overlap = span.start - prev_span.start, prev_span.stop - span.start
+            if overlap > 0:
+                prev_values[:, :, offset:] += values[:, :, :overlap]
+                values[:, :, :overlap] = prev_values[:, :, offset:]
+                if divide:
+                    prev_weights[:, :, offset:] += weights[:, :, :overlap]
+                    weights[:, :, :overlap] = prev_weights[:, :, offset:]
+            yield prev_values[:, :, :offset] / prev_weights[:, :, :offset].clamp(min=1e-8) if divide \
+                else prev_values[:, :, :offset]
+        previous = (values, weights, span)
+    if previous is not None:
+        yield previous[0] / previous[1].clamp(min=1e-8) if divide else previous[0]

@@ -90,6 +90,19 @@ def _normalise_blocks(blocks, allowed: tuple[str, ...], where: str) -> tuple[tup
     return tuple(out)
 
 
+def _flatten_nested_encoder(meta: dict) -> dict:
+    """The flat equivalent of a nested ``config.vae.encoder`` section (the decoder keeps the released values)."""
+    enc = meta["encoder"]
+    flat = {k: v for k, v in meta.items() if k not in ("encoder", "decoder")}
+    renames = {"blocks": "encoder_blocks", "out_channels": "latent_channels", "dims": "dims",
+               "in_channels": "in_channels", "patch_size": "patch_size", "norm_layer": "norm_layer",
+               "latent_log_var": "latent_log_var", "spatial_padding_mode": "encoder_spatial_padding_mode"}
+    flat.update({renames[k]: v for k, v in enc.items() if k in renames})
+    if "encoder_blocks" in enc:
+        flat["encoder_blocks"] = enc["encoder_blocks"]
+    return flat
+
+
 def _scale_of(blocks: tuple[tuple[str, dict], ...], patch_size: int) -> VideoScale:
     time, space = 1, patch_size
     for name, _ in blocks:
@@ -123,6 +136,11 @@ class VideoVAEConfig:
 
     @classmethod
     def from_metadata(cls, meta: dict) -> "VideoVAEConfig":
+        """From ``config.vae``: the flat LTX-2 / LTX-2.3 layout, or the LTX-2.5 ``CausalDiffusionVAE`` one whose
+        encoder settings are nested under ``encoder`` (``blocks``, ``out_channels`` = the latent width; reference
+        ``_prepare_video_encoder_kwargs``). Its decoder is :mod:`.diffusion_vae`'s, not described here."""
+        if isinstance(meta.get("encoder"), dict):
+            meta = _flatten_nested_encoder(meta)
         for key, allowed in cls._REQUIRED.items():
             if key in meta and meta[key] not in allowed:
                 hint = (" (the LTX-Video 0.9.x timestep-conditioned decoder)" if key == "timestep_conditioning" else "")

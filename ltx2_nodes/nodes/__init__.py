@@ -12,6 +12,7 @@ from .decode import LTX2AudioDecode, LTX2AVCombine, LTX2VideoDecodeTiled
 from .latent import (LTX2AudioToLatent, LTX2EmptyAVLatent, LTX2GeneratedKeyframes, LTX2ImageToVideo, LTX2KeyframeSlots,
                      LTX2LatentUpscaler)
 from .loaders import LTX2CheckpointLoader, LTX2CompileDiT, LTX2DurationHeadLoader, LTX2GemmaLoader, LTX2LoraLoader
+from .refine import LTX2RefineTiles
 from .sampler import LTX2Sampler
 from .text import LTX2GemmaEncode, LTX2PromptEnhance, LTX2TextConnector
 
@@ -27,6 +28,7 @@ _NODES = {
     "LTX2DurationHeadLoader": (LTX2DurationHeadLoader, "LTX-2 Duration Head Loader (LTX-2.5)"),
     "LTX2Sampler": (LTX2Sampler, "LTX-2 Sampler (Audio+Video)"),
     "LTX2LatentUpscaler": (LTX2LatentUpscaler, "LTX-2 Latent Upscaler x2"),
+    "LTX2RefineTiles": (LTX2RefineTiles, "LTX-2 Refine in Tiles (high resolution)"),
     "LTX2KeyframeSlots": (LTX2KeyframeSlots, "LTX-2 Keyframe Slots (LTX-2.5)"),
     "LTX2GeneratedKeyframes": (LTX2GeneratedKeyframes, "LTX-2 Generated Keyframes (LTX-2.5)"),
     "LTX2VideoDecodeTiled": (LTX2VideoDecodeTiled, "LTX-2 Video Decode (Tiled)"),

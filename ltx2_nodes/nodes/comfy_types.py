@@ -36,6 +36,7 @@ import torch
 from .. import comfy_env
 from ..errors import InputError
 from ..model.connector import TextConditioning
+from ..model.dit_tiling import RefineTiles
 from ..model import shapes
 from ..model.shapes import AudioTiming, VideoScale
 from ..latents import AVLatents
@@ -108,6 +109,7 @@ class LatentInfo:
     keyframe_slots: tuple[int, ...] = ()  # pixel frames the next sampler generates keyframes at
     keyframes: torch.Tensor | None = None  # generated keyframes [B, C, K, H, W] (``AVLatents.keyframes``)
     keyframe_frames: tuple[int, ...] = ()
+    refine_tiles: RefineTiles | None = None  # the tiles the next sampler refines in (``LTX2RefineTiles``)
 
     def replace(self, **changes) -> "LatentInfo":
         return dataclasses.replace(self, **changes)

@@ -36,7 +36,8 @@ def tiling_from_widgets(video_vae, latent_shape, run_engine, tile_size: int, til
 
 class LTX2VideoDecodeTiled:
     DESCRIPTION = ("Decodes the video latent tile by tile with seamless blending (memory bounded by the tile, not "
-                   "the clip). 0 = automatic tile size from the free memory. Progress per tile.")
+                   "the clip). 0 = automatic tile size from the free memory. Progress per tile. An LTX-2.5 diffusion "
+                   "VAE denoises from seeded pixel noise: the seed is the recipe's default seed (reproducible).")
 
     @classmethod
     def INPUT_TYPES(cls):

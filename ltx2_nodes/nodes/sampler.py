@@ -125,10 +125,10 @@ class LTX2Sampler:
         video_vae = model.models.optional("video_vae") if av.video is not None else None
         preview = previewer_for(video_vae, run_engine)
         out = stages.run_sampler(model, text, av, settings, run_engine, negative=negative_text, conditioning=items,
-                                 noise=noise, callback=preview)
+                                 noise=noise, callback=preview, tiles=info.refine_tiles)
         # the masks stay: a kept audio (audio-to-video) is kept in stage 2 as well
         out = dataclasses.replace(out, video_mask=av.video_mask, audio_mask=av.audio_mask)
-        return (from_av_latents(out, info.replace(noise=noise.record()), base=latent),)
+        return (from_av_latents(out, info.replace(noise=noise.record(), refine_tiles=None), base=latent),)
 
     @staticmethod
     def _conditioning(info, av, run_engine) -> list:
