@@ -35,7 +35,6 @@ from ltx2_nodes.cli.core_nodes import CORE_NODE_CLASSES  # noqa: E402
 from ltx2_nodes.cli.generate_cmd import RELEASED_23 as GENERATE_23  # noqa: E402
 from ltx2_nodes.cli.generate_cmd import RELEASED_25 as GENERATE_25  # noqa: E402
 from ltx2_nodes.demo import models as demo  # noqa: E402
-from ltx2_nodes.demo import models_25 as demo25  # noqa: E402
 from ltx2_nodes.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
 from ltx2_nodes.nodes.loaders import FROM_MODEL  # noqa: E402
 from ltx2_nodes.nodes.sampler import preset_widgets  # noqa: E402
@@ -345,8 +344,8 @@ WORKFLOWS = (t2av_distilled, t2av_dev, i2av_distilled, a2v_distilled, t2av_disti
 RELEASED_25 = {**RELEASED, "distilled": GENERATE_25["diffusion_models"][0], "dev": GENERATE_25["diffusion_models"][1],
                "upscaler": GENERATE_25["latent_upscale_models"][0], "gemma": GENERATE_25["text_encoders"][0],
                "lora": GENERATE_25["loras"][0]}
-DEMO_25 = {**DEMO, "distilled": demo25.TRANSFORMER_25, "dev": demo25.TRANSFORMER_25, "upscaler": demo25.UPSCALER_25,
-           "gemma": demo25.TEXT_ENCODER_25, "lora": demo.LORA_23}
+DEMO_25 = {**DEMO, "distilled": demo.TRANSFORMER_25, "dev": demo.TRANSFORMER_25, "upscaler": demo.UPSCALER_25,
+           "gemma": demo.TEXT_ENCODER_25, "lora": demo.LORA_23}
 FILES_25 = {"video VAE": "ltx-2.5-video-vae-bf16.safetensors", "audio VAE": "ltx-2.5-audio-vae-bf16.safetensors",
             "duration head": "ltx-2.5-duration-head-bf16.safetensors"}
 # the diffusion decoder denoises every pixel: the 2.5 demo twins run smaller (192x128 -> 384x256, 25 frames)

@@ -76,7 +76,7 @@ def test_ltx25_transformer_file_brings_its_pack_auto_length_and_keyframes(demo_m
     """A 2.5 transformer in diffusion_models: its text encoder, VAEs and duration head come from the folders;
     --frames auto takes the duration head's length (the demo head: about 1.5 s), --keyframes 2 writes two
     generated keyframes beside the video; audio at 48 kHz as long as the video."""
-    from ltx2_nodes.demo.models_25 import DEMO_SECONDS_25, TRANSFORMER_25, UPSCALER_25
+    from ltx2_nodes.demo.models import DEMO_SECONDS_25, TRANSFORMER_25, UPSCALER_25
     from ltx2_nodes.model.shapes import clamped_frames_for_seconds
 
     out = tmp_path / "clip.mp4"

@@ -113,7 +113,7 @@ def test_demo_models_command(tmp_path, capsys):
 
 
 def write_demo_models_25_paths(root):
-    from ltx2_nodes.demo import models_25 as m
+    from ltx2_nodes.demo import models as m
 
     return [root / "diffusion_models" / m.TRANSFORMER_25, root / "text_encoders" / m.TEXT_ENCODER_25,
             root / "vae" / m.VIDEO_VAE_25, root / "vae" / m.AUDIO_VAE_25, root / "model_patches" / m.DURATION_HEAD_25,
@@ -124,7 +124,7 @@ def test_the_ltx25_demo_split_files_assemble_into_a_pack_and_run_every_part(demo
     """The 2.5 demo transformer finds its other files in the folders (split pack, Gemma version lock held), every
     part builds through the pack's loaders, the duration head predicts its short demo length, audio is 48 kHz."""
     from ltx2_nodes import paths, stages
-    from ltx2_nodes.demo.models_25 import DEMO_SECONDS_25, GEMMA_VERSION_25
+    from ltx2_nodes.demo.models import DEMO_SECONDS_25, GEMMA_VERSION_25
     from ltx2_nodes.loading.family import LTX_2_5
     from ltx2_nodes.model.shapes import clamped_frames_for_seconds
 

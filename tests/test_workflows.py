@@ -236,7 +236,7 @@ def test_every_ltx25_demo_workflow_runs_headless_with_48khz_audio_as_long_as_the
     in the folders: packed Gemma 4, diffusion-decoder video VAE, 48 kHz audio VAE, duration head) through ``python
     -m ltx2_nodes run`` at a small size (--set) writes an MP4 as long as its audio; the auto-length graph takes the
     duration head's length and saves its two generated keyframes as a second clip."""
-    from ltx2_nodes.demo.models_25 import DEMO_SECONDS_25
+    from ltx2_nodes.demo.models import DEMO_SECONDS_25
     from ltx2_nodes.model.shapes import clamped_frames_for_seconds
 
     assert len(LTX25_DEMO_FILES) == 3

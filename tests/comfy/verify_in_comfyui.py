@@ -77,7 +77,7 @@ def expected_media(name: str, mp4: str) -> tuple[int, int | None]:
     """(video frames, audio rate or None) of an MP4 a demo workflow writes: the release's demo frames (LTX-2.5's
     auto-length graph: the demo duration head's length, its keyframes clip: 2 silent frames); 48 kHz from LTX-2.3."""
     import build_workflows as build
-    from ltx2_nodes.demo.models_25 import DEMO_SECONDS_25
+    from ltx2_nodes.demo.models import DEMO_SECONDS_25
     from ltx2_nodes.model.shapes import clamped_frames_for_seconds
 
     rate = 48000 if any(p in name for p in (build.LTX_2_3.prefix, build.LTX_2_5.prefix)) else 24000
