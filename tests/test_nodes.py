@@ -94,7 +94,8 @@ def test_the_pack_imports_without_comfyui_like_comfyui_imports_it(tmp_path):
 def test_text_encoders_list_files_and_hugging_face_folders(headless, demo_models):
     (demo_models.root / "text_encoders" / "other.safetensors").write_bytes(b"")
     try:
-        assert text_encoder_names() == ["ltx2-demo-gemma3", "other.safetensors"]  # the shards are hidden
+        assert text_encoder_names() == ["ltx2-demo-gemma3", "ltx25-demo-gemma4.safetensors",
+                                        "other.safetensors"]  # the shards are hidden
     finally:
         (demo_models.root / "text_encoders" / "other.safetensors").unlink()
 

@@ -145,7 +145,7 @@ def _pick(folder: str, name: str | None, required: bool = True, family: str = "2
     if folder == "text_encoders":
         from ..nodes.common import text_encoder_names
 
-        available = text_encoder_names()
+        available = [n for n in text_encoder_names() if family == "2.5" or not _is_packed_25(n)]
     if folder == "checkpoints":
         from ..nodes.common import checkpoint_names
 
@@ -157,6 +157,20 @@ def _pick(folder: str, name: str | None, required: bool = True, family: str = "2
     raise UsageError(f"no {folder} file chosen and none of the released names {list(RELEASED[folder])} found in "
                      f"{', '.join(str(p) for p in paths.model_folders(folder)) or 'no models folder'} "
                      f"(available: {listed}); pass {option} NAME or --models-dir DIR")
+
+
+def _is_packed_25(name: str) -> bool:
+    """Whether text encoder ``name`` is an LTX-2.5 packed file (Gemma 4 + projection), which only 2.5 models use."""
+    from ..errors import CheckpointError
+    from ..loading.safetensors_file import SafetensorsFile
+    from ..loading.split import SPLIT_KINDS
+    from ..nodes.common import find_text_encoder
+
+    path = find_text_encoder(name)
+    try:
+        return path.is_file() and SPLIT_KINDS["text_encoder"].recognise(SafetensorsFile(path))
+    except (CheckpointError, OSError):  # not a readable safetensors file (a GGUF, a folder): not a 2.5 pack
+        return False
 
 
 def _exists(folder: str, name: str) -> bool:
@@ -275,7 +289,8 @@ def run(args) -> int:
     require_parts(ltx2, images=bool(args.image), audio=bool(args.audio))  # a stripped file: refused now
     if frames is None or args.keyframes:
         _require_25(ltx2, "--frames auto" if frames is None else "--keyframes")
-    gemma_path = _pick("text_encoders", args.gemma) if args.gemma or ltx2.pack is None else ltx2.text_encoder_path()
+    gemma_path = (_pick("text_encoders", args.gemma, family=ltx2.ckpt.family.version)
+                  if args.gemma or ltx2.pack is None else ltx2.text_encoder_path())
     gemma = load_gemma(gemma_path, args.weight_dtype, device=device)
     family = ltx2.ckpt.family.version
     upscaler = load_upscaler(_pick("latent_upscale_models", args.upscaler, family=family), args.weight_dtype,
