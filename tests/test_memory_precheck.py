@@ -159,3 +159,22 @@ def test_engine_precheck_uses_its_budget(released):
     assert estimate.vram_budget == 8 * GiB and estimate.peak_vram <= 8 * GiB
     with pytest.raises(OutOfMemoryError, match=r"1920x1088x241 would not fit: .* What would fit: "):
         MemoryEngine("cpu", virtual=True, vram_budget="6GiB").precheck(released, RunRequest(1920, 1088, 241))
+
+
+def test_the_run_precheck_prices_an_ltx25_diffusion_decode_with_its_tile_overlap_floor(released):
+    """LTX-2.5's diffusion decoder: the run's decode is priced by its own memory model, on tiles whose overlaps
+    meet the floor its attention needs (the conv VAE's 64 px would be refused by the diffusion tiler)."""
+    from ltx2_nodes.memory.vae import tile_device_bytes, tiling_with_overlaps
+    from ltx2_nodes.model.diffusion_vae import DiffusionDecoderConfig
+    from ltx2_nodes.model.shapes import video_latent_size
+
+    decoder, request = DiffusionDecoderConfig(), RunRequest(1536, 1024, 121)
+    budgets = dict(vram_budget=80 * GiB, ram_budget=200 * GiB)
+    conv = {s.name: s.activation_bytes for s in estimate_run(released, request, **budgets).stages}
+    ours = {s.name: s.activation_bytes for s in estimate_run(released, request, decoder_config=decoder,
+                                                              **budgets).stages}
+    grid = video_latent_size(121, 1024, 1536, decoder.scale)
+    tiling = tiling_with_overlaps(*request.vae_tile, decoder.min_tile_overlaps)
+    assert tiling.tile_overlap_in_pixels >= decoder.min_tile_overlaps[1] > 64
+    assert ours["video_vae"] == tile_device_bytes(decoder, (1, decoder.in_channels, *grid), tiling, request.dtype)
+    assert ours["video_vae"] != conv["video_vae"] and ours["dit"] == conv["dit"]

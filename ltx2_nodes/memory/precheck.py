@@ -30,6 +30,7 @@ from ..model.shapes import (AudioTiming, VideoScale, audio_latent_frames, size_m
                             video_latent_size)
 from ..model.dit_tiling import RefineTiles, auto_refine_tiles, largest_tile_tokens, parse_refine_tiles
 from ..model.transformer import TransformerConfig
+from ..model.diffusion_vae import DiffusionDecoderConfig
 from ..model.video_vae import VideoVAEConfig
 from .estimates import (DEQUANT_FLOAT32_BYTES, GEMMA3_12B, IO_BYTES_PER_TOKEN, TEXT_TOKENS, DecoderShape,
                         audio_decode_activation_bytes,
@@ -250,7 +251,7 @@ class RunEstimate:
 
 
 def _stage_activations(request: RunRequest, dit: TransformerConfig, text: DecoderShape,
-                       decoder=None) -> dict[str, int]:
+                       decoder: DiffusionDecoderConfig | None = None) -> dict[str, int]:
     """Activation bytes per stage; sizes from ``model.shapes`` and the released VAEs' factors, the video
     VAE decode from the one VAE memory model (``memory.vae``) with the request's tile, for ``decoder`` (the loaded
     video decoder's config, e.g. LTX-2.5's diffusion decoder; None: the released conv VAE)."""
@@ -261,7 +262,9 @@ def _stage_activations(request: RunRequest, dit: TransformerConfig, text: Decode
     height, width = stage1_size(request.height, request.width) if request.two_stage else (request.height,
                                                                                            request.width)
     first = video_latent_size(request.frames, height, width, vae.encoder_scale)
-    tiling = None if request.vae_tile is None else tiling_with_overlaps(*request.vae_tile)
+    # the diffusion decoder's attention reaches across tile edges: its overlaps have a floor
+    minimum = decoder.min_tile_overlaps if isinstance(decoder, DiffusionDecoderConfig) else (0, 0)
+    tiling = None if request.vae_tile is None else tiling_with_overlaps(*request.vae_tile, minimum)
     acts = {
         "gemma": decoder_activation_bytes(text, TEXT_TOKENS, batch=request.prompts, dtype=dtype),
         "connectors": connector_activation_bytes(text.hidden, text.layers,
