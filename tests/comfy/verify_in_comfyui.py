@@ -40,7 +40,8 @@ sys.path.insert(0, str(REPO))
 
 NODE_IDS = ("LTX2CheckpointLoader", "LTX2GemmaLoader", "LTX2GemmaEncode", "LTX2TextConnector", "LTX2EmptyAVLatent",
             "LTX2ImageToVideo", "LTX2AudioToLatent", "LTX2LoraLoader", "LTX2Sampler", "LTX2LatentUpscaler",
-            "LTX2VideoDecodeTiled", "LTX2AudioDecode", "LTX2AVCombine", "LTX2PromptEnhance")
+            "LTX2VideoDecodeTiled", "LTX2AudioDecode", "LTX2AVCombine", "LTX2PromptEnhance",
+            "LTX2VideoToAudioLatent", "LTX2EmptyAudioLatent", "LTX2AudioOnlyModel")
 
 
 def harness_dir() -> Path:
