@@ -22,7 +22,7 @@ from ltx2_nodes.nodes.sampler import preset_widgets
 from ltx2_nodes.sampling.recipe import recipe_for
 
 sys.path.insert(0, str(REPO / "scripts"))
-import build_workflows as build  # noqa: E402
+import build_workflows as build
 
 SMALL = [f"--set={k}" for k in ("5.width=64", "5.height=64", "5.frames=17")]
 

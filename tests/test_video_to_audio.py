@@ -20,7 +20,7 @@ from ltx2_nodes.nodes.sampler import preset_widgets
 from ltx2_nodes.sampling.recipe import recipe_for
 
 sys.path.insert(0, str(REPO / "scripts"))
-import build_workflows as build  # noqa: E402
+import build_workflows as build
 
 
 def call(node_id: str, **kwargs):
