@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError
+from .media.audio_clip import audio_segment
 from .media.mux import MP4Writer
 from .memory import MemoryEngine
 from .memory.estimates import DecoderShape
@@ -175,7 +176,8 @@ def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out
              upscaler: UpscalerHandle | None = None, engine: MemoryEngine | None = None,
              loras: Sequence = (), stage2_loras: Sequence = (), callback: Callback | None = None,
              gemma_cache_dir: str | Path | None = None) -> Path:
-    """Text (+ images / audio) -> MP4 with video and audio, end to end. ``loras``: ``[(LoRA, strength)]``
+    """Text (+ images / audio) -> MP4 with video and audio, end to end (audio-to-video muxes the given audio
+    itself, not the audio VAE's re-synthesis of it). ``loras``: ``[(LoRA, strength)]``
     for every stage; ``stage2_loras`` added for the refinement stage (the dev recipe passes the distilled
     LoRA at ``recipe.stage2_lora_strength``). Returns the MP4 path."""
     engine = engine if engine is not None else default_engine()
@@ -208,7 +210,10 @@ def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out
                            negative=negative, images=request.images, upscaler=upscaler if request.two_stage else None,
                            loras=loras, stage2_loras=stage2_loras, callback=callback)
 
-    sound = decode_audio(result.audio, audio_vae, engine, frames=request.frames, fps=request.fps)
+    if request.audio is not None:  # the input sound itself, as the reference a2vid pipeline returns it
+        sound = audio_segment(request.audio, request.audio_start_seconds, request.frames / request.fps)
+    else:
+        sound = decode_audio(result.audio, audio_vae, engine, frames=request.frames, fps=request.fps)
     writer = MP4Writer(out_path, request.fps, audio_sample_rate=sound["sample_rate"],
                        metadata={"ltx2_generate": request.describe(), **request.metadata})
     with writer, contextlib.closing(decode_video_chunks(result.video, video_vae, engine, request.tiling)) as chunks:
