@@ -130,3 +130,23 @@ def test_shipped_text_to_audio_workflow_runs_headless_without_building_the_video
     seconds = sound["waveform"].shape[-1] / sound["sample_rate"]
     assert abs(seconds - 49 / 24.0) < 1e-3 and sound["sample_rate"] == (48000 if name.startswith("ltx23_") else 24000)
     clear_caches()
+
+
+def test_generate_audio_only_writes_the_sound_and_refuses_contradictions(demo_models, tmp_path, capsys):
+    from ltx2_nodes.memory import selection
+
+    previous = selection._HEADLESS_ENGINE
+    base = ["generate", "--prompt", "rain on a tin roof", "--models-dir", str(demo_models.root), "--checkpoint",
+            demo_models.checkpoint_23.name, "--device", "cpu", "--audio-only"]
+    try:
+        assert main([*base, "--seconds", "1", "--mode", "dev", "--steps", "2", "--out", str(tmp_path / "rain.wav")]) == 0
+        sound = load_audio_file(tmp_path / "rain.wav")
+        assert sound["sample_rate"] == 48000 and abs(sound["waveform"].shape[-1] / 48000 - 25 / 24.0) < 1e-3
+        capsys.readouterr()
+        assert main([*base, "--image", "x.png", "--out", str(tmp_path / "a.flac")]) == 2
+        assert main([*base, "--out", str(tmp_path / "a.mp4")]) == 2
+        err = capsys.readouterr().err
+        assert "--image conditions a generated video. Drop one of them" in err and "name a .flac/.wav" in err
+    finally:
+        selection.configure_engine(previous) if previous is not None else setattr(selection, "_HEADLESS_ENGINE", None)
+        clear_caches()

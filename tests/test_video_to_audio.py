@@ -88,3 +88,27 @@ def test_shipped_video_to_audio_workflow_runs_headless_and_keeps_the_clip(name, 
     # the original frames at their own size (not the 64x64 the model saw), 17 of them, with the new sound
     assert (media.video_frames, media.width, media.height) == (17, build.DEMO_SIZE["width"], build.DEMO_SIZE["height"])
     assert media.audio_sample_rate == (48000 if name.startswith("ltx23_") else 24000)
+
+
+def test_generate_video_to_audio_keeps_the_original_frames_and_refuses_a_longer_request(demo_models, tmp_path,
+                                                                                           capsys):
+    from ltx2_nodes.media.mux import MP4Writer
+    from ltx2_nodes.memory import selection
+
+    frames = torch.rand(20, 96, 70, 3)
+    clip = tmp_path / "clip.mp4"
+    with MP4Writer(clip, 24.0) as writer:
+        writer.add_frames(frames)
+    previous = selection._HEADLESS_ENGINE
+    base = ["generate", "--prompt", "a door creaks", "--models-dir", str(demo_models.root), "--checkpoint",
+            demo_models.checkpoint.name, "--device", "cpu", "--video-to-audio", str(clip)]
+    try:
+        assert main([*base, "--out", str(tmp_path / "out.mp4")]) == 0
+        assert "video to audio, 64x96), 17 frames at 24 fps" in capsys.readouterr().out  # seen at 32-multiples
+        media = probe(tmp_path / "out.mp4")
+        assert (media.video_frames, media.width, media.height, media.audio_sample_rate) == (17, 70, 96, 24000)
+        assert main([*base, "--frames", "25", "--out", str(tmp_path / "x.mp4")]) == 2
+        assert "ask for at most 17 (--frames 17)" in capsys.readouterr().err
+        assert main([*base, "--audio", "x.wav", "--out", str(tmp_path / "x.mp4")]) == 2
+    finally:
+        selection.configure_engine(previous) if previous is not None else setattr(selection, "_HEADLESS_ENGINE", None)
