@@ -139,8 +139,9 @@ def test_generate_audio_only_writes_the_sound_and_refuses_contradictions(demo_mo
     base = ["generate", "--prompt", "rain on a tin roof", "--models-dir", str(demo_models.root), "--checkpoint",
             demo_models.checkpoint_23.name, "--device", "cpu", "--audio-only"]
     try:
-        assert main([*base, "--seconds", "1", "--mode", "dev", "--steps", "2", "--out", str(tmp_path / "rain.wav")]) == 0
-        sound = load_audio_file(tmp_path / "rain.wav")
+        out = tmp_path / "rain.wav"
+        assert main([*base, "--seconds", "1", "--mode", "dev", "--steps", "2", "--out", str(out)]) == 0
+        sound = load_audio_file(out)
         assert sound["sample_rate"] == 48000 and abs(sound["waveform"].shape[-1] / 48000 - 25 / 24.0) < 1e-3
         capsys.readouterr()
         assert main([*base, "--image", "x.png", "--out", str(tmp_path / "a.flac")]) == 2
