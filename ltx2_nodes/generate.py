@@ -245,6 +245,8 @@ def generate_sound(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateReques
     engine = engine if engine is not None else default_engine()
     request = request.for_model(ltx2)
     settings = request.stage1_settings()
+    if video is not None:  # one stage at the clip's size (the memory model of text-to-audio is not written yet)
+        precheck(ltx2, gemma, request, engine)
     audio_vae = ltx2.audio_vae
     positive, negative = _texts(ltx2, gemma, request, settings, engine, gemma_cache_dir)
     video_vae = ltx2.video_vae if video is not None else None

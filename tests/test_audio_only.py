@@ -151,3 +151,15 @@ def test_generate_audio_only_writes_the_sound_and_refuses_contradictions(demo_mo
     finally:
         selection.configure_engine(previous) if previous is not None else setattr(selection, "_HEADLESS_ENGINE", None)
         clear_caches()
+
+
+def test_a_lora_of_video_layers_only_is_refused_on_the_audio_only_model_with_the_fix(demo_models):
+    from ltx2_nodes.errors import CheckpointError
+    from ltx2_nodes.handles import load_lora_file
+    from ltx2_nodes.loading.lora import applied_loras
+
+    model = load_transformer(LTX2Checkpoint(demo_models.checkpoint), torch.float32, audio_only=True)
+    lora = load_lora_file(demo_models.lora)  # the demo LoRA adapts video layers only
+    with pytest.raises(CheckpointError, match="adapts none of the audio stream's layers.*drop it"):
+        with applied_loras(model, [(lora, 1.0)]):
+            pass
