@@ -53,8 +53,8 @@ def test_audio_to_video_muxes_the_original_input_audio_not_the_decoded_latent(na
     expected = audio_segment(given, 0.0, 17 / 24.0)["waveform"][0]
     got = muxed["waveform"][0][:, :expected.shape[-1]]
     assert got.shape == expected.shape
-    # AAC round trip of the input: within a few per cent of its level; the audio VAE's version is far off
-    assert relative_rms(got, expected) < 0.1
+    # AAC round trip of the input: within its codec error
+    assert relative_rms(got, expected) < 0.15  # 0.09 with this FFmpeg AAC encoder at 16 kHz
     # the decoded latent (what the workflow muxed before) comes out of the vocoder at its own rate
     decoded = call("LTX2AudioDecode", latent=_a2v_latent(demo_models, name), audio_vae=_audio_vae(demo_models, name))
     assert decoded[0]["sample_rate"] == (48000 if name.startswith("ltx23_") else 24000)
