@@ -18,7 +18,7 @@ Given an exported ComfyUI tree (``$COMFYUI_SRC`` or ``--comfyui-src``; set up wi
      node, plus core ``SaveAudio`` of core's decoded audio;
    with ComfyUI's latent previews on (``--preview-method auto``), so the samplers' live previews run as well;
 4. requires every run to succeed and every MP4 to hold an H.264 video stream of the expected frame count and
-   an AAC audio stream of the video's duration.
+   an AAC audio stream of the video's duration (the text-to-audio workflows: a FLAC).
 
 Exit 0 when every check passes, 1 otherwise, 77 (skipped) without a ComfyUI tree. ``--keep DIR`` keeps the
 outputs and the JSON report.
@@ -159,6 +159,10 @@ def main(argv=None) -> int:
         for path, run in zip(workflows, runs):
             check(run.get("status") == "success", f"{path.name}: status {run.get('status')} "
                                                   f"{run.get('errors') or ''}", failures)
+            if "t2a_" in path.name:  # text to audio: core SaveAudio's FLAC, no video
+                flacs = [f for f in json.dumps(run.get("outputs", {})).split('"') if f.endswith(".flac")]
+                check(bool(flacs), f"{path.name}: wrote a FLAC {flacs}", failures)
+                continue
             mp4s = sorted({Path(f["path"] if isinstance(f, dict) else f).name for f in run.get("files", [])
                            if str(f.get("path") if isinstance(f, dict) else f).endswith(".mp4")})
             check(bool(mp4s), f"{path.name}: wrote an MP4 {mp4s}", failures)
@@ -170,8 +174,9 @@ def main(argv=None) -> int:
                 media = probe(found[0])
                 expected = 25 if path == mixed else build.DEMO_SIZE["frames"]
                 duration_ok = media.audio_seconds is not None and abs(media.audio_seconds - media.video_seconds) < 0.05
-                # the vocoder's rate: 48 kHz for the LTX-2.3 workflows, 24 kHz for LTX-2
-                rate = 48000 if build.LTX_2_3.prefix in path.name else 24000
+                # the vocoder's rate: 48 kHz for the LTX-2.3 workflows, 24 kHz for LTX-2; audio to video muxes the
+                # input sound itself (the 16 kHz demo file)
+                rate = 16000 if "a2v_" in path.name else 48000 if build.LTX_2_3.prefix in path.name else 24000
                 check(media.video_codec == "h264" and media.audio_codec == "aac" and media.video_frames == expected
                       and duration_ok and media.audio_sample_rate == rate,
                       f"{name}: h264 {media.video_frames} frames {media.width}x{media.height}, "
