@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError
+from .media.audio_clip import audio_segment
 from .media.mux import MP4Writer
 from .memory import MemoryEngine
 from .memory.estimates import DecoderShape
@@ -31,7 +32,7 @@ from .sampling.conditioning import ImageCondition
 from .sampling.guidance import plan_passes
 from .sampling.loop import Callback
 from .sampling.noise import SeededNoise
-from .model.shapes import clamped_frames_for_seconds, stage1_size
+from .model.shapes import VideoScale, clamped_frames_for_seconds, stage1_size
 from .sampling.recipe import DEFAULT_SEED, Recipe, recipe_for
 from .stages import (audio_latent_for_clip, connect_text, decode_audio, decode_video, decode_video_chunks,
                      encode_conditioning_images, encode_prompts, pixels_to_images, predict_frames, run_sampler,
@@ -189,7 +190,8 @@ def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out
              upscaler: UpscalerHandle | None = None, engine: MemoryEngine | None = None,
              loras: Sequence = (), stage2_loras: Sequence = (), callback: Callback | None = None,
              gemma_cache_dir: str | Path | None = None, compile_dit: bool = False) -> Path:
-    """Text (+ images / audio) -> MP4 with video and audio, end to end. ``loras``: ``[(LoRA, strength)]``
+    """Text (+ images / audio) -> MP4 with video and audio, end to end (audio-to-video muxes the given audio
+    itself, not the audio VAE's re-synthesis of it). ``loras``: ``[(LoRA, strength)]``
     for every stage; ``stage2_loras`` added for the refinement stage (the dev recipe passes the distilled
     LoRA at ``recipe.stage2_lora_strength``); ``compile_dit``: DiT blocks through ``torch.compile``
     (``DiTHandle.with_compile``). Returns the MP4 path."""
@@ -204,11 +206,7 @@ def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out
     height, width = request.stage_size()
     tiles = precheck(ltx2, gemma, request, engine, upscaler).request.tiles()
 
-    negative_needed = _needs_negative(settings)
-    prompts = [request.prompt] + ([request.negative()] if negative_needed else [])
-    text = connect_text(ltx2.text_connector, encode_prompts(gemma, prompts, engine, cache_dir=gemma_cache_dir), engine)
-    positive = split_text(text, 0)
-    negative = split_text(text, 1) if negative_needed else None
+    positive, negative = _texts(ltx2, gemma, request, settings, engine, gemma_cache_dir)
     if request.frames is None:
         request = dataclasses.replace(request, frames=predict_frames(ltx2.duration_head, positive, request.fps))
 
@@ -228,7 +226,10 @@ def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out
                            negative=negative, images=request.images, upscaler=upscaler if request.two_stage else None,
                            loras=loras, stage2_loras=stage2_loras, callback=callback, refine_tiles=tiles)
 
-    sound = decode_audio(result.audio, audio_vae, engine, frames=request.frames, fps=request.fps)
+    if request.audio is not None:  # the input sound itself, as the reference a2vid pipeline returns it
+        sound = audio_segment(request.audio, request.audio_start_seconds, request.frames / request.fps)
+    else:
+        sound = decode_audio(result.audio, audio_vae, engine, frames=request.frames, fps=request.fps)
     writer = MP4Writer(out_path, request.fps, audio_sample_rate=sound["sample_rate"],
                        metadata={"ltx2_generate": request.describe(), **request.metadata})
     with writer, contextlib.closing(decode_video_chunks(result.video, video_vae, engine, request.tiling)) as chunks:
@@ -254,3 +255,55 @@ def _write_keyframes(result: AVLatents, video_vae: VideoVAEHandle, engine: Memor
         writer.add_frames(pixels_to_images(pixels))
     log.info("generated keyframes at frames %s: %s", list(result.keyframe_frames), path)
 
+
+def _texts(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, settings: GenerationSettings,
+           engine: MemoryEngine, cache_dir) -> tuple[TextConditioning, TextConditioning | None]:
+    """The prompt's text conditioning, and the negative prompt's when the settings guide with it."""
+    negative_needed = _needs_negative(settings)
+    prompts = [request.prompt] + ([request.negative()] if negative_needed else [])
+    text = connect_text(ltx2.text_connector, encode_prompts(gemma, prompts, engine, cache_dir=cache_dir), engine)
+    return split_text(text, 0), split_text(text, 1) if negative_needed else None
+
+
+def generate_sound(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out_path: str | Path, *,
+                   video=None, engine: MemoryEngine | None = None, loras: Sequence = (),
+                   callback: Callback | None = None, gemma_cache_dir: str | Path | None = None) -> Path:
+    """Sound alone, one stage of ``request``'s preset (the images / audio / two-stage fields do not apply).
+
+    ``video`` None: text to audio (the reference ``t2a_one_stage``) on the DiT's audio stream alone (the video
+    weights are never loaded), written as an audio file (``out_path``'s suffix: .flac, .wav, .mp3, .m4a).
+    ``video``: IMAGE frames ``[request.frames, H, W, 3]``: video to audio -- the frames are encoded at
+    ``request.width x height`` and kept exactly while the sound is generated; the MP4 holds the ORIGINAL frames
+    with it."""
+    from .media.audio_io import write_audio_file
+    from .stages import encode_video_clip
+
+    engine = engine if engine is not None else default_engine()
+    request = request.for_model(ltx2)
+    settings = request.stage1_settings()
+    if video is not None:  # one stage at the clip's size (the memory model of text-to-audio is not written yet)
+        precheck(ltx2, gemma, request, engine)
+    audio_vae = ltx2.audio_vae
+    positive, negative = _texts(ltx2, gemma, request, settings, engine, gemma_cache_dir)
+    video_vae = ltx2.video_vae if video is not None else None
+    latents = empty_latents(1, request.frames, request.height, request.width, request.fps, video=video is not None,
+                            video_channels=video_vae.latent_channels if video_vae else 128,
+                            audio_channels=audio_vae.latent_channels, audio_mel_bins=audio_vae.latent_mel_bins,
+                            video_scale=video_vae.scale if video_vae else VideoScale(), audio_timing=audio_vae.timing)
+    dit = ltx2.dit
+    if video is None:
+        dit = dit.audio_stream()
+    else:
+        encoded = encode_video_clip(video_vae, video, latents.video_grid(), engine)
+        latents = dataclasses.replace(latents, video=encoded).keep_video()
+    result = run_sampler(dit, positive, latents, settings, engine, negative=negative, loras=list(loras),
+                         callback=callback)
+    sound = decode_audio(result.audio, audio_vae, engine, frames=request.frames, fps=request.fps)
+    if video is None:
+        return write_audio_file(out_path, sound)
+    writer = MP4Writer(out_path, request.fps, audio_sample_rate=sound["sample_rate"],
+                       metadata={"ltx2_generate": {**request.describe(), "video_to_audio": True}, **request.metadata})
+    with writer:
+        writer.add_frames(video)
+        writer.set_audio(sound["waveform"][0])
+    return writer.path

@@ -20,6 +20,7 @@ kernels for bf16 are slow and the tiny demo models are float32 there); fp8:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -181,6 +182,18 @@ class LTX2Models:
 
         return self._part("transformer", build)
 
+    def audio_transformer(self) -> nn.Module:
+        """The DiT's audio stream alone (``components.load_transformer(audio_only=True)``): the video weights are
+        never read. Built on its own, once; a full transformer already loaded is not reused (its video blocks
+        would stream with it)."""
+        def build():
+            model = components.load_transformer(self.ckpt, self.dtype, fp8=self._load_fp8(), audio_only=True)
+            if self.fp8 == "cast bf16 to fp8":
+                cast_linears_to_fp8(model.transformer_blocks)
+            return model
+
+        return self._lazy.get("audio_transformer", build)
+
     def connectors(self) -> nn.Module:
         return self._part("connectors", lambda: components.load_text_connectors(self.ckpt, self.dtype))
 
@@ -321,16 +334,18 @@ class DiTHandle(_BundlePart):
 
     loras: tuple[AppliedLoRA, ...] = ()
     compiled: CompileOptions | None = None
+    audio_only: bool = False  # the audio stream alone: no video weight is loaded (text-to-audio)
 
     @property
     def model(self) -> nn.Module:
-        return self.models.transformer()
+        return self.models.audio_transformer() if self.audio_only else self.models.transformer()
 
     @property
     def config(self):
         from .model.transformer import TransformerConfig
 
-        return TransformerConfig.from_metadata(self.models.ckpt.component_config("transformer"))
+        cfg = TransformerConfig.from_metadata(self.models.ckpt.component_config("transformer"))
+        return dataclasses.replace(cfg, has_video=False) if self.audio_only else cfg
 
     def with_lora(self, lora: LoRA, strength: float, name: str = "") -> "DiTHandle":
         """This model plus ``lora``; a LoRA made for another model family is refused here, before sampling."""
@@ -342,13 +357,18 @@ class DiTHandle(_BundlePart):
         block body for all blocks; the first step of each new shape compiles (``model.compiling``)."""
         return replace(self, compiled=options if enabled else None)
 
+    def audio_stream(self) -> "DiTHandle":
+        """This model (and its LoRAs) as an audio-only transformer."""
+        return replace(self, audio_only=True)
+
     def lora_list(self) -> list[tuple[LoRA, float]]:
         return [(entry.lora, entry.strength) for entry in self.loras]
 
     def describe(self) -> str:
         loras = ", ".join(f"{e.name} x{e.strength:g}" for e in self.loras)
         compiled = " (compiled)" if self.compiled is not None else ""
-        return self.models.name + (f" + {loras}" if loras else "") + compiled
+        return (self.models.name + (" (audio only)" if self.audio_only else "") + (f" + {loras}" if loras else "")
+                + compiled)
 
 
 @dataclass(frozen=True, eq=False)

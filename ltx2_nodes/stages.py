@@ -53,7 +53,7 @@ from .handles import (AudioVAEHandle, ConnectorHandle, DiTHandle, DurationHeadHa
 from .latents import AVLatents, GenerationSettings, sample
 from .progress import ProgressBar, check_interrupted
 from .sampling.conditioning import (ConditioningItem, ImageCondition, KeyframeAtFrame, encode_images,
-                                    frame_condition)
+                                    frame_condition, resize_and_center_crop)
 from .sampling.guidance import plan_passes
 from .sampling.loop import Callback
 from .sampling.noise import SeededNoise
@@ -223,6 +223,25 @@ def encode_conditioning_images(video_vae: VideoVAEHandle, conds: Sequence[ImageC
     return items
 
 
+def encode_video_clip(video_vae: VideoVAEHandle, images: torch.Tensor, grid: VideoGrid,
+                      engine: MemoryEngine | None = None) -> torch.Tensor:
+    """IMAGE frames ``[F, H, W, 3]`` in [0, 1] (``F`` = ``grid.pixel_frames``) -> the normalised video latent
+    ``[1, C, F', H', W']`` (float32, CPU) at ``grid``'s size: each frame resized to cover it and centre-cropped
+    (as the conditioning images), encoded as one clip in one stage of the VAE encoder (video-to-audio)."""
+    engine = _engine(engine)
+    encoder = video_vae.encoder
+    height, width = grid.height * grid.scale.height, grid.width * grid.scale.width
+    if images.shape[0] != grid.pixel_frames:
+        raise InputError(f"{images.shape[0]} frames given for a {grid.pixel_frames}-frame latent.")
+    pixels = (resize_and_center_crop(images, height, width) * 2.0 - 1.0).permute(1, 0, 2, 3).unsqueeze(0)
+    profile = StageProfile(encode_device_bytes(video_vae.config, grid.pixel_frames, height, width,
+                                               _module_dtype(encoder)))
+    with torch.no_grad(), engine.stage("video_encoder", encoder, profile=profile,
+                                       release_pages=video_vae.release_pages):
+        check_interrupted("while encoding the video")
+        return encoder(pixels).float().cpu()
+
+
 def encode_audio_latent(audio_vae: AudioVAEHandle, audio: dict, engine: MemoryEngine | None = None) -> torch.Tensor:
     """AUDIO dict -> normalised audio latent ``[B, C, T, M]`` (float32, CPU)."""
     engine = _engine(engine)
@@ -278,6 +297,10 @@ def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, 
     Returns the latents on the CPU in float32.
     """
     engine = _engine(engine)
+    if latents.video is not None and not dit.config.has_video:
+        raise InputError("this is the audio-only model (LTX-2 Audio-Only Model / --audio-only): it has no video "
+                         "stream, so it samples audio-only latents. Use LTX-2 Empty Audio Latent, or connect the "
+                         "Checkpoint Loader's model to generate video.")
     passes = len(plan_passes(settings.video_guidance, settings.audio_guidance, latents.video is not None,
                              latents.audio is not None))
     batch = latents.batch * (passes if settings.batched_guidance else 1)

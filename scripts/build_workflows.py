@@ -42,9 +42,11 @@ from ltx2_nodes.sampling.recipe import DEFAULT_SEED, recipe_for  # noqa: E402
 
 RELEASED = {"distilled": "ltx-2-19b-distilled-fp8.safetensors", "dev": "ltx-2-19b-dev-fp8.safetensors",
             "upscaler": "ltx-2-spatial-upscaler-x2-1.0.safetensors", "gemma": "gemma_3_12B_it.safetensors",
-            "lora": "ltx-2-19b-distilled-lora-384.safetensors", "image": "example.png", "audio": "example.wav"}
+            "lora": "ltx-2-19b-distilled-lora-384.safetensors", "image": "example.png", "audio": "example.wav",
+            "last_image": "example_last.png", "clip": "example_clip.gif"}
 DEMO = {"distilled": demo.CHECKPOINT, "dev": demo.CHECKPOINT, "upscaler": demo.UPSCALER, "gemma": demo.GEMMA,
-        "lora": demo.LORA, "image": "ltx2-demo-image.png", "audio": "ltx2-demo-audio.flac"}
+        "lora": demo.LORA, "image": "ltx2-demo-image.png", "audio": "ltx2-demo-audio.flac",
+        "last_image": "ltx2-demo-image-last.png", "clip": "ltx2-demo-clip.gif"}
 # LTX-2.3: the released names the generate CLI looks for (Lightricks/LTX-2.3, bf16), the same Gemma and inputs
 RELEASED_23 = {**RELEASED, "distilled": GENERATE_23["checkpoints"][0], "dev": GENERATE_23["checkpoints"][1],
                "upscaler": GENERATE_23["latent_upscale_models"][0], "lora": GENERATE_23["loras"][0]}
@@ -52,8 +54,8 @@ DEMO_23 = {**DEMO, "distilled": demo.CHECKPOINT_23, "dev": demo.CHECKPOINT_23, "
            "lora": demo.LORA_23}
 # Reference sizes (ltx_pipelines constants): stage 1 at 768x512 -> 1536x1024 after the x2 upscaler, 121 frames
 # at 24 fps. The demo twins run at 256x160 -> 512x320, 49 frames: seconds on a CPU.
-RELEASED_SIZE = {"width": 768, "height": 512, "frames": 121}
-DEMO_SIZE = {"width": 256, "height": 160, "frames": 49}
+RELEASED_SIZE = {"width": 768, "height": 512, "frames": 121, "seconds": 5.0}
+DEMO_SIZE = {"width": 256, "height": 160, "frames": 49, "seconds": 2.0}
 # The refine tiles of the tiled workflow: "auto" at the reference size (2 tiles at 1536x1024); the demo twin's small
 # latent would be one tile, so it asks for 2x2 to run the tiled path for real.
 RELEASED_SIZE["refine_tiles"], DEMO_SIZE["refine_tiles"] = "auto", "2x2"
@@ -192,6 +194,15 @@ def _back(final: int, audio_decode_latent: int, prefix: str) -> list[Node]:
     ]
 
 
+def _original_sound(back: list[Node], audio: Link) -> list[Node]:
+    """The output nodes muxing ``audio`` (the input sound itself) instead of the decoded audio latent."""
+    kept = [node for node in back if node.type != "LTX2AudioDecode"]
+    for node in kept:
+        if node.type == "LTX2AVCombine":
+            node.inputs["audio"] = audio
+    return kept
+
+
 def stage_note(r: Release) -> str:
     recipe = r.recipe
     return ("Two stages, as the reference pipeline: stage 1 samples at the Empty Latent's size (768x512 here), the "
@@ -298,13 +309,13 @@ def a2v_distilled(r: Release = LTX_2) -> Workflow:
         Node(7, "LTX2LatentUpscaler", {"latent": Link(6), "video_vae": Link(1, 1), "upscale_model": Model("upscaler")},
              pos=_col(3, 620)),
         _sampler(8, Link(1), Link(7), r.preset("refine"), "Stage 2 sampler (refine)", _col(4, 0)),
-    ] + _back(8, 8, f"LTX2/{r.prefix}a2v_distilled")
+    ] + _original_sound(_back(8, 8, f"LTX2/{r.prefix}a2v_distilled"), Link(18, 1))
     notes = [(models_note(r, "distilled"), _col(0, 520), (340, 200)),
              ("Audio to video: the audio (from start_seconds, as long as the video) is encoded into the audio latent "
-              "and kept unchanged by both samplers while the video is generated to match it. Audio Decode then "
-              "returns the audio VAE's version of it, cut to the video's exact duration; connect Load Audio to the "
-              "Save node instead to keep the original sound (when starting at 0). " + stage_note(r),
-              _col(0, 760), (340, 380))]
+              "and kept unchanged by both samplers while the video is generated to match it. The Save node muxes "
+              "the ORIGINAL input audio (Audio to Latent's 'audio' output: that piece of the file, exactly the "
+              "video's duration), as the reference a2vid pipeline, not the audio VAE's re-synthesis. "
+              + stage_note(r), _col(0, 760), (340, 380))]
     return Workflow(f"{r.prefix}a2v_distilled_two_stage",
                     f"Audio to video, {r.label} distilled, two stages", nodes,
                     {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes, r)
@@ -334,7 +345,104 @@ def t2av_distilled_tiled_refine(r: Release = LTX_2) -> Workflow:
                                            "refined in tiles (high resolution)")
 
 
-WORKFLOWS = (t2av_distilled, t2av_dev, i2av_distilled, a2v_distilled, t2av_distilled_tiled_refine)
+
+# ------------------------------------------------------------------------------------------------
+# Editing workflows (issue 15): a soundtrack for a given video, text to audio, first -> last frame
+
+V2A_PROMPT = ("Footsteps crunch on gravel as a person walks past, birds sing in the trees and a light breeze rustles "
+              "the leaves; a car passes in the distance.")
+T2A_PROMPT = ("A thunderstorm over a quiet village: heavy rain drums on a tin roof, thunder rolls in the distance "
+              "and a dog barks twice.")
+KEYFRAMES_PROMPT = ("The camera glides smoothly from the first shot to the last one, the scene changing continuously "
+                    "in between, with ambient sound that follows the motion.")
+
+
+def _connector(node_id: int, features: int, title: str | None, row: int) -> Node:
+    return Node(node_id, "LTX2TextConnector", {"text_connector": Link(1, 3), "features": Link(features)}, title,
+                _col(2, row))
+
+
+def v2a_distilled(r: Release = LTX_2) -> Workflow:
+    nodes = _front("distilled") + [
+        _prompt(3, V2A_PROMPT, "Prompt (describe the sound)", 0),
+        _connector(4, 3, None, 0),
+        _empty_latent(),
+        Node(20, "LoadImage", {"image": Model("clip")}, "Load the video's frames", pos=_col(1, 620)),
+        Node(21, "LTX2VideoToAudioLatent", {"latent": Link(5), "video_vae": Link(1, 1), "images": Link(20),
+                                            "start_frame": 0}, pos=_col(2, 820)),
+        _sampler(6, Link(1), Link(21), r.preset("distilled"), "Sampler (sound only: the video is kept)", _col(3, 0)),
+        Node(10, "LTX2AudioDecode", {"latent": Link(6), "audio_vae": Link(1, 2)}, pos=_col(4, 260)),
+        Node(11, "LTX2AVCombine", {"images": Link(21, 1), "fps": Shared("fps"),
+                                   "filename_prefix": f"LTX2/{r.prefix}v2a_distilled", "audio": Link(10)},
+             pos=_col(5, 0)),
+    ]
+    notes = [(models_note(r, "distilled"), _col(0, 520), (340, 200)),
+             ("Video to audio: the frames are encoded into the video latent, which the sampler keeps exactly while it "
+              "generates the sound (one stage: the picture is not regenerated, so no upscale). Set the Empty Latent's "
+              "frames (8k+1) and fps to the clip's; its width/height are the size the model sees the video at "
+              "(multiples of 32). The Save node muxes the ORIGINAL frames with the new sound. Load the frames with "
+              "Load Image (an animated GIF/WebP) or core Load Video + Get Video Components (IMAGE and fps).",
+              _col(0, 760), (340, 300))]
+    return Workflow(f"{r.prefix}v2a_distilled_one_stage", f"Video to audio (a soundtrack for a video), {r.label} "
+                    "distilled", nodes, {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes, r)
+
+
+def t2a_dev(r: Release = LTX_2) -> Workflow:
+    dev = r.preset("dev")
+    nodes = _front("dev") + [
+        _prompt(3, T2A_PROMPT, "Prompt (describe the sound)", 0),
+        _connector(4, 3, None, 0),
+        _prompt(13, r.recipe.negative_prompt, "Negative prompt", 260),
+        _connector(14, 13, "Negative connector", 260),
+        Node(19, "LTX2AudioOnlyModel", {"model": Link(1)}, pos=_col(2, 520)),
+        Node(22, "LTX2EmptyAudioLatent", {"seconds": Size("seconds"), "fps": Shared("fps"), "batch_size": 1},
+             pos=_col(2, 660)),
+        _sampler(6, Link(19), Link(22), dev, "Sampler (audio only, dev, guided)", _col(3, 0), negative=Link(14)),
+        Node(10, "LTX2AudioDecode", {"latent": Link(6), "audio_vae": Link(1, 2)}, pos=_col(4, 0)),
+        Node(23, "SaveAudio", {"audio": Link(10), "filename_prefix": f"LTX2/{r.prefix}t2a_dev"}, pos=_col(5, 0)),
+    ]
+    notes = [(models_note(r, "dev"), _col(0, 520), (340, 200)),
+             ("Text to audio, as the reference t2a_one_stage pipeline: the Audio-Only Model runs the DiT's audio "
+              "stream alone -- the video blocks and the audio<->video cross-attention are never loaded, read or "
+              f"moved. One stage of the dev model: {dev['steps']} steps, audio CFG {dev['audio_cfg']:g} against the "
+              f"negative prompt, STG {dev['stg_scale']:g}. The length is 'seconds' (counted in frames at 'fps', as "
+              "the reference); the FLAC lands in the output folder.", _col(0, 760), (340, 300))]
+    return Workflow(f"{r.prefix}t2a_dev_one_stage", f"Text to audio (no video weights loaded), {r.label} dev",
+                    nodes, {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes, r)
+
+
+def keyframes_distilled(r: Release = LTX_2) -> Workflow:
+    crf = r.recipe.image_crf
+    nodes = _front("distilled") + [
+        _prompt(3, KEYFRAMES_PROMPT, "Prompt", 0),
+        _connector(4, 3, None, 0),
+        _empty_latent(),
+        Node(15, "LoadImage", {"image": Model("image")}, "First frame", pos=_col(1, 620)),
+        Node(24, "LoadImage", {"image": Model("last_image")}, "Last frame", pos=_col(1, 980)),
+        Node(16, "LTX2ImageToVideo", {"latent": Link(5), "video_vae": Link(1, 1), "image": Link(15),
+                                      "frame_index": 0, "strength": 1.0, "crf": crf}, "First frame (frame 0)",
+             pos=_col(2, 820)),
+        Node(25, "LTX2ImageToVideo", {"latent": Link(16), "video_vae": Link(1, 1), "image": Link(24),
+                                      "frame_index": -1, "strength": 1.0, "crf": crf}, "Last frame (frame -1)",
+             pos=_col(2, 1100)),
+        _sampler(6, Link(1), Link(25), r.preset("distilled"), "Stage 1 sampler (distilled)", _col(3, 0)),
+        Node(7, "LTX2LatentUpscaler", {"latent": Link(6), "video_vae": Link(1, 1), "upscale_model": Model("upscaler")},
+             pos=_col(3, 620)),
+        _sampler(8, Link(1), Link(7), r.preset("refine"), "Stage 2 sampler (refine)", _col(4, 0)),
+    ] + _back(8, 8, f"LTX2/{r.prefix}keyframes_distilled")
+    notes = [(models_note(r, "distilled"), _col(0, 520), (340, 200)),
+             ("First -> last frame: the first image replaces frame 0, the second guides the last frame (frame_index -1 "
+              "counts from the end, so the clip length can change freely); the model fills the motion in between. "
+              "Chain more Image to Video nodes for middle keyframes (any frame_index). Keyframe guides append tokens "
+              "as the reference keyframe_interpolation pipeline (which also guides frame 0 rather than replacing "
+              "it). " + stage_note(r), _col(0, 760), (340, 420))]
+    return Workflow(f"{r.prefix}keyframes_distilled_two_stage",
+                    f"First and last frame to video with sound, {r.label} distilled, two stages", nodes,
+                    {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes, r)
+
+
+WORKFLOWS = (t2av_distilled, t2av_dev, i2av_distilled, a2v_distilled, t2av_distilled_tiled_refine, v2a_distilled,
+             t2a_dev, keyframes_distilled)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -536,20 +644,42 @@ def ui_format(workflow: Workflow, names: dict, size: dict) -> dict:
 # Demo inputs
 
 
-def demo_image(path: Path, width: int = 384, height: int = 256) -> Path:
-    """A deterministic colour-gradient PNG with a disc (written with PyAV, no Pillow needed)."""
-    import av
+def _demo_pixels(width: int, height: int, disc_x: float = 0.6):
+    """A colour gradient with a yellow disc centred at ``disc_x`` of the width, ``[H, W, 3]`` uint8."""
     import numpy as np
 
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     rgb = np.stack([x / width, y / height, 0.5 + 0.5 * np.sin(x / 23.0) * np.cos(y / 17.0)], axis=-1)
-    disc = (x - width * 0.6) ** 2 + (y - height * 0.45) ** 2 < (height * 0.2) ** 2
+    disc = (x - width * disc_x) ** 2 + (y - height * 0.45) ** 2 < (height * 0.2) ** 2
     rgb[disc] = (0.95, 0.85, 0.2)
-    pixels = (rgb * 255).round().astype(np.uint8)
+    return (rgb * 255).round().astype(np.uint8)
+
+
+def demo_image(path: Path, width: int = 384, height: int = 256, disc_x: float = 0.6) -> Path:
+    """A deterministic colour-gradient PNG with a disc (written with PyAV, no Pillow needed)."""
+    import av
+
+    pixels = _demo_pixels(width, height, disc_x)
     with av.open(str(path), "w", format="image2") as container:
         stream = container.add_stream("png", rate=1)
         stream.width, stream.height, stream.pix_fmt = width, height, "rgb24"
         container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def demo_clip(path: Path, frames: int = DEMO_SIZE["frames"], width: int = DEMO_SIZE["width"],
+              height: int = DEMO_SIZE["height"]) -> Path:
+    """A deterministic animated GIF (the disc crossing the picture), the video-to-audio demo input: Load Image
+    reads every frame of it."""
+    import av
+
+    with av.open(str(path), "w", format="gif") as container:
+        stream = container.add_stream("gif", rate=int(FPS))
+        stream.width, stream.height, stream.pix_fmt = width, height, "rgb8"
+        for i in range(frames):
+            pixels = _demo_pixels(width, height, 0.2 + 0.6 * i / max(frames - 1, 1))
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
         container.mux(stream.encode())
     return path
 
@@ -598,6 +728,8 @@ def main() -> int:
     inputs.mkdir(parents=True, exist_ok=True)
     print(demo_image(inputs / DEMO["image"]).relative_to(REPO))
     print(demo_audio(inputs / DEMO["audio"]).relative_to(REPO))
+    print(demo_image(inputs / DEMO["last_image"], disc_x=0.25).relative_to(REPO))
+    print(demo_clip(inputs / DEMO["clip"]).relative_to(REPO))
     return 0
 
 

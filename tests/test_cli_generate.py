@@ -50,6 +50,7 @@ def test_image_and_audio_conditioning_single_stage(demo_models, tmp_path, isolat
     request = json.loads(info.metadata["ltx2_generate"])
     assert request["images"] == 1 and request["audio_to_video"] and request["mode"] == "dev"
     assert not request["two_stage"] and info.video_frames == 25
+    assert info.audio_sample_rate == 16000  # the input sound itself, not the vocoder's 24 kHz re-synthesis
 
 
 def test_ltx23_checkpoint_brings_its_presets_and_48khz_audio(demo_models, tmp_path, isolated, capsys, caplog):

@@ -32,7 +32,7 @@ SCHEMA_IDS = {"LTX2CheckpointLoader", "LTX2GemmaLoader", "LTX2GemmaEncode", "LTX
               "LTX2ImageToVideo", "LTX2AudioToLatent", "LTX2LoraLoader", "LTX2Sampler", "LTX2LatentUpscaler",
               "LTX2KeyframeSlots", "LTX2GeneratedKeyframes", "LTX2DurationHeadLoader", "LTX2RefineTiles",
               "LTX2VideoDecodeTiled", "LTX2AudioDecode", "LTX2AVCombine", "LTX2PromptEnhance",
-              "LTX2CompileDiT"}
+              "LTX2CompileDiT", "LTX2VideoToAudioLatent", "LTX2EmptyAudioLatent", "LTX2AudioOnlyModel"}
 RECIPE = recipe_for()
 # the samplers of the shipped two-stage workflows (scripts/build_workflows.py)
 DISTILLED = dict(seed=10, **preset_widgets(RECIPE.distilled, RECIPE.stg_blocks))
@@ -200,7 +200,7 @@ def test_nodes_never_mutate_their_inputs(models, demo_models):
 
     (conditioned,) = run("LTX2ImageToVideo", latent=latent, video_vae=models["video_vae"], image=image,
                          frame_index=0, strength=1.0, crf=33)
-    (with_audio,) = run("LTX2AudioToLatent", latent=conditioned, audio_vae=models["audio_vae"], audio=audio)
+    with_audio, _sound = run("LTX2AudioToLatent", latent=conditioned, audio_vae=models["audio_vae"], audio=audio)
     (first,) = run("LTX2Sampler", model=models["dit"], positive=models["positive"], latent=with_audio, **DISTILLED)
     (up,) = run("LTX2LatentUpscaler", latent=first, video_vae=models["video_vae"],
                 upscale_model=demo_models.upscaler.name)
@@ -346,7 +346,7 @@ def test_image_to_video_keeps_frame_zero_through_both_stages(models, demo_models
 
 def test_audio_to_video_keeps_the_audio_latent_through_both_stages(models, demo_models):
     audio = LoadAudio().load(audio="ltx2-demo-audio.flac")[0]
-    (with_audio,) = call("LTX2AudioToLatent", latent=empty(), audio_vae=models["audio_vae"], audio=audio,
+    with_audio, _sound = call("LTX2AudioToLatent", latent=empty(), audio_vae=models["audio_vae"], audio=audio,
                          start_seconds=0.5)
     given = to_av_latents(with_audio)
     assert given.audio.shape == (1, 8, 9, 16) and given.audio.any() and not given.audio_mask.any()

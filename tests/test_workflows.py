@@ -33,7 +33,8 @@ KINDS_25 = {"t2av_distilled_two_stage", "i2av_distilled_two_stage", "t2av_keyfra
 def test_every_workflow_kind_ships_per_model_family_in_each_form():
     names = {p.name.split(".")[0] for p in UI_FILES}
     kinds = {"t2av_distilled_two_stage", "t2av_dev_two_stage", "i2av_distilled_two_stage", "a2v_distilled_two_stage",
-             "t2av_distilled_tiled_refine"}
+             "t2av_distilled_tiled_refine", "v2a_distilled_one_stage", "t2a_dev_one_stage",
+             "keyframes_distilled_two_stage"}
     assert names == kinds | {"ltx23_" + kind for kind in kinds} | {"ltx25_" + kind for kind in KINDS_25}
     assert {p.name.split(".")[0] for p in API_FILES} == names == {p.name.split(".")[0] for p in DEMO_FILES}
 
@@ -56,7 +57,7 @@ def folder_lists(monkeypatch):
 
     monkeypatch.setattr(paths, "list_models", list_models)
     monkeypatch.setattr(core_nodes, "_input_files", lambda kinds: sorted(
-        {t[k] for t in tables for k in ("image", "audio")}))
+        {t[k] for t in tables for k in ("image", "audio", "last_image", "clip")}))
     monkeypatch.setattr(core_nodes.LoadImage, "VALIDATE_INPUTS", classmethod(lambda cls, image: True), raising=False)
     monkeypatch.setattr(core_nodes.LoadAudio, "VALIDATE_INPUTS", classmethod(lambda cls, audio: True), raising=False)
 
@@ -65,8 +66,10 @@ def folder_lists(monkeypatch):
 def test_api_workflows_validate_against_the_node_definitions(path, folder_lists):
     workflow = Workflow.load(path)
     plan = Executor(default_registry()).plan(workflow)
-    assert plan.classes["11"].class_type == "LTX2AVCombine"  # the video; LTX-2.5's keyframes are saved by "24"
-    assert plan.order[-1] in ("11", "24") and plan.classes[plan.order[-1]].class_type == "LTX2AVCombine"
+    # the MP4 node, or core SaveAudio's FLAC for text to audio (LTX-2.5's keyframes clip is saved by "24")
+    output = ("23", "SaveAudio") if path.name.split(".")[0].endswith("t2a_dev_one_stage") else ("11", "LTX2AVCombine")
+    assert plan.classes[output[0]].class_type == output[1]
+    assert plan.order[-1] == output[0] or (plan.order[-1] == "24" and "keyframes_auto_length" in path.name)
     assert len(plan.order) == len(workflow.prompt)  # every node feeds the output
     # the batch queue finds the prompt by itself (the negative prompt is titled as such)
     assert find_input(workflow, None, PROMPT_INPUT_NAMES, str, "--prompt-input") == [("3", "prompt")]
@@ -136,7 +139,7 @@ def test_ui_workflows_are_valid_graphs_of_the_nodes(path, folder_lists):
 
 
 def test_both_samplers_share_one_seed_and_the_stage_two_recipe():
-    for path in API_FILES:
+    for path in [p for p in API_FILES if "_two_stage" in p.name]:
         prompt = load_json(path)
         stage1, stage2 = prompt["6"]["inputs"], prompt["8"]["inputs"]
         assert stage1["seed"] == stage2["seed"] == build.SEED
@@ -157,7 +160,8 @@ def test_ltx23_workflows_name_the_ltx23_release_files():
     for path in sorted((REPO / "workflows").glob("ltx23_*.api.json")):
         prompt = load_json(path)
         assert prompt["1"]["inputs"]["ckpt_name"].startswith("ltx-2.3-22b-")
-        assert prompt["7"]["inputs"]["upscale_model"] == "ltx-2.3-spatial-upscaler-x2-1.1.safetensors"
+        assert all(node["inputs"]["upscale_model"] == "ltx-2.3-spatial-upscaler-x2-1.1.safetensors"
+                   for node in prompt.values() if "upscale_model" in node["inputs"])
         assert all(node["inputs"].get("lora_name", "ltx-2.3-22b-").startswith("ltx-2.3-22b-")
                    for node in prompt.values())
 
@@ -205,10 +209,13 @@ def test_released_twin_runs_on_demo_models_with_set_overrides(demo_models, tmp_p
 def test_other_demo_workflows_run_end_to_end(name, demo_models, tmp_path, capsys):
     files = run_cli([str(DEMO_WORKFLOWS / f"{name}.api.json"), "--models-dir", str(demo_models.root),
                      "--input-dir", str(DEMO_INPUTS), "--out", str(tmp_path)], capsys)
-    check_mp4(files[0], build.DEMO_SIZE["frames"], (2 * build.DEMO_SIZE["width"], 2 * build.DEMO_SIZE["height"]))
+    check_mp4(files[0], build.DEMO_SIZE["frames"], (2 * build.DEMO_SIZE["width"], 2 * build.DEMO_SIZE["height"]),
+              rate=16000 if name.startswith("a2v") else 24000)  # audio to video muxes the input sound (16 kHz)
 
 
-LTX23_DEMO_FILES = sorted(DEMO_WORKFLOWS.glob("ltx23_*.api.json"))
+# the two-stage graphs (the one-stage video-to-audio and text-to-audio ones: tests/test_video_to_audio.py,
+# tests/test_audio_only.py)
+LTX23_DEMO_FILES = sorted(DEMO_WORKFLOWS.glob("ltx23_*_two_stage.api.json"))
 
 
 @pytest.mark.parametrize("path", LTX23_DEMO_FILES, ids=lambda p: p.name)
@@ -217,13 +224,13 @@ def test_every_ltx23_demo_workflow_runs_headless_with_48khz_audio_as_long_as_the
     """The proof that LTX-2.3 runs end to end: each shipped 2.3 demo graph (2.3 demo checkpoint, its upscaler and
     LoRA) through ``python -m ltx2_nodes run``, at a small size and 2 dev steps for speed (--set; the distilled
     schedules ignore steps), writes an MP4 whose audio (the BigVGAN + bandwidth-extension vocoder) is 48 kHz and
-    as long as the video (to the AAC frame)."""
-    assert len(LTX23_DEMO_FILES) == len(build.WORKFLOWS)
+    as long as the video (to the AAC frame); audio to video muxes the input sound itself (16 kHz)."""
+    assert len(LTX23_DEMO_FILES) == 5
     small = [f"--set={k}" for k in ("5.width=64", "5.height=64", "5.frames=9", "6.steps=2")]
     files = run_cli([str(path), "--models-dir", str(demo_models.root), "--input-dir", str(DEMO_INPUTS),
                      "--out", str(tmp_path), *small], capsys)
     assert len(files) == 1 and files[0].name.startswith("ltx23_")
-    check_mp4(files[0], 9, (128, 128), rate=48000)
+    check_mp4(files[0], 9, (128, 128), rate=16000 if "_a2v_" in path.name else 48000)
 
 
 LTX25_DEMO_FILES = sorted(DEMO_WORKFLOWS.glob("ltx25_*.api.json"))

@@ -1,6 +1,7 @@
 """The core ComfyUI I/O nodes a shipped workflow may use, re-implemented for headless runs.
 
-Only ``LoadImage`` and ``LoadAudio``: the media inputs of image-to-video and audio-conditioned workflows.
+``LoadImage`` and ``LoadAudio`` (the media inputs of image-to-video and audio-conditioned workflows) and
+``SaveAudio`` (the output of text-to-audio).
 Same ids, inputs, outputs and values as ComfyUI's (``nodes.py`` / ``comfy_extras/nodes_audio.py``):
 
 - ``LoadImage`` -> IMAGE ``[N, H, W, 3]`` float32 in 0..1 and MASK (``1 - alpha``, ``[N, H, W]``, or a
@@ -29,7 +30,7 @@ import torch
 
 from .. import paths
 from ..errors import InputError
-from ..media.audio_io import load_audio_file
+from ..media.audio_io import load_audio_file, write_audio_file
 
 # Pixels one image file may hold, all frames together: Pillow's own decompression-bomb limit (twice its
 # ``Image.MAX_IMAGE_PIXELS``), applied to both decoders and to animations as a whole.
@@ -202,4 +203,24 @@ class LoadAudio:
         return _check_exists(audio, "audio")
 
 
-CORE_NODE_CLASSES: dict[str, type] = {"LoadImage": LoadImage, "LoadAudio": LoadAudio}
+class SaveAudio:
+    """ComfyUI's ``SaveAudio`` (``comfy_extras/nodes_audio.py``): the first item of AUDIO as FLAC,
+    ``<prefix>_<counter:05>_.flac`` in the output folder (the text-to-audio workflows' output)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"audio": ("AUDIO",), "filename_prefix": ("STRING", {"default": "audio/ComfyUI"})},
+                "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
+
+    CATEGORY = "audio"
+    RETURN_TYPES = ()
+    OUTPUT_NODE = True
+    FUNCTION = "save_flac"
+
+    def save_flac(self, audio, filename_prefix="audio/ComfyUI", prompt=None, extra_pnginfo=None):
+        out = paths.next_output_file(filename_prefix, "flac")
+        write_audio_file(out.path, audio)
+        return {"ui": {"audio": [out.ui_entry()]}}
+
+
+CORE_NODE_CLASSES: dict[str, type] = {"LoadImage": LoadImage, "LoadAudio": LoadAudio, "SaveAudio": SaveAudio}

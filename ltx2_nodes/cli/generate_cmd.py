@@ -52,6 +52,13 @@ def add_parser(p) -> None:
     p.add_argument("--audio", metavar="PATH", help="keep this soundtrack and generate video for it (audio-to-video)")
     p.add_argument("--audio-start", type=nonnegative_float, default=0.0, metavar="SECONDS",
                    help="where the soundtrack starts")
+    sound = p.add_mutually_exclusive_group()
+    sound.add_argument("--audio-only", action="store_true",
+                       help="text to audio: sound alone, on the DiT's audio stream (the video weights are never "
+                            "loaded); --out names a .flac/.wav/.mp3/.m4a file or a folder (LTX2_00001_.flac)")
+    sound.add_argument("--video-to-audio", metavar="PATH",
+                       help="a soundtrack for this video: its frames are kept (seen at its own size, cut to 8k+1 "
+                            "frames, its frame rate) and the MP4 holds the original frames with the new sound")
     p.add_argument("--width", type=positive_int, default=1536,
                    help="final width (two-stage: multiple of 64; default 1536)")
     p.add_argument("--height", type=positive_int, default=1024, help="final height (default 1024)")
@@ -251,6 +258,71 @@ def _frames(args) -> int | None:
     return frames
 
 
+SOUND_FORMATS = (".flac", ".wav", ".mp3", ".m4a")
+
+
+def _sound_request(args) -> tuple[Path, object | None]:
+    """``--audio-only`` / ``--video-to-audio``: the output path and the clip's frames (None for text to audio), the
+    options that contradict a sound-only run, the clip's length and size refused (exit 2) before any model
+    loads. Sets ``args.frames`` / ``fps`` / ``width`` / ``height`` to what the run samples."""
+    from .. import paths
+
+    flag = "--audio-only" if args.audio_only else "--video-to-audio"
+    for given, option, why in ((args.image, "--image", "conditions a generated video"),
+                               (args.audio, "--audio", "keeps a soundtrack and generates the video")):
+        if given:
+            raise UsageError(f"{flag} generates the sound; {option} {why}. Drop one of them.")
+    if args.audio_only:
+        frames = _frames(_namespace_with(args, width=512, height=512, single_stage=True))
+        target = Path(args.out).expanduser()
+        if target.suffix.lower() in SOUND_FORMATS:
+            writable_folder(target.parent, "--out")
+        elif target.suffix:
+            raise UsageError(f"--out {args.out}: --audio-only writes audio; name a {'/'.join(SOUND_FORMATS)} file "
+                             "or a folder.")
+        else:
+            paths.configure(output_dir=str(writable_folder(target, "--out")))
+            target = paths.next_output_file("LTX2", "flac").path
+        args.frames, args.seconds = frames, None
+        return target, None
+    video = _load_clip(Path(args.video_to_audio).expanduser())
+    args.fps = float(video.frame_rate)
+    available = video.images.shape[0]
+    fits = 1 + 8 * ((min(available, MAX_FRAMES) - 1) // 8)
+    frames = fits if args.frames is None and args.seconds is None else _frames(
+        _namespace_with(args, width=512, height=512, single_stage=True))
+    if frames > available:
+        raise UsageError(f"--video-to-audio {args.video_to_audio}: {frames} frames asked, the video has {available} "
+                         f"at {args.fps:g} fps; ask for at most {fits} (--frames {fits}) or leave the length out.")
+    height, width = (32 * (side // 32) for side in video.images.shape[1:3])
+    if min(height, width) < 32:
+        raise UsageError(f"--video-to-audio {args.video_to_audio}: the video is {video.images.shape[2]}x"
+                         f"{video.images.shape[1]}; the model needs at least 32x32 pixels.")
+    args.frames, args.seconds, args.width, args.height = frames, None, width, height
+    return _out_path(args.out), video.images[:frames]
+
+
+def _namespace_with(args, **changes):
+    import argparse
+
+    return argparse.Namespace(**{**vars(args), **changes})
+
+
+def _load_clip(path: Path):
+    from ..nodes.comfy_types import SavedVideo
+
+    if not path.is_file():
+        raise UsageError(f"--video-to-audio {path}: no such file; name an MP4/MOV/WebM video.")
+    try:
+        clip = SavedVideo(path).get_components()
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad input file
+        raise UsageError(f"--video-to-audio {path}: cannot read it as a video ({exc}); re-encode it as an H.264 "
+                         "MP4.") from None
+    if clip.images.shape[0] == 0:
+        raise UsageError(f"--video-to-audio {path}: the file holds no video frames.")
+    return clip
+
+
 def run(args) -> int:
     import logging
 
@@ -267,6 +339,11 @@ def run(args) -> int:
     log = logging.getLogger("ltx2_nodes")
     paths.configure(models_dir=args.models_dir)
     apply_engine_options(args)
+    if args.audio_only or args.video_to_audio:
+        if args.frames == "auto" or args.keyframes:
+            raise UsageError("--frames auto and --keyframes belong to a video generation; give --audio-only / "
+                             "--video-to-audio a frame count or --seconds")
+        return _run_sound(args)
     frames = _frames(args)  # every number, and the output, checked before anything loads
     out = _out_path(args.out)
     device = compute_device()
@@ -343,3 +420,31 @@ def _require_25(ltx2, option: str) -> None:
         raise UsageError(f"{option} needs an LTX-2.5 model; {ltx2.name} is {ltx2.ckpt.family.name}")
     if option.startswith("--frames"):
         _ = ltx2.duration_head  # raises, naming the missing duration-head file and where it looked
+
+
+def _run_sound(args) -> int:
+    """``--audio-only`` / ``--video-to-audio``: one stage of the mode's preset (``generate.generate_sound``)."""
+    from ..generate import GenerateRequest, generate_sound
+    from ..handles import load_gemma, load_ltx2
+    from ..memory.selection import compute_device
+    from ..text.tokenizer import check_text
+
+    out, video = _sound_request(args)  # everything checked before anything loads
+    check_text(args.prompt, "--prompt")
+    if args.negative is not None:
+        check_text(args.negative, "--negative")
+    device = compute_device()
+    checkpoint = _pick("checkpoints", args.checkpoint)
+    mode = args.mode
+    if mode == "auto":
+        mode = "dev" if "dev" in checkpoint.name.lower() and "distill" not in checkpoint.name.lower() else "distilled"
+    ltx2 = load_ltx2(checkpoint, args.weight_dtype, args.fp8, device=device)
+    gemma = load_gemma(_pick("text_encoders", args.gemma), args.weight_dtype, device=device)
+    request = GenerateRequest(prompt=args.prompt, negative_prompt=args.negative, width=args.width, height=args.height,
+                              frames=args.frames, fps=args.fps, seed=args.seed, mode=mode, steps=args.steps,
+                              two_stage=False, family=ltx2.ckpt.family.version)
+    what = "audio only" if video is None else f"video to audio, {args.width}x{args.height}"
+    print(f"{checkpoint.name} ({ltx2.ckpt.family.name} {mode}, {what}), {args.frames} frames at {args.fps:g} fps, "
+          f"seed {args.seed} on {device}")
+    print(generate_sound(ltx2, gemma, request, out, video=video, loras=_loras(args.lora)))
+    return 0

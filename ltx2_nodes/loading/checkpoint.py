@@ -226,13 +226,14 @@ class LTX2Checkpoint:
         spec = self._specs[component]
         return any(spec.module_key(k) is not None for k in self.file.keys())
 
-    def state_dict(self, component: str) -> dict[str, torch.Tensor]:
-        """Tensors of ``component`` under module key names, as views of the memory-mapped file."""
+    def state_dict(self, component: str, select: Callable[[str], bool] | None = None) -> dict[str, torch.Tensor]:
+        """Tensors of ``component`` under module key names, as views of the memory-mapped file; ``select(name)``
+        false leaves a tensor out without opening it (the audio-only DiT never touches the video weights)."""
         spec = self._specs[component]
         out = {}
         for key in self.file.keys():
             name = spec.module_key(key)
-            if name is not None:
+            if name is not None and (select is None or select(name)):
                 out[name] = self.file.tensor(key)
         if not out:
             raise CheckpointError(

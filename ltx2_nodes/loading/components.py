@@ -6,6 +6,7 @@ Each takes an opened ``LTX2Checkpoint`` (or a file path for separately shipped m
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Callable
@@ -67,10 +68,31 @@ def _load(ckpt: LTX2Checkpoint, component: str, make: Callable[[dict], nn.Module
                         dtype=dtype, device=device, release=ckpt.release_pages, **options)
 
 
-def load_transformer(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None, fp8: str = "keep"):
-    """The DiT of ``ckpt``; ``dtype`` None keeps the file dtype (bf16 for the release)."""
+def load_transformer(ckpt: LTX2Checkpoint, dtype: torch.dtype | None = None, device=None, fp8: str = "keep", *,
+                     audio_only: bool = False):
+    """The DiT of ``ckpt``; ``dtype`` None keeps the file dtype (bf16 for the release).
+
+    ``audio_only``: the audio stream alone (``has_video`` false: no video block, no audio<->video
+    cross-attention), as the reference's text-to-audio pipeline (``LTXAudioOnlyModelConfigurator`` with an
+    SDOps that drops the other keys): the video tensors are never read from the file, so they never occupy
+    memory, a device or a stream slot."""
     cfg = TransformerConfig.from_metadata(ckpt.component_config("transformer"))
-    return _load(ckpt, "transformer", lambda _: LTX2Transformer(cfg), "transformer", dtype, device, fp8=fp8)
+    if not audio_only:
+        return _load(ckpt, "transformer", lambda _: LTX2Transformer(cfg), "transformer", dtype, device, fp8=fp8)
+    cfg = dataclasses.replace(cfg, has_video=False)
+    state = ckpt.state_dict("transformer", select=in_audio_only_model(cfg))
+    return build_module(lambda: LTX2Transformer(cfg), state, what="audio-only transformer", source=ckpt.path.name,
+                        dtype=dtype, device=device, release=ckpt.release_pages, fp8=fp8)
+
+
+def in_audio_only_model(cfg: TransformerConfig) -> Callable[[str], bool]:
+    """Whether a DiT tensor name belongs to the audio-only transformer of ``cfg`` (``has_video`` false): one of
+    its parameters, or a companion of one of its leaf layers (fp8 scales, quantization records)."""
+    with torch.device("meta"):
+        meta = LTX2Transformer(cfg)
+    names = set(meta.state_dict())
+    layers = {name for name, module in meta.named_modules() if name and next(module.children(), None) is None}
+    return lambda key: key in names or key.rpartition(".")[0] in layers
 
 
 # ------------------------------------------------------------------------------------------------

@@ -216,6 +216,11 @@ def resolve_targets(lora: LoRA, model: nn.Module) -> dict[str, LoRAFactors]:
                 f"{factors.up.shape[0]} layer but '{name}' here is {module.in_features} -> {module.out_features}. "
                 "The LoRA was trained for a different model (size or version, e.g. LTX-2.3 vs LTX-2).")
         resolved[name] = factors
+    if not resolved and not getattr(getattr(model, "config", None), "has_video", True):
+        raise CheckpointError(
+            f"LoRA {lora.name} adapts none of the audio stream's layers (e.g. it targets "
+            f"{sorted(lora.targets)[:3]}), and this is the audio-only transformer (text to audio: no video "
+            "blocks). It would change nothing here: drop it from the audio-only run.")
     if not resolved:
         raise CheckpointError(
             f"LoRA {lora.name} does not target this model: none of its {len(lora.targets)} layers (e.g. "

@@ -14,6 +14,7 @@ from .latent import (LTX2AudioToLatent, LTX2EmptyAVLatent, LTX2GeneratedKeyframe
 from .loaders import LTX2CheckpointLoader, LTX2CompileDiT, LTX2DurationHeadLoader, LTX2GemmaLoader, LTX2LoraLoader
 from .refine import LTX2RefineTiles
 from .sampler import LTX2Sampler
+from .soundtrack import LTX2AudioOnlyModel, LTX2EmptyAudioLatent, LTX2VideoToAudioLatent
 from .text import LTX2GemmaEncode, LTX2PromptEnhance, LTX2TextConnector
 
 _NODES = {
@@ -36,6 +37,9 @@ _NODES = {
     "LTX2AVCombine": (LTX2AVCombine, "LTX-2 Save Video (MP4 with Audio)"),
     "LTX2PromptEnhance": (LTX2PromptEnhance, "LTX-2 Prompt Enhance (Gemma)"),
     "LTX2CompileDiT": (LTX2CompileDiT, "LTX-2 Compile DiT (torch.compile)"),
+    "LTX2VideoToAudioLatent": (LTX2VideoToAudioLatent, "LTX-2 Video to Latent (Video to Audio)"),
+    "LTX2EmptyAudioLatent": (LTX2EmptyAudioLatent, "LTX-2 Empty Audio Latent (Text to Audio)"),
+    "LTX2AudioOnlyModel": (LTX2AudioOnlyModel, "LTX-2 Audio-Only Model (Text to Audio)"),
 }
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {node_id: cls for node_id, (cls, _) in _NODES.items()}

@@ -12,6 +12,7 @@ from ..errors import InputError
 from ..model.shapes import MAX_FRAMES, check_video_size, describe_rounding, frames_for_seconds
 from ..handles import load_upscaler
 from ..latents import AVLatents, empty_latents
+from ..media.audio_clip import audio_segment
 from ..sampling.conditioning import DEFAULT_IMAGE_CRF, ImageCondition
 from ..sampling.state import AudioGrid
 from .common import LATENT, device, engine, require
@@ -108,7 +109,8 @@ class LTX2ImageToVideo:
             "latent": ("LATENT",),
             "video_vae": ("LTX2_VIDEO_VAE",),
             "image": ("IMAGE",),
-            "frame_index": ("INT", {"default": 0, "min": 0, "max": 1024}),
+            "frame_index": ("INT", {"default": 0, "min": -MAX_FRAMES, "max": MAX_FRAMES,
+                                    "tooltip": "pixel frame; negative counts from the end (-1 = the last frame)"}),
             "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}),
             "crf": ("INT", {"default": DEFAULT_IMAGE_CRF, "min": 0, "max": 51}),
         }}
@@ -125,8 +127,10 @@ class LTX2ImageToVideo:
         if av.video is None:
             raise InputError("image conditioning needs a video latent; this latent holds audio only.")
         grid = av.video_grid()
-        if frame_index >= grid.pixel_frames:
-            raise InputError(f"frame_index {frame_index} is outside the video (frames 0..{grid.pixel_frames - 1}).")
+        if not -grid.pixel_frames <= frame_index < grid.pixel_frames:
+            raise InputError(f"frame_index {frame_index} is outside the video (frames 0..{grid.pixel_frames - 1}, "
+                             f"or -1..-{grid.pixel_frames} counted from the end).")
+        frame_index %= grid.pixel_frames  # -1 = the last frame
         condition = ImageCondition(image, frame_index, strength, crf)
         item = stages.encode_conditioning_images(video_vae, [condition], grid, engine())[0]
         size = (grid.height * grid.scale.height, grid.width * grid.scale.width)
@@ -136,15 +140,18 @@ class LTX2ImageToVideo:
 
 class LTX2AudioToLatent:
     DESCRIPTION = ("Audio-to-video: encodes the audio (from start_seconds, as long as the video) into the audio "
-                   "latent and marks it to be kept unchanged while the video is generated to match it.")
+                   "latent and marks it to be kept unchanged while the video is generated to match it. The 'audio' "
+                   "output is that very piece of the input, as long as the video: connect it to the Save node to "
+                   "keep the original sound (the official a2vid pipeline returns the input waveform, not the audio "
+                   "VAE's re-synthesis).")
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"latent": ("LATENT",), "audio_vae": ("LTX2_AUDIO_VAE",), "audio": ("AUDIO",)},
                 "optional": {"start_seconds": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 3600.0, "step": 0.01})}}
 
-    RETURN_TYPES = ("LATENT",)
-    RETURN_NAMES = ("latent",)
+    RETURN_TYPES = ("LATENT", "AUDIO")
+    RETURN_NAMES = ("latent", "audio")
     FUNCTION = "encode"
     CATEGORY = LATENT
 
@@ -159,13 +166,14 @@ class LTX2AudioToLatent:
             raise InputError("cannot tell the clip's length: connect a latent from LTX-2 Empty AV Latent.")
         steps = av.audio.shape[2] if av.audio is not None else AudioGrid.for_video(
             shape[0], shape[1], frames, av.fps, audio_vae.timing).frames
+        segment = audio_segment(audio, start_seconds, frames / av.fps)
         encoded = stages.audio_latent_for_clip(audio_vae, audio, start_seconds, frames / av.fps, steps, engine())
         if av.audio is not None and tuple(encoded.shape[1:]) != tuple(av.audio.shape[1:]):
             raise InputError(f"the encoded audio latent {list(encoded.shape[1:])} does not match the latent's audio "
                              f"{list(av.audio.shape[1:])}; both must come from the same LTX-2 model.")
         encoded = encoded[:1].expand(av.batch, *encoded.shape[1:]).contiguous()
         av = dataclasses.replace(av, audio=encoded, audio_timing=audio_vae.timing).keep_audio()
-        return (from_av_latents(av, info, base=latent),)
+        return from_av_latents(av, info, base=latent), segment
 
 
 class LTX2LatentUpscaler:

@@ -18,7 +18,7 @@ Given an exported ComfyUI tree (``$COMFYUI_SRC`` or ``--comfyui-src``; set up wi
      node, plus core ``SaveAudio`` of core's decoded audio;
    with ComfyUI's latent previews on (``--preview-method auto``), so the samplers' live previews run as well;
 4. requires every run to succeed and every MP4 to hold an H.264 video stream of the expected frame count and
-   an AAC audio stream of the video's duration.
+   an AAC audio stream of the video's duration (the text-to-audio workflows: a FLAC).
 
 Exit 0 when every check passes, 1 otherwise, 77 (skipped) without a ComfyUI tree. ``--keep DIR`` keeps the
 outputs and the JSON report.
@@ -80,7 +80,9 @@ def expected_media(name: str, mp4: str) -> tuple[int, int | None]:
     from ltx2_nodes.demo.models import DEMO_SECONDS_25
     from ltx2_nodes.model.shapes import clamped_frames_for_seconds
 
-    rate = 48000 if any(p in name for p in (build.LTX_2_3.prefix, build.LTX_2_5.prefix)) else 24000
+    # audio to video muxes the input sound itself (the 16 kHz demo file)
+    rate = 16000 if "a2v_" in name else 48000 if any(p in name for p in (build.LTX_2_3.prefix,
+                                                                          build.LTX_2_5.prefix)) else 24000
     if "keyframes_0" in mp4:
         return 2, None
     if "auto_length" in name:
@@ -182,6 +184,10 @@ def main(argv=None) -> int:
         for path, run in zip(workflows, runs):
             check(run.get("status") == "success", f"{path.name}: status {run.get('status')} "
                                                   f"{run.get('errors') or ''}", failures)
+            if "t2a_" in path.name:  # text to audio: core SaveAudio's FLAC, no video
+                flacs = [f for f in json.dumps(run.get("outputs", {})).split('"') if f.endswith(".flac")]
+                check(bool(flacs), f"{path.name}: wrote a FLAC {flacs}", failures)
+                continue
             mp4s = sorted({Path(f["path"] if isinstance(f, dict) else f).name for f in run.get("files", [])
                            if str(f.get("path") if isinstance(f, dict) else f).endswith(".mp4")})
             check(bool(mp4s), f"{path.name}: wrote an MP4 {mp4s}", failures)
