@@ -108,6 +108,8 @@ class LatentInfo:
     keyframe_slots: tuple[int, ...] = ()  # pixel frames the next sampler generates keyframes at
     keyframes: torch.Tensor | None = None  # generated keyframes [B, C, K, H, W] (``AVLatents.keyframes``)
     keyframe_frames: tuple[int, ...] = ()
+    video_start: int = 0  # an extend window's place in the clip (``AVLatents.video_start`` / ``audio_start``)
+    audio_start: int = 0
 
     def replace(self, **changes) -> "LatentInfo":
         return dataclasses.replace(self, **changes)
@@ -159,7 +161,8 @@ def to_av_latents(latent: dict, fps: float | None = None) -> AVLatents:
     return AVLatents(video=video, audio=audio, fps=float(rate), video_mask=_token_mask(video_mask, True),
                      audio_mask=_token_mask(audio_mask, False), video_scale=info.video_scale,
                      audio_timing=info.audio_timing, keyframe_slots=info.keyframe_slots, keyframes=info.keyframes,
-                     keyframe_frames=info.keyframe_frames)
+                     keyframe_frames=info.keyframe_frames, video_start=info.video_start,
+                     audio_start=info.audio_start)
 
 
 def pixel_frames(av: AVLatents, info: LatentInfo) -> int | None:
@@ -173,7 +176,8 @@ def from_av_latents(av: AVLatents, info: LatentInfo | None = None, base: dict | 
     """``AVLatents`` -> a new LATENT dict in core's layout (``base``'s other keys are kept, never mutated)."""
     info = (info or LatentInfo()).replace(fps=float(av.fps), video_scale=av.video_scale,
                                           audio_timing=av.audio_timing, keyframe_slots=av.keyframe_slots,
-                                          keyframes=av.keyframes, keyframe_frames=av.keyframe_frames)
+                                          keyframes=av.keyframes, keyframe_frames=av.keyframe_frames,
+                                          video_start=av.video_start, audio_start=av.audio_start)
     info = info.replace(frames=pixel_frames(av, info))
     out = {k: v for k, v in (base or {}).items() if k not in ("samples", "noise_mask", "type", "sample_rate")}
     parts = [t for t in (av.video, av.audio) if t is not None]
