@@ -37,11 +37,11 @@ from .memory import MemoryEngine, StageProfile, decoder_profile, dit_profile, se
 from .memory.estimates import (DecoderShape, audio_decode_activation_bytes, connector_activation_bytes,
                                upscaler_activation_bytes)
 from .memory.placement import module_tensors, tensor_bytes
-from .memory.vae import auto_tiling, decode_budget, encode_device_bytes, tile_device_bytes
+from .memory.vae import auto_encode_tiling, auto_tiling, decode_budget, encode_device_bytes, tile_device_bytes
 from .model.connector import TextConditioning
-from .model.shapes import clamped_frames_for_seconds
+from .model.shapes import clamped_frames_for_seconds, video_latent_size
 from .model.upsampler import upsample_latent
-from .model.vae_tiling import TilingConfig, decode_chunks, plan_tiles
+from .model.vae_tiling import TilingConfig, decode_chunks, plan_encode_tiles, plan_tiles, tiled_encode
 from .handles import (AudioVAEHandle, ConnectorHandle, DiTHandle, DurationHeadHandle, GemmaHandle, UpscalerHandle,
                       VideoVAEHandle)
 from .latents import AVLatents, GenerationSettings, sample
@@ -189,6 +189,35 @@ def encode_conditioning_images(video_vae: VideoVAEHandle, conds: Sequence[ImageC
             latent = encode_images(encoder, cond.compressed(), height, width, crf=0).float().cpu()
             items.append(frame_condition(latent, cond.frame_index, cond.strength))
     return items
+
+
+def encode_video(video_vae: VideoVAEHandle, images: torch.Tensor, engine: MemoryEngine | None = None,
+                 tiling: TilingConfig | str | None = "auto") -> torch.Tensor:
+    """Frames ``[F, H, W, 3]`` in [0, 1] (ComfyUI IMAGE: a loaded video; F = 8k+1, H and W multiples of 32) ->
+    normalised video latent ``[1, C, F', H', W']`` (float32, CPU), tile by tile (``"auto"``: the largest tiles
+    the engine's budget holds, ``memory.vae.auto_encode_tiling``; each tile is mapped to [-1, 1] on its own)."""
+    engine = _engine(engine)
+    encoder = video_vae.encoder
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise InputError(f"video encode expects IMAGE frames [F, H, W, 3], got {list(images.shape)}.")
+    frames, height, width = images.shape[:3]
+    dtype = _module_dtype(encoder)
+    if isinstance(tiling, str):
+        budget = decode_budget(engine.budget(), tensor_bytes(module_tensors(encoder)))
+        tiling = auto_encode_tiling(video_vae.config, frames, height, width, budget, dtype)
+    pixels = images.permute(3, 0, 1, 2).unsqueeze(0)  # a view: [1, 3, F, H, W]
+    bar = ProgressBar(len(plan_encode_tiles((frames, height, width), tiling, encoder.scale)))
+    latent_shape = (1, video_vae.latent_channels, *video_latent_size(frames, height, width, encoder.scale))
+    profile = StageProfile(tile_device_bytes(video_vae.config, latent_shape, tiling, dtype))
+
+    def prepare(tile: torch.Tensor) -> torch.Tensor:
+        check_interrupted("while encoding the video")
+        bar.update(1)
+        return tile.float() * 2.0 - 1.0
+
+    with torch.no_grad(), engine.stage("video_encoder", encoder, profile=profile,
+                                       release_pages=video_vae.release_pages):
+        return tiled_encode(encoder, pixels, tiling, prepare=prepare).cpu()
 
 
 def encode_audio_latent(audio_vae: AudioVAEHandle, audio: dict, engine: MemoryEngine | None = None) -> torch.Tensor:

@@ -31,7 +31,8 @@ from ltx2_nodes.sampling.recipe import recipe_for, start_at
 SCHEMA_IDS = {"LTX2CheckpointLoader", "LTX2GemmaLoader", "LTX2GemmaEncode", "LTX2TextConnector", "LTX2EmptyAVLatent",
               "LTX2ImageToVideo", "LTX2AudioToLatent", "LTX2LoraLoader", "LTX2Sampler", "LTX2LatentUpscaler",
               "LTX2KeyframeSlots", "LTX2GeneratedKeyframes",
-              "LTX2VideoDecodeTiled", "LTX2AudioDecode", "LTX2AVCombine", "LTX2PromptEnhance"}
+              "LTX2VideoDecodeTiled", "LTX2AudioDecode", "LTX2AVCombine", "LTX2PromptEnhance",
+              "LTX2VideoEncode", "LTX2ExtendWindow", "LTX2ExtendJoin", "LTX2Retake"}  # editing (issue 15)
 RECIPE = recipe_for()
 # the samplers of the shipped two-stage workflows (scripts/build_workflows.py)
 DISTILLED = dict(seed=10, **preset_widgets(RECIPE.distilled, RECIPE.stg_blocks))

@@ -11,6 +11,7 @@ lazily in ``types`` (nested tensors, VIDEO).
 from .decode import LTX2AudioDecode, LTX2AVCombine, LTX2VideoDecodeTiled
 from .latent import (LTX2AudioToLatent, LTX2EmptyAVLatent, LTX2GeneratedKeyframes, LTX2ImageToVideo, LTX2KeyframeSlots,
                      LTX2LatentUpscaler)
+from .editing import LTX2ExtendJoin, LTX2ExtendWindow, LTX2Retake, LTX2VideoEncode
 from .loaders import LTX2CheckpointLoader, LTX2GemmaLoader, LTX2LoraLoader
 from .sampler import LTX2Sampler
 from .text import LTX2GemmaEncode, LTX2PromptEnhance, LTX2TextConnector
@@ -32,6 +33,11 @@ _NODES = {
     "LTX2AudioDecode": (LTX2AudioDecode, "LTX-2 Audio Decode"),
     "LTX2AVCombine": (LTX2AVCombine, "LTX-2 Save Video (MP4 with Audio)"),
     "LTX2PromptEnhance": (LTX2PromptEnhance, "LTX-2 Prompt Enhance (Gemma)"),
+    # editing (issue 15)
+    "LTX2VideoEncode": (LTX2VideoEncode, "LTX-2 Video Encode (Tiled)"),
+    "LTX2ExtendWindow": (LTX2ExtendWindow, "LTX-2 Extend Window"),
+    "LTX2ExtendJoin": (LTX2ExtendJoin, "LTX-2 Extend Join"),
+    "LTX2Retake": (LTX2Retake, "LTX-2 Retake (Regenerate a Time Window)"),
 }
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {node_id: cls for node_id, (cls, _) in _NODES.items()}
