@@ -14,6 +14,9 @@ from ltx2_nodes.errors import InputError
 from ltx2_nodes.handles import clear_caches, load_gemma, load_ltx2
 from ltx2_nodes.latents import AVLatents, GenerationSettings, empty_latents
 from ltx2_nodes.model.shapes import pixel_frames
+from ltx2_nodes.nodes import NODE_CLASS_MAPPINGS
+from ltx2_nodes.nodes.comfy_types import LatentInfo, from_av_latents, latent_info, to_av_latents
+from ltx2_nodes.sampling.noise import SeededNoise
 from ltx2_nodes.sampling.recipe import recipe_for
 from ltx2_nodes.sampling.state import initial_state
 
@@ -124,3 +127,19 @@ def test_a_sampled_extend_keeps_the_overlap_bit_identical_and_its_audio_has_no_s
     near = steps[:, seam - 4:seam + 4].max()
     elsewhere = torch.cat([steps[:, :seam - 64], steps[:, seam + 64:]], dim=-1).max()
     assert near <= elsewhere, f"step at the seam {near:.4g} > the largest step elsewhere {elsewhere:.4g}"
+
+
+
+def test_chained_extend_nodes_continue_one_noise_stream_so_each_segment_draws_new_noise(headless):
+    """The window carries the clip's noise record (a sampler with the same seed continues that stream instead of
+    repeating it), and the join carries the window sampler's record on to the next segment."""
+    noise = SeededNoise(7, 1)
+    noise.draw((4,))
+    first = noise.record()
+    clip = from_av_latents(_clip(), LatentInfo(fps=FPS, noise=first))
+    (window,) = NODE_CLASS_MAPPINGS["LTX2ExtendWindow"]().window(clip, 1.0, 2)
+    assert latent_info(window).noise is first
+    noise.draw((4,))
+    sampled = from_av_latents(_sampled(to_av_latents(window), 0), latent_info(window).replace(noise=noise.record()))
+    (joined,) = NODE_CLASS_MAPPINGS["LTX2ExtendJoin"]().join(clip, sampled)
+    assert latent_info(joined).noise is latent_info(sampled).noise and latent_info(joined).video_start == 0

@@ -99,7 +99,8 @@ class LTX2ExtendWindow:
     def window(self, latent, seconds, overlap=DEFAULT_OVERLAP_FRAMES):
         clip = to_av_latents(latent)
         window = extend_window(clip, plan_extend(clip, seconds, overlap))
-        info = latent_info(latent).replace(noise=None, conditions=())
+        # the noise record stays: a sampler with the clip's seed continues its stream (each segment new noise)
+        info = latent_info(latent).replace(conditions=())
         return (from_av_latents(window, info),)
 
 
@@ -119,7 +120,7 @@ class LTX2ExtendJoin:
 
     def join(self, clip, window):
         joined = join_extension(to_av_latents(clip), to_av_latents(window))
-        info = latent_info(clip).replace(noise=None, conditions=())
+        info = latent_info(clip).replace(noise=latent_info(window).noise, conditions=())
         return (from_av_latents(joined, info),)
 
 
