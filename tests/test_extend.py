@@ -143,3 +143,17 @@ def test_chained_extend_nodes_continue_one_noise_stream_so_each_segment_draws_ne
     sampled = from_av_latents(_sampled(to_av_latents(window), 0), latent_info(window).replace(noise=noise.record()))
     (joined,) = NODE_CLASS_MAPPINGS["LTX2ExtendJoin"]().join(clip, sampled)
     assert latent_info(joined).noise is latent_info(sampled).noise and latent_info(joined).video_start == 0
+
+
+def test_a_keyframe_guide_in_a_window_sits_where_it_would_in_the_whole_clip():
+    from ltx2_nodes.sampling.conditioning import KeyframeAtFrame
+
+    clip = _clip(frames=25)
+    window = extend_window(clip, plan_extend(clip, 1.0, overlap=2))
+    guide = torch.randn(1, 8, 1, 2, 3)
+    in_window = KeyframeAtFrame(guide, 20).apply(initial_state(window.video_grid(), 1, window.video))
+    whole = empty_latents(1, pixel_frames(7), 64, 96, FPS, video_channels=8, audio_channels=4, audio_mel_bins=4)
+    in_clip = KeyframeAtFrame(guide, window.video_grid().first_pixel_frame + 20).apply(
+        initial_state(whole.video_grid(), 1, whole.video))
+    assert torch.equal(in_window.positions[:, :, -6:], in_clip.positions[:, :, -6:])
+    assert window.video_grid().first_pixel_frame == 9  # latent frame 2 starts at pixel frame 2 * 8 - 7

@@ -53,6 +53,12 @@ class VideoGrid:
     def pixel_frames(self) -> int:
         return pixel_frames(self.frames, self.scale)
 
+    @property
+    def first_pixel_frame(self) -> int:
+        """The clip pixel frame the grid starts at: 0, or ``start * 8 - 7`` for a window (the causal VAE's first
+        latent frame is one pixel frame, every later one 8)."""
+        return 0 if self.start == 0 else pixel_frames(self.start, self.scale)
+
     @classmethod
     def from_pixels(cls, channels: int, frames: int, height: int, width: int, fps: float,
                     scale: VideoScale = VideoScale()) -> "VideoGrid":
