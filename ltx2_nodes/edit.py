@@ -86,13 +86,13 @@ def check_source(edit: ClipEdit) -> tuple[int, int, int, float]:
 
 def encode_clip(ltx2: LTX2Models, edit: ClipEdit, fps: float, engine: MemoryEngine) -> AVLatents:
     """The source's frames (tiled encode) and sound as one latent clip."""
-    from .nodes.comfy_types import SavedVideo
+    from .media.mux import read_video
 
-    parts = SavedVideo(edit.source).get_components()
-    video = encode_video(ltx2.video_vae, parts.images, engine)
-    frames = parts.images.shape[0]
+    images, sound, _ = read_video(edit.source)
+    video = encode_video(ltx2.video_vae, images, engine)
+    frames = images.shape[0]
     steps = audio_latent_frames(frames, fps, ltx2.audio_vae.timing)
-    audio = audio_latent_for_clip(ltx2.audio_vae, parts.audio, 0.0, frames / fps, steps, engine)
+    audio = audio_latent_for_clip(ltx2.audio_vae, sound, 0.0, frames / fps, steps, engine)
     return AVLatents(video, audio, fps, video_scale=ltx2.video_vae.scale, audio_timing=ltx2.audio_vae.timing)
 
 

@@ -289,17 +289,9 @@ class SavedVideo:
 
     def get_components(self):
         """(images [N, H, W, 3] float 0..1, AUDIO dict or None, frame_rate) like ComfyUI's ``VideoComponents``."""
-        import av
-        import numpy as np
+        from ..media.mux import read_video
 
-        from ..media.audio_io import load_audio_file
-
-        with av.open(str(self.path)) as container:
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-            has_audio = bool(container.streams.audio)
-        images = torch.from_numpy(np.stack(frames)).float() / 255.0
-        audio = load_audio_file(self.path) if has_audio else None
-        return VideoComponents(images, audio, self.get_frame_rate())
+        return VideoComponents(*read_video(self.path))
 
     def save_to(self, path: str | Path, **_options) -> None:
         shutil.copyfile(self.path, path)
