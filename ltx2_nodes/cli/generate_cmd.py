@@ -209,9 +209,25 @@ def _edit(args):
     return edit
 
 
-def run(args) -> int:
+def _stage2_specs(specs: list[str] | None, dev_two_stage: bool, family: str) -> list[str]:
+    """``--stage2-lora`` as given, else for a dev two-stage run the family's distilled LoRA at the recipe's stage-2
+    strength when it is in loras/ (a warning when not)."""
     import logging
 
+    from ..sampling.recipe import recipe_for
+
+    if specs is not None or not dev_two_stage:
+        return specs or []
+    lora = _pick("loras", None, required=False, family=family)
+    if lora is not None:
+        return [f"{lora.name}:{recipe_for(family).stage2_lora_strength}"]
+    logging.getLogger("ltx2_nodes").warning(
+        "dev two-stage run without %s in loras/: stage 2 refines with the distilled schedule on the dev weights "
+        "alone", (RELEASED_23 if family == "2.3" else RELEASED)["loras"][0])
+    return []
+
+
+def run(args) -> int:
     from .. import paths, stages
     from ..generate import GenerateRequest, generate, require_parts
     from ..media.audio_io import load_audio_file
@@ -222,7 +238,6 @@ def run(args) -> int:
     from ..text.tokenizer import check_text
     from .core_nodes import LoadImage
 
-    log = logging.getLogger("ltx2_nodes")
     paths.configure(models_dir=args.models_dir)
     apply_engine_options(args)
     edit = _edit(args)
@@ -251,16 +266,7 @@ def run(args) -> int:
     upscaler = load_upscaler(_pick("latent_upscale_models", args.upscaler, family=family), args.weight_dtype,
                              device=device) \
         if two_stage else None
-    stage2_specs = args.stage2_lora
-    if stage2_specs is None:
-        stage2_specs = []
-        if mode == "dev" and two_stage:
-            lora = _pick("loras", None, required=False, family=family)
-            if lora is not None:
-                stage2_specs = [f"{lora.name}:{recipe_for(family).stage2_lora_strength}"]
-            else:
-                log.warning("dev two-stage run without %s in loras/: stage 2 refines with the distilled schedule "
-                            "on the dev weights alone", (RELEASED_23 if family == "2.3" else RELEASED)["loras"][0])
+    stage2_specs = _stage2_specs(args.stage2_lora, mode == "dev" and two_stage, family)
 
     prompt = args.prompt
     if args.enhance:
