@@ -61,7 +61,21 @@ def demo_ui_workflow(path: Path) -> dict:
         if node["type"] == "LTX2EmptyAVLatent":
             assert values[:3] == sizes, f"{path.name}: unexpected empty-latent widgets {values}"
             node["widgets_values"][:3] = demo_sizes
+        if node["type"] == "LTX2ExtendWindow":
+            node["widgets_values"][0] = build.DEMO_SIZE["extend_seconds"]
     return data
+
+
+def expected_frames(path: Path) -> int:
+    """Pixel frames of a demo run: the empty latent's, plus the extend workflow's two extensions."""
+    import build_workflows as build
+    from ltx2_nodes.model.shapes import pixel_frames
+
+    frames = build.DEMO_SIZE["frames"]
+    if "extend_" in path.name:
+        new = round(build.DEMO_SIZE["extend_seconds"] * build.FPS / 8)
+        frames = pixel_frames((frames - 1) // 8 + 1 + 2 * new)
+    return frames
 
 
 def mixed_graph(checkpoint: str, gemma: str) -> dict:
@@ -172,7 +186,7 @@ def main(argv=None) -> int:
                     check(False, f"{name} copied from the server", failures)
                     continue
                 media = probe(found[0])
-                expected = 25 if path == mixed else build.DEMO_SIZE["frames"]
+                expected = 25 if path == mixed else expected_frames(path)
                 duration_ok = media.audio_seconds is not None and abs(media.audio_seconds - media.video_seconds) < 0.05
                 # the vocoder's rate: 48 kHz for the LTX-2.3 workflows, 24 kHz for LTX-2; audio to video muxes the
                 # input sound itself (the 16 kHz demo file)
