@@ -174,6 +174,16 @@ def sample_stages(dit: DiTHandle, video_vae: VideoVAEHandle, positive: TextCondi
                        loras=list(loras) + list(stage2_loras), noise=noise, callback=callback, tiles=refine_tiles)
 
 
+def request_text(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, engine: MemoryEngine,
+                 gemma_cache_dir: str | Path | None = None) -> tuple[TextConditioning, TextConditioning | None]:
+    """The request's prompt, and its negative prompt when its stage-1 guidance needs one, through Gemma and the
+    connectors: (positive, negative or None)."""
+    negative_needed = _needs_negative(request.stage1_settings())
+    prompts = [request.prompt] + ([request.negative()] if negative_needed else [])
+    text = connect_text(ltx2.text_connector, encode_prompts(gemma, prompts, engine, cache_dir=gemma_cache_dir), engine)
+    return split_text(text, 0), (split_text(text, 1) if negative_needed else None)
+
+
 def require_parts(ltx2: LTX2Models, images: bool = False, audio: bool = False) -> None:
     """Refuse now (``CheckpointError``), before any prompt is encoded or any step sampled, a file that lacks a
     part a generation needs: text connectors, video VAE, audio VAE and vocoder, plus the video encoder when
@@ -206,7 +216,7 @@ def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out
     height, width = request.stage_size()
     tiles = precheck(ltx2, gemma, request, engine, upscaler).request.tiles()
 
-    positive, negative = _texts(ltx2, gemma, request, settings, engine, gemma_cache_dir)
+    positive, negative = request_text(ltx2, gemma, request, engine, gemma_cache_dir)
     if request.frames is None:
         request = dataclasses.replace(request, frames=predict_frames(ltx2.duration_head, positive, request.fps))
 
@@ -226,18 +236,28 @@ def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out
                            negative=negative, images=request.images, upscaler=upscaler if request.two_stage else None,
                            loras=loras, stage2_loras=stage2_loras, callback=callback, refine_tiles=tiles)
 
-    if request.audio is not None:  # the input sound itself, as the reference a2vid pipeline returns it
-        sound = audio_segment(request.audio, request.audio_start_seconds, request.frames / request.fps)
-    else:
-        sound = decode_audio(result.audio, audio_vae, engine, frames=request.frames, fps=request.fps)
-    writer = MP4Writer(out_path, request.fps, audio_sample_rate=sound["sample_rate"],
-                       metadata={"ltx2_generate": request.describe(), **request.metadata})
-    with writer, contextlib.closing(decode_video_chunks(result.video, video_vae, engine, request.tiling)) as chunks:
+    sound = (audio_segment(request.audio, request.audio_start_seconds, request.frames / request.fps)
+             if request.audio is not None else None)  # a2v: the input sound itself, as the reference a2vid returns
+    return write_clip(ltx2, result, out_path, request.fps, {"ltx2_generate": request.describe(), **request.metadata},
+                      engine, request.tiling, sound=sound)
+
+
+def write_clip(ltx2: LTX2Models, result: AVLatents, out_path: str | Path, fps: float, metadata: dict,
+               engine: MemoryEngine | None = None, tiling: TilingConfig | str | None = "auto",
+               sound: dict | None = None) -> Path:
+    """Decode ``result`` (its first sample: the tiled video streamed into the file, the audio cut to the video's
+    duration; ``sound``: an AUDIO to mux instead of the decoded one) into an MP4 at ``out_path``; returns its
+    path."""
+    frames = result.video_grid().pixel_frames
+    if sound is None:
+        sound = decode_audio(result.audio, ltx2.audio_vae, engine, frames=frames, fps=fps)
+    writer = MP4Writer(out_path, fps, audio_sample_rate=sound["sample_rate"], metadata=metadata)
+    with writer, contextlib.closing(decode_video_chunks(result.video, ltx2.video_vae, engine, tiling)) as chunks:
         for chunk in chunks:
             writer.add_frames(pixels_to_images(chunk[:1]))
         writer.set_audio(sound["waveform"][0])
     if result.keyframes is not None:
-        _write_keyframes(result, video_vae, engine, keyframes_path(writer.path))
+        _write_keyframes(result, ltx2.video_vae, engine, keyframes_path(writer.path))
     return writer.path
 
 
@@ -247,22 +267,13 @@ def keyframes_path(mp4: str | Path) -> Path:
     return mp4.with_name(mp4.stem + "_keyframes.mp4")
 
 
-def _write_keyframes(result: AVLatents, video_vae: VideoVAEHandle, engine: MemoryEngine, path: Path) -> None:
+def _write_keyframes(result: AVLatents, video_vae: VideoVAEHandle, engine: MemoryEngine | None, path: Path) -> None:
     """The generated keyframes of the first sample, each decoded on its own, as one frame each of a silent MP4."""
     clips = result.keyframe_clips()[:len(result.keyframe_frames)]
     pixels = decode_video(clips, video_vae, engine)  # [K, 3, 1, H, W]
     with MP4Writer(path, 1.0, metadata={"ltx2_keyframes": list(result.keyframe_frames)}) as writer:
         writer.add_frames(pixels_to_images(pixels))
     log.info("generated keyframes at frames %s: %s", list(result.keyframe_frames), path)
-
-
-def _texts(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, settings: GenerationSettings,
-           engine: MemoryEngine, cache_dir) -> tuple[TextConditioning, TextConditioning | None]:
-    """The prompt's text conditioning, and the negative prompt's when the settings guide with it."""
-    negative_needed = _needs_negative(settings)
-    prompts = [request.prompt] + ([request.negative()] if negative_needed else [])
-    text = connect_text(ltx2.text_connector, encode_prompts(gemma, prompts, engine, cache_dir=cache_dir), engine)
-    return split_text(text, 0), split_text(text, 1) if negative_needed else None
 
 
 def generate_sound(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out_path: str | Path, *,
@@ -284,7 +295,7 @@ def generate_sound(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateReques
     if video is not None:  # one stage at the clip's size (the memory model of text-to-audio is not written yet)
         precheck(ltx2, gemma, request, engine)
     audio_vae = ltx2.audio_vae
-    positive, negative = _texts(ltx2, gemma, request, settings, engine, gemma_cache_dir)
+    positive, negative = request_text(ltx2, gemma, request, engine, gemma_cache_dir)
     video_vae = ltx2.video_vae if video is not None else None
     latents = empty_latents(1, request.frames, request.height, request.width, request.fps, video=video is not None,
                             video_channels=video_vae.latent_channels if video_vae else 128,

@@ -48,6 +48,10 @@ class AVLatents:
     generates a standalone frame at (:meth:`with_keyframe_slots`); its result carries them in
     ``keyframes`` ``[B, C, K, H, W]`` (one latent frame per slot, in the order of ``keyframe_frames``), never
     in ``video``, and requests none again.
+
+    ``video_start`` / ``audio_start``: where these latents sit in a longer clip's timeline (latent frame /
+    audio latent index; 0 for a clip of its own): an extend window (``editing``) is sampled at the
+    positions its tokens have in the whole clip.
     """
 
     video: torch.Tensor | None
@@ -60,16 +64,20 @@ class AVLatents:
     keyframe_slots: tuple[int, ...] = ()
     keyframes: torch.Tensor | None = None
     keyframe_frames: tuple[int, ...] = ()
+    video_start: int = 0
+    audio_start: int = 0
 
     @property
     def batch(self) -> int:
         return (self.video if self.video is not None else self.audio).shape[0]
 
     def video_grid(self) -> VideoGrid | None:
-        return VideoGrid.of(self.video, self.fps, self.video_scale) if self.video is not None else None
+        if self.video is None:
+            return None
+        return VideoGrid.of(self.video, self.fps, self.video_scale, self.video_start)
 
     def audio_grid(self) -> AudioGrid | None:
-        return AudioGrid.of(self.audio, self.audio_timing) if self.audio is not None else None
+        return AudioGrid.of(self.audio, self.audio_timing, self.audio_start) if self.audio is not None else None
 
     def with_keyframe_slots(self, request: int | Sequence[int]) -> "AVLatents":
         """These latents with generated keyframe slots requested: a count (evenly spaced interior frames) or the
@@ -238,4 +246,4 @@ def sample(model, text: TextConditioning, latents: AVLatents, settings: Generati
     return AVLatents(video=video.to_grid() if video is not None else None,
                      audio=audio.to_grid() if audio is not None else None, fps=latents.fps,
                      video_scale=latents.video_scale, audio_timing=latents.audio_timing, keyframes=keyframes[0],
-                     keyframe_frames=keyframes[1])
+                     keyframe_frames=keyframes[1], video_start=latents.video_start, audio_start=latents.audio_start)

@@ -40,14 +40,15 @@ from .memory.estimates import (DecoderShape, audio_decode_activation_bytes, conn
                                upscaler_activation_bytes)
 from .memory.placement import module_tensors, tensor_bytes
 from .memory.precheck import RunEstimate, RunRequest, StageWeights
-from .memory.vae import (SMALLEST_TILE, auto_tiling, decode_budget, encode_device_bytes, feature_extent,
-                         tile_device_bytes)
+from .memory.vae import (SMALLEST_TILE, auto_encode_tiling, auto_tiling, decode_budget, encode_device_bytes,
+                         feature_extent, tile_device_bytes)
 from .model.compiling import compiled_blocks
 from .model.connector import TextConditioning
-from .model.shapes import VideoScale, clamped_frames_for_seconds, pixel_frames
+from .model.shapes import VideoScale, clamped_frames_for_seconds, pixel_frames, video_latent_size
 from .model.upsampler import upsample_latent
 from .model.dit_tiling import RefineTiles, TiledDiT, plan_refine_tiles
-from .model.vae_tiling import TilingConfig, decode_chunks, diffusion_decode_chunks, plan_feature_tiles, plan_tiles
+from .model.vae_tiling import (TilingConfig, decode_chunks, diffusion_decode_chunks, plan_encode_tiles,
+                               plan_feature_tiles, plan_tiles, tiled_encode)
 from .handles import (AudioVAEHandle, ConnectorHandle, DiTHandle, DurationHeadHandle, GemmaHandle, UpscalerHandle,
                       VideoVAEHandle)
 from .latents import AVLatents, GenerationSettings, sample
@@ -223,23 +224,44 @@ def encode_conditioning_images(video_vae: VideoVAEHandle, conds: Sequence[ImageC
     return items
 
 
+def encode_video(video_vae: VideoVAEHandle, images: torch.Tensor, engine: MemoryEngine | None = None,
+                 tiling: TilingConfig | str | None = "auto") -> torch.Tensor:
+    """Frames ``[F, H, W, 3]`` in [0, 1] (ComfyUI IMAGE: a loaded video; F = 8k+1, H and W multiples of 32) ->
+    normalised video latent ``[1, C, F', H', W']`` (float32, CPU), tile by tile (``"auto"``: the largest tiles
+    the engine's budget holds, ``memory.vae.auto_encode_tiling``; each tile is mapped to [-1, 1] on its own)."""
+    engine = _engine(engine)
+    encoder = video_vae.encoder
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise InputError(f"video encode expects IMAGE frames [F, H, W, 3], got {list(images.shape)}.")
+    frames, height, width = images.shape[:3]
+    dtype = _module_dtype(encoder)
+    if isinstance(tiling, str):
+        budget = decode_budget(engine.budget(), tensor_bytes(module_tensors(encoder)))
+        tiling = auto_encode_tiling(video_vae.config, frames, height, width, budget, dtype)
+    pixels = images.permute(3, 0, 1, 2).unsqueeze(0)  # a view: [1, 3, F, H, W]
+    bar = ProgressBar(len(plan_encode_tiles((frames, height, width), tiling, encoder.scale)))
+    latent_shape = (1, video_vae.latent_channels, *video_latent_size(frames, height, width, encoder.scale))
+    profile = StageProfile(tile_device_bytes(video_vae.config, latent_shape, tiling, dtype))
+
+    def prepare(tile: torch.Tensor) -> torch.Tensor:
+        check_interrupted("while encoding the video")
+        bar.update(1)
+        return tile.float() * 2.0 - 1.0
+
+    with torch.no_grad(), engine.stage("video_encoder", encoder, profile=profile,
+                                       release_pages=video_vae.release_pages):
+        return tiled_encode(encoder, pixels, tiling, prepare=prepare).cpu()
+
+
 def encode_video_clip(video_vae: VideoVAEHandle, images: torch.Tensor, grid: VideoGrid,
                       engine: MemoryEngine | None = None) -> torch.Tensor:
     """IMAGE frames ``[F, H, W, 3]`` in [0, 1] (``F`` = ``grid.pixel_frames``) -> the normalised video latent
-    ``[1, C, F', H', W']`` (float32, CPU) at ``grid``'s size: each frame resized to cover it and centre-cropped
-    (as the conditioning images), encoded as one clip in one stage of the VAE encoder (video-to-audio)."""
-    engine = _engine(engine)
-    encoder = video_vae.encoder
+    ``[1, C, F', H', W']`` at ``grid``'s size: each frame resized to cover it and centre-cropped (as the
+    conditioning images), then :func:`encode_video` (tiled; video-to-audio)."""
     height, width = grid.height * grid.scale.height, grid.width * grid.scale.width
     if images.shape[0] != grid.pixel_frames:
         raise InputError(f"{images.shape[0]} frames given for a {grid.pixel_frames}-frame latent.")
-    pixels = (resize_and_center_crop(images, height, width) * 2.0 - 1.0).permute(1, 0, 2, 3).unsqueeze(0)
-    profile = StageProfile(encode_device_bytes(video_vae.config, grid.pixel_frames, height, width,
-                                               _module_dtype(encoder)))
-    with torch.no_grad(), engine.stage("video_encoder", encoder, profile=profile,
-                                       release_pages=video_vae.release_pages):
-        check_interrupted("while encoding the video")
-        return encoder(pixels).float().cpu()
+    return encode_video(video_vae, resize_and_center_crop(images, height, width).permute(0, 2, 3, 1), engine)
 
 
 def encode_audio_latent(audio_vae: AudioVAEHandle, audio: dict, engine: MemoryEngine | None = None) -> torch.Tensor:

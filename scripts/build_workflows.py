@@ -20,10 +20,10 @@ this script writes.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import sys
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,10 +43,10 @@ from ltx2_nodes.sampling.recipe import DEFAULT_SEED, recipe_for  # noqa: E402
 RELEASED = {"distilled": "ltx-2-19b-distilled-fp8.safetensors", "dev": "ltx-2-19b-dev-fp8.safetensors",
             "upscaler": "ltx-2-spatial-upscaler-x2-1.0.safetensors", "gemma": "gemma_3_12B_it.safetensors",
             "lora": "ltx-2-19b-distilled-lora-384.safetensors", "image": "example.png", "audio": "example.wav",
-            "last_image": "example_last.png", "clip": "example_clip.gif"}
+            "last_image": "example_last.png", "clip": "example_clip.gif", "video": "example.mp4"}
 DEMO = {"distilled": demo.CHECKPOINT, "dev": demo.CHECKPOINT, "upscaler": demo.UPSCALER, "gemma": demo.GEMMA,
         "lora": demo.LORA, "image": "ltx2-demo-image.png", "audio": "ltx2-demo-audio.flac",
-        "last_image": "ltx2-demo-image-last.png", "clip": "ltx2-demo-clip.gif"}
+        "last_image": "ltx2-demo-image-last.png", "clip": "ltx2-demo-clip.gif", "video": "ltx2-demo-video.mp4"}
 # LTX-2.3: the released names the generate CLI looks for (Lightricks/LTX-2.3, bf16), the same Gemma and inputs
 RELEASED_23 = {**RELEASED, "distilled": GENERATE_23["checkpoints"][0], "dev": GENERATE_23["checkpoints"][1],
                "upscaler": GENERATE_23["latent_upscale_models"][0], "lora": GENERATE_23["loras"][0]}
@@ -54,8 +54,8 @@ DEMO_23 = {**DEMO, "distilled": demo.CHECKPOINT_23, "dev": demo.CHECKPOINT_23, "
            "lora": demo.LORA_23}
 # Reference sizes (ltx_pipelines constants): stage 1 at 768x512 -> 1536x1024 after the x2 upscaler, 121 frames
 # at 24 fps. The demo twins run at 256x160 -> 512x320, 49 frames: seconds on a CPU.
-RELEASED_SIZE = {"width": 768, "height": 512, "frames": 121, "seconds": 5.0}
-DEMO_SIZE = {"width": 256, "height": 160, "frames": 49, "seconds": 2.0}
+RELEASED_SIZE = {"width": 768, "height": 512, "frames": 121, "seconds": 5.0, "extend_seconds": 5.0}
+DEMO_SIZE = {"width": 256, "height": 160, "frames": 49, "seconds": 2.0, "extend_seconds": 1.0}
 # The refine tiles of the tiled workflow: "auto" at the reference size (2 tiles at 1536x1024); the demo twin's small
 # latent would be one tile, so it asks for 2x2 to run the tiled path for real.
 RELEASED_SIZE["refine_tiles"], DEMO_SIZE["refine_tiles"] = "auto", "2x2"
@@ -441,8 +441,89 @@ def keyframes_distilled(r: Release = LTX_2) -> Workflow:
                     {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes, r)
 
 
+# ------------------------------------------------------------------------------------------------
+# Editing workflows (issue 15): extend a clip with its sound, retake a time window of a video file
+
+EXTEND_NOTE = ("Extend: stage 1 makes a clip at the Empty Latent's size (one stage, 768x512 here); each 'Extend "
+               "Window' keeps the clip's last 'overlap' latent frames and their audio exactly and adds 'seconds' more, "
+               "placed at their positions in the whole clip; its sampler generates the new part (connect another "
+               "prompt's Text Connector to a segment's sampler to change what happens next) and 'Extend Join' appends "
+               "it. Every segment samples a window of the same size, so memory stays flat as the clip grows; copy the "
+               "window -> sampler -> join group for more (12 five-second segments reach 60 s). Past about 20 s the "
+               "positions leave the range the model was trained on: see the README.")
+RETAKE_NOTE = ("Retake: Load Video -> Get Video Components -> Video Encode turns the file's frames and sound into "
+               "latents (tiled; 'fit' cuts to 8k+1 frames and sides multiples of 32), 'Retake' marks start..end "
+               "seconds for regeneration (video, audio or both) and the sampler regenerates only that window from "
+               "the prompt: everything outside it is kept exactly. Set the fps box to the video's frame rate.")
+
+
+def extend_distilled(r: Release = LTX_2) -> Workflow:
+    distilled = r.preset("distilled")
+    nodes = _front("distilled") + [
+        _prompt(3, DEFAULT_PROMPT, "Prompt", 0),
+        Node(4, "LTX2TextConnector", {"text_connector": Link(1, 3), "features": Link(3)}, pos=_col(2, 0)),
+        _empty_latent(),
+        _sampler(6, Link(1), Link(5), distilled, "Segment 1 sampler (distilled)", _col(3, 0)),
+    ]
+    clip = 6
+    for segment, (window, sampler, join) in enumerate(((19, 20, 21), (22, 23, 24)), start=2):
+        nodes += [
+            Node(window, "LTX2ExtendWindow", {"latent": Link(clip), "seconds": Size("extend_seconds"), "overlap": 2},
+                 pos=_col(segment + 1, 620)),
+            _sampler(sampler, Link(1), Link(window), distilled, f"Segment {segment} sampler (distilled)",
+                     _col(segment + 2, 0)),
+            Node(join, "LTX2ExtendJoin", {"clip": Link(clip), "window": Link(sampler)}, pos=_col(segment + 2, 820)),
+        ]
+        clip = join
+    back = _back(clip, clip, f"LTX2/{r.prefix}extend")
+    nodes += [dataclasses.replace(n, pos=(n.pos[0] + 760, n.pos[1])) for n in back]
+    notes = [(models_note(r, "distilled"), _col(0, 520), (340, 200)), (EXTEND_NOTE, _col(1, 420), (340, 320))]
+    return Workflow(f"{r.prefix}extend_distilled", f"Extend a clip with its sound, {r.label} distilled, three segments",
+                    nodes, {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes, r)
+
+
+def retake_distilled(r: Release = LTX_2) -> Workflow:
+    nodes = _front("distilled") + [
+        _prompt(3, DEFAULT_PROMPT, "Prompt", 0),
+        Node(4, "LTX2TextConnector", {"text_connector": Link(1, 3), "features": Link(3)}, pos=_col(2, 0)),
+        Node(25, "LoadVideo", {"file": Model("video")}, pos=_col(1, 620)),
+        Node(26, "GetVideoComponents", {"video": Link(25)}, pos=_col(1, 820)),
+        Node(27, "LTX2VideoEncode", {"video_vae": Link(1, 1), "images": Link(26, 0), "fps": Shared("fps"), "fit": True,
+                                     "audio_vae": Link(1, 2), "audio": Link(26, 1)}, pos=_col(2, 620)),
+        Node(28, "LTX2Retake", {"latent": Link(27), "start_seconds": 0.5, "end_seconds": 1.5, "video": True,
+                                "audio": True}, pos=_col(2, 900)),
+        _sampler(6, Link(1), Link(28), r.preset("distilled"), "Retake sampler (distilled)", _col(3, 0)),
+    ] + _back(6, 6, f"LTX2/{r.prefix}retake")
+    notes = [(models_note(r, "distilled"), _col(0, 520), (340, 200)), (RETAKE_NOTE, _col(0, 760), (340, 260))]
+    return Workflow(f"{r.prefix}retake_distilled", f"Retake a time window of a video with sound, {r.label} distilled",
+                    nodes, {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes, r)
+
+
+EDITING_WORKFLOWS = (extend_distilled, retake_distilled)
+
+
+def demo_video(path: Path, frames: int = 49, width: int = 256, height: int = 160, fps: float = FPS) -> Path:
+    """A deterministic moving-gradient MP4 with the demo chirp as its sound (the retake demo's input)."""
+    import torch
+
+    from ltx2_nodes.media.audio_io import load_audio_file
+    from ltx2_nodes.media.mux import MP4Writer
+
+    t = torch.arange(frames, dtype=torch.float32).view(-1, 1, 1)
+    y = torch.arange(height, dtype=torch.float32).view(1, -1, 1) / height
+    x = torch.arange(width, dtype=torch.float32).view(1, 1, -1) / width
+    images = torch.stack([(x + t / frames) % 1.0 * torch.ones_like(y), y * torch.ones_like(x) + 0 * t,
+                          0.5 + 0.5 * torch.sin(6.28 * (x - t / frames)) * torch.ones_like(y)], dim=-1)
+    audio = load_audio_file(path.parent / DEMO["audio"], downmix=False)
+    with MP4Writer(path, fps, audio_sample_rate=int(audio["sample_rate"]),
+                   audio_channels=audio["waveform"].shape[1]) as writer:
+        writer.add_frames(images)
+        writer.set_audio(audio["waveform"][0])
+    return path
+
+
 WORKFLOWS = (t2av_distilled, t2av_dev, i2av_distilled, a2v_distilled, t2av_distilled_tiled_refine, v2a_distilled,
-             t2a_dev, keyframes_distilled)
+             t2a_dev, keyframes_distilled, *EDITING_WORKFLOWS)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -730,6 +811,8 @@ def main() -> int:
     print(demo_audio(inputs / DEMO["audio"]).relative_to(REPO))
     print(demo_image(inputs / DEMO["last_image"], disc_x=0.25).relative_to(REPO))
     print(demo_clip(inputs / DEMO["clip"]).relative_to(REPO))
+    if not (inputs / DEMO["video"]).is_file():  # an MP4 is not byte-stable across encoder builds: written once
+        print(demo_video(inputs / DEMO["video"]).relative_to(REPO))
     return 0
 
 

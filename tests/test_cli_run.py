@@ -156,7 +156,8 @@ def test_unknown_node_is_refused_by_name():
 
 def test_unknown_node_message_lists_the_core_nodes_of_the_default_registry():
     prompt = {"1": {"class_type": "SaveVideo", "inputs": {}}}
-    assert "the core nodes LoadAudio, LoadImage, SaveAudio only" in error_of(prompt, Executor().registry)
+    message = error_of(prompt, Executor().registry)
+    assert "the core nodes GetVideoComponents, LoadAudio, LoadImage, LoadVideo, SaveAudio only" in message
 
 
 def test_cycle_is_reported_with_its_path():

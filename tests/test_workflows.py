@@ -30,11 +30,16 @@ FOLDER_NAMES = {"checkpoints": ["distilled", "dev"], "diffusion_models": [], "te
 KINDS_25 = {"t2av_distilled_two_stage", "i2av_distilled_two_stage", "t2av_keyframes_auto_length"}
 
 
+def _two_stage(files: list[Path]) -> list[Path]:
+    """The two-stage generation workflows (the editing ones have their own checks: test_workflows_editing.py)."""
+    return [p for p in files if "two_stage" in p.name]
+
+
 def test_every_workflow_kind_ships_per_model_family_in_each_form():
     names = {p.name.split(".")[0] for p in UI_FILES}
     kinds = {"t2av_distilled_two_stage", "t2av_dev_two_stage", "i2av_distilled_two_stage", "a2v_distilled_two_stage",
              "t2av_distilled_tiled_refine", "v2a_distilled_one_stage", "t2a_dev_one_stage",
-             "keyframes_distilled_two_stage"}
+             "keyframes_distilled_two_stage", "extend_distilled", "retake_distilled"}
     assert names == kinds | {"ltx23_" + kind for kind in kinds} | {"ltx25_" + kind for kind in KINDS_25}
     assert {p.name.split(".")[0] for p in API_FILES} == names == {p.name.split(".")[0] for p in DEMO_FILES}
 
@@ -57,9 +62,10 @@ def folder_lists(monkeypatch):
 
     monkeypatch.setattr(paths, "list_models", list_models)
     monkeypatch.setattr(core_nodes, "_input_files", lambda kinds: sorted(
-        {t[k] for t in tables for k in ("image", "audio", "last_image", "clip")}))
+        {t[k] for t in tables for k in ("image", "audio", "last_image", "clip", "video")}))
     monkeypatch.setattr(core_nodes.LoadImage, "VALIDATE_INPUTS", classmethod(lambda cls, image: True), raising=False)
     monkeypatch.setattr(core_nodes.LoadAudio, "VALIDATE_INPUTS", classmethod(lambda cls, audio: True), raising=False)
+    monkeypatch.setattr(core_nodes.LoadVideo, "VALIDATE_INPUTS", classmethod(lambda cls, file: True), raising=False)
 
 
 @pytest.mark.parametrize("path", API_FILES + DEMO_FILES, ids=lambda p: p.parent.name + "/" + p.name)
@@ -139,7 +145,7 @@ def test_ui_workflows_are_valid_graphs_of_the_nodes(path, folder_lists):
 
 
 def test_both_samplers_share_one_seed_and_the_stage_two_recipe():
-    for path in [p for p in API_FILES if "_two_stage" in p.name]:
+    for path in _two_stage(API_FILES):
         prompt = load_json(path)
         stage1, stage2 = prompt["6"]["inputs"], prompt["8"]["inputs"]
         assert stage1["seed"] == stage2["seed"] == build.SEED
@@ -157,7 +163,7 @@ def test_both_samplers_share_one_seed_and_the_stage_two_recipe():
 
 
 def test_ltx23_workflows_name_the_ltx23_release_files():
-    for path in sorted((REPO / "workflows").glob("ltx23_*.api.json")):
+    for path in _two_stage(sorted((REPO / "workflows").glob("ltx23_*.api.json"))):
         prompt = load_json(path)
         assert prompt["1"]["inputs"]["ckpt_name"].startswith("ltx-2.3-22b-")
         assert all(node["inputs"]["upscale_model"] == "ltx-2.3-spatial-upscaler-x2-1.1.safetensors"

@@ -223,4 +223,48 @@ class SaveAudio:
         return {"ui": {"audio": [out.ui_entry()]}}
 
 
-CORE_NODE_CLASSES: dict[str, type] = {"LoadImage": LoadImage, "LoadAudio": LoadAudio, "SaveAudio": SaveAudio}
+
+class LoadVideo:
+    """ComfyUI's ``LoadVideo``: an input video file as a VIDEO (read lazily, like ``VideoFromFile``)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"file": (_input_files(("video",)), {"video_upload": True})}}
+
+    CATEGORY = "image/video"
+    RETURN_TYPES = ("VIDEO",)
+    FUNCTION = "load"
+
+    def load(self, file):
+        from ..nodes.comfy_types import SavedVideo
+
+        return (SavedVideo(paths.input_file(file)),)
+
+    @classmethod
+    def IS_CHANGED(cls, file):
+        return _sha256(file)
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, file):
+        return _check_exists(file, "video")
+
+
+class GetVideoComponents:
+    """ComfyUI's ``GetVideoComponents``: a VIDEO's frames (IMAGE), sound (AUDIO) and frame rate."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"video": ("VIDEO",)}}
+
+    CATEGORY = "image/video"
+    RETURN_TYPES = ("IMAGE", "AUDIO", "FLOAT")
+    RETURN_NAMES = ("images", "audio", "fps")
+    FUNCTION = "components"
+
+    def components(self, video):
+        parts = video.get_components()
+        return parts.images, parts.audio, float(parts.frame_rate)
+
+
+CORE_NODE_CLASSES: dict[str, type] = {"LoadImage": LoadImage, "LoadAudio": LoadAudio, "SaveAudio": SaveAudio,
+                                      "LoadVideo": LoadVideo, "GetVideoComponents": GetVideoComponents}

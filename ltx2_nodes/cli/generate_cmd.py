@@ -59,6 +59,17 @@ def add_parser(p) -> None:
     sound.add_argument("--video-to-audio", metavar="PATH",
                        help="a soundtrack for this video: its frames are kept (seen at its own size, cut to 8k+1 "
                             "frames, its frame rate) and the MP4 holds the original frames with the new sound")
+    edit = p.add_argument_group("editing an existing clip (an MP4 with sound: 8k+1 frames, sides multiples of 32)")
+    edit.add_argument("--extend-from", metavar="CLIP", help="continue this clip by --seconds (its sound carried on); "
+                      "the output is the whole clip")
+    edit.add_argument("--segment-seconds", type=positive_float, default=5.0,
+                      help="extend in segments of at most this many seconds (same memory for each; default 5)")
+    edit.add_argument("--overlap", type=positive_int, default=2,
+                      help="latent frames (8 pixel frames each) kept from the clip's end per segment (default 2)")
+    edit.add_argument("--retake", metavar="START-END", help="regenerate this window in seconds, e.g. 2.0-4.5")
+    edit.add_argument("--retake-from", metavar="CLIP", help="the clip --retake edits (default: --extend-from)")
+    edit.add_argument("--retake-only", choices=("both", "video", "audio"), default="both",
+                      help="what --retake regenerates (default both)")
     p.add_argument("--width", type=positive_int, default=1536,
                    help="final width (two-stage: multiple of 64; default 1536)")
     p.add_argument("--height", type=positive_int, default=1024, help="final height (default 1024)")
@@ -323,9 +334,50 @@ def _load_clip(path: Path):
     return clip
 
 
-def run(args) -> int:
+def _edit(args):
+    """The ``ClipEdit`` the editing options ask for (None without them), checked before anything loads."""
+    from ..edit import ClipEdit, check_source, parse_window
+
+    source = args.retake_from or args.extend_from
+    if source is None:
+        if args.retake:
+            raise UsageError("--retake needs the clip: add --retake-from CLIP (or --extend-from CLIP).")
+        return None
+    if args.retake_from and args.extend_from and Path(args.retake_from) != Path(args.extend_from):
+        raise UsageError("--retake-from and --extend-from name different clips; edit one clip per run.")
+    if args.frames is not None or (args.seconds is None and args.extend_from):
+        raise UsageError("--extend-from takes the clip's size and frame rate and extends it by --seconds N "
+                         "(e.g. --seconds 10); --frames does not apply" if args.extend_from else
+                         "--retake keeps the clip's length: --frames does not apply.")
+    if args.image or args.audio:
+        raise UsageError("--image / --audio do not combine with --extend-from / --retake.")
+    edit = ClipEdit(Path(source).expanduser().resolve(), extend_seconds=args.seconds if args.extend_from else 0.0,
+                    segment_seconds=args.segment_seconds, overlap=args.overlap,
+                    retake=parse_window(args.retake) if args.retake else None,
+                    retake_video=args.retake_only != "audio", retake_audio=args.retake_only != "video")
+    check_source(edit)
+    return edit
+
+
+def _stage2_specs(specs: list[str] | None, dev_two_stage: bool, family: str) -> list[str]:
+    """``--stage2-lora`` as given, else for a dev two-stage run the family's distilled LoRA at the recipe's stage-2
+    strength when it is in loras/ (a warning when not)."""
     import logging
 
+    from ..sampling.recipe import recipe_for
+
+    if specs is not None or not dev_two_stage:
+        return specs or []
+    lora = _pick("loras", None, required=False, family=family)
+    if lora is not None:
+        return [f"{lora.name}:{recipe_for(family).stage2_lora_strength}"]
+    logging.getLogger("ltx2_nodes").warning(
+        "dev two-stage run without %s in loras/: stage 2 refines with the distilled schedule on the dev weights "
+        "alone", _RELEASES.get(family, RELEASED)["loras"][0])
+    return []
+
+
+def run(args) -> int:
     from .. import paths, stages
     from ..generate import GenerateRequest, generate, keyframes_path, require_parts
     from ..media.audio_io import load_audio_file
@@ -336,15 +388,17 @@ def run(args) -> int:
     from ..text.tokenizer import check_text
     from .core_nodes import LoadImage
 
-    log = logging.getLogger("ltx2_nodes")
     paths.configure(models_dir=args.models_dir)
     apply_engine_options(args)
     if args.audio_only or args.video_to_audio:
         if args.frames == "auto" or args.keyframes:
             raise UsageError("--frames auto and --keyframes belong to a video generation; give --audio-only / "
                              "--video-to-audio a frame count or --seconds")
+        if args.extend_from or args.retake:
+            raise UsageError("--audio-only / --video-to-audio do not combine with --extend-from / --retake.")
         return _run_sound(args)
-    frames = _frames(args)  # every number, and the output, checked before anything loads
+    edit = _edit(args)
+    frames = 0 if edit else _frames(args)  # every number, and the output, checked before anything loads
     out = _out_path(args.out)
     device = compute_device()
 
@@ -361,7 +415,7 @@ def run(args) -> int:
     mode = args.mode
     if mode == "auto":
         mode = "dev" if "dev" in checkpoint.name.lower() and "distill" not in checkpoint.name.lower() else "distilled"
-    two_stage = not args.single_stage
+    two_stage = not args.single_stage and edit is None
     ltx2 = load_ltx2(checkpoint, args.weight_dtype, args.fp8, device=device)
     require_parts(ltx2, images=bool(args.image), audio=bool(args.audio))  # a stripped file: refused now
     if frames is None or args.keyframes:
@@ -373,16 +427,7 @@ def run(args) -> int:
     upscaler = load_upscaler(_pick("latent_upscale_models", args.upscaler, family=family), args.weight_dtype,
                              device=device) \
         if two_stage else None
-    stage2_specs = args.stage2_lora
-    if stage2_specs is None:
-        stage2_specs = []
-        if mode == "dev" and two_stage:
-            lora = _pick("loras", None, required=False, family=family)
-            if lora is not None:
-                stage2_specs = [f"{lora.name}:{recipe_for(family).stage2_lora_strength}"]
-            else:
-                log.warning("dev two-stage run without %s in loras/: stage 2 refines with the distilled schedule "
-                            "on the dev weights alone", _RELEASES.get(family, RELEASED)["loras"][0])
+    stage2_specs = _stage2_specs(args.stage2_lora, mode == "dev" and two_stage, family)
 
     prompt = args.prompt
     if args.enhance:
@@ -404,6 +449,12 @@ def run(args) -> int:
 
         request = dataclasses.replace(request, stage1=dataclasses.replace(request.stage1_settings(),
                                                                           sampler=args.sampler))
+    if edit is not None:
+        from ..edit import edit_clip
+
+        print(f"{checkpoint.name} ({ltx2.ckpt.family.name} {mode}): editing {edit.source.name}, seed {args.seed}")
+        print(edit_clip(ltx2, gemma, request, edit, out))
+        return 0
     print(f"{checkpoint.name} ({ltx2.ckpt.family.name} {mode}, {'two-stage' if two_stage else 'single stage'}), "
           f"{args.width}x{args.height}, {frames or 'auto'} frames at {args.fps:g} fps, seed {args.seed} on {device}")
     path = generate(ltx2, gemma, request, out, upscaler=upscaler, loras=_loras(args.lora),

@@ -239,3 +239,17 @@ def probe(path: str | os.PathLike) -> MediaInfo:
             audio_seconds=audio_samples / audio.rate if audio is not None else None,
             metadata=dict(container.metadata),
         )
+
+
+def read_video(path: str | os.PathLike) -> tuple[torch.Tensor, dict | None, Fraction]:
+    """An MP4's frames ``[N, H, W, 3]`` float in 0..1 (ComfyUI IMAGE), its first audio stream as AUDIO (None
+    without one) and its frame rate."""
+    import av
+
+    from .audio_io import load_audio_file
+
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        has_audio = bool(container.streams.audio)
+    images = torch.from_numpy(np.stack(frames)).float() / 255.0
+    return images, (load_audio_file(path) if has_audio else None), probe(path).fps

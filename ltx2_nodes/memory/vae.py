@@ -156,6 +156,34 @@ def auto_tiling(config: VideoVAEConfig | DiffusionDecoderConfig, latent_shape: S
     return best[1]
 
 
+_ENCODE_SPATIAL = (None, 1024, 768, 512, 384, 256, 192)  # the encoder needs 64 px of overlap: no smaller tiles
+_ENCODE_TEMPORAL = (None, 128, 96, 64, 48, 32)
+
+
+def auto_encode_tiling(config: VideoVAEConfig, frames: int, height: int, width: int, memory_budget_bytes: int,
+                       dtype: torch.dtype = torch.bfloat16) -> TilingConfig | None:
+    """The tiling of a video encode: the largest tiles whose :func:`tile_device_bytes` fits the budget, with the
+    overlaps the encoder needs (64 px; 24 frames, 16 for 32-frame chunks). ``None`` when the whole clip fits;
+    the smallest tiling (192 px, 32 frames) with a warning when nothing does. Memory then stays that of one
+    tile however long the clip is (its latent, 1/48 of the pixels' size, is the only thing that grows)."""
+    shape = (1, config.latent_channels, *video_latent_size(frames, height, width, config.encoder_scale))
+    best, smallest = None, None
+    for spatial in _ENCODE_SPATIAL:
+        for temporal in _ENCODE_TEMPORAL:
+            tiling = smallest = None if spatial is None and temporal is None else TilingConfig(
+                spatial, 64 if spatial else 0, temporal, (24 if temporal >= 48 else 16) if temporal else 0)
+            if tile_device_bytes(config, shape, tiling, dtype) > memory_budget_bytes:
+                continue
+            volume = math.prod(largest_tile(shape[2:], tiling, config.encoder_scale))
+            if best is None or volume > best[0]:
+                best = (volume, tiling)
+    if best is None:
+        log.warning("VAE encode: even %s needs about %.1f GB, more than the %.1f GB budget; trying it anyway.",
+                    smallest, tile_device_bytes(config, shape, smallest, dtype) / 1e9, memory_budget_bytes / 1e9)
+        return smallest
+    return best[1]
+
+
 def decode_budget(device_budget: int | None, weight_bytes: int) -> int:
     """Bytes a decode may use: the engine's device budget (``MemoryEngine.budget()``) less the decoder's
     weights, or, on a host device (no budget), half of the available RAM."""

@@ -37,13 +37,18 @@ def unpatchify_audio(tokens: torch.Tensor, channels: int, mel_bins: int) -> torc
 
 def video_positions(batch: int, frames: int, height: int, width: int, fps: float,
                     scale: VideoScale = VideoScale(), causal_fix: bool = True,
-                    frame_offset: int = 0, device: torch.device | str | None = None) -> torch.Tensor:
+                    frame_offset: int = 0, first_frame: int = 0,
+                    device: torch.device | str | None = None) -> torch.Tensor:
     """Token bounds ``[B, 3, F*H*W, 2]`` for a latent grid of ``frames x height x width``.
 
     ``frame_offset`` shifts the grid by that many *pixel* frames (keyframe tokens placed at a
     later frame); the causal fix only applies to a grid that starts at frame 0, as in the reference.
+    ``first_frame``: the grid is latent frames ``first_frame ..`` of a longer clip (an extend window),
+    its bounds exactly those tokens' bounds in one run over the whole clip (not in the reference, whose
+    runs always start at latent frame 0; the causal fix only touches latent frame 0).
     """
-    f, h, w = torch.meshgrid(torch.arange(frames, device=device), torch.arange(height, device=device),
+    f, h, w = torch.meshgrid(torch.arange(first_frame, first_frame + frames, device=device),
+                             torch.arange(height, device=device),
                              torch.arange(width, device=device), indexing="ij")
     starts = torch.stack([f.flatten(), h.flatten(), w.flatten()]).float()  # [3, T]
     bounds = torch.stack([starts, starts + 1], dim=-1)  # [3, T, 2]

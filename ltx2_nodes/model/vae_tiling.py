@@ -264,11 +264,14 @@ def plan_encode_tiles(pixel_fhw: Sequence[int], tiling: TilingConfig | None,
     return tiles
 
 
-def tiled_encode(encoder: VideoEncoder, pixels: torch.Tensor, tiling: TilingConfig | None) -> torch.Tensor:
+def tiled_encode(encoder: VideoEncoder, pixels: torch.Tensor, tiling: TilingConfig | None,
+                 prepare: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Encode ``pixels`` [B,3,F,H,W] tile by tile (reference ``VideoEncoder.tiled_encode``): the latent
     tiles are blended with trapezoidal weights, divided by their sum unless the weights sum to 1.
     Tiled axes need overlaps of at least 64 px / 16 frames. Returns the float32 latent on the
-    pixels' device (the encoder moves each tile to its own device and dtype)."""
+    pixels' device (the encoder moves each tile to its own device and dtype). ``prepare`` maps each
+    tile's pixels before encoding (e.g. ComfyUI's [0, 1] frames, passed as a view, to [-1, 1] one tile at a
+    time, so the whole clip is never copied)."""
     if pixels.dim() != 5:
         raise InputError(f"tiled VAE encode expects pixels [B,3,F,H,W], got {list(pixels.shape)}.")
     check_video_size(*pixels.shape[2:], encoder.scale)
@@ -286,7 +289,8 @@ def tiled_encode(encoder: VideoEncoder, pixels: torch.Tensor, tiling: TilingConf
     out = torch.zeros(pixels.shape[0], encoder.config.latent_channels, *extent, device=pixels.device)
     weights = torch.zeros(1, 1, *extent, device=pixels.device) if divide else None
     for tile in tiles:
-        encoded = encoder(pixels[(slice(None), slice(None)) + tile.pixels]).to(pixels.device, torch.float32)
+        chunk = pixels[(slice(None), slice(None)) + tile.pixels]
+        encoded = encoder(prepare(chunk) if prepare is not None else chunk).to(pixels.device, torch.float32)
         where = (slice(None), slice(None)) + tile.latent
         out[where] += weigh(encoded, tile.masks)
         if divide:

@@ -13,6 +13,7 @@ from .latent import (LTX2AudioToLatent, LTX2EmptyAVLatent, LTX2GeneratedKeyframe
                      LTX2LatentUpscaler)
 from .loaders import LTX2CheckpointLoader, LTX2CompileDiT, LTX2DurationHeadLoader, LTX2GemmaLoader, LTX2LoraLoader
 from .refine import LTX2RefineTiles
+from .editing import LTX2ExtendJoin, LTX2ExtendWindow, LTX2Retake, LTX2VideoEncode
 from .sampler import LTX2Sampler
 from .soundtrack import LTX2AudioOnlyModel, LTX2EmptyAudioLatent, LTX2VideoToAudioLatent
 from .text import LTX2GemmaEncode, LTX2PromptEnhance, LTX2TextConnector
@@ -40,6 +41,11 @@ _NODES = {
     "LTX2VideoToAudioLatent": (LTX2VideoToAudioLatent, "LTX-2 Video to Latent (Video to Audio)"),
     "LTX2EmptyAudioLatent": (LTX2EmptyAudioLatent, "LTX-2 Empty Audio Latent (Text to Audio)"),
     "LTX2AudioOnlyModel": (LTX2AudioOnlyModel, "LTX-2 Audio-Only Model (Text to Audio)"),
+    # editing (issue 15)
+    "LTX2VideoEncode": (LTX2VideoEncode, "LTX-2 Video Encode (Tiled)"),
+    "LTX2ExtendWindow": (LTX2ExtendWindow, "LTX-2 Extend Window"),
+    "LTX2ExtendJoin": (LTX2ExtendJoin, "LTX-2 Extend Join"),
+    "LTX2Retake": (LTX2Retake, "LTX-2 Retake (Regenerate a Time Window)"),
 }
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {node_id: cls for node_id, (cls, _) in _NODES.items()}

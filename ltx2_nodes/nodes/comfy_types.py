@@ -110,6 +110,8 @@ class LatentInfo:
     keyframes: torch.Tensor | None = None  # generated keyframes [B, C, K, H, W] (``AVLatents.keyframes``)
     keyframe_frames: tuple[int, ...] = ()
     refine_tiles: RefineTiles | None = None  # the tiles the next sampler refines in (``LTX2RefineTiles``)
+    video_start: int = 0  # an extend window's place in the clip (``AVLatents.video_start`` / ``audio_start``)
+    audio_start: int = 0
 
     def replace(self, **changes) -> "LatentInfo":
         return dataclasses.replace(self, **changes)
@@ -161,7 +163,8 @@ def to_av_latents(latent: dict, fps: float | None = None) -> AVLatents:
     return AVLatents(video=video, audio=audio, fps=float(rate), video_mask=_token_mask(video_mask, True),
                      audio_mask=_token_mask(audio_mask, False), video_scale=info.video_scale,
                      audio_timing=info.audio_timing, keyframe_slots=info.keyframe_slots, keyframes=info.keyframes,
-                     keyframe_frames=info.keyframe_frames)
+                     keyframe_frames=info.keyframe_frames, video_start=info.video_start,
+                     audio_start=info.audio_start)
 
 
 def pixel_frames(av: AVLatents, info: LatentInfo) -> int | None:
@@ -175,7 +178,8 @@ def from_av_latents(av: AVLatents, info: LatentInfo | None = None, base: dict | 
     """``AVLatents`` -> a new LATENT dict in core's layout (``base``'s other keys are kept, never mutated)."""
     info = (info or LatentInfo()).replace(fps=float(av.fps), video_scale=av.video_scale,
                                           audio_timing=av.audio_timing, keyframe_slots=av.keyframe_slots,
-                                          keyframes=av.keyframes, keyframe_frames=av.keyframe_frames)
+                                          keyframes=av.keyframes, keyframe_frames=av.keyframe_frames,
+                                          video_start=av.video_start, audio_start=av.audio_start)
     info = info.replace(frames=pixel_frames(av, info))
     out = {k: v for k, v in (base or {}).items() if k not in ("samples", "noise_mask", "type", "sample_rate")}
     parts = [t for t in (av.video, av.audio) if t is not None]
@@ -287,17 +291,9 @@ class SavedVideo:
 
     def get_components(self):
         """(images [N, H, W, 3] float 0..1, AUDIO dict or None, frame_rate) like ComfyUI's ``VideoComponents``."""
-        import av
-        import numpy as np
+        from ..media.mux import read_video
 
-        from ..media.audio_io import load_audio_file
-
-        with av.open(str(self.path)) as container:
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-            has_audio = bool(container.streams.audio)
-        images = torch.from_numpy(np.stack(frames)).float() / 255.0
-        audio = load_audio_file(self.path) if has_audio else None
-        return VideoComponents(images, audio, self.get_frame_rate())
+        return VideoComponents(*read_video(self.path))
 
     def save_to(self, path: str | Path, **_options) -> None:
         shutil.copyfile(self.path, path)

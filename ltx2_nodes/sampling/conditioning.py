@@ -107,7 +107,8 @@ class KeyframeAtFrame:
                              f"(0..{grid.pixel_frames - 1}).")
         tokens = patchify_video(latent).to(state.latent.dtype)
         positions = video_positions(batch, frames, height, width, grid.fps, grid.scale,
-                                    frame_offset=self.frame_index, device=state.positions.device)
+                                    frame_offset=grid.first_pixel_frame + self.frame_index,
+                                    device=state.positions.device)
         mask = torch.full((*tokens.shape[:2], 1), 1.0 - self.strength, device=state.mask.device)
         return _append(state, tokens, tokens, mask, positions, marked=False)
 

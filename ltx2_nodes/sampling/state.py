@@ -28,7 +28,10 @@ from ..model.shapes import (AudioTiming, VideoScale, audio_latent_frames, check_
 
 @dataclass(frozen=True)
 class VideoGrid:
-    """A video latent grid ``[C, F, H, W]`` and how it maps to pixels and seconds."""
+    """A video latent grid ``[C, F, H, W]`` and how it maps to pixels and seconds.
+
+    ``start``: the grid's first latent frame in the clip's timeline (0; an extend window of a longer clip
+    starts later): positions are those the tokens have in one run over the whole clip."""
 
     channels: int
     frames: int
@@ -36,6 +39,7 @@ class VideoGrid:
     width: int
     fps: float
     scale: VideoScale = VideoScale()
+    start: int = 0
 
     @property
     def tokens(self) -> int:
@@ -49,6 +53,12 @@ class VideoGrid:
     def pixel_frames(self) -> int:
         return pixel_frames(self.frames, self.scale)
 
+    @property
+    def first_pixel_frame(self) -> int:
+        """The clip pixel frame the grid starts at: 0, or ``start * 8 - 7`` for a window (the causal VAE's first
+        latent frame is one pixel frame, every later one 8)."""
+        return 0 if self.start == 0 else pixel_frames(self.start, self.scale)
+
     @classmethod
     def from_pixels(cls, channels: int, frames: int, height: int, width: int, fps: float,
                     scale: VideoScale = VideoScale()) -> "VideoGrid":
@@ -59,10 +69,10 @@ class VideoGrid:
         return cls(channels, *video_latent_size(frames, height, width, scale), float(fps), scale)
 
     @classmethod
-    def of(cls, latent: torch.Tensor, fps: float, scale: VideoScale = VideoScale()) -> "VideoGrid":
+    def of(cls, latent: torch.Tensor, fps: float, scale: VideoScale = VideoScale(), start: int = 0) -> "VideoGrid":
         if latent.ndim != 5:
             raise InputError(f"video latent must be [B, C, F, H, W], got shape {list(latent.shape)}.")
-        return cls(*latent.shape[1:], fps=float(fps), scale=scale)
+        return cls(*latent.shape[1:], fps=float(fps), scale=scale, start=int(start))
 
     def patchify(self, latent: torch.Tensor) -> torch.Tensor:
         return patchify_video(latent)
@@ -71,7 +81,8 @@ class VideoGrid:
         return unpatchify_video(tokens, self.frames, self.height, self.width)
 
     def positions(self, batch: int, device=None) -> torch.Tensor:
-        return video_positions(batch, self.frames, self.height, self.width, self.fps, self.scale, device=device)
+        return video_positions(batch, self.frames, self.height, self.width, self.fps, self.scale,
+                               first_frame=self.start, device=device)
 
     def upscaled(self, factor: int = 2) -> "VideoGrid":
         return dataclasses.replace(self, height=self.height * factor, width=self.width * factor)
@@ -79,12 +90,14 @@ class VideoGrid:
 
 @dataclass(frozen=True)
 class AudioGrid:
-    """An audio latent grid ``[C, T, M]`` (T latent frames of ``C`` channels x ``M`` mel bins)."""
+    """An audio latent grid ``[C, T, M]`` (T latent frames of ``C`` channels x ``M`` mel bins); ``start``: its
+    first latent's index in the clip's timeline (as ``VideoGrid.start``)."""
 
     channels: int
     frames: int
     mel_bins: int
     timing: AudioTiming = AudioTiming()
+    start: int = 0
 
     @property
     def tokens(self) -> int:
@@ -101,10 +114,10 @@ class AudioGrid:
         return cls(channels, audio_latent_frames(pixel_frames, fps, timing), mel_bins, timing)
 
     @classmethod
-    def of(cls, latent: torch.Tensor, timing: AudioTiming = AudioTiming()) -> "AudioGrid":
+    def of(cls, latent: torch.Tensor, timing: AudioTiming = AudioTiming(), start: int = 0) -> "AudioGrid":
         if latent.ndim != 4:
             raise InputError(f"audio latent must be [B, C, T, M], got shape {list(latent.shape)}.")
-        return cls(*latent.shape[1:], timing=timing)
+        return cls(*latent.shape[1:], timing=timing, start=int(start))
 
     def patchify(self, latent: torch.Tensor) -> torch.Tensor:
         return patchify_audio(latent)
@@ -113,7 +126,7 @@ class AudioGrid:
         return unpatchify_audio(tokens, self.channels, self.mel_bins)
 
     def positions(self, batch: int, device=None) -> torch.Tensor:
-        return audio_positions(batch, self.frames, self.timing, device=device)
+        return audio_positions(batch, self.frames, self.timing, start=self.start, device=device)
 
 
 Grid = VideoGrid | AudioGrid
@@ -215,8 +228,10 @@ def initial_state(grid: VideoGrid | AudioGrid, batch: int, latent: torch.Tensor 
     if kind == "video":
         positions = positions.to(dtype).float()  # the reference keeps video positions in the latent dtype
         # the causal VAE's first latent frame encodes one pixel frame: always marked, as the reference does
+        # (a window starting later in the clip has no such frame)
         keyframes = torch.zeros(batch, grid.tokens, 1, device=device)
-        keyframes[:, : grid.height * grid.width] = 1.0
+        if grid.start == 0:
+            keyframes[:, : grid.height * grid.width] = 1.0
     return LatentState(latent=tokens, clean=tokens.clone(), mask=grid.patchify(mask).contiguous(),
                        positions=positions, grid=grid, keyframes=keyframes)
 

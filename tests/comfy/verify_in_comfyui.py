@@ -61,6 +61,8 @@ def demo_ui_workflow(path: Path) -> dict:
         if node["type"] == "LTX2EmptyAVLatent":
             assert values[:3] == sizes, f"{path.name}: unexpected empty-latent widgets {values}"
             node["widgets_values"][:3] = demo_sizes
+        if node["type"] == "LTX2ExtendWindow":
+            node["widgets_values"][0] = build.DEMO_SIZE["extend_seconds"]
     return data
 
 
@@ -87,7 +89,19 @@ def expected_media(name: str, mp4: str) -> tuple[int, int | None]:
         return 2, None
     if "auto_length" in name:
         return clamped_frames_for_seconds(DEMO_SECONDS_25, build.FPS), rate
-    return demo_size(name)["frames"], rate
+    return expected_frames(Path(name)), rate
+
+
+def expected_frames(path: Path) -> int:
+    """Pixel frames of a demo run: the empty latent's, plus the extend workflow's two extensions."""
+    import build_workflows as build
+    from ltx2_nodes.model.shapes import pixel_frames
+
+    frames = demo_size(path.name)["frames"]
+    if "extend_" in path.name:
+        new = round(build.DEMO_SIZE["extend_seconds"] * build.FPS / 8)
+        frames = pixel_frames((frames - 1) // 8 + 1 + 2 * new)
+    return frames
 
 
 def mixed_graph(checkpoint: str, gemma: str) -> dict:
