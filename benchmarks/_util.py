@@ -182,3 +182,20 @@ def matmul_probe(dtype, m: int = 1536, k: int = 4096, n: int = 4096, device: str
     a = torch.randn(m, k, generator=gen).to(device, dtype)
     b = torch.randn(k, n, generator=gen).to(device, dtype)
     return (lambda: torch.mm(a, b)), 2 * m * k * n
+
+
+def random_dit(cfg, device: str = "cpu", dtype=None):
+    """An ``LTX2Transformer`` of ``cfg`` with N(0, 0.02) weights drawn on ``device`` from seed 0 (no checkpoint
+    needed: the benchmarks time shapes, not values), in ``dtype`` (default float32), eval mode, no grad."""
+    import torch
+
+    from ltx2_nodes.model.transformer import LTX2Transformer
+
+    with torch.device("meta"):
+        model = LTX2Transformer(cfg)
+    model.to_empty(device=device)
+    gen = torch.Generator(device=device).manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.02, generator=gen)
+    return model.to(dtype or torch.float32).eval().requires_grad_(False)

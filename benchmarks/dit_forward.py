@@ -56,17 +56,6 @@ LTX23 = dict(apply_gated_attention=True, cross_attention_adaln=True, caption_pro
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp8": torch.bfloat16}
 
 
-def build(cfg: TransformerConfig, dtype: torch.dtype, device: str) -> LTX2Transformer:
-    with torch.device("meta"):
-        model = LTX2Transformer(cfg)
-    model.to_empty(device=device)
-    gen = torch.Generator(device=device).manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.02, generator=gen)
-    return model.to(dtype).eval().requires_grad_(False)
-
-
 def inputs(cfg: TransformerConfig, shape: dict, per_token: bool, device: str):
     gen = torch.Generator().manual_seed(1)
     f, h, w = video_latent_size(shape["frames"], shape["height"], shape["width"])
@@ -186,7 +175,7 @@ CASES = {"shared": "one shared sigma", "per_token": "per-token sigma (I2V)"}
 
 def run_dtype(name: str, args, shape: dict, cfg: TransformerConfig) -> tuple[list[list], list[str]]:
     """Rows for one weight dtype: every case x implementation, timed in the same interleaved rounds."""
-    model = build(cfg, DTYPES[name], args.device)
+    model = _util.random_dit(cfg, args.device, DTYPES[name])
     if name == "fp8":
         cast_linears_to_fp8(model.transformer_blocks)
     use_ref = bool(os.environ.get("LTX2_REFERENCE_HEAD_SRC")) and name != "fp8" and not args.no_official

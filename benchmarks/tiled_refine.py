@@ -31,7 +31,7 @@ from ltx2_nodes.memory.measure import LiveBytes
 from ltx2_nodes.model.dit_tiling import TiledDiT, auto_refine_tiles, plan_refine_tiles
 from ltx2_nodes.model.patchify import audio_positions, video_positions
 from ltx2_nodes.model.shapes import audio_latent_frames, video_latent_size
-from ltx2_nodes.model.transformer import LTX2Transformer, ModalityInput, TransformerConfig
+from ltx2_nodes.model.transformer import ModalityInput, TransformerConfig
 
 SIZES = {"1x": (1280, 704), "2x": (1792, 1024), "4x": (2560, 1408)}
 FRAMES, FPS, TEXT = 9, 24.0, 256
@@ -44,17 +44,6 @@ def config(real: bool) -> TransformerConfig:
     return TransformerConfig(num_layers=2, num_attention_heads=8, attention_head_dim=64, audio_num_attention_heads=4,
                              audio_attention_head_dim=32, cross_attention_dim=512, audio_cross_attention_dim=128,
                              caption_channels=512)
-
-
-def build(cfg: TransformerConfig, device: str) -> LTX2Transformer:
-    with torch.device("meta"):
-        model = LTX2Transformer(cfg)
-    model.to_empty(device=device)
-    gen = torch.Generator(device=device).manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.02, generator=gen)
-    return model.eval().requires_grad_(False)
 
 
 def inputs(cfg: TransformerConfig, grid, device: str):
@@ -80,7 +69,7 @@ def run_case(case: dict) -> dict:
     cfg = config(case["real"])
     width, height = SIZES[case["size"]]
     grid = video_latent_size(FRAMES, height, width)
-    model = build(cfg, device)
+    model = _util.random_dit(cfg, device)
     video, audio = inputs(cfg, grid, device)
     tiles = auto_refine_tiles(grid, max_cells=BASE_CELLS) if case["tiled"] else None
     plan = plan_refine_tiles(grid, tiles) if tiles is not None else None

@@ -29,7 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from ltx2_nodes import paths  # noqa: E402
 from ltx2_nodes.loading.safetensors_file import SafetensorsFile  # noqa: E402
+from ltx2_nodes.memory import selection  # noqa: E402
 
 TOLERANCE = 1e-4  # max |diff| in float32 (golden README: a faithful port lands near 1e-6)
 
@@ -141,3 +143,14 @@ def pytest_sessionfinish(session, exitstatus):
         writer.line(f"error: all {skipped} golden parity tests were skipped although {golden_dir('2.0')} exists",
                     red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def isolated():
+    """The model/input/output folders and the headless memory engine put back as they were after the test (for
+    tests that run the CLI in-process)."""
+    paths.reset()
+    previous = selection._HEADLESS_ENGINE
+    yield
+    selection.configure_engine(previous) if previous is not None else setattr(selection, "_HEADLESS_ENGINE", None)
+    paths.reset()

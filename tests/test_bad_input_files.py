@@ -31,7 +31,6 @@ from ltx2_nodes.errors import CheckpointError, InputError, UnsupportedModelError
 from ltx2_nodes.latents import empty_latents
 from ltx2_nodes.loading.checkpoint import LTX2Checkpoint
 from ltx2_nodes.loading.safetensors_file import SafetensorsFile
-from ltx2_nodes.memory import selection
 from ltx2_nodes.model.config_values import MAX_MODULES
 from ltx2_nodes.model.gemma3 import GemmaConfig
 from ltx2_nodes.model.transformer import TransformerConfig
@@ -42,15 +41,6 @@ from ltx2_nodes.sampling.conditioning import CRF_MAX_SIDE, ImageCondition, encod
 from ltx2_nodes.text.tokenizer import SentencePiecePromptTokenizer, check_text
 
 FAKE_NODES = fake.__file__
-
-
-@pytest.fixture
-def isolated():
-    paths.reset()
-    previous = selection._HEADLESS_ENGINE
-    yield
-    selection.configure_engine(previous) if previous is not None else setattr(selection, "_HEADLESS_ENGINE", None)
-    paths.reset()
 
 
 @pytest.fixture

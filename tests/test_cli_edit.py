@@ -10,20 +10,9 @@ import pytest
 import torch
 
 from demo_support import demo_models  # noqa: F401 (fixture)
-from ltx2_nodes import paths
 from ltx2_nodes.cli import main
 from ltx2_nodes.demo.models import CHECKPOINT, CHECKPOINT_23
 from ltx2_nodes.media.mux import MP4Writer, probe
-from ltx2_nodes.memory import selection
-
-
-@pytest.fixture
-def isolated():
-    paths.reset()
-    previous = selection._HEADLESS_ENGINE
-    yield
-    selection.configure_engine(previous) if previous is not None else setattr(selection, "_HEADLESS_ENGINE", None)
-    paths.reset()
 
 
 def _clip(path, frames=17, width=64, height=64, sound=True):

@@ -4,23 +4,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from demo_support import DEMO_INPUTS, demo_models  # noqa: F401 (fixture)
-from ltx2_nodes import paths
 from ltx2_nodes.cli import main
 from ltx2_nodes.demo.models import CHECKPOINT, CHECKPOINT_23, UPSCALER, UPSCALER_23
 from ltx2_nodes.media.mux import probe
-from ltx2_nodes.memory import selection
-
-
-@pytest.fixture
-def isolated():
-    paths.reset()
-    previous = selection._HEADLESS_ENGINE
-    yield
-    selection.configure_engine(previous) if previous is not None else setattr(selection, "_HEADLESS_ENGINE", None)
-    paths.reset()
 
 
 def _generate(demo_models, tmp_path, *extra, checkpoint=CHECKPOINT, upscaler=UPSCALER):
