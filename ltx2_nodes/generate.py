@@ -1,5 +1,6 @@
 """End to end (the CLI's ``generate``): prompt(s) -> Gemma features -> text conditioning -> [stage 1,
-x2 upscale, stage 2 | one stage] -> audio decode -> tiled video decode streamed into an MP4 with the audio.
+x2 (or x1.5) upscale, optional temporal x2 upscale, stage 2 | one stage] -> audio decode -> tiled video decode
+streamed into an MP4 with the audio.
 
 The sampling follows ``sampling.recipe`` (presets, two-stage recipe); ``sample_stages`` runs it at the
 latent level through the same stage functions (``stages``) the nodes call, so a node graph built as the
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +34,9 @@ from .sampling.conditioning import ImageCondition
 from .sampling.guidance import plan_passes
 from .sampling.loop import Callback
 from .sampling.noise import SeededNoise
-from .model.shapes import VideoScale, clamped_frames_for_seconds, stage1_size
-from .sampling.recipe import DEFAULT_SEED, Recipe, recipe_for
+from .model.shapes import (Upscale, VideoScale, clamped_frames_for_seconds, stage1_frames, stage1_size,
+                           video_latent_size)
+from .sampling.recipe import DEFAULT_SEED, Recipe, SamplerPreset, recipe_for
 from .stages import (audio_latent_for_clip, connect_text, decode_audio, decode_video, decode_video_chunks,
                      encode_conditioning_images, encode_prompts, pixels_to_images, predict_frames, run_sampler,
                      split_text, upscale)
@@ -48,13 +51,16 @@ class GenerateRequest:
 
     ``mode``: the stage-1 preset of ``family``'s recipe (``sampling.recipe``; None: the loaded checkpoint's
     family in :func:`generate` / :func:`precheck`, see :meth:`for_model`, else the default family),
-    "distilled" (fixed list, no guidance) or "dev" (``steps``, None: the preset's; reference guidance, needs
-    the negative prompt); ``stage1`` overrides the settings ``mode`` implies. ``images``: image conditions
-    (re-encoded at each stage's size); ``audio``: an AUDIO dict to keep as the soundtrack (audio-to-video),
-    starting at ``audio_start_seconds``. ``refine_tiles``: stage 2 tile by tile (``model.dit_tiling``): None
-    untiled (the reference's single-GPU recipe), "auto" (the pre-check chooses: the whole frame up to a
-    1280x704 area, else the fewest tiles of at most that area, more if the memory budget needs it), "N"
-    or "RxC".
+    "distilled" (fixed list, no guidance), "dev" (``steps``, None: the preset's; reference guidance, needs
+    the negative prompt) or "hq" (the dev model's HQ recipe: res_2s, its own stage 2, the distilled LoRA in
+    both stages -- the caller passes it, ``Recipe.stage_lora_strengths``); ``stage1`` overrides the settings
+    ``mode`` implies. ``upscale``: what the upscalers between the stages do (set from the upscaler files by
+    :func:`generate` / :func:`precheck`): stage 1's size and frames follow it (``model.shapes``). ``images``:
+    image conditions (re-encoded at each stage's size); ``audio``: an AUDIO dict to keep as the soundtrack
+    (audio-to-video), starting at ``audio_start_seconds``. ``refine_tiles``: stage 2 tile by tile
+    (``model.dit_tiling``): None untiled (the reference's single-GPU recipe), "auto" (the pre-check chooses: the
+    whole frame up to a 1280x704 area, else the fewest tiles of at most that area, more if the memory budget
+    needs it), "N" or "RxC".
 
     LTX-2.5: ``frames`` None is "auto", the length the model's duration head predicts for the prompt
     (``stages.predict_frames``); ``keyframes`` (a count of evenly spaced frames, or the pixel frames) asks stage 1 to
@@ -81,6 +87,7 @@ class GenerateRequest:
     keyframes: int | tuple[int, ...] = 0
     refine_tiles: RefineTiles | str | None = None
     refine_tile_positions: bool = False  # tiles' positions start at 0 (``RefineTiles.tile_positions``)
+    upscale: Upscale = Upscale()
 
     def describe(self) -> dict:
         """What the MP4's ``ltx2_generate`` tag records (ComfyUI's own ``prompt`` tag means an API graph)."""
@@ -88,6 +95,7 @@ class GenerateRequest:
         return {"prompt": self.prompt, "negative_prompt": self.negative() if _needs_negative(settings) else "",
                 "width": self.width, "height": self.height, "frames": self.frames, "fps": self.fps, "seed": self.seed,
                 "mode": self.mode, "sampler": settings.sampler, "steps": settings.steps, "two_stage": self.two_stage,
+                "upscale": self.upscale.describe() if self.two_stage else "none",
                 "images": len(self.images), "audio_to_video": self.audio is not None,
                 "keyframes": self.keyframes if isinstance(self.keyframes, int) else list(self.keyframes)}
 
@@ -106,28 +114,66 @@ class GenerateRequest:
         return dataclasses.replace(self, family=ltx2.ckpt.family.version)
 
     def stage1_settings(self) -> GenerationSettings:
+        """Stage 1's settings (a token-shifted schedule, HQ's, is shifted by stage 1's latent; "auto" frames not
+        resolved yet: the fixed 4096-token shift, good for what is decided before the length is known)."""
         if self.stage1 is not None:
             return self.stage1
-        return GenerationSettings.from_preset(self.recipe().preset(self.mode), seed=self.seed, steps=self.steps)
+        tokens = None
+        if self.frames is not None:
+            height, width = self.stage_size()
+            tokens = math.prod(video_latent_size(self.stage_frames()[0], height, width))
+        return GenerationSettings.from_preset(self.recipe().preset(self.mode), seed=self.seed, steps=self.steps,
+                                              tokens=tokens)
+
+    def refine_preset(self) -> SamplerPreset:
+        """Stage 2's preset: the recipe's refine, HQ's own for mode "hq"."""
+        return self.recipe().refine_preset(self.mode)
 
     def stage_size(self) -> tuple[int, int]:
         """(height, width) of the first stage."""
-        return stage1_size(self.height, self.width) if self.two_stage else (self.height, self.width)
+        return (stage1_size(self.height, self.width, upscale=self.upscale) if self.two_stage
+                else (self.height, self.width))
+
+    def stage_frames(self) -> tuple[int, float]:
+        """(frames, fps) of the first stage: half of them (F -> (F + 1) / 2) before the temporal upscaler."""
+        return stage1_frames(self.frames, self.fps, self.upscale) if self.two_stage else (self.frames, self.fps)
+
+    def with_upscalers(self, upscaler: UpscalerHandle | None, temporal: UpscalerHandle | None) -> "GenerateRequest":
+        """This request with ``upscale`` set from the upscaler files (``upscale_of``)."""
+        return dataclasses.replace(self, upscale=upscale_of(upscaler, temporal)) if self.two_stage else self
+
+
+def upscale_of(upscaler: UpscalerHandle | None, temporal: UpscalerHandle | None) -> Upscale:
+    """What a spatial ``upscaler`` (x2, x1.5; None: none) and a ``temporal`` x2 upscaler do between two stages,
+    from their files' configs; a file in the other's place is refused."""
+    for handle, want_temporal in ((upscaler, False), (temporal, True)):
+        if handle is not None and handle.config.upscale.temporal != want_temporal:
+            what = "temporal" if want_temporal else "spatial"
+            raise InputError(f"{handle.name} is a {handle.config.upscale.describe()} latent upscaler, not a {what} "
+                             f"one; pass it as the {'spatial' if want_temporal else 'temporal'} upscaler "
+                             f"(generate --{'upscaler' if want_temporal else 'temporal-upscaler'}).")
+        if handle is not None and want_temporal and handle.config.spatial_upsample:
+            raise InputError(f"{handle.name} upscales space and time together; the temporal stage option takes a "
+                             "temporal-only file (ltx-2-temporal-upscaler-x2-1.0 / LTX-2.3's / LTX-2.5's).")
+    spatial = upscaler.config.upscale.spatial if upscaler is not None else (1, 1)
+    return Upscale(spatial, temporal is not None)
 
 
 def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, engine: MemoryEngine | None = None,
-             upscaler: UpscalerHandle | None = None) -> RunEstimate:
+             upscaler: UpscalerHandle | None = None, temporal_upscaler: UpscalerHandle | None = None) -> RunEstimate:
     """``engine.precheck`` for the whole run from file headers (nothing loaded): raises
     ``OutOfMemoryError`` naming what would fit when the run cannot."""
     from .model.transformer import TransformerConfig
 
     engine = engine if engine is not None else default_engine()
-    request = request.for_model(ltx2)
+    request = request.for_model(ltx2).with_upscalers(upscaler, temporal_upscaler)
     if request.frames is None:  # "auto": the longest clip the duration head can ask for (any longer duration clamps)
         request = dataclasses.replace(request, frames=clamped_frames_for_seconds(_LONGER_THAN_ANY_CLAMP, request.fps))
     weights = dict(ltx2.stage_weights, gemma=gemma.stage_weights)
     if upscaler is not None and request.two_stage:
         weights["upscaler"] = upscaler.stage_weights
+    if temporal_upscaler is not None and request.two_stage:
+        weights["temporal_upscaler"] = dataclasses.replace(temporal_upscaler.stage_weights, name="temporal_upscaler")
     settings = request.stage1_settings()
     passes = len(plan_passes(settings.video_guidance, settings.audio_guidance))
     tile = request.tiling if isinstance(request.tiling, TilingConfig) else None
@@ -137,7 +183,7 @@ def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, eng
                      vae_tile=((tile.tile_size_in_pixels or 4096, tile.tile_size_in_frames or 4096) if tile
                                else (512, 64)),
                      dtype=ltx2.dtype, refine_tiles=request.refine_tiles,
-                     tile_positions=request.refine_tile_positions)
+                     tile_positions=request.refine_tile_positions, upscale=request.upscale)
     text_shape = DecoderShape.of(gemma.files.model_config())
     dit_config = TransformerConfig.from_metadata(ltx2.ckpt.component_config("transformer"))
     # the video decode at the loaded decoder's cost (LTX-2.5's diffusion decoder; None: the conv VAE's)
@@ -155,23 +201,42 @@ def sample_stages(dit: DiTHandle, video_vae: VideoVAEHandle, positive: TextCondi
                   settings: GenerationSettings, recipe: Recipe, engine: MemoryEngine | None = None, *,
                   negative: TextConditioning | None = None, images: Sequence[ImageCondition] = (),
                   upscaler: UpscalerHandle | None = None, loras: Sequence = (), stage2_loras: Sequence = (),
-                  callback: Callback | None = None, refine_tiles: RefineTiles | None = None) -> AVLatents:
-    """Stage 1 with ``settings`` from ``latents``; with an ``upscaler`` the two-stage recipe follows: x2
-    upscale, then ``recipe.refine`` at the final size on the same noise stream, the input's masks kept and
-    the images encoded again at that size, ``stage2_loras`` added to ``loras``; ``refine_tiles``: that
+                  callback: Callback | None = None, refine_tiles: RefineTiles | None = None,
+                  temporal_upscaler: UpscalerHandle | None = None, refine: SamplerPreset | None = None,
+                  stage1_loras: Sequence = ()) -> AVLatents:
+    """Stage 1 with ``settings`` from ``latents``; with an ``upscaler`` and/or a ``temporal_upscaler`` the
+    two-stage recipe follows: the spatial upscale (x2 / x1.5), the temporal one (F -> 2F - 1 frames at twice the
+    frame rate), then ``refine`` (None: ``recipe.refine``) at the final size on the same noise stream, the input's
+    masks kept and the images encoded again at that size (stage 1 of a temporal run pins an image at half its
+    frame); ``stage1_loras`` / ``stage2_loras`` added to ``loras`` in their stage; ``refine_tiles``: that
     refinement tile by tile (``stages.run_sampler``). Latents on the CPU."""
     noise = SeededNoise(settings.seed, latents.batch)
-    items = encode_conditioning_images(video_vae, images, latents.video_grid(), engine)
+    first_images = _stage1_images(images, temporal_upscaler is not None)
+    items = encode_conditioning_images(video_vae, first_images, latents.video_grid(), engine)
     result = run_sampler(dit, positive, latents, settings, engine, negative=negative, conditioning=items,
-                         loras=list(loras), noise=noise, callback=callback)
-    if upscaler is None:
+                         loras=list(loras) + list(stage1_loras), noise=noise, callback=callback)
+    if upscaler is None and temporal_upscaler is None:
         return result
-    kept = dataclasses.replace(result, video_mask=latents.video_mask, audio_mask=latents.audio_mask)
-    second_in = upscale(kept, upscaler, video_vae.stats, engine)
+    second_in = dataclasses.replace(result, video_mask=latents.video_mask, audio_mask=latents.audio_mask)
+    for handle in (upscaler, temporal_upscaler):
+        if handle is not None:
+            second_in = upscale(second_in, handle, video_vae.stats, engine)
     items = encode_conditioning_images(video_vae, images, second_in.video_grid(), engine)
-    stage2 = GenerationSettings.from_preset(recipe.refine, seed=settings.seed)
+    stage2 = GenerationSettings.from_preset(recipe.refine if refine is None else refine, seed=settings.seed)
     return run_sampler(dit, positive, second_in, stage2, engine, negative=negative, conditioning=items,
                        loras=list(loras) + list(stage2_loras), noise=noise, callback=callback, tiles=refine_tiles)
+
+
+def _stage1_images(images: Sequence[ImageCondition], temporal: bool) -> Sequence[ImageCondition]:
+    """The image conditions of stage 1: as given, or before the temporal upscaler at half their frame (which must
+    be even: stage 1's frame k becomes frame 2k)."""
+    if not temporal:
+        return images
+    odd = [c.frame_index for c in images if c.frame_index % 2]
+    if odd:
+        raise InputError(f"image conditions at frames {odd}: with the temporal x2 upscaler stage 1 samples every "
+                         "second frame (its frame k becomes frame 2k), so pin images at even frames.")
+    return [dataclasses.replace(c, frame_index=c.frame_index // 2) for c in images]
 
 
 def request_text(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, engine: MemoryEngine,
@@ -199,29 +264,40 @@ def require_parts(ltx2: LTX2Models, images: bool = False, audio: bool = False) -
 def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out_path: str | Path, *,
              upscaler: UpscalerHandle | None = None, engine: MemoryEngine | None = None,
              loras: Sequence = (), stage2_loras: Sequence = (), callback: Callback | None = None,
-             gemma_cache_dir: str | Path | None = None, compile_dit: bool = False) -> Path:
+             gemma_cache_dir: str | Path | None = None, compile_dit: bool = False,
+             temporal_upscaler: UpscalerHandle | None = None, stage1_loras: Sequence = ()) -> Path:
     """Text (+ images / audio) -> MP4 with video and audio, end to end (audio-to-video muxes the given audio
     itself, not the audio VAE's re-synthesis of it). ``loras``: ``[(LoRA, strength)]``
-    for every stage; ``stage2_loras`` added for the refinement stage (the dev recipe passes the distilled
-    LoRA at ``recipe.stage2_lora_strength``); ``compile_dit``: DiT blocks through ``torch.compile``
-    (``DiTHandle.with_compile``). Returns the MP4 path."""
+    for every stage; ``stage1_loras`` / ``stage2_loras`` added for stage 1 / the refinement stage (the dev recipe
+    passes the distilled LoRA at ``recipe.stage2_lora_strength`` in stage 2, the HQ recipe in both stages at
+    ``Recipe.stage_lora_strengths``); ``upscaler``: the spatial one (x2, x1.5), ``temporal_upscaler``: the
+    temporal x2 (either or both between the stages of a two-stage run); ``compile_dit``: DiT blocks through
+    ``torch.compile`` (``DiTHandle.with_compile``). Returns the MP4 path."""
     engine = engine if engine is not None else default_engine()
-    if request.two_stage and upscaler is None:
+    if request.two_stage and upscaler is None and temporal_upscaler is None:
         raise InputError("a two-stage run needs the latent upscaler (ltx-2-spatial-upscaler-x2-1.0.safetensors, "
                          "ltx-2.3-spatial-upscaler-x2-1.1.safetensors for LTX-2.3).")
-    request = request.for_model(ltx2)
+    if request.mode == "hq" and not request.two_stage:
+        raise InputError("the HQ recipe is a two-stage recipe (stage 1 at reduced size, the distilled LoRA at "
+                         "0.25 / 0.5 in its two stages); drop the single-stage option, or use mode 'dev'.")
+    if temporal_upscaler is not None and request.keyframes:
+        raise InputError("generated keyframes are placed on stage 1's frames; they do not combine with the "
+                         "temporal upscaler here. Drop one of them.")
+    request = request.for_model(ltx2).with_upscalers(upscaler, temporal_upscaler)
     require_parts(ltx2, images=bool(request.images), audio=request.audio is not None)
-    log.info("%s: LTX-%s presets (sampling/recipe.py)", ltx2.name, request.family)
-    settings = request.stage1_settings()
-    height, width = request.stage_size()
-    tiles = precheck(ltx2, gemma, request, engine, upscaler).request.tiles()
+    log.info("%s: LTX-%s presets (sampling/recipe.py), mode %s, upscalers %s", ltx2.name, request.family,
+             request.mode, request.upscale.describe() if request.two_stage else "none")
+    tiles = precheck(ltx2, gemma, request, engine, upscaler, temporal_upscaler).request.tiles()
 
     positive, negative = request_text(ltx2, gemma, request, engine, gemma_cache_dir)
     if request.frames is None:
         request = dataclasses.replace(request, frames=predict_frames(ltx2.duration_head, positive, request.fps))
+    settings = request.stage1_settings()  # the length is known: a token-shifted schedule gets its latent's shift
+    height, width = request.stage_size()
+    frames, fps = request.stage_frames()
 
     video_vae, audio_vae = ltx2.video_vae, ltx2.audio_vae
-    latents = empty_latents(1, request.frames, height, width, request.fps, video_channels=video_vae.latent_channels,
+    latents = empty_latents(1, frames, height, width, fps, video_channels=video_vae.latent_channels,
                             audio_channels=audio_vae.latent_channels, audio_mel_bins=audio_vae.latent_mel_bins,
                             video_scale=video_vae.scale, audio_timing=audio_vae.timing)
     if request.audio is not None:
@@ -232,9 +308,12 @@ def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out
         latents = latents.with_keyframe_slots(request.keyframes)
 
     dit = ltx2.dit.with_compile(compile_dit)
+    two = request.two_stage
     result = sample_stages(dit, video_vae, positive, latents, settings, request.recipe(), engine,
-                           negative=negative, images=request.images, upscaler=upscaler if request.two_stage else None,
-                           loras=loras, stage2_loras=stage2_loras, callback=callback, refine_tiles=tiles)
+                           negative=negative, images=request.images, upscaler=upscaler if two else None,
+                           temporal_upscaler=temporal_upscaler if two else None, refine=request.refine_preset(),
+                           loras=loras, stage1_loras=stage1_loras, stage2_loras=stage2_loras, callback=callback,
+                           refine_tiles=tiles)
 
     sound = (audio_segment(request.audio, request.audio_start_seconds, request.frames / request.fps)
              if request.audio is not None else None)  # a2v: the input sound itself, as the reference a2vid returns

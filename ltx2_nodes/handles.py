@@ -554,6 +554,13 @@ class UpscalerHandle:
         return self._lazy.get("upsampler", lambda: components.load_latent_upsampler(self.path, self.dtype))
 
     @cached_property
+    def config(self):
+        """The upscaler's ``UpsamplerConfig`` from the file header (nothing read or built): x2 / x1.5 / temporal."""
+        from .loading.safetensors_file import SafetensorsFile
+
+        return components.read_upsampler_config(SafetensorsFile(self.path))
+
+    @cached_property
     def stage_weights(self):
         """The upscaler stage's weight bytes as loaded, from the file header (nothing read or built)."""
         from .loading.safetensors_file import SafetensorsFile

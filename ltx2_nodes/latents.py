@@ -153,13 +153,13 @@ class GenerationSettings:
 
     @classmethod
     def from_preset(cls, preset: SamplerPreset, seed: int = DEFAULT_SEED, steps: int | None = None,
-                    **kw) -> "GenerationSettings":
-        """A ``sampling.recipe`` preset (dev, distilled, refine) with its sampler; ``steps`` replaces the dev
-        preset's step count."""
+                    tokens: int | None = None, **kw) -> "GenerationSettings":
+        """A ``sampling.recipe`` preset (dev, distilled, refine, HQ) with its sampler; ``steps`` replaces the dev
+        preset's step count; ``tokens``: the sampled video latent's F' x H' x W' (the HQ schedule's shift)."""
         kw.setdefault("sampler", preset.sampler)
         kw.setdefault("video_guidance", preset.video_guidance)
         kw.setdefault("audio_guidance", preset.audio_guidance)
-        return cls(preset.sigmas(steps), seed=seed, **kw)
+        return cls(preset.sigmas(steps, tokens), seed=seed, **kw)
 
 
 def _model_device(model) -> torch.device:

@@ -44,7 +44,7 @@ from .memory.vae import (SMALLEST_TILE, auto_encode_tiling, auto_tiling, decode_
                          feature_extent, tile_device_bytes)
 from .model.compiling import compiled_blocks
 from .model.connector import TextConditioning
-from .model.shapes import VideoScale, clamped_frames_for_seconds, pixel_frames, video_latent_size
+from .model.shapes import TEMPORAL_FACTOR, VideoScale, clamped_frames_for_seconds, pixel_frames, video_latent_size
 from .model.upsampler import upsample_latent
 from .model.dit_tiling import RefineTiles, TiledDiT, plan_refine_tiles
 from .model.vae_tiling import (TilingConfig, decode_chunks, diffusion_decode_chunks, plan_encode_tiles,
@@ -393,8 +393,10 @@ def predict_frames(duration_head: DurationHeadHandle, text: TextConditioning, fp
 
 def upscale(latents: AVLatents, upsampler: UpscalerHandle, stats: nn.Module, engine: MemoryEngine | None = None
             ) -> AVLatents:
-    """Grow the video latent's height and width with the latent upscaler: x2, or x1.5 with the rational
-    LTX-2.3 upscaler, which refuses odd latent sizes (``check_input_size``). Audio passes through."""
+    """Grow the video latent with the latent upscaler: height and width x2, or x1.5 with the rational LTX-2.3
+    upscaler, which refuses odd latent sizes (``check_input_size``); the temporal x2 upscaler makes F frames
+    2F - 1 (``model.shapes.temporal_upscaled_frames``) at twice the frame rate, the same duration. Audio passes
+    through."""
     if latents.video is None:
         raise InputError("the latent upscaler works on video latents; this latent holds audio only.")
     engine = _engine(engine)
@@ -408,7 +410,8 @@ def upscale(latents: AVLatents, upsampler: UpscalerHandle, stats: nn.Module, eng
         video = upsample_latent(latents.video.float(), model, stats)
         check_finite([video], stage="latent upscaler", model=upsampler.name, inputs=[latents.video])
         video = video.cpu()
-    upscaled = dataclasses.replace(latents, video=video)
+    fps = latents.fps * TEMPORAL_FACTOR if model.config.temporal_upsample else latents.fps
+    upscaled = dataclasses.replace(latents, video=video, fps=fps)
     return dataclasses.replace(upscaled, video_mask=_scaled_mask(latents.video_mask, upscaled.video_grid()))
 
 

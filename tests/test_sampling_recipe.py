@@ -96,7 +96,7 @@ def test_unknown_family_and_mode_are_refused_with_the_known_ones():
     with pytest.raises(UnsupportedModelError, match=r"no sampling presets for the LTX-9.9 family; presets exist "
                                                     r"for LTX-2.0, LTX-2.3, LTX-2.5"):
         recipe_for("9.9")
-    with pytest.raises(InputError, match="mode 'turbo' is not 'distilled' or 'dev'"):
+    with pytest.raises(InputError, match=r"mode 'turbo' is not one of \['distilled', 'dev', 'hq'\]"):
         recipe_for().preset("turbo")
     with pytest.raises(InputError, match="schedule 'karras' is not one of"):
         recipe_for().schedule("karras", 8)
@@ -105,9 +105,10 @@ def test_unknown_family_and_mode_are_refused_with_the_known_ones():
 def test_sampler_widget_defaults_are_the_dev_preset():
     recipe = recipe_for()
     dev = preset_widgets(recipe.dev, recipe.stg_blocks)
-    required = LTX2Sampler.INPUT_TYPES()["required"]
+    spec = LTX2Sampler.INPUT_TYPES()
+    widgets = {**spec["required"], **spec["optional"]}
     for widget, value in dev.items():
-        assert required[widget][1]["default"] == value, widget
+        assert widgets[widget][1]["default"] == value, widget
     assert preset_widgets(recipe.distilled, recipe.stg_blocks)["stg_blocks"] == dev["stg_blocks"]
 
 

@@ -84,11 +84,13 @@ def add_parser(p) -> None:
                    help="LTX-2.5: also generate N evenly spaced standalone keyframes (or at these pixel frames), "
                         "written to <name>_keyframes.mp4 beside the video")
     p.add_argument("--seed", type=nonnegative_int, default=10)
-    p.add_argument("--mode", choices=("auto", "distilled", "dev"), default="auto",
+    p.add_argument("--mode", choices=("auto", "distilled", "dev", "hq"), default="auto",
                    help="distilled: its fixed list, no guidance; dev: --steps with the reference's multimodal "
-                        "guidance; auto: from the checkpoint's file name")
-    p.add_argument("--steps", type=positive_int, default=None, help="dev mode steps (default: the dev preset's, "
-                                                           "see sampling/recipe.py)")
+                        "guidance; hq: the reference's two-stage HQ recipe on the dev model (res_2s, 15 steps, "
+                        "STG off, the distilled LoRA at 0.25 in stage 1 and 0.5 in stage 2); auto: dev or distilled "
+                        "from the checkpoint's file name")
+    p.add_argument("--steps", type=positive_int, default=None, help="dev / hq stage-1 steps (default: the "
+                                                           "preset's, see sampling/recipe.py)")
     p.add_argument("--sampler", default=None, help="stage-1 sampler: euler, euler_ancestral or res_2s (checked by "
                    "sampling.loop; default: the preset's, euler_ancestral for LTX-2.5 distilled, else euler)")
     p.add_argument("--single-stage", action="store_true", help="sample at the final size (no x2 upscale + refine)")
@@ -104,7 +106,11 @@ def add_parser(p) -> None:
                    "other files are found in the model folders; default: the first released file found)")
     p.add_argument("--gemma", help="file or folder in text_encoders/ (default: Gemma 3 12B as released; LTX-2.5: the "
                    "text encoder of its split pack)")
-    p.add_argument("--upscaler", help="file in latent_upscale_models/ (default: the released x2 upscaler)")
+    p.add_argument("--upscaler", help="file in latent_upscale_models/ (default: the released x2 upscaler); the "
+                   "LTX-2.3 x1.5 upscaler runs stage 1 at 2/3 of the size (sides multiples of 96)")
+    p.add_argument("--temporal-upscaler", metavar="NAME", help="temporal x2 upscaler in latent_upscale_models/ "
+                   "(e.g. ltx-2-temporal-upscaler-x2-1.0.safetensors), after the spatial one: stage 1 samples "
+                   "(F + 1) / 2 frames at half the frame rate, so --frames is 1 + 16k")
     p.add_argument("--lora", action="append", default=[], metavar="NAME[:STRENGTH]", help="LoRA for every stage")
     p.add_argument("--stage2-lora", action="append", default=None, metavar="NAME[:STRENGTH]",
                    help="LoRA for the refine stage only (dev default: the distilled LoRA at the recipe's "
@@ -236,12 +242,16 @@ def _frames(args) -> int | None:
 
     from ..model.shapes import check_video_size, describe_rounding, frames_for_seconds
 
+    upscale = _upscale(args)
     if args.frames == "auto":
+        if upscale.temporal:
+            raise UsageError("--frames auto with --temporal-upscaler: a predicted length need not be 1 + 16k "
+                             "frames; give --frames or --seconds")
         if args.image and args.image_frame > 0:
             raise UsageError("--image-frame with --frames auto: the length is not known before the prompt is "
                              "encoded; pin the image at frame 0 or give --frames")
         try:
-            check_video_size(1, args.height, args.width, two_stage=not args.single_stage)
+            check_video_size(1, args.height, args.width, two_stage=not args.single_stage, upscale=upscale)
         except InputError as exc:
             raise UsageError(f"--width {args.width} --height {args.height}: {exc}") from None
         return None
@@ -258,7 +268,7 @@ def _frames(args) -> int | None:
         raise UsageError(f"--frames {frames}: at most {MAX_FRAMES} frames ({MAX_FRAMES / args.fps:.2f} s at "
                          f"{args.fps:g} fps); ask for fewer")
     try:
-        check_video_size(frames, args.height, args.width, two_stage=not args.single_stage)
+        check_video_size(frames, args.height, args.width, two_stage=not args.single_stage, upscale=upscale)
     except InputError as exc:
         raise UsageError(f"--width {args.width} --height {args.height} --frames {frames}: {exc}"
                          + ("" if args.single_stage else " (--single-stage samples at the size itself: multiples "
@@ -267,6 +277,24 @@ def _frames(args) -> int | None:
         raise UsageError(f"--image-frame {args.image_frame}: the video has frames 0..{frames - 1}; pin the image "
                          f"at one of them")
     return frames
+
+
+def _upscale(args):
+    """What the chosen upscalers do (``model.shapes.Upscale``), from the files' headers before anything loads:
+    ``--upscaler``'s factor (default: the released x2) and whether ``--temporal-upscaler`` follows."""
+    from .. import paths
+    from ..loading.components import read_upsampler_config
+    from ..loading.safetensors_file import SafetensorsFile
+    from ..model.shapes import Upscale
+
+    if args.single_stage:
+        if args.temporal_upscaler or args.mode == "hq":
+            raise UsageError(("--temporal-upscaler" if args.temporal_upscaler else "--mode hq") + " belongs to a "
+                             "two-stage run (the refine stage follows the upscalers); drop --single-stage")
+        return Upscale()
+    spatial = (read_upsampler_config(SafetensorsFile(paths.find_model("latent_upscale_models", args.upscaler)))
+               .upscale.spatial if args.upscaler else Upscale().spatial)
+    return Upscale(spatial, bool(args.temporal_upscaler))
 
 
 SOUND_FORMATS = (".flac", ".wav", ".mp3", ".m4a")
@@ -359,22 +387,28 @@ def _edit(args):
     return edit
 
 
-def _stage2_specs(specs: list[str] | None, dev_two_stage: bool, family: str) -> list[str]:
-    """``--stage2-lora`` as given, else for a dev two-stage run the family's distilled LoRA at the recipe's stage-2
-    strength when it is in loras/ (a warning when not)."""
+def _lora_specs(specs: list[str] | None, mode: str, two_stage: bool, family: str) -> tuple[list[str], list[str]]:
+    """(stage-1, stage-2) LoRA specs of the recipe. Stage 2: ``--stage2-lora`` as given, else for a dev or HQ
+    two-stage run the family's distilled LoRA at the recipe's stage-2 strength when it is in loras/ (a dev run
+    warns when not); HQ also puts it in stage 1 at its stage-1 strength and refuses to run without it."""
     import logging
 
     from ..sampling.recipe import recipe_for
 
-    if specs is not None or not dev_two_stage:
-        return specs or []
+    first, second = recipe_for(family).stage_lora_strengths(mode)
+    if mode not in ("dev", "hq") or not two_stage:
+        return [], specs or []
     lora = _pick("loras", None, required=False, family=family)
-    if lora is not None:
-        return [f"{lora.name}:{recipe_for(family).stage2_lora_strength}"]
-    logging.getLogger("ltx2_nodes").warning(
-        "dev two-stage run without %s in loras/: stage 2 refines with the distilled schedule on the dev weights "
-        "alone", _RELEASES.get(family, RELEASED)["loras"][0])
-    return []
+    released = _RELEASES.get(family, RELEASED)["loras"][0]
+    if lora is None and mode == "hq":
+        raise UsageError(f"--mode hq puts the distilled LoRA in both stages; {released} is not in loras/ (put it "
+                         "there, or use --mode dev)")
+    if lora is None and specs is None:
+        logging.getLogger("ltx2_nodes").warning(
+            "dev two-stage run without %s in loras/: stage 2 refines with the distilled schedule on the dev weights "
+            "alone", released)
+    stage1 = [f"{lora.name}:{first}"] if first is not None else []
+    return stage1, (specs if specs is not None else [f"{lora.name}:{second}"] if lora is not None else [])
 
 
 def run(args) -> int:
@@ -390,6 +424,9 @@ def run(args) -> int:
 
     paths.configure(models_dir=args.models_dir)
     apply_engine_options(args)
+    if args.mode == "hq" and (args.audio_only or args.video_to_audio or args.extend_from or args.retake):
+        raise UsageError("--mode hq is the two-stage text/image-to-video recipe; sound-only runs and clip edits "
+                         "take --mode dev or distilled")
     if args.audio_only or args.video_to_audio:
         if args.frames == "auto" or args.keyframes:
             raise UsageError("--frames auto and --keyframes belong to a video generation; give --audio-only / "
@@ -415,6 +452,10 @@ def run(args) -> int:
     mode = args.mode
     if mode == "auto":
         mode = "dev" if "dev" in checkpoint.name.lower() and "distill" not in checkpoint.name.lower() else "distilled"
+    if mode == "hq" and "distill" in checkpoint.name.lower():
+        raise UsageError(f"--mode hq is the dev model's recipe (CFG guidance plus the distilled LoRA at 0.25 / 0.5); "
+                         f"{checkpoint.name} is a distilled checkpoint, which already is what that LoRA adds: use "
+                         "--mode distilled, or a dev checkpoint with --mode hq")
     two_stage = not args.single_stage and edit is None
     ltx2 = load_ltx2(checkpoint, args.weight_dtype, args.fp8, device=device)
     require_parts(ltx2, images=bool(args.image), audio=bool(args.audio))  # a stripped file: refused now
@@ -427,7 +468,9 @@ def run(args) -> int:
     upscaler = load_upscaler(_pick("latent_upscale_models", args.upscaler, family=family), args.weight_dtype,
                              device=device) \
         if two_stage else None
-    stage2_specs = _stage2_specs(args.stage2_lora, mode == "dev" and two_stage, family)
+    temporal = load_upscaler(paths.find_model("latent_upscale_models", args.temporal_upscaler), args.weight_dtype,
+                             device=device) if two_stage and args.temporal_upscaler else None
+    stage1_specs, stage2_specs = _lora_specs(args.stage2_lora, mode, two_stage, family)
 
     prompt = args.prompt
     if args.enhance:
@@ -457,8 +500,8 @@ def run(args) -> int:
         return 0
     print(f"{checkpoint.name} ({ltx2.ckpt.family.name} {mode}, {'two-stage' if two_stage else 'single stage'}), "
           f"{args.width}x{args.height}, {frames or 'auto'} frames at {args.fps:g} fps, seed {args.seed} on {device}")
-    path = generate(ltx2, gemma, request, out, upscaler=upscaler, loras=_loras(args.lora),
-                    stage2_loras=_loras(stage2_specs), compile_dit=args.compile)
+    path = generate(ltx2, gemma, request, out, upscaler=upscaler, temporal_upscaler=temporal, loras=_loras(args.lora),
+                    stage1_loras=_loras(stage1_specs), stage2_loras=_loras(stage2_specs), compile_dit=args.compile)
     print(path)
     if args.keyframes:
         print(keyframes_path(path))

@@ -26,8 +26,8 @@ from torch import nn
 from ..errors import InputError, OutOfMemoryError
 from ..loading.components import UNREAD, vocoder_dtype
 from ..loading.quant import GGML_TYPE_SUFFIX, QUANT_SUFFIXES, QuantLinear, packed_logical_numel
-from ..model.shapes import (AudioTiming, VideoScale, audio_latent_frames, size_multiple, stage1_size,
-                            video_latent_size)
+from ..model.shapes import (AudioTiming, Upscale, VideoScale, audio_latent_frames, frame_step, size_multiple,
+                            stage1_frames, stage1_size, video_latent_size)
 from ..model.dit_tiling import RefineTiles, auto_refine_tiles, largest_tile_tokens, parse_refine_tiles
 from ..model.transformer import TransformerConfig
 from ..model.diffusion_vae import DiffusionDecoderConfig
@@ -193,6 +193,7 @@ class RunRequest:
     # stage 2 tile by tile (``model.dit_tiling``): None untiled; "auto": resolved by ``precheck``
     refine_tiles: RefineTiles | str | None = None
     tile_positions: bool = False  # ``RefineTiles.tile_positions`` of tiles parsed from a spec
+    upscale: Upscale = Upscale()  # what the upscalers between two stages do (x2 / x1.5, temporal x2)
 
     def describe(self) -> str:
         return f"{self.width}x{self.height}x{self.frames}"
@@ -259,9 +260,11 @@ def _stage_activations(request: RunRequest, dit: TransformerConfig, text: Decode
     vae = VideoVAEConfig()
     ta = audio_latent_frames(request.frames, request.fps, AudioTiming())
     grid = video_latent_size(request.frames, request.height, request.width, vae.encoder_scale)
-    height, width = stage1_size(request.height, request.width) if request.two_stage else (request.height,
-                                                                                           request.width)
-    first = video_latent_size(request.frames, height, width, vae.encoder_scale)
+    height, width, frames = request.height, request.width, request.frames
+    if request.two_stage:
+        height, width = stage1_size(height, width, upscale=request.upscale)
+        frames = stage1_frames(frames, request.fps, request.upscale)[0]
+    first = video_latent_size(frames, height, width, vae.encoder_scale)
     # the diffusion decoder's attention reaches across tile edges: its overlaps have a floor
     minimum = decoder.min_tile_overlaps if isinstance(decoder, DiffusionDecoderConfig) else (0, 0)
     tiling = None if request.vae_tile is None else tiling_with_overlaps(*request.vae_tile, minimum)
@@ -274,6 +277,8 @@ def _stage_activations(request: RunRequest, dit: TransformerConfig, text: Decode
     }
     # two-stage: the upscaler takes stage 1's latent; single stage: the request is the upscaler's input
     acts["upscaler"] = upscaler_activation_bytes(math.prod(first), dtype)
+    if request.two_stage and request.upscale.temporal:  # after the spatial upscaler: its output at stage-1 frames
+        acts["temporal_upscaler"] = upscaler_activation_bytes(first[0] * grid[1] * grid[2], dtype)
     if request.two_stage:
         # tiled: one tile's activations, plus the whole latent's sampler state and blend accumulators
         tile_tokens = largest_tile_tokens(grid, request.tiles())
@@ -355,11 +360,12 @@ def _size_and_frames(request: RunRequest, fits) -> list[str]:
     with fewer frames. Each search bisects over every valid value, so when all find nothing, nothing smaller
     fits."""
     scale = VideoScale()
-    step = size_multiple(scale, request.two_stage)
-    fewer = (request.frames - 1) // scale.time - 1  # frame counts 1 + 8k below the request, k >= 1 (a video)
+    step = size_multiple(scale, request.two_stage, request.upscale)
+    time = frame_step(scale, request.two_stage, request.upscale)
+    fewer = (request.frames - 1) // time - 1  # frame counts 1 + 8k (16k: temporal x2) below the request, k >= 1
 
     def frames_of(k: int) -> int:
-        return 1 + scale.time * k
+        return 1 + time * k
 
     def sized(k: int, **change) -> bool:
         return fits(**dict(zip(("width", "height"), _scaled(request, k, step))), **change)

@@ -25,7 +25,13 @@ Size rules (reference: ``VideoLatentShape.from_pixel_shape``, ``VideoEncoder.for
   'reflect', which needs two cells per side (``VideoDecoder.check_latent`` says so; the reference
   fails there inside ``torch.nn.functional.pad``);
 * a two-stage run (stage 1 at half size, x2 latent upscaler): width and height multiples of 64, so
-  the half size is a valid size;
+  the half size is a valid size; with the rational x1.5 upscaler (``Upscale(spatial=(3, 2))``) stage 1 runs at
+  2/3 of the final size, whose latent sides the upscaler needs even (``UpsamplerConfig.check_input_size``): the
+  final sides are multiples of 96 (in general: the latent cell times the reduced factor's numerator);
+* the temporal x2 upscaler (``Upscale(temporal=True)``) maps F latent frames to 2F - 1 (its first output frame,
+  the duplicate of the single-pixel-frame first latent, is dropped), hence F pixel frames to 2F - 1 as well:
+  stage 1 samples ``(F + 1) / 2`` frames at half the frame rate (the same duration), so a final F is
+  ``1 + 16k`` (the reference's DFR pipeline: ``num_frames = 2 * (num_frames - 1) + 1``, fps doubled);
 * audio latents for ``F`` frames at ``r`` fps: ``round(F / r * 25)`` (Python round, float64);
 * a predicted duration (LTX-2.5 duration head) -> frames: clamped to [1 s, 20 s], floored to 1 + 8k
   (``clamped_frames_for_seconds``).
@@ -40,6 +46,26 @@ from ..errors import InputError
 
 UPSCALE_FACTOR = 2  # the x2 spatial latent upscaler between the two stages
 MAX_FRAMES = 1025  # longest clip the nodes and the CLI generate (1 + 8*128; 42.7 s at 24 fps)
+TEMPORAL_FACTOR = 2  # the temporal latent upscaler: F -> 2F - 1 frames, the frame rate doubled
+
+
+@dataclass(frozen=True)
+class Upscale:
+    """What the latent upscalers between the two stages of a run do: the spatial factor as (up, down) in lowest
+    terms (x2: (2, 1); the rational x1.5: (3, 2); none: (1, 1)) and whether the temporal x2 upscaler follows."""
+
+    spatial: tuple[int, int] = (UPSCALE_FACTOR, 1)
+    temporal: bool = False
+
+    def __post_init__(self):
+        up, down = self.spatial
+        if up < 1 or down < 1 or math.gcd(up, down) != 1:
+            raise InputError(f"spatial upscale factor {up}/{down}: give positive numbers in lowest terms, e.g. 3/2.")
+
+    def describe(self) -> str:
+        up, down = self.spatial
+        parts = [] if up == down else [f"x{up / down:g} spatial"]
+        return " + ".join(parts + (["x2 temporal"] if self.temporal else [])) or "none"
 
 
 @dataclass(frozen=True)
@@ -79,38 +105,53 @@ def pixel_frames(latent_frames: int, scale: VideoScale = VideoScale()) -> int:
     return (latent_frames - 1) * scale.time + 1
 
 
-def size_multiple(scale: VideoScale = VideoScale(), two_stage: bool = False) -> int:
-    """What width and height must be multiples of: 32, or 64 for a two-stage run (its half must be valid)."""
-    return max(scale.height, scale.width) * (UPSCALE_FACTOR if two_stage else 1)
+def size_multiple(scale: VideoScale = VideoScale(), two_stage: bool = False, upscale: Upscale = Upscale()) -> int:
+    """What width and height must be multiples of: 32, or for a two-stage run 32 x the upscale numerator (x2: 64,
+    x1.5: 96) so stage 1's size is valid and its latent scales exactly."""
+    return max(scale.height, scale.width) * (upscale.spatial[0] if two_stage else 1)
+
+
+def frame_step(scale: VideoScale = VideoScale(), two_stage: bool = False, upscale: Upscale = Upscale()) -> int:
+    """Frames are 1 + k x this: 8, or 16 for a two-stage run through the temporal upscaler."""
+    return scale.time * (TEMPORAL_FACTOR if two_stage and upscale.temporal else 1)
 
 
 def snap_video_size(frames: int, height: int, width: int, scale: VideoScale = VideoScale(),
-                    two_stage: bool = False) -> tuple[int, int, int]:
-    """Nearest valid (frames, height, width): frames to the nearest 1 + 8k (ties round up), height/width to
-    the nearest multiple of :func:`size_multiple` (ties round up), each at least one step."""
-    step = size_multiple(scale, two_stage)
+                    two_stage: bool = False, upscale: Upscale = Upscale()) -> tuple[int, int, int]:
+    """Nearest valid (frames, height, width): frames to the nearest 1 + k :func:`frame_step` (ties round up),
+    height/width to the nearest multiple of :func:`size_multiple` (ties round up), each at least one step."""
+    step = size_multiple(scale, two_stage, upscale)
 
     def nearest(value: int, step: int, offset: int, minimum: int) -> int:
         return max(minimum, offset + math.floor((value - offset) / step + 0.5) * step)
 
-    return nearest(frames, scale.time, 1, 1), nearest(height, step, 0, step), nearest(width, step, 0, step)
+    return (nearest(frames, frame_step(scale, two_stage, upscale), 1, 1), nearest(height, step, 0, step),
+            nearest(width, step, 0, step))
 
 
 def check_video_size(frames: int, height: int, width: int, scale: VideoScale = VideoScale(),
-                     two_stage: bool = False) -> None:
+                     two_stage: bool = False, upscale: Upscale = Upscale()) -> None:
     """Refuse a pixel size the VAE cannot encode or a run cannot generate (module doc), naming the nearest one."""
-    step = size_multiple(scale, two_stage)
+    step, time = size_multiple(scale, two_stage, upscale), frame_step(scale, two_stage, upscale)
     problems = []
-    if frames < 1 or (frames - 1) % scale.time:
-        problems.append(f"{frames} frames (must be 1 + {scale.time}*k: 1, {1 + scale.time}, {1 + 2 * scale.time}, ...)")
+    if frames < 1 or (frames - 1) % time:
+        problems.append(f"{frames} frames (must be 1 + {time}*k: 1, {1 + time}, {1 + 2 * time}, ..."
+                        + (": the temporal x2 upscaler makes 2F - 1 frames of stage 1's F)" if time != scale.time
+                           else ")"))
     for name, value in (("height", height), ("width", width)):
         if value % step or value < step:
             problems.append(f"{name} {value} (must be a positive multiple of {step}"
-                            + (": a two-stage run samples stage 1 at half size)" if two_stage else ")"))
+                            + (f": a two-stage run samples stage 1 at {_fraction(upscale)} size)" if two_stage
+                               else ")"))
     if problems:
-        f, h, w = snap_video_size(frames, height, width, scale, two_stage)
+        f, h, w = snap_video_size(frames, height, width, scale, two_stage, upscale)
         raise InputError(f"video size not supported by LTX-2: {'; '.join(problems)}. "
                          f"Nearest valid size: {w}x{h}, {f} frames.")
+
+
+def _fraction(upscale: Upscale) -> str:
+    up, down = upscale.spatial
+    return "half the" if (up, down) == (2, 1) else f"{down}/{up} of the"
 
 
 def checked_latent_size(frames: int, height: int, width: int, scale: VideoScale = VideoScale()) -> tuple[int, int, int]:
@@ -119,13 +160,31 @@ def checked_latent_size(frames: int, height: int, width: int, scale: VideoScale 
     return video_latent_size(frames, height, width, scale)
 
 
-def stage1_size(height: int, width: int, scale: VideoScale = VideoScale()) -> tuple[int, int]:
-    """(height, width) stage 1 of a two-stage run samples at: half the final size, which must be valid."""
-    step = size_multiple(scale, two_stage=True)
+def stage1_size(height: int, width: int, scale: VideoScale = VideoScale(), upscale: Upscale = Upscale()
+                ) -> tuple[int, int]:
+    """(height, width) stage 1 of a two-stage run samples at: the final size / the spatial upscale factor (half for
+    x2, 2/3 for x1.5), which must be valid and scale back exactly."""
+    step = size_multiple(scale, two_stage=True, upscale=upscale)
     if height % step or width % step or height <= 0 or width <= 0:
-        raise InputError(f"a two-stage run needs width and height divisible by {step} (stage 1 runs at half size); "
-                         f"got {width}x{height}.")
-    return height // UPSCALE_FACTOR, width // UPSCALE_FACTOR
+        raise InputError(f"a two-stage run with the {upscale.describe()} upscaler needs width and height divisible "
+                         f"by {step} (stage 1 runs at {_fraction(upscale)} size); got {width}x{height}.")
+    up, down = upscale.spatial
+    return height * down // up, width * down // up
+
+
+def temporal_upscaled_frames(frames: int) -> int:
+    """Frames after the temporal x2 upscaler: 2F - 1 (latent frames, hence pixel frames too)."""
+    return TEMPORAL_FACTOR * (frames - 1) + 1
+
+
+def stage1_frames(frames: int, fps: float, upscale: Upscale = Upscale(),
+                  scale: VideoScale = VideoScale()) -> tuple[int, float]:
+    """(frames, fps) stage 1 of a two-stage run samples: with the temporal upscaler (F + 1) / 2 frames at half the
+    frame rate (the same duration; F must be 1 + 16k), else the request's."""
+    if not upscale.temporal:
+        return frames, fps
+    check_video_size(frames, scale.height, scale.width, scale, two_stage=True, upscale=Upscale((1, 1), True))
+    return (frames - 1) // TEMPORAL_FACTOR + 1, fps / TEMPORAL_FACTOR
 
 
 def frames_for_seconds(seconds: float, fps: float, max_frames: int = MAX_FRAMES,

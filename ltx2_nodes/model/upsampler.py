@@ -30,6 +30,7 @@ from torch import nn
 
 from ..errors import InputError, UnsupportedModelError
 from .config_values import check_config
+from .shapes import Upscale, temporal_upscaled_frames
 from .video_vae import PerChannelStatistics, depth_to_space
 
 GROUPS = 32
@@ -95,10 +96,16 @@ class UpsamplerConfig:
             return RATIONAL_SCALES[float(self.spatial_scale)]
         return (2, 1) if self.spatial_upsample else (1, 1)
 
+    @property
+    def upscale(self) -> Upscale:
+        """What this upsampler does between two stages, in ``model.shapes`` terms (the owner of the size rules)."""
+        up, down = self.rational
+        return Upscale((up // math.gcd(up, down), down // math.gcd(up, down)), self.temporal_upsample)
+
     def output_size(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
         """Latent (F, H, W) the upsampler returns for an input of (F, H, W)."""
         up, down = self.rational
-        return ((2 * frames - 1 if self.temporal_upsample else frames),
+        return ((temporal_upscaled_frames(frames) if self.temporal_upsample else frames),
                 (up * height - 1) // down + 1, (up * width - 1) // down + 1)
 
     def check_input_size(self, height: int, width: int) -> None:

@@ -13,28 +13,31 @@ from ..sampling.conditioning import frame_condition
 from ..sampling.guidance import GuidanceParams
 from ..sampling.loop import SAMPLERS
 from ..sampling.noise import SeededNoise
-from ..sampling.recipe import DEFAULT_SEED, SCHEDULES, SamplerPreset, recipe_for, start_at
+from ..sampling.recipe import DEFAULT_SEED, SCHEDULES, TOKEN_SHIFTED, SamplerPreset, recipe_for, start_at
 from .common import MAX_SEED, SAMPLING, engine
 from .preview import previewer_for
 from .comfy_types import fit_empty_channels, from_av_latents, from_conditioning, latent_info, to_av_latents
 
 GUIDANCE_PASSES = ("sequential", "batched")
 AUTO_BLOCKS = "auto"
+SAME_RESCALE = -1.0  # audio_rescale: the audio's rescale is the rescale widget's (every preset but HQ)
 log = logging.getLogger("ltx2_nodes")
 
 
 def preset_widgets(preset: SamplerPreset, stg_blocks: tuple[int, ...]) -> dict:
     """The sampler widget values of a ``sampling.recipe`` preset (all but seed). One widget drives both
-    modalities' modality scale, STG and rescale, so a preset must agree on them; ``stg_blocks``: shown
-    also when STG is off (the family's STG blocks)."""
+    modalities' modality scale and STG, so a preset must agree on them; rescale: ``rescale`` the video's,
+    ``audio_rescale`` the audio's where they differ (HQ: 0.45 / 1.0), else ``SAME_RESCALE``; ``stg_blocks``:
+    shown also when STG is off (the family's STG blocks)."""
     video, audio = preset.video_guidance, preset.audio_guidance
-    for shared in ("modality", "stg", "rescale", "stg_blocks"):
+    for shared in ("modality", "stg", "stg_blocks"):
         if getattr(video, shared) != getattr(audio, shared):
             raise ValueError(f"preset {preset}: video and audio {shared} differ; the sampler has one widget for it")
     return dict(steps=preset.steps, schedule=preset.schedule, sigmas="", sampler=preset.sampler, video_cfg=video.cfg,
                 audio_cfg=audio.cfg, modality_scale=video.modality, stg_scale=video.stg,
                 stg_blocks=", ".join(str(b) for b in (video.stg_blocks or stg_blocks)), rescale=video.rescale,
-                start_sigma=preset.start_sigma, guidance_passes=GUIDANCE_PASSES[0])
+                start_sigma=preset.start_sigma, guidance_passes=GUIDANCE_PASSES[0],
+                audio_rescale=SAME_RESCALE if audio.rescale == video.rescale else audio.rescale)
 
 
 def parse_blocks(text: str, family_blocks: tuple[int, ...] = ()) -> tuple[int, ...]:
@@ -62,7 +65,11 @@ class LTX2Sampler:
         "with the same seed as stage 1 continues its noise stream, like the reference pipeline. Model families: "
         "the widget defaults are the LTX-2 (19B) dev preset (40 steps, STG block 29); the LTX-2.3 (22B) dev preset "
         "is 30 steps with STG on block 28 (its shipped workflows set them); LTX-2.5 keeps that dev preset and "
-        "samples the distilled stage 1 with euler_ancestral (eta 1, fresh noise seeded seed + 10000). stg_blocks "
+        "samples the distilled stage 1 with euler_ancestral (eta 1, fresh noise seeded seed + 10000). HQ preset "
+        "(the reference's two-stage HQ pipeline, dev model): stage 1 res_2s, schedule 'ltx2 by tokens' (the shift "
+        "of the latent's token count) 15 steps, video/audio CFG 3/7, modality 3, STG off, rescale 0.45 with "
+        "audio_rescale 1.0, the distilled LoRA at 0.25; stage 2 res_2s on the distilled stage-2 list, no "
+        "guidance, the LoRA at 0.5. audio_rescale -1: the audio uses rescale too. stg_blocks "
         "'auto' takes the loaded model family's STG block; each run logs the family, its dev preset and the "
         "settings used.")
 
@@ -88,7 +95,12 @@ class LTX2Sampler:
             "start_sigma": ("FLOAT", {"default": dev["start_sigma"], "min": 0.0, "max": 1.0, "step": 0.0001}),
             "guidance_passes": (list(GUIDANCE_PASSES), {"default": dev["guidance_passes"], "tooltip": "batched: one "
                                 "forward for all guidance passes (faster on big GPUs, more memory); same result"}),
-        }, "optional": {"negative": ("CONDITIONING",)}}
+        }, "optional": {
+            "negative": ("CONDITIONING",),
+            "audio_rescale": ("FLOAT", {"default": dev["audio_rescale"], "min": SAME_RESCALE, "max": 1.0,
+                                        "step": 0.01, "tooltip": "the audio's rescale; -1 = the rescale widget's "
+                                        "(HQ preset: 1.0 with rescale 0.45)"}),
+        }}
 
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)
@@ -97,7 +109,7 @@ class LTX2Sampler:
 
     def sample(self, model, positive, latent, seed, steps, schedule, sigmas, sampler, video_cfg, audio_cfg,
                modality_scale, stg_scale, stg_blocks, rescale, start_sigma, guidance_passes="sequential",
-               negative=None):
+               negative=None, audio_rescale=SAME_RESCALE):
         video_width = model.config.context_width("video")
         text, frame_rate = from_conditioning(positive, "positive conditioning", video_width)
         negative_text = (from_conditioning(negative, "negative conditioning", video_width)[0]
@@ -109,13 +121,16 @@ class LTX2Sampler:
         av = fit_empty_channels(av, video_channels=model.config.in_channels, audio_shape=_audio_shape(model))
         recipe = recipe_for(model.family.version)
         blocks = parse_blocks(stg_blocks, recipe.stg_blocks)
-        _log_preset(model, recipe, steps if schedule == "ltx2" else None, stg_scale, blocks)
+        _log_preset(model, recipe, steps if schedule in ("ltx2", TOKEN_SHIFTED) else None, stg_scale, blocks)
         if schedule == "distilled" and start_sigma >= 1.0 and sampler != recipe.distilled.sampler:
             log.info("LTX2 Sampler: the %s distilled preset samples stage 1 with %s; this run uses %s",
                      model.family.name, recipe.distilled.sampler, sampler)
         video = GuidanceParams(video_cfg, stg_scale, blocks, rescale, modality_scale)
-        audio = GuidanceParams(audio_cfg, stg_scale, blocks, rescale, modality_scale)
-        schedule_sigmas = recipe.schedule(schedule, steps, sigmas)
+        audio = GuidanceParams(audio_cfg, stg_scale, blocks, rescale if audio_rescale < 0 else audio_rescale,
+                               modality_scale)
+        grid = av.video_grid()
+        tokens = grid.frames * grid.height * grid.width if grid is not None else None
+        schedule_sigmas = recipe.schedule(schedule, steps, sigmas, tokens=tokens)
         settings = GenerationSettings(start_at(schedule_sigmas, start_sigma), seed=seed,
                                       sampler=sampler, video_guidance=video, audio_guidance=audio,
                                       batched_guidance=guidance_passes == "batched")

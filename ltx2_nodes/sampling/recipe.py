@@ -13,7 +13,15 @@ Presets (``ltx_pipelines.utils.constants`` of the reference):
   LTX-2.5 on Euler ancestral (``DistilledPipeline`` samples stage 1 with ``EulerAncestralDiffusionStep``,
   eta 1, s_noise 1, when ``model_version >= 2.5``; stage 2 stays Euler);
 * ``refine``: stage 2 of a two-stage run -- the distilled stage-2 list (3 steps from 0.909375), no
-  guidance, on either model (the dev model gets the distilled LoRA at ``stage2_lora_strength``).
+  guidance, on either model (the dev model gets the distilled LoRA at ``stage2_lora_strength``);
+* ``hq`` (``HQRecipe``): the reference's two-stage HQ pipeline (``ti2vid_two_stages_hq.py``) on the dev model:
+  res_2s in both stages; stage 1 15 steps of the shifted schedule with the shift taken from the stage-1 latent's
+  token count (the pipeline hands ``LTX2Scheduler.execute`` its empty latent), video CFG 3 / audio CFG 7,
+  modality 3, STG off, rescale 0.45 (video) / 1.0 (audio) (``LTX_2_3_HQ_PARAMS``); stage 2 the distilled
+  stage-2 list, no guidance; the distilled LoRA in both stages, 0.25 in stage 1 and 0.5 in stage 2
+  (``hq_2_stage_arg_parser``). The reference applies that one constant to every checkpoint it loads ("it
+  overrides every knob that varies between generations"), so every family here has it; what it needs is the
+  dev model and the family's distilled LoRA (a distilled checkpoint already is what the LoRA adds).
 
 The two-stage recipe: stage 1 samples at half the final width and height (``model.shapes.stage1_size``,
 the owner of that size rule), the latent upscaler doubles the video latent, stage 2 re-noises video
@@ -43,8 +51,12 @@ from .schedules import ltx2_sigmas, parse_sigmas
 DEFAULT_FAMILY = "2.0"
 _SIGMA_ROUNDING = 1e-6  # float32 rounding of the schedules' values (ltx2_sigmas(n)[0] == 0.99999994)
 DEFAULT_SEED = 10
-# The sampler node's schedule choices: "ltx2" (shifted, any step count), the family's fixed lists, a typed list.
-SCHEDULES = ("ltx2", "distilled", "distilled stage 2", "custom")
+# The sampler node's schedule choices: "ltx2" (shifted, any step count; the reference pipelines' fixed shift of
+# 4096 tokens), "ltx2 by tokens" (the shift from the sampled latent's token count, as the HQ pipeline), the
+# family's fixed lists, a typed list.
+MODES = ("distilled", "dev", "hq")  # a run's stage-1 preset (``Recipe.preset``)
+SCHEDULES = ("ltx2", "distilled", "distilled stage 2", "custom", "ltx2 by tokens")
+TOKEN_SHIFTED = "ltx2 by tokens"
 
 # The reference pipelines' default negative prompt (ltx_pipelines/utils/constants.py): the dev model's
 # text CFG pushes away from it; the distilled model runs without a negative pass.
@@ -69,8 +81,9 @@ IMAGE_CRF_24 = 18  # the reference's LTX_2_4_IMAGE_CRF: image conditions of LTX-
 @dataclass(frozen=True)
 class SamplerPreset:
     """One sampler's settings: a named schedule (``fixed_sigmas`` for the fixed lists, else the LTX-2
-    shifted schedule with ``steps``), where it starts, the guidance per modality and the sampler
-    (``sampling.loop.SAMPLERS``; its eta and s_noise are the reference's, ``loop.DEFAULT_ETA``)."""
+    shifted schedule with ``steps``; ``TOKEN_SHIFTED``: shifted by the sampled latent's token count), where it
+    starts, the guidance per modality and the sampler (``sampling.loop.SAMPLERS``; its eta and s_noise are the
+    reference's, ``loop.DEFAULT_ETA``)."""
 
     schedule: str
     steps: int
@@ -87,11 +100,49 @@ class SamplerPreset:
     def start_sigma(self) -> float:
         return self.fixed_sigmas[0] if self.fixed_sigmas is not None else 1.0
 
-    def sigmas(self, steps: int | None = None) -> torch.Tensor:
-        """The schedule; ``steps`` replaces the preset's for the shifted schedule (the fixed lists have theirs)."""
+    def sigmas(self, steps: int | None = None, tokens: int | None = None) -> torch.Tensor:
+        """The schedule; ``steps`` replaces the preset's for the shifted schedule (the fixed lists have theirs);
+        ``tokens``: the sampled video latent's F' x H' x W', which a ``TOKEN_SHIFTED`` schedule needs."""
         if self.fixed_sigmas is not None:
             return torch.tensor(self.fixed_sigmas, dtype=torch.float32)
-        return ltx2_sigmas(self.steps if steps is None else steps)
+        return token_schedule(self.schedule, self.steps if steps is None else steps, tokens)
+
+
+def token_schedule(name: str, steps: int, tokens: int | None) -> torch.Tensor:
+    """The shifted schedule "ltx2" (the reference pipelines' fixed 4096-token shift) or ``TOKEN_SHIFTED`` (the
+    shift of ``tokens``, the video latent's F' x H' x W', as ``LTX2Scheduler.execute(latent=...)``)."""
+    if name != TOKEN_SHIFTED:
+        return ltx2_sigmas(steps)
+    if tokens is None:
+        raise InputError(f"the {TOKEN_SHIFTED!r} schedule shifts by the video latent's token count; this stage has "
+                         "no video latent. Use the 'ltx2' schedule.")
+    return ltx2_sigmas(steps, tokens=tokens)
+
+
+@dataclass(frozen=True)
+class HQRecipe:
+    """The reference's two-stage HQ recipe (module doc): the stage-1 and stage-2 presets and the distilled LoRA's
+    strength in each stage (the dev model carries the LoRA in both)."""
+
+    stage1: SamplerPreset
+    stage2: SamplerPreset
+    stage1_lora_strength: float = 0.25
+    stage2_lora_strength: float = 0.5
+
+
+# Fixed lists of the LTX-2.0 distilled model (ltx_pipelines.utils.constants).
+_LTX20_DISTILLED = (1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875, 0.0)
+_LTX20_REFINE = (0.909375, 0.725, 0.421875, 0.0)
+
+# The reference's HQ recipe (ltx_pipelines/utils/constants.py LTX_2_3_HQ_PARAMS: 15 steps, video cfg 3 / stg 0 /
+# rescale 0.45 / modality 3, audio cfg 7 / stg 0 / rescale 1.0 / modality 3, no STG blocks; ti2vid_two_stages_hq.py:
+# Res2sDiffusionStep in both stages, stage 1 on LTX2Scheduler.execute(latent=<stage-1 latent>, steps), stage 2 on
+# STAGE_2_DISTILLED_SIGMAS with SimpleDenoiser; utils/args.py hq_2_stage_arg_parser: distilled LoRA 0.25 / 0.5).
+HQ = HQRecipe(
+    stage1=SamplerPreset(TOKEN_SHIFTED, 15, GuidanceParams(cfg=3.0, stg=0.0, stg_blocks=(), rescale=0.45, modality=3.0),
+                         GuidanceParams(cfg=7.0, stg=0.0, stg_blocks=(), rescale=1.0, modality=3.0), sampler="res_2s"),
+    stage2=SamplerPreset("distilled stage 2", len(_LTX20_REFINE) - 1, fixed_sigmas=_LTX20_REFINE, sampler="res_2s"),
+)
 
 
 @dataclass(frozen=True)
@@ -105,6 +156,7 @@ class Recipe:
     stage2_lora_strength: float = 0.6  # the distilled LoRA on the dev model in stage 2 (the shipped dev workflow)
     negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
     image_crf: int = DEFAULT_IMAGE_CRF  # the H.264 pre-compression of image conditions
+    hq: HQRecipe = HQ  # the reference's one HQ constant, for every version it loads
 
     @property
     def stg_blocks(self) -> tuple[int, ...]:
@@ -116,17 +168,31 @@ class Recipe:
         return self.refine.start_sigma
 
     def preset(self, mode: str) -> SamplerPreset:
-        """Stage 1 (or the only stage) of a run in ``mode``: "dev" or "distilled"."""
+        """Stage 1 (or the only stage) of a run in ``mode``: "dev", "distilled" or "hq" (``MODES``)."""
         if mode == "dev":
             return self.dev
         if mode == "distilled":
             return self.distilled
-        raise InputError(f"mode {mode!r} is not 'distilled' or 'dev'.")
+        if mode == "hq":
+            return self.hq.stage1
+        raise InputError(f"mode {mode!r} is not one of {list(MODES)}.")
 
-    def schedule(self, name: str, steps: int, custom: str = "") -> torch.Tensor:
-        """A named schedule of the sampler node (``SCHEDULES``); ``custom``: the typed list for "custom"."""
-        if name == "ltx2":
-            return ltx2_sigmas(steps)
+    def refine_preset(self, mode: str) -> SamplerPreset:
+        """Stage 2 of a two-stage run in ``mode``: the HQ recipe's own, else ``refine``."""
+        return self.hq.stage2 if mode == "hq" else self.refine
+
+    def stage_lora_strengths(self, mode: str) -> tuple[float | None, float]:
+        """The distilled LoRA's strength in (stage 1, stage 2) of a two-stage dev-model run in ``mode``: HQ's
+        pair, else (None: not applied, ``stage2_lora_strength``)."""
+        if mode == "hq":
+            return self.hq.stage1_lora_strength, self.hq.stage2_lora_strength
+        return None, self.stage2_lora_strength
+
+    def schedule(self, name: str, steps: int, custom: str = "", tokens: int | None = None) -> torch.Tensor:
+        """A named schedule of the sampler node (``SCHEDULES``); ``custom``: the typed list for "custom";
+        ``tokens``: the sampled video latent's token count (``TOKEN_SHIFTED``)."""
+        if name in ("ltx2", TOKEN_SHIFTED):
+            return token_schedule(name, steps, tokens)
         if name == "distilled":
             return self.distilled.sigmas()
         if name == "distilled stage 2":
@@ -139,10 +205,6 @@ class Recipe:
 def _dev_guidance(cfg: float, stg_block: int) -> GuidanceParams:
     return GuidanceParams(cfg=cfg, stg=1.0, stg_blocks=(stg_block,), rescale=0.7, modality=3.0)
 
-
-# Fixed lists of the LTX-2.0 distilled model (ltx_pipelines.utils.constants).
-_LTX20_DISTILLED = (1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875, 0.0)
-_LTX20_REFINE = (0.909375, 0.725, 0.421875, 0.0)
 
 RECIPES = {
     "2.0": Recipe(
