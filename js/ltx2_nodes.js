@@ -24,7 +24,7 @@ import { latentEdit } from "./lib/shape.js";
 
 const LATENT_WIDGETS = ["width", "height", "frames", "seconds", "fps", "batch_size", "audio"];
 const SAMPLER_WIDGETS = ["steps", "schedule", "sampler", "video_cfg", "audio_cfg", "modality_scale", "stg_scale",
-  "stg_blocks", "rescale", "start_sigma"];
+  "stg_blocks", "rescale", "start_sigma", "audio_rescale"];
 const READOUT_LINE_PX = 15;
 const READOUT_PAD_PX = 8;
 const READOUT_CHAR_PX = 6.7; // 11px monospace advance (0.6 em) plus a little for fallback glyphs
@@ -149,7 +149,10 @@ function setupSampler(node) {
   presetWidget.tooltip = "Sets schedule, steps, start sigma, sampler and guidance: distilled (8 fixed steps, euler, " +
     "guidance off), distilled 2.5 (the same with euler_ancestral, LTX-2.5's stage 1), " +
     "dev (40 steps, video CFG 3, audio CFG 7, modality 3, STG 1 on block 29, rescale 0.7), stage 2 refine " +
-    "(distilled stage-2 list from sigma 0.909375, guidance off). Shows 'custom' once a value differs.";
+    "(distilled stage-2 list from sigma 0.909375, guidance off), hq / hq stage 2 (the reference's HQ two-stage " +
+    "recipe on the dev model: res_2s, 15 token-shifted steps, CFG 3 / 7, STG off, rescale 0.45 / audio 1.0; " +
+    "stage 2 res_2s from 0.909375; put the distilled LoRA at 0.25 / 0.5 before each). Shows 'custom' once a " +
+    "value differs.";
   const linkWidget = notSerialized(node.addWidget("toggle", "ltx2_link_cfg", Boolean(node.properties.ltx2_link_cfg),
     (value) => {
       node.properties.ltx2_link_cfg = Boolean(value);

@@ -82,7 +82,11 @@ def _blocks(text: str) -> tuple[int, ...]:
 
 # canvas preset -> (model family, its sampling.recipe preset); None: the default family
 RECIPE_PRESETS = {"dev": (None, "dev"), "distilled": (None, "distilled"), "distilled 2.5": ("2.5", "distilled"),
-                  "stage 2 refine": (None, "refine")}
+                  "stage 2 refine": (None, "refine"), "hq": (None, "hq"), "hq stage 2": (None, "hq_stage2")}
+
+
+def _recipe_preset(recipe, name: str):
+    return {"hq": recipe.preset("hq"), "hq_stage2": recipe.refine_preset("hq")}.get(name) or getattr(recipe, name)
 
 
 def test_canvas_presets_are_the_recipe_presets(presets):
@@ -91,7 +95,7 @@ def test_canvas_presets_are_the_recipe_presets(presets):
     assert set(presets["presets"]) == set(RECIPE_PRESETS)
     for name, (family, attr) in RECIPE_PRESETS.items():
         recipe = recipe_for(family)
-        python = preset_widgets(getattr(recipe, attr), recipe.stg_blocks)
+        python = preset_widgets(_recipe_preset(recipe, attr), recipe.stg_blocks)
         for widget, value in presets["presets"][name].items():
             if widget == "stg_blocks":
                 assert _blocks(value) == _blocks(python[widget]), name

@@ -13,9 +13,10 @@ from ltx2_nodes.media.lengths import audio_latent_count
 from ltx2_nodes.memory.estimates import audio_tokens, dit_activation_bytes, video_tokens
 from ltx2_nodes.memory.precheck import RunRequest, StageWeights, estimate_run
 from ltx2_nodes.model.audio_vae import AudioVAEConfig
-from ltx2_nodes.model.shapes import (AudioTiming, VideoScale, audio_latent_frames, check_video_size,
-                                     checked_latent_size, frames_for_seconds, pixel_frames, size_multiple,
-                                     snap_video_size, stage1_size, video_latent_size)
+from ltx2_nodes.model.shapes import (AudioTiming, Upscale, VideoScale, audio_latent_frames, check_video_size,
+                                     checked_latent_size, frame_step, frames_for_seconds, pixel_frames,
+                                     size_multiple, snap_video_size, stage1_frames, stage1_size,
+                                     temporal_upscaled_frames, video_latent_size)
 from ltx2_nodes.model.transformer import TransformerConfig
 from ltx2_nodes.model.video_vae import VideoVAEConfig
 from ltx2_nodes.latents import empty_latents
@@ -63,7 +64,7 @@ def test_two_stage_runs_need_multiples_of_64():
         check_video_size(121, 544, 768, two_stage=True)
     assert snap_video_size(121, 544, 770, two_stage=True) == (121, 576, 768)
     assert stage1_size(512, 768) == (256, 384)
-    with pytest.raises(InputError, match="a two-stage run needs width and height divisible by 64"):
+    with pytest.raises(InputError, match="a two-stage run with the x2 spatial upscaler needs width and height divisible by 64"):
         stage1_size(544, 768)
     request = GenerateRequest(prompt="", width=768, height=544, frames=9)
     with pytest.raises(InputError, match="divisible by 64"):
@@ -130,3 +131,34 @@ def test_factors_are_read_from_the_model_configs():
 def test_video_tokens_of_a_latent_equal_the_pixel_rule():
     latent = torch.zeros(1, 128, *video_latent_size(97, 320, 512))
     assert VideoGrid.of(latent, 24.0).tokens == video_tokens(512, 320, 97)
+
+
+def test_x1_5_upscaler_runs_stage_one_at_two_thirds_with_sides_multiples_of_96():
+    """The rational x1.5 upscaler needs stage 1's latent sides even (``UpsamplerConfig.check_input_size``): the
+    final sides are multiples of 96 and stage 1 samples 2/3 of them."""
+    x15 = Upscale((3, 2))
+    assert size_multiple(two_stage=True, upscale=x15) == 96
+    assert stage1_size(768, 1152, upscale=x15) == (512, 768)
+    check_video_size(121, 768, 1152, two_stage=True, upscale=x15)
+    with pytest.raises(InputError, match=r"height 1024 \(must be a positive multiple of 96: a two-stage run samples "
+                                         r"stage 1 at 2/3 of the size\).*Nearest valid size: 1536x1056"):
+        check_video_size(121, 1024, 1536, two_stage=True, upscale=x15)
+    with pytest.raises(InputError, match="with the x1.5 spatial upscaler needs width and height divisible by 96"):
+        stage1_size(1024, 1536, upscale=x15)
+
+
+def test_temporal_upscaler_doubles_frames_minus_one_so_stage_one_samples_half_at_half_the_rate():
+    """F -> 2F - 1 latent frames, hence pixel frames; stage 1 samples (F + 1) / 2 frames at half the fps, so a
+    final F is 1 + 16k."""
+    assert temporal_upscaled_frames(5) == 9 and temporal_upscaled_frames(1) == 1
+    both = Upscale(temporal=True)
+    assert stage1_frames(241, 24.0, both) == (121, 12.0) and stage1_frames(121, 24.0) == (121, 24.0)
+    assert temporal_upscaled_frames(stage1_frames(241, 24.0, both)[0]) == 241
+    assert frame_step(two_stage=True, upscale=both) == 16 and frame_step(upscale=both) == 8
+    with pytest.raises(InputError, match=r"121 frames \(must be 1 \+ 16\*k.*temporal x2 upscaler.*129 frames"):
+        check_video_size(121, 512, 768, two_stage=True, upscale=both)
+    with pytest.raises(InputError, match="must be 1 \\+ 16\\*k"):
+        stage1_frames(121, 24.0, both)
+    assert Upscale().describe() == "x2 spatial" and Upscale((3, 2), True).describe() == "x1.5 spatial + x2 temporal"
+    with pytest.raises(InputError, match="lowest terms"):
+        Upscale((4, 2))

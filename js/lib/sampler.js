@@ -1,9 +1,12 @@
 // LTX2Sampler presets and video/audio CFG linking. Plain ES module (no DOM, no ComfyUI).
 // The preset values mirror Python: ltx2_nodes/sampling/recipe.py (the dev, distilled and refine
-// presets of the default family, the LTX-2.5 distilled preset, as nodes/sampler.py preset_widgets sets the sampler's widgets); tests/test_js.py checks
-// they are equal.
+// presets of the default family, the LTX-2.5 distilled preset, the HQ recipe's two stages, as nodes/sampler.py
+// preset_widgets sets the sampler's widgets); tests/test_js.py checks they are equal.
 
-const GUIDANCE_OFF = { video_cfg: 1.0, audio_cfg: 1.0, modality_scale: 1.0, stg_scale: 0.0, rescale: 0.0 };
+// audio_rescale -1: the audio takes the rescale widget's value (every preset but HQ stage 1).
+const GUIDANCE_OFF = {
+  video_cfg: 1.0, audio_cfg: 1.0, modality_scale: 1.0, stg_scale: 0.0, rescale: 0.0, audio_rescale: -1.0,
+};
 
 /** Widget values each preset sets (by LTX2Sampler widget name); widgets not listed are left alone. */
 export const PRESETS = Object.freeze({
@@ -16,11 +19,21 @@ export const PRESETS = Object.freeze({
   // Dev model: the reference's defaults (40 shifted steps, modality CFG, STG on block 29, rescale).
   dev: Object.freeze({
     schedule: "ltx2", steps: 40, start_sigma: 1.0, video_cfg: 3.0, audio_cfg: 7.0, modality_scale: 3.0,
-    stg_scale: 1.0, stg_blocks: "29", rescale: 0.7,
+    stg_scale: 1.0, stg_blocks: "29", rescale: 0.7, audio_rescale: -1.0,
   }),
   // Stage 2 of a two-stage run: re-noise the x2-upscaled latent to 0.909375, 3 distilled steps, no guidance.
   "stage 2 refine": Object.freeze({
     schedule: "distilled stage 2", start_sigma: 0.909375, sampler: "euler", ...GUIDANCE_OFF,
+  }),
+  // The reference's HQ pipeline, stage 1 (dev model + the distilled LoRA at 0.25): res_2s, 15 steps of the
+  // schedule shifted by the latent's token count, CFG 3 / 7, modality 3, STG off, rescale 0.45 video / 1.0 audio.
+  hq: Object.freeze({
+    schedule: "ltx2 by tokens", steps: 15, start_sigma: 1.0, sampler: "res_2s", video_cfg: 3.0, audio_cfg: 7.0,
+    modality_scale: 3.0, stg_scale: 0.0, rescale: 0.45, audio_rescale: 1.0,
+  }),
+  // HQ stage 2 (the LoRA at 0.5): the stage-2 list from 0.909375 with res_2s, guidance off.
+  "hq stage 2": Object.freeze({
+    schedule: "distilled stage 2", start_sigma: 0.909375, sampler: "res_2s", ...GUIDANCE_OFF,
   }),
 });
 

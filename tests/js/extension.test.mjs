@@ -46,7 +46,7 @@ const SAMPLER = [
   ["number", "seed", 10, {}],
   ["combo", "control_after_generate", "fixed", {}],
   ["number", "steps", 40, {}],
-  ["combo", "schedule", "ltx2", { values: ["ltx2", "distilled", "distilled stage 2", "custom"] }],
+  ["combo", "schedule", "ltx2", { values: ["ltx2", "distilled", "distilled stage 2", "custom", "ltx2 by tokens"] }],
   ["text", "sigmas", "", {}],
   ["combo", "sampler", "euler", { values: ["euler", "euler_ancestral", "res_2s"] }],
   ["number", "video_cfg", 3.0, { min: 0, max: 30 }],
@@ -57,6 +57,7 @@ const SAMPLER = [
   ["number", "rescale", 0.7, { min: 0, max: 1 }],
   ["number", "start_sigma", 1.0, { min: 0, max: 1 }],
   ["combo", "guidance_passes", "sequential", { values: ["sequential", "batched"] }],
+  ["number", "audio_rescale", -1.0, { min: -1, max: 1 }],
 ];
 
 test("the extension is named and leaves other nodes alone", async () => {
@@ -118,7 +119,7 @@ test("sampler: preset and link widgets come last, are not serialized, and show t
   const [preset, link] = node.widgets.slice(-2);
   assert.deepEqual([preset.name, link.name], ["ltx2_preset", "ltx2_link_cfg"]);
   assert.equal(preset.label, "preset");
-  assert.deepEqual(preset.options.values, ["custom", "distilled", "distilled 2.5", "dev", "stage 2 refine"]);
+  assert.deepEqual(preset.options.values, ["custom", "distilled", "distilled 2.5", "dev", "stage 2 refine", "hq", "hq stage 2"]);
   assert.equal(preset.value, "dev");
   assert.equal(link.value, false);
   for (const w of [preset, link]) assert.equal(w.serialize, false);

@@ -9,10 +9,11 @@ import {
 const NODE_DEFAULTS = { // LTX2Sampler widget defaults (node schema)
   steps: 40, schedule: "ltx2", sigmas: "", sampler: "euler", video_cfg: 3.0, audio_cfg: 7.0, modality_scale: 3.0,
   stg_scale: 1.0, stg_blocks: "29", rescale: 0.7, start_sigma: 1.0, guidance_passes: "sequential",
+  audio_rescale: -1.0,
 };
 
 test("preset choices", () => {
-  assert.deepEqual(PRESET_CHOICES, ["custom", "distilled", "distilled 2.5", "dev", "stage 2 refine"]);
+  assert.deepEqual(PRESET_CHOICES, ["custom", "distilled", "distilled 2.5", "dev", "stage 2 refine", "hq", "hq stage 2"]);
 });
 
 test("the node's defaults are the dev preset", () => {
@@ -29,6 +30,9 @@ test("applying a preset changes only the widgets that differ, and the result mat
   const { changes } = samplerEdit({ ...NODE_DEFAULTS, preset: "distilled" }, "preset");
   assert.deepEqual(changes, { schedule: "distilled", video_cfg: 1, audio_cfg: 1, modality_scale: 1, stg_scale: 0,
     rescale: 0 });
+  const hq = samplerEdit({ ...NODE_DEFAULTS, preset: "hq" }, "preset").changes;
+  assert.deepEqual(hq, { schedule: "ltx2 by tokens", steps: 15, sampler: "res_2s", stg_scale: 0, rescale: 0.45,
+    audio_rescale: 1 });
   const refine = samplerEdit({ ...NODE_DEFAULTS, preset: "stage 2 refine" }, "preset").changes;
   assert.equal(refine.schedule, "distilled stage 2");
   assert.equal(refine.start_sigma, 0.909375);
