@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import find_golden
+from conftest import assert_close, find_golden
 from ltx2_nodes.errors import CheckpointError, InputError, UnsupportedModelError
 from ltx2_nodes.loading.checkpoint import build_module
 from ltx2_nodes.loading.components import load_latent_upsampler
@@ -113,3 +113,19 @@ def test_statistics_must_match(golden):
         upsample_latent(golden["latent"], upsampler, stats)
     with pytest.raises(InputError, match="latent upscaler expects a video latent"):
         upsampler(golden["latent"][:, :-1])
+
+
+def test_golden_temporal_upsampler_matches_the_official_class():
+    """The temporal x2 upsampler (F -> 2F - 1) against the official ``LatentUpsampler`` on tiny random weights
+    (``tests/fixtures/temporal_upsampler``: every size and the config come from the files)."""
+    g = find_golden("temporal_upsampler_x2", "temporal_upsampler")
+    upsampler = load_latent_upsampler(g.weights_path, dtype=torch.float32)
+    assert upsampler.config.temporal_upsample and upsampler.config.upscale.temporal
+    latent = g["latent"]
+    with torch.no_grad():
+        out = upsampler(latent)
+    frames = latent.shape[2]
+    assert upsampler.config.output_size(*latent.shape[2:]) == tuple(out.shape[2:]) == (2 * frames - 1,
+                                                                                      *latent.shape[3:])
+    diff = assert_close(out, g["output"], "temporal upsampler output")
+    print(f"temporal upsampler max |diff| {diff:.3g}")

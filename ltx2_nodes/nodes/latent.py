@@ -180,7 +180,10 @@ class LTX2LatentUpscaler:
     DESCRIPTION = ("x2 width and height of the video latent with the LTX-2 spatial upscaler (two-stage workflows: "
                    "stage 1 at half size, upscale, refine with a stage-2 sampler), or x1.5 with the LTX-2.3 x1.5 "
                    "upscaler (stage 1 at 2/3 size; its latent height and width must be even, i.e. pixel sizes "
-                   "multiples of 64). Audio passes through.")
+                   "multiples of 64), or x2 in time with a temporal upscaler (ltx-2-temporal-upscaler-x2, LTX-2.3's "
+                   "and LTX-2.5's): F frames become 2F - 1 at twice the frame rate, the same duration (sample stage "
+                   "1 at half the fps, e.g. 61 frames at 12 fps for 121 at 24; image conditions move to twice their "
+                   "frame; save the result at the doubled fps). Audio passes through.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -195,8 +198,15 @@ class LTX2LatentUpscaler:
     def upscale(self, latent, video_vae, upscale_model):
         video_vae = require(video_vae, "video VAE", VAE_HINT)
         upscaler = load_upscaler(paths.find_model("latent_upscale_models", upscale_model), device=device())
-        out = stages.upscale(to_av_latents(latent), upscaler, video_vae.stats, engine())
-        return (from_av_latents(out, latent_info(latent), base=latent),)
+        av = to_av_latents(latent)
+        out = stages.upscale(av, upscaler, video_vae.stats, engine())
+        info = latent_info(latent)
+        if out.fps != av.fps:  # the temporal upscaler: frame k is now frame 2k, at twice the frame rate
+            factor = round(out.fps / av.fps)
+            conditions = tuple(dataclasses.replace(r, condition=dataclasses.replace(
+                r.condition, frame_index=r.condition.frame_index * factor)) for r in info.conditions)
+            info = info.replace(fps=out.fps, frames=out.video_grid().pixel_frames, conditions=conditions)
+        return (from_av_latents(out, info, base=latent),)
 
 
 class LTX2KeyframeSlots:
