@@ -285,13 +285,16 @@ def write_checkpoint(path: Path, seed: int = 0, config: dict | None = None, vers
     return _write(path, state, metadata, torch.bfloat16)
 
 
-def write_upscaler(path: Path, seed: int = 0) -> Path:
+def write_upscaler(path: Path, seed: int = 0, config: dict | None = None) -> Path:
+    """A latent upscaler file of the demo's widths: ``config`` (default ``DEMO_UPSCALER``, the x2 spatial one) may
+    ask for the other released kinds (x1.5 rational, temporal x2) with the same flat ``config`` keys."""
     from ..model.upsampler import LatentUpsampler, UpsamplerConfig
 
+    config = DEMO_UPSCALER if config is None else config
     with torch.device("meta"):
-        module = LatentUpsampler(UpsamplerConfig.from_metadata(DEMO_UPSCALER))
+        module = LatentUpsampler(UpsamplerConfig.from_metadata(config))
     state = {k: _random_value("upscaler." + k, tuple(v.shape), seed) for k, v in module.state_dict().items()}
-    return _write(path, state, {"config": json.dumps(DEMO_UPSCALER), "ltx2_nodes_demo": DEMO_NOTICE}, torch.bfloat16)
+    return _write(path, state, {"config": json.dumps(config), "ltx2_nodes_demo": DEMO_NOTICE}, torch.bfloat16)
 
 
 def write_lora(path: Path, seed: int = 0, transformer: dict | None = None) -> Path:
