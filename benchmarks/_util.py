@@ -138,10 +138,15 @@ class Timings:
     def median_cpu(self) -> float:
         return statistics.median(self.cpu)
 
-    def paired_ratio(self, other: "Timings") -> float:
-        """Median over rounds of ``other / self`` wall time: how many times faster this variant ran than
-        ``other`` in the same round (load changes between rounds cancel out)."""
-        return statistics.median(o / s for s, o in zip(self.wall, other.wall))
+    def seconds(self, clock: str = "wall") -> list[float]:
+        """Per-round seconds on ``clock``: ``"wall"``, or ``"cpu"`` (this process's CPU time: with one thread on
+        a shared machine it counts the work, not the time other processes held the cores)."""
+        return self.wall if clock == "wall" else self.cpu
+
+    def paired_ratio(self, other: "Timings", clock: str = "wall") -> float:
+        """Median over rounds of ``other / self`` seconds on ``clock``: how many times faster this variant ran
+        than ``other`` in the same round (load changes between rounds cancel out)."""
+        return statistics.median(o / s for s, o in zip(self.seconds(clock), other.seconds(clock)))
 
 
 def interleaved(variants: dict[str, object], rounds: int, warmup: int = 1, log=print) -> dict[str, Timings]:
