@@ -64,6 +64,15 @@ def run_isolated(script: str, case: dict) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def answer_case(case: str | None, run) -> bool:
+    """The case side of ``run_isolated``: given the script's ``--case`` JSON, print ``run(case)`` as the JSON result
+    line and return True (the script then exits); without one, False (the script runs its cases)."""
+    if not case:
+        return False
+    print(json.dumps(run(json.loads(case))))
+    return True
+
+
 def table(headers: list[str], rows: list[list]) -> str:
     cells = [[str(c) for c in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]

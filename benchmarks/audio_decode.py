@@ -18,7 +18,6 @@ than live activations.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
@@ -70,8 +69,7 @@ def main() -> None:
                         help=f"chunk lengths to compare with the whole decode (default chunks: "
                              f"{DEFAULT_CHUNK_LATENTS} latents / {DEFAULT_CHUNK_MEL_FRAMES} mel frames = 10 s)")
     args = parser.parse_args()
-    if args.case:
-        print(json.dumps(run_case(json.loads(args.case))))
+    if _util.answer_case(args.case, run_case):
         return
     os.environ["MALLOC_MMAP_THRESHOLD_"] = "1048576"  # inherited by the case subprocesses (see module doc)
     cases = [{"seconds": s} for s in args.seconds]

@@ -24,7 +24,7 @@ import json
 import sys
 import time
 
-from _util import REPO, gib, machine, peak_rss_bytes, run_isolated, table
+from _util import REPO, answer_case, gib, machine, peak_rss_bytes, run_isolated, table
 
 FPS = 24.0
 
@@ -78,8 +78,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=768)
     parser.add_argument("--tile", type=int, default=0, help="adds a tiled diffusion row with tiles of this many px")
     args = parser.parse_args()
-    if args.case:
-        print(json.dumps(run_case(json.loads(args.case))))
+    if answer_case(args.case, run_case):
         return
     base = {"device": args.device, "frames": args.frames, "height": args.height, "width": args.width}
     cases = [("conv (LTX-2 19B layout)", {"decoder": "conv", "tiling": None}),

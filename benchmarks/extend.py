@@ -15,13 +15,12 @@ video, audio) and times it: that part grows with the clip by design (it writes e
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _util import gib, machine, peak_rss_bytes, run_isolated, table
+from _util import answer_case, gib, machine, peak_rss_bytes, run_isolated, table
 
 
 def run_case(case: dict) -> dict:
@@ -82,8 +81,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--decode", action="store_true")
     args = parser.parse_args()
-    if args.case:
-        print(json.dumps(run_case(json.loads(args.case))))
+    if answer_case(args.case, run_case):
         return 0
     from ltx2_nodes.demo.models import write_demo_models
 

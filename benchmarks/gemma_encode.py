@@ -135,8 +135,7 @@ def main() -> None:
     parser.add_argument("--words", type=int, default=100)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
-    if args.case:
-        print(json.dumps(run_case(json.loads(args.case))))
+    if _util.answer_case(args.case, run_case):
         return
     path = write_slice(Path(args.dir) / NAMES[args.model], args.model)
     cases = [

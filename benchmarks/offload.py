@@ -305,8 +305,7 @@ def main() -> None:
     parser.add_argument("--skip-cpu", action="store_true")
     parser.add_argument("--precheck-only", action="store_true", help="only the block sizes and pre-check figures")
     args = parser.parse_args()
-    if args.case:
-        print(json.dumps(cpu_case(json.loads(args.case))))
+    if _util.answer_case(args.case, cpu_case):
         return
     print(_util.machine())
     print()

@@ -153,8 +153,7 @@ def main() -> None:
     parser.add_argument("--case")
     parser.add_argument("--dir", default="/tmp")
     args = parser.parse_args()
-    if args.case:
-        print(json.dumps(run_case(json.loads(args.case))))
+    if _util.answer_case(args.case, run_case):
         return
     folder = Path(args.dir)
     rows, bf16 = [], None

@@ -20,7 +20,6 @@ the forward (weights excluded) and ``--real-widths`` the 19B widths (GPU rows).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import _util  # puts the repo on sys.path
@@ -108,8 +107,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--real-widths", action="store_true")
     args = parser.parse_args()
-    if args.case:
-        print(json.dumps(run_case(json.loads(args.case))))
+    if _util.answer_case(args.case, run_case):
         return
     print(_util.machine())
     rows = []
