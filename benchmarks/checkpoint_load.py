@@ -64,10 +64,9 @@ def run_case(case: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--case")
     parser.add_argument("--dir", default="/tmp")
-    args = parser.parse_args()
-    if _util.answer_case(args.case, run_case):
+    args = _util.parse_or_answer_case(parser, run_case)
+    if args is None:
         return
     path = write_checkpoint(Path(args.dir) / NAME)
     ckpt = LTX2Checkpoint(path)

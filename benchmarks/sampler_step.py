@@ -87,9 +87,8 @@ def run_case(case: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--case")
-    args = parser.parse_args()
-    if _util.answer_case(args.case, run_case):
+    args = _util.parse_or_answer_case(parser, run_case)
+    if args is None:
         return
     # Timings: all cases in one process, interleaved round by round, so a shared machine's load
     # hits them alike; CPU seconds (both threads) are reported next to wall seconds for that reason.

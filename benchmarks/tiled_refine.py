@@ -103,11 +103,10 @@ def _mib(n: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--case")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--real-widths", action="store_true")
-    args = parser.parse_args()
-    if _util.answer_case(args.case, run_case):
+    args = _util.parse_or_answer_case(parser, run_case)
+    if args is None:
         return
     print(_util.machine())
     rows = []
