@@ -182,6 +182,24 @@ def _sampler(node_id: int, model: Link, latent: Link, preset: dict, title: str, 
     return Node(node_id, "LTX2Sampler", inputs, title, pos)
 
 
+def _upscaler() -> Node:
+    """The x2 latent upscaler (node 7) on stage 1's output (node 6)."""
+    return Node(7, "LTX2LatentUpscaler", {"latent": Link(6), "video_vae": Link(1, 1),
+                                          "upscale_model": Model("upscaler")},
+                pos=_col(3, 620))
+
+
+def _two_stages(r: Release, latent: Link, title: str = "Stage 1 sampler (distilled)") -> list[Node]:
+    """The distilled two-stage recipe on ``latent``: stage 1 (node 6), the x2 upscaler (7), the stage-2 refine (8)."""
+    return [_sampler(6, Link(1), latent, r.preset("distilled"), title, _col(3, 0)), _upscaler(),
+            _sampler(8, Link(1), Link(7), r.preset("refine"), "Stage 2 sampler (refine)", _col(4, 0))]
+
+
+def _seed_and_fps() -> dict[str, tuple[str, object]]:
+    """The widgets every graph shares: one seed and one fps box."""
+    return {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}
+
+
 def _back(final: int, audio_decode_latent: int, prefix: str) -> list[Node]:
     return [
         Node(9, "LTX2VideoDecodeTiled", {"latent": Link(final), "video_vae": Link(1, 1), "tile_size": 0,

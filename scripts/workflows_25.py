@@ -3,8 +3,8 @@ and split files, and one with keyframe slots and auto length."""
 
 from __future__ import annotations
 
-from workflow_graph import (DEFAULT_PROMPT, FPS, LTX_2_5, SEED, Link, Model, Node, Release, Shared, Size, Workflow,
-                            _back, _col, _front, _prompt, _sampler, models_note, stage_note)
+from workflow_graph import (DEFAULT_PROMPT, LTX_2_5, Link, Node, Release, Shared, Size, Workflow, _back, _col,
+                            _connector, _front, _prompt, _seed_and_fps, _two_stages, models_note, stage_note)
 from workflows_basic import i2av_distilled, t2av_distilled
 
 from ltx2_nodes.nodes.loaders import FROM_MODEL
@@ -13,17 +13,14 @@ from ltx2_nodes.nodes.loaders import FROM_MODEL
 def keyframes_auto_length(r: Release = LTX_2_5) -> Workflow:
     nodes = _front("distilled") + [
         _prompt(3, DEFAULT_PROMPT, "Prompt", 0),
-        Node(4, "LTX2TextConnector", {"text_connector": Link(1, 3), "features": Link(3)}, pos=_col(2, 0)),
+        _connector(4, 3, None, 0),
         Node(20, "LTX2DurationHeadLoader", {"head_name": FROM_MODEL, "model": Link(1)}, pos=_col(1, 620)),
         Node(5, "LTX2EmptyAVLatent", {"width": Size("width"), "height": Size("height"), "frames": Size("frames"),
                                       "seconds": 0.0, "fps": Shared("fps"), "batch_size": 1, "audio": True,
                                       "auto_length": True, "duration_head": Link(20), "conditioning": Link(4)},
              title="Empty Latent (auto length)", pos=_col(2, 520)),
         Node(21, "LTX2KeyframeSlots", {"latent": Link(5), "count": 2, "frames": ""}, pos=_col(2, 820)),
-        _sampler(6, Link(1), Link(21), r.preset("distilled"), "Stage 1 sampler (distilled, ancestral)", _col(3, 0)),
-        Node(7, "LTX2LatentUpscaler", {"latent": Link(6), "video_vae": Link(1, 1), "upscale_model": Model("upscaler")},
-             pos=_col(3, 620)),
-        _sampler(8, Link(1), Link(7), r.preset("refine"), "Stage 2 sampler (refine)", _col(4, 0)),
+        *_two_stages(r, Link(21), "Stage 1 sampler (distilled, ancestral)"),
         Node(22, "LTX2GeneratedKeyframes", {"latent": Link(8)}, pos=_col(5, 520)),
         Node(23, "LTX2VideoDecodeTiled", {"latent": Link(22), "video_vae": Link(1, 1), "tile_size": 0,
                                           "tile_overlap": 64, "temporal_tile": 0, "temporal_overlap": 24},
@@ -40,7 +37,7 @@ def keyframes_auto_length(r: Release = LTX_2_5) -> Workflow:
               _col(0, 860), (340, 420))]
     return Workflow(f"{r.prefix}t2av_keyframes_auto_length",
                     f"Text to video with sound, {r.label} distilled, auto length and generated keyframes", nodes,
-                    {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes, r)
+                    _seed_and_fps(), notes, r)
 
 
 RELEASE_WORKFLOWS = [(LTX_2_5, make) for make in (t2av_distilled, i2av_distilled, keyframes_auto_length)]

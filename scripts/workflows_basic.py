@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from workflow_graph import (DEFAULT_PROMPT, FPS, LTX_2, RELEASES, SEED, Link, Model, Node, Release, Shared, Size,
-                            Workflow, _back, _col, _connector, _empty_latent, _front, _original_sound, _prompt,
-                            _sampler, models_note, stage_note)
+from workflow_graph import (DEFAULT_PROMPT, LTX_2, RELEASES, Link, Model, Node, Release, Shared, Size, Workflow, _back,
+                            _col, _connector, _empty_latent, _front, _original_sound, _prompt, _sampler, _seed_and_fps,
+                            _two_stages, _upscaler, models_note, stage_note)
 
 I2V_PROMPT = ("The scene in the image comes to life: the camera slowly pushes in while the subject moves "
               "naturally, with soft ambient sound matching the place.")
@@ -20,12 +20,9 @@ def t2av_distilled(r: Release = LTX_2) -> Workflow:
     recipe = r.recipe
     nodes = _front("distilled") + [
         _prompt(3, DEFAULT_PROMPT, "Prompt", 0),
-        Node(4, "LTX2TextConnector", {"text_connector": Link(1, 3), "features": Link(3)}, pos=_col(2, 0)),
+        _connector(4, 3, None, 0),
         _empty_latent(),
-        _sampler(6, Link(1), Link(5), r.preset("distilled"), "Stage 1 sampler (distilled)", _col(3, 0)),
-        Node(7, "LTX2LatentUpscaler", {"latent": Link(6), "video_vae": Link(1, 1), "upscale_model": Model("upscaler")},
-             pos=_col(3, 620)),
-        _sampler(8, Link(1), Link(7), r.preset("refine"), "Stage 2 sampler (refine)", _col(4, 0)),
+        *_two_stages(r, Link(5)),
     ] + _back(8, 8, f"LTX2/{r.prefix}t2av_distilled")
     notes = [(models_note(r, "distilled"), _col(0, 520), (340, 200)),
              ("Distilled model: guidance off (CFG 1, STG 0, modality 1) and the fixed "
@@ -33,18 +30,17 @@ def t2av_distilled(r: Release = LTX_2) -> Workflow:
               "ignored. " + stage_note(r), _col(1, 420), (340, 300))]
     return Workflow(f"{r.prefix}t2av_distilled_two_stage",
                     f"Text to video with sound, {r.label} distilled, two stages", nodes,
-                    {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes, r)
+                    _seed_and_fps(), notes, r)
 
 
 def t2av_dev(r: Release = LTX_2) -> Workflow:
     recipe, dev = r.recipe, r.preset("dev")
     nodes = _front("dev") + [
         _prompt(3, DEFAULT_PROMPT, "Prompt", 0),
-        Node(4, "LTX2TextConnector", {"text_connector": Link(1, 3), "features": Link(3)}, pos=_col(2, 0)),
+        _connector(4, 3, None, 0),
         _empty_latent(),
         _sampler(6, Link(1), Link(5), dev, "Stage 1 sampler (dev, guided)", _col(3, 0), negative=Link(14)),
-        Node(7, "LTX2LatentUpscaler", {"latent": Link(6), "video_vae": Link(1, 1), "upscale_model": Model("upscaler")},
-             pos=_col(3, 620)),
+        _upscaler(),
         Node(12, "LTX2LoraLoader", {"model": Link(1), "lora_name": Model("lora"),
                                     "strength": recipe.stage2_lora_strength}, pos=_col(3, 820)),
         _sampler(8, Link(12), Link(7), r.preset("refine"), "Stage 2 sampler (refine, distilled LoRA)", _col(4, 0)),
@@ -62,22 +58,19 @@ def t2av_dev(r: Release = LTX_2) -> Workflow:
               "dev pipeline. " + stage_note(r), _col(1, 620), (340, 360))]
     return Workflow(f"{r.prefix}t2av_dev_two_stage",
                     f"Text to video with sound, {r.label} dev with guidance, two stages", nodes,
-                    {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes, r)
+                    _seed_and_fps(), notes, r)
 
 
 def i2av_distilled(r: Release = LTX_2) -> Workflow:
     nodes = _front("distilled") + [
         _prompt(3, I2V_PROMPT, "Prompt", 0),
-        Node(4, "LTX2TextConnector", {"text_connector": Link(1, 3), "features": Link(3)}, pos=_col(2, 0)),
+        _connector(4, 3, None, 0),
         _empty_latent(),
         Node(15, "LoadImage", {"image": Model("image")}, pos=_col(1, 620)),
         Node(16, "LTX2ImageToVideo", {"latent": Link(5), "video_vae": Link(1, 1), "image": Link(15),
                                       "frame_index": 0, "strength": 1.0, "crf": r.recipe.image_crf},
              pos=_col(2, 820)),
-        _sampler(6, Link(1), Link(16), r.preset("distilled"), "Stage 1 sampler (distilled)", _col(3, 0)),
-        Node(7, "LTX2LatentUpscaler", {"latent": Link(6), "video_vae": Link(1, 1), "upscale_model": Model("upscaler")},
-             pos=_col(3, 620)),
-        _sampler(8, Link(1), Link(7), r.preset("refine"), "Stage 2 sampler (refine)", _col(4, 0)),
+        *_two_stages(r, Link(16)),
     ] + _back(8, 8, f"LTX2/{r.prefix}i2av_distilled")
     notes = [(models_note(r, "distilled"), _col(0, 520), (340, 200)),
              ("Image to video with sound: the image becomes frame 0 (strength 1 keeps it exactly; lower it to let the "
@@ -87,21 +80,18 @@ def i2av_distilled(r: Release = LTX_2) -> Workflow:
               "prompt (LTX-2 Prompt Enhance in i2v mode can write it). " + stage_note(r), _col(0, 760), (340, 420))]
     return Workflow(f"{r.prefix}i2av_distilled_two_stage",
                     f"Image to video with sound, {r.label} distilled, two stages", nodes,
-                    {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes, r)
+                    _seed_and_fps(), notes, r)
 
 
 def a2v_distilled(r: Release = LTX_2) -> Workflow:
     nodes = _front("distilled") + [
         _prompt(3, A2V_PROMPT, "Prompt", 0),
-        Node(4, "LTX2TextConnector", {"text_connector": Link(1, 3), "features": Link(3)}, pos=_col(2, 0)),
+        _connector(4, 3, None, 0),
         _empty_latent(),
         Node(17, "LoadAudio", {"audio": Model("audio")}, pos=_col(1, 620)),
         Node(18, "LTX2AudioToLatent", {"latent": Link(5), "audio_vae": Link(1, 2), "audio": Link(17),
                                        "start_seconds": 0.0}, pos=_col(2, 820)),
-        _sampler(6, Link(1), Link(18), r.preset("distilled"), "Stage 1 sampler (distilled)", _col(3, 0)),
-        Node(7, "LTX2LatentUpscaler", {"latent": Link(6), "video_vae": Link(1, 1), "upscale_model": Model("upscaler")},
-             pos=_col(3, 620)),
-        _sampler(8, Link(1), Link(7), r.preset("refine"), "Stage 2 sampler (refine)", _col(4, 0)),
+        *_two_stages(r, Link(18)),
     ] + _original_sound(_back(8, 8, f"LTX2/{r.prefix}a2v_distilled"), Link(18, 1))
     notes = [(models_note(r, "distilled"), _col(0, 520), (340, 200)),
              ("Audio to video: the audio (from start_seconds, as long as the video) is encoded into the audio latent "
@@ -111,7 +101,7 @@ def a2v_distilled(r: Release = LTX_2) -> Workflow:
               + stage_note(r), _col(0, 760), (340, 380))]
     return Workflow(f"{r.prefix}a2v_distilled_two_stage",
                     f"Audio to video, {r.label} distilled, two stages", nodes,
-                    {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes, r)
+                    _seed_and_fps(), notes, r)
 
 
 def t2av_distilled_tiled_refine(r: Release = LTX_2) -> Workflow:
@@ -168,7 +158,7 @@ def v2a_distilled(r: Release = LTX_2) -> Workflow:
               "Load Image (an animated GIF/WebP) or core Load Video + Get Video Components (IMAGE and fps).",
               _col(0, 760), (340, 300))]
     return Workflow(f"{r.prefix}v2a_distilled_one_stage", f"Video to audio (a soundtrack for a video), {r.label} "
-                    "distilled", nodes, {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes, r)
+                    "distilled", nodes, _seed_and_fps(), notes, r)
 
 
 def t2a_dev(r: Release = LTX_2) -> Workflow:
@@ -192,7 +182,7 @@ def t2a_dev(r: Release = LTX_2) -> Workflow:
               f"negative prompt, STG {dev['stg_scale']:g}. The length is 'seconds' (counted in frames at 'fps', as "
               "the reference); the FLAC lands in the output folder.", _col(0, 760), (340, 300))]
     return Workflow(f"{r.prefix}t2a_dev_one_stage", f"Text to audio (no video weights loaded), {r.label} dev",
-                    nodes, {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes, r)
+                    nodes, _seed_and_fps(), notes, r)
 
 
 def keyframes_distilled(r: Release = LTX_2) -> Workflow:
@@ -209,10 +199,7 @@ def keyframes_distilled(r: Release = LTX_2) -> Workflow:
         Node(25, "LTX2ImageToVideo", {"latent": Link(16), "video_vae": Link(1, 1), "image": Link(24),
                                       "frame_index": -1, "strength": 1.0, "crf": crf}, "Last frame (frame -1)",
              pos=_col(2, 1100)),
-        _sampler(6, Link(1), Link(25), r.preset("distilled"), "Stage 1 sampler (distilled)", _col(3, 0)),
-        Node(7, "LTX2LatentUpscaler", {"latent": Link(6), "video_vae": Link(1, 1), "upscale_model": Model("upscaler")},
-             pos=_col(3, 620)),
-        _sampler(8, Link(1), Link(7), r.preset("refine"), "Stage 2 sampler (refine)", _col(4, 0)),
+        *_two_stages(r, Link(25)),
     ] + _back(8, 8, f"LTX2/{r.prefix}keyframes_distilled")
     notes = [(models_note(r, "distilled"), _col(0, 520), (340, 200)),
              ("First -> last frame: the first image replaces frame 0, the second guides the last frame (frame_index -1 "
@@ -222,7 +209,7 @@ def keyframes_distilled(r: Release = LTX_2) -> Workflow:
               "it). " + stage_note(r), _col(0, 760), (340, 420))]
     return Workflow(f"{r.prefix}keyframes_distilled_two_stage",
                     f"First and last frame to video with sound, {r.label} distilled, two stages", nodes,
-                    {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes, r)
+                    _seed_and_fps(), notes, r)
 
 
 WORKFLOWS = (t2av_distilled, t2av_dev, i2av_distilled, a2v_distilled, t2av_distilled_tiled_refine, v2a_distilled,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from workflow_graph import (DEFAULT_PROMPT, FPS, LTX_2, RELEASES, SEED, Link, Model, Node, Release, Shared, Size,
-                            Workflow, _back, _col, _empty_latent, _front, _prompt, _sampler, models_note)
+from workflow_graph import (DEFAULT_PROMPT, LTX_2, RELEASES, Link, Model, Node, Release, Shared, Size, Workflow, _back,
+                            _col, _connector, _empty_latent, _front, _prompt, _sampler, _seed_and_fps, models_note)
 
 EXTEND_NOTE = ("Extend: stage 1 makes a clip at the Empty Latent's size (one stage, 768x512 here); each 'Extend "
                "Window' keeps the clip's last 'overlap' latent frames and their audio exactly and adds 'seconds' more, "
@@ -25,7 +25,7 @@ def extend_distilled(r: Release = LTX_2) -> Workflow:
     distilled = r.preset("distilled")
     nodes = _front("distilled") + [
         _prompt(3, DEFAULT_PROMPT, "Prompt", 0),
-        Node(4, "LTX2TextConnector", {"text_connector": Link(1, 3), "features": Link(3)}, pos=_col(2, 0)),
+        _connector(4, 3, None, 0),
         _empty_latent(),
         _sampler(6, Link(1), Link(5), distilled, "Segment 1 sampler (distilled)", _col(3, 0)),
     ]
@@ -43,13 +43,13 @@ def extend_distilled(r: Release = LTX_2) -> Workflow:
     nodes += [dataclasses.replace(n, pos=(n.pos[0] + 760, n.pos[1])) for n in back]
     notes = [(models_note(r, "distilled"), _col(0, 520), (340, 200)), (EXTEND_NOTE, _col(1, 420), (340, 320))]
     return Workflow(f"{r.prefix}extend_distilled", f"Extend a clip with its sound, {r.label} distilled, three segments",
-                    nodes, {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes, r)
+                    nodes, _seed_and_fps(), notes, r)
 
 
 def retake_distilled(r: Release = LTX_2) -> Workflow:
     nodes = _front("distilled") + [
         _prompt(3, DEFAULT_PROMPT, "Prompt", 0),
-        Node(4, "LTX2TextConnector", {"text_connector": Link(1, 3), "features": Link(3)}, pos=_col(2, 0)),
+        _connector(4, 3, None, 0),
         Node(25, "LoadVideo", {"file": Model("video")}, pos=_col(1, 620)),
         Node(26, "GetVideoComponents", {"video": Link(25)}, pos=_col(1, 820)),
         Node(27, "LTX2VideoEncode", {"video_vae": Link(1, 1), "images": Link(26, 0), "fps": Shared("fps"), "fit": True,
@@ -60,7 +60,7 @@ def retake_distilled(r: Release = LTX_2) -> Workflow:
     ] + _back(6, 6, f"LTX2/{r.prefix}retake")
     notes = [(models_note(r, "distilled"), _col(0, 520), (340, 200)), (RETAKE_NOTE, _col(0, 760), (340, 260))]
     return Workflow(f"{r.prefix}retake_distilled", f"Retake a time window of a video with sound, {r.label} distilled",
-                    nodes, {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes, r)
+                    nodes, _seed_and_fps(), notes, r)
 
 
 EDITING_WORKFLOWS = (extend_distilled, retake_distilled)
