@@ -3,6 +3,7 @@ interleaved paired timing (wall + CPU seconds, paired ratios, FLOPs from shapes,
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -62,6 +63,17 @@ def run_isolated(script: str, case: dict) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"case {case} failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def parse_or_answer_case(parser: argparse.ArgumentParser, run):
+    """The script's arguments, plus the hidden ``--case JSON`` that ``run_isolated`` passes: given one, print
+    ``run(case)`` as the JSON result line and return None (the script then exits)."""
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(run(json.loads(args.case))))
+        return None
+    return args
 
 
 def table(headers: list[str], rows: list[list]) -> str:
