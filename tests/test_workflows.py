@@ -41,7 +41,7 @@ def test_every_workflow_kind_ships_per_model_family_in_each_form():
     names = {p.name.split(".")[0] for p in UI_FILES}
     kinds = {"t2av_distilled_two_stage", "t2av_dev_two_stage", "i2av_distilled_two_stage", "a2v_distilled_two_stage",
              "t2av_distilled_tiled_refine", "v2a_distilled_one_stage", "t2a_dev_one_stage",
-             "keyframes_distilled_two_stage", "extend_distilled", "retake_distilled"}
+             "keyframes_distilled_two_stage", "extend_distilled", "retake_distilled", "t2av_hq_two_stage"}
     assert names == kinds | {"ltx23_" + kind for kind in kinds} | {"ltx25_" + kind for kind in KINDS_25}
     assert {p.name.split(".")[0] for p in API_FILES} == names == {p.name.split(".")[0] for p in DEMO_FILES}
 
@@ -164,6 +164,24 @@ def test_both_samplers_share_one_seed_and_the_stage_two_recipe():
                 dev["6"]["inputs"]["stg_blocks"]) == (steps, 3.0, 7.0, block)
 
 
+def test_hq_workflows_carry_the_hq_recipe_and_the_lora_strength_of_each_stage():
+    """``t2av_hq_two_stage``: both samplers res_2s, stage 1 the HQ preset against the negative prompt, each stage's
+    model the base model through its own distilled-LoRA loader (0.25 / 0.5, ``Recipe.stage_lora_strengths``)."""
+    from ltx2_nodes.sampling.recipe import TOKEN_SHIFTED, recipe_for
+
+    for prefix, family in (("", "2.0"), ("ltx23_", "2.3")):
+        prompt = load_json(REPO / "workflows" / f"{prefix}t2av_hq_two_stage.api.json")
+        stage1, stage2 = prompt["6"]["inputs"], prompt["8"]["inputs"]
+        assert (stage1["sampler"], stage1["schedule"], stage1["steps"], stage1["stg_scale"]) == (
+            "res_2s", TOKEN_SHIFTED, 15, 0.0)
+        assert (stage1["video_cfg"], stage1["audio_cfg"], stage1["rescale"], stage1["audio_rescale"]) == (
+            3.0, 7.0, 0.45, 1.0)
+        assert stage1["negative"] == ["14", 0] and stage2["sampler"] == "res_2s"
+        first, second = prompt[stage1["model"][0]]["inputs"], prompt[stage2["model"][0]]["inputs"]
+        assert (first["strength"], second["strength"]) == recipe_for(family).stage_lora_strengths("hq")
+        assert first["model"] == second["model"] == ["1", 0] and first["lora_name"] == second["lora_name"]
+
+
 def test_ltx23_workflows_name_the_ltx23_release_files():
     for path in _two_stage(sorted((REPO / "workflows").glob("ltx23_*.api.json"))):
         prompt = load_json(path)
@@ -213,7 +231,8 @@ def test_released_twin_runs_on_demo_models_with_set_overrides(demo_models, tmp_p
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["t2av_dev_two_stage", "i2av_distilled_two_stage", "a2v_distilled_two_stage"])
+@pytest.mark.parametrize("name", ["t2av_dev_two_stage", "i2av_distilled_two_stage", "a2v_distilled_two_stage",
+                                  "t2av_hq_two_stage"])
 def test_other_demo_workflows_run_end_to_end(name, demo_models, tmp_path, capsys):
     files = run_cli([str(DEMO_WORKFLOWS / f"{name}.api.json"), "--models-dir", str(demo_models.root),
                      "--input-dir", str(DEMO_INPUTS), "--out", str(tmp_path)], capsys)
@@ -233,7 +252,7 @@ def test_every_ltx23_demo_workflow_runs_headless_with_48khz_audio_as_long_as_the
     LoRA) through ``python -m ltx2_nodes run``, at a small size and 2 dev steps for speed (--set; the distilled
     schedules ignore steps), writes an MP4 whose audio (the BigVGAN + bandwidth-extension vocoder) is 48 kHz and
     as long as the video (to the AAC frame); audio to video muxes the input sound itself (16 kHz)."""
-    assert len(LTX23_DEMO_FILES) == 5
+    assert len(LTX23_DEMO_FILES) == 6
     small = [f"--set={k}" for k in ("5.width=64", "5.height=64", "5.frames=9", "6.steps=2")]
     files = run_cli([str(path), "--models-dir", str(demo_models.root), "--input-dir", str(DEMO_INPUTS),
                      "--out", str(tmp_path), *small], capsys)

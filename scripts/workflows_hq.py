@@ -1,0 +1,48 @@
+"""The HQ two-stage workflow of LTX-2 and LTX-2.3 (``scripts/build_workflows.py``): the reference's
+``TI2VidTwoStagesHQPipeline`` on the dev model, its values from ``sampling/recipe.py`` (the HQ preset)."""
+
+from __future__ import annotations
+
+from workflow_graph import (DEFAULT_PROMPT, FPS, LTX_2, RELEASES, SEED, Link, Model, Node, Release, Workflow, _back,
+                            _col, _empty_latent, _front, _prompt, _sampler, models_note, stage_note)
+
+from ltx2_nodes.nodes.sampler import preset_widgets
+
+
+def t2av_hq(r: Release = LTX_2) -> Workflow:
+    """Dev model, res_2s in both stages: stage 1 with guidance and the distilled LoRA at its stage-1 strength,
+    stage 2 with the LoRA at its stage-2 strength (each stage its own LoRA loader on the base model)."""
+    recipe = r.recipe
+    first = preset_widgets(recipe.preset("hq"), recipe.stg_blocks)
+    second = preset_widgets(recipe.refine_preset("hq"), recipe.stg_blocks)
+    lora1, lora2 = recipe.stage_lora_strengths("hq")
+    nodes = _front("dev") + [
+        _prompt(3, DEFAULT_PROMPT, "Prompt", 0),
+        Node(4, "LTX2TextConnector", {"text_connector": Link(1, 3), "features": Link(3)}, pos=_col(2, 0)),
+        _empty_latent(),
+        Node(15, "LTX2LoraLoader", {"model": Link(1), "lora_name": Model("lora"), "strength": lora1},
+             "Distilled LoRA (stage 1)", pos=_col(2, 820)),
+        _sampler(6, Link(15), Link(5), first, "Stage 1 sampler (HQ: res_2s, guided)", _col(3, 0), negative=Link(14)),
+        Node(7, "LTX2LatentUpscaler", {"latent": Link(6), "video_vae": Link(1, 1), "upscale_model": Model("upscaler")},
+             pos=_col(3, 620)),
+        Node(12, "LTX2LoraLoader", {"model": Link(1), "lora_name": Model("lora"), "strength": lora2},
+             "Distilled LoRA (stage 2)", pos=_col(3, 820)),
+        _sampler(8, Link(12), Link(7), second, "Stage 2 sampler (HQ refine, res_2s)", _col(4, 0)),
+        _prompt(13, recipe.negative_prompt, "Negative prompt", 260),
+        Node(14, "LTX2TextConnector", {"text_connector": Link(1, 3), "features": Link(13)}, "Negative connector",
+             pos=_col(2, 260)),
+    ] + _back(8, 8, f"LTX2/{r.prefix}t2av_hq")
+    notes = [(models_note(r, "dev", lora=True), _col(0, 520), (340, 220)),
+             (f"HQ recipe (the reference's two-stage HQ pipeline) on the dev model: the res_2s sampler (two model "
+              f"evaluations per step) in both stages; stage 1 {first['steps']} steps of the LTX-2 schedule shifted by "
+              f"the latent's token count, video CFG {first['video_cfg']:g} / audio CFG {first['audio_cfg']:g} "
+              f"against the negative prompt, modality {first['modality_scale']:g}, STG off, rescale "
+              f"{first['rescale']:g} (audio {first['audio_rescale']:g}), the distilled LoRA at {lora1:g}; stage 2 "
+              f"the distilled stage-2 list with no guidance and the LoRA at {lora2:g}. " + stage_note(r),
+              _col(1, 620), (340, 380))]
+    return Workflow(f"{r.prefix}t2av_hq_two_stage",
+                    f"Text to video with sound, {r.label} dev, HQ recipe (res_2s), two stages", nodes,
+                    {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes, r)
+
+
+RELEASE_WORKFLOWS = [(release, t2av_hq) for release in RELEASES]
