@@ -28,9 +28,10 @@ DEMO = {"distilled": demo.CHECKPOINT, "dev": demo.CHECKPOINT, "upscaler": demo.U
         "last_image": "ltx2-demo-image-last.png", "clip": "ltx2-demo-clip.gif", "video": "ltx2-demo-video.mp4"}
 # LTX-2.3: the released names the generate CLI looks for (Lightricks/LTX-2.3, bf16), the same Gemma and inputs
 RELEASED_23 = {**RELEASED, "distilled": GENERATE_23["checkpoints"][0], "dev": GENERATE_23["checkpoints"][1],
-               "upscaler": GENERATE_23["latent_upscale_models"][0], "lora": GENERATE_23["loras"][0]}
+               "upscaler": GENERATE_23["latent_upscale_models"][0], "lora": GENERATE_23["loras"][0],
+               "upscaler_x1_5": "ltx-2.3-spatial-upscaler-x1.5-1.0.safetensors"}
 DEMO_23 = {**DEMO, "distilled": demo.CHECKPOINT_23, "dev": demo.CHECKPOINT_23, "upscaler": demo.UPSCALER_23,
-           "lora": demo.LORA_23}
+           "lora": demo.LORA_23, "upscaler_x1_5": demo.UPSCALER_X1_5_23}
 # Reference sizes (ltx_pipelines constants): stage 1 at 768x512 -> 1536x1024 after the x2 upscaler, 121 frames
 # at 24 fps. The demo twins run at 256x160 -> 512x320, 49 frames: seconds on a CPU.
 RELEASED_SIZE = {"width": 768, "height": 512, "frames": 121, "seconds": 5.0, "extend_seconds": 5.0}
@@ -38,6 +39,8 @@ DEMO_SIZE = {"width": 256, "height": 160, "frames": 49, "seconds": 2.0, "extend_
 # The refine tiles of the tiled workflow: "auto" at the reference size (2 tiles at 1536x1024); the demo twin's small
 # latent would be one tile, so it asks for 2x2 to run the tiled path for real.
 RELEASED_SIZE["refine_tiles"], DEMO_SIZE["refine_tiles"] = "auto", "2x2"
+# The x1.5 upscaler needs stage 1's latent sides even: its demo twin samples 256x192 (-> 384x288), not 256x160.
+RELEASED_SIZE["x1_5_height"], DEMO_SIZE["x1_5_height"] = 512, 192
 FPS = 24.0
 SEED = DEFAULT_SEED
 

@@ -1,10 +1,11 @@
 """The HQ two-stage workflow of LTX-2 and LTX-2.3 (``scripts/build_workflows.py``): the reference's
-``TI2VidTwoStagesHQPipeline`` on the dev model, its values from ``sampling/recipe.py`` (the HQ preset)."""
+``TI2VidTwoStagesHQPipeline`` on the dev model, its values from ``sampling/recipe.py`` (the HQ preset); and the
+LTX-2.3 x1.5 upscaler as the stage option between two distilled stages (stage 1 at 2/3 of the size)."""
 
 from __future__ import annotations
 
-from workflow_graph import (DEFAULT_PROMPT, FPS, LTX_2, RELEASES, SEED, Link, Model, Node, Release, Workflow, _back,
-                            _col, _empty_latent, _front, _prompt, _sampler, models_note, stage_note)
+from workflow_graph import (DEFAULT_PROMPT, FPS, LTX_2, LTX_2_3, RELEASES, SEED, Link, Model, Node, Release, Size,
+                            Workflow, _back, _col, _empty_latent, _front, _prompt, _sampler, models_note, stage_note)
 
 from ltx2_nodes.nodes.sampler import preset_widgets
 
@@ -45,4 +46,31 @@ def t2av_hq(r: Release = LTX_2) -> Workflow:
                     {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes, r)
 
 
-RELEASE_WORKFLOWS = [(release, t2av_hq) for release in RELEASES]
+def t2av_distilled_x1_5(r: Release = LTX_2_3) -> Workflow:
+    """The distilled two-stage graph with the rational x1.5 upscaler: stage 1 at 768x512, stage 2 at 1152x768."""
+    recipe = r.recipe
+    latent = _empty_latent()
+    latent.inputs["height"] = Size("x1_5_height")
+    nodes = _front("distilled") + [
+        _prompt(3, DEFAULT_PROMPT, "Prompt", 0),
+        Node(4, "LTX2TextConnector", {"text_connector": Link(1, 3), "features": Link(3)}, pos=_col(2, 0)),
+        latent,
+        _sampler(6, Link(1), Link(5), r.preset("distilled"), "Stage 1 sampler (distilled, 2/3 size)", _col(3, 0)),
+        Node(7, "LTX2LatentUpscaler", {"latent": Link(6), "video_vae": Link(1, 1),
+                                       "upscale_model": Model("upscaler_x1_5")}, "Latent upscaler x1.5",
+             pos=_col(3, 620)),
+        _sampler(8, Link(1), Link(7), r.preset("refine"), "Stage 2 sampler (refine)", _col(4, 0)),
+    ] + _back(8, 8, f"LTX2/{r.prefix}t2av_distilled_x1_5")
+    notes = [(models_note(r, "distilled").replace(r.released["upscaler"], r.released["upscaler_x1_5"]),
+              _col(0, 520), (340, 200)),
+             ("The x1.5 spatial upscaler (rational 3/2) between the stages: stage 1 samples 2/3 of the final size "
+              "(768x512 here -> 1152x768), its latent height and width must be even, so the final sides are "
+              f"multiples of 96. Distilled model: guidance off, the fixed {recipe.distilled.steps}-step list; stage 2 "
+              f"refines from sigma {recipe.stage2_start_sigma:g} with the distilled {recipe.refine.steps}-step list "
+              "(fewer stage-2 tokens than after x2: 2.25x stage 1's instead of 4x).", _col(1, 420), (340, 260))]
+    return Workflow(f"{r.prefix}t2av_distilled_x1_5_upscale",
+                    f"Text to video with sound, {r.label} distilled, two stages with the x1.5 upscaler", nodes,
+                    {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes, r)
+
+
+RELEASE_WORKFLOWS = [(release, t2av_hq) for release in RELEASES] + [(LTX_2_3, t2av_distilled_x1_5)]

@@ -28,7 +28,8 @@ UI_FILES = sorted((REPO / "example_workflows").glob("*.json"))
 API_FILES = sorted((REPO / "workflows").glob("*.api.json"))
 DEMO_FILES = sorted(DEMO_WORKFLOWS.glob("*.api.json"))
 FOLDER_NAMES = {"checkpoints": ["distilled", "dev"], "diffusion_models": [], "text_encoders": ["gemma"],
-                "loras": ["lora"], "latent_upscale_models": ["upscaler"], "vae": [], "model_patches": []}
+                "loras": ["lora"], "latent_upscale_models": ["upscaler", "upscaler_x1_5"], "vae": [],
+                "model_patches": []}
 KINDS_25 = {"t2av_distilled_two_stage", "i2av_distilled_two_stage", "t2av_keyframes_auto_length"}
 
 
@@ -42,7 +43,8 @@ def test_every_workflow_kind_ships_per_model_family_in_each_form():
     kinds = {"t2av_distilled_two_stage", "t2av_dev_two_stage", "i2av_distilled_two_stage", "a2v_distilled_two_stage",
              "t2av_distilled_tiled_refine", "v2a_distilled_one_stage", "t2a_dev_one_stage",
              "keyframes_distilled_two_stage", "extend_distilled", "retake_distilled", "t2av_hq_two_stage"}
-    assert names == kinds | {"ltx23_" + kind for kind in kinds} | {"ltx25_" + kind for kind in KINDS_25}
+    assert names == (kinds | {"ltx23_" + kind for kind in kinds} | {"ltx25_" + kind for kind in KINDS_25}
+                     | {"ltx23_t2av_distilled_x1_5_upscale"})
     assert {p.name.split(".")[0] for p in API_FILES} == names == {p.name.split(".")[0] for p in DEMO_FILES}
 
 
@@ -60,7 +62,7 @@ def folder_lists(monkeypatch):
 
     def list_models(folder):
         folder = {"clip": "text_encoders", "unet": "diffusion_models"}.get(folder, folder)
-        return sorted({table[key] for key in FOLDER_NAMES[folder] for table in tables})
+        return sorted({table[key] for key in FOLDER_NAMES[folder] for table in tables if key in table})
 
     monkeypatch.setattr(paths, "list_models", list_models)
     monkeypatch.setattr(core_nodes, "_input_files", lambda kinds: sorted(
@@ -180,6 +182,20 @@ def test_hq_workflows_carry_the_hq_recipe_and_the_lora_strength_of_each_stage():
         first, second = prompt[stage1["model"][0]]["inputs"], prompt[stage2["model"][0]]["inputs"]
         assert (first["strength"], second["strength"]) == recipe_for(family).stage_lora_strengths("hq")
         assert first["model"] == second["model"] == ["1", 0] and first["lora_name"] == second["lora_name"]
+
+
+def test_x1_5_workflow_samples_stage_one_at_two_thirds_and_runs_headless(demo_models, tmp_path, capsys):
+    """``ltx23_t2av_distilled_x1_5_upscale``: the LTX-2.3 x1.5 upscaler between the distilled stages; its demo twin
+    (256x192 -> 384x288) through ``python -m ltx2_nodes run`` at a smaller size (--set)."""
+    prompt = load_json(REPO / "workflows" / "ltx23_t2av_distilled_x1_5_upscale.api.json")
+    assert prompt["7"]["inputs"]["upscale_model"] == "ltx-2.3-spatial-upscaler-x1.5-1.0.safetensors"
+    assert (prompt["5"]["inputs"]["width"], prompt["5"]["inputs"]["height"]) == (768, 512)
+    demo = load_json(DEMO_WORKFLOWS / "ltx23_t2av_distilled_x1_5_upscale.api.json")
+    assert (demo["5"]["inputs"]["width"], demo["5"]["inputs"]["height"]) == (256, 192)
+    small = [f"--set={k}" for k in ("5.width=128", "5.height=64", "5.frames=9")]
+    files = run_cli([str(DEMO_WORKFLOWS / "ltx23_t2av_distilled_x1_5_upscale.api.json"), "--models-dir",
+                     str(demo_models.root), "--out", str(tmp_path), *small], capsys)
+    check_mp4(files[0], 9, (192, 96), rate=48000)
 
 
 def test_ltx23_workflows_name_the_ltx23_release_files():

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-HELP = ("write tiny random-weight demo models (LTX-2 and LTX-2.3 single files, their spatial upscalers and LoRAs, a "
+HELP = ("write tiny random-weight demo models (LTX-2 and LTX-2.3 single files, their spatial upscalers (LTX-2.3's x1.5 "
+        "too) and LoRAs, a "
         "Gemma 3 folder; the LTX-2.5 split files: transformer, Gemma 4 text encoder, video and audio VAEs, duration "
         "head, upscaler) into a ComfyUI-style models folder; they run every shipped workflow in seconds on a CPU and "
         "generate noise")
@@ -23,7 +24,7 @@ def run(args) -> int:
     start = time.perf_counter()
     written = write_demo_models(args.directory, seed=args.seed)
     files = (written.checkpoint, written.upscaler, written.gemma, written.lora, written.checkpoint_23,
-             written.upscaler_23, written.lora_23, *written.ltx25.files())
+             written.upscaler_23, written.lora_23, *written.ltx25.files(), written.upscaler_x1_5_23)
     for path in files:
         print(path)
     print(f"wrote {len(files)} demo models in {time.perf_counter() - start:.1f} s. {DEMO_NOTICE}\n"

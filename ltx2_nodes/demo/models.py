@@ -130,6 +130,7 @@ DEMO_VOCODER_23 = {
 MODEL_VERSION_23 = "2.3.0"
 CHECKPOINT_23 = "ltx2.3-demo-av.safetensors"
 UPSCALER_23 = "ltx2.3-demo-spatial-upscaler-x2.safetensors"
+UPSCALER_X1_5_23 = "ltx2.3-demo-spatial-upscaler-x1.5.safetensors"  # the rational x1.5 kind (LTX-2.3)
 LORA_23 = "ltx2.3-demo-distilled-lora.safetensors"
 DEMO_LORA_TARGETS = ("attn1.to_q", "attn1.to_v", "ff.net.2")
 DEMO_LORA_RANK = 4
@@ -148,6 +149,7 @@ class DemoModels:
     upscaler_23: Path
     lora_23: Path
     ltx25: "DemoModels25 | None" = None
+    upscaler_x1_5_23: Path | None = None
 
 
 def _seed(seed: int, name: str) -> int:
@@ -342,8 +344,10 @@ def write_demo_models(root: str | Path, seed: int = 0) -> DemoModels:
     write_lora(paths.lora, seed)
     write_checkpoint(paths.checkpoint_23, seed, version="2.3")
     write_upscaler(paths.upscaler_23, seed + 1)
+    x1_5 = write_upscaler(folders["latent_upscale_models"] / UPSCALER_X1_5_23, seed + 2,
+                          {**DEMO_UPSCALER, "rational_resampler": True, "spatial_scale": 1.5})
     write_lora(paths.lora_23, seed, DEMO_TRANSFORMER_23)
-    return replace(paths, ltx25=write_demo_models_25(root, seed))
+    return replace(paths, ltx25=write_demo_models_25(root, seed), upscaler_x1_5_23=x1_5)
 
 
 # ------------------------------------------------------------------------------------------------
