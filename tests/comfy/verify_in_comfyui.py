@@ -52,15 +52,14 @@ def demo_ui_workflow(path: Path) -> dict:
     import workflow_graph as graph
 
     names = {release.released[k]: release.demo[k] for release in graph.ALL_RELEASES for k in release.released}
-    sizes = [graph.RELEASED_SIZE[k] for k in ("width", "height", "frames")]
-    demo_sizes = [demo_size(path.name)[k] for k in ("width", "height", "frames")]
+    twin = json.loads((REPO / "workflows" / "demo" / f"{path.stem}.api.json").read_text())  # its sizes per node
     data = json.loads(path.read_text())
     for node in data["nodes"]:
         values = node.get("widgets_values") or []
         node["widgets_values"] = [names.get(v, v) if isinstance(v, str) else v for v in values]
         if node["type"] == "LTX2EmptyAVLatent":
-            assert values[:3] == sizes, f"{path.name}: unexpected empty-latent widgets {values}"
-            node["widgets_values"][:3] = demo_sizes
+            assert values[0] == graph.RELEASED_SIZE["width"], f"{path.name}: unexpected empty-latent widgets {values}"
+            node["widgets_values"][:3] = [twin[str(node["id"])]["inputs"][k] for k in ("width", "height", "frames")]
         if node["type"] == "LTX2ExtendWindow":
             node["widgets_values"][0] = graph.DEMO_SIZE["extend_seconds"]
     return data
