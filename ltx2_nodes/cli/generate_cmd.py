@@ -93,24 +93,11 @@ def add_parser(p) -> None:
                                                            "preset's, see sampling/recipe.py)")
     p.add_argument("--sampler", default=None, help="stage-1 sampler: euler, euler_ancestral or res_2s (checked by "
                    "sampling.loop; default: the preset's, euler_ancestral for LTX-2.5 distilled, else euler)")
-    p.add_argument("--single-stage", action="store_true", help="sample at the final size (no x2 upscale + refine)")
-    p.add_argument("--refine-tiles", default=None, metavar="auto|N|RxC",
-                   help="refine stage 2 tile by tile with blended overlaps (memory of one tile; 1080p and up): "
-                        "auto (the whole frame up to a 1280x704 area, else tiles of at most that area, more if the "
-                        "memory budget needs it), N (N x N), rows x columns such as 2x3, or 2x3x2 to tile time "
-                        "too (default: untiled)")
-    p.add_argument("--refine-tile-positions", choices=("grid", "tile"), default="grid",
-                   help="grid: every refine tile keeps its true positions; tile: each tile's positions start at 0 "
-                        "(the reference's choice; keeps frames wider than the trained 2048 px in range)")
+    _add_stage_options(p)
     p.add_argument("--checkpoint", help="file in checkpoints/, or an LTX-2.5 transformer in diffusion_models/ (its "
                    "other files are found in the model folders; default: the first released file found)")
     p.add_argument("--gemma", help="file or folder in text_encoders/ (default: Gemma 3 12B as released; LTX-2.5: the "
                    "text encoder of its split pack)")
-    p.add_argument("--upscaler", help="file in latent_upscale_models/ (default: the released x2 upscaler); the "
-                   "LTX-2.3 x1.5 upscaler runs stage 1 at 2/3 of the size (sides multiples of 96)")
-    p.add_argument("--temporal-upscaler", metavar="NAME", help="temporal x2 upscaler in latent_upscale_models/ "
-                   "(e.g. ltx-2-temporal-upscaler-x2-1.0.safetensors), after the spatial one: stage 1 samples "
-                   "(F + 1) / 2 frames at half the frame rate, so --frames is 1 + 16k")
     p.add_argument("--lora", action="append", default=[], metavar="NAME[:STRENGTH]", help="LoRA for every stage")
     p.add_argument("--stage2-lora", action="append", default=None, metavar="NAME[:STRENGTH]",
                    help="LoRA for the refine stage only (dev default: the distilled LoRA at the recipe's "
@@ -124,6 +111,23 @@ def add_parser(p) -> None:
     p.add_argument("--out", metavar="PATH", default="output",
                    help="output .mp4 file or folder (default ./output, named LTX2_00001_.mp4, ...)")
     add_engine_options(p)
+
+
+def _add_stage_options(p) -> None:
+    """The two-stage options: single stage, the upscalers between the stages, stage 2 in tiles."""
+    p.add_argument("--single-stage", action="store_true", help="sample at the final size (no x2 upscale + refine)")
+    p.add_argument("--refine-tiles", default=None, metavar="auto|N|RxC",
+                   help="refine stage 2 tile by tile with blended overlaps (memory of one tile; 1080p and up): "
+                        "auto (the whole frame up to a 1280x704 area, else tiles of at most that area, more if the "
+                        "memory budget needs it), N (N x N), rows x columns such as 2x3, or 2x3x2 to tile time "
+                        "too (default: untiled)")
+    p.add_argument("--refine-tile-positions", choices=("grid", "tile"), default="grid",
+                   help="grid: every refine tile keeps its true positions; tile: each tile's positions start at 0 "
+                        "(the reference's choice; keeps frames wider than the trained 2048 px in range)")
+    p.add_argument("--upscaler", help="file in latent_upscale_models/ (default: the released x2 upscaler; x1.5: "
+                   "stage 1 at 2/3 of the size, sides multiples of 96)")
+    p.add_argument("--temporal-upscaler", metavar="NAME", help="temporal x2 upscaler in latent_upscale_models/ after "
+                   "the spatial one: stage 1 at (F + 1) / 2 frames and half the fps (--frames 1 + 16k)")
 
 
 def frames_or_auto(value: str) -> int | str:
@@ -416,17 +420,15 @@ def run(args) -> int:
     from ..generate import GenerateRequest, generate, keyframes_path, require_parts
     from ..media.audio_io import load_audio_file
     from ..memory.selection import compute_device
-    from ..handles import load_gemma, load_ltx2, load_upscaler
+    from ..handles import load_gemma, load_ltx2
     from ..sampling.conditioning import ImageCondition
     from ..sampling.recipe import recipe_for
     from ..text.tokenizer import check_text
-    from .core_nodes import LoadImage
 
     paths.configure(models_dir=args.models_dir)
     apply_engine_options(args)
     if args.mode == "hq" and (args.audio_only or args.video_to_audio or args.extend_from or args.retake):
-        raise UsageError("--mode hq is the two-stage text/image-to-video recipe; sound-only runs and clip edits "
-                         "take --mode dev or distilled")
+        raise UsageError("--mode hq is the two-stage video recipe; sound-only runs and edits take dev or distilled")
     if args.audio_only or args.video_to_audio:
         if args.frames == "auto" or args.keyframes:
             raise UsageError("--frames auto and --keyframes belong to a video generation; give --audio-only / "
@@ -443,19 +445,9 @@ def run(args) -> int:
     check_text(args.prompt, "--prompt")
     if args.negative is not None:
         check_text(args.negative, "--negative")
-    image = None
-    if args.image:
-        image_path = Path(args.image).resolve()
-        paths.configure(input_dir=str(image_path.parent))
-        image, _ = LoadImage().load_image(image_path.name)
+    image = _load_image(args.image) if args.image else None
     checkpoint = _pick("checkpoints", args.checkpoint)
-    mode = args.mode
-    if mode == "auto":
-        mode = "dev" if "dev" in checkpoint.name.lower() and "distill" not in checkpoint.name.lower() else "distilled"
-    if mode == "hq" and "distill" in checkpoint.name.lower():
-        raise UsageError(f"--mode hq is the dev model's recipe (CFG guidance plus the distilled LoRA at 0.25 / 0.5); "
-                         f"{checkpoint.name} is a distilled checkpoint, which already is what that LoRA adds: use "
-                         "--mode distilled, or a dev checkpoint with --mode hq")
+    mode = _mode(args.mode, checkpoint)
     two_stage = not args.single_stage and edit is None
     ltx2 = load_ltx2(checkpoint, args.weight_dtype, args.fp8, device=device)
     require_parts(ltx2, images=bool(args.image), audio=bool(args.audio))  # a stripped file: refused now
@@ -465,11 +457,7 @@ def run(args) -> int:
                   if args.gemma or ltx2.pack is None else ltx2.text_encoder_path())
     gemma = load_gemma(gemma_path, args.weight_dtype, device=device)
     family = ltx2.ckpt.family.version
-    upscaler = load_upscaler(_pick("latent_upscale_models", args.upscaler, family=family), args.weight_dtype,
-                             device=device) \
-        if two_stage else None
-    temporal = load_upscaler(paths.find_model("latent_upscale_models", args.temporal_upscaler), args.weight_dtype,
-                             device=device) if two_stage and args.temporal_upscaler else None
+    upscaler, temporal = _upscalers(args, two_stage, family, device)
     stage1_specs, stage2_specs = _lora_specs(args.stage2_lora, mode, two_stage, family)
 
     prompt = args.prompt
@@ -508,6 +496,42 @@ def run(args) -> int:
     return 0
 
 
+def _load_image(path: str):
+    """``--image``: the IMAGE batch of the file (its folder becomes the input folder)."""
+    from .. import paths
+    from .core_nodes import LoadImage
+
+    image_path = Path(path).resolve()
+    paths.configure(input_dir=str(image_path.parent))
+    return LoadImage().load_image(image_path.name)[0]
+
+
+def _mode(mode: str, checkpoint: Path) -> str:
+    """``--mode``: "auto" is dev or distilled from the checkpoint's file name; hq refuses a distilled checkpoint."""
+    distilled = "distill" in checkpoint.name.lower()
+    if mode == "auto":
+        return "dev" if "dev" in checkpoint.name.lower() and not distilled else "distilled"
+    if mode == "hq" and distilled:
+        raise UsageError(f"--mode hq is the dev model's recipe (CFG guidance plus the distilled LoRA at 0.25 / 0.5); "
+                         f"{checkpoint.name} is a distilled checkpoint, which already is what that LoRA adds: use "
+                         "--mode distilled, or a dev checkpoint with --mode hq")
+    return mode
+
+
+def _upscalers(args, two_stage: bool, family: str, device):
+    """(spatial upscaler, temporal upscaler or None) of a two-stage run, else (None, None)."""
+    from .. import paths
+    from ..handles import load_upscaler
+
+    if not two_stage:
+        return None, None
+    spatial = load_upscaler(_pick("latent_upscale_models", args.upscaler, family=family), args.weight_dtype,
+                            device=device)
+    temporal = (load_upscaler(paths.find_model("latent_upscale_models", args.temporal_upscaler), args.weight_dtype,
+                              device=device) if args.temporal_upscaler else None)
+    return spatial, temporal
+
+
 def _require_25(ltx2, option: str) -> None:
     """``option`` needs an LTX-2.5 model (and, for auto length, its duration head file): refused before sampling."""
     if ltx2.ckpt.family.version_tuple < (2, 5):
@@ -529,9 +553,7 @@ def _run_sound(args) -> int:
         check_text(args.negative, "--negative")
     device = compute_device()
     checkpoint = _pick("checkpoints", args.checkpoint)
-    mode = args.mode
-    if mode == "auto":
-        mode = "dev" if "dev" in checkpoint.name.lower() and "distill" not in checkpoint.name.lower() else "distilled"
+    mode = _mode(args.mode, checkpoint)
     ltx2 = load_ltx2(checkpoint, args.weight_dtype, args.fp8, device=device)
     gemma = load_gemma(_pick("text_encoders", args.gemma), args.weight_dtype, device=device)
     request = GenerateRequest(prompt=args.prompt, negative_prompt=args.negative, width=args.width, height=args.height,
