@@ -190,6 +190,31 @@ def flops_of(fn) -> int:
     return counter.get_total_flops()
 
 
+MATMUL_OPS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "aten::_scaled_mm", "aten::_weight_int8pack_mm")
+
+
+def op_shares(fn) -> dict[str, float]:
+    """Where one ``fn()`` call spends its CPU time, by op (``torch.profiler``, self time): the shares of matmuls,
+    attention kernels, and everything else (norms, modulation, RoPE, GELU, gates, copies), plus the three
+    largest "other" ops by name. Compiled code shows up as its fused kernels under "other"."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events) or 1
+    share = {"matmul": 0.0, "attention": 0.0, "other": 0.0}
+    others = []
+    for e in events:
+        kind = ("matmul" if e.key in MATMUL_OPS else
+                "attention" if "scaled_dot_product" in e.key or "flash_attention" in e.key else "other")
+        share[kind] += e.self_cpu_time_total / total
+        if kind == "other":
+            others.append((e.self_cpu_time_total / total, e.key))
+    top = ", ".join(f"{name} {frac:.1%}" for frac, name in sorted(others, reverse=True)[:3])
+    return {**share, "top other": top}
+
+
 def matmul_probe(dtype, m: int = 1536, k: int = 4096, n: int = 4096, device: str = "cpu"):
     """A ``[m, k] @ [k, n]`` matmul (the video stream's q/k/v/out projection at 768x512x25) and its FLOPs: the
     machine's own matmul rate, timed in the same rounds as the forwards."""

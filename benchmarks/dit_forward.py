@@ -15,6 +15,9 @@ counted from the shapes of the matmuls and attentions (``torch.utils.flop_counte
 fraction of the matmul rate reached. The official model holds the very same weight tensors (state dict
 assigned) and gets the same inputs.
 
+``--breakdown`` profiles one more call of each variant after the rounds (``torch.profiler``, self CPU time) and
+prints the shares of matmuls, attention kernels and everything else (the "non-matmul" work compile can fuse).
+
 Cases: ``shared`` -- one sigma for the whole video (what ComfyUI passes; the official model gets timesteps
 ``[B, 1]``); ``per_token`` -- the first latent frame conditioned at timestep 0 (image-to-video), which the
 official model embeds per token (``[B, T]``) and the pack per distinct value; its FLOP difference is printed.
@@ -219,6 +222,13 @@ def run_dtype(name: str, args, shape: dict, cfg: TransformerConfig) -> tuple[lis
         rows.append([name, CASES.get(case, case), impl, f"{t.median_wall:.3f}", f"{t.median_cpu:.3f}", ratio,
                      f"{fl / 1e9:.2f}", f"{fl / t.median_wall / 1e9:.1f}", f"{fraction:.0%}",
                      "-" if diff is None else f"{diff:.1e}"])
+    if args.breakdown:
+        for key, fn in variants.items():
+            case, impl = key.split("/")
+            if impl != "matmul probe":
+                shares = _util.op_shares(fn)
+                notes.append(f"{name}, {case}, {impl}: matmul {shares['matmul']:.1%}, attention "
+                             f"{shares['attention']:.1%}, other {shares['other']:.1%} ({shares['top other']})")
     return rows, notes
 
 
@@ -249,6 +259,9 @@ def main() -> None:
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="clock of the paired ratios and the matmul-rate fraction; on a shared machine use "
                              "'cpu' with --threads 1")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="after the rounds, profile one call of each variant: CPU-time shares of matmuls, "
+                             "attention and everything else")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
