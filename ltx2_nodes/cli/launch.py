@@ -24,6 +24,24 @@ from .workflow import UsageError
 MULTI_PROCESS_COMMANDS = ("generate", "run")
 
 
+class Silent:
+    """A text stream that drops what it is given: stdout and the progress display of the ranks other than 0."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def progress_stream():
+    """Where the progress display writes: stderr on rank 0 (or a single process), nowhere on the other ranks."""
+    return sys.stderr if distributed.world().is_main else Silent()
+
+
 @contextmanager
 def torchrun_process(command: str):
     """Around one command: refuse commands that do not split over processes, quiet the ranks other than 0,
@@ -40,7 +58,7 @@ def torchrun_process(command: str):
     stdout, logger = sys.stdout, logging.getLogger()
     level = logger.level
     if quiet:
-        sys.stdout = open(os.devnull, "w")
+        sys.stdout = Silent()
         logger.setLevel(logging.ERROR)
     try:
         with distributed.peer_failures_named():
@@ -48,7 +66,6 @@ def torchrun_process(command: str):
         distributed.shutdown()  # only after a clean run: a group with a dead peer is left to the exit
     finally:
         if quiet:
-            sys.stdout.close()
             sys.stdout = stdout
             logger.setLevel(level)
 
