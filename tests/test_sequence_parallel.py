@@ -82,6 +82,27 @@ def test_sequence_parallel_forward_on_two_processes_equals_one_process():
                 assert_close(got, want, f"{name} rank {rank} {stream}", SP_TOLERANCE)
 
 
+def compiled_sequence_parallel(world):
+    from ltx2_nodes.model.compiling import CompileOptions, compiled_blocks
+
+    model, video, audio, perturbations = case("guidance_batch")
+    with torch.no_grad(), compiled_blocks(model.transformer_blocks, CompileOptions(backend="eager")):
+        return SequenceParallelDiT(model, world.group)(video, audio, perturbations)
+
+
+@pytest.mark.slow
+def test_sequence_parallel_through_compiled_blocks_equals_one_process():
+    """The exchanges run eagerly inside a compiled block body (``torch.compiler.disable``: graph breaks); Dynamo's
+    eager backend checks the tracing without a C++ compiler (about 2 minutes on 2 busy cores)."""
+    results = run_ranks(compiled_sequence_parallel, 2, timeout=600)
+    model, video, audio, perturbations = case("guidance_batch")
+    with torch.no_grad():
+        expected = model(video, audio, perturbations)
+    for rank, answer in enumerate(results):
+        for stream, got, want in zip(("video", "audio"), answer, expected):
+            assert_close(got, want, f"compiled rank {rank} {stream}", SP_TOLERANCE)
+
+
 def golden_sequence_parallel(world, golden, flavour):
     from test_golden_transformer import _checked_calls, _inputs, _perturbations
 
