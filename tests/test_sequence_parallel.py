@@ -119,10 +119,11 @@ def golden_sequence_parallel(world, golden, flavour):
     return out
 
 
-@pytest.mark.parametrize("flavour", ["2.0-head", "2.3"], ids=["golden-2.0-head", "golden-2.3"])
+@pytest.mark.parametrize("flavour", ["2.0-head", "2.3", "2.5"], ids=["golden-2.0-head", "golden-2.3", "golden-2.5"])
 def test_sequence_parallel_golden_calls_equal_the_reference_and_one_process(flavour):
     """T2AV (call1), I2AV per-token timesteps (call2), STG and modality guidance (call3), A2V frozen audio
-    (call4): every call on 2 processes against the reference's outputs and against our single process."""
+    (call4) (2.5: its calls, keyframe markers included): every call on 2 processes against the reference's
+    outputs and against our single process."""
     from test_golden_transformer import _inputs, _perturbations
 
     from ltx2_nodes.loading.checkpoint import LTX2Checkpoint
