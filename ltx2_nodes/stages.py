@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .distributed import world
 from .errors import InputError, NonFiniteError
 from .finite import check_finite
 from .loading.lora import applied_loras
@@ -47,6 +48,7 @@ from .model.connector import TextConditioning
 from .model.shapes import TEMPORAL_FACTOR, VideoScale, clamped_frames_for_seconds, pixel_frames, video_latent_size
 from .model.upsampler import upsample_latent
 from .model.dit_tiling import RefineTiles, TiledDiT, plan_refine_tiles
+from .model.sequence_parallel import SequenceParallelDiT
 from .model.vae_tiling import (TilingConfig, decode_chunks, diffusion_decode_chunks, plan_encode_tiles,
                                plan_feature_tiles, plan_tiles, tiled_encode)
 from .handles import (AudioVAEHandle, ConnectorHandle, DiTHandle, DurationHeadHandle, GemmaHandle, UpscalerHandle,
@@ -347,6 +349,8 @@ def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, 
             model = TiledDiT(model, fhw, plan, tile_positions=tiles.tile_positions)
             if latents.audio is not None:
                 latents = latents.keep_audio()
+        elif world().size > 1:  # torchrun: the video tokens split over the ranks (docs/DISTRIBUTED.md)
+            model = SequenceParallelDiT(model, world().group)
         video_tokens += (max(t.tokens for t in plan) if plan else grid.tokens) \
             + len(latents.keyframe_slots) * grid.height * grid.width
     audio_tokens = latents.audio.shape[2] if latents.audio is not None else 0
