@@ -29,6 +29,7 @@ import torch
 
 from ..errors import InputError
 from ..model.patchify import patchify_video, video_positions
+from ..model.shapes import VideoScale
 from .conditioning import _video_condition
 from .state import LatentState
 from .tokens import append_tokens
@@ -76,6 +77,13 @@ class ReferenceVideoGuide:
         if latent.shape[1] != grid.channels:
             raise InputError(f"the reference video latent has {latent.shape[1]} channels, the video latent "
                              f"{grid.channels}; encode the control video with the same model's video VAE.")
+        if (latent.shape[3] * self.downscale_factor, latent.shape[4] * self.downscale_factor) != (grid.height,
+                                                                                                   grid.width):
+            raise InputError(f"the reference video latent is {latent.shape[3]} x {latent.shape[4]} (height x width); "
+                             f"with downscale factor {self.downscale_factor} a {grid.height} x {grid.width} video "
+                             f"latent needs {grid.height // self.downscale_factor} x "
+                             f"{grid.width // self.downscale_factor}. Encode the control video for the size this "
+                             "sampler runs at (the IC-LoRA Guide node right before it does).")
         if grid.start != 0:
             raise InputError("a reference-video guide conditions a clip from its first frame; this latent is a "
                              "window of a longer clip (extend). Guide the whole clip instead.")
@@ -100,11 +108,26 @@ def reference_scale_factors(loras: Sequence) -> tuple[int, int]:
     return found["reference_downscale_factor"], found["reference_temporal_scale_factor"]
 
 
-def guide_pixel_size(height: int, width: int, downscale_factor: int) -> tuple[int, int]:
+def guide_pixel_size(height: int, width: int, downscale_factor: int, scale: VideoScale = VideoScale()
+                     ) -> tuple[int, int]:
     """The pixel size a control video is encoded at for a ``height x width`` video: ``1/factor`` of it (both sides
-    must divide, as the reference requires)."""
-    if height % downscale_factor or width % downscale_factor:
-        raise InputError(f"the video size {width}x{height} is not divisible by the IC-LoRA's reference downscale "
-                         f"factor {downscale_factor}; choose a size that is (and whose 1/{downscale_factor} is a "
-                         "multiple of 32).")
-    return height // downscale_factor, width // downscale_factor
+    must divide, as the reference requires, into whole latent cells)."""
+    size = (height // downscale_factor, width // downscale_factor)
+    if height % downscale_factor or width % downscale_factor or size[0] % scale.height or size[1] % scale.width:
+        raise InputError(f"the video size {width}x{height} divided by the IC-LoRA's reference downscale factor "
+                         f"{downscale_factor} is not a whole number of latent cells ({scale.width}x{scale.height} "
+                         f"pixels); choose a width and height that are multiples of "
+                         f"{scale.height * downscale_factor}.")
+    return size
+
+
+def control_frames(images: torch.Tensor, pixel_frames: int, temporal_scale_factor: int = 1,
+                   scale: VideoScale = VideoScale()) -> torch.Tensor:
+    """The control video's frames the reference encodes (reference ``iclora_utils``): IMAGE ``[F, H, W, 3]``, at
+    most the video's ``pixel_frames``, then frame 0 and every ``temporal_scale_factor``-th after it, cut to the
+    longest ``1 + 8k`` (the VAE encoder crops the same way)."""
+    if images.ndim != 4 or images.shape[-1] not in (3, 4) or images.shape[0] == 0:
+        raise InputError(f"the control video must be IMAGE frames [F, H, W, 3], got {list(images.shape)}.")
+    frames = images[:pixel_frames, ..., :3]
+    frames = frames[[0, *range(1, frames.shape[0], temporal_scale_factor)]]
+    return frames[: (frames.shape[0] - 1) // scale.time * scale.time + 1]
