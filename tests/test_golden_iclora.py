@@ -1,6 +1,6 @@
 """IC-LoRA reference-video guides against the official implementation (fixtures: tests/fixtures/iclora, made by
-scripts/fixtures/make_iclora.py from Lightricks/LTX-2 HEAD on CPU in float32, on the tiny 2.0-head and 2.3
-checkpoints of the shared golden sets).
+scripts/fixtures/make_iclora.py from Lightricks/LTX-2 HEAD on CPU in float32, on the tiny 2.0-head, 2.3 and
+2.5 DiT files of the shared golden sets).
 
 Per call: the conditioned and noised video state (guide token positions, denoise mask, clean tokens, the
 self-attention mask from ``conditioning_attention_strength`` or per-token weights, several guides stacked), the
@@ -24,7 +24,7 @@ from ltx2_nodes.sampling.guides import ReferenceVideoGuide
 from ltx2_nodes.sampling.noise import SeededNoise
 from ltx2_nodes.sampling.state import AudioGrid, VideoGrid, add_noise, initial_state
 
-WEIGHT_FLAVOURS = ["2.0-head", "2.3"]
+WEIGHT_FLAVOURS = ["2.0-head", "2.3", "2.5"]
 
 
 @pytest.fixture(scope="module", params=WEIGHT_FLAVOURS, ids=[f"golden-iclora-{f}" for f in WEIGHT_FLAVOURS])

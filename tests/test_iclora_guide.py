@@ -87,8 +87,8 @@ def test_guide_tokens_never_reach_the_sampled_or_decoded_video(headless, demo_mo
     _, guided, video_vae = _guided_run(demo_models, attention=1.0)
     for out in (unseen, guided):
         assert to_av_latents(out).video.shape == to_av_latents(plain).video.shape
-    # attention 0 cuts the guide off both ways: the video is the unguided one (to float rounding), so nothing of the guide's
-    # tokens is mixed into (or appended to) the output; with attention the guide changes the video
+    # attention 0 cuts the guide off both ways: the video is the unguided one (to float rounding), so nothing of the
+    # guide's tokens is mixed into (or appended to) the output; with attention the guide changes the video
     torch.testing.assert_close(to_av_latents(unseen).video, to_av_latents(plain).video, atol=1e-5, rtol=0)
     assert (to_av_latents(guided).video - to_av_latents(plain).video).abs().max() > 1e-3
     (frames,) = call("LTX2VideoDecodeTiled", latent=guided, video_vae=video_vae)
