@@ -102,3 +102,30 @@ def test_guide_node_refuses_a_size_the_reference_scale_does_not_divide(headless,
     with pytest.raises(InputError, match="multiples of 64"):
         call("LTX2ICLoRAGuide", latent=latent, model=model, video_vae=video_vae,
              control_video=torch.zeros(9, 64, 96, 3), strength=1.0, attention_strength=1.0)
+
+
+def test_golden_streamed_guided_forward_with_a_lora_equals_the_resident_one():
+    """Block streaming carries the guides' attention mask like every per-forward input (a LoRA hooked on)."""
+    from conftest import find_golden, golden_dir
+    from memory_support import add_lora
+    from test_golden_iclora import _states, _text
+    from ltx2_nodes.loading.checkpoint import LTX2Checkpoint
+    from ltx2_nodes.loading.components import load_transformer
+    from ltx2_nodes.memory import MemoryEngine
+    from ltx2_nodes.memory.placement import module_tensors, tensor_bytes
+    from ltx2_nodes.sampling.guidance import GuidedDenoiser
+
+    golden = find_golden("iclora_reference_video_2.3", "iclora")
+    model = load_transformer(LTX2Checkpoint(golden_dir("2.3") / golden.meta["weights_file"]), dtype=torch.float32)
+    assert add_lora(model.transformer_blocks, style="hook") > 0
+    _, video, audio = _states(golden, "call1")
+    assert video.attention is not None
+    denoiser = GuidedDenoiser(model, _text(golden, "call1"))
+    sigma = torch.tensor(0.8)
+    with torch.no_grad():
+        expected = denoiser(video, audio, sigma, 0)
+    engine = MemoryEngine("cpu", virtual=True, vram_budget=2 * tensor_bytes(module_tensors(model)), minimal=True)
+    with torch.inference_mode(), engine.stage("dit", model, blocks=model.transformer_blocks) as stage:
+        assert stage.mode == "streamed"
+        got = denoiser(video, audio, sigma, 0)
+    assert all(torch.equal(a, b) for a, b in zip(got, expected))
