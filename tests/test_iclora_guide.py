@@ -129,3 +129,31 @@ def test_golden_streamed_guided_forward_with_a_lora_equals_the_resident_one():
         assert stage.mode == "streamed"
         got = denoiser(video, audio, sigma, 0)
     assert all(torch.equal(a, b) for a, b in zip(got, expected))
+
+
+def _control_mp4(path, frames: int = 17):
+    from ltx2_nodes.media.mux import MP4Writer
+
+    ramp = torch.linspace(0, 1, 96).view(1, 1, 96, 1).expand(frames, 64, 96, 3).contiguous()
+    with MP4Writer(path, 24.0) as writer:
+        writer.add_frames(ramp)
+    return path
+
+
+def test_generate_guides_stage_one_with_a_control_video_and_its_ic_lora(demo_models, tmp_path, isolated, capsys):
+    import json
+
+    from ltx2_nodes.cli import main
+    from ltx2_nodes.demo.models import CHECKPOINT_23
+    from ltx2_nodes.media.mux import probe
+
+    control = _control_mp4(tmp_path / "depth.mp4")
+    base = ["generate", "--prompt", "a figure walks", "--models-dir", str(demo_models.root), "--checkpoint",
+            CHECKPOINT_23, "--width", "128", "--height", "128", "--frames", "17", "--single-stage", "--device", "cpu",
+            "--out", str(tmp_path / "clip.mp4")]
+    assert main([*base, "--control-video", str(control)]) == 2
+    assert "--control-video needs the IC-LoRA" in capsys.readouterr().err
+    assert main([*base, "--control-video", str(control), "--ic-lora", IC_LORA_23, "--control-attention", "0.5"]) == 0
+    info = probe(tmp_path / "clip.mp4")
+    assert (info.width, info.height, info.video_frames) == (128, 128, 17)  # the guide's frames are not in the clip
+    assert json.loads(info.metadata["ltx2_generate"])["control_video"] is True

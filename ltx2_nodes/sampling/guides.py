@@ -93,6 +93,16 @@ class ReferenceVideoGuide:
                              attention=self.attention_weights())
 
 
+@dataclass
+class ControlVideo:
+    """An IC-LoRA control video to guide a run's first stage with (``generate``): IMAGE ``frames`` ``[F, H, W, 3]``,
+    the guide's ``strength`` and its ``attention`` strength (``conditioning_attention_strength``)."""
+
+    frames: torch.Tensor
+    strength: float = 1.0
+    attention: float = 1.0
+
+
 def reference_scale_factors(loras: Sequence) -> tuple[int, int]:
     """The ``(downscale, temporal)`` factors of the reference video for these ``LoRA``s (``loading.lora``; 1 where
     none says), refusing two LoRAs trained with different ones (as the reference pipeline)."""
