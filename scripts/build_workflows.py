@@ -787,8 +787,10 @@ def _dump(data: dict) -> str:
 
 def build() -> dict[Path, str]:
     """Every generated text file, relative to the repository root -> its content."""
+    import workflows_iclora  # issue 16: IC-LoRA control (its own module; it imports this one)
+
     files = {}
-    for release, make in RELEASE_WORKFLOWS:
+    for release, make in RELEASE_WORKFLOWS + workflows_iclora.ICLORA_WORKFLOWS:
         workflow = make(release)
         files[Path("example_workflows") / f"{workflow.name}.json"] = _dump(
             ui_format(workflow, release.released, RELEASED_SIZE))
@@ -800,6 +802,8 @@ def build() -> dict[Path, str]:
 
 
 def main() -> int:
+    import workflows_iclora
+
     for relative, text in build().items():
         path = REPO / relative
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -813,8 +817,10 @@ def main() -> int:
     print(demo_clip(inputs / DEMO["clip"]).relative_to(REPO))
     if not (inputs / DEMO["video"]).is_file():  # an MP4 is not byte-stable across encoder builds: written once
         print(demo_video(inputs / DEMO["video"]).relative_to(REPO))
+    print(*(p.relative_to(REPO) for p in workflows_iclora.write_demo_inputs(inputs)), sep="\n")
     return 0
 
 
 if __name__ == "__main__":
+    sys.modules.setdefault("build_workflows", sys.modules[__name__])  # one module for the family modules importing it
     sys.exit(main())
