@@ -50,8 +50,10 @@ def harness_dir() -> Path:
 def demo_ui_workflow(path: Path) -> dict:
     """A shipped UI workflow re-pointed at the demo models, inputs and sizes (what a user does in the widgets)."""
     import build_workflows as build
+    import workflows_iclora
 
-    names = {release.released[k]: release.demo[k] for release in build.ALL_RELEASES for k in release.released}
+    names = {release.released[k]: release.demo[k] for release in build.ALL_RELEASES + (workflows_iclora.ICLORA_23,)
+             for k in release.released}
     sizes = [build.RELEASED_SIZE[k] for k in ("width", "height", "frames")]
     demo_sizes = [demo_size(path.name)[k] for k in ("width", "height", "frames")]
     data = json.loads(path.read_text())
@@ -69,7 +71,10 @@ def demo_ui_workflow(path: Path) -> dict:
 def demo_size(name: str) -> dict:
     """The demo twins' size of the release a workflow file belongs to (by its prefix)."""
     import build_workflows as build
+    import workflows_iclora
 
+    if "ic_lora_" in name:  # IC-LoRA control: its own demo size (the reference at half size in whole latent cells)
+        return workflows_iclora.ICLORA_23.demo_size
     release = next((r for r in build.ALL_RELEASES if r.prefix and name.removeprefix("ui_").startswith(r.prefix)),
                    build.LTX_2)
     return release.demo_size or build.DEMO_SIZE
