@@ -1,4 +1,4 @@
-"""The IC-LoRA control workflows (issue 16), registered by ``build_workflows.py``: union control from a control video.
+"""The IC-LoRA control workflows (issue 16, ``scripts/build_workflows.py``): union control from a control video.
 
 The control video (depth, pose or edge maps made by a preprocessor pack, or any reference clip) is loaded with
 ComfyUI core's Load Video + Get Video Components; the IC-LoRA is applied with the LoRA loader to stage 1 only, whose
@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import build_workflows as build
-from build_workflows import FPS, SEED, LTX_2_3, Link, Model, Node, Release, Workflow, _back, _col, _front, _prompt
+from workflow_graph import (DEMO_SIZE, FPS, LTX_2_3, Link, Model, Node, Release, Workflow, _back, _col, _empty_latent,
+                            _front, _prompt, _sampler, _seed_and_fps, _upscaler, models_note, stage_note)
 from ltx2_nodes.demo import models as demo
 
 UNION_CONTROL = "ltx-2.3-22b-ic-lora-union-control-ref0.5.safetensors"  # Lightricks/LTX-2.3-22b-IC-LoRA-Union-Control
@@ -20,7 +20,7 @@ CONTROL_VIDEO = {"released": "example_control.mp4", "demo": "ltx2-demo-control.m
 ICLORA_23 = dataclasses.replace(
     LTX_2_3, released={**LTX_2_3.released, "ic_lora": UNION_CONTROL, "control_video": CONTROL_VIDEO["released"]},
     demo={**LTX_2_3.demo, "ic_lora": demo.IC_LORA_23, "control_video": CONTROL_VIDEO["demo"]},
-    demo_size={**build.DEMO_SIZE, "height": 128})
+    demo_size={**DEMO_SIZE, "height": 128})
 
 CONTROL_PROMPT = ("A dancer in a flowing red dress spins across a sunlit wooden studio floor, the camera following "
                   "her at waist height; her shoes tap and the dress rustles over soft piano music.")
@@ -39,7 +39,7 @@ def ic_lora_union_control(r: Release = ICLORA_23) -> Workflow:
     nodes = _front("distilled") + [
         _prompt(3, CONTROL_PROMPT, "Prompt", 0),
         Node(4, "LTX2TextConnector", {"text_connector": Link(1, 3), "features": Link(3)}, pos=_col(2, 0)),
-        build._empty_latent(),
+        _empty_latent(),
         Node(25, "LoadVideo", {"file": Model("control_video")}, "Control video (depth / pose / canny)",
              pos=_col(1, 620)),
         Node(26, "GetVideoComponents", {"video": Link(25)}, pos=_col(1, 820)),
@@ -48,22 +48,21 @@ def ic_lora_union_control(r: Release = ICLORA_23) -> Workflow:
         Node(31, "LTX2ICLoRAGuide", {"latent": Link(5), "model": Link(30), "video_vae": Link(1, 1),
                                      "control_video": Link(26, 0), "strength": 1.0, "attention_strength": 1.0},
              pos=_col(2, 820)),
-        build._sampler(6, Link(30), Link(31), r.preset("distilled"), "Stage 1 sampler (distilled + IC-LoRA)",
+        _sampler(6, Link(30), Link(31), r.preset("distilled"), "Stage 1 sampler (distilled + IC-LoRA)",
                        _col(3, 0)),
-        Node(7, "LTX2LatentUpscaler", {"latent": Link(6), "video_vae": Link(1, 1), "upscale_model": Model("upscaler")},
-             pos=_col(3, 620)),
-        build._sampler(8, Link(1), Link(7), r.preset("refine"), "Stage 2 sampler (refine, no IC-LoRA)", _col(4, 0)),
+        _upscaler(),
+        _sampler(8, Link(1), Link(7), r.preset("refine"), "Stage 2 sampler (refine, no IC-LoRA)", _col(4, 0)),
     ] + _back(8, 8, f"LTX2/{r.prefix}ic_lora_union_control")
-    models = (build.models_note(r, "distilled") + f" The IC-LoRA: {r.released['ic_lora']} "
+    models = (models_note(r, "distilled") + f" The IC-LoRA: {r.released['ic_lora']} "
               "(Lightricks/LTX-2.3-22b-IC-LoRA-Union-Control) in models/loras.")
     notes = [(models, _col(0, 520), (340, 240)),
-             (CONTROL_NOTE + " " + build.stage_note(r), _col(0, 800), (340, 520))]
+             (CONTROL_NOTE + " " + stage_note(r), _col(0, 800), (340, 520))]
     return Workflow(f"{r.prefix}ic_lora_union_control_two_stage",
                     f"Control video (depth / pose / canny) to video with sound, {r.label} IC-LoRA union control, "
-                    "two stages", nodes, {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes, r)
+                    "two stages", nodes, _seed_and_fps(), notes, r)
 
 
-ICLORA_WORKFLOWS = [(ICLORA_23, ic_lora_union_control)]
+RELEASE_WORKFLOWS = [(ICLORA_23, ic_lora_union_control)]
 
 
 def demo_control_video(path: Path, frames: int = 49, width: int = 256, height: int = 128, fps: float = FPS) -> Path:
