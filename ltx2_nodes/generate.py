@@ -34,14 +34,15 @@ from .handles import DiTHandle, GemmaHandle, LTX2Models, UpscalerHandle, VideoVA
 from .latents import AVLatents, GenerationSettings, empty_latents
 from .sampling.conditioning import ImageCondition
 from .sampling.guidance import plan_passes
+from .sampling.guides import ControlVideo, reference_scale_factors
 from .sampling.loop import Callback
 from .sampling.noise import SeededNoise
 from .model.shapes import (Upscale, VideoScale, clamped_frames_for_seconds, stage1_frames, stage1_size,
                            video_latent_size)
 from .sampling.recipe import DEFAULT_SEED, Recipe, SamplerPreset, recipe_for
 from .stages import (audio_latent_for_clip, connect_text, decode_audio, decode_video, decode_video_chunks,
-                     encode_conditioning_images, encode_prompts, pixels_to_images, predict_frames, run_sampler,
-                     split_text, upscale)
+                     encode_conditioning_images, encode_prompts, encode_reference_guide, pixels_to_images,
+                     predict_frames, run_sampler, split_text, upscale)
 
 log = logging.getLogger("ltx2_nodes")
 _LONGER_THAN_ANY_CLAMP = 1e6  # seconds
@@ -90,6 +91,7 @@ class GenerateRequest:
     refine_tiles: RefineTiles | str | None = None
     refine_tile_positions: bool = False  # tiles' positions start at 0 (``RefineTiles.tile_positions``)
     upscale: Upscale = Upscale()
+    control: ControlVideo | None = None  # IC-LoRA control video guiding stage 1 (``generate(stage1_loras=...)``)
 
     def describe(self) -> dict:
         """What the MP4's ``ltx2_generate`` tag records (ComfyUI's own ``prompt`` tag means an API graph)."""
@@ -99,7 +101,8 @@ class GenerateRequest:
                 "mode": self.mode, "sampler": settings.sampler, "steps": settings.steps, "two_stage": self.two_stage,
                 "upscale": self.upscale.describe() if self.two_stage else "none",
                 "images": len(self.images), "audio_to_video": self.audio is not None,
-                "keyframes": self.keyframes if isinstance(self.keyframes, int) else list(self.keyframes)}
+                "keyframes": self.keyframes if isinstance(self.keyframes, int) else list(self.keyframes),
+                "control_video": self.control is not None}
 
     def recipe(self) -> Recipe:
         return recipe_for(self.family)
@@ -207,16 +210,23 @@ def sample_stages(dit: DiTHandle, video_vae: VideoVAEHandle, positive: TextCondi
                   upscaler: UpscalerHandle | None = None, loras: Sequence = (), stage2_loras: Sequence = (),
                   callback: Callback | None = None, refine_tiles: RefineTiles | None = None,
                   temporal_upscaler: UpscalerHandle | None = None, refine: SamplerPreset | None = None,
-                  stage1_loras: Sequence = ()) -> AVLatents:
+                  stage1_loras: Sequence = (), control: ControlVideo | None = None) -> AVLatents:
     """Stage 1 with ``settings`` from ``latents``; with an ``upscaler`` and/or a ``temporal_upscaler`` the
     two-stage recipe follows: the spatial upscale (x2 / x1.5), the temporal one (F -> 2F - 1 frames at twice the
     frame rate), then ``refine`` (None: ``recipe.refine``) at the final size on the same noise stream, the input's
     masks kept and the images encoded again at that size (stage 1 of a temporal run pins an image at half its
     frame); ``stage1_loras`` / ``stage2_loras`` added to ``loras`` in their stage; ``refine_tiles``: that
-    refinement tile by tile (``stages.run_sampler``). Latents on the CPU."""
+    refinement tile by tile (``stages.run_sampler``). IC-LoRA control (the reference ``ICLoraPipeline``): the
+    IC-LoRA comes in ``stage1_loras`` and ``control`` guides stage 1 only, encoded at the LoRAs' reference size
+    (``stages.encode_reference_guide``); stage 2 refines without either. Latents on the CPU."""
     noise = SeededNoise(settings.seed, latents.batch)
     first_images = _stage1_images(images, temporal_upscaler is not None)
     items = encode_conditioning_images(video_vae, first_images, latents.video_grid(), engine)
+    if control is not None:
+        downscale, temporal = reference_scale_factors([lora for lora, _ in [*loras, *stage1_loras]])
+        items.append(encode_reference_guide(video_vae, control.frames, latents.video_grid(), engine,
+                                            downscale_factor=downscale, temporal_scale_factor=temporal,
+                                            strength=control.strength, attention=control.attention))
     result = run_sampler(dit, positive, latents, settings, engine, negative=negative, conditioning=items,
                          loras=list(loras) + list(stage1_loras), noise=noise, callback=callback)
     if upscaler is None and temporal_upscaler is None:
@@ -276,7 +286,8 @@ def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out
     passes the distilled LoRA at ``recipe.stage2_lora_strength`` in stage 2, the HQ recipe in both stages at
     ``Recipe.stage_lora_strengths``); ``upscaler``: the spatial one (x2, x1.5), ``temporal_upscaler``: the
     temporal x2 (either or both between the stages of a two-stage run); ``compile_dit``: DiT blocks through
-    ``torch.compile`` (``DiTHandle.with_compile``). Returns the MP4 path."""
+    ``torch.compile`` (``DiTHandle.with_compile``); ``request.control``: an IC-LoRA control video
+    guiding stage 1, the IC-LoRA passed in ``stage1_loras``. Returns the MP4 path."""
     engine = engine if engine is not None else default_engine()
     if request.two_stage and upscaler is None and temporal_upscaler is None:
         raise InputError("a two-stage run needs the latent upscaler (ltx-2-spatial-upscaler-x2-1.0.safetensors, "
@@ -288,7 +299,8 @@ def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out
         raise InputError("generated keyframes are placed on stage 1's frames; they do not combine with the "
                          "temporal upscaler here. Drop one of them.")
     request = request.for_model(ltx2).with_upscalers(upscaler, temporal_upscaler)
-    require_parts(ltx2, images=bool(request.images), audio=request.audio is not None)
+    require_parts(ltx2, images=bool(request.images) or request.control is not None,
+                  audio=request.audio is not None)
     log.info("%s: LTX-%s presets (sampling/recipe.py), mode %s, upscalers %s", ltx2.name, request.family,
              request.mode, request.upscale.describe() if request.two_stage else "none")
     tiles = precheck(ltx2, gemma, request, engine, upscaler, temporal_upscaler).request.tiles()
@@ -317,7 +329,7 @@ def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out
                            negative=negative, images=request.images, upscaler=upscaler if two else None,
                            temporal_upscaler=temporal_upscaler if two else None, refine=request.refine_preset(),
                            loras=loras, stage1_loras=stage1_loras, stage2_loras=stage2_loras, callback=callback,
-                           refine_tiles=tiles)
+                           refine_tiles=tiles, control=request.control)
 
     sound = (audio_segment(request.audio, request.audio_start_seconds, request.frames / request.fps)
              if request.audio is not None else None)  # a2v: the input sound itself, as the reference a2vid returns

@@ -10,6 +10,7 @@ shared set next to the repo):
 | ``2.3`` | ``LTX2_GOLDEN_23_DIR`` | ``../shared/golden-2.3`` |
 | ``2.5`` | ``LTX2_GOLDEN_25_DIR`` | ``../shared/golden-2.5`` |
 | ``temporal_upsampler`` (repo) | ``LTX2_GOLDEN_TEMPORAL_UPSAMPLER_DIR`` | ``tests/fixtures/temporal_upsampler`` |
+| ``iclora`` (IC-LoRA guides on the 2.0-head, 2.3, 2.5 DiTs) | ``LTX2_GOLDEN_ICLORA_DIR`` | ``tests/fixtures/iclora`` |
 
 Tests discover files by their ``component`` metadata and read every dimension and call
 parameter from the files, so the same tests run unchanged on any fixture set of that format.
@@ -43,6 +44,7 @@ GOLDEN_FLAVOURS = {
     "2.3": ("LTX2_GOLDEN_23_DIR", "golden-2.3"),
     "2.5": ("LTX2_GOLDEN_25_DIR", "golden-2.5"),
     "temporal_upsampler": ("LTX2_GOLDEN_TEMPORAL_UPSAMPLER_DIR", "tests/fixtures/temporal_upsampler"),
+    "iclora": ("LTX2_GOLDEN_ICLORA_DIR", "tests/fixtures/iclora"),  # in the repo (scripts/fixtures/make_iclora.py)
 }
 
 

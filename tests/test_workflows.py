@@ -23,12 +23,13 @@ sys.path.insert(0, str(REPO / "scripts"))
 import build_workflows as build
 import workflow_formats as formats
 import workflow_graph as graph
+import workflows_iclora
 
 UI_FILES = sorted((REPO / "example_workflows").glob("*.json"))
 API_FILES = sorted((REPO / "workflows").glob("*.api.json"))
 DEMO_FILES = sorted(DEMO_WORKFLOWS.glob("*.api.json"))
 FOLDER_NAMES = {"checkpoints": ["distilled", "dev"], "diffusion_models": [], "text_encoders": ["gemma"],
-                "loras": ["lora"], "latent_upscale_models": ["upscaler", "upscaler_x1_5"], "vae": [],
+                "loras": ["lora", "ic_lora"], "latent_upscale_models": ["upscaler", "upscaler_x1_5"], "vae": [],
                 "model_patches": []}
 KINDS_25 = {"t2av_distilled_two_stage", "i2av_distilled_two_stage", "t2av_keyframes_auto_length"}
 
@@ -44,7 +45,7 @@ def test_every_workflow_kind_ships_per_model_family_in_each_form():
              "t2av_distilled_tiled_refine", "v2a_distilled_one_stage", "t2a_dev_one_stage",
              "keyframes_distilled_two_stage", "extend_distilled", "retake_distilled", "t2av_hq_two_stage"}
     assert names == (kinds | {"ltx23_" + kind for kind in kinds} | {"ltx25_" + kind for kind in KINDS_25}
-                     | {"ltx23_t2av_distilled_x1_5_upscale"})
+                     | {"ltx23_t2av_distilled_x1_5_upscale", "ltx23_ic_lora_union_control_two_stage"})
     assert {p.name.split(".")[0] for p in API_FILES} == names == {p.name.split(".")[0] for p in DEMO_FILES}
 
 
@@ -58,7 +59,8 @@ def test_generated_files_are_up_to_date():
 @pytest.fixture
 def folder_lists(monkeypatch):
     """Model and input combos list the released and the demo names (no files needed to validate)."""
-    tables = [table for release in graph.ALL_RELEASES for table in (release.released, release.demo)]
+    releases = graph.ALL_RELEASES + (workflows_iclora.ICLORA_23,)
+    tables = [table for release in releases for table in (release.released, release.demo)]
 
     def list_models(folder):
         folder = {"clip": "text_encoders", "unet": "diffusion_models"}.get(folder, folder)
@@ -66,7 +68,7 @@ def folder_lists(monkeypatch):
 
     monkeypatch.setattr(paths, "list_models", list_models)
     monkeypatch.setattr(core_nodes, "_input_files", lambda kinds: sorted(
-        {t[k] for t in tables for k in ("image", "audio", "last_image", "clip", "video")}))
+        {t[k] for t in tables for k in ("image", "audio", "last_image", "clip", "video", "control_video") if k in t}))
     monkeypatch.setattr(core_nodes.LoadImage, "VALIDATE_INPUTS", classmethod(lambda cls, image: True), raising=False)
     monkeypatch.setattr(core_nodes.LoadAudio, "VALIDATE_INPUTS", classmethod(lambda cls, audio: True), raising=False)
     monkeypatch.setattr(core_nodes.LoadVideo, "VALIDATE_INPUTS", classmethod(lambda cls, file: True), raising=False)

@@ -167,6 +167,10 @@ class SequenceParallelDiT:
     def __call__(self, video, audio, perturbations=None):
         if video is None or self.size == 1:
             return self.model(video, audio, perturbations)
+        if video.attention_mask is not None:
+            raise ValueError("a video self-attention mask (an IC-LoRA guide with attention strength below 1 or a "
+                             "guide mask) cannot be split across processes: run it in one process, or set the "
+                             "guide's attention strength to 1 without a mask")
         local = self.shard_of(video)
         velocity, audio_velocity = self.model(local, audio, perturbations)
         return local.shard.gather(velocity), audio_velocity

@@ -112,6 +112,7 @@ class LatentInfo:
     refine_tiles: RefineTiles | None = None  # the tiles the next sampler refines in (``LTX2RefineTiles``)
     video_start: int = 0  # an extend window's place in the clip (``AVLatents.video_start`` / ``audio_start``)
     audio_start: int = 0
+    guides: tuple = ()  # encoded guides for the next sampler only (``sampling.guides.ReferenceVideoGuide``)
 
     def replace(self, **changes) -> "LatentInfo":
         return dataclasses.replace(self, **changes)

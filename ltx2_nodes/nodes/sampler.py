@@ -135,7 +135,7 @@ class LTX2Sampler:
                                       sampler=sampler, video_guidance=video, audio_guidance=audio,
                                       batched_guidance=guidance_passes == "batched")
         run_engine = engine()
-        items = self._conditioning(info, av, run_engine)
+        items = self._conditioning(info, av, run_engine) + list(info.guides)  # IC-LoRA guides last, as the reference
         noise = SeededNoise.resume(info.noise, seed, av.batch)  # stage 2 with stage 1's seed continues its stream
         video_vae = model.models.optional("video_vae") if av.video is not None else None
         preview = previewer_for(video_vae, run_engine)
@@ -143,7 +143,8 @@ class LTX2Sampler:
                                  noise=noise, callback=preview, tiles=info.refine_tiles)
         # the masks stay: a kept audio (audio-to-video) is kept in stage 2 as well
         out = dataclasses.replace(out, video_mask=av.video_mask, audio_mask=av.audio_mask)
-        return (from_av_latents(out, info.replace(noise=noise.record(), refine_tiles=None), base=latent),)
+        # guides condition this sampler only (the reference's IC-LoRA stage 2 has none)
+        return (from_av_latents(out, info.replace(noise=noise.record(), refine_tiles=None, guides=()), base=latent),)
 
     @staticmethod
     def _conditioning(info, av, run_engine) -> list:

@@ -50,8 +50,10 @@ def harness_dir() -> Path:
 def demo_ui_workflow(path: Path) -> dict:
     """A shipped UI workflow re-pointed at the demo models, inputs and sizes (what a user does in the widgets)."""
     import workflow_graph as graph
+    import workflows_iclora
 
-    names = {release.released[k]: release.demo[k] for release in graph.ALL_RELEASES for k in release.released}
+    names = {release.released[k]: release.demo[k] for release in graph.ALL_RELEASES + (workflows_iclora.ICLORA_23,)
+             for k in release.released}
     twin = json.loads((REPO / "workflows" / "demo" / f"{path.stem}.api.json").read_text())  # its sizes per node
     data = json.loads(path.read_text())
     for node in data["nodes"]:
@@ -68,7 +70,10 @@ def demo_ui_workflow(path: Path) -> dict:
 def demo_size(name: str) -> dict:
     """The demo twins' size of the release a workflow file belongs to (by its prefix)."""
     import workflow_graph as graph
+    import workflows_iclora
 
+    if "ic_lora_" in name:  # IC-LoRA control: its own demo size (the reference at half size in whole latent cells)
+        return workflows_iclora.ICLORA_23.demo_size
     release = next((r for r in graph.ALL_RELEASES if r.prefix and name.removeprefix("ui_").startswith(r.prefix)),
                    graph.LTX_2)
     return release.demo_size or graph.DEMO_SIZE
