@@ -67,6 +67,10 @@ class Attention(nn.Module):
     and skips the query/key path. ``gated`` (LTX-2.3 ``apply_gated_attention``) adds
     ``to_gate_logits`` (query_dim -> heads): each head's output (after the perturbation blend,
     before ``to_out``) is scaled by ``2 * sigmoid(logit)`` computed from the query input ``x``.
+
+    ``core`` replaces the attention of the normed, rotated heads: ``core(q, k, v, mask)`` on ``[B, T, heads,
+    dim_head]`` tensors answers ``[B, Tq, heads, dim_head]``; default :func:`attend_heads`. Sequence parallelism
+    (``model.sequence_parallel``) passes one that exchanges heads between ranks around ``attend_heads``.
     """
 
     def __init__(self, query_dim: int, heads: int, dim_head: int, context_dim: int | None = None,
@@ -86,10 +90,10 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                 rope: RopeTable | None = None, k_rope: RopeTable | None = None,
-                keep: torch.Tensor | bool | None = None) -> torch.Tensor:
+                keep: torch.Tensor | bool | None = None, core=None) -> torch.Tensor:
         context = x if context is None else context
         v = self.to_v(context)
-        out = v if keep is False else self._attend(x, context, v, mask, rope, k_rope)
+        out = v if keep is False else self._attend(x, context, v, mask, rope, k_rope, core or attend_heads)
         if keep is not None and keep is not False:
             out = out * keep + v * (1 - keep)
         if self.to_gate_logits is not None:
@@ -97,18 +101,25 @@ class Attention(nn.Module):
             out = (out.unflatten(-1, (self.heads, self.dim_head)) * gates.unsqueeze(-1)).flatten(-2)
         return self.to_out[0](out)
 
-    def _attend(self, x, context, v, mask, rope, k_rope) -> torch.Tensor:
+    def _attend(self, x, context, v, mask, rope, k_rope, core) -> torch.Tensor:
         q = self.q_norm(self.to_q(x))
         k = self.k_norm(self.to_k(context))
         if rope is not None:
             q = apply_rope(q, rope)
             k = apply_rope(k, rope if k_rope is None else k_rope)
         batch = x.shape[0]
-        q, k, v = (t.view(batch, -1, self.heads, self.dim_head).transpose(1, 2) for t in (q, k, v))
-        if mask is not None:
-            mask = mask.to(q.dtype)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return out.transpose(1, 2).reshape(batch, -1, self.heads * self.dim_head)
+        q, k, v = (t.view(batch, -1, self.heads, self.dim_head) for t in (q, k, v))
+        return core(q, k, v, mask).reshape(batch, -1, self.heads * self.dim_head)
+
+
+def attend_heads(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Scaled dot-product attention of ``[B, T, heads, dim_head]`` tensors (any number of heads); ``mask``
+    additive (or boolean, True = attend), broadcastable to ``[B, heads, Tq, Tk]``. Answers ``[B, Tq, heads,
+    dim_head]``."""
+    if mask is not None and mask.dtype != torch.bool:
+        mask = mask.to(q.dtype)
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
+    return out.transpose(1, 2)
 
 
 def timestep_sinusoid(t: torch.Tensor, channels: int = 256, max_period: float = 10000.0) -> torch.Tensor:

@@ -268,6 +268,8 @@ class ModalityInput:
     stream's cross-attention width for LTX-2.3). ``context_mask``: optional ``[B, L]``, 1 = attend.
     ``keyframes_mask``: optional ``[B, T]`` / ``[B, T, 1]``, non-zero on video tokens that encode a
     single pixel frame (they receive the keyframe embedding; ignored by models without one).
+    ``shard``: set when these tokens are one rank's share of a sequence split across processes
+    (``model.sequence_parallel.TokenShard``): the attentions whose keys are these tokens attend through it.
     """
 
     latent: torch.Tensor
@@ -277,6 +279,7 @@ class ModalityInput:
     context: torch.Tensor
     context_mask: torch.Tensor | None = None
     keyframes_mask: torch.Tensor | None = None
+    shard: object | None = None
 
 
 class AdaValues:
@@ -344,6 +347,7 @@ class StreamState:
     cross_rope: RopeTable | None = None
     cross_ada: AdaValues | None = None  # 4 rows (scale a2v, shift a2v, scale v2a, shift v2a)
     cross_gate: AdaValues | None = None  # 1 row, from the other stream's per-sample sigma
+    shard: object | None = None  # ModalityInput.shard: self-attention and the other stream's keys go through it
 
 
 # ------------------------------------------------------------------------------------------------
@@ -384,7 +388,8 @@ class AVTransformerBlock(nn.Module):
         table = getattr(self, prefix + "scale_shift_table")
         shift, scale, gate = s.ada.rows(table, 0, 3)
         x = torch.addcmul(x, getattr(self, prefix + "attn1")(
-            _modulate(rms_norm(x, self.eps), shift, scale), rope=s.rope, keep=keep), gate)
+            _modulate(rms_norm(x, self.eps), shift, scale), rope=s.rope, keep=keep,
+            core=None if s.shard is None else s.shard.self_attention), gate)
         attn2, normed = getattr(self, prefix + "attn2"), rms_norm(x, self.eps)
         if not self.cross_attention_adaln:  # LTX-2: un-modulated text cross-attention
             return x + attn2(normed, context=s.context, mask=s.context_mask)
@@ -417,7 +422,8 @@ class AVTransformerBlock(nn.Module):
             rope=v.cross_rope, k_rope=a.cross_rope) * gate_a2v, keep_a2v)
         new_ax = _residual(ax, lambda: self.video_to_audio_attn(
             _modulate(an, a_sh_v2a, a_sc_v2a), context=_modulate(vn, v_sh_v2a, v_sc_v2a),
-            rope=a.cross_rope, k_rope=v.cross_rope) * gate_v2a, keep_v2a)
+            rope=a.cross_rope, k_rope=v.cross_rope,
+            core=None if v.shard is None else v.shard.keys_attention) * gate_v2a, keep_v2a)
         return new_vx, new_ax
 
     def keeps(self, skips: Perturbations, like: torch.Tensor) -> BlockKeeps:
@@ -529,7 +535,7 @@ class LTX2Transformer(nn.Module):
         state = StreamState(
             x=x, context=self._context(inp, modality, prefix, dtype),
             context_mask=binary_to_additive_mask(inp.context_mask, dtype), ada=ada, embedded_timestep=embedded,
-            rope=rope_table(inp.positions, inner, heads, cfg.rope_spec(modality), dtype),
+            rope=rope_table(inp.positions, inner, heads, cfg.rope_spec(modality), dtype), shard=inp.shard,
         )
         if cfg.cross_attention_adaln and cfg.use_prompt_adaln_single:
             state.prompt_ada, _ = self._ada(getattr(self, prefix + "prompt_adaln_single"),
