@@ -25,10 +25,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .distributed import world as current_world
+from .distributed import world
 from .errors import InputError, NonFiniteError
 from .finite import check_finite
 from .loading.lora import applied_loras
@@ -100,6 +101,18 @@ def precheck_stage(engine: MemoryEngine, weights: StageWeights, video_shape: Seq
                          pixel_frames(video_shape[2], scale), fps, batch=batch, prompts=1, vae_tile=vae_tile,
                          dtype=dtype)
     return engine.precheck({weights.name: weights}, request, dit_config=dit_config, what=what)
+
+
+def _rank0s(value):
+    """``value`` as rank 0 has it, on every rank of a distributed run (as is in one process): a choice made from
+    a rank's own memory budget ("auto" decode tiles, refine tiles grown to the budget) must be the same on
+    every rank, or their tile plans, and so their collectives, would not match."""
+    ranks = world()
+    if ranks.size == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, group=ranks.group, group_src=0)
+    return box[0]
 
 
 @contextlib.contextmanager
@@ -332,6 +345,7 @@ def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, 
     plan = None
     if latents.video is not None:  # an audio-only latent is seconds long: nothing to refuse
         fhw = tuple(latents.video.shape[2:])
+        tiles = _rank0s(tiles)
         plan = plan_refine_tiles(fhw, tiles) if tiles is not None and tiles.count > 1 else None
         # tiled: the DiT's activations are the largest tile's (the blend buffers are latent-sized, small)
         checked = max((t.shape for t in plan), key=math.prod) if plan else fhw
@@ -347,7 +361,7 @@ def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, 
         if plan is not None and len(plan) > 1:
             log.info("refining the %dx%d latent in %s (largest %d of %d tokens)", grid.height, grid.width,
                      tiles.describe(), max(t.tokens for t in plan), grid.tokens)
-            model = TiledDiT(model, fhw, plan, tile_positions=tiles.tile_positions, world=current_world())
+            model = TiledDiT(model, fhw, plan, tile_positions=tiles.tile_positions, world=world())
             if latents.audio is not None:
                 latents = latents.keep_audio()
         video_tokens += (max(t.tokens for t in plan) if plan else grid.tokens) \
@@ -450,7 +464,7 @@ def decode_video_chunks(latent: torch.Tensor, video_vae: VideoVAEHandle, engine:
     chunks (``model.vae_tiling``); the others yield nothing but must still consume the iterator (their decodes
     run while it is consumed)."""
     engine = _engine(engine)
-    world = current_world()
+    ranks = world()
     weights = video_vae.models.stage_weights["video_vae"]
     tile = None if tiling is None else SMALLEST_TILE if isinstance(tiling, str) else (
         tiling.tile_size_in_pixels, tiling.tile_size_in_frames)  # "auto" picks a tile that fits, at worst this one
@@ -458,13 +472,13 @@ def decode_video_chunks(latent: torch.Tensor, video_vae: VideoVAEHandle, engine:
                    dtype=video_vae.models.dtype, batch=latent.shape[0], vae_tile=tile)
     decoder = video_vae.decoder
     decoder.check_latent(latent)
-    tiling = resolve_tiling(video_vae, latent.shape, engine, tiling)
+    tiling = _rank0s(resolve_tiling(video_vae, latent.shape, engine, tiling))
     diffusion = video_vae.diffusion_config
     if diffusion is not None:
         tiles = len(plan_feature_tiles(feature_extent(diffusion, latent.shape), tiling, diffusion))
     else:
         tiles = len(plan_tiles(latent.shape[2:], tiling, video_vae.scale)) if tiling is not None else 1
-    bar = ProgressBar(len(range(world.rank, tiles, world.size)))  # the tiles this rank decodes
+    bar = ProgressBar(len(range(ranks.rank, tiles, ranks.size)))  # the tiles this rank decodes
     # device activations of one tile (outputs are blended on the CPU)
     profile = StageProfile(tile_device_bytes(_decoder_config(video_vae), latent.shape, tiling, _module_dtype(decoder)))
     with torch.no_grad(), engine.stage("video_vae", decoder, profile=profile, release_pages=video_vae.release_pages):
@@ -476,10 +490,10 @@ def decode_video_chunks(latent: torch.Tensor, video_vae: VideoVAEHandle, engine:
                     check_interrupted("while decoding")
 
             chunks = diffusion_decode_chunks(decoder, latent, tiling, DEFAULT_SEED if seed is None else seed,
-                                             output_device="cpu", on_tile=on_tile, world=world)
+                                             output_device="cpu", on_tile=on_tile, world=ranks)
             hooks = contextlib.nullcontext()
         else:
-            chunks = decode_chunks(decoder, latent, tiling, output_device="cpu", world=world)
+            chunks = decode_chunks(decoder, latent, tiling, output_device="cpu", world=ranks)
             hooks = _hooked(decoder, bar)
         with hooks:
             for chunk in chunks:

@@ -136,3 +136,22 @@ def test_a_tiny_two_stage_run_over_two_ranks_equals_one_rank(demo_models):
     assert torch.equal(audio0, audio)  # stage 2 keeps the stage-1 audio
     assert (video0 - video).abs().max() <= 1e-4
     assert pixels0.shape == pixels.shape and (pixels0 - pixels).abs().max() <= 1e-4
+
+
+def _auto_decode(world, checkpoint, latent, host_ram):
+    from ltx2_nodes import stages
+    from ltx2_nodes.handles import load_ltx2
+    from ltx2_nodes.memory import selection, vae
+
+    vae.host_ram_available = lambda: host_ram[world.rank]  # this rank's view of its memory
+    selection.configure_engine(device="cpu")
+    return stages.decode_video(latent, load_ltx2(checkpoint, device="cpu").video_vae, tiling="auto")
+
+
+def test_ranks_that_see_different_memory_decode_with_rank_zeros_auto_tiles(demo_models):
+    """"auto" decode tiles follow each rank's own budget; the ranks take rank 0's choice (here: tiles, where rank 1
+    alone would decode untiled), so their tile plans match and the result is rank 0's single-process decode."""
+    latent = torch.randn(1, 8, 5, 6, 5, generator=torch.Generator().manual_seed(0))
+    (single,) = run_ranks(_auto_decode, 1, demo_models.checkpoint, latent, [20 << 20])
+    main, worker = run_ranks(_auto_decode, 2, demo_models.checkpoint, latent, [20 << 20, 1 << 40])
+    assert worker is None and torch.equal(main, single)
