@@ -19,17 +19,22 @@ object, so the stages do not carry it.
 from __future__ import annotations
 
 import os
+import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
-from .errors import InputError
+from .errors import InputError, RankFailedError
 
 TIMEOUT_VARIABLE = "LTX2_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 600.0
 LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+# what gloo / NCCL / the c10d store say when a peer died or a collective timed out (plain RuntimeErrors in gloo)
+PEER_FAILURE = re.compile(r"gloo|nccl|connection (closed|reset)|broken pipe|timed out|timeout|ProcessGroup|"
+                          r"remote worker|peer", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,42 @@ def init_from_env(device: torch.device | str) -> World:
         torch.cuda.set_device(local_rank)
     dist.init_process_group(backend=backend, rank=rank, world_size=size, timeout=timedelta(seconds=timeout_s()))
     return world()
+
+
+def launched_size() -> int:
+    """The world size the launcher asks for (``WORLD_SIZE``, 1 when absent), before any group is joined."""
+    return _int_env("WORLD_SIZE", 1)
+
+
+def peer_failure(exc: BaseException | None) -> BaseException | None:
+    """The collective failure (another rank died or hung: a ``DistError``, or gloo's plain ``RuntimeError``) in
+    ``exc`` or the exceptions it was raised from, if any."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, dist.DistError) or (isinstance(exc, RuntimeError) and PEER_FAILURE.search(str(exc))):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+@contextmanager
+def peer_failures_named():
+    """Inside a multi-process run, turn a collective's failure (another rank died, or did not answer within the
+    timeout), also when a node or stage wrapped it, into ``RankFailedError`` naming this rank and the fix."""
+    try:
+        yield
+    except RankFailedError:
+        raise
+    except Exception as exc:
+        current, cause = world(), peer_failure(exc)
+        if current.size == 1 or cause is None:
+            raise
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:300]
+        raise RankFailedError(
+            f"rank {current.rank} of {current.size} stopped: another process of this run failed or did not "
+            f"answer within {timeout_s():g} s ({first}). Nothing was written. The failing rank printed its own "
+            f"error (torchrun names it in its failure summary); fix that and run again.") from exc
 
 
 def shutdown() -> None:

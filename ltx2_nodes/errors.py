@@ -45,3 +45,10 @@ class NonFiniteError(LTX2Error):
     and the model file, and nothing was written. A run that fails this way did run: exit code 1."""
 
     exit_code = 1
+
+
+class RankFailedError(LTX2Error):
+    """Another process of a multi-process (torchrun) run failed or stopped answering: this one stopped as well,
+    and nothing was written. The failing process printed its own error."""
+
+    exit_code = 1

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .distributed import world
 from .errors import InputError
 from .media.audio_clip import audio_segment
 from .media.mux import MP4Writer
@@ -25,6 +26,7 @@ from .memory.precheck import RunEstimate, RunRequest
 from .memory.selection import default_engine
 from .model.connector import TextConditioning
 from .model.dit_tiling import RefineTiles
+from .model.sequence_parallel import check_heads
 from .model.vae_tiling import TilingConfig
 from .handles import DiTHandle, GemmaHandle, LTX2Models, UpscalerHandle, VideoVAEHandle
 from .latents import AVLatents, GenerationSettings, empty_latents
@@ -140,6 +142,8 @@ def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, eng
                      tile_positions=request.refine_tile_positions)
     text_shape = DecoderShape.of(gemma.files.model_config())
     dit_config = TransformerConfig.from_metadata(ltx2.ckpt.component_config("transformer"))
+    if world().size > 1:  # torchrun: refuse a process count the DiT's heads do not split into, before loading
+        check_heads(dit_config, world().size)
     # the video decode at the loaded decoder's cost (LTX-2.5's diffusion decoder; None: the conv VAE's)
     decoder = ltx2.video_vae.diffusion_config if "video_vae" in weights else None
     estimate = engine.precheck(weights, run, dit_config=dit_config, text_shape=text_shape, decoder_config=decoder)

@@ -49,6 +49,7 @@ from .model.connector import TextConditioning
 from .model.shapes import VideoScale, clamped_frames_for_seconds, pixel_frames, video_latent_size
 from .model.upsampler import upsample_latent
 from .model.dit_tiling import RefineTiles, TiledDiT, plan_refine_tiles
+from .model.sequence_parallel import SequenceParallelDiT
 from .model.vae_tiling import (TilingConfig, decode_chunks, diffusion_decode_chunks, plan_encode_tiles,
                                plan_feature_tiles, plan_tiles, tiled_encode)
 from .handles import (AudioVAEHandle, ConnectorHandle, DiTHandle, DurationHeadHandle, GemmaHandle, UpscalerHandle,
@@ -364,6 +365,8 @@ def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, 
             model = TiledDiT(model, fhw, plan, tile_positions=tiles.tile_positions, world=world())
             if latents.audio is not None:
                 latents = latents.keep_audio()
+        elif world().size > 1:  # torchrun: the video tokens split over the ranks (docs/DISTRIBUTED.md)
+            model = SequenceParallelDiT(model, world().group)
         video_tokens += (max(t.tokens for t in plan) if plan else grid.tokens) \
             + len(latents.keyframe_slots) * grid.height * grid.width
     audio_tokens = latents.audio.shape[2] if latents.audio is not None else 0

@@ -27,13 +27,20 @@ GRACE_S = 3.0  # after the first failure, how long to wait for the other ranks' 
 
 
 class RankFailure(RuntimeError):
-    """One or more ranks raised, died or timed out; the message has each one's traceback."""
+    """One or more ranks raised, died or timed out; the message has each one's traceback, ``answers`` the return
+    values of the ranks that did answer (``{rank: value}``)."""
+
+    def __init__(self, message: str, answers: dict):
+        super().__init__(message)
+        self.answers = answers
 
 
-def run_ranks(fn, size: int, *args, timeout: float = 120, env: dict[str, str] | None = None) -> list:
+def run_ranks(fn, size: int, *args, timeout: float = 120, env: dict[str, str] | None = None,
+              grace: float = GRACE_S) -> list:
     """``[fn(world_0, *args), ..., fn(world_{size-1}, *args)]`` computed in ``size`` gloo processes.
 
-    ``env`` adds environment variables to the children (``OMP_NUM_THREADS=1`` is always set)."""
+    ``env`` adds environment variables to the children (``OMP_NUM_THREADS=1`` is always set); ``grace``: how long
+    the other ranks may still answer after the first failure."""
     context = mp.get_context("spawn")
     results = context.Queue()
     with tempfile.TemporaryDirectory(prefix="gloo_ranks_") as folder:
@@ -47,7 +54,7 @@ def run_ranks(fn, size: int, *args, timeout: float = 120, env: dict[str, str] | 
                 process.start()
                 processes.append(process)
         try:
-            return _collect(processes, results, size, timeout)
+            return _collect(processes, results, size, timeout, grace)
         finally:
             for process in processes:
                 if process.is_alive():
@@ -55,12 +62,12 @@ def run_ranks(fn, size: int, *args, timeout: float = 120, env: dict[str, str] | 
                 process.join(5)
 
 
-def _collect(processes, results, size: int, timeout: float) -> list:
+def _collect(processes, results, size: int, timeout: float, grace: float) -> list:
     answers, failures = {}, {}
     deadline, first_failure = time.monotonic() + timeout, None
     while len(answers) + len(failures) < size:
         now = time.monotonic()
-        if first_failure is not None and now > first_failure + GRACE_S:
+        if first_failure is not None and now > first_failure + grace:
             break
         if now > deadline:
             for rank in range(size):
@@ -84,7 +91,7 @@ def _collect(processes, results, size: int, timeout: float) -> list:
             first_failure = first_failure or time.monotonic()
     if failures:
         text = "\n".join(f"--- rank {rank} ---\n{failures[rank]}" for rank in sorted(failures))
-        raise RankFailure(f"{len(failures)} of {size} ranks failed:\n{text}")
+        raise RankFailure(f"{len(failures)} of {size} ranks failed:\n{text}", answers)
     return [answers[rank] for rank in range(size)]
 
 

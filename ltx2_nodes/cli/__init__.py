@@ -10,9 +10,11 @@ import argparse
 import logging
 import sys
 
+from .. import distributed
 from ..errors import LTX2Error
 from . import demo_cmd, generate_cmd, inspect_cmd, queue_cmd, run_cmd
 from .common import ArgumentParser, ExitCode, sigterm_interrupts
+from .launch import torchrun_process
 
 COMMANDS = {"run": run_cmd, "queue": queue_cmd, "generate": generate_cmd, "demo-models": demo_cmd,
             "inspect": inspect_cmd}
@@ -30,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)  # bad option values: UsageError from the type= functions (cli.common)
         verbose = args.verbose
         logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
-        with sigterm_interrupts():
+        with sigterm_interrupts(), torchrun_process(args.command):
             return COMMANDS[args.command].run(args) or ExitCode.OK
     except LTX2Error as exc:
         if verbose and getattr(exc, "details", ""):
@@ -39,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {line}", file=sys.stderr)
         return getattr(exc, "exit_code", ExitCode.USAGE)
     except KeyboardInterrupt:
-        print("interrupted (Ctrl-C or SIGTERM); no partial file was kept; run the same command again (a queue "
+        why = ("Ctrl-C or SIGTERM; under torchrun also: another rank failed and torchrun stopped this one, see "
+               "its error" if distributed.launched_size() > 1 else "Ctrl-C or SIGTERM")
+        print(f"interrupted ({why}); no partial file was kept; run the same command again (a queue "
               "resumes where it stopped)", file=sys.stderr)
         return ExitCode.INTERRUPTED

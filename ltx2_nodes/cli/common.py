@@ -21,7 +21,7 @@ from enum import IntEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .. import paths
+from .. import distributed, paths
 from ..errors import InputError
 from .workflow import UsageError
 
@@ -201,6 +201,10 @@ def apply_engine_options(args) -> None:
                 raise UsageError(f"${env}={value!r}: {exc} (or unset {env})") from None
     settings = {key: getattr(args, key) for key in ("device", "vram_budget", "ram_budget")
                 if getattr(args, key, None) is not None}
+    if distributed.launched_size() > 1:  # torchrun: join the group, on the GPU of this rank
+        from .launch import join_world
+
+        settings = join_world(settings)
     if settings:
         from ..memory.selection import configure_engine
 

@@ -8,9 +8,9 @@ a CI log) plain lines are printed: node starts, every quarter of a node's steps,
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 
+from .launch import progress_stream
 from .workflow import Workflow
 
 _REDRAW_INTERVAL = 0.1
@@ -23,7 +23,7 @@ def _bar(done: float, total: float, width: int = 20) -> str:
 
 class Display:
     def __init__(self, total_jobs: int, stream=None, tty: bool | None = None):
-        self.stream = stream or sys.stderr
+        self.stream = stream or progress_stream()  # stderr; nothing on torchrun ranks other than 0
         self.tty = self.stream.isatty() if tty is None else tty
         self.total_jobs = total_jobs
         self.finished = 0

@@ -16,6 +16,7 @@ import av
 import numpy as np
 import torch
 
+from ..distributed import world
 from ..errors import InputError
 
 KEPT_CHANNEL_COUNTS = (1, 2, 6)
@@ -71,11 +72,14 @@ def load_audio_file(path: str | Path, downmix: bool = True) -> dict:
 
 
 def write_audio_file(path: str | Path, audio: dict) -> Path:
-    """Write the first item of an AUDIO dict as .wav (16-bit PCM), .flac, .mp3 or .m4a (AAC)."""
+    """Write the first item of an AUDIO dict as .wav (16-bit PCM), .flac, .mp3 or .m4a (AAC); in a
+    multi-process run only rank 0 writes (the path is answered on every rank)."""
     path = Path(path)
     codec = _ENCODERS.get(path.suffix.lower())
     if codec is None:
         raise InputError(f"cannot write '{path.name}': use one of {sorted(_ENCODERS)}.")
+    if not world().is_main:
+        return path
     waveform, rate = audio["waveform"], int(audio["sample_rate"])
     if waveform.dim() == 3:
         waveform = waveform[0]

@@ -7,7 +7,8 @@ is stored as MP4 tags the way ComfyUI's SaveVideo does (``movflags=use_metadata_
 so ComfyUI can load the workflow back from the file.
 
 The file is written under a temporary name and renamed on success: an interrupted or failed
-write never leaves a truncated MP4 that looks finished.
+write never leaves a truncated MP4 that looks finished. In a multi-process run (``distributed.world()``) only
+rank 0 writes: the other ranks' writers take the same calls and discard them (no file, no encode).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..distributed import world
 from ..errors import InputError, NonFiniteError, OutputWriteError
 from ..finite import all_finite
 from .lengths import exact_fps
@@ -69,6 +71,12 @@ class MP4Writer:
         self.frames_written = 0
         self._tmp = self.path.with_name(self.path.stem + ".partial" + self.path.suffix)
         self._container = None
+        self._discard = not world().is_main  # another rank of a multi-process run: rank 0 writes the file
+        self._video = None  # created with the first frames (their size)
+        self._audio = None
+        self._pending_audio: np.ndarray | None = None
+        if self._discard:
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._container = av.open(str(self._tmp), mode="w", format="mp4",
@@ -78,9 +86,6 @@ class MP4Writer:
         for key, value in (metadata or {}).items():
             self._container.metadata[key] = value if isinstance(value, str) else json.dumps(value)
         self._crf, self._preset = crf, preset
-        self._video = None  # created with the first frames (their size)
-        self._audio = None
-        self._pending_audio: np.ndarray | None = None
         if audio_sample_rate:
             if audio_channels not in (1, 2):
                 raise InputError(f"the MP4 audio track must be mono or stereo, got {audio_channels} channels.")
@@ -100,6 +105,9 @@ class MP4Writer:
 
     def add_frames(self, frames) -> None:
         """Append ``[N, H, W, 3]`` frames (float 0..1 or uint8)."""
+        if self._discard:
+            self.frames_written += len(frames)
+            return
         arr = frames_to_uint8(frames)
         if self._video is None:
             self._open_video(arr.shape[1], arr.shape[2])
@@ -119,6 +127,8 @@ class MP4Writer:
 
     def set_audio(self, waveform) -> None:
         """The whole audio track ``[C, T]`` (or ``[1, C, T]``) float in -1..1 at ``audio_sample_rate``."""
+        if self._discard:
+            return
         if self._audio is None:
             raise InputError("this MP4 was opened without an audio track (audio_sample_rate not given).")
         wave = waveform.detach().float().cpu().numpy() if isinstance(waveform, torch.Tensor) else np.asarray(waveform)
@@ -152,6 +162,8 @@ class MP4Writer:
     # -- lifecycle ----------------------------------------------------------------------------------
 
     def close(self) -> Path:
+        if self._discard:
+            return self.path
         if self._video is None:
             self.abort()
             raise InputError("no video frames were written; nothing to save.")
@@ -169,6 +181,8 @@ class MP4Writer:
         return self.path
 
     def abort(self) -> None:
+        if self._discard:  # rank 0's partial file is its own to delete
+            return
         try:
             if self._container is not None:
                 self._container.close()
