@@ -475,7 +475,8 @@ def decode_video_chunks(latent: torch.Tensor, video_vae: VideoVAEHandle, engine:
                    dtype=video_vae.models.dtype, batch=latent.shape[0], vae_tile=tile)
     decoder = video_vae.decoder
     decoder.check_latent(latent)
-    tiling = _rank0s(resolve_tiling(video_vae, latent.shape, engine, tiling))
+    resolved = resolve_tiling(video_vae, latent.shape, engine, tiling)
+    tiling = _rank0s(resolved) if isinstance(tiling, str) else resolved  # "auto" follows each rank's budget
     diffusion = video_vae.diffusion_config
     if diffusion is not None:
         tiles = len(plan_feature_tiles(feature_extent(diffusion, latent.shape), tiling, diffusion))
