@@ -1,7 +1,8 @@
 """Tiled data parallel stage 2 and the distributed VAE decode over 2 gloo CPU processes (``tests/gloo_ranks.py``).
 
-Reference runs are computed in the same launcher with one process (``run_ranks(fn, 1)``: one thread, the same
-code path with a world of one), so thread counts cannot make the comparison unfair.
+The single-process references are computed by rank 0 itself with a world of one (``world=None``: the
+single-process code path) or, for the whole two-stage run, by the same launcher with one process
+(``run_ranks(fn, 1)``), so thread counts cannot make the comparison unfair.
 
 Tolerances (measured on this machine, float32 CPU):
 
@@ -47,36 +48,41 @@ def _tiled_forward(world, tiles: RefineTiles, appended: bool):
         video = dataclasses.replace(video, latent=torch.cat([video.latent, guides], dim=1),
                                     timesteps=torch.full((1, tokens), 0.7),
                                     positions=torch.cat([video.positions, extra, reference], dim=2))
+    plan = plan_refine_tiles(GRID, tiles)
     with torch.no_grad():
-        return TiledDiT(model, GRID, plan_refine_tiles(GRID, tiles), world=world)(video, audio)
+        spread = TiledDiT(model, GRID, plan, world=world)(video, audio)
+        return spread, TiledDiT(model, GRID, plan)(video, audio) if world.is_main else None
 
 
 @pytest.mark.parametrize("tiles, appended", [(RefineTiles(2, 2, overlap=2), False),
                                              (RefineTiles(1, 3, overlap=2), True)], ids=["2x2", "1x3_guides"])
 def test_tiled_data_parallel_refine_over_two_ranks_equals_the_one_process_tiled_refine(tiles, appended):
-    (single_video, single_audio), = run_ranks(_tiled_forward, 1, tiles, appended)
-    (video0, audio0), (video1, audio1) = run_ranks(_tiled_forward, 2, tiles, appended)
+    ((video0, audio0), (single_video, single_audio)), ((video1, audio1), _) = run_ranks(_tiled_forward, 2, tiles,
+                                                                                          appended)
     assert torch.equal(video0, video1) and torch.equal(audio0, audio1)  # every rank holds the same blend
     assert (video0 - single_video).abs().max() <= 1e-5
     assert torch.equal(audio0, single_audio.float())  # the first tile's audio prediction, exactly
 
 
 def _conv_decode(world, checkpoint, latent, tiling):
+    """(spread over the ranks through the stage, untiled through the stage, rank 0's single-process decode)."""
     from ltx2_nodes import stages
     from ltx2_nodes.handles import load_ltx2
 
-    return stages.decode_video(latent, load_ltx2(checkpoint, device="cpu").video_vae, tiling=tiling)
+    vae = load_ltx2(checkpoint, device="cpu").video_vae
+    spread, untiled = stages.decode_video(latent, vae, tiling=tiling), stages.decode_video(latent, vae, tiling=None)
+    with torch.no_grad():
+        single = torch.cat(list(decode_chunks(vae.decoder, latent, tiling)), dim=2) if world.is_main else None
+    return spread, untiled, single
 
 
 def test_distributed_conv_decode_over_two_ranks_equals_the_one_process_tiled_decode(demo_models):
     latent = torch.randn(1, 8, 5, 6, 5, generator=torch.Generator().manual_seed(0))
     tiling = TilingConfig(64, 32, 16, 8)  # 3 temporal groups x 2 x 2 spatial tiles: 12 tiles round robin
-    (single,) = run_ranks(_conv_decode, 1, demo_models.checkpoint, latent, tiling)
-    main, worker = run_ranks(_conv_decode, 2, demo_models.checkpoint, latent, tiling)
-    assert worker is None  # only rank 0 assembles frames
+    (main, untiled, single), worker = run_ranks(_conv_decode, 2, demo_models.checkpoint, latent, tiling)
+    assert worker[:2] == (None, None)  # only rank 0 assembles frames
     assert main.shape == single.shape == (1, 3, 33, 192, 160) and torch.equal(main, single)
-    untiled_main, untiled_worker = run_ranks(_conv_decode, 2, demo_models.checkpoint, latent, None)
-    assert untiled_worker is None and untiled_main.shape == single.shape
+    assert untiled.shape == single.shape
 
 
 def _diffusion_decode(world, latent, tiling):
@@ -89,14 +95,14 @@ def _diffusion_decode(world, latent, tiling):
     with torch.no_grad():
         for tensor in decoder.state_dict().values():
             tensor.copy_(torch.randn_like(tensor) * 0.3)
-        return list(decode_chunks(decoder, latent, tiling, seed=5, world=world))
+        spread = list(decode_chunks(decoder, latent, tiling, seed=5, world=world))
+        return spread, list(decode_chunks(decoder, latent, tiling, seed=5)) if world.is_main else None
 
 
 def test_distributed_diffusion_decode_over_two_ranks_equals_the_one_process_tiled_decode():
     latent = torch.randn(1, 4, 4, 3, 4, generator=torch.Generator().manual_seed(2))
     tiling = TilingConfig(64, 32, 16, 8, keep_aspect=False)
-    (single,) = run_ranks(_diffusion_decode, 1, latent, tiling)
-    main, worker = run_ranks(_diffusion_decode, 2, latent, tiling)
+    (main, single), (worker, _) = run_ranks(_diffusion_decode, 2, latent, tiling)
     assert worker == [] and len(main) == len(single) > 1
     assert all(torch.equal(a, b) for a, b in zip(main, single))
 
@@ -139,19 +145,26 @@ def test_a_tiny_two_stage_run_over_two_ranks_equals_one_rank(demo_models):
 
 
 def _auto_decode(world, checkpoint, latent, host_ram):
+    """(the stage's "auto" decode over the ranks, rank 0's single-process decode with its own "auto" tiles)."""
     from ltx2_nodes import stages
     from ltx2_nodes.handles import load_ltx2
     from ltx2_nodes.memory import selection, vae
 
     vae.host_ram_available = lambda: host_ram[world.rank]  # this rank's view of its memory
-    selection.configure_engine(device="cpu")
-    return stages.decode_video(latent, load_ltx2(checkpoint, device="cpu").video_vae, tiling="auto")
+    engine = selection.configure_engine(device="cpu")
+    video_vae = load_ltx2(checkpoint, device="cpu").video_vae
+    spread = stages.decode_video(latent, video_vae, tiling="auto")
+    if not world.is_main:
+        return spread, None
+    tiling = stages.resolve_tiling(video_vae, latent.shape, engine, "auto")
+    with torch.no_grad():
+        return spread, (tiling, torch.cat(list(decode_chunks(video_vae.decoder, latent, tiling)), dim=2))
 
 
 def test_ranks_that_see_different_memory_decode_with_rank_zeros_auto_tiles(demo_models):
     """"auto" decode tiles follow each rank's own budget; the ranks take rank 0's choice (here: tiles, where rank 1
     alone would decode untiled), so their tile plans match and the result is rank 0's single-process decode."""
     latent = torch.randn(1, 8, 5, 6, 5, generator=torch.Generator().manual_seed(0))
-    (single,) = run_ranks(_auto_decode, 1, demo_models.checkpoint, latent, [20 << 20])
-    main, worker = run_ranks(_auto_decode, 2, demo_models.checkpoint, latent, [20 << 20, 1 << 40])
-    assert worker is None and torch.equal(main, single)
+    (main, (tiling, single)), (worker, _) = run_ranks(_auto_decode, 2, demo_models.checkpoint, latent,
+                                                       [20 << 20, 1 << 40])
+    assert tiling is not None and worker is None and torch.equal(main, single)
