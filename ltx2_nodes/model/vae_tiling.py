@@ -537,14 +537,14 @@ def _exchange_device(world) -> torch.device:
 def _send_tiles(tiles: list, decode: Callable, world) -> None:
     """A worker rank's part: decode tiles ``rank, rank + size, ...`` and send each to rank 0 in order, keeping one
     send in flight (the next tile decodes while rank 0 receives the last)."""
-    device, pending = _exchange_device(world), None
+    device, pending = _exchange_device(world), None  # (work, tensor): the tensor lives until its send is done
     for number in range(world.rank, len(tiles), world.size):
         pixels = decode(tiles[number]).to(device).contiguous()
         if pending is not None:
-            pending.wait()
-        pending = dist.isend(pixels, group=world.group, group_dst=0)
+            pending[0].wait()
+        pending = (dist.isend(pixels, group=world.group, group_dst=0), pixels)
     if pending is not None:
-        pending.wait()
+        pending[0].wait()
 
 
 def _received(decode: Callable, world, batch_channels: tuple[int, int], out_device: torch.device) -> Callable:
