@@ -26,6 +26,7 @@ from gloo_ranks import run_ranks
 from memory_support import dit_inputs, random_dit
 
 from demo_support import demo_models  # noqa: F401
+from ltx2_nodes.media.mux import probe
 from ltx2_nodes.model.dit_tiling import RefineTiles, TiledDiT, plan_refine_tiles
 from ltx2_nodes.model.patchify import video_positions
 from ltx2_nodes.model.shapes import VideoScale
@@ -168,3 +169,21 @@ def test_ranks_that_see_different_memory_decode_with_rank_zeros_auto_tiles(demo_
     (main, (tiling, single)), (worker, _) = run_ranks(_auto_decode, 2, demo_models.checkpoint, latent,
                                                        [20 << 20, 1 << 40])
     assert tiling is not None and worker is None and torch.equal(main, single)
+
+
+@pytest.mark.slow
+def test_torchrun_generate_refines_in_tiles_over_two_ranks_and_rank_zero_writes_the_clip(demo_models, tmp_path):
+    """``torchrun -m ltx2_nodes generate --refine-tiles 2x2`` on 2 gloo processes: stage 1 sequence parallel, stage 2
+    tiled data parallel, the decode assembled on rank 0, which alone writes the MP4."""
+    from test_torchrun import cli_runs, generate_argv
+
+    from ltx2_nodes.demo.models import UPSCALER
+
+    argv = generate_argv(str(demo_models.root), str(tmp_path / "clip.mp4"))
+    argv = [a for a in argv if a != "--single-stage"] + ["--refine-tiles", "2x2", "--width", "256", "--height", "192",
+                                                        "--upscaler", UPSCALER]
+    [(code, out, err)], [(code1, out1, _)] = run_ranks(cli_runs, 2, [(argv, None)], timeout=300)
+    assert code == code1 == 0 and str(tmp_path / "clip.mp4") in out and out1 == "", err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+    media = probe(tmp_path / "clip.mp4")
+    assert (media.video_frames, media.width, media.height) == (9, 256, 192)
