@@ -366,6 +366,8 @@ def _write_keyframes(result: AVLatents, video_vae: VideoVAEHandle, engine: Memor
     """The generated keyframes of the first sample, each decoded on its own, as one frame each of a silent MP4."""
     clips = result.keyframe_clips()[:len(result.keyframe_frames)]
     pixels = decode_video(clips, video_vae, engine)  # [K, 3, 1, H, W]
+    if pixels is None:  # a rank other than 0 of a distributed run: it decoded its tiles for rank 0
+        return
     with MP4Writer(path, 1.0, metadata={"ltx2_keyframes": list(result.keyframe_frames)}) as writer:
         writer.add_frames(pixels_to_images(pixels))
     log.info("generated keyframes at frames %s: %s", list(result.keyframe_frames), path)

@@ -25,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -102,6 +103,18 @@ def precheck_stage(engine: MemoryEngine, weights: StageWeights, video_shape: Seq
                          pixel_frames(video_shape[2], scale), fps, batch=batch, prompts=1, vae_tile=vae_tile,
                          dtype=dtype)
     return engine.precheck({weights.name: weights}, request, dit_config=dit_config, what=what)
+
+
+def _rank0s(value):
+    """``value`` as rank 0 has it, on every rank of a distributed run (as is in one process): a choice made from
+    a rank's own memory budget ("auto" decode tiles, refine tiles grown to the budget) must be the same on
+    every rank, or their tile plans, and so their collectives, would not match."""
+    ranks = world()
+    if ranks.size == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, group=ranks.group, group_src=0)
+    return box[0]
 
 
 @contextlib.contextmanager
@@ -342,7 +355,9 @@ def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, 
     a ``SeededNoise`` to continue (two-stage runs), default a fresh one from ``settings.seed``.
     ``tiles``: refine the video tile by tile (``model.dit_tiling``; the stage-2 refinement of large
     videos): with more than one tile the audio is kept as given (the stage-1 audio, refined once, as the
-    reference advises) and the DiT's activations are one tile's.
+    reference advises) and the DiT's activations are one tile's; under ``torch.distributed``
+    (``distributed.world()`` of several ranks) the tiles are spread over the ranks, one ``all_reduce`` per
+    model call (tiled data parallel, ``TiledDiT(world=)``), and every rank returns the same latents.
     Returns the latents on the CPU in float32.
     """
     engine = _engine(engine)
@@ -356,6 +371,7 @@ def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, 
     plan = None
     if latents.video is not None:  # an audio-only latent is seconds long: nothing to refuse
         fhw = tuple(latents.video.shape[2:])
+        tiles = _rank0s(tiles)
         plan = plan_refine_tiles(fhw, tiles) if tiles is not None and tiles.count > 1 else None
         # tiled: the DiT's activations are the largest tile's (the blend buffers are latent-sized, small)
         checked = max((t.shape for t in plan), key=math.prod) if plan else fhw
@@ -371,7 +387,7 @@ def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, 
         if plan is not None and len(plan) > 1:
             log.info("refining the %dx%d latent in %s (largest %d of %d tokens)", grid.height, grid.width,
                      tiles.describe(), max(t.tokens for t in plan), grid.tokens)
-            model = TiledDiT(model, fhw, plan, tile_positions=tiles.tile_positions)
+            model = TiledDiT(model, fhw, plan, tile_positions=tiles.tile_positions, world=world())
             if latents.audio is not None:
                 latents = latents.keep_audio()
         elif world().size > 1:  # torchrun: the video tokens split over the ranks (docs/DISTRIBUTED.md)
@@ -472,8 +488,14 @@ def decode_video_chunks(latent: torch.Tensor, video_vae: VideoVAEHandle, engine:
     caller consumes chunks, so run no other stage in between (e.g. mux them into a file).
 
     ``seed``: the noise seed of the LTX-2.5 diffusion decoder (None: the recipe's ``DEFAULT_SEED``, so a decode
-    is reproducible without one); the conv decoder has no noise and ignores it."""
+    is reproducible without one); the conv decoder has no noise and ignores it.
+
+    Under ``torch.distributed`` (``distributed.world()`` of several ranks, every rank calling this with the same
+    latent) the tiles are decoded round robin over the ranks and assembled on rank 0, the only rank that yields
+    chunks (``model.vae_tiling``); the others yield nothing but must still consume the iterator (their decodes
+    run while it is consumed)."""
     engine = _engine(engine)
+    ranks = world()
     weights = video_vae.models.stage_weights["video_vae"]
     tile = None if tiling is None else SMALLEST_TILE if isinstance(tiling, str) else (
         tiling.tile_size_in_pixels, tiling.tile_size_in_frames)  # "auto" picks a tile that fits, at worst this one
@@ -481,13 +503,14 @@ def decode_video_chunks(latent: torch.Tensor, video_vae: VideoVAEHandle, engine:
                    dtype=video_vae.models.dtype, batch=latent.shape[0], vae_tile=tile)
     decoder = video_vae.decoder
     decoder.check_latent(latent)
-    tiling = resolve_tiling(video_vae, latent.shape, engine, tiling)
+    resolved = resolve_tiling(video_vae, latent.shape, engine, tiling)
+    tiling = _rank0s(resolved) if isinstance(tiling, str) else resolved  # "auto" follows each rank's budget
     diffusion = video_vae.diffusion_config
     if diffusion is not None:
         tiles = len(plan_feature_tiles(feature_extent(diffusion, latent.shape), tiling, diffusion))
     else:
         tiles = len(plan_tiles(latent.shape[2:], tiling, video_vae.scale)) if tiling is not None else 1
-    bar = ProgressBar(tiles)
+    bar = ProgressBar(len(range(ranks.rank, tiles, ranks.size)))  # the tiles this rank decodes
     # device activations of one tile (outputs are blended on the CPU)
     profile = StageProfile(tile_device_bytes(_decoder_config(video_vae), latent.shape, tiling, _module_dtype(decoder)))
     with torch.no_grad(), engine.stage("video_vae", decoder, profile=profile, release_pages=video_vae.release_pages):
@@ -499,10 +522,10 @@ def decode_video_chunks(latent: torch.Tensor, video_vae: VideoVAEHandle, engine:
                     check_interrupted("while decoding")
 
             chunks = diffusion_decode_chunks(decoder, latent, tiling, DEFAULT_SEED if seed is None else seed,
-                                             output_device="cpu", on_tile=on_tile)
+                                             output_device="cpu", on_tile=on_tile, world=ranks)
             hooks = contextlib.nullcontext()
         else:
-            chunks = decode_chunks(decoder, latent, tiling, output_device="cpu")
+            chunks = decode_chunks(decoder, latent, tiling, output_device="cpu", world=ranks)
             hooks = _hooked(decoder, bar)
         with hooks:
             for chunk in chunks:
@@ -511,10 +534,12 @@ def decode_video_chunks(latent: torch.Tensor, video_vae: VideoVAEHandle, engine:
 
 
 def decode_video(latent: torch.Tensor, video_vae: VideoVAEHandle, engine: MemoryEngine | None = None,
-                 tiling: TilingConfig | str | None = "auto", seed: int | None = None) -> torch.Tensor:
-    """The whole video ``[B, 3, F, H, W]`` float32 on the CPU (``seed``: see :func:`decode_video_chunks`)."""
+                 tiling: TilingConfig | str | None = "auto", seed: int | None = None) -> torch.Tensor | None:
+    """The whole video ``[B, 3, F, H, W]`` float32 on the CPU (``seed``: see :func:`decode_video_chunks`); None on
+    the ranks other than 0 of a distributed run (they decode their tiles for rank 0)."""
     with contextlib.closing(decode_video_chunks(latent, video_vae, engine, tiling, seed)) as chunks:
-        return torch.cat(list(chunks), dim=2)
+        frames = list(chunks)
+    return torch.cat(frames, dim=2) if frames else None
 
 
 def pixels_to_images(video: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,13 @@ run bit for bit (tests/test_tiled_refine.py). ``RefineTiles.tile_positions`` sel
 (per batch item and axis, by the smallest start of the tile's grid tokens, applied to its appended tokens as
 well), which keeps frames wider than the trained position range (2048 px) in range.
 
+Over several processes (tiled data parallel, the reference's ``TiledDataParallelBuilder``): given a ``world``
+(``ltx2_nodes.distributed.World``: ``rank``, ``size``, ``group``), tile ``i`` runs on rank ``i % size`` (round robin,
+so there may be more tiles than ranks; rank 0 always runs the first tile) with the same per-tile code, and one
+``all_reduce`` (sum) of (the weighted predictions, the weights, the first tile's audio prediction, zeros elsewhere)
+gives every rank the blend. Only the order of the float32 sums differs from one process (measured ~1e-7 relative,
+tests/test_distributed_tiles.py); the audio prediction is exact.
+
 How many tiles: :class:`RefineTiles` (counts per axis, the reference's ``TileCountConfig``), parsed from
 "auto", "N" (N x N) or "RxC" by :func:`parse_refine_tiles`; "auto" (:func:`auto_refine_tiles`) is the
 fewest tiles each at most the area of a 1280x704 stage 2 (``AUTO_TILE_CELLS``), whose memory the
@@ -42,6 +49,7 @@ from itertools import product
 from typing import Sequence
 
 import torch
+import torch.distributed as dist
 
 from ..errors import InputError
 from .vae_tiling import Span, trapezoid
@@ -210,11 +218,14 @@ class TiledDiT:
     transformer, with ``config`` and ``compute_dtype`` passed through (what the sampler reads).
 
     ``grid_fhw``: the video latent grid the video tokens start with; ``tiles``: the plan
-    (:func:`plan_refine_tiles`). Velocities are blended (``x0 = x - t v`` is linear per token, so this is the
+    (:func:`plan_refine_tiles`); ``world``: spread the tiles over its ranks (module docstring; None or size 1:
+    every tile here). Velocities are blended (``x0 = x - t v`` is linear per token, so this is the
     blend of the denoised predictions)."""
 
-    def __init__(self, model, grid_fhw: Sequence[int], tiles: Sequence[DiTTile], tile_positions: bool = False):
+    def __init__(self, model, grid_fhw: Sequence[int], tiles: Sequence[DiTTile], tile_positions: bool = False,
+                 world=None):
         self.model = model
+        self.world = world if world is not None and world.size > 1 else None
         self.tile_positions = tile_positions
         self.config = model.config
         self.compute_dtype = model.compute_dtype
@@ -247,7 +258,10 @@ class TiledDiT:
                           dtype=torch.float32, device=video.latent.device)
         total = torch.zeros(video.latent.shape[1], device=video.latent.device)
         audio_out = None
-        for index, weight in self._members(video):
+        rank, size = (self.world.rank, self.world.size) if self.world is not None else (0, 1)
+        for number, (index, weight) in enumerate(self._members(video)):
+            if number % size != rank:
+                continue
             index, weight = index.to(video.latent.device), weight.to(video.latent.device)
             tile = _select(video, index)
             if self.tile_positions:
@@ -257,8 +271,25 @@ class TiledDiT:
             out.index_add_(1, index, velocity.float() * weight[None, :, None])
             total.index_add_(0, index, weight)
             audio_out = audio_velocity if audio_out is None else audio_out
+        if self.world is not None:
+            out, total, audio_out = self._all_reduce(out, total, audio_out, audio)
         blended = out / total.clamp(min=1e-12)[None, :, None]
         return blended.to(video.latent.dtype), audio_out
+
+    def _all_reduce(self, out: torch.Tensor, total: torch.Tensor, audio_out: torch.Tensor | None, audio):
+        """The sums over every rank's tiles in one ``all_reduce``: weighted predictions, weights and the first
+        tile's audio prediction (rank 0's; float32 on every rank, the same values)."""
+        parts = [out.flatten(), total]
+        if audio is not None:
+            shape = (*audio.latent.shape[:2], self.config.audio_out_channels)
+            first = audio_out.float() if self.world.rank == 0 else torch.zeros(shape, device=out.device)
+            parts.append(first.flatten())
+        flat = torch.cat(parts)
+        dist.all_reduce(flat, group=self.world.group)
+        out, total = flat[:out.numel()].view_as(out), flat[out.numel():out.numel() + total.numel()]
+        if audio is not None:
+            audio_out = flat[out.numel() + total.numel():].view(shape)
+        return out, total, audio_out
 
 
 def _from_zero(positions: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:

@@ -16,15 +16,24 @@ model); this module takes explicit tile sizes. Only the current temporal group (
 of one chunk, full frame size) and the previous one are held; finished frames are yielded as soon as
 no later tile can touch them, so a muxer can encode while decoding continues and the peak does not
 grow with clip length.
+
+Over several processes (the reference's distributed decoder, docs/multigpu/distributed-decoder.md): given a
+``world`` (``ltx2_nodes.distributed.World``: ``rank``, ``size``, ``group``), tile ``i`` of the same plan is decoded
+on rank ``i % size``; the other ranks send their decoded tiles to rank 0 (point to point, in tile order, one send
+in flight per rank), which blends them exactly as one process does and alone yields frames; the other ranks'
+decodes yield nothing. Rank 0 decodes its tiles while the others decode theirs, so a group of ``size`` tiles costs
+about one tile's time. Deviation: the reference ships tiles over a CUDA-IPC ``mp.Queue`` (one machine); we use the
+process group's own send/recv (NCCL or gloo), which also spans machines.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import product
+from itertools import count, product
 from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
+import torch.distributed as dist
 
 from ..errors import InputError
 from .shapes import VideoScale, check_video_size
@@ -304,14 +313,15 @@ def tiled_encode(encoder: VideoEncoder, pixels: torch.Tensor, tiling: TilingConf
 
 
 def tiled_decode(decoder: VideoDecoder, latent: torch.Tensor, tiling: TilingConfig | None,
-                 output_device: torch.device | str | None = None) -> Iterator[torch.Tensor]:
+                 output_device: torch.device | str | None = None, world=None) -> Iterator[torch.Tensor]:
     """Decode ``latent`` [B,C,F',H',W'] tile by tile, yielding float32 frame chunks [B,3,n,H,W]
     in order (their concatenation along dim 2 is the whole video).
 
     The decoder moves each tile to its own device/dtype, so the latent may stay on the CPU;
     blending happens in float32 on ``output_device`` (default: the latent's device). As in the
     reference HEAD, when the weights sum to 1 (:func:`masks_are_complementary`) the weighted sum is
-    the result; otherwise it is divided by the summed weights.
+    the result; otherwise it is divided by the summed weights. ``world``: tiles spread over its ranks, frames
+    on rank 0 only (module docstring).
     """
     decoder.check_latent(latent)
     out_device = torch.device(output_device) if output_device is not None else latent.device
@@ -327,25 +337,28 @@ def tiled_decode(decoder: VideoDecoder, latent: torch.Tensor, tiling: TilingConf
         return decoder(latent[(slice(None), slice(None)) + tile.latent]).to(out_device, torch.float32)
 
     yield from _blend_groups(tiles, decode, Tile.masks, (batch, channels), (tiles[-1].pixels[0].stop, height, width),
-                             divide, out_device)
+                             divide, out_device, world)
 
 
 def decode_chunks(decoder: VideoDecoder | DiffusionVideoDecoder, latent: torch.Tensor, tiling: TilingConfig | None,
-                  output_device: torch.device | str | None = None, seed: int = 0) -> Iterator[torch.Tensor]:
+                  output_device: torch.device | str | None = None, seed: int = 0, world=None) -> Iterator[torch.Tensor]:
     """Decode to float32 frame chunks. ``tiling``: a :class:`TilingConfig`, or ``None`` (one untiled
     decode, one chunk). The tile size for a memory budget is chosen in ``memory/vae.py`` (``auto_tiling``).
-    ``seed``: the noise seed of a diffusion decoder (:func:`diffusion_decode_chunks`); the conv decoder has none."""
+    ``seed``: the noise seed of a diffusion decoder (:func:`diffusion_decode_chunks`); the conv decoder has none.
+    ``world``: tiles spread over its ranks, frames on rank 0 only (module docstring; untiled: rank 0 decodes)."""
     if isinstance(tiling, str):
         raise InputError(f"tiling must be a TilingConfig or None, got {tiling!r} (ltx2_nodes.memory.vae.auto_tiling "
                          "picks one for a memory budget).")
     if isinstance(decoder, DiffusionVideoDecoder):
-        yield from diffusion_decode_chunks(decoder, latent, tiling, seed, output_device)
+        yield from diffusion_decode_chunks(decoder, latent, tiling, seed, output_device, world=world)
         return
     if tiling is None:
+        if world is not None and world.rank != 0:
+            return
         out_device = torch.device(output_device) if output_device is not None else latent.device
         yield decoder(latent).to(out_device, torch.float32)
         return
-    yield from tiled_decode(decoder, latent, tiling, output_device)
+    yield from tiled_decode(decoder, latent, tiling, output_device, world)
 
 
 def decode_video(decoder: VideoDecoder | DiffusionVideoDecoder, latent: torch.Tensor, tiling: TilingConfig | None,
@@ -432,14 +445,15 @@ def plan_feature_tiles(feature_thw: Sequence[int], tiling: TilingConfig | None,
 
 def diffusion_decode_chunks(decoder: DiffusionVideoDecoder, latent: torch.Tensor, tiling: TilingConfig | None,
                             seed: int, output_device: torch.device | str | None = None, pathway: str = "chunked",
-                            on_tile: Callable[[bool], None] | None = None) -> Iterator[torch.Tensor]:
+                            on_tile: Callable[[bool], None] | None = None, world=None) -> Iterator[torch.Tensor]:
     """Decode ``latent`` with the diffusion decoder, yielding float32 frame chunks [B,3,n,H,W] in order.
 
     Stages 1-3 run once on the whole (floored, trailing-padded) latent; each :func:`plan_feature_tiles` tile
     runs stages 4-5 in isolation on its slice of the one seeded noise canvas; tiles blend as in
     :func:`tiled_decode` (weights divided out unless they sum to 1) and finished frames are yielded once no
     later tile touches them. Untiled (``tiling=None``) this is the decoder's ``forward``. ``on_tile(done)`` is
-    called before (False) and after (True) every tile (cancellation, progress)."""
+    called before (False) and after (True) every tile this rank decodes (cancellation, progress). ``world``:
+    stages 1-3 on every rank, the tiles spread over them, frames on rank 0 only (module docstring)."""
     decoder.check_latent(latent)
     out_device = torch.device(output_device) if output_device is not None else latent.device
     noise = decoder.seeded_noise(latent.shape, seed, latent.dtype)
@@ -464,7 +478,8 @@ def diffusion_decode_chunks(decoder: DiffusionVideoDecoder, latent: torch.Tensor
             on_tile(True)
         return pixels
 
-    for chunk in _blend_groups(tiles, decode, lambda tile: tile.masks, noise.shape[:2], extent, divide, out_device):
+    for chunk in _blend_groups(tiles, decode, lambda tile: tile.masks, noise.shape[:2], extent, divide, out_device,
+                               world):
         chunk = decoder.crop_to_content(chunk, latent.shape, fronts)  # spatially; the frames below
         keep = min(chunk.shape[2], frames - emitted)
         if keep > 0:
@@ -473,10 +488,16 @@ def diffusion_decode_chunks(decoder: DiffusionVideoDecoder, latent: torch.Tensor
 
 
 def _blend_groups(tiles: list, decode: Callable, masks: Callable, batch_channels: tuple[int, int],
-                  extent: Sequence[int], divide: bool, out_device: torch.device) -> Iterator[torch.Tensor]:
+                  extent: Sequence[int], divide: bool, out_device: torch.device, world=None) -> Iterator[torch.Tensor]:
     """Accumulate ``decode(tile) * masks(tile)`` per temporal group (tiles sharing a pixel time span), carry the
     overlap into the next group and yield each group's finished frames (divided by the summed weights when
-    ``divide``)."""
+    ``divide``). ``world`` of several ranks: rank 0 blends (decoding its tiles, receiving the others'), the
+    other ranks decode and send their tiles and yield nothing."""
+    if world is not None and world.size > 1:
+        if world.rank != 0:
+            _send_tiles(tiles, decode, world)
+            return
+        decode = _received(decode, world, batch_channels, out_device)
     previous = None
     for group in _temporal_groups(tiles):
         span = group[0].pixels[0]
@@ -504,3 +525,39 @@ def _blend_groups(tiles: list, decode: Callable, masks: Callable, batch_channels
         previous = (values, weights, span)
     if previous is not None:
         yield previous[0] / previous[1].clamp(min=1e-8) if divide else previous[0]
+
+
+def _exchange_device(world) -> torch.device:
+    """Where the process group moves tensors: this process's CUDA device under NCCL, else the CPU."""
+    if dist.get_backend(world.group) == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _send_tiles(tiles: list, decode: Callable, world) -> None:
+    """A worker rank's part: decode tiles ``rank, rank + size, ...`` and send each to rank 0 in order, keeping one
+    send in flight (the next tile decodes while rank 0 receives the last)."""
+    device, pending = _exchange_device(world), None  # (work, tensor): the tensor lives until its send is done
+    for number in range(world.rank, len(tiles), world.size):
+        pixels = decode(tiles[number]).to(device).contiguous()
+        if pending is not None:
+            pending[0].wait()
+        pending = (dist.isend(pixels, group=world.group, group_dst=0), pixels)
+    if pending is not None:
+        pending[0].wait()
+
+
+def _received(decode: Callable, world, batch_channels: tuple[int, int], out_device: torch.device) -> Callable:
+    """Rank 0's ``decode``: its own tiles (``number % size == 0``) decoded here, the others received from their
+    rank, in the plan's order (the order the workers send them)."""
+    device, numbers = _exchange_device(world), count()  # _blend_groups asks for each tile once, in order
+
+    def get(tile) -> torch.Tensor:
+        number = next(numbers)
+        if number % world.size == 0:
+            return decode(tile)
+        pixels = torch.empty(*batch_channels, *(s.stop - s.start for s in tile.pixels), device=device)
+        dist.recv(pixels, group=world.group, group_src=number % world.size)
+        return pixels.to(out_device)
+
+    return get
