@@ -75,6 +75,7 @@ def run(args) -> int:
             raise UsageError(f"{', '.join(local_only)}: only used with --local or --ray; a ComfyUI server uses "
                              f"its own folders and nodes")
         client = ComfyClient(args.server)
+    cluster = ray_settings(args)  # None without --ray (whose own options are refused then)
     jobs = _jobs(args, executor)
     if client:
         client.check()  # before the manifest is touched
@@ -82,8 +83,8 @@ def run(args) -> int:
     display = Display(total_jobs=len(jobs))
     with Manifest(manifest_path).locked() as manifest:  # SIGTERM: KeyboardInterrupt (cli.common)
         try:
-            if args.ray:
-                RayQueue(args.ray, ray_settings(args), manifest, display).run(jobs)
+            if cluster:
+                RayQueue(args.ray, cluster, manifest, display).run(jobs)
             elif executor:
                 executor.on_event = display.event
                 LocalQueue(executor, manifest, display).run(jobs)

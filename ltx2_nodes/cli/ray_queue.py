@@ -26,6 +26,7 @@ when ``--ray`` is given, and its absence is a usage error with the install hint 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -201,22 +202,34 @@ def _address_target(address: str) -> tuple[str, int] | None:
 
 
 def connect(ray, address: str) -> None:
-    """``ray.init`` for ``address``; an unreachable cluster is a usage error naming it and the fix, within
-    ``CONNECT_TIMEOUT`` seconds."""
+    """``ray.init`` for ``address``; an unreachable cluster is a usage error naming it and the fix, within about
+    ``CONNECT_TIMEOUT`` seconds (a TCP connection first; then Ray's own GCS connect and retry budget are bounded
+    through its ``RAY_*`` settings unless the user set them)."""
     fix = ("start one there (ray start --head on that machine), check the address and firewall, or pass "
            "--ray local to run on this machine alone")
     target = _address_target(address)
+    bounded = {}
     if target is not None:
         try:
             socket.create_connection(target, timeout=CONNECT_TIMEOUT).close()
         except OSError as exc:
             reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
             raise UsageError(f"cannot reach a Ray cluster at {address} ({reason}); {fix}") from None
+    if address != "local":
+        bounded = {"RAY_py_gcs_connect_timeout_s": str(max(1, round(CONNECT_TIMEOUT))),
+                   "RAY_gcs_server_port_wait_time_s": "1"}  # one connection attempt, not twenty
+        bounded = {k: v for k, v in bounded.items() if k not in os.environ}
+    os.environ.update(bounded)
     try:
         ray.init(address=address, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+    except ConnectionError as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UsageError(f"cannot connect to a Ray cluster at {address} ({message}); {fix}") from None
+    except (RuntimeError, ValueError) as exc:  # e.g. a Ray Client address without ray[client] installed
+        raise UsageError(f"cannot use the Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
+    finally:
+        for key in bounded:
+            os.environ.pop(key, None)
 
 
 class RayQueue:
@@ -239,13 +252,15 @@ class RayQueue:
         if not pending:
             return
         ray = import_ray()
-        connect(ray, self.address)  # an unreachable cluster leaves the manifest untouched
-        try:
-            workers = self._start_workers(ray, len(pending))
-            self.manifest.register(jobs, self.target)
-            self._schedule(ray, workers, pending)
-        finally:
-            ray.shutdown()  # ends this driver's actors (and a --ray local instance)
+        # Ray prints its own messages (a worker died, ...) to stdout, which lists the output files: to stderr
+        with contextlib.redirect_stdout(sys.stderr):
+            connect(ray, self.address)  # an unreachable cluster leaves the manifest untouched
+            try:
+                workers = self._start_workers(ray, len(pending))
+                self.manifest.register(jobs, self.target)
+                self._schedule(ray, workers, pending)
+            finally:
+                ray.shutdown()  # ends this driver's actors (and a --ray local instance)
 
     def _recover(self, job: Job, record: dict) -> bool:
         """A driver killed between renaming a job's files into place and recording it: the files are there."""
