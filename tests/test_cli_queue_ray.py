@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import cli_fake_nodes as fake
+from demo_support import DEMO_WORKFLOWS, demo_models  # noqa: F401
 from ltx2_nodes import paths
 from ltx2_nodes.cli import main, ray_queue
 from ltx2_nodes.cli.display import Display
@@ -90,6 +91,22 @@ def test_ray_queue_with_a_worker_killed_mid_job_runs_every_job_exactly_once(batc
     assert queue(batch, "--ray", "local") == 0
     assert capsys.readouterr().err.count("already done (manifest)") == 6
     assert len(batch["log"].read_text().splitlines()) == 6
+
+
+@pytest.mark.slow
+def test_ray_and_local_queues_write_identical_files_for_a_demo_workflow(batch, demo_models, capsys):
+    """The real pack nodes on the demo models: a Ray worker runs the same job code as ``--local``."""
+    pytest.importorskip("ray")
+    Path(batch["prompts"]).write_text('a dog barking\n{"prompt": "rain on a roof", "seed": 3}\n')
+    common = ["queue", str(DEMO_WORKFLOWS / "t2a_dev_one_stage.api.json"), "--prompts", batch["prompts"],
+              "--models-dir", str(demo_models.root)]
+    assert main([*common, "--ray", "local", "--ray-workers", "2", "--out", str(batch["tmp"] / "ray")]) == 0
+    assert main([*common, "--local", "--manifest", str(batch["tmp"] / "local.jsonl"),
+                 "--out", str(batch["tmp"] / "local")]) == 0
+    ray_files = [Path(r["files"][0]) for r in records(batch["manifest"])]
+    local_files = [Path(r["files"][0]) for r in records(batch["tmp"] / "local.jsonl")]
+    assert [f.suffix for f in ray_files] == [".flac", ".flac"]
+    assert [f.read_bytes() for f in ray_files] == [f.read_bytes() for f in local_files]
 
 
 def test_a_driver_killed_between_publishing_and_recording_finds_the_files(batch):

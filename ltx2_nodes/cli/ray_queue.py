@@ -288,7 +288,7 @@ class RayQueue:
         return [actor.remote(s.worker) for _ in range(count)]
 
     def _schedule(self, ray, workers: list, pending: deque) -> None:
-        from ray.exceptions import RayActorError, RayTaskError
+        from ray.exceptions import RayError, RayTaskError
 
         idle, running = list(workers), {}  # running: object ref -> (job, worker)
         try:
@@ -302,13 +302,13 @@ class RayQueue:
                 job, worker = running.pop(ready[0])
                 try:
                     outcome, staged = ray.get(ready[0])
-                except RayActorError as exc:
+                except RayTaskError as exc:  # an unexpected exception in the job's code: this job failed
+                    cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+                    outcome, staged = JobOutcome(False, error=f"{type(cause).__name__}: {cause}"), []
+                except RayError as exc:  # the worker (or the node holding the result) died: run it again
                     idle.insert(0, worker)  # restarting: the next job goes to another idle worker first
                     self._worker_died(job, exc, pending)
                     continue
-                except RayTaskError as exc:  # an unexpected exception in the worker: this job failed
-                    cause = exc.cause if getattr(exc, "cause", None) is not None else exc
-                    outcome, staged = JobOutcome(False, error=f"{type(cause).__name__}: {cause}"), []
                 idle.append(worker)
                 if outcome.ok:
                     outcome = self._publish(job, outcome, staged)
