@@ -16,8 +16,9 @@ when ``--ray`` is given, and its absence is a usage error with the install hint 
   worker has it; the driver records the output names it is about to publish, renames the files, then marks
   the job ``done``; a driver killed between the two finds the files on resume and marks the job done without
   running it again. A worker that dies mid-job (``kill -9``, the OOM killer, a lost node) fails only its Ray
-  call: Ray restarts the actor (its models load again on first use) and the driver puts the job back at the
-  front of the queue, up to ``--ray-retries`` times; the dead attempt never wrote a file this process records.
+  call: the driver puts the job back at the front of the queue, up to ``--ray-retries`` times, and the dead
+  attempt never wrote a file this process records. Ray restarts the actor (its models load again on first use);
+  the driver gives it jobs again once it answers :meth:`JobWorker.ready`.
 - ``--ray local`` starts a private Ray instance on this machine for the run; ``auto`` joins the running one
   (``$RAY_ADDRESS`` or ``ray start`` on this machine); ``HOST:PORT`` or ``ray://HOST:PORT`` is checked with a
   TCP connection first (``CONNECT_TIMEOUT`` seconds) because Ray itself retries an unreachable address for
@@ -32,6 +33,7 @@ import re
 import socket
 import sys
 import tempfile
+import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -48,6 +50,7 @@ from .workflow import UsageError, Workflow
 INSTALL_HINT = "pip install 'ltx2_nodes[cluster]' (or pip install -r requirements-cluster.txt)"
 CONNECT_TIMEOUT = 10.0  # seconds to open a TCP connection to a named Ray address before giving up
 DEFAULT_RETRIES = 2
+REVIVE_TIMEOUT = 300.0  # seconds a dead worker has to come back (Ray restarts it) before the queue goes on without it
 _COUNTED = re.compile(r"^(?P<name>.*)_(?P<counter>\d{5,})_\.(?P<ext>[^./]+)$")  # paths.next_output_file's names
 _RAY_ONLY = (("--ray-workers", "ray_workers"), ("--ray-gpus", "ray_gpus"), ("--ray-cpus", "ray_cpus"),
              ("--ray-retries", "ray_retries"))
@@ -140,6 +143,10 @@ class JobWorker:
                 else:
                     elsewhere.append(name)
             return JobOutcome(outcome.ok, elsewhere, outcome.error), staged
+
+    def ready(self) -> str:
+        """Answers once the actor runs (the driver asks a restarted worker before giving it a job)."""
+        return socket.gethostname()
 
     def _prepare(self, staging: Path) -> Executor:
         s = self.settings
@@ -290,7 +297,7 @@ class RayQueue:
     def _schedule(self, ray, workers: list, pending: deque) -> None:
         from ray.exceptions import RayError, RayTaskError
 
-        idle, running = list(workers), {}  # running: object ref -> (job, worker)
+        idle, running, reviving = list(workers), {}, {}  # object ref -> (job, worker) / (worker, since)
         try:
             while pending or running:
                 while pending and idle:
@@ -298,7 +305,15 @@ class RayQueue:
                     prompt_id = self.manifest.begin(job.key, self.target)
                     self.display.start_job(job.number, job.title, job.workflow)
                     running[worker.run.remote(job.workflow, prompt_id)] = (job, worker)
-                ready, _ = ray.wait(list(running), num_returns=1)
+                waiting = list(running) + list(reviving)
+                ready, _ = ray.wait(waiting, num_returns=1, timeout=None if running else REVIVE_TIMEOUT)
+                if not ready:
+                    self.display.note(f"no worker came back within {REVIVE_TIMEOUT:g} s; {len(pending)} job(s) left "
+                                      f"queued; run the same command again")
+                    return
+                if ready[0] in reviving:
+                    self._revive(ray, ready[0], reviving, idle)
+                    continue
                 job, worker = running.pop(ready[0])
                 try:
                     outcome, staged = ray.get(ready[0])
@@ -306,8 +321,8 @@ class RayQueue:
                     cause = exc.cause if getattr(exc, "cause", None) is not None else exc
                     outcome, staged = JobOutcome(False, error=f"{type(cause).__name__}: {cause}"), []
                 except RayError as exc:  # the worker (or the node holding the result) died: run it again
-                    idle.insert(0, worker)  # restarting: the next job goes to another idle worker first
                     self._worker_died(job, exc, pending)
+                    reviving[worker.ready.remote()] = (worker, time.monotonic())  # Ray restarts it
                     continue
                 idle.append(worker)
                 if outcome.ok:
@@ -317,6 +332,24 @@ class RayQueue:
             for job, _ in running.values():
                 self.manifest.update(job.key, status="queued", error="interrupted")
             raise
+
+    def _revive(self, ray, ref, reviving: dict, idle: list) -> None:
+        """A restarted worker answers its first call: idle again. Calls to it while Ray restarts it fail at once, so
+        jobs go only to workers that answered (asking again every half second, for ``REVIVE_TIMEOUT`` seconds)."""
+        from ray.exceptions import RayError
+
+        worker, since = reviving.pop(ref)
+        try:
+            ray.get(ref)
+        except RayError as exc:
+            if time.monotonic() - since > REVIVE_TIMEOUT:
+                self.display.note(f"a worker did not come back within {REVIVE_TIMEOUT:g} s ({exc}); going on "
+                                  f"without it")
+                return
+            time.sleep(0.5)
+            reviving[worker.ready.remote()] = (worker, since)
+            return
+        idle.append(worker)
 
     def _worker_died(self, job: Job, exc: Exception, pending: deque) -> None:
         attempts = self.manifest.get(job.key).get("attempts", 1)
