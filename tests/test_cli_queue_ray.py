@@ -94,6 +94,23 @@ def test_ray_queue_with_a_worker_killed_mid_job_runs_every_job_exactly_once(batc
 
 
 @pytest.mark.slow
+def test_a_job_whose_worker_dies_more_often_than_retries_allow_fails_and_runs_again_on_rerun(batch, monkeypatch,
+                                                                                            capsys):
+    pytest.importorskip("ray")
+    Path(batch["prompts"]).write_text("prompt 1\nprompt 2\n")
+    monkeypatch.setenv("FAKE_NODES_KILL_ON", "prompt 1#")
+    monkeypatch.setenv("FAKE_NODES_KILL_MARKER", str(batch["tmp"] / "killed"))
+    assert queue(batch, "--ray", "local", "--ray-workers", "1", "--ray-retries", "0") == 1
+    recs = records(batch["manifest"])
+    assert [r["status"] for r in recs] == ["failed", "done"]
+    assert recs[0]["error"].startswith("its worker died during 1 attempt(s) (last: ")
+    assert recs[0]["error"].endswith("); run the queue again, raise --ray-retries, or give the workers more memory")
+    assert queue(batch, "--ray", "local", "--ray-workers", "1") == 0  # failed jobs run again, done ones do not
+    assert [(r["status"], r["attempts"]) for r in records(batch["manifest"])] == [("done", 2), ("done", 1)]
+    assert sorted(batch["log"].read_text().splitlines()) == ["saved prompt 1#5", "saved prompt 2#5"]
+
+
+@pytest.mark.slow
 def test_ray_and_local_queues_write_identical_files_for_a_demo_workflow(batch, demo_models, capsys):
     """The real pack nodes on the demo models: a Ray worker runs the same job code as ``--local``."""
     pytest.importorskip("ray")

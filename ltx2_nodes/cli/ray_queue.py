@@ -360,8 +360,8 @@ class RayQueue:
             pending.appendleft(job)
         else:
             record_outcome(self.manifest, self.display, job, JobOutcome(
-                False, error=f"its worker died in each of {attempts} attempts (last: {reason}); raise --ray-retries "
-                             f"or give the workers more memory"))
+                False, error=f"its worker died during {attempts} attempt(s) (last: {reason}); run the queue again, "
+                             f"raise --ray-retries, or give the workers more memory"))
 
     def _publish(self, job: Job, outcome: JobOutcome, staged: list[tuple[str, bytes]]) -> JobOutcome:
         """Name the files in the manifest, then write each (``.partial``, rename): a resumed driver that finds
