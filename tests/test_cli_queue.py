@@ -251,8 +251,8 @@ def test_unreachable_server_is_exit_3_and_leaves_the_manifest_alone(files, capsy
     assert "\n" not in err
     assert files["manifest"].read_text() == '{"key": "old", "status": "done"}\n'
     assert server_queue(files, url, "--out", "x") == 2
-    assert capsys.readouterr().err.strip() == ("error: --out: only used with --local; a ComfyUI server uses its own "
-                                               "folders and nodes")
+    assert capsys.readouterr().err.strip() == ("error: --out: only used with --local or --ray; a ComfyUI server uses "
+                                               "its own folders and nodes")
 
 
 @pytest.mark.parametrize("websocket", [True, False])

@@ -178,6 +178,12 @@ class Executor:
         self._objects: dict[tuple[str, str], object] = {}
         self._cache: dict[str, _CacheEntry] = {}
 
+    def forget_saved_outputs(self) -> None:
+        """Drop the cached results that reported UI outputs (saved files), so the next run executes those nodes
+        and writes their files again even when nothing upstream changed; upstream results (loaded models) stay.
+        A Ray worker (``cli/ray_queue.py``) calls it before each job: every job's files go to a new folder."""
+        self._cache = {node_id: entry for node_id, entry in self._cache.items() if not entry.ui}
+
     # ------------------------------------------------------------------ validation
     def node_class(self, class_type: str) -> NodeClass | None:
         node_cls = self.registry.get(class_type)

@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .workflow import Assignment, UsageError, Workflow, is_link, read_json
+from .executor import ExecutionError
+from .workflow import Assignment, UsageError, Workflow, WorkflowError, is_link, read_json
 
 PROMPT_INPUT_NAMES = ("prompt", "text")
 SEED_INPUT_NAMES = ("seed", "noise_seed")
@@ -57,6 +58,38 @@ class Job:
         """The manifest fields that describe the job itself."""
         return {"line": self.spec.line, "prompt": self.spec.prompt, "seed": self.spec.seed,
                 "overrides": self.spec.overrides}
+
+
+@dataclass
+class JobOutcome:
+    """How one job ended where it ran: its output files, or the error that failed it."""
+
+    ok: bool
+    files: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def run_job(executor, workflow: Workflow, prompt_id: str) -> JobOutcome:
+    """Run one job's workflow on a headless :class:`~.executor.Executor`: the one job runner of ``queue --local``
+    and of a Ray worker (``cli/ray_queue.py``). A failing node or a workflow the executor refuses fails this job
+    only; ``KeyboardInterrupt`` and anything unexpected propagate."""
+    try:
+        result = executor.run(workflow, prompt_id)
+    except (ExecutionError, WorkflowError) as exc:
+        return JobOutcome(False, error=str(exc))
+    return JobOutcome(True, [str(p) for p in result.files])
+
+
+def record_outcome(manifest, display, job: Job, outcome: JobOutcome) -> None:
+    """Write a finished attempt to the manifest (``done`` with its files, or ``failed`` with its error, on one
+    line) and show it."""
+    if outcome.ok:
+        manifest.update(job.key, status="done", files=outcome.files)
+        display.finish_job(job.number, True, ", ".join(outcome.files))
+    else:
+        error = outcome.error or "failed"
+        manifest.update(job.key, status="failed", error=error.replace("\n", "; "))
+        display.finish_job(job.number, False, error.splitlines()[0])
 
 
 def read_prompts_file(path: str | Path) -> list[JobSpec]:

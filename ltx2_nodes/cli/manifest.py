@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,6 +58,21 @@ class Manifest:
         self.save()
         return record
 
+    def register(self, jobs, target: str) -> None:
+        """Record every job not in the manifest yet as ``queued`` for ``target``, in one write."""
+        for job in jobs:
+            if job.key not in self.records:
+                self.records[job.key] = {"key": job.key, **job.record(), "status": "queued", "target": target,
+                                         "attempts": 0, "files": [], "error": None}
+        self.save()
+
+    def begin(self, key: str, target: str) -> str:
+        """Record one more attempt of a job as ``running`` on ``target``, under a new prompt id (returned)."""
+        prompt_id = str(uuid.uuid4())
+        self.update(key, status="running", prompt_id=prompt_id, target=target,
+                    attempts=self.records.get(key, {}).get("attempts", 0) + 1, files=[], error=None)
+        return prompt_id
+
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.records.values())
@@ -66,7 +82,7 @@ class Manifest:
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, self.path)
-        _fsync_directory(self.path.parent)
+        fsync_directory(self.path.parent)
 
     @contextmanager
     def locked(self) -> Iterator["Manifest"]:
@@ -89,7 +105,7 @@ class Manifest:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _fsync_directory(folder: Path) -> None:
+def fsync_directory(folder: Path) -> None:
     """Make the rename itself durable (POSIX); Windows cannot open directories and needs no such step."""
     try:
         fd = os.open(folder, os.O_RDONLY)

@@ -21,12 +21,13 @@ from .comfy_client import ComfyClient, PromptRejected, history_outcome
 from .common import (ExitCode, add_engine_options, add_path_options, apply_engine_options, apply_path_options,
                      node_registry, positive_float, server_url)
 from .display import Display
-from .executor import ExecutionError, Executor
+from .executor import Executor
 from .jobs import (PROMPT_INPUT_NAMES, SEED_INPUT_NAMES, Job, build_jobs, expand_seeds, find_input, parse_seeds,
-                   read_prompts_file)
+                   read_prompts_file, record_outcome, run_job)
 from .manifest import Manifest
+from .ray_queue import RayQueue, add_ray_options, import_ray, ray_settings
 from .websocket import WebSocketError
-from .workflow import Assignment, UsageError, Workflow, WorkflowError
+from .workflow import Assignment, UsageError, Workflow
 
 HELP = "queue a workflow once per line of a prompts file (ComfyUI server or --local), resumable via a manifest"
 DEFAULT_SERVER = "http://127.0.0.1:8188"
@@ -41,6 +42,7 @@ def add_parser(p) -> None:
     target.add_argument("--server", default=DEFAULT_SERVER, type=server_url,
                         help=f"ComfyUI address (default {DEFAULT_SERVER})")
     target.add_argument("--local", action="store_true", help="run the jobs here with the headless executor")
+    add_ray_options(p, target)
     p.add_argument("--seeds", metavar="LIST", help="run every job once per seed, e.g. 1,2,10-12 (jobs that set "
                                                     "their own seed keep it)")
     p.add_argument("--prompt-input", metavar="NODE.INPUT",
@@ -59,7 +61,9 @@ def add_parser(p) -> None:
 
 def run(args) -> int:
     executor = client = None
-    if args.local:
+    if args.ray:
+        import_ray()  # before any work: without Ray installed, the install hint (exit 2)
+    if args.local or args.ray:
         apply_path_options(args)
         apply_engine_options(args)
         executor = Executor(node_registry(args))
@@ -68,9 +72,10 @@ def run(args) -> int:
                                      ("--out", args.out), ("--nodes", args.nodes), ("--device", args.device),
                                      ("--vram-budget", args.vram_budget), ("--ram-budget", args.ram_budget)) if v]
         if local_only:
-            raise UsageError(f"{', '.join(local_only)}: only used with --local; a ComfyUI server uses its own "
-                             f"folders and nodes")
+            raise UsageError(f"{', '.join(local_only)}: only used with --local or --ray; a ComfyUI server uses "
+                             f"its own folders and nodes")
         client = ComfyClient(args.server)
+    cluster = ray_settings(args)  # None without --ray (whose own options are refused then)
     jobs = _jobs(args, executor)
     if client:
         client.check()  # before the manifest is touched
@@ -78,7 +83,9 @@ def run(args) -> int:
     display = Display(total_jobs=len(jobs))
     with Manifest(manifest_path).locked() as manifest:  # SIGTERM: KeyboardInterrupt (cli.common)
         try:
-            if executor:
+            if cluster:
+                RayQueue(args.ray, cluster, manifest, display).run(jobs)
+            elif executor:
                 executor.on_event = display.event
                 LocalQueue(executor, manifest, display).run(jobs)
             else:
@@ -120,42 +127,24 @@ def _jobs(args, executor: Executor | None) -> list[Job]:
     return build_jobs(workflow, specs, prompt_input, seed_input, declared)
 
 
-def _register(manifest: Manifest, jobs: list[Job], target: str) -> None:
-    """Record every new job as queued, in one write."""
-    for job in jobs:
-        if job.key not in manifest.records:
-            manifest.records[job.key] = {"key": job.key, **job.record(), "status": "queued", "target": target,
-                                         "attempts": 0, "files": [], "error": None}
-    manifest.save()
-
-
 class LocalQueue:
     def __init__(self, executor: Executor, manifest: Manifest, display: Display):
         self.executor, self.manifest, self.display = executor, manifest, display
 
     def run(self, jobs: list[Job]) -> None:
-        _register(self.manifest, jobs, "local")
+        self.manifest.register(jobs, "local")
         for job in jobs:
-            record = self.manifest.get(job.key)
-            if record.get("status") == "done":
+            if self.manifest.get(job.key).get("status") == "done":
                 self.display.skip_job(job.number, "already done (manifest)")
                 continue
-            prompt_id = str(uuid.uuid4())
-            self.manifest.update(job.key, status="running", prompt_id=prompt_id, target="local",
-                                 attempts=record.get("attempts", 0) + 1, files=[], error=None)
+            prompt_id = self.manifest.begin(job.key, "local")
             self.display.start_job(job.number, job.title, job.workflow)
             try:
-                result = self.executor.run(job.workflow, prompt_id)
-            except (ExecutionError, WorkflowError) as exc:
-                self.manifest.update(job.key, status="failed", error=str(exc).replace("\n", "; "))
-                self.display.finish_job(job.number, False, str(exc).splitlines()[0])
-                continue
+                outcome = run_job(self.executor, job.workflow, prompt_id)
             except KeyboardInterrupt:
                 self.manifest.update(job.key, status="queued", error="interrupted")
                 raise
-            files = [str(p) for p in result.files]
-            self.manifest.update(job.key, status="done", files=files)
-            self.display.finish_job(job.number, True, ", ".join(files))
+            record_outcome(self.manifest, self.display, job, outcome)
 
 
 class ServerQueue:
@@ -166,7 +155,7 @@ class ServerQueue:
         self.websocket = None
 
     def run(self, jobs: list[Job]) -> None:
-        _register(self.manifest, jobs, self.client.base)
+        self.manifest.register(jobs, self.client.base)
         # reuse the recorded client id: ComfyUI sends a prompt's progress only to the client that queued it
         client_id = next((r["client_id"] for r in self.manifest.records.values()
                           if r.get("target") == self.client.base and r.get("client_id")), uuid.uuid4().hex)
