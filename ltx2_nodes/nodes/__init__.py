@@ -13,6 +13,7 @@ from .latent import (LTX2AudioToLatent, LTX2EmptyAVLatent, LTX2GeneratedKeyframe
                      LTX2LatentUpscaler)
 from .loaders import LTX2CheckpointLoader, LTX2CompileDiT, LTX2DurationHeadLoader, LTX2GemmaLoader, LTX2LoraLoader
 from .refine import LTX2RefineTiles
+from .dubit import LTX2DubItReferenceAudio
 from .editing import LTX2ExtendJoin, LTX2ExtendWindow, LTX2Retake, LTX2VideoEncode
 from .sampler import LTX2Sampler
 from .soundtrack import LTX2AudioOnlyModel, LTX2EmptyAudioLatent, LTX2VideoToAudioLatent
@@ -46,6 +47,8 @@ _NODES = {
     "LTX2ExtendWindow": (LTX2ExtendWindow, "LTX-2 Extend Window"),
     "LTX2ExtendJoin": (LTX2ExtendJoin, "LTX-2 Extend Join"),
     "LTX2Retake": (LTX2Retake, "LTX-2 Retake (Regenerate a Time Window)"),
+    # control (issue 16)
+    "LTX2DubItReferenceAudio": (LTX2DubItReferenceAudio, "LTX-2 Dub-It Reference Audio"),
 }
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {node_id: cls for node_id, (cls, _) in _NODES.items()}
