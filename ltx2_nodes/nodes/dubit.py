@@ -4,9 +4,10 @@ The official ``ltx_pipelines.dubit`` runs the Dub-It IC-LoRA in both stages of a
 reference clip's video guides the video (IC-LoRA reference video tokens) and its audio, encoded by the audio VAE,
 is appended to the audio stream as frozen tokens at negative positions (``sampling.reference_audio``). Stage 1
 generates the new audio with that reference; stage 2 keeps the stage-1 audio unchanged and references the stage-1
-audio itself. Here the reference rides on the LATENT (``LatentInfo.audio_reference``) to every sampler that
-samples it; this node sets it: from a given AUDIO (stage 1), or, with no audio connected, from the latent's own
-audio, which it also marks to be kept (stage 2).
+audio itself. Here the reference rides on the LATENT (``LatentInfo.audio_reference``) to the next sampler only
+(like the IC-LoRA guides), so each stage is conditioned by the node placed before its sampler: from a given AUDIO
+(stage 1), or, with no audio connected, from the latent's own audio, which the node also marks to be kept
+(stage 2).
 """
 
 from __future__ import annotations
@@ -53,12 +54,12 @@ def _encode_reference(audio_vae, audio: dict, start_seconds: float, seconds: flo
 class LTX2DubItReferenceAudio:
     DESCRIPTION = (
         "Dub-It (lip-dub / re-voicing; load the Dub-It IC-LoRA on the model, it runs in both stages): appends a "
-        "reference audio to the audio the samplers generate, as frozen tokens placed before the clip (negative "
-        "time positions, as the official Dub-It pipeline). Stage 1: connect the reference speech (reference_audio; "
-        "start_seconds / seconds pick a part, seconds 0 = to the end); it is encoded by the audio VAE. Stage 2 "
-        "(after the upscaler): leave reference_audio unconnected: the latent's own stage-1 audio becomes the "
-        "reference and is kept unchanged, as the official stage 2. The reference tokens never reach the output "
-        "latent or the decoded audio.")
+        "reference audio to the audio the next sampler generates, as frozen tokens placed before the clip "
+        "(negative time positions, as the official Dub-It pipeline). Stage 1: connect the reference speech "
+        "(reference_audio; start_seconds / seconds pick a part, seconds 0 = to the end); it is encoded by the audio "
+        "VAE. Stage 2 (after the upscaler, before the second sampler): leave reference_audio unconnected: the "
+        "latent's own stage-1 audio becomes the reference and is kept unchanged, as the official stage 2. Only the "
+        "next sampler is conditioned; the reference tokens never reach the output latent or the decoded audio.")
 
     @classmethod
     def INPUT_TYPES(cls):

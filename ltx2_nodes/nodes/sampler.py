@@ -131,7 +131,9 @@ class LTX2Sampler:
                                  audio_conditioning=audio_items)
         # the masks stay: a kept audio (audio-to-video) is kept in stage 2 as well
         out = dataclasses.replace(out, video_mask=av.video_mask, audio_mask=av.audio_mask)
-        return (from_av_latents(out, info.replace(noise=noise.record(), refine_tiles=None), base=latent),)
+        # a Dub-It reference conditions this sampler only (stage 2 references the stage-1 audio: nodes.dubit)
+        return (from_av_latents(out, info.replace(noise=noise.record(), refine_tiles=None, audio_reference=None),
+                                base=latent),)
 
     @staticmethod
     def _conditioning(info, av, run_engine) -> list:
