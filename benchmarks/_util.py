@@ -3,6 +3,7 @@ interleaved paired timing (wall + CPU seconds, paired ratios, FLOPs from shapes,
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -62,6 +63,17 @@ def run_isolated(script: str, case: dict) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"case {case} failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def parse_or_answer_case(parser: argparse.ArgumentParser, run):
+    """The script's arguments, plus the hidden ``--case JSON`` that ``run_isolated`` passes: given one, print
+    ``run(case)`` as the JSON result line and return None (the script then exits)."""
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(run(json.loads(args.case))))
+        return None
+    return args
 
 
 def table(headers: list[str], rows: list[list]) -> str:
@@ -138,10 +150,15 @@ class Timings:
     def median_cpu(self) -> float:
         return statistics.median(self.cpu)
 
-    def paired_ratio(self, other: "Timings") -> float:
-        """Median over rounds of ``other / self`` wall time: how many times faster this variant ran than
-        ``other`` in the same round (load changes between rounds cancel out)."""
-        return statistics.median(o / s for s, o in zip(self.wall, other.wall))
+    def seconds(self, clock: str = "wall") -> list[float]:
+        """Per-round seconds on ``clock``: ``"wall"``, or ``"cpu"`` (this process's CPU time: with one thread on
+        a shared machine it counts the work, not the time other processes held the cores)."""
+        return self.wall if clock == "wall" else self.cpu
+
+    def paired_ratio(self, other: "Timings", clock: str = "wall") -> float:
+        """Median over rounds of ``other / self`` seconds on ``clock``: how many times faster this variant ran
+        than ``other`` in the same round (load changes between rounds cancel out)."""
+        return statistics.median(o / s for s, o in zip(self.seconds(clock), other.seconds(clock)))
 
 
 def interleaved(variants: dict[str, object], rounds: int, warmup: int = 1, log=print) -> dict[str, Timings]:

@@ -18,7 +18,6 @@ than live activations.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
@@ -63,15 +62,13 @@ def run_case(case: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, nargs="+", default=[4.0, 12.0, 30.0])
     parser.add_argument("--chunk-seconds", type=float, nargs="+",
                         default=[DEFAULT_CHUNK_LATENTS / 25, 2.0],
                         help=f"chunk lengths to compare with the whole decode (default chunks: "
                              f"{DEFAULT_CHUNK_LATENTS} latents / {DEFAULT_CHUNK_MEL_FRAMES} mel frames = 10 s)")
-    args = parser.parse_args()
-    if args.case:
-        print(json.dumps(run_case(json.loads(args.case))))
+    args = _util.parse_or_answer_case(parser, run_case)
+    if args is None:
         return
     os.environ["MALLOC_MMAP_THRESHOLD_"] = "1048576"  # inherited by the case subprocesses (see module doc)
     cases = [{"seconds": s} for s in args.seconds]

@@ -64,11 +64,9 @@ def run_case(case: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--case")
     parser.add_argument("--dir", default="/tmp")
-    args = parser.parse_args()
-    if args.case:
-        print(json.dumps(run_case(json.loads(args.case))))
+    args = _util.parse_or_answer_case(parser, run_case)
+    if args is None:
         return
     path = write_checkpoint(Path(args.dir) / NAME)
     ckpt = LTX2Checkpoint(path)

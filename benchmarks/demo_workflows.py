@@ -12,13 +12,12 @@ latent (stage-1 size and frames) to see how the tiny models scale.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _util import REPO, machine, run_isolated, table
+from _util import REPO, machine, parse_or_answer_case, run_isolated, table
 
 GROUPS = {"LTX2Sampler": "sampling", "LTX2VideoDecodeTiled": "video decode", "LTX2AudioDecode": "audio decode",
           "LTX2AVCombine": "mp4 write"}
@@ -58,12 +57,10 @@ def run_case(case: dict) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--size", help="stage-1 WIDTHxHEIGHTxFRAMES, e.g. 768x512x121")
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    if args.case:
-        print(json.dumps(run_case(json.loads(args.case))))
+    args = parse_or_answer_case(parser, run_case)
+    if args is None:
         return 0
     from ltx2_nodes.demo.models import write_demo_models
 

@@ -24,7 +24,7 @@ import json
 import sys
 import time
 
-from _util import REPO, gib, machine, peak_rss_bytes, run_isolated, table
+from _util import REPO, gib, machine, parse_or_answer_case, peak_rss_bytes, run_isolated, table
 
 FPS = 24.0
 
@@ -71,15 +71,13 @@ def run_case(case: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--case")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--frames", type=int, default=2, help="latent frames (pixel frames 8k+1)")
     parser.add_argument("--height", type=int, default=512)
     parser.add_argument("--width", type=int, default=768)
     parser.add_argument("--tile", type=int, default=0, help="adds a tiled diffusion row with tiles of this many px")
-    args = parser.parse_args()
-    if args.case:
-        print(json.dumps(run_case(json.loads(args.case))))
+    args = parse_or_answer_case(parser, run_case)
+    if args is None:
         return
     base = {"device": args.device, "frames": args.frames, "height": args.height, "width": args.width}
     cases = [("conv (LTX-2 19B layout)", {"decoder": "conv", "tiling": None}),

@@ -212,8 +212,9 @@ def run_dtype(name: str, args, shape: dict, cfg: TransformerConfig) -> tuple[lis
     for (case, impl), t in timings.items():
         fl = flops[(case, impl)]
         ref_t = timings.get((case, "official HEAD"))
-        ratio = f"{t.paired_ratio(ref_t):.2f}x" if ref_t is not None else "-"
-        fraction = statistics.median((fl / w) / (probe_flops / p) for w, p in zip(t.wall, probe_t.wall))
+        ratio = f"{t.paired_ratio(ref_t, args.clock):.2f}x" if ref_t is not None else "-"
+        fraction = statistics.median((fl / w) / (probe_flops / p)
+                                     for w, p in zip(t.seconds(args.clock), probe_t.seconds(args.clock)))
         diff = _max_diff(outputs[(case, impl)], outputs[(case, "pack eager")]) if (case, impl) in outputs else None
         rows.append([name, CASES.get(case, case), impl, f"{t.median_wall:.3f}", f"{t.median_cpu:.3f}", ratio,
                      f"{fl / 1e9:.2f}", f"{fl / t.median_wall / 1e9:.1f}", f"{fraction:.0%}",
@@ -244,7 +245,13 @@ def main() -> None:
     parser.add_argument("--no-official-compiled", action="store_true", help="skip the official compiled path")
     parser.add_argument("--sdpa", choices=("default", "flash", "efficient", "cudnn", "math"), default="default",
                         help="SDPA backend on CUDA (default: PyTorch's choice)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's choice)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="clock of the paired ratios and the matmul-rate fraction; on a shared machine use "
+                             "'cpu' with --threads 1")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     args.cases = args.cases.split(",")
     dtypes = (args.dtypes or ("bf16,fp8" if args.device == "cuda" else "fp32,bf16")).split(",")
     shape = SMALL if args.small else REAL
@@ -260,8 +267,9 @@ def main() -> None:
           f"{shape['frames']} -> {f * h * w} video + {audio_latent_frames(shape['frames'], FPS)} audio tokens, "
           f"{shape['text']} text tokens; {args.device}" + (f", SDPA {args.sdpa}" if args.device == "cuda" else ""))
     print(f"machine: {_util.machine()}; load average before / after: {load_before} / {_util.load_average()}; "
-          f"peak RSS {_util.gib(_util.peak_rss_bytes())}; median of {args.rounds} interleaved rounds\n")
-    print(_util.table(["dtype", "case", "implementation", "wall s", "CPU s", "official / this (paired)",
+          f"peak RSS {_util.gib(_util.peak_rss_bytes())}; median of {args.rounds} interleaved rounds; ratios and "
+          f"matmul-rate fractions on the {args.clock} clock\n")
+    print(_util.table(["dtype", "case", "implementation", "wall s", "CPU s", f"official / this (paired, {args.clock})",
                        "GFLOP / fwd", "GFLOP/s", "of matmul rate", "max |diff| vs pack eager"], rows))
     print("\n" + "\n".join(notes))
 

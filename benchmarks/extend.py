@@ -15,13 +15,12 @@ video, audio) and times it: that part grows with the clip by design (it writes e
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _util import gib, machine, peak_rss_bytes, run_isolated, table
+from _util import gib, machine, parse_or_answer_case, peak_rss_bytes, run_isolated, table
 
 
 def run_case(case: dict) -> dict:
@@ -73,7 +72,6 @@ def run_case(case: dict) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--segments", type=int, nargs="+", default=[1, 3, 6])
     parser.add_argument("--segment-seconds", type=float, default=10.0)
     parser.add_argument("--size", default="768x512")
@@ -81,9 +79,8 @@ def main() -> int:
     parser.add_argument("--family", choices=("2.0", "2.3"), default="2.0")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--decode", action="store_true")
-    args = parser.parse_args()
-    if args.case:
-        print(json.dumps(run_case(json.loads(args.case))))
+    args = parse_or_answer_case(parser, run_case)
+    if args is None:
         return 0
     from ltx2_nodes.demo.models import write_demo_models
 

@@ -129,14 +129,12 @@ def run_case(case: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--case")
     parser.add_argument("--model", choices=sorted(NAMES), default="gemma3")
     parser.add_argument("--dir", default="/tmp")
     parser.add_argument("--words", type=int, default=100)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    args = parser.parse_args()
-    if args.case:
-        print(json.dumps(run_case(json.loads(args.case))))
+    args = _util.parse_or_answer_case(parser, run_case)
+    if args is None:
         return
     path = write_slice(Path(args.dir) / NAMES[args.model], args.model)
     cases = [

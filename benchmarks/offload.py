@@ -299,14 +299,12 @@ def cpu_rows(directory: Path) -> list[list]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--case")
     parser.add_argument("--dir", default="/tmp")
     parser.add_argument("--weights", choices=["fp8", "bf16"], default="fp8")
     parser.add_argument("--skip-cpu", action="store_true")
     parser.add_argument("--precheck-only", action="store_true", help="only the block sizes and pre-check figures")
-    args = parser.parse_args()
-    if args.case:
-        print(json.dumps(cpu_case(json.loads(args.case))))
+    args = _util.parse_or_answer_case(parser, cpu_case)
+    if args is None:
         return
     print(_util.machine())
     print()

@@ -150,11 +150,9 @@ def _gpu(model, layers, device: str = "cuda") -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--case")
     parser.add_argument("--dir", default="/tmp")
-    args = parser.parse_args()
-    if args.case:
-        print(json.dumps(run_case(json.loads(args.case))))
+    args = _util.parse_or_answer_case(parser, run_case)
+    if args is None:
         return
     folder = Path(args.dir)
     rows, bf16 = [], None

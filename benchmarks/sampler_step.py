@@ -15,14 +15,12 @@ in a fresh interpreter of its own.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
 
 import _util  # puts the repo on sys.path
 import torch
-from dit_forward import build
 
 from ltx2_nodes.model.connector import TextConditioning
 from ltx2_nodes.model.transformer import TransformerConfig
@@ -53,7 +51,7 @@ CASES = [
 
 def setup():
     cfg = TransformerConfig(**CONFIG)
-    model = build(cfg)
+    model = _util.random_dit(cfg)
     vgrid = VideoGrid.from_pixels(cfg.in_channels, FRAMES, H, W, FPS)
     agrid = AudioGrid.for_video(8, cfg.audio_in_channels // 8, FRAMES, FPS)
     video, audio = initial_state(vgrid, 1), initial_state(agrid, 1)
@@ -89,10 +87,8 @@ def run_case(case: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--case")
-    args = parser.parse_args()
-    if args.case:
-        print(json.dumps(run_case(json.loads(args.case))))
+    args = _util.parse_or_answer_case(parser, run_case)
+    if args is None:
         return
     # Timings: all cases in one process, interleaved round by round, so a shared machine's load
     # hits them alike; CPU seconds (both threads) are reported next to wall seconds for that reason.

@@ -20,7 +20,6 @@ the forward (weights excluded) and ``--real-widths`` the 19B widths (GPU rows).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import _util  # puts the repo on sys.path
@@ -104,12 +103,10 @@ def _mib(n: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--case")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--real-widths", action="store_true")
-    args = parser.parse_args()
-    if args.case:
-        print(json.dumps(run_case(json.loads(args.case))))
+    args = _util.parse_or_answer_case(parser, run_case)
+    if args is None:
         return
     print(_util.machine())
     rows = []

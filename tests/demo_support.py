@@ -11,6 +11,7 @@ import torch
 
 from ltx2_nodes import paths
 from ltx2_nodes.demo.models import write_demo_models
+from ltx2_nodes.handles import clear_caches, load_gemma, load_ltx2
 from ltx2_nodes.memory import selection
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,6 +38,14 @@ def headless(demo_models, tmp_path):
     torch.set_num_threads(threads)
     selection.configure_engine(previous) if previous is not None else setattr(selection, "_HEADLESS_ENGINE", None)
     paths.reset()
+
+
+@pytest.fixture
+def family(request, headless, demo_models):
+    """(LTX-2 bundle, Gemma) of the demo model family ``request.param`` ("2.0" or "2.3"; parametrize indirectly)."""
+    clear_caches()
+    path = demo_models.checkpoint if request.param == "2.0" else demo_models.checkpoint_23
+    return load_ltx2(path, device="cpu"), load_gemma(demo_models.gemma, device="cpu")
 
 
 def load_json(path: Path) -> dict:

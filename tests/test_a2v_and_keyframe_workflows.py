@@ -22,7 +22,7 @@ from ltx2_nodes.nodes.sampler import preset_widgets
 from ltx2_nodes.sampling.recipe import recipe_for
 
 sys.path.insert(0, str(REPO / "scripts"))
-import build_workflows as build
+import workflow_graph as graph
 
 SMALL = [f"--set={k}" for k in ("5.width=64", "5.height=64", "5.frames=17")]
 
@@ -47,7 +47,7 @@ def test_audio_to_video_muxes_the_original_input_audio_not_the_decoded_latent(na
                                                                               headless):
     path = run_demo(name, demo_models, tmp_path, capsys)
     media = probe(path)
-    given = load_audio_file(DEMO_INPUTS / build.DEMO["audio"], downmix=False)
+    given = load_audio_file(DEMO_INPUTS / graph.DEMO["audio"], downmix=False)
     assert media.audio_sample_rate == given["sample_rate"] == 16000  # the input's rate, not the vocoder's
     muxed = load_audio_file(path, downmix=False)
     expected = audio_segment(given, 0.0, 17 / 24.0)["waveform"][0]
@@ -67,7 +67,7 @@ def _audio_vae(demo_models, name):
 
 def _a2v_latent(demo_models, name):
     empty = call("LTX2EmptyAVLatent", width=64, height=64, frames=17, seconds=0.0, fps=24.0, batch_size=1)[0]
-    audio = load_audio_file(DEMO_INPUTS / build.DEMO["audio"], downmix=False)
+    audio = load_audio_file(DEMO_INPUTS / graph.DEMO["audio"], downmix=False)
     return call("LTX2AudioToLatent", latent=empty, audio_vae=_audio_vae(demo_models, name), audio=audio)[0]
 
 
@@ -87,8 +87,8 @@ def test_first_and_last_frame_guides_keep_frame_zero_and_address_the_last_frame(
     (gemma,) = call("LTX2GemmaLoader", gemma_name=demo_models.gemma.name)
     (features,) = call("LTX2GemmaEncode", gemma=gemma, prompt="a disc rolls across the picture")
     (positive,) = call("LTX2TextConnector", text_connector=connector, features=features)
-    first = LoadImage().load_image(build.DEMO["image"])[0]
-    last = LoadImage().load_image(build.DEMO["last_image"])[0]
+    first = LoadImage().load_image(graph.DEMO["image"])[0]
+    last = LoadImage().load_image(graph.DEMO["last_image"])[0]
     empty = call("LTX2EmptyAVLatent", width=64, height=64, frames=17, seconds=0.0, fps=24.0, batch_size=1)[0]
     (with_first,) = call("LTX2ImageToVideo", latent=empty, video_vae=video_vae, image=first, frame_index=0,
                          strength=1.0, crf=0)

@@ -11,23 +11,9 @@ from ltx2_nodes.sampling.loop import ANCESTRAL_SEED_OFFSET, denoise
 from ltx2_nodes.sampling.noise import SeededNoise
 from ltx2_nodes.sampling.samplers import euler_ancestral_step
 from ltx2_nodes.sampling.state import AudioGrid, VideoGrid, add_noise, initial_state
+from test_sampling_loop import MU, STD, GaussianDenoiser
 
-MU, STD = 0.7, 0.4
 SIGMAS = torch.tensor([1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875, 0.0])
-
-
-class GaussianDenoiser:
-    """Exact x0 estimate for data x0 ~ N(MU, STD^2) per coordinate, for both streams."""
-
-    def _x0(self, state, sigma):
-        if state is None:
-            return None
-        x, s = state.latent.double(), float(sigma)
-        var = (1 - s) ** 2 * STD ** 2 + s ** 2
-        return (MU + (1 - s) * STD ** 2 / var * (x - (1 - s) * MU)).to(state.latent.dtype)
-
-    def __call__(self, video, audio, sigma, step):
-        return self._x0(video, sigma), self._x0(audio, sigma)
 
 
 def _states(batch=1, seed=0, dtype=torch.float32):

@@ -7,11 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from demo_support import demo_models, headless  # noqa: F401
+from demo_support import demo_models, family, headless  # noqa: F401
 from ltx2_nodes import stages
 from ltx2_nodes.editing import extend_window, join_extension, plan_extend
 from ltx2_nodes.errors import InputError
-from ltx2_nodes.handles import clear_caches, load_gemma, load_ltx2
 from ltx2_nodes.latents import AVLatents, GenerationSettings, empty_latents
 from ltx2_nodes.model.shapes import pixel_frames
 from ltx2_nodes.nodes import NODE_CLASS_MAPPINGS
@@ -95,13 +94,6 @@ def test_joining_a_window_of_another_clip_is_refused():
     window = extend_window(clip, plan_extend(clip, 1.0, overlap=1))
     with pytest.raises(InputError, match="does not extend this clip"):
         join_extension(_clip(height=32), window)
-
-
-@pytest.fixture
-def family(request, headless, demo_models):
-    clear_caches()
-    path = demo_models.checkpoint if request.param == "2.0" else demo_models.checkpoint_23
-    return load_ltx2(path, device="cpu"), load_gemma(demo_models.gemma, device="cpu")
 
 
 @pytest.mark.parametrize("family", ["2.0", "2.3"], indirect=True)

@@ -6,11 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from demo_support import demo_models, headless  # noqa: F401
+from demo_support import demo_models, family, headless  # noqa: F401
 from ltx2_nodes import stages
 from ltx2_nodes.editing import retake_window
 from ltx2_nodes.errors import InputError
-from ltx2_nodes.handles import clear_caches, load_gemma, load_ltx2
 from ltx2_nodes.latents import AVLatents, GenerationSettings, empty_latents
 from ltx2_nodes.sampling.recipe import recipe_for
 
@@ -53,13 +52,6 @@ def test_a_retake_that_regenerates_nothing_is_refused():
     clip = _clip()
     with pytest.raises(InputError, match="regenerates nothing"):
         retake_window(AVLatents(clip.video, None, FPS), 0.1, 0.5, video=False)
-
-
-@pytest.fixture
-def family(request, headless, demo_models):
-    clear_caches()
-    path = demo_models.checkpoint if request.param == "2.0" else demo_models.checkpoint_23
-    return load_ltx2(path, device="cpu"), load_gemma(demo_models.gemma, device="cpu")
 
 
 @pytest.mark.parametrize("family", ["2.0", "2.3"], indirect=True)

@@ -17,6 +17,7 @@ from ltx2_nodes.loading.quant import FP8Linear
 from ltx2_nodes.model.gemma3 import FULL, SLIDING, GemmaConfig, RopeParams
 from ltx2_nodes.text.cache import PromptCache
 from ltx2_nodes.text.gemma import load_gemma_encoder
+from test_text_gemma4 import VARIANTS, _write
 
 PROMPTS = ["a small red bird flies in the sky and a big dog runs in the park", "a cat"]
 
@@ -326,8 +327,15 @@ def test_text_package_does_not_import_transformers():
 
 
 @pytest.mark.gpu
-def test_cuda_compute_with_layers_streamed_from_cpu(ws):
-    encoder = load_gemma_encoder(ws.words, max_length=32)
+@pytest.mark.parametrize("model", ["gemma3", "gemma4"])
+def test_cuda_compute_with_layers_streamed_from_cpu(model, request, tmp_path):
+    """Gemma 3 (HF folder, sliding window shorter than the prompt) and LTX-2.5's Gemma 4 (packed file, values from
+    the key projection, partial RoPE)."""
+    if model == "gemma3":
+        path = request.getfixturevalue("ws").words
+    else:
+        path = _write(tmp_path, "k_eq_v", seed=1, **VARIANTS["k_eq_v"])[0]
+    encoder = load_gemma_encoder(path, max_length=32)
     expected = encoder.encode(PROMPTS, cache=None).hidden_states
     encoder.compute_device = torch.device("cuda")  # embedding table and final norm stay in CPU memory
     for layer in encoder.decoder_layers:

@@ -20,7 +20,7 @@ from ltx2_nodes.nodes.sampler import preset_widgets
 from ltx2_nodes.sampling.recipe import recipe_for
 
 sys.path.insert(0, str(REPO / "scripts"))
-import build_workflows as build
+import workflow_graph as graph
 
 
 def call(node_id: str, **kwargs):
@@ -45,8 +45,8 @@ def _empty(frames: int, width: int = 64, height: int = 64):
 def test_video_to_audio_keeps_the_video_bit_identical_and_muxes_the_original_frames(family, headless, demo_models):
     checkpoint = demo_models.checkpoint if family == "2.0" else demo_models.checkpoint_23
     dit, video_vae, audio_vae, positive = _front(checkpoint, demo_models)
-    images, _mask = LoadImage().load_image(build.DEMO["clip"])
-    assert images.shape[0] == build.DEMO_SIZE["frames"]  # every frame of the animated demo clip
+    images, _mask = LoadImage().load_image(graph.DEMO["clip"])
+    assert images.shape[0] == graph.DEMO_SIZE["frames"]  # every frame of the animated demo clip
     latent, kept_frames = call("LTX2VideoToAudioLatent", latent=_empty(9), video_vae=video_vae, images=images,
                                start_frame=4)
     given = to_av_latents(latent)
@@ -86,7 +86,7 @@ def test_shipped_video_to_audio_workflow_runs_headless_and_keeps_the_clip(name, 
     files = [line for line in capsys.readouterr().out.splitlines() if line.endswith(".mp4")]
     media = probe(files[0])
     # the original frames at their own size (not the 64x64 the model saw), 17 of them, with the new sound
-    assert (media.video_frames, media.width, media.height) == (17, build.DEMO_SIZE["width"], build.DEMO_SIZE["height"])
+    assert (media.video_frames, media.width, media.height) == (17, graph.DEMO_SIZE["width"], graph.DEMO_SIZE["height"])
     assert media.audio_sample_rate == (48000 if name.startswith("ltx23_") else 24000)
 
 

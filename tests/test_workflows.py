@@ -21,6 +21,8 @@ from ltx2_nodes.media.mux import probe
 
 sys.path.insert(0, str(REPO / "scripts"))
 import build_workflows as build
+import workflow_formats as formats
+import workflow_graph as graph
 
 UI_FILES = sorted((REPO / "example_workflows").glob("*.json"))
 API_FILES = sorted((REPO / "workflows").glob("*.api.json"))
@@ -48,13 +50,13 @@ def test_generated_files_are_up_to_date():
     for relative, text in build.build().items():
         assert (REPO / relative).read_text(encoding="utf-8") == text, \
             f"{relative} is stale: run python scripts/build_workflows.py"
-    assert (DEMO_INPUTS / build.DEMO["image"]).is_file() and (DEMO_INPUTS / build.DEMO["audio"]).is_file()
+    assert (DEMO_INPUTS / graph.DEMO["image"]).is_file() and (DEMO_INPUTS / graph.DEMO["audio"]).is_file()
 
 
 @pytest.fixture
 def folder_lists(monkeypatch):
     """Model and input combos list the released and the demo names (no files needed to validate)."""
-    tables = [table for release in build.ALL_RELEASES for table in (release.released, release.demo)]
+    tables = [table for release in graph.ALL_RELEASES for table in (release.released, release.demo)]
 
     def list_models(folder):
         folder = {"clip": "text_encoders", "unet": "diffusion_models"}.get(folder, folder)
@@ -85,8 +87,8 @@ def test_api_workflows_validate_against_the_node_definitions(path, folder_lists)
 
 
 def _widgets(node_type: str) -> list[tuple[str, object, dict]]:
-    return [(name, kind, options) for name, kind, options, _ in build._declared(node_type)
-            if build.is_widget(kind, options)]
+    return [(name, kind, options) for name, kind, options, _ in formats._declared(node_type)
+            if formats.is_widget(kind, options)]
 
 
 def ui_to_api(ui: dict) -> dict:
@@ -129,7 +131,7 @@ def test_ui_workflows_are_valid_graphs_of_the_nodes(path, folder_lists):
         assert origin["outputs"][slot]["type"] == kind and link_id in origin["outputs"][slot]["links"]
         entry = dest["inputs"][target_slot]
         assert entry["link"] == link_id and entry["type"] == kind
-        declared = {name: k for name, k, _, _ in build._declared(dest["type"])}
+        declared = {name: k for name, k, _, _ in formats._declared(dest["type"])}
         assert declared[entry["name"]] == kind, f"{dest['type']}.{entry['name']} is {declared[entry['name']]}"
         if origin["type"] != "PrimitiveNode":
             assert registry[origin["type"]].RETURN_TYPES[slot] == kind
@@ -148,7 +150,7 @@ def test_both_samplers_share_one_seed_and_the_stage_two_recipe():
     for path in _two_stage(API_FILES):
         prompt = load_json(path)
         stage1, stage2 = prompt["6"]["inputs"], prompt["8"]["inputs"]
-        assert stage1["seed"] == stage2["seed"] == build.SEED
+        assert stage1["seed"] == stage2["seed"] == graph.SEED
         assert stage2["schedule"] == "distilled stage 2" and stage2["start_sigma"] == 0.909375
         assert stage2["video_cfg"] == stage2["audio_cfg"] == 1.0 and stage2["stg_scale"] == 0.0
         assert prompt["5"]["inputs"]["fps"] == prompt["11"]["inputs"]["fps"] == 24.0
@@ -194,16 +196,16 @@ def test_demo_text_to_audio_video_workflow_runs_end_to_end(demo_models, tmp_path
     files = run_cli([str(DEMO_WORKFLOWS / "t2av_distilled_two_stage.api.json"), "--models-dir", str(demo_models.root),
                      "--out", str(tmp_path)], capsys)
     assert len(files) == 1 and files[0].suffix == ".mp4" and files[0].parent == tmp_path / "LTX2"
-    size = build.DEMO_SIZE
+    size = graph.DEMO_SIZE
     media = check_mp4(files[0], size["frames"], (2 * size["width"], 2 * size["height"]))
     prompt = json.loads(media.metadata["prompt"])
-    assert prompt["3"]["inputs"]["prompt"] == build.DEFAULT_PROMPT  # the workflow travels with the video
+    assert prompt["3"]["inputs"]["prompt"] == graph.DEFAULT_PROMPT  # the workflow travels with the video
 
 
 def test_released_twin_runs_on_demo_models_with_set_overrides(demo_models, tmp_path, capsys):
     """How a user points a shipped API workflow at other files: --set per model widget (tiny size for speed)."""
-    names = {"1.ckpt_name": build.DEMO["distilled"], "2.gemma_name": build.DEMO["gemma"],
-             "7.upscale_model": build.DEMO["upscaler"], "5.width": 64, "5.height": 64, "5.frames": 9}
+    names = {"1.ckpt_name": graph.DEMO["distilled"], "2.gemma_name": graph.DEMO["gemma"],
+             "7.upscale_model": graph.DEMO["upscaler"], "5.width": 64, "5.height": 64, "5.frames": 9}
     sets = [f"--set={k}={v}" for k, v in names.items()]
     files = run_cli([str(REPO / "workflows" / "t2av_distilled_two_stage.api.json"), "--models-dir",
                      str(demo_models.root), "--out", str(tmp_path), *sets], capsys)
@@ -215,7 +217,7 @@ def test_released_twin_runs_on_demo_models_with_set_overrides(demo_models, tmp_p
 def test_other_demo_workflows_run_end_to_end(name, demo_models, tmp_path, capsys):
     files = run_cli([str(DEMO_WORKFLOWS / f"{name}.api.json"), "--models-dir", str(demo_models.root),
                      "--input-dir", str(DEMO_INPUTS), "--out", str(tmp_path)], capsys)
-    check_mp4(files[0], build.DEMO_SIZE["frames"], (2 * build.DEMO_SIZE["width"], 2 * build.DEMO_SIZE["height"]),
+    check_mp4(files[0], graph.DEMO_SIZE["frames"], (2 * graph.DEMO_SIZE["width"], 2 * graph.DEMO_SIZE["height"]),
               rate=16000 if name.startswith("a2v") else 24000)  # audio to video muxes the input sound (16 kHz)
 
 

@@ -49,10 +49,10 @@ def harness_dir() -> Path:
 
 def demo_ui_workflow(path: Path) -> dict:
     """A shipped UI workflow re-pointed at the demo models, inputs and sizes (what a user does in the widgets)."""
-    import build_workflows as build
+    import workflow_graph as graph
 
-    names = {release.released[k]: release.demo[k] for release in build.ALL_RELEASES for k in release.released}
-    sizes = [build.RELEASED_SIZE[k] for k in ("width", "height", "frames")]
+    names = {release.released[k]: release.demo[k] for release in graph.ALL_RELEASES for k in release.released}
+    sizes = [graph.RELEASED_SIZE[k] for k in ("width", "height", "frames")]
     demo_sizes = [demo_size(path.name)[k] for k in ("width", "height", "frames")]
     data = json.loads(path.read_text())
     for node in data["nodes"]:
@@ -62,44 +62,44 @@ def demo_ui_workflow(path: Path) -> dict:
             assert values[:3] == sizes, f"{path.name}: unexpected empty-latent widgets {values}"
             node["widgets_values"][:3] = demo_sizes
         if node["type"] == "LTX2ExtendWindow":
-            node["widgets_values"][0] = build.DEMO_SIZE["extend_seconds"]
+            node["widgets_values"][0] = graph.DEMO_SIZE["extend_seconds"]
     return data
 
 
 def demo_size(name: str) -> dict:
     """The demo twins' size of the release a workflow file belongs to (by its prefix)."""
-    import build_workflows as build
+    import workflow_graph as graph
 
-    release = next((r for r in build.ALL_RELEASES if r.prefix and name.removeprefix("ui_").startswith(r.prefix)),
-                   build.LTX_2)
-    return release.demo_size or build.DEMO_SIZE
+    release = next((r for r in graph.ALL_RELEASES if r.prefix and name.removeprefix("ui_").startswith(r.prefix)),
+                   graph.LTX_2)
+    return release.demo_size or graph.DEMO_SIZE
 
 
 def expected_media(name: str, mp4: str) -> tuple[int, int | None]:
     """(video frames, audio rate or None) of an MP4 a demo workflow writes: the release's demo frames (LTX-2.5's
     auto-length graph: the demo duration head's length, its keyframes clip: 2 silent frames); 48 kHz from LTX-2.3."""
-    import build_workflows as build
+    import workflow_graph as graph
     from ltx2_nodes.demo.models import DEMO_SECONDS_25
     from ltx2_nodes.model.shapes import clamped_frames_for_seconds
 
     # audio to video muxes the input sound itself (the 16 kHz demo file)
-    rate = 16000 if "a2v_" in name else 48000 if any(p in name for p in (build.LTX_2_3.prefix,
-                                                                          build.LTX_2_5.prefix)) else 24000
+    rate = 16000 if "a2v_" in name else 48000 if any(p in name for p in (graph.LTX_2_3.prefix,
+                                                                          graph.LTX_2_5.prefix)) else 24000
     if "keyframes_0" in mp4:
         return 2, None
     if "auto_length" in name:
-        return clamped_frames_for_seconds(DEMO_SECONDS_25, build.FPS), rate
+        return clamped_frames_for_seconds(DEMO_SECONDS_25, graph.FPS), rate
     return expected_frames(Path(name)), rate
 
 
 def expected_frames(path: Path) -> int:
     """Pixel frames of a demo run: the empty latent's, plus the extend workflow's two extensions."""
-    import build_workflows as build
+    import workflow_graph as graph
     from ltx2_nodes.model.shapes import pixel_frames
 
     frames = demo_size(path.name)["frames"]
     if "extend_" in path.name:
-        new = round(build.DEMO_SIZE["extend_seconds"] * build.FPS / 8)
+        new = round(graph.DEMO_SIZE["extend_seconds"] * graph.FPS / 8)
         frames = pixel_frames((frames - 1) // 8 + 1 + 2 * new)
     return frames
 

@@ -9,6 +9,9 @@ so a second loader node, a second CLI job or a re-queued prompt gets the same ob
 Handles never change the modules they share: a LoRA loader returns a new :class:`DiTHandle`
 carrying its LoRA list; the sampler applies the list around its stage and removes it after.
 
+This module holds the bundle and its part handles; ``files.py`` the handles on single-model files (Gemma, latent
+upscaler, duration head, LoRA), ``base.py`` the dtype and fp8 options, caches and lazy builds they share.
+
 Weight dtype "auto" means bfloat16 when the compute device is CUDA and float32 on the CPU (CPU
 kernels for bf16 are slow and the tiny demo models are float32 there); fp8:
 
@@ -22,10 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Callable
@@ -33,96 +33,27 @@ from typing import Callable
 import torch
 from torch import nn
 
-from . import paths
-from .errors import CheckpointError, InputError, ModelNotFoundError
-from .loading import components
-from .loading.checkpoint import LTX2Checkpoint
-from .loading.family import ModelFamily
-from .loading.lora import LoRA, check_lora_family, load_lora
-from .loading.quant import cast_linears_to_fp8
-from .loading.split import SplitPack, assemble_split_pack, check_gemma_version
-from .model.compiling import CompileOptions
-from .model.shapes import AudioTiming, VideoScale
+from .. import paths
+from ..errors import CheckpointError, ModelNotFoundError
+from ..loading import components
+from ..loading.checkpoint import LTX2Checkpoint
+from ..loading.family import ModelFamily
+from ..loading.lora import LoRA, check_lora_family
+from ..loading.quant import cast_linears_to_fp8
+from ..loading.split import SplitPack, assemble_split_pack, check_gemma_version
+from ..model.compiling import CompileOptions
+from ..model.shapes import AudioTiming, VideoScale
+from .base import (_LTX2_CACHE, FP8_MODES, WEIGHT_DTYPES, _file_key, _fp8_mode, _Lazy, clear_caches, file_signature,
+                   resolve_dtype)
+from .files import (GEMMA_FP8_MODES, GEMMA_WEIGHT_DTYPES, DurationHeadHandle, GemmaHandle, UpscalerHandle,
+                    load_duration_head, load_gemma, load_lora_file, load_upscaler)
+
+__all__ = ["FP8_MODES", "GEMMA_FP8_MODES", "GEMMA_WEIGHT_DTYPES", "WEIGHT_DTYPES", "AppliedLoRA", "AudioVAEHandle",
+           "ConnectorHandle", "DiTHandle", "DurationHeadHandle", "GemmaHandle", "LTX2Models", "UpscalerHandle",
+           "VideoVAEHandle", "clear_caches", "file_signature", "load_duration_head", "load_gemma", "load_lora_file",
+           "load_ltx2", "load_upscaler", "resolve_dtype"]
 
 log = logging.getLogger("ltx2_nodes")
-
-WEIGHT_DTYPES = ("auto", "bfloat16", "float16", "float32")
-FP8_MODES = ("as stored", "upcast on load", "cast bf16 to fp8")
-_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-CACHE_SIZE = 2  # bundles kept per kind: a workflow switching between two checkpoints does not reload
-
-
-def resolve_dtype(weight_dtype: str, device: torch.device | str | None = None) -> torch.dtype:
-    """"auto": bfloat16 on CUDA, float32 elsewhere; else the named dtype."""
-    if weight_dtype == "auto":
-        kind = torch.device(device).type if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.bfloat16 if kind == "cuda" else torch.float32
-    if weight_dtype not in _DTYPES:
-        raise InputError(f"weight dtype {weight_dtype!r} is not one of {list(WEIGHT_DTYPES)}.")
-    return _DTYPES[weight_dtype]
-
-
-def _fp8_mode(fp8: str) -> str:
-    if fp8 not in FP8_MODES:
-        raise InputError(f"fp8 option {fp8!r} is not one of {list(FP8_MODES)}.")
-    return fp8
-
-
-def _file_key(path: Path) -> tuple:
-    stat = path.stat()
-    return (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-
-
-class _Cache:
-    """A tiny LRU of loaded bundles; a changed file (mtime/size) is a new key."""
-
-    def __init__(self, size: int = CACHE_SIZE):
-        self.size = size
-        self._items: OrderedDict[tuple, object] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple, build: Callable[[], object]):
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        value = build()
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return value
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
-_LTX2_CACHE, _GEMMA_CACHE, _UPSCALER_CACHE, _LORA_CACHE = _Cache(), _Cache(), _Cache(), _Cache(8)
-_DURATION_HEAD_CACHE = _Cache()
-
-
-def clear_caches() -> None:
-    """Forget every cached model (tests; ComfyUI's "unload models" does not need it: nothing is on the GPU)."""
-    for cache in (_LTX2_CACHE, _GEMMA_CACHE, _UPSCALER_CACHE, _LORA_CACHE, _DURATION_HEAD_CACHE):
-        cache.clear()
-
-
-class _Lazy:
-    """Builds each named module once, thread-safely, outside ``inference_mode``: a module first used inside it
-    (``run`` executes workflows under it) would otherwise hold inference tensors, which the memory engine
-    cannot re-point at their device copies ("Inference tensors do not track version counter")."""
-
-    def __init__(self):
-        self._lock = threading.RLock()
-        self._built: dict[str, nn.Module] = {}
-
-    def get(self, name: str, build: Callable[[], nn.Module]) -> nn.Module:
-        with self._lock:
-            if name not in self._built:
-                with torch.inference_mode(False):
-                    self._built[name] = build()
-            return self._built[name]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -266,7 +197,7 @@ class LTX2Models:
     def stage_weights(self) -> dict:
         """Weight bytes per stage as this bundle loads them (dtype, fp8 cast), from the file header:
         ``memory.precheck.checkpoint_weights``, for the pre-checks; nothing is read or built."""
-        from .memory.precheck import checkpoint_weights
+        from ..memory.precheck import checkpoint_weights
 
         return checkpoint_weights(self.pack if self.pack is not None else self.ckpt, dtype=self.dtype,
                                   fp8=self.fp8 == "cast bf16 to fp8")
@@ -342,7 +273,7 @@ class DiTHandle(_BundlePart):
 
     @property
     def config(self):
-        from .model.transformer import TransformerConfig
+        from ..model.transformer import TransformerConfig
 
         cfg = TransformerConfig.from_metadata(self.models.ckpt.component_config("transformer"))
         return dataclasses.replace(cfg, has_video=False) if self.audio_only else cfg
@@ -391,14 +322,14 @@ class VideoVAEHandle(_BundlePart):
     @cached_property
     def config(self):
         """The conv VAE config (for a diffusion VAE file: its encoder; the decoder is :attr:`diffusion_config`)."""
-        from .model.video_vae import VideoVAEConfig
+        from ..model.video_vae import VideoVAEConfig
 
         return VideoVAEConfig.from_metadata(self.models.source("video_decoder").component_config("video_decoder"))
 
     @cached_property
     def diffusion_config(self):
         """The LTX-2.5 diffusion decoder's config, or None when the decoder is the conv one."""
-        from .model.diffusion_vae import DiffusionDecoderConfig, is_diffusion_vae
+        from ..model.diffusion_vae import DiffusionDecoderConfig, is_diffusion_vae
 
         meta = self.models.source("video_decoder").component_config("video_decoder")
         return DiffusionDecoderConfig.from_metadata(meta) if is_diffusion_vae(meta) else None
@@ -431,7 +362,7 @@ class AudioVAEHandle(_BundlePart):
 
     @cached_property
     def config(self):
-        from .model.audio_vae import AudioVAEConfig
+        from ..model.audio_vae import AudioVAEConfig
 
         return AudioVAEConfig.from_metadata(self.models.source("audio_decoder").component_config("audio_decoder"))
 
@@ -471,140 +402,3 @@ class ConnectorHandle(_BundlePart):
         Gemma version lock, ``loading.split.check_gemma_version``); files without a split pack are not locked."""
         if self.models.pack is not None:
             check_gemma_version(self.models.ckpt.file, gemma_version, source or "the connected text encoder")
-
-
-# ------------------------------------------------------------------------------------------------
-# Gemma and the latent upscaler
-
-
-@dataclass(eq=False)
-class GemmaHandle:
-    """A Gemma text encoder (Gemma 3, or LTX-2.5's packed Gemma 4), loaded on first use."""
-
-    path: Path
-    dtype: torch.dtype | None
-    fp8: str
-    _lazy: _Lazy = field(default_factory=_Lazy, repr=False)
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    @property
-    def encoder(self):
-        from .text.gemma import load_gemma_encoder
-
-        return self._lazy.get("encoder", lambda: load_gemma_encoder(self.path, dtype=self.dtype,
-                                                                    fp8="upcast" if self.fp8 == "upcast on load"
-                                                                    else "keep"))
-
-    @cached_property
-    def files(self):
-        """The located files (headers for the pre-check; the encoder maps its own)."""
-        from .loading.gemma_files import locate_gemma
-
-        return locate_gemma(self.path)
-
-    @cached_property
-    def stage_weights(self):
-        """The Gemma stage's weight bytes as loaded, from the file headers (``memory.precheck.stage_weights``)."""
-        from .memory.precheck import stage_weights
-
-        return stage_weights("gemma", self.files.raw_state(), dtype=self.dtype)
-
-
-GEMMA_WEIGHT_DTYPES = ("auto", "bfloat16", "float32")
-GEMMA_FP8_MODES = ("as stored", "upcast on load")
-
-
-def load_gemma(path: str | Path, weight_dtype: str = "auto", fp8: str = "as stored",
-               device: torch.device | str | None = None) -> GemmaHandle:
-    """A Gemma text encoder (HF folder, ComfyUI single file or LTX-2.5 packed file), cached. "auto" keeps the file's
-    dtype on CUDA (bf16 as released) and computes in float32 on the CPU."""
-    path = Path(path)
-    if fp8 not in GEMMA_FP8_MODES:
-        raise InputError(f"Gemma fp8 option {fp8!r} is not one of {list(GEMMA_FP8_MODES)}.")
-    if weight_dtype == "auto":
-        dtype = None if resolve_dtype("auto", device) == torch.bfloat16 else torch.float32
-    else:
-        dtype = resolve_dtype(weight_dtype)
-    key = (*_folder_key(path), dtype, fp8)
-    return _GEMMA_CACHE.get(key, lambda: GemmaHandle(path, dtype, fp8))
-
-
-def _folder_key(path: Path) -> tuple:
-    if not path.is_dir():
-        return _file_key(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file())
-    return (str(path.resolve()), tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files))
-
-
-@dataclass(eq=False)
-class UpscalerHandle:
-    path: Path
-    dtype: torch.dtype
-    _lazy: _Lazy = field(default_factory=_Lazy, repr=False)
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    @property
-    def model(self) -> nn.Module:
-        return self._lazy.get("upsampler", lambda: components.load_latent_upsampler(self.path, self.dtype))
-
-    @cached_property
-    def stage_weights(self):
-        """The upscaler stage's weight bytes as loaded, from the file header (nothing read or built)."""
-        from .loading.safetensors_file import SafetensorsFile
-        from .memory.precheck import stage_weights
-
-        file = SafetensorsFile(self.path)
-        return stage_weights("upscaler", {k: file.info(k) for k in file.keys()}, dtype=self.dtype, streamable=False)
-
-
-def load_upscaler(path: str | Path, weight_dtype: str = "auto", device: torch.device | str | None = None
-                  ) -> UpscalerHandle:
-    path = Path(path)
-    dtype = resolve_dtype(weight_dtype, device)
-    return _UPSCALER_CACHE.get((*_file_key(path), dtype), lambda: UpscalerHandle(path, dtype))
-
-
-@dataclass(eq=False)
-class DurationHeadHandle:
-    """The LTX-2.5 duration head's file; the head (a few MB) is built in float32 on the CPU on first use, by
-    ``build`` (a split pack's loader) or else from the file itself."""
-
-    path: Path
-    build: Callable[[], nn.Module] | None = None
-    _lazy: _Lazy = field(default_factory=_Lazy, repr=False)
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    @property
-    def model(self) -> nn.Module:
-        return self._lazy.get("duration_head", self.build or (
-            lambda: components.load_duration_head(self.path, torch.float32)))
-
-
-def load_duration_head(path: str | Path) -> DurationHeadHandle:
-    """A handle on a duration-head file (cached per file; see ``loading.components.load_duration_head``)."""
-    path = Path(path)
-    return _DURATION_HEAD_CACHE.get(_file_key(path), lambda: DurationHeadHandle(path))
-
-
-def load_lora_file(path: str | Path) -> LoRA:
-    """A parsed LoRA (cached; tensors stay memory-mapped until applied)."""
-    path = Path(path)
-    return _LORA_CACHE.get(_file_key(path), lambda: load_lora(path))
-
-
-def file_signature(path: str | os.PathLike) -> str:
-    """mtime and size, for ``IS_CHANGED`` of loader nodes (a replaced file reloads)."""
-    try:
-        stat = Path(path).stat()
-    except OSError:
-        return "missing"
-    return f"{stat.st_mtime_ns}:{stat.st_size}"
