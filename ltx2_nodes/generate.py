@@ -30,13 +30,14 @@ from .handles import DiTHandle, GemmaHandle, LTX2Models, UpscalerHandle, VideoVA
 from .latents import AVLatents, GenerationSettings, empty_latents
 from .sampling.conditioning import ImageCondition
 from .sampling.guidance import plan_passes
+from .sampling.guides import ControlVideo, reference_scale_factors
 from .sampling.loop import Callback
 from .sampling.noise import SeededNoise
 from .model.shapes import VideoScale, clamped_frames_for_seconds, stage1_size
 from .sampling.recipe import DEFAULT_SEED, Recipe, recipe_for
 from .stages import (audio_latent_for_clip, connect_text, decode_audio, decode_video, decode_video_chunks,
-                     encode_conditioning_images, encode_prompts, pixels_to_images, predict_frames, run_sampler,
-                     split_text, upscale)
+                     encode_conditioning_images, encode_prompts, encode_reference_guide, pixels_to_images,
+                     predict_frames, run_sampler, split_text, upscale)
 
 log = logging.getLogger("ltx2_nodes")
 _LONGER_THAN_ANY_CLAMP = 1e6  # seconds
@@ -81,6 +82,7 @@ class GenerateRequest:
     keyframes: int | tuple[int, ...] = 0
     refine_tiles: RefineTiles | str | None = None
     refine_tile_positions: bool = False  # tiles' positions start at 0 (``RefineTiles.tile_positions``)
+    control: ControlVideo | None = None  # IC-LoRA control video guiding stage 1 (``generate(stage1_loras=...)``)
 
     def describe(self) -> dict:
         """What the MP4's ``ltx2_generate`` tag records (ComfyUI's own ``prompt`` tag means an API graph)."""
@@ -89,7 +91,8 @@ class GenerateRequest:
                 "width": self.width, "height": self.height, "frames": self.frames, "fps": self.fps, "seed": self.seed,
                 "mode": self.mode, "sampler": settings.sampler, "steps": settings.steps, "two_stage": self.two_stage,
                 "images": len(self.images), "audio_to_video": self.audio is not None,
-                "keyframes": self.keyframes if isinstance(self.keyframes, int) else list(self.keyframes)}
+                "keyframes": self.keyframes if isinstance(self.keyframes, int) else list(self.keyframes),
+                "control_video": self.control is not None}
 
     def recipe(self) -> Recipe:
         return recipe_for(self.family)
@@ -155,15 +158,23 @@ def sample_stages(dit: DiTHandle, video_vae: VideoVAEHandle, positive: TextCondi
                   settings: GenerationSettings, recipe: Recipe, engine: MemoryEngine | None = None, *,
                   negative: TextConditioning | None = None, images: Sequence[ImageCondition] = (),
                   upscaler: UpscalerHandle | None = None, loras: Sequence = (), stage2_loras: Sequence = (),
-                  callback: Callback | None = None, refine_tiles: RefineTiles | None = None) -> AVLatents:
+                  callback: Callback | None = None, refine_tiles: RefineTiles | None = None,
+                  control: ControlVideo | None = None, stage1_loras: Sequence = ()) -> AVLatents:
     """Stage 1 with ``settings`` from ``latents``; with an ``upscaler`` the two-stage recipe follows: x2
     upscale, then ``recipe.refine`` at the final size on the same noise stream, the input's masks kept and
     the images encoded again at that size, ``stage2_loras`` added to ``loras``; ``refine_tiles``: that
-    refinement tile by tile (``stages.run_sampler``). Latents on the CPU."""
+    refinement tile by tile (``stages.run_sampler``). IC-LoRA control (the reference ``ICLoraPipeline``):
+    ``stage1_loras`` (the IC-LoRA) apply to stage 1 only, guided by ``control`` encoded at the LoRAs' reference
+    size (``stages.encode_reference_guide``); stage 2 refines without either. Latents on the CPU."""
     noise = SeededNoise(settings.seed, latents.batch)
     items = encode_conditioning_images(video_vae, images, latents.video_grid(), engine)
+    if control is not None:
+        downscale, temporal = reference_scale_factors([lora for lora, _ in [*loras, *stage1_loras]])
+        items.append(encode_reference_guide(video_vae, control.frames, latents.video_grid(), engine,
+                                            downscale_factor=downscale, temporal_scale_factor=temporal,
+                                            strength=control.strength, attention=control.attention))
     result = run_sampler(dit, positive, latents, settings, engine, negative=negative, conditioning=items,
-                         loras=list(loras), noise=noise, callback=callback)
+                         loras=[*loras, *stage1_loras], noise=noise, callback=callback)
     if upscaler is None:
         return result
     kept = dataclasses.replace(result, video_mask=latents.video_mask, audio_mask=latents.audio_mask)
@@ -199,18 +210,20 @@ def require_parts(ltx2: LTX2Models, images: bool = False, audio: bool = False) -
 def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out_path: str | Path, *,
              upscaler: UpscalerHandle | None = None, engine: MemoryEngine | None = None,
              loras: Sequence = (), stage2_loras: Sequence = (), callback: Callback | None = None,
-             gemma_cache_dir: str | Path | None = None, compile_dit: bool = False) -> Path:
+             gemma_cache_dir: str | Path | None = None, compile_dit: bool = False, stage1_loras: Sequence = ()
+             ) -> Path:
     """Text (+ images / audio) -> MP4 with video and audio, end to end (audio-to-video muxes the given audio
     itself, not the audio VAE's re-synthesis of it). ``loras``: ``[(LoRA, strength)]``
     for every stage; ``stage2_loras`` added for the refinement stage (the dev recipe passes the distilled
     LoRA at ``recipe.stage2_lora_strength``); ``compile_dit``: DiT blocks through ``torch.compile``
-    (``DiTHandle.with_compile``). Returns the MP4 path."""
+    (``DiTHandle.with_compile``); ``stage1_loras``: for stage 1 only (an IC-LoRA with ``request.control``).
+    Returns the MP4 path."""
     engine = engine if engine is not None else default_engine()
     if request.two_stage and upscaler is None:
         raise InputError("a two-stage run needs the latent upscaler (ltx-2-spatial-upscaler-x2-1.0.safetensors, "
                          "ltx-2.3-spatial-upscaler-x2-1.1.safetensors for LTX-2.3).")
     request = request.for_model(ltx2)
-    require_parts(ltx2, images=bool(request.images), audio=request.audio is not None)
+    require_parts(ltx2, images=bool(request.images) or request.control is not None, audio=request.audio is not None)
     log.info("%s: LTX-%s presets (sampling/recipe.py)", ltx2.name, request.family)
     settings = request.stage1_settings()
     height, width = request.stage_size()
@@ -234,7 +247,8 @@ def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out
     dit = ltx2.dit.with_compile(compile_dit)
     result = sample_stages(dit, video_vae, positive, latents, settings, request.recipe(), engine,
                            negative=negative, images=request.images, upscaler=upscaler if request.two_stage else None,
-                           loras=loras, stage2_loras=stage2_loras, callback=callback, refine_tiles=tiles)
+                           loras=loras, stage2_loras=stage2_loras, callback=callback, refine_tiles=tiles,
+                           control=request.control, stage1_loras=stage1_loras)
 
     sound = (audio_segment(request.audio, request.audio_start_seconds, request.frames / request.fps)
              if request.audio is not None else None)  # a2v: the input sound itself, as the reference a2vid returns

@@ -56,6 +56,7 @@ from .progress import ProgressBar, check_interrupted
 from .sampling.conditioning import (ConditioningItem, ImageCondition, KeyframeAtFrame, encode_images,
                                     frame_condition, resize_and_center_crop)
 from .sampling.guidance import plan_passes
+from .sampling.guides import ReferenceVideoGuide, control_frames, guide_pixel_size
 from .sampling.loop import Callback
 from .sampling.noise import SeededNoise
 from .sampling.recipe import DEFAULT_SEED
@@ -264,6 +265,22 @@ def encode_video_clip(video_vae: VideoVAEHandle, images: torch.Tensor, grid: Vid
     return encode_video(video_vae, resize_and_center_crop(images, height, width).permute(0, 2, 3, 1), engine)
 
 
+def encode_reference_guide(video_vae: VideoVAEHandle, images: torch.Tensor, grid: VideoGrid,
+                           engine: MemoryEngine | None = None, *, downscale_factor: int = 1,
+                           temporal_scale_factor: int = 1, strength: float = 1.0,
+                           attention: float | torch.Tensor = 1.0) -> ReferenceVideoGuide:
+    """An IC-LoRA control video (IMAGE frames ``[F, H, W, 3]``: depth, pose, edges, any reference) as the guide of a
+    sampler running at ``grid``: its frames as the reference takes them (``sampling.guides.control_frames``), each
+    resized to cover ``1/downscale_factor`` of the video's pixel size and centre-cropped, then :func:`encode_video`
+    (tiled)."""
+    height, width = guide_pixel_size(grid.height * grid.scale.height, grid.width * grid.scale.width,
+                                     downscale_factor, grid.scale)
+    frames = control_frames(images, grid.pixel_frames, temporal_scale_factor, grid.scale)
+    latent = encode_video(video_vae, resize_and_center_crop(frames, height, width).permute(0, 2, 3, 1), engine)
+    check_finite([latent], stage="video VAE encoder (control video)", model=video_vae.models.name, inputs=[frames])
+    return ReferenceVideoGuide(latent, downscale_factor, temporal_scale_factor, strength, attention)
+
+
 def encode_audio_latent(audio_vae: AudioVAEHandle, audio: dict, engine: MemoryEngine | None = None) -> torch.Tensor:
     """AUDIO dict -> normalised audio latent ``[B, C, T, M]`` (float32, CPU)."""
     engine = _engine(engine)
@@ -290,8 +307,9 @@ def audio_latent_for_clip(audio_vae: AudioVAEHandle, audio: dict, start_seconds:
 
 
 def appended_tokens(items: Sequence[ConditioningItem]) -> int:
-    """Guide tokens keyframe items append after the video grid."""
-    return sum(math.prod(item.latent.shape[2:]) for item in items if isinstance(item, KeyframeAtFrame))
+    """Guide tokens keyframe and reference-video items append after the video grid."""
+    return sum(math.prod(item.latent.shape[2:]) for item in items
+               if isinstance(item, (KeyframeAtFrame, ReferenceVideoGuide)))
 
 
 def _on_cpu(latents: AVLatents) -> AVLatents:

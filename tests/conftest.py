@@ -9,6 +9,7 @@ shared set next to the repo):
 | ``2.0-head`` (2.0 weights, official HEAD semantics) | ``LTX2_GOLDEN_20_HEAD_DIR`` | ``../shared/golden-2.0-head`` |
 | ``2.3`` | ``LTX2_GOLDEN_23_DIR`` | ``../shared/golden-2.3`` |
 | ``2.5`` | ``LTX2_GOLDEN_25_DIR`` | ``../shared/golden-2.5`` |
+| ``iclora`` (IC-LoRA guides, on the 2.0-head / 2.3 weights) | ``LTX2_GOLDEN_ICLORA_DIR`` | ``tests/fixtures/iclora`` |
 | ``dubit`` (Dub-It reference audio, official HEAD) | ``LTX2_GOLDEN_DUBIT_DIR`` | ``tests/fixtures/dubit`` |
 
 Tests discover files by their ``component`` metadata and read every dimension and call
@@ -42,14 +43,17 @@ GOLDEN_FLAVOURS = {
     "2.0-head": ("LTX2_GOLDEN_20_HEAD_DIR", "golden-2.0-head"),
     "2.3": ("LTX2_GOLDEN_23_DIR", "golden-2.3"),
     "2.5": ("LTX2_GOLDEN_25_DIR", "golden-2.5"),
-    "dubit": ("LTX2_GOLDEN_DUBIT_DIR", REPO / "tests" / "fixtures" / "dubit"),  # stored in the repo (absolute)
+    "iclora": ("LTX2_GOLDEN_ICLORA_DIR", "tests/fixtures/iclora"),  # in the repo (scripts/fixtures/make_iclora.py)
+    "dubit": ("LTX2_GOLDEN_DUBIT_DIR", "tests/fixtures/dubit"),  # in the repo (scripts/fixtures/make_dubit.py)
 }
 
 
 def golden_dir(flavour: str = "2.0") -> Path:
     variable, default = GOLDEN_FLAVOURS[flavour]
     env = os.environ.get(variable)
-    return Path(env).expanduser().resolve() if env else (REPO.parent / "shared" / default).resolve()
+    if env:
+        return Path(env).expanduser().resolve()
+    return (REPO / default if default.startswith("tests/") else REPO.parent / "shared" / default).resolve()
 
 
 @dataclass

@@ -49,6 +49,14 @@ def add_parser(p) -> None:
     p.add_argument("--image-frame", type=nonnegative_int, default=0,
                    help="pixel frame the image is pinned at (default 0)")
     p.add_argument("--image-strength", type=unit_float, default=1.0, help="1 = keep exactly, lower = looser")
+    p.add_argument("--control-video", metavar="PATH",
+                   help="IC-LoRA control: guide stage 1 with this video (depth / pose / edge maps or any reference, "
+                        "as the IC-LoRA was trained); needs --ic-lora")
+    p.add_argument("--ic-lora", action="append", default=[], metavar="NAME[:STRENGTH]",
+                   help="the IC-LoRA for --control-video (stage 1 only, as the official IC-LoRA pipeline)")
+    p.add_argument("--control-strength", type=unit_float, default=1.0, help="1 = the reference stays clean")
+    p.add_argument("--control-attention", type=unit_float, default=1.0,
+                   help="conditioning attention strength: 1 = full influence of the control video, 0 = none")
     p.add_argument("--audio", metavar="PATH", help="keep this soundtrack and generate video for it (audio-to-video)")
     p.add_argument("--audio-start", type=nonnegative_float, default=0.0, metavar="SECONDS",
                    help="where the soundtrack starts")
@@ -280,6 +288,7 @@ def _sound_request(args) -> tuple[Path, object | None]:
 
     flag = "--audio-only" if args.audio_only else "--video-to-audio"
     for given, option, why in ((args.image, "--image", "conditions a generated video"),
+                               (args.control_video, "--control-video", "guides a generated video"),
                                (args.audio, "--audio", "keeps a soundtrack and generates the video")):
         if given:
             raise UsageError(f"{flag} generates the sound; {option} {why}. Drop one of them.")
@@ -319,19 +328,35 @@ def _namespace_with(args, **changes):
     return argparse.Namespace(**{**vars(args), **changes})
 
 
-def _load_clip(path: Path):
+def _load_clip(path: Path, option: str = "--video-to-audio"):
     from ..nodes.comfy_types import SavedVideo
 
     if not path.is_file():
-        raise UsageError(f"--video-to-audio {path}: no such file; name an MP4/MOV/WebM video.")
+        raise UsageError(f"{option} {path}: no such file; name an MP4/MOV/WebM video.")
     try:
         clip = SavedVideo(path).get_components()
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad input file
-        raise UsageError(f"--video-to-audio {path}: cannot read it as a video ({exc}); re-encode it as an H.264 "
+        raise UsageError(f"{option} {path}: cannot read it as a video ({exc}); re-encode it as an H.264 "
                          "MP4.") from None
     if clip.images.shape[0] == 0:
-        raise UsageError(f"--video-to-audio {path}: the file holds no video frames.")
+        raise UsageError(f"{option} {path}: the file holds no video frames.")
     return clip
+
+
+def _control(args):
+    """``--control-video`` as a ``ControlVideo`` (None without it), refused without its IC-LoRA or in a run it does
+    not guide, before any model loads."""
+    from ..sampling.guides import ControlVideo
+
+    if not args.control_video:
+        if args.ic_lora:
+            raise UsageError("--ic-lora guides with a control video: add --control-video PATH.")
+        return None
+    if not args.ic_lora:
+        raise UsageError("--control-video needs the IC-LoRA trained for that kind of control: add --ic-lora NAME "
+                         "(a file in loras/, e.g. ltx-2.3-22b-ic-lora-union-control-ref0.5.safetensors).")
+    clip = _load_clip(Path(args.control_video).expanduser(), "--control-video")
+    return ControlVideo(clip.images, args.control_strength, args.control_attention)
 
 
 def _edit(args):
@@ -349,8 +374,8 @@ def _edit(args):
         raise UsageError("--extend-from takes the clip's size and frame rate and extends it by --seconds N "
                          "(e.g. --seconds 10); --frames does not apply" if args.extend_from else
                          "--retake keeps the clip's length: --frames does not apply.")
-    if args.image or args.audio:
-        raise UsageError("--image / --audio do not combine with --extend-from / --retake.")
+    if args.image or args.audio or args.control_video:
+        raise UsageError("--image / --audio / --control-video do not combine with --extend-from / --retake.")
     edit = ClipEdit(Path(source).expanduser().resolve(), extend_seconds=args.seconds if args.extend_from else 0.0,
                     segment_seconds=args.segment_seconds, overlap=args.overlap,
                     retake=parse_window(args.retake) if args.retake else None,
@@ -411,13 +436,14 @@ def run(args) -> int:
         image_path = Path(args.image).resolve()
         paths.configure(input_dir=str(image_path.parent))
         image, _ = LoadImage().load_image(image_path.name)
+    control = _control(args)
     checkpoint = _pick("checkpoints", args.checkpoint)
     mode = args.mode
     if mode == "auto":
         mode = "dev" if "dev" in checkpoint.name.lower() and "distill" not in checkpoint.name.lower() else "distilled"
     two_stage = not args.single_stage and edit is None
     ltx2 = load_ltx2(checkpoint, args.weight_dtype, args.fp8, device=device)
-    require_parts(ltx2, images=bool(args.image), audio=bool(args.audio))  # a stripped file: refused now
+    require_parts(ltx2, images=bool(args.image) or control is not None, audio=bool(args.audio))  # refused now
     if frames is None or args.keyframes:
         _require_25(ltx2, "--frames auto" if frames is None else "--keyframes")
     gemma_path = (_pick("text_encoders", args.gemma, family=ltx2.ckpt.family.version)
@@ -443,7 +469,7 @@ def run(args) -> int:
         steps=args.steps, two_stage=two_stage, images=images,
         audio=load_audio_file(args.audio) if args.audio else None, audio_start_seconds=args.audio_start,
         family=family, keyframes=args.keyframes, refine_tiles=args.refine_tiles,
-        refine_tile_positions=args.refine_tile_positions == "tile")
+        refine_tile_positions=args.refine_tile_positions == "tile", control=control)
     if args.sampler is not None:
         import dataclasses
 
@@ -458,7 +484,7 @@ def run(args) -> int:
     print(f"{checkpoint.name} ({ltx2.ckpt.family.name} {mode}, {'two-stage' if two_stage else 'single stage'}), "
           f"{args.width}x{args.height}, {frames or 'auto'} frames at {args.fps:g} fps, seed {args.seed} on {device}")
     path = generate(ltx2, gemma, request, out, upscaler=upscaler, loras=_loras(args.lora),
-                    stage2_loras=_loras(stage2_specs), compile_dit=args.compile)
+                    stage2_loras=_loras(stage2_specs), compile_dit=args.compile, stage1_loras=_loras(args.ic_lora))
     print(path)
     if args.keyframes:
         print(keyframes_path(path))

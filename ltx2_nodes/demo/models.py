@@ -10,7 +10,8 @@ models tree:
 * ``latent_upscale_models/ltx2-demo-spatial-upscaler-x2.safetensors`` (flat ``config`` metadata);
 * ``text_encoders/ltx2-demo-gemma3/``: a Gemma 3 Hugging Face folder (config.json, sharded weights,
   a SentencePiece ``tokenizer.model`` trained in code with Gemma's special and chat tokens);
-* ``loras/ltx2-demo-distilled-lora.safetensors``: a rank-4 LoRA in the official key format;
+* ``loras/ltx2-demo-distilled-lora.safetensors``: a rank-4 LoRA in the official key format (and for LTX-2.3 an
+  IC-LoRA, ``ltx2.3-demo-ic-lora-union-control-ref0.5``, whose metadata says its reference is at half size);
 * the LTX-2.3 set (``ltx2.3-demo-*``) and the LTX-2.5 split files (``ltx25-demo-*``, see "LTX-2.5" below).
 
 Sizes (see ``DEMO_*`` below): the DiT has the released block count (48, so STG block 29 of the
@@ -131,6 +132,9 @@ MODEL_VERSION_23 = "2.3.0"
 CHECKPOINT_23 = "ltx2.3-demo-av.safetensors"
 UPSCALER_23 = "ltx2.3-demo-spatial-upscaler-x2.safetensors"
 LORA_23 = "ltx2.3-demo-distilled-lora.safetensors"
+# an IC-LoRA like the released union-control one (``ref0.5``: its reference video at half the output size)
+IC_LORA_23 = "ltx2.3-demo-ic-lora-union-control-ref0.5.safetensors"
+IC_LORA_METADATA = {"reference_downscale_factor": "2"}
 DEMO_LORA_TARGETS = ("attn1.to_q", "attn1.to_v", "ff.net.2")
 DEMO_LORA_RANK = 4
 
@@ -294,9 +298,10 @@ def write_upscaler(path: Path, seed: int = 0) -> Path:
     return _write(path, state, {"config": json.dumps(DEMO_UPSCALER), "ltx2_nodes_demo": DEMO_NOTICE}, torch.bfloat16)
 
 
-def write_lora(path: Path, seed: int = 0, transformer: dict | None = None) -> Path:
+def write_lora(path: Path, seed: int = 0, transformer: dict | None = None, metadata: dict | None = None) -> Path:
     """Rank-4 factors for a few Linears of every block of ``transformer`` (a ``config.transformer``, the
-    2.0 demo's by default), official ``diffusion_model.*.lora_A/B`` names."""
+    2.0 demo's by default), official ``diffusion_model.*.lora_A/B`` names; ``metadata``: more file metadata (an
+    IC-LoRA's ``reference_downscale_factor``)."""
     from ..model.transformer import TransformerConfig
 
     cfg = TransformerConfig.from_metadata(transformer or DEMO_TRANSFORMER)
@@ -310,7 +315,7 @@ def write_lora(path: Path, seed: int = 0, transformer: dict | None = None) -> Pa
             g = torch.Generator().manual_seed(_seed(seed, name))
             tensors[name + ".lora_A.weight"] = torch.randn(DEMO_LORA_RANK, fan_in, generator=g) / math.sqrt(fan_in)
             tensors[name + ".lora_B.weight"] = torch.randn(fan_out, DEMO_LORA_RANK, generator=g) * 0.05
-    return _write(path, tensors, {"ltx2_nodes_demo": DEMO_NOTICE}, torch.bfloat16)
+    return _write(path, tensors, {"ltx2_nodes_demo": DEMO_NOTICE, **(metadata or {})}, torch.bfloat16)
 
 
 def write_gemma(folder: Path, seed: int = 0) -> Path:
@@ -340,6 +345,7 @@ def write_demo_models(root: str | Path, seed: int = 0) -> DemoModels:
     write_checkpoint(paths.checkpoint_23, seed, version="2.3")
     write_upscaler(paths.upscaler_23, seed + 1)
     write_lora(paths.lora_23, seed, DEMO_TRANSFORMER_23)
+    write_lora(folders["loras"] / IC_LORA_23, seed + 7, DEMO_TRANSFORMER_23, IC_LORA_METADATA)
     return replace(paths, ltx25=write_demo_models_25(root, seed))
 
 

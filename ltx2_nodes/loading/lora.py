@@ -105,6 +105,9 @@ class LoRA:
     targets: dict[str, LoRAFactors]
     kohya: set[str] = field(default_factory=set)  # targets written with '_' instead of '.'
     family: FamilyMatch | None = None  # the model family it was made for, when the file tells
+    # IC-LoRAs: how much smaller (space, time) than the video their reference video was trained; 1 = same size
+    reference_downscale_factor: int = 1
+    reference_temporal_scale_factor: int = 1
 
 
 def load_lora(path: str | Path) -> LoRA:
@@ -131,7 +134,8 @@ def load_lora(path: str | Path) -> LoRA:
     if not groups:
         raise CheckpointError(f"{file.path.name} holds no LoRA factors (no '*.lora_A.weight' / '*.lora_down.weight' "
                               f"keys among its {len(file.keys())} tensors); it is not a LoRA file.")
-    lora = LoRA(file.path.name, {})
+    lora = LoRA(file.path.name, {}, reference_downscale_factor=_reference_factor(file, "reference_downscale_factor"),
+                reference_temporal_scale_factor=_reference_factor(file, "reference_temporal_scale_factor"))
     for raw, parts in groups.items():
         if "down" not in parts or "up" not in parts:
             missing = "up (lora_B / lora_up)" if "up" not in parts else "down (lora_A / lora_down)"
@@ -148,6 +152,21 @@ def load_lora(path: str | Path) -> LoRA:
     lora.family = detect_family(f"LoRA {file.path.name}", lora.targets, metadata=_declared_version(file.metadata),
                                 shape=lambda t: (lora.targets[t].up.shape[0], lora.targets[t].down.shape[1]))
     return lora
+
+
+def _reference_factor(file: SafetensorsFile, key: str) -> int:
+    """An IC-LoRA's ``key`` metadata entry (reference ``read_lora_reference_downscale_factor``): a positive
+    integer, 1 when absent."""
+    value = file.metadata.get(key, "1")
+    try:
+        factor = int(value)
+    except (TypeError, ValueError):
+        factor = 0
+    if factor < 1:
+        raise CheckpointError(f"LoRA {file.path.name}: metadata {key}={value!r} is not a positive integer (the "
+                              "ratio of the output size to the reference video's the IC-LoRA was trained with); fix "
+                              "or remove that entry of the file.")
+    return factor
 
 
 _BASE_MODEL_KEYS = ("modelspec.architecture", "ss_base_model_version", "base_model")

@@ -275,4 +275,6 @@ def _select(video, index: torch.Tensor):
         return t[:, index]
 
     return dataclasses.replace(video, latent=video.latent[:, index], timesteps=per_token(video.timesteps),
-                               positions=video.positions[:, :, index], keyframes_mask=per_token(video.keyframes_mask))
+                               positions=video.positions[:, :, index], keyframes_mask=per_token(video.keyframes_mask),
+                               attention_mask=None if video.attention_mask is None
+                               else video.attention_mask[:, index][:, :, index])

@@ -28,6 +28,19 @@ def binary_to_additive_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> to
     return additive.reshape(mask.shape[0], 1, 1, mask.shape[-1])
 
 
+def weights_to_additive_mask(weights: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """Self-attention weights ``[B, Tq, Tk]`` in [0, 1] -> additive ``[B, 1, Tq, Tk]`` in ``dtype``: ``log(w)``
+    (1 -> 0, full attention; small weights clamped to the dtype's ``tiny``), and the dtype's minimum where
+    ``w <= 0`` (masked). Reference ``_prepare_self_attention_mask`` (IC-LoRA ``conditioning_attention_strength``)."""
+    if weights is None:
+        return None
+    finfo = torch.finfo(dtype)
+    positive = weights > 0
+    bias = torch.full(weights.shape, finfo.min, dtype=dtype, device=weights.device)
+    bias[positive] = torch.log(weights[positive].clamp(min=finfo.tiny)).to(dtype)
+    return bias.unsqueeze(1)
+
+
 class GELUProjection(nn.Module):
     """Linear followed by tanh-approximated GELU (key ``net.0.proj``)."""
 

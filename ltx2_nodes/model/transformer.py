@@ -45,7 +45,8 @@ import torch.nn.functional as F
 
 from ..errors import UnsupportedModelError
 from .config_values import as_tuple, check_config
-from .layers import AdaLayerNormSingle, Attention, CaptionProjection, FeedForward, binary_to_additive_mask, rms_norm
+from .layers import (AdaLayerNormSingle, Attention, CaptionProjection, FeedForward, binary_to_additive_mask, rms_norm,
+                     weights_to_additive_mask)
 from .rope import RopeSpec, RopeTable, rope_table
 
 
@@ -268,6 +269,8 @@ class ModalityInput:
     stream's cross-attention width for LTX-2.3). ``context_mask``: optional ``[B, L]``, 1 = attend.
     ``keyframes_mask``: optional ``[B, T]`` / ``[B, T, 1]``, non-zero on video tokens that encode a
     single pixel frame (they receive the keyframe embedding; ignored by models without one).
+    ``attention_mask``: optional ``[B, T, T]`` self-attention weights in [0, 1] (0 = masked; IC-LoRA guides'
+    ``conditioning_attention_strength``), reference ``Modality.attention_mask``; None = full attention.
     """
 
     latent: torch.Tensor
@@ -277,6 +280,7 @@ class ModalityInput:
     context: torch.Tensor
     context_mask: torch.Tensor | None = None
     keyframes_mask: torch.Tensor | None = None
+    attention_mask: torch.Tensor | None = None
 
 
 class AdaValues:
@@ -344,6 +348,7 @@ class StreamState:
     cross_rope: RopeTable | None = None
     cross_ada: AdaValues | None = None  # 4 rows (scale a2v, shift a2v, scale v2a, shift v2a)
     cross_gate: AdaValues | None = None  # 1 row, from the other stream's per-sample sigma
+    self_mask: torch.Tensor | None = None  # additive [B, 1, T, T] self-attention mask (``attention_mask``)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -384,7 +389,7 @@ class AVTransformerBlock(nn.Module):
         table = getattr(self, prefix + "scale_shift_table")
         shift, scale, gate = s.ada.rows(table, 0, 3)
         x = torch.addcmul(x, getattr(self, prefix + "attn1")(
-            _modulate(rms_norm(x, self.eps), shift, scale), rope=s.rope, keep=keep), gate)
+            _modulate(rms_norm(x, self.eps), shift, scale), rope=s.rope, keep=keep, mask=s.self_mask), gate)
         attn2, normed = getattr(self, prefix + "attn2"), rms_norm(x, self.eps)
         if not self.cross_attention_adaln:  # LTX-2: un-modulated text cross-attention
             return x + attn2(normed, context=s.context, mask=s.context_mask)
@@ -530,7 +535,7 @@ class LTX2Transformer(nn.Module):
             x=x, context=self._context(inp, modality, prefix, dtype),
             context_mask=binary_to_additive_mask(inp.context_mask, dtype), ada=ada, embedded_timestep=embedded,
             rope=rope_table(inp.positions, inner, heads, cfg.rope_spec(modality), dtype),
-        )
+            self_mask=weights_to_additive_mask(inp.attention_mask, dtype))
         if cfg.cross_attention_adaln and cfg.use_prompt_adaln_single:
             state.prompt_ada, _ = self._ada(getattr(self, prefix + "prompt_adaln_single"),
                                             _per_sample(inp.sigma, batch, modality), batch, tokens, dtype, ts)

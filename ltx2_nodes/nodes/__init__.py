@@ -13,6 +13,7 @@ from .latent import (LTX2AudioToLatent, LTX2EmptyAVLatent, LTX2GeneratedKeyframe
                      LTX2LatentUpscaler)
 from .loaders import LTX2CheckpointLoader, LTX2CompileDiT, LTX2DurationHeadLoader, LTX2GemmaLoader, LTX2LoraLoader
 from .refine import LTX2RefineTiles
+from .guides import LTX2ICLoRAGuide
 from .dubit import LTX2DubItReferenceAudio
 from .editing import LTX2ExtendJoin, LTX2ExtendWindow, LTX2Retake, LTX2VideoEncode
 from .sampler import LTX2Sampler
@@ -48,6 +49,7 @@ _NODES = {
     "LTX2ExtendJoin": (LTX2ExtendJoin, "LTX-2 Extend Join"),
     "LTX2Retake": (LTX2Retake, "LTX-2 Retake (Regenerate a Time Window)"),
     # control (issue 16)
+    "LTX2ICLoRAGuide": (LTX2ICLoRAGuide, "LTX-2 IC-LoRA Guide (Control Video)"),
     "LTX2DubItReferenceAudio": (LTX2DubItReferenceAudio, "LTX-2 Dub-It Reference Audio"),
 }
 

@@ -114,6 +114,7 @@ class LatentInfo:
     video_start: int = 0  # an extend window's place in the clip (``AVLatents.video_start`` / ``audio_start``)
     audio_start: int = 0
     audio_reference: torch.Tensor | None = None  # Dub-It reference audio latent [B|1, C, T, M] (``nodes.dubit``)
+    guides: tuple = ()  # encoded guides for the next sampler only (``sampling.guides.ReferenceVideoGuide``)
 
     def replace(self, **changes) -> "LatentInfo":
         return dataclasses.replace(self, **changes)

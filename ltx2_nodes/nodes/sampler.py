@@ -121,7 +121,7 @@ class LTX2Sampler:
                                       sampler=sampler, video_guidance=video, audio_guidance=audio,
                                       batched_guidance=guidance_passes == "batched")
         run_engine = engine()
-        items = self._conditioning(info, av, run_engine)
+        items = self._conditioning(info, av, run_engine) + list(info.guides)  # IC-LoRA guides last, as the reference
         audio_items = reference_audio_items(info, av)
         noise = SeededNoise.resume(info.noise, seed, av.batch)  # stage 2 with stage 1's seed continues its stream
         video_vae = model.models.optional("video_vae") if av.video is not None else None
@@ -131,9 +131,10 @@ class LTX2Sampler:
                                  audio_conditioning=audio_items)
         # the masks stay: a kept audio (audio-to-video) is kept in stage 2 as well
         out = dataclasses.replace(out, video_mask=av.video_mask, audio_mask=av.audio_mask)
-        # a Dub-It reference conditions this sampler only (stage 2 references the stage-1 audio: nodes.dubit)
-        return (from_av_latents(out, info.replace(noise=noise.record(), refine_tiles=None, audio_reference=None),
-                                base=latent),)
+        # guides and a Dub-It reference condition this sampler only (the reference's IC-LoRA stage 2 has no guide;
+        # Dub-It's stage 2 references the stage-1 audio: nodes.dubit)
+        return (from_av_latents(out, info.replace(noise=noise.record(), refine_tiles=None, guides=(),
+                                                  audio_reference=None), base=latent),)
 
     @staticmethod
     def _conditioning(info, av, run_engine) -> list:

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from ..errors import InputError
 from ..model.patchify import keyframe_slot_positions, patchify_video, video_positions
 from .state import LatentState, SlotLayout, VideoGrid
+from .tokens import append_tokens
 
 # The reference passes conditioning images through one H.264 frame at this CRF before encoding, so
 # they carry the compression look of the training videos (0 = skip).
@@ -110,19 +111,7 @@ class KeyframeAtFrame:
                                     frame_offset=grid.first_pixel_frame + self.frame_index,
                                     device=state.positions.device)
         mask = torch.full((*tokens.shape[:2], 1), 1.0 - self.strength, device=state.mask.device)
-        return _append(state, tokens, tokens, mask, positions, marked=False)
-
-
-def _append(state: LatentState, latent: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor,
-            positions: torch.Tensor, *, marked: bool) -> LatentState:
-    """``state`` with tokens appended after its own, their keyframe marker 1 (``marked``) or 0."""
-    keyframes = state.keyframes
-    if keyframes is not None:
-        keyframes = torch.cat([keyframes, torch.full_like(mask, float(marked), dtype=keyframes.dtype)], dim=1)
-    return state.replace(latent=torch.cat([state.latent, latent], dim=1), clean=torch.cat([state.clean, clean], dim=1),
-                         mask=torch.cat([state.mask, mask], dim=1),
-                         positions=torch.cat([state.positions, positions.to(state.positions.dtype)], dim=2),
-                         keyframes=keyframes)
+        return append_tokens(state, tokens, tokens, mask, positions, marked=False)
 
 
 def keyframe_slot_frames(request: int | tuple[int, ...] | list[int], pixel_frames: int) -> tuple[int, ...]:
@@ -173,7 +162,7 @@ class GeneratedKeyframeSlots:
                                                        device=device) for f in frames], dim=2)
         mask = torch.ones(batch, count, 1, device=state.mask.device, dtype=state.mask.dtype)
         layout = SlotLayout(frames, state.latent.shape[1], per_slot)
-        return _append(state, zeros, zeros.clone(), mask, positions, marked=True).replace(slots=layout)
+        return append_tokens(state, zeros, zeros.clone(), mask, positions, marked=True).replace(slots=layout)
 
 
 def frame_condition(latent: torch.Tensor, frame_index: int, strength: float = 1.0) -> ConditioningItem:

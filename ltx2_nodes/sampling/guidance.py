@@ -213,6 +213,8 @@ class GuidedDenoiser:
                              timesteps=timesteps.repeat(repeat, 1, 1),
                              positions=state.positions.repeat(repeat, 1, 1, 1), context=context, context_mask=mask,
                              keyframes_mask=state.keyframes.repeat(repeat, 1, 1) if state.keyframes is not None
+                             else None,
+                             attention_mask=state.attention.repeat(repeat, 1, 1) if state.attention is not None
                              else None)
 
     def _forward(self, video: ModalityInput | None, audio: ModalityInput | None, skips: list[SampleSkips]

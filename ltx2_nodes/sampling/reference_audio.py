@@ -24,7 +24,7 @@ import torch
 from ..errors import InputError
 from ..model.patchify import audio_positions, patchify_audio
 from ..model.shapes import AudioTiming
-from .conditioning import _append
+from .tokens import append_tokens
 from .state import AudioGrid, LatentState
 
 
@@ -66,4 +66,4 @@ class ReferenceAudio:
         tokens = patchify_audio(latent).to(device=state.latent.device, dtype=state.latent.dtype)
         positions = reference_audio_positions(state.batch, self.tokens, grid.timing, device=state.positions.device)
         mask = torch.zeros(*tokens.shape[:2], 1, device=state.mask.device, dtype=state.mask.dtype)
-        return _append(state, tokens, tokens, mask, positions, marked=False)
+        return append_tokens(state, tokens, tokens, mask, positions)

@@ -150,7 +150,8 @@ class SlotLayout:
 class LatentState:
     """One modality in token layout: ``latent``/``clean`` ``[B, T, C]``, ``mask`` ``[B, T, 1]`` float32,
     ``positions`` ``[B, P, T, 2]``. Tokens past ``grid.tokens`` are appended conditioning tokens or generated
-    keyframe slots (``slots``). ``keyframes``: ``[B, T, 1]`` single-pixel-frame marker (video; None for audio)."""
+    keyframe slots (``slots``). ``keyframes``: ``[B, T, 1]`` single-pixel-frame marker (video; None for audio).
+    ``attention``: ``[B, T, T]`` self-attention weights in [0, 1] (``sampling.tokens``; None = full attention)."""
 
     latent: torch.Tensor
     clean: torch.Tensor
@@ -159,6 +160,7 @@ class LatentState:
     grid: VideoGrid | AudioGrid
     keyframes: torch.Tensor | None = None
     slots: SlotLayout | None = None
+    attention: torch.Tensor | None = None
 
     def replace(self, **changes) -> "LatentState":
         return dataclasses.replace(self, **changes)
