@@ -30,6 +30,7 @@ from pathlib import Path
 
 import workflows_25
 import workflows_basic
+import workflows_dubit
 import workflows_editing
 from workflow_demo_media import demo_audio, demo_clip, demo_image, demo_video
 from workflow_formats import api_format, ui_format
@@ -39,6 +40,7 @@ FAMILIES = (
     workflows_basic,
     workflows_editing,
     workflows_25,
+    workflows_dubit,
 )
 RELEASE_WORKFLOWS = [pair for family in FAMILIES for pair in family.RELEASE_WORKFLOWS]
 

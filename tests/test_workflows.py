@@ -28,8 +28,9 @@ UI_FILES = sorted((REPO / "example_workflows").glob("*.json"))
 API_FILES = sorted((REPO / "workflows").glob("*.api.json"))
 DEMO_FILES = sorted(DEMO_WORKFLOWS.glob("*.api.json"))
 FOLDER_NAMES = {"checkpoints": ["distilled", "dev"], "diffusion_models": [], "text_encoders": ["gemma"],
-                "loras": ["lora"], "latent_upscale_models": ["upscaler"], "vae": [], "model_patches": []}
+                "loras": ["lora", "dubit_lora"], "latent_upscale_models": ["upscaler"], "vae": [], "model_patches": []}
 KINDS_25 = {"t2av_distilled_two_stage", "i2av_distilled_two_stage", "t2av_keyframes_auto_length"}
+CONTROL_WORKFLOWS = {"ltx23_dubit_distilled_two_stage"}  # issue 16: one family each (its LoRA's)
 
 
 def _two_stage(files: list[Path]) -> list[Path]:
@@ -42,7 +43,8 @@ def test_every_workflow_kind_ships_per_model_family_in_each_form():
     kinds = {"t2av_distilled_two_stage", "t2av_dev_two_stage", "i2av_distilled_two_stage", "a2v_distilled_two_stage",
              "t2av_distilled_tiled_refine", "v2a_distilled_one_stage", "t2a_dev_one_stage",
              "keyframes_distilled_two_stage", "extend_distilled", "retake_distilled"}
-    assert names == kinds | {"ltx23_" + kind for kind in kinds} | {"ltx25_" + kind for kind in KINDS_25}
+    assert names == (kinds | {"ltx23_" + kind for kind in kinds} | {"ltx25_" + kind for kind in KINDS_25}
+                     | CONTROL_WORKFLOWS)
     assert {p.name.split(".")[0] for p in API_FILES} == names == {p.name.split(".")[0] for p in DEMO_FILES}
 
 
@@ -56,11 +58,11 @@ def test_generated_files_are_up_to_date():
 @pytest.fixture
 def folder_lists(monkeypatch):
     """Model and input combos list the released and the demo names (no files needed to validate)."""
-    tables = [table for release in graph.ALL_RELEASES for table in (release.released, release.demo)]
+    tables = [table for release, _ in build.RELEASE_WORKFLOWS for table in (release.released, release.demo)]
 
     def list_models(folder):
         folder = {"clip": "text_encoders", "unet": "diffusion_models"}.get(folder, folder)
-        return sorted({table[key] for key in FOLDER_NAMES[folder] for table in tables})
+        return sorted({table[key] for key in FOLDER_NAMES[folder] for table in tables if key in table})
 
     monkeypatch.setattr(paths, "list_models", list_models)
     monkeypatch.setattr(core_nodes, "_input_files", lambda kinds: sorted(
@@ -233,7 +235,7 @@ def test_every_ltx23_demo_workflow_runs_headless_with_48khz_audio_as_long_as_the
     LoRA) through ``python -m ltx2_nodes run``, at a small size and 2 dev steps for speed (--set; the distilled
     schedules ignore steps), writes an MP4 whose audio (the BigVGAN + bandwidth-extension vocoder) is 48 kHz and
     as long as the video (to the AAC frame); audio to video muxes the input sound itself (16 kHz)."""
-    assert len(LTX23_DEMO_FILES) == 5
+    assert len(LTX23_DEMO_FILES) == 6
     small = [f"--set={k}" for k in ("5.width=64", "5.height=64", "5.frames=9", "6.steps=2")]
     files = run_cli([str(path), "--models-dir", str(demo_models.root), "--input-dir", str(DEMO_INPUTS),
                      "--out", str(tmp_path), *small], capsys)
