@@ -118,3 +118,13 @@ def test_dubit_node_refusals_say_what_to_connect(headless, demo_models):
     (part,) = call("LTX2DubItReferenceAudio", latent=empty, audio_vae=audio_vae, reference_audio=speech(4.0),
                    start_seconds=1.0, seconds=2.0)
     assert latent_info(part).audio_reference.shape[2] == REFERENCE_LATENTS_2S
+
+
+def test_the_audio_only_model_samples_with_a_reference_and_returns_only_its_own_audio(headless, demo_models):
+    _, audio_vae, positive = _front(demo_models)
+    dit = call("LTX2CheckpointLoader", ckpt_name=demo_models.checkpoint_23.name)[0]
+    (audio_model,) = call("LTX2AudioOnlyModel", model=dit)  # the demo LoRA adapts video layers only: none here
+    (empty,) = call("LTX2EmptyAudioLatent", seconds=1.0, fps=24.0, batch_size=1)
+    (referenced,) = call("LTX2DubItReferenceAudio", latent=empty, audio_vae=audio_vae, reference_audio=speech(2.0))
+    out = to_av_latents(_sample(audio_model, positive, referenced, "distilled"))
+    assert out.video is None and out.audio.shape == to_av_latents(empty).audio.shape

@@ -158,3 +158,25 @@ def test_golden_generated_audio_depends_on_the_reference(golden, model, lora):
                 for r in (ref, -ref)]
     assert outs[0].audio.shape == outs[1].audio.shape == golden["stage1.audio_out"].shape
     assert (outs[0].audio - outs[1].audio).abs().max() > 1e-4
+
+
+def test_golden_streamed_stage_with_reference_audio_and_lora_equals_the_resident_one(golden, model, lora, run):
+    """Block streaming (the memory engine moving one block at a time, LoRA factors travelling as buffers) gives the
+    resident stage-1 result bit for bit with the reference tokens appended."""
+    from ltx2_nodes.memory import MemoryEngine
+    from ltx2_nodes.memory.placement import module_tensors, tensor_bytes
+
+    call, ref = golden.call, golden["reference_latent"]
+    text = TextConditioning(golden["video_context"], golden["audio_context"],
+                            torch.ones(golden["video_context"].shape[:2], dtype=torch.int64))
+    latents = empty_latents(1, call["frames"], call["height"], call["width"], call["fps"],
+                            video_channels=model.config.in_channels, audio_channels=ref.shape[1],
+                            audio_mel_bins=ref.shape[3])
+    engine = MemoryEngine("cpu", virtual=True, vram_budget=2 * tensor_bytes(module_tensors(model)), minimal=True)
+    with torch.no_grad(), applied_loras(model, lora), \
+            engine.stage("dit", model, blocks=model.transformer_blocks) as stage:
+        assert stage.mode == "streamed"
+        out = sample(model, text, latents, GenerationSettings(golden["stage1.sigmas"], seed=call["seed"]),
+                     audio_conditioning=[ReferenceAudio(ref)], device=stage.device)
+    resident = run[1]["stage1"]
+    assert torch.equal(out.video, resident.video) and torch.equal(out.audio, resident.audio)
