@@ -56,7 +56,7 @@ from .progress import ProgressBar, check_interrupted
 from .sampling.conditioning import (ConditioningItem, ImageCondition, KeyframeAtFrame, encode_images,
                                     frame_condition, resize_and_center_crop)
 from .sampling.guidance import plan_passes
-from .sampling.guides import ReferenceVideoGuide, control_frames, guide_pixel_size
+from .sampling.guides import ReferenceVideoGuide, control_frames, guide_pixel_size, mask_token_weights
 from .sampling.loop import Callback
 from .sampling.noise import SeededNoise
 from .sampling.recipe import DEFAULT_SEED
@@ -268,17 +268,24 @@ def encode_video_clip(video_vae: VideoVAEHandle, images: torch.Tensor, grid: Vid
 def encode_reference_guide(video_vae: VideoVAEHandle, images: torch.Tensor, grid: VideoGrid,
                            engine: MemoryEngine | None = None, *, downscale_factor: int = 1,
                            temporal_scale_factor: int = 1, strength: float = 1.0,
-                           attention: float | torch.Tensor = 1.0) -> ReferenceVideoGuide:
+                           attention: float = 1.0, attention_mask: torch.Tensor | None = None
+                           ) -> ReferenceVideoGuide:
     """An IC-LoRA control video (IMAGE frames ``[F, H, W, 3]``: depth, pose, edges, any reference) as the guide of a
     sampler running at ``grid``: its frames as the reference takes them (``sampling.guides.control_frames``), each
     resized to cover ``1/downscale_factor`` of the video's pixel size and centre-cropped, then :func:`encode_video`
-    (tiled)."""
+    (tiled). ``attention``: the attention strength; ``attention_mask`` (MASK ``[F, H, W]`` in [0, 1], framed like
+    the control video): where it applies, averaged per reference token and multiplied by ``attention``."""
     height, width = guide_pixel_size(grid.height * grid.scale.height, grid.width * grid.scale.width,
                                      downscale_factor, grid.scale)
     frames = control_frames(images, grid.pixel_frames, temporal_scale_factor, grid.scale)
     latent = encode_video(video_vae, resize_and_center_crop(frames, height, width).permute(0, 2, 3, 1), engine)
     check_finite([latent], stage="video VAE encoder (control video)", model=video_vae.models.name, inputs=[frames])
-    return ReferenceVideoGuide(latent, downscale_factor, temporal_scale_factor, strength, attention)
+    weights: float | torch.Tensor = attention
+    if attention_mask is not None:
+        mask = control_frames(attention_mask.float(), grid.pixel_frames, temporal_scale_factor, grid.scale)
+        mask = resize_and_center_crop(mask.unsqueeze(-1), height, width)[:, 0].unsqueeze(0)  # [1, F, h, w]
+        weights = mask_token_weights(mask.clamp(0, 1), *latent.shape[2:]) * attention
+    return ReferenceVideoGuide(latent, downscale_factor, temporal_scale_factor, strength, weights)
 
 
 def encode_audio_latent(audio_vae: AudioVAEHandle, audio: dict, engine: MemoryEngine | None = None) -> torch.Tensor:

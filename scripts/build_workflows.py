@@ -32,6 +32,7 @@ import workflows_25
 import workflows_basic
 import workflows_dubit
 import workflows_editing
+import workflows_iclora
 from workflow_demo_media import demo_audio, demo_clip, demo_image, demo_video
 from workflow_formats import api_format, ui_format
 from workflow_graph import DEMO, DEMO_SIZE, REPO, RELEASED_SIZE
@@ -41,6 +42,7 @@ FAMILIES = (
     workflows_editing,
     workflows_25,
     workflows_dubit,
+    workflows_iclora,
 )
 RELEASE_WORKFLOWS = [pair for family in FAMILIES for pair in family.RELEASE_WORKFLOWS]
 
@@ -77,6 +79,9 @@ def main() -> int:
     print(demo_clip(inputs / DEMO["clip"]).relative_to(REPO))
     if not (inputs / DEMO["video"]).is_file():  # an MP4 is not byte-stable across encoder builds: written once
         print(demo_video(inputs / DEMO["video"]).relative_to(REPO))
+    for family in FAMILIES:  # a family's own demo inputs (``write_demo_inputs(folder)``: the files it wrote)
+        for written in getattr(family, "write_demo_inputs", lambda _: [])(inputs):
+            print(written.relative_to(REPO))
     return 0
 
 

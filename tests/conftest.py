@@ -9,7 +9,7 @@ shared set next to the repo):
 | ``2.0-head`` (2.0 weights, official HEAD semantics) | ``LTX2_GOLDEN_20_HEAD_DIR`` | ``../shared/golden-2.0-head`` |
 | ``2.3`` | ``LTX2_GOLDEN_23_DIR`` | ``../shared/golden-2.3`` |
 | ``2.5`` | ``LTX2_GOLDEN_25_DIR`` | ``../shared/golden-2.5`` |
-| ``iclora`` (IC-LoRA guides, on the 2.0-head / 2.3 weights) | ``LTX2_GOLDEN_ICLORA_DIR`` | ``tests/fixtures/iclora`` |
+| ``iclora`` (IC-LoRA guides on the 2.0-head, 2.3, 2.5 DiTs) | ``LTX2_GOLDEN_ICLORA_DIR`` | ``tests/fixtures/iclora`` |
 | ``dubit`` (Dub-It reference audio, official HEAD) | ``LTX2_GOLDEN_DUBIT_DIR`` | ``tests/fixtures/dubit`` |
 
 Tests discover files by their ``component`` metadata and read every dimension and call

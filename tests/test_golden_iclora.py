@@ -3,9 +3,9 @@ scripts/fixtures/make_iclora.py from Lightricks/LTX-2 HEAD on CPU in float32, on
 2.5 DiT files of the shared golden sets).
 
 Per call: the conditioned and noised video state (guide token positions, denoise mask, clean tokens, the
-self-attention mask from ``conditioning_attention_strength`` or per-token weights, several guides stacked), the
-denoised estimate of the first step with the guides appended, and the two-step Euler stage's output after the
-guide tokens are dropped. Every dimension and setting comes from the files.
+self-attention mask from ``conditioning_attention_strength``, per-token weights or a pixel-space mask, several
+guides stacked), the denoised estimate of the first step with the guides appended, and the two-step Euler stage's
+output after the guide tokens are dropped. Every dimension and setting comes from the files.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ltx2_nodes.loading.components import load_transformer
 from ltx2_nodes.model.connector import TextConditioning
 from ltx2_nodes.sampling.conditioning import apply_conditionings
 from ltx2_nodes.sampling.guidance import GuidedDenoiser
-from ltx2_nodes.sampling.guides import ReferenceVideoGuide
+from ltx2_nodes.sampling.guides import ReferenceVideoGuide, mask_token_weights
 from ltx2_nodes.sampling.noise import SeededNoise
 from ltx2_nodes.sampling.state import AudioGrid, VideoGrid, add_noise, initial_state
 
@@ -44,10 +44,14 @@ def model(golden):
 def _guides(golden, name: str) -> list[ReferenceVideoGuide]:
     guides = []
     for i, spec in enumerate(golden.call["calls"][name]["guides"]):
-        weights = golden.tensors.get(f"{name}.guide{i}.attention")
-        guides.append(ReferenceVideoGuide(golden[f"{name}.guide{i}.latent"], spec["downscale_factor"],
-                                          spec["temporal_scale_factor"], spec["strength"],
-                                          weights if weights is not None else spec["attention"]))
+        latent, attention = golden[f"{name}.guide{i}.latent"], spec["attention"]
+        if isinstance(attention, dict):  # a pixel-space mask, downsampled to the reference's tokens, times a strength
+            attention = mask_token_weights(golden[f"{name}.guide{i}.pixel_mask"], *latent.shape[2:]) \
+                * attention["pixel_mask"]
+        elif attention == "tokens":
+            attention = golden[f"{name}.guide{i}.attention"]
+        guides.append(ReferenceVideoGuide(latent, spec["downscale_factor"], spec["temporal_scale_factor"],
+                                          spec["strength"], attention))
     return guides
 
 

@@ -157,3 +157,17 @@ def test_generate_guides_stage_one_with_a_control_video_and_its_ic_lora(demo_mod
     info = probe(tmp_path / "clip.mp4")
     assert (info.width, info.height, info.video_frames) == (128, 128, 17)  # the guide's frames are not in the clip
     assert json.loads(info.metadata["ltx2_generate"])["control_video"] is True
+
+
+def test_attention_mask_weighs_each_reference_token_times_the_attention_strength(headless, demo_models):
+    dit, video_vae, _, _ = call("LTX2CheckpointLoader", ckpt_name=demo_models.checkpoint_23.name)
+    (model,) = call("LTX2LoraLoader", model=dit, lora_name=IC_LORA_23, strength=1.0)
+    (latent,) = call("LTX2EmptyAVLatent", width=128, height=64, frames=17, seconds=0.0, fps=24.0, batch_size=1)
+    mask = torch.ones(17, 64, 128)
+    mask[:, :, :64] = 0.0  # the left half of the picture: no control
+    (guided,) = call("LTX2ICLoRAGuide", latent=latent, model=model, video_vae=video_vae,
+                     control_video=torch.rand(17, 64, 128, 3), strength=1.0, attention_strength=0.5,
+                     attention_mask=mask)
+    (guide,) = latent_info(guided).guides
+    # a 3 x 1 x 2 reference: per latent frame the left token is off, the right one at the attention strength
+    assert guide.attention.tolist() == [[0.0, 0.5] * 3]

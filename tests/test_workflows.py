@@ -28,9 +28,10 @@ UI_FILES = sorted((REPO / "example_workflows").glob("*.json"))
 API_FILES = sorted((REPO / "workflows").glob("*.api.json"))
 DEMO_FILES = sorted(DEMO_WORKFLOWS.glob("*.api.json"))
 FOLDER_NAMES = {"checkpoints": ["distilled", "dev"], "diffusion_models": [], "text_encoders": ["gemma"],
-                "loras": ["lora", "dubit_lora"], "latent_upscale_models": ["upscaler"], "vae": [], "model_patches": []}
+                "loras": ["lora", "ic_lora", "dubit_lora"], "latent_upscale_models": ["upscaler"], "vae": [],
+                "model_patches": []}
 KINDS_25 = {"t2av_distilled_two_stage", "i2av_distilled_two_stage", "t2av_keyframes_auto_length"}
-CONTROL_WORKFLOWS = {"ltx23_dubit_distilled_two_stage"}  # issue 16: one family each (its LoRA's)
+CONTROL_WORKFLOWS = {"ltx23_dubit_distilled_two_stage", "ltx23_ic_lora_union_control_two_stage"}  # issue 16
 
 
 def _two_stage(files: list[Path]) -> list[Path]:
@@ -66,7 +67,7 @@ def folder_lists(monkeypatch):
 
     monkeypatch.setattr(paths, "list_models", list_models)
     monkeypatch.setattr(core_nodes, "_input_files", lambda kinds: sorted(
-        {t[k] for t in tables for k in ("image", "audio", "last_image", "clip", "video")}))
+        {t[k] for t in tables for k in ("image", "audio", "last_image", "clip", "video", "control_video") if k in t}))
     monkeypatch.setattr(core_nodes.LoadImage, "VALIDATE_INPUTS", classmethod(lambda cls, image: True), raising=False)
     monkeypatch.setattr(core_nodes.LoadAudio, "VALIDATE_INPUTS", classmethod(lambda cls, audio: True), raising=False)
     monkeypatch.setattr(core_nodes.LoadVideo, "VALIDATE_INPUTS", classmethod(lambda cls, file: True), raising=False)
@@ -235,7 +236,7 @@ def test_every_ltx23_demo_workflow_runs_headless_with_48khz_audio_as_long_as_the
     LoRA) through ``python -m ltx2_nodes run``, at a small size and 2 dev steps for speed (--set; the distilled
     schedules ignore steps), writes an MP4 whose audio (the BigVGAN + bandwidth-extension vocoder) is 48 kHz and
     as long as the video (to the AAC frame); audio to video muxes the input sound itself (16 kHz)."""
-    assert len(LTX23_DEMO_FILES) == 6
+    assert len(LTX23_DEMO_FILES) == 7
     small = [f"--set={k}" for k in ("5.width=64", "5.height=64", "5.frames=9", "6.steps=2")]
     files = run_cli([str(path), "--models-dir", str(demo_models.root), "--input-dir", str(DEMO_INPUTS),
                      "--out", str(tmp_path), *small], capsys)

@@ -22,7 +22,7 @@ class LTX2ICLoRAGuide:
                    "applied (LTX-2 LoRA Loader) to this node and to the sampler it guides. Only the next sampler is "
                    "guided (the official recipe refines stage 2 without the guide and without the IC-LoRA). "
                    "strength: 1 keeps the reference clean; attention_strength: how much the video and the reference "
-                   "attend each other (1 = fully, 0 = not at all).")
+                   "attend each other (1 = fully, 0 = not at all); attention_mask (optional): where, per frame.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -37,6 +37,9 @@ class LTX2ICLoRAGuide:
                                    "tooltip": "1 = the reference stays clean"}),
             "attention_strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
                                              "tooltip": "conditioning_attention_strength: 1 = full influence"}),
+        }, "optional": {
+            "attention_mask": ("MASK", {"tooltip": "where the control applies (per frame, framed like the control "
+                                                   "video; white = fully), times attention_strength"}),
         }}
 
     RETURN_TYPES = ("LATENT",)
@@ -44,7 +47,8 @@ class LTX2ICLoRAGuide:
     FUNCTION = "guide"
     CATEGORY = LATENT
 
-    def guide(self, latent, model, video_vae, control_video, strength=1.0, attention_strength=1.0):
+    def guide(self, latent, model, video_vae, control_video, strength=1.0, attention_strength=1.0,
+              attention_mask=None):
         video_vae = require(video_vae, "video VAE", "connect the video_vae output of an LTX-2 Checkpoint Loader.")
         model = require(model, "model", "connect the model output of an LTX-2 LoRA Loader that applied the IC-LoRA.")
         info = latent_info(latent)
@@ -58,7 +62,8 @@ class LTX2ICLoRAGuide:
         downscale, temporal = reference_scale_factors(loras)
         guide = stages.encode_reference_guide(video_vae, control_video, av.video_grid(), engine(),
                                               downscale_factor=downscale, temporal_scale_factor=temporal,
-                                              strength=strength, attention=attention_strength)
+                                              strength=strength, attention=attention_strength,
+                                              attention_mask=attention_mask)
         log.info("LTX-2 IC-LoRA Guide: %d reference tokens (%s, downscale x%d%s)", guide.tokens,
                  "x".join(str(n) for n in guide.latent.shape[2:]), downscale,
                  f", temporal x{temporal}" if temporal != 1 else "")

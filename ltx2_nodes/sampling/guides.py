@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import InputError
 from ..model.patchify import patchify_video, video_positions
@@ -93,6 +94,28 @@ class ReferenceVideoGuide:
                              attention=self.attention_weights())
 
 
+def mask_token_weights(mask: torch.Tensor, frames: int, height: int, width: int) -> torch.Tensor:
+    """A pixel-space attention mask ``[B|1, F_p, H_p, W_p]`` in [0, 1] as per-token weights ``[B|1, frames * height *
+    width]`` of a ``frames x height x width`` reference latent (reference ``downsample_mask_video_to_latent``): each
+    frame area-averaged to the latent grid, pixel frame 0 is latent frame 0 (the causal VAE's), every later latent
+    frame the mean of its ``(F_p - 1) / (frames - 1)`` pixel frames."""
+    if mask.ndim != 4:
+        raise InputError(f"the attention mask must be [B, F, H, W] (a MASK per frame), got {list(mask.shape)}.")
+    batch, pixel_frames = mask.shape[:2]
+    cells = F.interpolate(mask.float().reshape(-1, 1, *mask.shape[2:]), size=(height, width), mode="area")
+    cells = cells.reshape(batch, pixel_frames, height, width)
+    if pixel_frames > 1 and frames > 1:
+        if (pixel_frames - 1) % (frames - 1):
+            raise InputError(f"an attention mask of {pixel_frames} frames does not map onto {frames} latent frames "
+                             f"((frames - 1) must divide by {frames - 1}); give the mask the control video's frames.")
+        step = (pixel_frames - 1) // (frames - 1)
+        rest = cells[:, 1:].reshape(batch, frames - 1, step, height, width).mean(dim=2)
+        cells = torch.cat([cells[:, :1], rest], dim=1)
+    else:
+        cells = cells[:, :1]
+    return cells.reshape(batch, -1)
+
+
 @dataclass
 class ControlVideo:
     """An IC-LoRA control video to guide a run's first stage with (``generate``): IMAGE ``frames`` ``[F, H, W, 3]``,
@@ -133,11 +156,12 @@ def guide_pixel_size(height: int, width: int, downscale_factor: int, scale: Vide
 
 def control_frames(images: torch.Tensor, pixel_frames: int, temporal_scale_factor: int = 1,
                    scale: VideoScale = VideoScale()) -> torch.Tensor:
-    """The control video's frames the reference encodes (reference ``iclora_utils``): IMAGE ``[F, H, W, 3]``, at
-    most the video's ``pixel_frames``, then frame 0 and every ``temporal_scale_factor``-th after it, cut to the
-    longest ``1 + 8k`` (the VAE encoder crops the same way)."""
-    if images.ndim != 4 or images.shape[-1] not in (3, 4) or images.shape[0] == 0:
-        raise InputError(f"the control video must be IMAGE frames [F, H, W, 3], got {list(images.shape)}.")
-    frames = images[:pixel_frames, ..., :3]
+    """The control video's frames the reference encodes (reference ``iclora_utils``): IMAGE ``[F, H, W, 3]`` (or its
+    MASK ``[F, H, W]``), at most the video's ``pixel_frames``, then frame 0 and every ``temporal_scale_factor``-th
+    after it, cut to the longest ``1 + 8k`` (the VAE encoder crops the same way)."""
+    if not (images.ndim == 3 or images.ndim == 4 and images.shape[-1] in (3, 4)) or images.shape[0] == 0:
+        raise InputError(f"the control video must be IMAGE frames [F, H, W, 3] (its mask: MASK [F, H, W]), got "
+                         f"{list(images.shape)}.")
+    frames = images[:pixel_frames, ..., :3] if images.ndim == 4 else images[:pixel_frames]
     frames = frames[[0, *range(1, frames.shape[0], temporal_scale_factor)]]
     return frames[: (frames.shape[0] - 1) // scale.time * scale.time + 1]

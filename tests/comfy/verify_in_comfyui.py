@@ -71,7 +71,10 @@ def demo_ui_workflow(path: Path) -> dict:
 def demo_size(name: str) -> dict:
     """The demo twins' size of the release a workflow file belongs to (by its prefix)."""
     import workflow_graph as graph
+    import workflows_iclora
 
+    if "ic_lora_" in name:  # IC-LoRA control: its own demo size (the reference at half size in whole latent cells)
+        return workflows_iclora.ICLORA_23.demo_size
     release = next((r for r in graph.ALL_RELEASES if r.prefix and name.removeprefix("ui_").startswith(r.prefix)),
                    graph.LTX_2)
     return release.demo_size or graph.DEMO_SIZE
