@@ -193,8 +193,8 @@ class StageProgress:
 
 def sample(model, text: TextConditioning, latents: AVLatents, settings: GenerationSettings, *,
            negative: TextConditioning | None = None, conditioning: Sequence[ConditioningItem] = (),
-           noise: SeededNoise | None = None, callback: Callback | None = None,
-           device: torch.device | str | None = None) -> AVLatents:
+           audio_conditioning: Sequence[ConditioningItem] = (), noise: SeededNoise | None = None,
+           callback: Callback | None = None, device: torch.device | str | None = None) -> AVLatents:
     """One sampling stage from ``latents`` (zeros for text-to-AV, or latents to refine / keep).
 
     Noise: ``noise`` (default ``SeededNoise(settings.seed, batch)``) is drawn video tokens first,
@@ -204,6 +204,8 @@ def sample(model, text: TextConditioning, latents: AVLatents, settings: Generati
     Returns the denoised latents (appended keyframe tokens removed, masks cleared); slots requested by
     ``latents.keyframe_slots`` are generated with the video (after the ``conditioning`` items' tokens) and
     returned in ``keyframes`` (without a request, the keyframes ``latents`` carry are passed on: stage 2).
+    ``audio_conditioning``: items applied to the audio state (``sampling.reference_audio.ReferenceAudio``, Dub-It's
+    reference tokens), appended after the audio grid and dropped from the result like the video's.
     """
     progress = StageProgress(settings.steps, callback)
     device = torch.device(device) if device is not None else _model_device(model)
@@ -226,6 +228,10 @@ def sample(model, text: TextConditioning, latents: AVLatents, settings: Generati
         raise InputError("image/keyframe conditioning needs a video latent; this run generates audio only.")
     if agrid is not None:
         audio = initial_state(agrid, batch, latents.audio, latents.audio_mask, device, dtype)
+        audio = apply_conditionings(audio, audio_conditioning)
+    elif audio_conditioning:
+        raise InputError("reference audio conditions the audio stream; this run generates no audio (connect an "
+                         "audio+video latent).")
     noise = noise or SeededNoise(settings.seed, batch)
     if noise.batch != batch:
         raise InputError(f"noise source has {noise.batch} generators for a batch of {batch}.")

@@ -347,10 +347,11 @@ def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, 
                 engine: MemoryEngine | None = None, *, negative: TextConditioning | None = None,
                 conditioning: Sequence[ConditioningItem] = (), loras: Sequence | None = None,
                 noise: SeededNoise | None = None, callback: Callback | None = None,
-                tiles: RefineTiles | None = None) -> AVLatents:
+                tiles: RefineTiles | None = None, audio_conditioning: Sequence[ConditioningItem] = ()) -> AVLatents:
     """One sampling stage of ``latents.sample`` with the DiT placed by the engine.
 
-    ``conditioning``: already encoded items (``encode_conditioning_images``); ``loras``:
+    ``conditioning``: already encoded items (``encode_conditioning_images``); ``audio_conditioning``: items for
+    the audio stream (Dub-It's ``ReferenceAudio``, appended after the audio tokens); ``loras``:
     ``[(LoRA, strength)]``, default the handle's list, applied around the stage only; ``noise``:
     a ``SeededNoise`` to continue (two-stage runs), default a fresh one from ``settings.seed``.
     ``tiles``: refine the video tile by tile (``model.dit_tiling``; the stage-2 refinement of large
@@ -394,7 +395,8 @@ def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, 
             model = SequenceParallelDiT(model, world().group)
         video_tokens += (max(t.tokens for t in plan) if plan else grid.tokens) \
             + len(latents.keyframe_slots) * grid.height * grid.width
-    audio_tokens = latents.audio.shape[2] if latents.audio is not None else 0
+    audio_tokens = latents.audio.shape[2] + sum(item.latent.shape[2] for item in audio_conditioning) \
+        if latents.audio is not None else 0
     profile = dit_profile(cfg, video_tokens, audio_tokens, text_tokens=positive.video_context.shape[1], batch=batch,
                           dtype=model.compute_dtype)
     module = dit.model
@@ -404,11 +406,11 @@ def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, 
             engine.stage("dit", module, blocks=module.transformer_blocks, profile=profile,
                          release_pages=dit.release_pages) as stage, compiled:
         out = sample(model, positive, latents, settings, negative=negative, conditioning=list(conditioning),
-                     noise=noise, callback=callback, device=stage.device)
+                     audio_conditioning=list(audio_conditioning), noise=noise, callback=callback, device=stage.device)
         given = [latents.video, latents.audio, positive.video_context, positive.audio_context]
         given += [negative.video_context, negative.audio_context] if negative is not None else []
         check_finite([out.video, out.audio], stage="sampler (DiT)", model=dit.describe(),
-                     inputs=given + [item.latent for item in conditioning])
+                     inputs=given + [item.latent for item in (*conditioning, *audio_conditioning)])
         return _on_cpu(out)
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import workflows_25
 import workflows_basic
+import workflows_dubit
 import workflows_editing
 import workflows_hq
 import workflows_iclora
@@ -42,6 +43,7 @@ FAMILIES = (
     workflows_editing,
     workflows_25,
     workflows_hq,
+    workflows_dubit,
     workflows_iclora,
 )
 RELEASE_WORKFLOWS = [pair for family in FAMILIES for pair in family.RELEASE_WORKFLOWS]

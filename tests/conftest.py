@@ -11,6 +11,7 @@ shared set next to the repo):
 | ``2.5`` | ``LTX2_GOLDEN_25_DIR`` | ``../shared/golden-2.5`` |
 | ``temporal_upsampler`` (repo) | ``LTX2_GOLDEN_TEMPORAL_UPSAMPLER_DIR`` | ``tests/fixtures/temporal_upsampler`` |
 | ``iclora`` (IC-LoRA guides on the 2.0-head, 2.3, 2.5 DiTs) | ``LTX2_GOLDEN_ICLORA_DIR`` | ``tests/fixtures/iclora`` |
+| ``dubit`` (Dub-It reference audio, official HEAD) | ``LTX2_GOLDEN_DUBIT_DIR`` | ``tests/fixtures/dubit`` |
 
 Tests discover files by their ``component`` metadata and read every dimension and call
 parameter from the files, so the same tests run unchanged on any fixture set of that format.
@@ -45,6 +46,7 @@ GOLDEN_FLAVOURS = {
     "2.5": ("LTX2_GOLDEN_25_DIR", "golden-2.5"),
     "temporal_upsampler": ("LTX2_GOLDEN_TEMPORAL_UPSAMPLER_DIR", "tests/fixtures/temporal_upsampler"),
     "iclora": ("LTX2_GOLDEN_ICLORA_DIR", "tests/fixtures/iclora"),  # in the repo (scripts/fixtures/make_iclora.py)
+    "dubit": ("LTX2_GOLDEN_DUBIT_DIR", "tests/fixtures/dubit"),  # in the repo (scripts/fixtures/make_dubit.py)
 }
 
 
@@ -90,12 +92,17 @@ def find_golden(component: str, flavour: str = "2.0") -> Golden:
     if not root.is_dir():
         pytest.skip(f"golden {flavour} fixtures not found at {root} (set {GOLDEN_FLAVOURS[flavour][0]})")
     for path in sorted(root.glob("io_*.safetensors")):
-        f = SafetensorsFile(path)
-        if f.metadata.get("component") == component:
-            meta = {k: _parse(v) for k, v in f.metadata.items()}
-            tensors = {k: f.tensor(k).clone() for k in f.keys()}
-            return Golden(path, tensors, meta.get("call") or {}, meta.get("config") or {}, meta)
+        if SafetensorsFile(path).metadata.get("component") == component:
+            return load_golden(path)
     pytest.skip(f"no golden fixture with component '{component}' in {root}")
+
+
+def load_golden(path: Path) -> Golden:
+    """One fixture file: its tensors and parsed metadata."""
+    f = SafetensorsFile(path)
+    meta = {k: _parse(v) for k, v in f.metadata.items()}
+    tensors = {k: f.tensor(k).clone() for k in f.keys()}
+    return Golden(path, tensors, meta.get("call") or {}, meta.get("config") or {}, meta)
 
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, name: str, tol: float = TOLERANCE) -> float:

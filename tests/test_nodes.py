@@ -33,7 +33,8 @@ SCHEMA_IDS = {"LTX2CheckpointLoader", "LTX2GemmaLoader", "LTX2GemmaEncode", "LTX
               "LTX2KeyframeSlots", "LTX2GeneratedKeyframes", "LTX2DurationHeadLoader", "LTX2RefineTiles",
               "LTX2VideoDecodeTiled", "LTX2AudioDecode", "LTX2AVCombine", "LTX2PromptEnhance",
               "LTX2CompileDiT", "LTX2VideoToAudioLatent", "LTX2EmptyAudioLatent", "LTX2AudioOnlyModel",
-              "LTX2VideoEncode", "LTX2ExtendWindow", "LTX2ExtendJoin", "LTX2Retake", "LTX2ICLoRAGuide"}
+              "LTX2VideoEncode", "LTX2ExtendWindow", "LTX2ExtendJoin", "LTX2Retake", "LTX2ICLoRAGuide",
+              "LTX2DubItReferenceAudio"}
 RECIPE = recipe_for()
 # the samplers of the shipped two-stage workflows (scripts/build_workflows.py)
 DISTILLED = dict(seed=10, **preset_widgets(RECIPE.distilled, RECIPE.stg_blocks))

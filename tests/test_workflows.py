@@ -23,15 +23,15 @@ sys.path.insert(0, str(REPO / "scripts"))
 import build_workflows as build
 import workflow_formats as formats
 import workflow_graph as graph
-import workflows_iclora
 
 UI_FILES = sorted((REPO / "example_workflows").glob("*.json"))
 API_FILES = sorted((REPO / "workflows").glob("*.api.json"))
 DEMO_FILES = sorted(DEMO_WORKFLOWS.glob("*.api.json"))
 FOLDER_NAMES = {"checkpoints": ["distilled", "dev"], "diffusion_models": [], "text_encoders": ["gemma"],
-                "loras": ["lora", "ic_lora"], "latent_upscale_models": ["upscaler", "upscaler_x1_5"], "vae": [],
-                "model_patches": []}
+                "loras": ["lora", "ic_lora", "dubit_lora"], "latent_upscale_models": ["upscaler", "upscaler_x1_5"],
+                "vae": [], "model_patches": []}
 KINDS_25 = {"t2av_distilled_two_stage", "i2av_distilled_two_stage", "t2av_keyframes_auto_length"}
+CONTROL_WORKFLOWS = {"ltx23_dubit_distilled_two_stage", "ltx23_ic_lora_union_control_two_stage"}  # issue 16
 
 
 def _two_stage(files: list[Path]) -> list[Path]:
@@ -45,7 +45,7 @@ def test_every_workflow_kind_ships_per_model_family_in_each_form():
              "t2av_distilled_tiled_refine", "v2a_distilled_one_stage", "t2a_dev_one_stage",
              "keyframes_distilled_two_stage", "extend_distilled", "retake_distilled", "t2av_hq_two_stage"}
     assert names == (kinds | {"ltx23_" + kind for kind in kinds} | {"ltx25_" + kind for kind in KINDS_25}
-                     | {"ltx23_t2av_distilled_x1_5_upscale", "ltx23_ic_lora_union_control_two_stage"})
+                     | {"ltx23_t2av_distilled_x1_5_upscale"} | CONTROL_WORKFLOWS)
     assert {p.name.split(".")[0] for p in API_FILES} == names == {p.name.split(".")[0] for p in DEMO_FILES}
 
 
@@ -59,8 +59,7 @@ def test_generated_files_are_up_to_date():
 @pytest.fixture
 def folder_lists(monkeypatch):
     """Model and input combos list the released and the demo names (no files needed to validate)."""
-    releases = graph.ALL_RELEASES + (workflows_iclora.ICLORA_23,)
-    tables = [table for release in releases for table in (release.released, release.demo)]
+    tables = [table for release, _ in build.RELEASE_WORKFLOWS for table in (release.released, release.demo)]
 
     def list_models(folder):
         folder = {"clip": "text_encoders", "unet": "diffusion_models"}.get(folder, folder)
@@ -270,7 +269,7 @@ def test_every_ltx23_demo_workflow_runs_headless_with_48khz_audio_as_long_as_the
     LoRA) through ``python -m ltx2_nodes run``, at a small size and 2 dev steps for speed (--set; the distilled
     schedules ignore steps), writes an MP4 whose audio (the BigVGAN + bandwidth-extension vocoder) is 48 kHz and
     as long as the video (to the AAC frame); audio to video muxes the input sound itself (16 kHz)."""
-    assert len(LTX23_DEMO_FILES) == 7
+    assert len(LTX23_DEMO_FILES) == 8
     small = [f"--set={k}" for k in ("5.width=64", "5.height=64", "5.frames=9", "6.steps=2")]
     files = run_cli([str(path), "--models-dir", str(demo_models.root), "--input-dir", str(DEMO_INPUTS),
                      "--out", str(tmp_path), *small], capsys)

@@ -136,6 +136,8 @@ LORA_23 = "ltx2.3-demo-distilled-lora.safetensors"
 # an IC-LoRA like the released union-control one (``ref0.5``: its reference video at half the output size)
 IC_LORA_23 = "ltx2.3-demo-ic-lora-union-control-ref0.5.safetensors"
 IC_LORA_METADATA = {"reference_downscale_factor": "2"}
+# a Dub-It IC-LoRA stand-in (the released one: ltx-2.3-22b-ic-lora-dubit-0.9; reference video at the output size)
+DUBIT_LORA_23 = "ltx2.3-demo-ic-lora-dubit.safetensors"
 DEMO_LORA_TARGETS = ("attn1.to_q", "attn1.to_v", "ff.net.2")
 DEMO_LORA_RANK = 4
 
@@ -353,6 +355,7 @@ def write_demo_models(root: str | Path, seed: int = 0) -> DemoModels:
                           {**DEMO_UPSCALER, "rational_resampler": True, "spatial_scale": 1.5})
     write_lora(paths.lora_23, seed, DEMO_TRANSFORMER_23)
     write_lora(folders["loras"] / IC_LORA_23, seed + 7, DEMO_TRANSFORMER_23, IC_LORA_METADATA)
+    write_lora(folders["loras"] / DUBIT_LORA_23, seed + 8, DEMO_TRANSFORMER_23)
     return replace(paths, ltx25=write_demo_models_25(root, seed), upscaler_x1_5_23=x1_5)
 
 

@@ -14,6 +14,7 @@ from .latent import (LTX2AudioToLatent, LTX2EmptyAVLatent, LTX2GeneratedKeyframe
 from .loaders import LTX2CheckpointLoader, LTX2CompileDiT, LTX2DurationHeadLoader, LTX2GemmaLoader, LTX2LoraLoader
 from .refine import LTX2RefineTiles
 from .guides import LTX2ICLoRAGuide
+from .dubit import LTX2DubItReferenceAudio
 from .editing import LTX2ExtendJoin, LTX2ExtendWindow, LTX2Retake, LTX2VideoEncode
 from .sampler import LTX2Sampler
 from .soundtrack import LTX2AudioOnlyModel, LTX2EmptyAudioLatent, LTX2VideoToAudioLatent
@@ -49,6 +50,7 @@ _NODES = {
     "LTX2Retake": (LTX2Retake, "LTX-2 Retake (Regenerate a Time Window)"),
     # control (issue 16)
     "LTX2ICLoRAGuide": (LTX2ICLoRAGuide, "LTX-2 IC-LoRA Guide (Control Video)"),
+    "LTX2DubItReferenceAudio": (LTX2DubItReferenceAudio, "LTX-2 Dub-It Reference Audio"),
 }
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {node_id: cls for node_id, (cls, _) in _NODES.items()}

@@ -11,7 +11,8 @@ LATENT is ComfyUI core's LTX-2 layout, so core's ``LTXVSeparateAVLatent`` / ``LT
 * our own key ``ltx2``: ``fps``, ``frames`` (pixel frames), the image conditions to (re-)encode at the
   sampler's resolution and where the last sampler left its seeded noise stream (so a stage-2 sampler with
   the same seed continues the stream, as the reference two-stage pipeline does), the generated keyframe slots
-  requested for the next sampler and those a sampler generated (LTX-2.5). Core nodes copy unknown keys.
+  requested for the next sampler and those a sampler generated (LTX-2.5), the Dub-It reference audio latent the
+  samplers append to the audio stream. Core nodes copy unknown keys.
 
 Inside ComfyUI the nested tensor is ``comfy.nested_tensor.NestedTensor``; headless an equivalent
 minimal class (same ``tensors`` / ``is_nested`` / ``unbind()``) stands in. Reading accepts either.
@@ -112,6 +113,7 @@ class LatentInfo:
     refine_tiles: RefineTiles | None = None  # the tiles the next sampler refines in (``LTX2RefineTiles``)
     video_start: int = 0  # an extend window's place in the clip (``AVLatents.video_start`` / ``audio_start``)
     audio_start: int = 0
+    audio_reference: torch.Tensor | None = None  # Dub-It reference audio latent [B|1, C, T, M] (``nodes.dubit``)
     guides: tuple = ()  # encoded guides for the next sampler only (``sampling.guides.ReferenceVideoGuide``)
 
     def replace(self, **changes) -> "LatentInfo":

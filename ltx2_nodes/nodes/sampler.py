@@ -15,6 +15,7 @@ from ..sampling.loop import SAMPLERS
 from ..sampling.noise import SeededNoise
 from ..sampling.recipe import DEFAULT_SEED, SCHEDULES, TOKEN_SHIFTED, SamplerPreset, recipe_for, start_at
 from .common import MAX_SEED, SAMPLING, engine
+from .dubit import reference_audio_items
 from .preview import previewer_for
 from .comfy_types import fit_empty_channels, from_av_latents, from_conditioning, latent_info, to_av_latents
 
@@ -136,15 +137,19 @@ class LTX2Sampler:
                                       batched_guidance=guidance_passes == "batched")
         run_engine = engine()
         items = self._conditioning(info, av, run_engine) + list(info.guides)  # IC-LoRA guides last, as the reference
+        audio_items = reference_audio_items(info, av)
         noise = SeededNoise.resume(info.noise, seed, av.batch)  # stage 2 with stage 1's seed continues its stream
         video_vae = model.models.optional("video_vae") if av.video is not None else None
         preview = previewer_for(video_vae, run_engine)
         out = stages.run_sampler(model, text, av, settings, run_engine, negative=negative_text, conditioning=items,
-                                 noise=noise, callback=preview, tiles=info.refine_tiles)
+                                 noise=noise, callback=preview, tiles=info.refine_tiles,
+                                 audio_conditioning=audio_items)
         # the masks stay: a kept audio (audio-to-video) is kept in stage 2 as well
         out = dataclasses.replace(out, video_mask=av.video_mask, audio_mask=av.audio_mask)
-        # guides condition this sampler only (the reference's IC-LoRA stage 2 has none)
-        return (from_av_latents(out, info.replace(noise=noise.record(), refine_tiles=None, guides=()), base=latent),)
+        # guides and a Dub-It reference condition this sampler only (the reference's IC-LoRA stage 2 has no guide;
+        # Dub-It's stage 2 references the stage-1 audio: nodes.dubit)
+        return (from_av_latents(out, info.replace(noise=noise.record(), refine_tiles=None, guides=(),
+                                                  audio_reference=None), base=latent),)
 
     @staticmethod
     def _conditioning(info, av, run_engine) -> list:

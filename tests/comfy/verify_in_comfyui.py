@@ -49,11 +49,11 @@ def harness_dir() -> Path:
 
 def demo_ui_workflow(path: Path) -> dict:
     """A shipped UI workflow re-pointed at the demo models, inputs and sizes (what a user does in the widgets)."""
+    import build_workflows as build
     import workflow_graph as graph
-    import workflows_iclora
 
-    names = {release.released[k]: release.demo[k] for release in graph.ALL_RELEASES + (workflows_iclora.ICLORA_23,)
-             for k in release.released}
+    # every registered family's releases (a family may add its own files, e.g. the Dub-It LoRA)
+    names = {release.released[k]: release.demo[k] for release, _ in build.RELEASE_WORKFLOWS for k in release.released}
     twin = json.loads((REPO / "workflows" / "demo" / f"{path.stem}.api.json").read_text())  # its sizes per node
     data = json.loads(path.read_text())
     for node in data["nodes"]:
