@@ -11,6 +11,7 @@ import torch
 
 from demo_support import demo_models, headless  # noqa: F401
 from ltx2_nodes import stages
+from ltx2_nodes.demo.models import DEMO_TRANSFORMER_25, write_lora
 from ltx2_nodes.errors import InputError
 from ltx2_nodes.generate import GenerateRequest, generate
 from ltx2_nodes.handles import clear_caches, load_gemma, load_ltx2, load_lora_file, load_upscaler
@@ -67,11 +68,21 @@ def test_hq_sampler_widgets_carry_the_two_rescale_values():
     assert preset_widgets(recipe_for().dev, recipe_for().stg_blocks)["audio_rescale"] == -1.0
 
 
-@pytest.fixture
-def loaded(headless, demo_models):
+@pytest.fixture(params=["2.0", "2.3", "2.5"])
+def loaded(request, headless, demo_models, tmp_path):
+    """The demo files of one family: its DiT, Gemma, x2 upscaler and a distilled-LoRA stand-in (2.5's demo set has
+    no LoRA file: one is written for its transformer)."""
     clear_caches()
-    return (load_ltx2(demo_models.checkpoint, device="cpu"), load_gemma(demo_models.gemma, device="cpu"),
-            load_upscaler(demo_models.upscaler, device="cpu"), load_lora_file(demo_models.lora))
+    if request.param == "2.5":
+        lora = write_lora(tmp_path / "ltx25-demo-lora.safetensors", transformer=DEMO_TRANSFORMER_25)
+        files = (demo_models.ltx25.transformer, demo_models.ltx25.text_encoder, demo_models.ltx25.upscaler, lora)
+    elif request.param == "2.3":
+        files = (demo_models.checkpoint_23, demo_models.gemma, demo_models.upscaler_23, demo_models.lora_23)
+    else:
+        files = (demo_models.checkpoint, demo_models.gemma, demo_models.upscaler, demo_models.lora)
+    checkpoint, gemma, upscaler, lora = files
+    return (load_ltx2(checkpoint, device="cpu"), load_gemma(gemma, device="cpu"), load_upscaler(upscaler, device="cpu"),
+            load_lora_file(lora))
 
 
 def test_tiny_two_stage_hq_run_applies_the_distilled_lora_at_each_stages_strength(loaded, tmp_path, monkeypatch):
