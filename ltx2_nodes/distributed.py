@@ -65,6 +65,18 @@ def world() -> World:
                  group=dist.group.WORLD)
 
 
+def from_rank0(value):
+    """``value`` as rank 0 has it, on every rank (as is in one process): a choice a rank makes from its own memory
+    budget ("auto" decode tiles, refine tiles grown to the budget) must be the same on every rank, or their tile
+    plans, and so their collectives, would not match."""
+    ranks = world()
+    if ranks.size == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, group=ranks.group, group_src=0)
+    return box[0]
+
+
 def timeout_s() -> float:
     """The collectives' timeout in seconds: ``$LTX2_DIST_TIMEOUT`` or 600."""
     text = os.environ.get(TIMEOUT_VARIABLE)

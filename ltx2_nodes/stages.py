@@ -25,11 +25,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .distributed import world
+from .distributed import from_rank0, world
 from .errors import InputError, NonFiniteError
 from .finite import check_finite
 from .loading.lora import applied_loras
@@ -103,18 +102,6 @@ def precheck_stage(engine: MemoryEngine, weights: StageWeights, video_shape: Seq
                          pixel_frames(video_shape[2], scale), fps, batch=batch, prompts=1, vae_tile=vae_tile,
                          dtype=dtype)
     return engine.precheck({weights.name: weights}, request, dit_config=dit_config, what=what)
-
-
-def _rank0s(value):
-    """``value`` as rank 0 has it, on every rank of a distributed run (as is in one process): a choice made from
-    a rank's own memory budget ("auto" decode tiles, refine tiles grown to the budget) must be the same on
-    every rank, or their tile plans, and so their collectives, would not match."""
-    ranks = world()
-    if ranks.size == 1:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, group=ranks.group, group_src=0)
-    return box[0]
 
 
 @contextlib.contextmanager
@@ -372,7 +359,7 @@ def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, 
     plan = None
     if latents.video is not None:  # an audio-only latent is seconds long: nothing to refuse
         fhw = tuple(latents.video.shape[2:])
-        tiles = _rank0s(tiles)
+        tiles = from_rank0(tiles)
         plan = plan_refine_tiles(fhw, tiles) if tiles is not None and tiles.count > 1 else None
         # tiled: the DiT's activations are the largest tile's (the blend buffers are latent-sized, small)
         checked = max((t.shape for t in plan), key=math.prod) if plan else fhw
@@ -506,7 +493,7 @@ def decode_video_chunks(latent: torch.Tensor, video_vae: VideoVAEHandle, engine:
     decoder = video_vae.decoder
     decoder.check_latent(latent)
     resolved = resolve_tiling(video_vae, latent.shape, engine, tiling)
-    tiling = _rank0s(resolved) if isinstance(tiling, str) else resolved  # "auto" follows each rank's budget
+    tiling = from_rank0(resolved) if isinstance(tiling, str) else resolved  # "auto" follows each rank's budget
     diffusion = video_vae.diffusion_config
     if diffusion is not None:
         tiles = len(plan_feature_tiles(feature_extent(diffusion, latent.shape), tiling, diffusion))
