@@ -69,16 +69,23 @@ class Recorder:
         return v, a
 
 
-@pytest.fixture(scope="module")
-def run(golden, model, lora):
-    """The two stages through ``latents.sample``: stage 1 with the fixture's reference, stage 2 keeping the
-    stage-1 audio and referencing it (what the Dub-It node sets up for the second sampler)."""
+def _text_and_latents(golden, model):
+    """The fixture's text conditioning and the empty latents of its call (sizes read from the file)."""
     call, ref = golden.call, golden["reference_latent"]
     text = TextConditioning(golden["video_context"], golden["audio_context"],
                             torch.ones(golden["video_context"].shape[:2], dtype=torch.int64))
     latents = empty_latents(1, call["frames"], call["height"], call["width"], call["fps"],
                             video_channels=model.config.in_channels, audio_channels=ref.shape[1],
                             audio_mel_bins=ref.shape[3])
+    return text, latents
+
+
+@pytest.fixture(scope="module")
+def run(golden, model, lora):
+    """The two stages through ``latents.sample``: stage 1 with the fixture's reference, stage 2 keeping the
+    stage-1 audio and referencing it (what the Dub-It node sets up for the second sampler)."""
+    call, ref = golden.call, golden["reference_latent"]
+    text, latents = _text_and_latents(golden, model)
     noise, recorder = SeededNoise(call["seed"], 1), Recorder(model)
     with torch.no_grad(), applied_loras(model, lora):
         first = sample(recorder, text, latents, GenerationSettings(golden["stage1.sigmas"], seed=call["seed"]),
@@ -147,11 +154,7 @@ def test_golden_stage_outputs_match_and_hold_no_reference_tokens(golden, run, st
 def test_golden_generated_audio_depends_on_the_reference(golden, model, lora):
     """A different reference changes the generated audio (the tokens are attended to), and leaves its shape."""
     call, ref = golden.call, golden["reference_latent"]
-    text = TextConditioning(golden["video_context"], golden["audio_context"],
-                            torch.ones(golden["video_context"].shape[:2], dtype=torch.int64))
-    latents = empty_latents(1, call["frames"], call["height"], call["width"], call["fps"],
-                            video_channels=model.config.in_channels, audio_channels=ref.shape[1],
-                            audio_mel_bins=ref.shape[3])
+    text, latents = _text_and_latents(golden, model)
     settings = GenerationSettings(golden["stage1.sigmas"], seed=call["seed"])
     with torch.no_grad(), applied_loras(model, lora):
         outs = [sample(model, text, latents, dataclasses.replace(settings), audio_conditioning=[ReferenceAudio(r)])
@@ -167,11 +170,7 @@ def test_golden_streamed_stage_with_reference_audio_and_lora_equals_the_resident
     from ltx2_nodes.memory.placement import module_tensors, tensor_bytes
 
     call, ref = golden.call, golden["reference_latent"]
-    text = TextConditioning(golden["video_context"], golden["audio_context"],
-                            torch.ones(golden["video_context"].shape[:2], dtype=torch.int64))
-    latents = empty_latents(1, call["frames"], call["height"], call["width"], call["fps"],
-                            video_channels=model.config.in_channels, audio_channels=ref.shape[1],
-                            audio_mel_bins=ref.shape[3])
+    text, latents = _text_and_latents(golden, model)
     engine = MemoryEngine("cpu", virtual=True, vram_budget=2 * tensor_bytes(module_tensors(model)), minimal=True)
     with torch.no_grad(), applied_loras(model, lora), \
             engine.stage("dit", model, blocks=model.transformer_blocks) as stage:
