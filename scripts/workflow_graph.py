@@ -16,7 +16,7 @@ if str(REPO) not in sys.path:
 from ltx2_nodes.cli.generate_cmd import RELEASED_23 as GENERATE_23  # noqa: E402
 from ltx2_nodes.cli.generate_cmd import RELEASED_25 as GENERATE_25  # noqa: E402
 from ltx2_nodes.demo import models as demo  # noqa: E402
-from ltx2_nodes.nodes.sampler import preset_widgets  # noqa: E402
+from ltx2_nodes.nodes.sampler import LTX2Sampler, preset_widgets  # noqa: E402
 from ltx2_nodes.sampling.recipe import DEFAULT_SEED, recipe_for  # noqa: E402
 
 RELEASED = {"distilled": "ltx-2-19b-distilled-fp8.safetensors", "dev": "ltx-2-19b-dev-fp8.safetensors",
@@ -179,7 +179,8 @@ def _empty_latent(node_id: int = 5) -> Node:
 
 def _sampler(node_id: int, model: Link, latent: Link, preset: dict, title: str, pos, negative: Link | None = None
              ) -> Node:
-    inputs = {"model": model, "positive": Link(4), "latent": latent, "seed": Shared("seed"), **preset}
+    inputs = {"model": model, "positive": Link(4), "latent": latent, "seed": Shared("seed"), **preset,
+              "gpus": LTX2Sampler.INPUT_TYPES()["optional"]["gpus"][1]["default"]}  # shared graphs: one GPU
     if negative is not None:
         inputs["negative"] = negative
     return Node(node_id, "LTX2Sampler", inputs, title, pos)

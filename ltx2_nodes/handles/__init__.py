@@ -96,6 +96,13 @@ class LTX2Models:
     def __repr__(self) -> str:
         return f"LTX2Models({self.path.name}, {self.dtype}, fp8={self.fp8!r})"
 
+    def __reduce__(self):
+        """Sent to another process (a sampler worker, ``worker_pool``) as what opens it again there: the file, its
+        dtype and fp8 mode, and every split-pack file by path (the worker searches no folder). A worker keeps it
+        in its own cache, so its modules stay built between runs."""
+        split = {kind: str(file.path) for kind, file in self.pack.files.items()} if self.pack is not None else None
+        return load_ltx2, (str(self.path), str(self.dtype).removeprefix("torch."), self.fp8, None, split)
+
     @property
     def name(self) -> str:
         return self.path.name

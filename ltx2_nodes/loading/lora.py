@@ -108,6 +108,14 @@ class LoRA:
     # IC-LoRAs: how much smaller (space, time) than the video their reference video was trained; 1 = same size
     reference_downscale_factor: int = 1
     reference_temporal_scale_factor: int = 1
+    source: Path | None = None  # the file it was read from (``load_lora``); None for one built in memory
+
+    def __reduce_ex__(self, protocol):
+        """Sent to another process (a sampler worker, ``worker_pool``) as its file's path, read again there (the
+        factors stay memory-mapped instead of being copied through a pipe); one built in memory goes whole."""
+        if self.source is None:
+            return super().__reduce_ex__(protocol)
+        return load_lora, (self.source,)
 
 
 def load_lora(path: str | Path) -> LoRA:
@@ -135,7 +143,8 @@ def load_lora(path: str | Path) -> LoRA:
         raise CheckpointError(f"{file.path.name} holds no LoRA factors (no '*.lora_A.weight' / '*.lora_down.weight' "
                               f"keys among its {len(file.keys())} tensors); it is not a LoRA file.")
     lora = LoRA(file.path.name, {}, reference_downscale_factor=_reference_factor(file, "reference_downscale_factor"),
-                reference_temporal_scale_factor=_reference_factor(file, "reference_temporal_scale_factor"))
+                reference_temporal_scale_factor=_reference_factor(file, "reference_temporal_scale_factor"),
+                source=Path(file.path))
     for raw, parts in groups.items():
         if "down" not in parts or "up" not in parts:
             missing = "up (lora_B / lora_up)" if "up" not in parts else "down (lora_A / lora_down)"

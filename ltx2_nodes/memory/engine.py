@@ -176,6 +176,15 @@ class MemoryEngine:
             self._leave(active, park=True)
 
 
+    def worker_settings(self) -> dict:
+        """The keyword arguments of this engine's twin in a sampler worker process (``worker_pool``), which adds
+        its own device (its rank's GPU). Budgets, reserves and streaming options carry over; ``keep_loaded`` does
+        not: a worker's stage leaves its GPU when it ends, so the nodes after the sampler find the room they would
+        have had. ``make_room`` (ComfyUI's eviction) and the measured speed stay in this process."""
+        return dict(vram_budget=self.vram_budget, ram_budget=self.ram_budget, reserve=self.reserve,
+                    ram_reserve=self.ram_reserve, minimal=self.minimal, pin_memory=self.pin_memory,
+                    host_mode=self.host_mode)
+
     def release(self) -> None:
         """Evict every parked model (``keep_loaded``) and give cached device memory back."""
         if self._parked:

@@ -84,6 +84,8 @@ def _preview_settings() -> int | None:
 class LatentPreviewer:
     """A sampling callback ``(step, total, x0_video)`` that shows the middle frame of item 0 on the node."""
 
+    wants_preview = True  # sampler workers (``worker_pool``) send it the estimate of item 0 after each step
+
     def __init__(self, projection: torch.Tensor, max_size: int = 512):
         from PIL import Image  # ComfyUI ships Pillow; headless previews are never built
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from .. import stages
+from .. import stages, worker_pool
 from ..errors import InputError
 from ..model.audio_vae import AudioVAEConfig
 from ..latents import GenerationSettings
@@ -22,6 +22,7 @@ from .comfy_types import fit_empty_channels, from_av_latents, from_conditioning,
 GUIDANCE_PASSES = ("sequential", "batched")
 AUTO_BLOCKS = "auto"
 SAME_RESCALE = -1.0  # audio_rescale: the audio's rescale is the rescale widget's (every preset but HQ)
+MAX_GPUS = 16
 log = logging.getLogger("ltx2_nodes")
 
 
@@ -101,6 +102,11 @@ class LTX2Sampler:
             "audio_rescale": ("FLOAT", {"default": dev["audio_rescale"], "min": SAME_RESCALE, "max": 1.0,
                                         "step": 0.01, "tooltip": "the audio's rescale; -1 = the rescale widget's "
                                         "(HQ preset: 1.0 with rescale 0.45)"}),
+            "gpus": ("INT", {"default": 1, "min": 1, "max": MAX_GPUS, "tooltip": "GPUs to sample on: 1 = in "
+                             "ComfyUI's process; N = one worker process per GPU (cuda:0..N-1), the video tokens "
+                             "split over them (tiles of a tiled stage 2 spread over them). The workers stay up "
+                             "with the model loaded between runs; each holds its own copy in RAM. Same result "
+                             "up to float rounding."}),
         }}
 
     RETURN_TYPES = ("LATENT",)
@@ -110,7 +116,7 @@ class LTX2Sampler:
 
     def sample(self, model, positive, latent, seed, steps, schedule, sigmas, sampler, video_cfg, audio_cfg,
                modality_scale, stg_scale, stg_blocks, rescale, start_sigma, guidance_passes="sequential",
-               negative=None, audio_rescale=SAME_RESCALE):
+               negative=None, audio_rescale=SAME_RESCALE, gpus=1):
         video_width = model.config.context_width("video")
         text, frame_rate = from_conditioning(positive, "positive conditioning", video_width)
         negative_text = (from_conditioning(negative, "negative conditioning", video_width)[0]
@@ -120,6 +126,8 @@ class LTX2Sampler:
         if start_sigma <= 0.0:
             return (latent,)  # nothing to denoise: like ComfyUI's samplers at denoise 0
         av = fit_empty_channels(av, video_channels=model.config.in_channels, audio_shape=_audio_shape(model))
+        if gpus > 1:  # refused before anything is encoded or started
+            worker_pool.check_gpus(gpus, engine().device.device, model.config)
         recipe = recipe_for(model.family.version)
         blocks = parse_blocks(stg_blocks, recipe.stg_blocks)
         _log_preset(model, recipe, steps if schedule in ("ltx2", TOKEN_SHIFTED) else None, stg_scale, blocks)
@@ -141,9 +149,9 @@ class LTX2Sampler:
         noise = SeededNoise.resume(info.noise, seed, av.batch)  # stage 2 with stage 1's seed continues its stream
         video_vae = model.models.optional("video_vae") if av.video is not None else None
         preview = previewer_for(video_vae, run_engine)
-        out = stages.run_sampler(model, text, av, settings, run_engine, negative=negative_text, conditioning=items,
-                                 noise=noise, callback=preview, tiles=info.refine_tiles,
-                                 audio_conditioning=audio_items)
+        out, noise = worker_pool.sample_on(gpus, model, text, av, settings, run_engine, negative=negative_text,
+                                           conditioning=items, noise=noise, callback=preview,
+                                           tiles=info.refine_tiles, audio_conditioning=audio_items)
         # the masks stay: a kept audio (audio-to-video) is kept in stage 2 as well
         out = dataclasses.replace(out, video_mask=av.video_mask, audio_mask=av.audio_mask)
         # guides and a Dub-It reference condition this sampler only (the reference's IC-LoRA stage 2 has no guide;

@@ -12,7 +12,8 @@ Given an exported ComfyUI tree (``$COMFYUI_SRC`` or ``--comfyui-src``; set up wi
    * every UI-format ``example_workflows/*.json``, converted by the harness from ``/object_info`` (shared seed /
      fps PrimitiveNodes, Notes), after swapping the released model and input names for the demo ones and the
      sizes for the demo sizes -- exactly what a user re-pointing the widgets does;
-   * a mixed graph: Gemma prompt enhancement -> our sampler -> core ``LTXVSeparateAVLatent`` -> core
+   * a mixed graph: Gemma prompt enhancement -> our sampler (gpus 2: two worker processes spawned from the
+     server, the tokens split over them) -> core ``LTXVSeparateAVLatent`` -> core
      ``LTXVConcatAVLatent`` -> our sampler -> core ``LTXVSeparateAVLatent`` -> core ``LTXVAudioVAEDecode``
      (audio VAE from core's ``LTXVAudioVAELoader`` on the demo checkpoint) + our tiled video decode -> our MP4
      node, plus core ``SaveAudio`` of core's decoded audio;
@@ -125,7 +126,7 @@ def mixed_graph(checkpoint: str, gemma: str) -> dict:
         "5": {"class_type": "LTX2EmptyAVLatent", "inputs": {"width": 256, "height": 192, "frames": 25, "seconds": 0.0,
                                                            "fps": 25.0, "batch_size": 1, "audio": True}},
         "6": {"class_type": "LTX2Sampler", "inputs": {"model": ["1", 0], "positive": ["4", 0], "latent": ["5", 0],
-                                                     **sampler}},
+                                                     **sampler, "gpus": 2}},
         "7": {"class_type": "LTXVSeparateAVLatent", "inputs": {"av_latent": ["6", 0]}},
         "8": {"class_type": "LTXVConcatAVLatent", "inputs": {"video_latent": ["7", 0], "audio_latent": ["7", 1]}},
         "9": {"class_type": "LTX2Sampler", "inputs": {"model": ["1", 0], "positive": ["4", 0], "latent": ["8", 0],
