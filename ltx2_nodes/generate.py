@@ -188,7 +188,7 @@ def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, eng
                      vae_tile=((tile.tile_size_in_pixels or 4096, tile.tile_size_in_frames or 4096) if tile
                                else (512, 64)),
                      dtype=ltx2.dtype, refine_tiles=request.refine_tiles,
-                     tile_positions=request.refine_tile_positions, upscale=request.upscale)
+                     tile_positions=request.refine_tile_positions, upscale=request.upscale, ranks=world().size)
     text_shape = DecoderShape.of(gemma.files.model_config())
     dit_config = TransformerConfig.from_metadata(ltx2.ckpt.component_config("transformer"))
     if world().size > 1:  # torchrun: refuse a process count the DiT's heads do not split into, before loading

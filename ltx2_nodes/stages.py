@@ -92,15 +92,17 @@ def _interrupt_hooks(module: nn.Module, bar: ProgressBar | None = None) -> list:
 
 def precheck_stage(engine: MemoryEngine, weights: StageWeights, video_shape: Sequence[int], scale: VideoScale, *,
                    what: str, dtype: torch.dtype, fps: float = 24.0, batch: int = 1,
-                   vae_tile: tuple[int | None, int | None] | None = None, dit_config=None) -> RunEstimate:
+                   vae_tile: tuple[int | None, int | None] | None = None, dit_config=None,
+                   ranks: int = 1) -> RunEstimate:
     """``engine.precheck`` (the one pre-check, ``memory.precheck``) of one stage, ``weights.name``, at the size
     of its video latent ``[B, C, F', H', W']``, before anything of the stage is built or allocated: a stage
     that cannot fit is refused with ``OutOfMemoryError`` saying what would (the CLI's ``generate`` checks the
     whole run the same way). ``fps``: read for the audio length only; ``batch``: samples per model call;
-    ``vae_tile``: (pixels, frames) of a decode tile."""
+    ``vae_tile``: (pixels, frames) of a decode tile; ``ranks``: processes the DiT's video tokens are split over
+    (each checks its share)."""
     request = RunRequest(video_shape[4] * scale.width, video_shape[3] * scale.height,
                          pixel_frames(video_shape[2], scale), fps, batch=batch, prompts=1, vae_tile=vae_tile,
-                         dtype=dtype)
+                         dtype=dtype, ranks=ranks)
     return engine.precheck({weights.name: weights}, request, dit_config=dit_config, what=what)
 
 
@@ -361,11 +363,12 @@ def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, 
         fhw = tuple(latents.video.shape[2:])
         tiles = from_rank0(tiles)
         plan = plan_refine_tiles(fhw, tiles) if tiles is not None and tiles.count > 1 else None
-        # tiled: the DiT's activations are the largest tile's (the blend buffers are latent-sized, small)
+        # tiled: the DiT's activations are the largest tile's (the blend buffers are latent-sized, small); split
+        # over ranks (sequence parallel): this rank's share of the tokens
         checked = max((t.shape for t in plan), key=math.prod) if plan else fhw
         precheck_stage(engine, dit.models.stage_weights["dit"], (*latents.video.shape[:2], *checked),
                        latents.video_scale, what="sampling the latent of", dtype=dit.models.dtype, fps=latents.fps,
-                       batch=batch, dit_config=dit.config)
+                       batch=batch, dit_config=dit.config, ranks=1 if plan else world().size)
     model = dit.model
     loras = dit.lora_list() if loras is None else list(loras)
     cfg = model.config
@@ -382,6 +385,8 @@ def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, 
             model = SequenceParallelDiT(model, world().group)
         video_tokens += (max(t.tokens for t in plan) if plan else grid.tokens) \
             + len(latents.keyframe_slots) * grid.height * grid.width
+        if isinstance(model, SequenceParallelDiT):  # this rank's share (the tokens padded to a multiple of ranks)
+            video_tokens = -(-video_tokens // world().size)
     audio_tokens = latents.audio.shape[2] + sum(item.latent.shape[2] for item in audio_conditioning) \
         if latents.audio is not None else 0
     profile = dit_profile(cfg, video_tokens, audio_tokens, text_tokens=positive.video_context.shape[1], batch=batch,

@@ -178,3 +178,22 @@ def test_the_run_precheck_prices_an_ltx25_diffusion_decode_with_its_tile_overlap
     assert tiling.tile_overlap_in_pixels >= decoder.min_tile_overlaps[1] > 64
     assert ours["video_vae"] == tile_device_bytes(decoder, (1, decoder.in_channels, *grid), tiling, request.dtype)
     assert ours["video_vae"] != conv["video_vae"] and ours["dit"] == conv["dit"]
+
+
+def test_a_run_split_over_ranks_checks_each_ranks_share_of_the_video_tokens(released):
+    """Sequence parallel (torchrun, the sampler's gpus): each rank holds its share of the video tokens' activations,
+    so a clip refused on one 12 GiB card fits two; a tiled stage 2 is split by tiles, not tokens (unchanged)."""
+    weights = dict(released, dit=released["dit"].as_fp8())
+    request = RunRequest(1920, 1088, 241, batch=2)
+    one = {s.name: s for s in estimate_run(weights, request, vram_budget=12 * GiB, ram_budget=64 * GiB).stages}
+    two = {s.name: s for s in estimate_run(weights, replace(request, ranks=2), vram_budget=12 * GiB,
+                                           ram_budget=64 * GiB).stages}
+    assert 0.45 < two["dit"].activation_bytes / one["dit"].activation_bytes < 0.55
+    with pytest.raises(OutOfMemoryError, match="dit"):
+        precheck(weights, request, vram_budget=12 * GiB, ram_budget=64 * GiB)
+    precheck(weights, replace(request, ranks=2), vram_budget=12 * GiB, ram_budget=64 * GiB)
+    tiled = RunRequest(2560, 1472, 121, two_stage=True, refine_tiles="2x2")
+    stage2 = [{s.name: s.activation_bytes
+               for s in estimate_run(weights, replace(tiled, ranks=n), vram_budget=1 << 50, ram_budget=1 << 50).stages
+               }["dit_stage2"] for n in (1, 2)]
+    assert stage2[0] == stage2[1]

@@ -24,7 +24,8 @@ from ltx2_nodes.handles import load_gemma, load_lora_file, load_ltx2
 from ltx2_nodes.memory import selection
 from ltx2_nodes.memory.engine import MemoryEngine
 from ltx2_nodes.nodes.comfy_types import to_av_latents, to_conditioning
-from ltx2_nodes.nodes.latent import LTX2EmptyAVLatent
+from ltx2_nodes.nodes.latent import LTX2AudioToLatent, LTX2EmptyAVLatent, LTX2ImageToVideo
+from ltx2_nodes.nodes.refine import LTX2RefineTiles
 from ltx2_nodes.nodes.sampler import LTX2Sampler
 from ltx2_nodes.worker_pool import PoolSpec, pool_for
 
@@ -143,6 +144,32 @@ def test_the_sampler_on_two_worker_processes_equals_one_process_and_continues_th
     again = dict(WIDGETS, start_sigma=0.5)
     assert torch.equal(_sampled(ltx2.dit, conditioning, one, **again).video,
                        _sampled(ltx2.dit, conditioning, two, **again).video)
+
+
+def _image_to_video(ltx2, latent):  # I2AV: the first frame kept (per-token timesteps)
+    image = torch.rand(1, 96, 128, 3, generator=torch.Generator().manual_seed(1))
+    return LTX2ImageToVideo().condition(latent, ltx2.video_vae, image, frame_index=0, crf=0)[0]
+
+
+def _audio_to_video(ltx2, latent):  # A2V: the audio latent frozen
+    waveform = 0.1 * torch.randn(1, 2, 16000, generator=torch.Generator().manual_seed(2))
+    return LTX2AudioToLatent().encode(latent, ltx2.audio_vae, {"waveform": waveform, "sample_rate": 16000})[0]
+
+
+def _refine_tiles(ltx2, latent):  # a tiled stage 2: the tiles spread over the ranks
+    return LTX2RefineTiles().request(latent, tiles="1x2", overlap=1)[0]
+
+
+@pytest.mark.parametrize("prepare, widgets", [(_image_to_video, {}), (_audio_to_video, {}),
+                                              (_refine_tiles, {"start_sigma": 0.9})],
+                         ids=["i2av", "a2v", "tiled_stage2"])
+def test_conditioned_and_tiled_samplers_on_two_workers_equal_one_process(sampler_inputs, prepare, widgets):
+    ltx2, conditioning = sampler_inputs
+    latent = prepare(ltx2, LTX2EmptyAVLatent().create(128, 96, 17, 0.0, 24.0, 1)[0])
+    one, two = (_sampled(ltx2.dit, conditioning, latent, gpus=n, **widgets) for n in (1, 2))
+    assert (one.video - two.video).abs().max() <= TOLERANCE and (one.audio - two.audio).abs().max() <= TOLERANCE
+    if prepare is _audio_to_video:
+        assert torch.equal(two.audio, to_av_latents(latent).audio)  # the given audio is kept on the workers too
 
 
 def test_a_lora_model_samples_on_the_workers_as_in_this_process(sampler_inputs, demo_models):

@@ -194,6 +194,9 @@ class RunRequest:
     refine_tiles: RefineTiles | str | None = None
     tile_positions: bool = False  # ``RefineTiles.tile_positions`` of tiles parsed from a spec
     upscale: Upscale = Upscale()  # what the upscalers between two stages do (x2 / x1.5, temporal x2)
+    # processes the DiT's video tokens are split over (sequence parallel: torchrun, the sampler's gpus): each one's
+    # activations are its share of the tokens (heads exchanged, so attention too); a tiled stage 2 is not split
+    ranks: int = 1
 
     def describe(self) -> str:
         return f"{self.width}x{self.height}x{self.frames}"
@@ -273,7 +276,7 @@ def _stage_activations(request: RunRequest, dit: TransformerConfig, text: Decode
         "connectors": connector_activation_bytes(text.hidden, text.layers,
                                                  (dit.context_width("video"), dit.context_width("audio")),
                                                  batch=request.prompts, dtype=dtype),
-        "dit": dit_activation_bytes(dit, math.prod(first), ta, batch=request.batch, dtype=dtype),
+        "dit": dit_activation_bytes(dit, -(-math.prod(first) // request.ranks), ta, batch=request.batch, dtype=dtype),
     }
     # two-stage: the upscaler takes stage 1's latent; single stage: the request is the upscaler's input
     acts["upscaler"] = upscaler_activation_bytes(math.prod(first), dtype)
@@ -282,7 +285,8 @@ def _stage_activations(request: RunRequest, dit: TransformerConfig, text: Decode
     if request.two_stage:
         # tiled: one tile's activations, plus the whole latent's sampler state and blend accumulators
         tile_tokens = largest_tile_tokens(grid, request.tiles())
-        acts["dit_stage2"] = (dit_activation_bytes(dit, tile_tokens, ta, batch=request.batch, dtype=dtype)
+        share = tile_tokens if tile_tokens < math.prod(grid) else -(-tile_tokens // request.ranks)
+        acts["dit_stage2"] = (dit_activation_bytes(dit, share, ta, batch=request.batch, dtype=dtype)
                               + (request.batch * math.prod(grid) * IO_BYTES_PER_TOKEN
                                  if tile_tokens < math.prod(grid) else 0))
     acts["video_vae"] = tile_device_bytes(decoder or vae, (1, vae.latent_channels, *grid), tiling, dtype)
