@@ -19,8 +19,14 @@ wide, 2x16x24 grid), random weights, float32, 32 text tokens, 1 s of audio. The 
 same byte counts (formulas below, checked against the counted CPU bytes) to the released 19B shapes and
 assumed GPU rates (sources in benchmarks/RESULTS.md).
 
+``--pool``: the sampler node's ``gpus`` option (``ltx2_nodes.worker_pool``) on the demo model, 4 euler steps of
+a 256x192x25 latent: ``gpus`` 1 (in this process) against N worker processes, the first run (workers started,
+model opened in each) and warm runs (median of ``--steps``; the workers kept the model): what the pool costs
+around the same sampling.
+
     python benchmarks/distributed.py [--sizes tiny,mid] [--modes sp,tdp,decode] [--ranks 1,2] [--steps 2]
     python benchmarks/distributed.py --device cuda --ranks 1,2      # measured GPU rows (needs 2 GPUs)
+    python benchmarks/distributed.py --pool [--ranks 1,2] [--device cuda]
 """
 
 from __future__ import annotations
@@ -286,6 +292,44 @@ def modeled_rows() -> list[list]:
     return rows
 
 
+def pool_rows(args) -> list[list]:
+    """The sampler node with ``gpus`` 1 and N (``--pool``): first and warm runs, seconds per run."""
+    import tempfile
+
+    from ltx2_nodes import stages, worker_pool
+    from ltx2_nodes.demo.models import write_demo_models
+    from ltx2_nodes.handles import load_gemma, load_ltx2
+    from ltx2_nodes.memory import selection
+    from ltx2_nodes.nodes.comfy_types import to_conditioning
+    from ltx2_nodes.nodes.latent import LTX2EmptyAVLatent
+    from ltx2_nodes.nodes.sampler import LTX2Sampler
+
+    widgets = dict(seed=1, steps=4, schedule="ltx2", sigmas="", sampler="euler", video_cfg=1.0, audio_cfg=1.0,
+                   modality_scale=1.0, stg_scale=0.0, stg_blocks="29", rescale=0.0, start_sigma=1.0)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ltx2_pool_bench_") as folder:
+        demo = write_demo_models(folder)
+        selection.configure_engine(device=args.device)
+        ltx2 = load_ltx2(demo.checkpoint, device=args.device)
+        text = stages.connect_text(ltx2.text_connector,
+                                   stages.encode_prompts(load_gemma(demo.gemma, device=args.device), ["a fox"]))
+        conditioning = to_conditioning(stages.split_text(text, 0))
+        latent = LTX2EmptyAVLatent().create(256, 192, 25, 0.0, 25.0, 1)[0]
+
+        def timed() -> float:
+            started = time.perf_counter()
+            LTX2Sampler().sample(ltx2.dit, conditioning, latent, gpus=gpus, **widgets)
+            return time.perf_counter() - started
+
+        for gpus in args.ranks:
+            first = timed()
+            warm = statistics.median(timed() for _ in range(args.steps))
+            rows.append([gpus, "this process" if gpus == 1 else f"{gpus} workers", f"{first:.2f}", f"{warm:.3f}"])
+            print(f"  {rows[-1]}  (load {_util.load_average()})", file=sys.stderr)
+        worker_pool.close_pool()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", help=argparse.SUPPRESS)
@@ -294,6 +338,7 @@ def main() -> None:
     parser.add_argument("--ranks", default="1,2")
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--pool", action="store_true", help="the sampler's gpus option on the demo model")
     args = parser.parse_args()
     if args.case:
         return run_rank(json.loads(args.case))
@@ -302,6 +347,10 @@ def main() -> None:
     if args.device == "cuda" and torch.cuda.device_count() < max(args.ranks):
         raise SystemExit(f"--device cuda with {max(args.ranks)} ranks needs as many GPUs; this machine has "
                          f"{torch.cuda.device_count()}. Use --ranks 1 or the CPU rows.")
+    if args.pool:
+        print(f"machine: {_util.machine()}; load {_util.load_average()}; device {args.device}\n")
+        print(_util.table(["gpus", "runs in", "first run s", "warm run s"], pool_rows(args)))
+        return
     print(f"machine: {_util.machine()}; load {_util.load_average()}; device {args.device}, 1 thread per process\n")
     print(_util.table(["size", "mode", "ranks", "step s", "speed-up", "collectives per step (rank 0, counted)",
                        "formula", "s in collectives", "share"], measured_rows(args)))
