@@ -137,7 +137,8 @@ def sample_on(gpus: int, dit, positive, latents, settings, engine: MemoryEngine,
 def _sample_rank(dit, positive, latents, settings, *, engine, step, noise, preview, **kwargs):
     """One rank's part of ``sample_on`` (runs in a worker)."""
     def callback(index: int, total: int, estimate) -> None:
-        step(index, total, estimate[:1].float().cpu() if preview and estimate is not None else None)
+        shown = preview and estimate is not None and distributed.world().is_main  # rank 0 reports the steps
+        step(index, total, estimate[:1].float().cpu() if shown else None)
 
     out = stages.run_sampler(dit, positive, latents, settings, engine, noise=noise, callback=callback, **kwargs)
     return out, noise

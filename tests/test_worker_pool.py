@@ -146,6 +146,22 @@ def test_the_sampler_on_two_worker_processes_equals_one_process_and_continues_th
                        _sampled(ltx2.dit, conditioning, two, **again).video)
 
 
+def test_the_canvas_gets_every_step_and_its_preview_latent_from_rank_zero(sampler_inputs, monkeypatch):
+    from ltx2_nodes.nodes import sampler as sampler_node
+
+    class Recorder(list):
+        wants_preview = True
+
+        def __call__(self, step, total, latent):
+            self.append((step, total, None if latent is None else tuple(latent.shape)))
+
+    recorder = Recorder()
+    monkeypatch.setattr(sampler_node, "previewer_for", lambda *_: recorder)
+    ltx2, conditioning = sampler_inputs
+    out = _sampled(ltx2.dit, conditioning, LTX2EmptyAVLatent().create(128, 96, 17, 0.0, 24.0, 1)[0], gpus=2)
+    assert recorder == [(step, 3, (1, *out.video.shape[1:])) for step in (1, 2, 3)]
+
+
 def _image_to_video(ltx2, latent):  # I2AV: the first frame kept (per-token timesteps)
     image = torch.rand(1, 96, 128, 3, generator=torch.Generator().manual_seed(1))
     return LTX2ImageToVideo().condition(latent, ltx2.video_vae, image, frame_index=0, crf=0)[0]
