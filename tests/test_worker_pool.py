@@ -99,6 +99,28 @@ def test_a_cancel_stops_every_rank_at_the_same_step_and_the_next_run_reuses_the_
     assert pool() is workers and workers.alive
 
 
+def test_comfyuis_own_cancel_passes_through_unchanged_and_the_workers_stay(pool, monkeypatch):
+    """ComfyUI's Cancel raises its own exception at the check point; the node must re-raise that one (ComfyUI then
+    reports a cancel, not an error), and the ranks still stop together."""
+    from ltx2_nodes import comfy_env
+
+    class InterruptProcessingException(Exception):  # what comfy.model_management raises
+        pass
+
+    started = time.monotonic()
+
+    def throw_after_half_a_second():
+        if time.monotonic() - started > 0.5:
+            raise InterruptProcessingException()
+
+    monkeypatch.setattr(comfy_env, "throw_if_interrupted", throw_after_half_a_second)
+    workers = pool()
+    with pytest.raises(InterruptProcessingException):
+        workers.run(_steps, (400, 0.05), {})
+    monkeypatch.undo()
+    assert workers.run(_steps, (2, 0.0), {}) == "finished" and pool() is workers
+
+
 def test_a_rank_that_raises_fails_the_run_with_its_own_error_and_the_next_run_starts_fresh_workers(pool):
     workers = pool()
     with pytest.raises(InputError, match="rank-specific bad input"):
