@@ -29,9 +29,10 @@ DEMO = {"distilled": demo.CHECKPOINT, "dev": demo.CHECKPOINT, "upscaler": demo.U
 # LTX-2.3: the released names the generate CLI looks for (Lightricks/LTX-2.3, bf16), the same Gemma and inputs
 RELEASED_23 = {**RELEASED, "distilled": GENERATE_23["checkpoints"][0], "dev": GENERATE_23["checkpoints"][1],
                "upscaler": GENERATE_23["latent_upscale_models"][0], "lora": GENERATE_23["loras"][0],
-               "upscaler_x1_5": "ltx-2.3-spatial-upscaler-x1.5-1.0.safetensors"}
+               "upscaler_x1_5": "ltx-2.3-spatial-upscaler-x1.5-1.0.safetensors",
+               "upscaler_temporal": "ltx-2.3-temporal-upscaler-x2-1.0.safetensors"}
 DEMO_23 = {**DEMO, "distilled": demo.CHECKPOINT_23, "dev": demo.CHECKPOINT_23, "upscaler": demo.UPSCALER_23,
-           "lora": demo.LORA_23, "upscaler_x1_5": demo.UPSCALER_X1_5_23}
+           "lora": demo.LORA_23, "upscaler_x1_5": demo.UPSCALER_X1_5_23, "upscaler_temporal": demo.UPSCALER_TEMPORAL_23}
 # Reference sizes (ltx_pipelines constants): stage 1 at 768x512 -> 1536x1024 after the x2 upscaler, 121 frames
 # at 24 fps. The demo twins run at 256x160 -> 512x320, 49 frames: seconds on a CPU.
 RELEASED_SIZE = {"width": 768, "height": 512, "frames": 121, "seconds": 5.0, "extend_seconds": 5.0}
@@ -41,6 +42,9 @@ DEMO_SIZE = {"width": 256, "height": 160, "frames": 49, "seconds": 2.0, "extend_
 RELEASED_SIZE["refine_tiles"], DEMO_SIZE["refine_tiles"] = "auto", "2x2"
 # The x1.5 upscaler needs stage 1's latent sides even: its demo twin samples 256x192 (-> 384x288), not 256x160.
 RELEASED_SIZE["x1_5_height"], DEMO_SIZE["x1_5_height"] = 512, 192
+# The temporal x2 upscaler: stage 1 samples (F + 1) / 2 frames at half the frame rate (model.shapes.stage1_frames),
+# so the final frame count is 1 + 16k: 121 at 12 fps -> 241 at 24 fps (10 s); the demo twin 25 -> 49 frames.
+RELEASED_SIZE["temporal_frames"], DEMO_SIZE["temporal_frames"] = 121, 25
 FPS = 24.0
 SEED = DEFAULT_SEED
 

@@ -1,11 +1,15 @@
 """The HQ two-stage workflow of LTX-2 and LTX-2.3 (``scripts/build_workflows.py``): the reference's
 ``TI2VidTwoStagesHQPipeline`` on the dev model, its values from ``sampling/recipe.py`` (the HQ preset); and the
-LTX-2.3 x1.5 upscaler as the stage option between two distilled stages (stage 1 at 2/3 of the size)."""
+LTX-2.3 upscaler options between two distilled stages: x1.5 (stage 1 at 2/3 of the size) and temporal x2 (stage 1
+at half the frame rate)."""
 
 from __future__ import annotations
 
-from workflow_graph import (DEFAULT_PROMPT, FPS, LTX_2, LTX_2_3, RELEASES, SEED, Link, Model, Node, Release, Size,
-                            Workflow, _back, _col, _empty_latent, _front, _prompt, _sampler, models_note, stage_note)
+from workflow_graph import (DEFAULT_PROMPT, FPS, LTX_2, LTX_2_3, RELEASES, SEED, Link, Model, Node, Release, Shared,
+                            Size, Workflow, _back, _col, _empty_latent, _front, _prompt, _sampler, _upscaler,
+                            models_note, stage_note)
+
+from ltx2_nodes.model.shapes import TEMPORAL_FACTOR
 
 from ltx2_nodes.nodes.sampler import preset_widgets
 
@@ -73,4 +77,40 @@ def t2av_distilled_x1_5(r: Release = LTX_2_3) -> Workflow:
                     {"seed": ("INT", SEED), "fps": ("FLOAT", FPS)}, notes, r)
 
 
-RELEASE_WORKFLOWS = [(release, t2av_hq) for release in RELEASES] + [(LTX_2_3, t2av_distilled_x1_5)]
+def t2av_distilled_temporal_x2(r: Release = LTX_2_3) -> Workflow:
+    """The distilled two-stage graph with the x2 spatial and then the x2 temporal upscaler: stage 1 samples
+    (F + 1) / 2 frames at half the frame rate (121 at 12 fps), stage 2 refines 2F - 1 latent frames at the full
+    rate (241 at 24 fps, 10 s), as ``generate --temporal-upscaler``."""
+    recipe = r.recipe
+    latent = _empty_latent()
+    latent.inputs.update(frames=Size("temporal_frames"), fps=Shared("stage1_fps"))
+    nodes = _front("distilled") + [
+        _prompt(3, DEFAULT_PROMPT, "Prompt", 0),
+        Node(4, "LTX2TextConnector", {"text_connector": Link(1, 3), "features": Link(3)}, pos=_col(2, 0)),
+        latent,
+        _sampler(6, Link(1), Link(5), r.preset("distilled"), "Stage 1 sampler (distilled, half the frame rate)",
+                 _col(3, 0)),
+        _upscaler(),
+        Node(12, "LTX2LatentUpscaler", {"latent": Link(7), "video_vae": Link(1, 1),
+                                        "upscale_model": Model("upscaler_temporal")}, "Temporal upscaler x2",
+             pos=_col(3, 820)),
+        _sampler(8, Link(1), Link(12), r.preset("refine"), "Stage 2 sampler (refine, full frame rate)", _col(4, 0)),
+    ] + _back(8, 8, f"LTX2/{r.prefix}t2av_distilled_temporal_x2")
+    notes = [(models_note(r, "distilled") + f" The temporal upscaler: {r.released['upscaler_temporal']} in "
+              "models/latent_upscale_models.", _col(0, 520), (340, 220)),
+             (f"The temporal x2 upscaler after the spatial one: stage 1 samples at half the frame rate (stage1_fps "
+              f"{FPS / TEMPORAL_FACTOR:g}: the Empty Latent's 121 frames are 10 s), the spatial upscaler doubles "
+              "the size, the temporal one maps F frames to 2F - 1 at twice the rate (241 frames at 24 fps, the same "
+              "10 s), and stage 2 refines at the full rate. Keep fps = 2 x stage1_fps (fps is what the MP4 is "
+              "written at) and the Empty Latent's frames 8k + 1 (the output then has 16k + 1). Distilled model: "
+              f"guidance off, the fixed {recipe.distilled.steps}-step list; stage 2 refines from sigma "
+              f"{recipe.stage2_start_sigma:g} with the distilled {recipe.refine.steps}-step list.",
+              _col(1, 420), (340, 300))]
+    return Workflow(f"{r.prefix}t2av_distilled_temporal_x2_upscale",
+                    f"Text to video with sound, {r.label} distilled, two stages with the temporal x2 upscaler",
+                    nodes, {"seed": ("INT", SEED), "fps": ("FLOAT", FPS),
+                            "stage1_fps": ("FLOAT", FPS / TEMPORAL_FACTOR)}, notes, r)
+
+
+RELEASE_WORKFLOWS = [(release, t2av_hq) for release in RELEASES] + [(LTX_2_3, t2av_distilled_x1_5),
+                                                                    (LTX_2_3, t2av_distilled_temporal_x2)]

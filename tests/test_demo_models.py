@@ -11,7 +11,7 @@ from conftest import find_golden
 from demo_support import demo_models  # noqa: F401
 from ltx2_nodes.cli import main
 from ltx2_nodes.demo.models import (CHECKPOINT, CHECKPOINT_23, DEMO_NOTICE, GEMMA, LORA, LORA_23, UPSCALER,
-                                    UPSCALER_23, UPSCALER_X1_5_23, checkpoint_state, demo_config)
+                                    UPSCALER_23, UPSCALER_TEMPORAL_23, UPSCALER_X1_5_23, checkpoint_state, demo_config)
 from ltx2_nodes.loading.checkpoint import LTX2Checkpoint
 from ltx2_nodes.loading.lora import load_lora, resolve_targets
 from ltx2_nodes.loading.safetensors_file import SafetensorsFile
@@ -108,8 +108,9 @@ def test_demo_models_command(tmp_path, capsys):
                        str(root / "checkpoints" / CHECKPOINT_23), str(root / "latent_upscale_models" / UPSCALER_23),
                        str(root / "loras" / LORA_23)]
     assert out[7:13] == [str(path) for path in write_demo_models_25_paths(root)]
-    assert out[13] == str(root / "latent_upscale_models" / UPSCALER_X1_5_23)
-    assert "generates noise" in out[14]
+    assert out[13:15] == [str(root / "latent_upscale_models" / name) for name in (UPSCALER_X1_5_23,
+                                                                                  UPSCALER_TEMPORAL_23)]
+    assert "generates noise" in out[15]
     assert (root / "text_encoders" / GEMMA / "README.txt").read_text().startswith("ltx2_nodes demo model")
 
 

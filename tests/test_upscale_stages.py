@@ -10,22 +10,21 @@ import pytest
 
 from demo_support import demo_models, headless  # noqa: F401
 from ltx2_nodes.cli import main
-from ltx2_nodes.demo.models import DEMO_UPSCALER, write_upscaler
+from ltx2_nodes.demo.models import DEMO_UPSCALER_TEMPORAL, DEMO_UPSCALER_X1_5, write_upscaler
 from ltx2_nodes.errors import InputError
 from ltx2_nodes.generate import GenerateRequest, generate, upscale_of
 from ltx2_nodes.handles import clear_caches, load_gemma, load_ltx2, load_upscaler
 from ltx2_nodes.media.mux import probe
 from ltx2_nodes.model.shapes import Upscale
 
-X1_5 = {**DEMO_UPSCALER, "rational_resampler": True, "spatial_scale": 1.5}
-TEMPORAL = {**DEMO_UPSCALER, "spatial_upsample": False, "temporal_upsample": True}
 
 
 @pytest.fixture(scope="module")
 def upscaler_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("upscalers")
-    return {"x1.5": write_upscaler(folder / "demo-spatial-upscaler-x1.5.safetensors", config=X1_5),
-            "temporal": write_upscaler(folder / "demo-temporal-upscaler-x2.safetensors", config=TEMPORAL)}
+    return {"x1.5": write_upscaler(folder / "demo-spatial-upscaler-x1.5.safetensors", config=DEMO_UPSCALER_X1_5),
+            "temporal": write_upscaler(folder / "demo-temporal-upscaler-x2.safetensors",
+                                       config=DEMO_UPSCALER_TEMPORAL)}
 
 
 @pytest.fixture

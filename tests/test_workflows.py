@@ -28,7 +28,8 @@ UI_FILES = sorted((REPO / "example_workflows").glob("*.json"))
 API_FILES = sorted((REPO / "workflows").glob("*.api.json"))
 DEMO_FILES = sorted(DEMO_WORKFLOWS.glob("*.api.json"))
 FOLDER_NAMES = {"checkpoints": ["distilled", "dev"], "diffusion_models": [], "text_encoders": ["gemma"],
-                "loras": ["lora", "ic_lora", "dubit_lora"], "latent_upscale_models": ["upscaler", "upscaler_x1_5"],
+                "loras": ["lora", "ic_lora", "dubit_lora"],
+                "latent_upscale_models": ["upscaler", "upscaler_x1_5", "upscaler_temporal"],
                 "vae": [], "model_patches": []}
 KINDS_25 = {"t2av_distilled_two_stage", "i2av_distilled_two_stage", "t2av_keyframes_auto_length"}
 CONTROL_WORKFLOWS = {"ltx23_dubit_distilled_two_stage", "ltx23_ic_lora_union_control_two_stage"}  # issue 16
@@ -45,7 +46,8 @@ def test_every_workflow_kind_ships_per_model_family_in_each_form():
              "t2av_distilled_tiled_refine", "v2a_distilled_one_stage", "t2a_dev_one_stage",
              "keyframes_distilled_two_stage", "extend_distilled", "retake_distilled", "t2av_hq_two_stage"}
     assert names == (kinds | {"ltx23_" + kind for kind in kinds} | {"ltx25_" + kind for kind in KINDS_25}
-                     | {"ltx23_t2av_distilled_x1_5_upscale"} | CONTROL_WORKFLOWS)
+                     | {"ltx23_t2av_distilled_x1_5_upscale", "ltx23_t2av_distilled_temporal_x2_upscale"}
+                     | CONTROL_WORKFLOWS)
     assert {p.name.split(".")[0] for p in API_FILES} == names == {p.name.split(".")[0] for p in DEMO_FILES}
 
 
@@ -197,6 +199,20 @@ def test_x1_5_workflow_samples_stage_one_at_two_thirds_and_runs_headless(demo_mo
     files = run_cli([str(DEMO_WORKFLOWS / "ltx23_t2av_distilled_x1_5_upscale.api.json"), "--models-dir",
                      str(demo_models.root), "--out", str(tmp_path), *small], capsys)
     check_mp4(files[0], 9, (192, 96), rate=48000)
+
+
+def test_temporal_x2_workflow_samples_stage_one_at_half_the_rate_and_writes_the_full_rate(demo_models, tmp_path,
+                                                                                           capsys):
+    """``ltx23_t2av_distilled_temporal_x2_upscale``: spatial x2, then temporal x2 between the distilled stages;
+    stage 1 at (F + 1) / 2 frames and half the fps (121 at 12 -> 241 at 24), its demo twin run at 9 -> 17 frames."""
+    prompt = load_json(REPO / "workflows" / "ltx23_t2av_distilled_temporal_x2_upscale.api.json")
+    assert prompt["12"]["inputs"]["upscale_model"] == "ltx-2.3-temporal-upscaler-x2-1.0.safetensors"
+    assert (prompt["5"]["inputs"]["frames"], prompt["5"]["inputs"]["fps"], prompt["11"]["inputs"]["fps"]) == \
+        (121, 12.0, 24.0)
+    demo = DEMO_WORKFLOWS / "ltx23_t2av_distilled_temporal_x2_upscale.api.json"
+    small = [f"--set={k}" for k in ("5.width=64", "5.height=64", "5.frames=9")]
+    files = run_cli([str(demo), "--models-dir", str(demo_models.root), "--out", str(tmp_path), *small], capsys)
+    check_mp4(files[0], 17, (128, 128), fps=24.0, rate=48000)
 
 
 def test_ltx23_workflows_name_the_ltx23_release_files():

@@ -24,7 +24,8 @@ def run(args) -> int:
     start = time.perf_counter()
     written = write_demo_models(args.directory, seed=args.seed)
     files = (written.checkpoint, written.upscaler, written.gemma, written.lora, written.checkpoint_23,
-             written.upscaler_23, written.lora_23, *written.ltx25.files(), written.upscaler_x1_5_23)
+             written.upscaler_23, written.lora_23, *written.ltx25.files(), written.upscaler_x1_5_23,
+             written.upscaler_temporal_23)
     for path in files:
         print(path)
     print(f"wrote {len(files)} demo models in {time.perf_counter() - start:.1f} s. {DEMO_NOTICE}\n"

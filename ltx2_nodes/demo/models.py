@@ -102,6 +102,9 @@ DEMO_VOCODER = {
 DEMO_UPSCALER = {"_class_name": "LatentUpsampler", "in_channels": DEMO_VIDEO_LATENT_CHANNELS, "mid_channels": 32,
                  "num_blocks_per_stage": 1, "dims": 3, "spatial_upsample": True, "temporal_upsample": False,
                  "spatial_scale": 2.0, "rational_resampler": False}
+# the other released kinds at the demo's widths: the rational x1.5 and the temporal x2 upscaler
+DEMO_UPSCALER_X1_5 = {**DEMO_UPSCALER, "rational_resampler": True, "spatial_scale": 1.5}
+DEMO_UPSCALER_TEMPORAL = {**DEMO_UPSCALER, "spatial_upsample": False, "temporal_upsample": True}
 # LTX-2.3 (22B layout: gated attention, prompt AdaLN, projection before 8-layer gated connectors with their own
 # audio width, the 2.3 VAE block list with zero padding, BigVGAN + bandwidth extension to 48 kHz); the audio VAE
 # and the latent sizes are the 2.0 demo's, so both sets share the Gemma folder and the demo inputs.
@@ -132,6 +135,7 @@ MODEL_VERSION_23 = "2.3.0"
 CHECKPOINT_23 = "ltx2.3-demo-av.safetensors"
 UPSCALER_23 = "ltx2.3-demo-spatial-upscaler-x2.safetensors"
 UPSCALER_X1_5_23 = "ltx2.3-demo-spatial-upscaler-x1.5.safetensors"  # the rational x1.5 kind (LTX-2.3)
+UPSCALER_TEMPORAL_23 = "ltx2.3-demo-temporal-upscaler-x2.safetensors"  # the temporal x2 kind (LTX-2.3)
 LORA_23 = "ltx2.3-demo-distilled-lora.safetensors"
 # an IC-LoRA like the released union-control one (``ref0.5``: its reference video at half the output size)
 IC_LORA_23 = "ltx2.3-demo-ic-lora-union-control-ref0.5.safetensors"
@@ -156,6 +160,7 @@ class DemoModels:
     lora_23: Path
     ltx25: "DemoModels25 | None" = None
     upscaler_x1_5_23: Path | None = None
+    upscaler_temporal_23: Path | None = None
 
 
 def _seed(seed: int, name: str) -> int:
@@ -351,12 +356,14 @@ def write_demo_models(root: str | Path, seed: int = 0) -> DemoModels:
     write_lora(paths.lora, seed)
     write_checkpoint(paths.checkpoint_23, seed, version="2.3")
     write_upscaler(paths.upscaler_23, seed + 1)
-    x1_5 = write_upscaler(folders["latent_upscale_models"] / UPSCALER_X1_5_23, seed + 2,
-                          {**DEMO_UPSCALER, "rational_resampler": True, "spatial_scale": 1.5})
+    x1_5 = write_upscaler(folders["latent_upscale_models"] / UPSCALER_X1_5_23, seed + 2, DEMO_UPSCALER_X1_5)
+    temporal = write_upscaler(folders["latent_upscale_models"] / UPSCALER_TEMPORAL_23, seed + 3,
+                              DEMO_UPSCALER_TEMPORAL)
     write_lora(paths.lora_23, seed, DEMO_TRANSFORMER_23)
     write_lora(folders["loras"] / IC_LORA_23, seed + 7, DEMO_TRANSFORMER_23, IC_LORA_METADATA)
     write_lora(folders["loras"] / DUBIT_LORA_23, seed + 8, DEMO_TRANSFORMER_23)
-    return replace(paths, ltx25=write_demo_models_25(root, seed), upscaler_x1_5_23=x1_5)
+    return replace(paths, ltx25=write_demo_models_25(root, seed), upscaler_x1_5_23=x1_5,
+                   upscaler_temporal_23=temporal)
 
 
 # ------------------------------------------------------------------------------------------------
