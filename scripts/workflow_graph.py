@@ -94,14 +94,16 @@ LTX_2_5 = Release("2.5", "LTX-2.5", "Lightricks/LTX-2.5", "ltx25_", RELEASED_25,
                   demo_size={"width": 192, "height": 128, "frames": 25})
 
 
-def models_note_25(r: Release, checkpoint: str) -> str:
+def models_note_25(r: Release, checkpoint: str, lora: bool = False) -> str:
+    sampling = ("Stage 1 samples with Euler ancestral (the reference's 2.5 distilled pipeline); the video VAE"
+                if checkpoint == "distilled" else "The video VAE")
     return (f"Models ({r.repository} on Hugging Face), one file per component: {r.released[checkpoint]} in "
             f"models/diffusion_models (pick it in the loader: it finds the others), {r.released['gemma']} (Gemma 4 + "
             f"text projection; its Gemma version must be the transformer's) in models/text_encoders, "
             f"{FILES_25['video VAE']} (diffusion decoder) and {FILES_25['audio VAE']} (48 kHz) in models/vae, "
             f"{FILES_25['duration head']} in models/model_patches, {r.released['upscaler']} in "
-            "models/latent_upscale_models. Stage 1 samples with Euler ancestral (the reference's 2.5 distilled "
-            "pipeline); the video VAE denoises pixels in a few seeded steps while decoding.")
+            "models/latent_upscale_models" + (f", {r.released['lora']} in models/loras" if lora else "")
+            + f". {sampling} denoises pixels in a few seeded steps while decoding.")
 
 
 ALL_RELEASES = RELEASES + (LTX_2_5,)
@@ -241,7 +243,7 @@ def stage_note(r: Release) -> str:
 
 def models_note(r: Release, checkpoint: str, lora: bool = False) -> str:
     if r.version == "2.5":
-        return models_note_25(r, checkpoint)
+        return models_note_25(r, checkpoint, lora)
     extra = f", {r.released['lora']} in models/loras" if lora else ""
     return (f"Models ({r.repository} on Hugging Face, google/gemma-3-12b-it): {r.released[checkpoint]} in "
             f"models/checkpoints, {r.released['upscaler']} in models/latent_upscale_models, gemma_3_12B_it.safetensors "

@@ -1,11 +1,11 @@
-"""The LTX-2.5 workflows (issue 19, ``scripts/build_workflows.py``): the basic T2AV and I2AV graphs with its recipe
-and split files, and one with keyframe slots and auto length."""
+"""The LTX-2.5 workflows (issue 19, ``scripts/build_workflows.py``): the basic T2AV (distilled and dev) and I2AV
+graphs with its recipe and split files, and one with keyframe slots and auto length."""
 
 from __future__ import annotations
 
 from workflow_graph import (DEFAULT_PROMPT, LTX_2_5, Link, Node, Release, Shared, Size, Workflow, _back, _col,
                             _connector, _front, _prompt, _seed_and_fps, _two_stages, models_note, stage_note)
-from workflows_basic import i2av_distilled, t2av_distilled
+from workflows_basic import i2av_distilled, t2av_dev, t2av_distilled
 
 from ltx2_nodes.nodes.loaders import FROM_MODEL
 
@@ -40,4 +40,4 @@ def keyframes_auto_length(r: Release = LTX_2_5) -> Workflow:
                     _seed_and_fps(), notes, r)
 
 
-RELEASE_WORKFLOWS = [(LTX_2_5, make) for make in (t2av_distilled, i2av_distilled, keyframes_auto_length)]
+RELEASE_WORKFLOWS = [(LTX_2_5, make) for make in (t2av_distilled, t2av_dev, i2av_distilled, keyframes_auto_length)]

@@ -31,7 +31,7 @@ FOLDER_NAMES = {"checkpoints": ["distilled", "dev"], "diffusion_models": [], "te
                 "loras": ["lora", "ic_lora", "dubit_lora"],
                 "latent_upscale_models": ["upscaler", "upscaler_x1_5", "upscaler_temporal"],
                 "vae": [], "model_patches": []}
-KINDS_25 = {"t2av_distilled_two_stage", "i2av_distilled_two_stage", "t2av_keyframes_auto_length"}
+KINDS_25 = {"t2av_distilled_two_stage", "t2av_dev_two_stage", "i2av_distilled_two_stage", "t2av_keyframes_auto_length"}
 CONTROL_WORKFLOWS = {"ltx23_dubit_distilled_two_stage", "ltx23_ic_lora_union_control_two_stage"}  # issue 16
 
 
@@ -306,8 +306,9 @@ def test_every_ltx25_demo_workflow_runs_headless_with_48khz_audio_as_long_as_the
     from ltx2_nodes.demo.models import DEMO_SECONDS_25
     from ltx2_nodes.model.shapes import clamped_frames_for_seconds
 
-    assert len(LTX25_DEMO_FILES) == 3
+    assert len(LTX25_DEMO_FILES) == 4
     small = [f"--set={k}" for k in ("5.width=64", "5.height=64", "5.frames=9")]
+    small += ["--set=6.steps=2"] if "_dev_" in path.name else []  # the dev schedule: 2 of its 30 steps for speed
     files = run_cli([str(path), "--models-dir", str(demo_models.root), "--input-dir", str(DEMO_INPUTS),
                      "--out", str(tmp_path), *small], capsys)
     videos = [f for f in files if "keyframes_0" not in f.name]
