@@ -64,11 +64,14 @@ def quantizable(key: str, shape: tuple[int, ...], qtype: GGMLQuantizationType) -
 
 def write_gguf(path: Path, tensors: dict[str, torch.Tensor], qtype: GGMLQuantizationType | None,
                plain: GGMLQuantizationType = Q.BF16, arch: str = "ltxv", quantize_key=quantizable,
-               extra: dict[str, object] | None = None) -> Path:
-    """Write ``tensors`` (torch, logical shapes) to ``path``; returns the path."""
+               extra: dict[str, object] | None = None, vocabulary: bytes | None = None) -> Path:
+    """Write ``tensors`` (torch, logical shapes) to ``path``; returns the path. ``vocabulary``: a SentencePiece
+    model whose pieces are stored as llama.cpp's converter stores a Gemma vocabulary (``tokenizer.ggml.*``)."""
     writer = GGUFWriter(str(path), arch)
     for key, value in (extra or {}).items():
         writer.add_string(key, str(value))
+    if vocabulary is not None:
+        _add_sentencepiece_vocabulary(writer, vocabulary)
     for key, tensor in tensors.items():
         values = tensor.float().numpy()
         kind = qtype if qtype is not None and quantize_key(key, tuple(tensor.shape), qtype) else plain
@@ -83,3 +86,30 @@ def write_gguf(path: Path, tensors: dict[str, torch.Tensor], qtype: GGMLQuantiza
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def _add_sentencepiece_vocabulary(writer: GGUFWriter, model_proto: bytes) -> None:
+    """The ``tokenizer.ggml.*`` keys of llama.cpp's ``convert_hf_to_gguf`` for a SentencePiece (Gemma) vocabulary:
+    model "llama", every piece with its score and type, the special ids, BOS added, no space prefix."""
+    import sentencepiece as spm
+    from gguf import TokenType
+
+    sp = spm.SentencePieceProcessor(model_proto=model_proto)
+    kinds = ((sp.is_unknown, TokenType.UNKNOWN), (sp.is_control, TokenType.CONTROL), (sp.is_unused, TokenType.UNUSED),
+             (sp.is_byte, TokenType.BYTE))
+    pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+    types = [next((kind for test, kind in kinds if test(i)), TokenType.NORMAL) for i in range(len(pieces))]
+    types = [TokenType.USER_DEFINED if p.startswith("<") and p.endswith(">") and t == TokenType.NORMAL else t
+             for p, t in zip(pieces, types)]
+    writer.add_tokenizer_model("llama")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(pieces)
+    writer.add_token_scores([sp.get_score(i) for i in range(len(pieces))])
+    writer.add_token_types(types)
+    writer.add_bos_token_id(sp.bos_id())
+    writer.add_eos_token_id(sp.eos_id())
+    writer.add_unk_token_id(sp.unk_id())
+    writer.add_pad_token_id(sp.pad_id())
+    writer.add_add_bos_token(True)
+    writer.add_add_eos_token(False)
+    writer.add_add_space_prefix(False)

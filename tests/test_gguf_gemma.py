@@ -96,6 +96,62 @@ def test_q8_0_gguf_keeps_linears_quantized_and_computes_gguf_weights(gemma):
     assert np.isfinite(expected.numpy()).all()
 
 
+def gemma_like_spm() -> bytes:
+    """A SentencePiece BPE model with Gemma's normalizer settings (no normalization, no dummy prefix, whitespace
+    and digits kept apart, byte fallback) and special ids, trained on the tiny Gemma's sentences."""
+    import io
+
+    import sentencepiece as spm
+
+    from tiny_gemma import SENTENCES
+
+    buffer = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(SENTENCES), model_writer=buffer, vocab_size=400, model_type="bpe", pad_id=0, eos_id=1,
+        bos_id=2, unk_id=3, num_threads=1, byte_fallback=True, hard_vocab_limit=False, minloglevel=2,
+        user_defined_symbols=["<start_of_turn>", "<end_of_turn>"], normalization_rule_name="identity",
+        add_dummy_prefix=False, remove_extra_whitespaces=False, split_digits=True, allow_whitespace_only_pieces=True)
+    return buffer.getvalue()
+
+
+TOKENIZER_PROMPTS = ["a small red bird flies in the sky", "  two  spaces\tand a tab\n", "Ünïcödé ✓ 😀 日本語",
+                     "<start_of_turn>user\nhi<end_of_turn>", "numbers 12345 and 3.14", "x"]
+
+
+def test_a_gguf_without_tokenizer_model_tokenizes_with_its_own_vocabulary_as_sentencepiece_does(tmp_path):
+    """A GGUF from the community converters carries the vocabulary (``tokenizer.ggml.*``) but no
+    ``tokenizer.model``: transformers' GGUF converter rebuilds the tokenizer from it, with the ids of the
+    SentencePiece model it came from (unicode, byte fallback, digits, whitespace, chat tokens), and the
+    encoder's features equal those of the same weights with that SentencePiece model."""
+    from ltx2_nodes.text.tokenizer import SentencePiecePromptTokenizer, load_tokenizer
+    from ltx2_nodes.loading.gemma_files import locate_gemma
+
+    vocabulary = gemma_like_spm()
+    state = language_state(hf_model(seed=1, sliding_window=1024, vocab_size=400))  # the vocabulary's size
+    path = write_gguf(tmp_path / "gemma-3-tiny-it-F32.gguf", llama_cpp_state(state), None, plain=Q.F32,
+                      arch="gemma3", vocabulary=vocabulary)
+    location = locate_gemma(path).tokenizer
+    assert (location.kind, location.describe()) == ("gguf", "the vocabulary inside gemma-3-tiny-it-F32.gguf")
+    from_gguf, reference = load_tokenizer(location), SentencePiecePromptTokenizer(vocabulary, "tokenizer.model")
+    assert [from_gguf.encode(p) for p in TOKENIZER_PROMPTS] == [reference.encode(p) for p in TOKENIZER_PROMPTS]
+    assert from_gguf.pad_id == reference.pad_id and from_gguf.bos_ids == reference.bos_ids == [2]
+    expected = load_gemma_encoder(write_comfy_file(tmp_path / "gemma_3_tiny_it.safetensors", state,
+                                                   tokenizer=vocabulary)).encode(PROMPTS, cache=None)
+    assert_close(load_gemma_encoder(path).encode(PROMPTS, cache=None).hidden_states, expected.hidden_states,
+                 "GGUF with its own vocabulary", 1e-5)
+
+
+def test_a_gguf_with_neither_vocabulary_nor_tokenizer_model_says_where_it_looked(gemma, tmp_path):
+    from ltx2_nodes.errors import ModelNotFoundError
+
+    _, state = gemma
+    path = write_gguf(tmp_path / "gemma-3-tiny-it-F32.gguf", llama_cpp_state(state), None, plain=Q.F32,
+                      arch="gemma3")
+    with pytest.raises(ModelNotFoundError, match=r"carries no tokenizer \(no vocabulary \(no tokenizer.ggml.\* "
+                                                 r"keys\)\).*Put Gemma 3's tokenizer.model next to the file"):
+        load_gemma_encoder(path)
+
+
 def test_foreign_gguf_in_the_text_encoder_slot_is_named(gemma, tmp_path):
     _, state = gemma
     dit = write_gguf(tmp_path / "ltx-2-19b-dev-Q8_0.gguf", {"transformer_blocks.0.attn1.to_q.weight": torch.zeros(

@@ -16,8 +16,9 @@ Four layouts are accepted:
   ``blk.N.attn_q`` ...; mapped by ``gguf_gemma_key``). llama.cpp's converter stores Gemma's
   zero-centred RMSNorm weights plus one (its norm multiplies by ``w``, Gemma's by ``1 + w``); the
   one is taken off again here. Q/K are not permuted for Gemma 3 (llama.cpp runs it with NeoX RoPE,
-  the HF layout). GGUF carries its vocabulary but not the SentencePiece model: ``tokenizer.model``
-  must sit next to the file (or be given);
+  the HF layout). A ``tokenizer.model`` next to the file (or given) is the tokenizer; without one, the
+  vocabulary the GGUF carries (llama.cpp's ``tokenizer.ggml.*`` keys) is turned into a tokenizer by
+  transformers' own GGUF converter (``text.tokenizer.HFPromptTokenizer.from_gguf``);
 * a packed text-encoder file (LTX-2.5, reference ``gemma_assets.py``): ComfyUI-flat ``model.*`` keys of
   a Gemma 4 unified (or Gemma 3) language model, the LTX text projection ``text_embedding_projection.*``,
   the tokenizer as a uint8 tensor ``tokenizer_json`` (tokenizers JSON) with its
@@ -90,13 +91,16 @@ _FOREIGN = (
 class TokenizerLocation:
     """Where the tokenizer comes from: an HF folder, a ``tokenizer.model`` file, or bytes inside the weights."""
 
-    kind: str  # "hf_folder" | "sentencepiece" | "packed" (tokenizer_json inside a packed text-encoder file)
+    kind: str  # "hf_folder" | "sentencepiece" | "packed" (tokenizer_json inside a packed text-encoder file) |
+    # "gguf" (the tokenizer.ggml.* vocabulary of a GGUF file)
     path: Path
     embedded: bool = False  # ``spiece_model`` / ``tokenizer_json`` tensor inside the safetensors file ``path``
 
     def describe(self) -> str:
         if self.kind == "packed":
             return f"{TOKENIZER_JSON_TENSOR} inside {self.path.name}"
+        if self.kind == "gguf":
+            return f"the vocabulary inside {self.path.name}"
         return f"spiece_model inside {self.path.name}" if self.embedded else str(self.path)
 
     def packed_assets(self) -> tuple[bytes, dict]:
@@ -309,14 +313,18 @@ def _locate_single_file(path: Path, tokenizer: TokenizerLocation | None) -> Gemm
         else:
             searched = [path.parent, path.parent / path.stem, path.parent / "tokenizer"]
             tokenizer = next((t for t in map(_tokenizer_in, [d for d in searched if d.is_dir()]) if t), None)
+            if tokenizer is None and GGUF_VOCABULARY in f.metadata:
+                tokenizer = TokenizerLocation("gguf", path, embedded=True)
             if tokenizer is None:
+                carried = "no vocabulary (no tokenizer.ggml.* keys)" if is_gguf(path) else "no 'spiece_model' tensor"
                 raise ModelNotFoundError(
-                    f"{path.name} carries no tokenizer (no 'spiece_model' tensor) and none was found next to it: "
+                    f"{path.name} carries no tokenizer ({carried}) and none was found next to it: "
                     f"looked for tokenizer.json / tokenizer.model in {', '.join(str(d) for d in searched)}. "
                     "Put Gemma 3's tokenizer.model next to the file or pass the tokenizer path.")
     return GemmaFiles(path.stem, [f], infer_text_config(f), tokenizer)
 
 
+GGUF_VOCABULARY = "tokenizer.ggml.model"  # llama.cpp writes it with the vocabulary arrays (tokens, scores, types)
 _GGUF_LAYER_NAMES = {
     "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
     "attn_output": "self_attn.o_proj", "attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm",

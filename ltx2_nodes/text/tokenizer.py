@@ -7,7 +7,9 @@ Face tokenizer folder (``tokenizer.json``, what the reference loads), the ``toke
 of a packed LTX-2.5 text-encoder file (rebuilt like the reference's ``build_gemma_hf_tokenizer``:
 a ``PreTrainedTokenizerFast`` around the tokenizers JSON with the packed tokenizer config), and a
 raw SentencePiece model (``tokenizer.model``, or the ``spiece_model`` bytes ComfyUI stores inside
-its single-file text encoders), which gives the same ids as Gemma 3's folder.
+its single-file text encoders), which gives the same ids as Gemma 3's folder, and the vocabulary of a GGUF
+file (llama.cpp's ``tokenizer.ggml.*`` keys), converted by transformers' GGUF support (what
+``from_pretrained(gguf_file=...)`` does; tested to give the SentencePiece model's ids).
 """
 
 from __future__ import annotations
@@ -148,6 +150,20 @@ class HFPromptTokenizer(PromptTokenizer):
         digest.update(json.dumps(tokenizer_config, sort_keys=True).encode())
         return cls(hf, source, digest.hexdigest()[:32])
 
+    @classmethod
+    def from_gguf(cls, path: Path) -> "HFPromptTokenizer":
+        """The vocabulary a GGUF file carries, as a fast tokenizer built by transformers' GGUF converter."""
+        from transformers import AutoTokenizer
+
+        try:
+            hf = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True)
+        except Exception as exc:  # noqa: BLE001 -- the converter raises what its parsers raise
+            raise CheckpointError(f"The vocabulary inside {path.name} could not be turned into a tokenizer "
+                                  f"({type(exc).__name__}: {exc}). Put Gemma 3's tokenizer.model next to the file "
+                                  "(it is used instead).") from None
+        fingerprint = hashlib.sha256(hf.backend_tokenizer.to_str().encode()).hexdigest()[:32]
+        return cls(hf, f"the vocabulary inside {path.name}", fingerprint)
+
     def encode(self, text: str) -> list[int]:
         ids = list(self.hf(check_text(text))["input_ids"])
         return ids if ids[:1] == self.bos_ids else self.bos_ids + ids
@@ -202,4 +218,6 @@ def load_tokenizer(location) -> PromptTokenizer:
         return HFPromptTokenizer.from_folder(location.path)
     if location.kind == "packed":
         return HFPromptTokenizer.from_packed(*location.packed_assets(), location.describe())
+    if location.kind == "gguf":
+        return HFPromptTokenizer.from_gguf(location.path)
     return SentencePiecePromptTokenizer(location.sentencepiece_bytes(), location.describe())
