@@ -95,6 +95,9 @@ def check_gpus(gpus: int, device: torch.device, dit_config) -> None:
     """Refuse, before any work, a GPU count this machine or this model cannot run (the fix in the message)."""
     if gpus < 1:
         raise InputError(f"gpus={gpus}: give 1 (this process) or more (one worker process per GPU)")
+    if distributed.world().size > 1:
+        raise InputError(f"gpus={gpus} in a run started by torchrun ({distributed.world().size} processes): both "
+                         "split the sampler over GPUs. Set gpus to 1 (torchrun already splits it) or run one process")
     if device.type == "cuda":
         count = torch.cuda.device_count()
         if gpus > count:

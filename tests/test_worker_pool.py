@@ -229,6 +229,10 @@ def test_a_gpu_count_the_model_or_machine_cannot_run_is_refused_before_anything_
     monkeypatch.setattr(worker_pool, "WorkerPool", lambda spec: started.append(spec))
     with pytest.raises(InputError, match=f"{odd} processes cannot split this transformer's"):
         _sampled(ltx2.dit, conditioning, latent, gpus=odd)
+    monkeypatch.setattr(distributed, "world", lambda: distributed.World(0, 2, 0, None))
+    with pytest.raises(InputError, match="in a run started by torchrun .* Set gpus to 1"):
+        worker_pool.check_gpus(2, torch.device("cpu"), ltx2.dit.config)
+    monkeypatch.setattr(distributed, "world", lambda: distributed.SINGLE)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(InputError, match="gpus=2 but this machine has 1 CUDA device; set gpus to at most 1"):
         worker_pool.check_gpus(2, torch.device("cuda"), ltx2.dit.config)
