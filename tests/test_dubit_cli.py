@@ -20,7 +20,8 @@ from ltx2_nodes.demo.models import (CHECKPOINT, CHECKPOINT_23, DEMO_TRANSFORMER_
 from ltx2_nodes.media.mux import MP4Writer, probe
 from ltx2_nodes.memory.estimates import GEMMA3_12B, dit_activation_bytes
 from ltx2_nodes.memory.precheck import RunRequest, _stage_activations
-from ltx2_nodes.model.shapes import AudioTiming, audio_latent_frames, reference_frames, video_latent_size
+from ltx2_nodes.model.shapes import (MAX_FRAMES, AudioTiming, Upscale, audio_latent_frames, floor_frames,
+                                    reference_frames, video_latent_size)
 from ltx2_nodes.model.transformer import TransformerConfig
 from ltx2_nodes.nodes import NODE_CLASS_MAPPINGS
 from ltx2_nodes.nodes.comfy_types import SavedVideo, to_av_latents
@@ -131,10 +132,12 @@ def refused(demo_models, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     out.mkdir()
 
-    def run(clip, *extra, ic_lora: bool = True) -> str:
+    def run(clip, *extra, ic_lora: str | None = DUBIT_LORA_23) -> str:
         argv = dub_args(demo_models, clip, out / "dubbed.mp4", *extra)
-        if not ic_lora:
+        if ic_lora is None:
             argv.remove("--ic-lora"), argv.remove(DUBIT_LORA_23)
+        else:
+            argv[argv.index(DUBIT_LORA_23)] = ic_lora
         capsys.readouterr()
         assert main(argv) == 2
         assert list(out.iterdir()) == [], "nothing is written"
@@ -159,9 +162,20 @@ def test_dub_refuses_a_missing_unreadable_or_silent_clip_with_the_fix(refused, t
     assert "--reference-audio" in refused(silent, "--reference-audio", str(tmp_path / "none.wav"))
 
 
-def test_dub_refuses_without_its_ic_lora_and_a_length_the_clip_lacks(refused, tmp_path):
+def test_floor_frames_is_the_longest_valid_count_a_clip_holds():
+    assert (floor_frames(27), floor_frames(25), floor_frames(1), floor_frames(5000)) == (25, 25, 1, MAX_FRAMES)
+    assert floor_frames(40, two_stage=True, upscale=Upscale(temporal=True)) == 33
+    assert (reference_frames(49), reference_frames(49, 2), reference_frames(12)) == (49, 25, 9)
+
+
+def test_dub_refuses_without_its_ic_lora_a_size_its_reference_scale_does_not_divide_or_a_length_past_the_clip(
+        refused, tmp_path):
     clip = write_clip(tmp_path / "talk.mp4")
-    assert "--dub needs the Dub-It IC-LoRA" in refused(clip, ic_lora=False)
+    assert "--dub needs the Dub-It IC-LoRA" in refused(clip, ic_lora=None)
+    # an IC-LoRA with reference downscale 2: stage 1 at 96x64 has a 48x32 reference, not whole latent cells
+    err = refused(clip, "--width", "192", "--height", "128", ic_lora=IC_LORA_23)
+    assert "--dub at 192x128 (stage 1 at 96x64) with an IC-LoRA of reference downscale factor 2" in err
+    assert "Multiples of 128 always work" in err
     err = refused(clip, "--frames", "33")
     assert "33 frames asked, the clip has 27; ask for at most 25 (--frames 25)" in err
     assert "the clip has 27" in refused(clip, "--seconds", "2")  # 2 s at the clip's 25 fps: 49 frames

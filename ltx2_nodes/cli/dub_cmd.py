@@ -84,10 +84,12 @@ def resolve(args, upscale, ic_loras: list) -> DubInputs:
                          f"this IC-LoRA needs sides of at least {step} pixels (give --width / --height, or a larger "
                          "clip).")
     try:  # the guide's size at both stages (the reference's rule), before any model loads
-        guide_pixel_size(*stage1_size(height, width, upscale=upscale), downscale)
+        first = stage1_size(height, width, upscale=upscale)
+        guide_pixel_size(*first, downscale)
         guide_pixel_size(height, width, downscale)
     except InputError as exc:
-        raise UsageError(f"--dub: --width {width} --height {height}: {exc}") from None
+        raise UsageError(f"--dub at {width}x{height} (stage 1 at {first[1]}x{first[0]}) with an IC-LoRA of reference "
+                         f"downscale factor {downscale}: {exc} Multiples of {step} always work.") from None
     args.width, args.height = width, height
     args.fps = args.fps if args.fps is not None else float(clip.frame_rate)
     if args.frames is None and args.seconds is None:  # the whole clip, floored to 1 + 8k (at most MAX_FRAMES)
