@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from .distributed import world
 from .errors import InputError
 from .media.audio_clip import audio_segment
@@ -37,12 +39,13 @@ from .sampling.guidance import plan_passes
 from .sampling.guides import ControlVideo, reference_scale_factors
 from .sampling.loop import Callback
 from .sampling.noise import SeededNoise
-from .model.shapes import (Upscale, VideoScale, clamped_frames_for_seconds, stage1_frames, stage1_size,
-                           video_latent_size)
+from .sampling.reference_audio import ReferenceAudio
+from .model.shapes import (AudioTiming, Upscale, VideoScale, clamped_frames_for_seconds, stage1_frames,
+                           stage1_size, video_latent_size)
 from .sampling.recipe import DEFAULT_SEED, Recipe, SamplerPreset, recipe_for
 from .stages import (audio_latent_for_clip, connect_text, decode_audio, decode_video, decode_video_chunks,
-                     encode_conditioning_images, encode_prompts, encode_reference_guide, pixels_to_images,
-                     predict_frames, run_sampler, split_text, upscale)
+                     encode_audio_latent, encode_conditioning_images, encode_prompts, encode_reference_guide,
+                     pixels_to_images, predict_frames, run_sampler, split_text, upscale)
 
 log = logging.getLogger("ltx2_nodes")
 _LONGER_THAN_ANY_CLAMP = 1e6  # seconds
@@ -64,6 +67,9 @@ class GenerateRequest:
     (``model.dit_tiling``): None untiled (the reference's single-GPU recipe), "auto" (the pre-check chooses: the
     whole frame up to a 1280x704 area, else the fewest tiles of at most that area, more if the memory budget
     needs it), "N" or "RxC".
+
+    Dub-It (the reference ``DubItPipeline``): ``control`` is the clip (guiding both stages), ``reference_audio`` the
+    voice, the Dub-It IC-LoRA in :func:`generate`'s ``loras`` (both stages).
 
     LTX-2.5: ``frames`` None is "auto", the length the model's duration head predicts for the prompt
     (``stages.predict_frames``); ``keyframes`` (a count of evenly spaced frames, or the pixel frames) asks stage 1 to
@@ -92,6 +98,9 @@ class GenerateRequest:
     refine_tile_positions: bool = False  # tiles' positions start at 0 (``RefineTiles.tile_positions``)
     upscale: Upscale = Upscale()
     control: ControlVideo | None = None  # IC-LoRA control video guiding stage 1 (``generate(stage1_loras=...)``)
+    # Dub-It: the voice (AUDIO) as frozen reference audio tokens of stage 1, the stage-1 audio kept and referenced
+    # in stage 2 (``sample_stages``); the clip is ``control`` (``stage2`` on), the Dub-It IC-LoRA in ``loras``
+    reference_audio: dict | None = None
 
     def describe(self) -> dict:
         """What the MP4's ``ltx2_generate`` tag records (ComfyUI's own ``prompt`` tag means an API graph)."""
@@ -102,7 +111,7 @@ class GenerateRequest:
                 "upscale": self.upscale.describe() if self.two_stage else "none",
                 "images": len(self.images), "audio_to_video": self.audio is not None,
                 "keyframes": self.keyframes if isinstance(self.keyframes, int) else list(self.keyframes),
-                "control_video": self.control is not None}
+                "control_video": self.control is not None, "dub": self.reference_audio is not None}
 
     def recipe(self) -> Recipe:
         return recipe_for(self.family)
@@ -165,9 +174,11 @@ def upscale_of(upscaler: UpscalerHandle | None, temporal: UpscalerHandle | None)
 
 
 def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, engine: MemoryEngine | None = None,
-             upscaler: UpscalerHandle | None = None, temporal_upscaler: UpscalerHandle | None = None) -> RunEstimate:
+             upscaler: UpscalerHandle | None = None, temporal_upscaler: UpscalerHandle | None = None,
+             loras: Sequence = ()) -> RunEstimate:
     """``engine.precheck`` for the whole run from file headers (nothing loaded): raises
-    ``OutOfMemoryError`` naming what would fit when the run cannot."""
+    ``OutOfMemoryError`` naming what would fit when the run cannot. ``loras``: ``[(LoRA, strength)]`` of the
+    guided stages, whose reference scale sizes a control video's tokens (counted with Dub-It's reference audio)."""
     from .model.transformer import TransformerConfig
 
     engine = engine if engine is not None else default_engine()
@@ -188,7 +199,8 @@ def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, eng
                      vae_tile=((tile.tile_size_in_pixels or 4096, tile.tile_size_in_frames or 4096) if tile
                                else (512, 64)),
                      dtype=ltx2.dtype, refine_tiles=request.refine_tiles,
-                     tile_positions=request.refine_tile_positions, upscale=request.upscale, ranks=world().size)
+                     tile_positions=request.refine_tile_positions, upscale=request.upscale, ranks=world().size,
+                     **_reference_sizes(request, loras))
     text_shape = DecoderShape.of(gemma.files.model_config())
     dit_config = TransformerConfig.from_metadata(ltx2.ckpt.component_config("transformer"))
     if world().size > 1:  # torchrun: refuse a process count the DiT's heads do not split into, before loading
@@ -198,6 +210,20 @@ def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, eng
     estimate = engine.precheck(weights, run, dit_config=dit_config, text_shape=text_shape, decoder_config=decoder)
     log.info("pre-check:\n%s", estimate.table())
     return estimate
+
+
+def _reference_sizes(request: GenerateRequest, loras: Sequence) -> dict:
+    """``RunRequest``'s reference fields: the control video (its frames, the ``loras``' reference scale; both stages
+    for Dub-It) and the audio latents of Dub-It's reference audio (released 25 per second)."""
+    sizes = {}
+    if request.control is not None:
+        sizes = {"reference_video": (request.control.frames.shape[0],
+                                     *reference_scale_factors([lora for lora, _ in loras])),
+                 "reference_stages": 2 if request.control.stage2 else 1}
+    if request.reference_audio is not None:
+        seconds = request.reference_audio["waveform"].shape[-1] / max(int(request.reference_audio["sample_rate"]), 1)
+        sizes["reference_audio"] = math.ceil(seconds * AudioTiming().latents_per_second)
+    return sizes
 
 
 def _needs_negative(settings: GenerationSettings) -> bool:
@@ -210,7 +236,8 @@ def sample_stages(dit: DiTHandle, video_vae: VideoVAEHandle, positive: TextCondi
                   upscaler: UpscalerHandle | None = None, loras: Sequence = (), stage2_loras: Sequence = (),
                   callback: Callback | None = None, refine_tiles: RefineTiles | None = None,
                   temporal_upscaler: UpscalerHandle | None = None, refine: SamplerPreset | None = None,
-                  stage1_loras: Sequence = (), control: ControlVideo | None = None) -> AVLatents:
+                  stage1_loras: Sequence = (), control: ControlVideo | None = None,
+                  reference_audio: torch.Tensor | None = None) -> AVLatents:
     """Stage 1 with ``settings`` from ``latents``; with an ``upscaler`` and/or a ``temporal_upscaler`` the
     two-stage recipe follows: the spatial upscale (x2 / x1.5), the temporal one (F -> 2F - 1 frames at twice the
     frame rate), then ``refine`` (None: ``recipe.refine``) at the final size on the same noise stream, the input's
@@ -218,17 +245,19 @@ def sample_stages(dit: DiTHandle, video_vae: VideoVAEHandle, positive: TextCondi
     frame); ``stage1_loras`` / ``stage2_loras`` added to ``loras`` in their stage; ``refine_tiles``: that
     refinement tile by tile (``stages.run_sampler``). IC-LoRA control (the reference ``ICLoraPipeline``): the
     IC-LoRA comes in ``stage1_loras`` and ``control`` guides stage 1 only, encoded at the LoRAs' reference size
-    (``stages.encode_reference_guide``); stage 2 refines without either. Latents on the CPU."""
+    (``stages.encode_reference_guide``); stage 2 refines without either. Dub-It (the reference ``DubItPipeline``):
+    the IC-LoRA in ``loras``, ``control`` with ``stage2`` guides both stages, ``reference_audio`` (a normalised
+    audio latent ``[1, C, T, M]``) is appended to stage 1's audio (``sampling.reference_audio``) and stage 2 keeps
+    the stage-1 audio and references it, as the node graph does (``nodes.dubit``). Latents on the CPU."""
     noise = SeededNoise(settings.seed, latents.batch)
     first_images = _stage1_images(images, temporal_upscaler is not None)
     items = encode_conditioning_images(video_vae, first_images, latents.video_grid(), engine)
     if control is not None:
-        downscale, temporal = reference_scale_factors([lora for lora, _ in [*loras, *stage1_loras]])
-        items.append(encode_reference_guide(video_vae, control.frames, latents.video_grid(), engine,
-                                            downscale_factor=downscale, temporal_scale_factor=temporal,
-                                            strength=control.strength, attention=control.attention))
+        items.append(_guide(video_vae, control, latents.video_grid(), [*loras, *stage1_loras], engine))
+    audio_items = [ReferenceAudio(reference_audio)] if reference_audio is not None else []
     result = run_sampler(dit, positive, latents, settings, engine, negative=negative, conditioning=items,
-                         loras=list(loras) + list(stage1_loras), noise=noise, callback=callback)
+                         loras=list(loras) + list(stage1_loras), noise=noise, callback=callback,
+                         audio_conditioning=audio_items)
     if upscaler is None and temporal_upscaler is None:
         return result
     second_in = dataclasses.replace(result, video_mask=latents.video_mask, audio_mask=latents.audio_mask)
@@ -236,9 +265,23 @@ def sample_stages(dit: DiTHandle, video_vae: VideoVAEHandle, positive: TextCondi
         if handle is not None:
             second_in = upscale(second_in, handle, video_vae.stats, engine)
     items = encode_conditioning_images(video_vae, images, second_in.video_grid(), engine)
+    if control is not None and control.stage2:
+        items.append(_guide(video_vae, control, second_in.video_grid(), [*loras, *stage2_loras], engine))
+    if reference_audio is not None:  # Dub-It's stage 2: the stage-1 audio kept as it is and referenced
+        second_in = second_in.keep_audio()
+        audio_items = [ReferenceAudio(second_in.audio.clone())]
     stage2 = GenerationSettings.from_preset(recipe.refine if refine is None else refine, seed=settings.seed)
     return run_sampler(dit, positive, second_in, stage2, engine, negative=negative, conditioning=items,
-                       loras=list(loras) + list(stage2_loras), noise=noise, callback=callback, tiles=refine_tiles)
+                       loras=list(loras) + list(stage2_loras), noise=noise, callback=callback, tiles=refine_tiles,
+                       audio_conditioning=audio_items)
+
+
+def _guide(video_vae: VideoVAEHandle, control: ControlVideo, grid, loras: Sequence, engine: MemoryEngine | None):
+    """``control`` encoded as the guide of a stage sampling ``grid`` with ``loras`` (their reference scale)."""
+    downscale, temporal = reference_scale_factors([lora for lora, _ in loras])
+    return encode_reference_guide(video_vae, control.frames, grid, engine, downscale_factor=downscale,
+                                  temporal_scale_factor=temporal, strength=control.strength,
+                                  attention=control.attention)
 
 
 def _stage1_images(images: Sequence[ImageCondition], temporal: bool) -> Sequence[ImageCondition]:
@@ -287,7 +330,8 @@ def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out
     ``Recipe.stage_lora_strengths``); ``upscaler``: the spatial one (x2, x1.5), ``temporal_upscaler``: the
     temporal x2 (either or both between the stages of a two-stage run); ``compile_dit``: DiT blocks through
     ``torch.compile`` (``DiTHandle.with_compile``); ``request.control``: an IC-LoRA control video
-    guiding stage 1, the IC-LoRA passed in ``stage1_loras``. Returns the MP4 path."""
+    guiding stage 1, the IC-LoRA passed in ``stage1_loras``; Dub-It: ``request.control`` (``stage2`` on) and
+    ``request.reference_audio``, the Dub-It IC-LoRA in ``loras`` (``sample_stages``). Returns the MP4 path."""
     engine = engine if engine is not None else default_engine()
     if request.two_stage and upscaler is None and temporal_upscaler is None:
         raise InputError("a two-stage run needs the latent upscaler (ltx-2-spatial-upscaler-x2-1.0.safetensors, "
@@ -300,10 +344,11 @@ def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out
                          "temporal upscaler here. Drop one of them.")
     request = request.for_model(ltx2).with_upscalers(upscaler, temporal_upscaler)
     require_parts(ltx2, images=bool(request.images) or request.control is not None,
-                  audio=request.audio is not None)
+                  audio=request.audio is not None or request.reference_audio is not None)
     log.info("%s: LTX-%s presets (sampling/recipe.py), mode %s, upscalers %s", ltx2.name, request.family,
              request.mode, request.upscale.describe() if request.two_stage else "none")
-    tiles = precheck(ltx2, gemma, request, engine, upscaler, temporal_upscaler).request.tiles()
+    tiles = precheck(ltx2, gemma, request, engine, upscaler, temporal_upscaler,
+                     loras=[*loras, *stage1_loras]).request.tiles()
 
     positive, negative = request_text(ltx2, gemma, request, engine, gemma_cache_dir)
     if request.frames is None:
@@ -322,6 +367,8 @@ def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out
         latents = dataclasses.replace(latents, audio=audio).keep_audio()
     if request.keyframes:
         latents = latents.with_keyframe_slots(request.keyframes)
+    reference = (encode_audio_latent(audio_vae, request.reference_audio, engine)
+                 if request.reference_audio is not None else None)  # Dub-It's voice
 
     dit = ltx2.dit.with_compile(compile_dit)
     two = request.two_stage
@@ -329,7 +376,7 @@ def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out
                            negative=negative, images=request.images, upscaler=upscaler if two else None,
                            temporal_upscaler=temporal_upscaler if two else None, refine=request.refine_preset(),
                            loras=loras, stage1_loras=stage1_loras, stage2_loras=stage2_loras, callback=callback,
-                           refine_tiles=tiles, control=request.control)
+                           refine_tiles=tiles, control=request.control, reference_audio=reference)
 
     sound = (audio_segment(request.audio, request.audio_start_seconds, request.frames / request.fps)
              if request.audio is not None else None)  # a2v: the input sound itself, as the reference a2vid returns

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 
+from ltx2_nodes.cli.dub_cmd import DUBIT_LORA  # Lightricks/LTX-2.3-22b-IC-LoRA-DubIt
 from ltx2_nodes.demo import models as demo
 from workflow_graph import (LTX_2_3, Link, Model, Node, Release, Workflow, _back, _col, _connector, _empty_latent,
                             _front, _prompt, _sampler, _seed_and_fps, _upscaler, models_note)
 
-DUBIT_LORA = "ltx-2.3-22b-ic-lora-dubit-0.9.safetensors"  # Lightricks/LTX-2.3-22b-IC-LoRA-DubIt
 DUBIT_23 = dataclasses.replace(LTX_2_3, released={**LTX_2_3.released, "dubit_lora": DUBIT_LORA},
                                demo={**LTX_2_3.demo, "dubit_lora": demo.DUBIT_LORA_23})
 

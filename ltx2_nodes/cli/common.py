@@ -142,6 +142,23 @@ def writable_folder(folder: str | os.PathLike, option: str) -> Path:
     return folder
 
 
+def load_clip(path: Path, option: str = "--video-to-audio"):
+    """The frames, sound and frame rate (``nodes.comfy_types.VideoComponents``) of the video ``option`` names,
+    refused (exit 2) when missing, unreadable or empty."""
+    from ..nodes.comfy_types import SavedVideo
+
+    if not path.is_file():
+        raise UsageError(f"{option} {path}: no such file; name an MP4/MOV/WebM video.")
+    try:
+        clip = SavedVideo(path).get_components()
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad input file
+        raise UsageError(f"{option} {path}: cannot read it as a video ({exc}); re-encode it as an H.264 "
+                         "MP4.") from None
+    if clip.images.shape[0] == 0:
+        raise UsageError(f"{option} {path}: the file holds no video frames.")
+    return clip
+
+
 @contextmanager
 def sigterm_interrupts():
     """``kill`` (SIGTERM) stops a command like Ctrl-C does: ``KeyboardInterrupt`` unwinds it (writers delete

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
-from ..model.shapes import MAX_FRAMES
-from .common import (add_engine_options, apply_engine_options, nonnegative_float, nonnegative_int, positive_float,
-                     positive_int, unit_float, writable_folder)
+from ..model.shapes import MAX_FRAMES, floor_frames
+from .common import (add_engine_options, apply_engine_options, load_clip, nonnegative_float, nonnegative_int,
+                     positive_float, positive_int, unit_float, writable_folder)
+from . import dub_cmd
 from .workflow import UsageError
 
 HELP = ("generate one video with sound from a prompt (optionally conditioned on an image or an audio file) and "
@@ -53,8 +54,10 @@ def add_parser(p) -> None:
                    help="IC-LoRA control: guide stage 1 with this video (depth / pose / edge maps or any reference, "
                         "as the IC-LoRA was trained); needs --ic-lora")
     p.add_argument("--ic-lora", action="append", default=[], metavar="NAME[:STRENGTH]",
-                   help="the IC-LoRA for --control-video (stage 1 only, as the official IC-LoRA pipeline)")
-    p.add_argument("--control-strength", type=unit_float, default=1.0, help="1 = the reference stays clean")
+                   help="the IC-LoRA for --control-video (stage 1 only, as the official IC-LoRA pipeline) or --dub "
+                        "(both stages)")
+    p.add_argument("--control-strength", type=unit_float, default=1.0,
+                   help="1 = the reference (control video, --dub's clip) stays clean")
     p.add_argument("--control-attention", type=unit_float, default=1.0,
                    help="conditioning attention strength: 1 = full influence of the control video, 0 = none")
     p.add_argument("--audio", metavar="PATH", help="keep this soundtrack and generate video for it (audio-to-video)")
@@ -78,16 +81,16 @@ def add_parser(p) -> None:
     edit.add_argument("--retake-from", metavar="CLIP", help="the clip --retake edits (default: --extend-from)")
     edit.add_argument("--retake-only", choices=("both", "video", "audio"), default="both",
                       help="what --retake regenerates (default both)")
-    p.add_argument("--width", type=positive_int, default=1536,
-                   help="final width (two-stage: multiple of 64; default 1536)")
-    p.add_argument("--height", type=positive_int, default=1024, help="final height (default 1024)")
+    p.add_argument("--width", type=positive_int, default=None,
+                   help="final width (two-stage: multiple of 64; default 1536, --dub: the clip's)")
+    p.add_argument("--height", type=positive_int, default=None, help="final height (default 1024, --dub: the clip's)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--frames", type=frames_or_auto, default=None,
-                        help=f"8k+1 frames, at most {MAX_FRAMES} (default 121); auto: the length the LTX-2.5 "
-                             "duration head predicts for the prompt")
+                        help=f"8k+1 frames, at most {MAX_FRAMES} (default 121, --dub: the clip's); auto: the length "
+                             "the LTX-2.5 duration head predicts for the prompt")
     length.add_argument("--seconds", type=positive_float, default=None,
                         help=f"duration; becomes the nearest 8k+1 frames (at most {MAX_FRAMES})")
-    p.add_argument("--fps", type=positive_float, default=24.0)
+    p.add_argument("--fps", type=positive_float, default=None, help="frame rate (default 24, --dub: the clip's)")
     p.add_argument("--keyframes", type=keyframes_request, default=0, metavar="N|F1,F2",
                    help="LTX-2.5: also generate N evenly spaced standalone keyframes (or at these pixel frames), "
                         "written to <name>_keyframes.mp4 beside the video")
@@ -102,6 +105,7 @@ def add_parser(p) -> None:
     p.add_argument("--sampler", default=None, help="stage-1 sampler: euler, euler_ancestral or res_2s (checked by "
                    "sampling.loop; default: the preset's, euler_ancestral for LTX-2.5 distilled, else euler)")
     _add_stage_options(p)
+    dub_cmd.add_options(p)
     p.add_argument("--checkpoint", help="file in checkpoints/, or an LTX-2.5 transformer in diffusion_models/ (its "
                    "other files are found in the model folders; default: the first released file found)")
     p.add_argument("--gemma", help="file or folder in text_encoders/ (default: Gemma 3 12B as released; LTX-2.5: the "
@@ -337,10 +341,10 @@ def _sound_request(args) -> tuple[Path, object | None]:
             target = paths.next_output_file("LTX2", "flac").path
         args.frames, args.seconds = frames, None
         return target, None
-    video = _load_clip(Path(args.video_to_audio).expanduser())
+    video = load_clip(Path(args.video_to_audio).expanduser())
     args.fps = float(video.frame_rate)
     available = video.images.shape[0]
-    fits = 1 + 8 * ((min(available, MAX_FRAMES) - 1) // 8)
+    fits = floor_frames(available)
     frames = fits if args.frames is None and args.seconds is None else _frames(
         _namespace_with(args, width=512, height=512, single_stage=True))
     if frames > available:
@@ -360,34 +364,19 @@ def _namespace_with(args, **changes):
     return argparse.Namespace(**{**vars(args), **changes})
 
 
-def _load_clip(path: Path, option: str = "--video-to-audio"):
-    from ..nodes.comfy_types import SavedVideo
-
-    if not path.is_file():
-        raise UsageError(f"{option} {path}: no such file; name an MP4/MOV/WebM video.")
-    try:
-        clip = SavedVideo(path).get_components()
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad input file
-        raise UsageError(f"{option} {path}: cannot read it as a video ({exc}); re-encode it as an H.264 "
-                         "MP4.") from None
-    if clip.images.shape[0] == 0:
-        raise UsageError(f"{option} {path}: the file holds no video frames.")
-    return clip
-
-
 def _control(args):
     """``--control-video`` as a ``ControlVideo`` (None without it), refused without its IC-LoRA or in a run it does
     not guide, before any model loads."""
     from ..sampling.guides import ControlVideo
 
     if not args.control_video:
-        if args.ic_lora:
+        if args.ic_lora and not args.dub:
             raise UsageError("--ic-lora guides with a control video: add --control-video PATH.")
         return None
     if not args.ic_lora:
         raise UsageError("--control-video needs the IC-LoRA trained for that kind of control: add --ic-lora NAME "
                          "(a file in loras/, e.g. ltx-2.3-22b-ic-lora-union-control-ref0.5.safetensors).")
-    clip = _load_clip(Path(args.control_video).expanduser(), "--control-video")
+    clip = load_clip(Path(args.control_video).expanduser(), "--control-video")
     return ControlVideo(clip.images, args.control_strength, args.control_attention)
 
 
@@ -442,16 +431,15 @@ def _lora_specs(specs: list[str] | None, mode: str, two_stage: bool, family: str
 
 def run(args) -> int:
     from .. import paths, stages
-    from ..generate import GenerateRequest, generate, keyframes_path, require_parts
-    from ..media.audio_io import load_audio_file
+    from ..generate import generate, keyframes_path, require_parts
     from ..memory.selection import compute_device
     from ..handles import load_gemma, load_ltx2
-    from ..sampling.conditioning import ImageCondition
-    from ..sampling.recipe import recipe_for
     from ..text.tokenizer import check_text
 
     paths.configure(models_dir=args.models_dir)
     apply_engine_options(args)
+    dub_cmd.refuse_conflicts(args)  # --dub: the clip's size, length and rate where not given, else the defaults
+    dub = dub_cmd.resolve(args, _upscale(args), _loras(args.ic_lora)) if args.dub else dub_cmd.fill_defaults(args)
     if args.mode == "hq" and (args.audio_only or args.video_to_audio or args.extend_from or args.retake):
         raise UsageError("--mode hq is the two-stage video recipe; sound-only runs and edits take dev or distilled")
     if args.audio_only or args.video_to_audio:
@@ -463,6 +451,8 @@ def run(args) -> int:
         return _run_sound(args)
     edit = _edit(args)
     frames = 0 if edit else _frames(args)  # every number, and the output, checked before anything loads
+    if dub is not None:
+        dub_cmd.check_length(dub, args, frames)
     out = _out_path(args.out)
     device = compute_device()
 
@@ -476,7 +466,8 @@ def run(args) -> int:
     mode = _mode(args.mode, checkpoint)
     two_stage = not args.single_stage and edit is None
     ltx2 = load_ltx2(checkpoint, args.weight_dtype, args.fp8, device=device)
-    require_parts(ltx2, images=bool(args.image) or control is not None, audio=bool(args.audio))  # refused now
+    require_parts(ltx2, images=bool(args.image) or control is not None or dub is not None,
+                  audio=bool(args.audio) or dub is not None)  # refused now
     if frames is None or args.keyframes:
         _require_25(ltx2, "--frames auto" if frames is None else "--keyframes")
     gemma_path = (_pick("text_encoders", args.gemma, family=ltx2.ckpt.family.version)
@@ -490,6 +481,38 @@ def run(args) -> int:
     if args.enhance:
         prompt = stages.enhance_prompt(gemma, prompt, mode="i2v" if args.image else "t2v", seed=args.seed)
         print(f"enhanced prompt: {prompt}")
+    request = _request(args, prompt, frames, mode, two_stage, family, image, dub.control if dub else control,
+                       dub.voice if dub else None)
+    if edit is not None:
+        from ..edit import edit_clip
+
+        print(f"{checkpoint.name} ({ltx2.ckpt.family.name} {mode}): editing {edit.source.name}, seed {args.seed}")
+        print(edit_clip(ltx2, gemma, request, edit, out))
+        return 0
+    print(f"{checkpoint.name} ({ltx2.ckpt.family.name} {mode}, {'two-stage' if two_stage else 'single stage'}"
+          f"{', Dub-It of ' + Path(args.dub).name if dub else ''}), {args.width}x{args.height}, {frames or 'auto'} "
+          f"frames at {args.fps:g} fps, seed {args.seed} on {device}")
+    every, first = (args.ic_lora, []) if dub else ([], args.ic_lora)  # Dub-It: its IC-LoRA in both stages
+    path = generate(ltx2, gemma, request, out, upscaler=upscaler, temporal_upscaler=temporal,
+                    loras=_loras([*args.lora, *every]), stage1_loras=_loras([*stage1_specs, *first]),
+                    stage2_loras=_loras(stage2_specs), compile_dit=args.compile)
+    print(path)
+    if args.keyframes:
+        print(keyframes_path(path))
+    return 0
+
+
+def _request(args, prompt: str, frames: int | None, mode: str, two_stage: bool, family: str, image, control,
+             voice: dict | None):
+    """The ``GenerateRequest`` of the (checked) options: ``image`` to condition on, the IC-LoRA ``control`` video,
+    Dub-It's ``voice``."""
+    import dataclasses
+
+    from ..generate import GenerateRequest
+    from ..media.audio_io import load_audio_file
+    from ..sampling.conditioning import ImageCondition
+    from ..sampling.recipe import recipe_for
+
     images = ()
     if image is not None:
         images = (ImageCondition(image[:1], frame_index=args.image_frame, strength=args.image_strength,
@@ -500,27 +523,11 @@ def run(args) -> int:
         steps=args.steps, two_stage=two_stage, images=images,
         audio=load_audio_file(args.audio) if args.audio else None, audio_start_seconds=args.audio_start,
         family=family, keyframes=args.keyframes, refine_tiles=args.refine_tiles,
-        refine_tile_positions=args.refine_tile_positions == "tile", control=control)
+        refine_tile_positions=args.refine_tile_positions == "tile", control=control, reference_audio=voice)
     if args.sampler is not None:
-        import dataclasses
-
         request = dataclasses.replace(request, stage1=dataclasses.replace(request.stage1_settings(),
                                                                           sampler=args.sampler))
-    if edit is not None:
-        from ..edit import edit_clip
-
-        print(f"{checkpoint.name} ({ltx2.ckpt.family.name} {mode}): editing {edit.source.name}, seed {args.seed}")
-        print(edit_clip(ltx2, gemma, request, edit, out))
-        return 0
-    print(f"{checkpoint.name} ({ltx2.ckpt.family.name} {mode}, {'two-stage' if two_stage else 'single stage'}), "
-          f"{args.width}x{args.height}, {frames or 'auto'} frames at {args.fps:g} fps, seed {args.seed} on {device}")
-    path = generate(ltx2, gemma, request, out, upscaler=upscaler, temporal_upscaler=temporal, loras=_loras(args.lora),
-                    stage1_loras=_loras([*stage1_specs, *args.ic_lora]), stage2_loras=_loras(stage2_specs),
-                    compile_dit=args.compile)
-    print(path)
-    if args.keyframes:
-        print(keyframes_path(path))
-    return 0
+    return request
 
 
 def _load_image(path: str):

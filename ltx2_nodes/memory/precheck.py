@@ -26,8 +26,8 @@ from torch import nn
 from ..errors import InputError, OutOfMemoryError
 from ..loading.components import UNREAD, vocoder_dtype
 from ..loading.quant import GGML_TYPE_SUFFIX, QUANT_SUFFIXES, QuantLinear, packed_logical_numel
-from ..model.shapes import (AudioTiming, Upscale, VideoScale, audio_latent_frames, frame_step, size_multiple,
-                            stage1_frames, stage1_size, video_latent_size)
+from ..model.shapes import (AudioTiming, Upscale, VideoScale, audio_latent_frames, frame_step, reference_frames,
+                            size_multiple, stage1_frames, stage1_size, video_latent_size)
 from ..model.dit_tiling import RefineTiles, auto_refine_tiles, largest_tile_tokens, parse_refine_tiles
 from ..model.transformer import TransformerConfig
 from ..model.diffusion_vae import DiffusionDecoderConfig
@@ -197,6 +197,13 @@ class RunRequest:
     # processes the DiT's video tokens are split over (sequence parallel: torchrun, the sampler's gpus): each one's
     # activations are its share of the tokens (heads exchanged, so attention too); a tiled stage 2 is not split
     ranks: int = 1
+    # IC-LoRA reference video (a control video, Dub-It's clip): (its pixel frames, the LoRA's reference downscale and
+    # temporal factors); its tokens join the guided stages' video tokens: stage 1, and stage 2 too with
+    # ``reference_stages`` 2 (Dub-It)
+    reference_video: tuple[int, int, int] | None = None
+    reference_stages: int = 1
+    # Dub-It: the audio latents of stage 1's reference audio (0: none); stage 2 then references the stage-1 audio
+    reference_audio: int = 0
 
     def describe(self) -> str:
         return f"{self.width}x{self.height}x{self.frames}"
@@ -276,7 +283,9 @@ def _stage_activations(request: RunRequest, dit: TransformerConfig, text: Decode
         "connectors": connector_activation_bytes(text.hidden, text.layers,
                                                  (dit.context_width("video"), dit.context_width("audio")),
                                                  batch=request.prompts, dtype=dtype),
-        "dit": dit_activation_bytes(dit, -(-math.prod(first) // request.ranks), ta, batch=request.batch, dtype=dtype),
+        "dit": dit_activation_bytes(dit, -(-(math.prod(first) + _reference_tokens(request, frames, height, width))
+                                          // request.ranks), ta + request.reference_audio,
+                                    batch=request.batch, dtype=dtype),
     }
     # two-stage: the upscaler takes stage 1's latent; single stage: the request is the upscaler's input
     acts["upscaler"] = upscaler_activation_bytes(math.prod(first), dtype)
@@ -285,13 +294,28 @@ def _stage_activations(request: RunRequest, dit: TransformerConfig, text: Decode
     if request.two_stage:
         # tiled: one tile's activations, plus the whole latent's sampler state and blend accumulators
         tile_tokens = largest_tile_tokens(grid, request.tiles())
-        share = tile_tokens if tile_tokens < math.prod(grid) else -(-tile_tokens // request.ranks)
-        acts["dit_stage2"] = (dit_activation_bytes(dit, share, ta, batch=request.batch, dtype=dtype)
+        # a guided stage 2 (Dub-It): the reference tokens too (a tile takes those it overlaps: at most all of them)
+        tokens = tile_tokens + (_reference_tokens(request, request.frames, request.height, request.width)
+                                if request.reference_stages > 1 else 0)
+        share = tokens if tile_tokens < math.prod(grid) else -(-tokens // request.ranks)
+        audio = ta + (ta if request.reference_audio else 0)  # Dub-It: the stage-1 audio as the reference
+        acts["dit_stage2"] = (dit_activation_bytes(dit, share, audio, batch=request.batch, dtype=dtype)
                               + (request.batch * math.prod(grid) * IO_BYTES_PER_TOKEN
                                  if tile_tokens < math.prod(grid) else 0))
     acts["video_vae"] = tile_device_bytes(decoder or vae, (1, vae.latent_channels, *grid), tiling, dtype)
     acts["audio_vae"] = audio_decode_activation_bytes(ta)
     return acts
+
+
+def _reference_tokens(request: RunRequest, frames: int, height: int, width: int) -> int:
+    """Video tokens the IC-LoRA reference video appends to a stage sampling ``frames`` x ``height`` x ``width``
+    pixels (``stages.encode_reference_guide``): its frames as ``sampling.guides.control_frames`` takes them, at
+    1 / the downscale factor of the size."""
+    if request.reference_video is None:
+        return 0
+    count, downscale, temporal = request.reference_video
+    return math.prod(video_latent_size(reference_frames(min(count, frames), temporal), height // downscale,
+                                       width // downscale, VideoVAEConfig().encoder_scale))
 
 
 def estimate_run(weights: Mapping[str, StageWeights], request: RunRequest, *, vram_budget: int, ram_budget: int,

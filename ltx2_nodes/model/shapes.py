@@ -116,6 +116,22 @@ def frame_step(scale: VideoScale = VideoScale(), two_stage: bool = False, upscal
     return scale.time * (TEMPORAL_FACTOR if two_stage and upscale.temporal else 1)
 
 
+def floor_frames(frames: int, scale: VideoScale = VideoScale(), two_stage: bool = False, upscale: Upscale = Upscale(),
+                 max_frames: int = MAX_FRAMES) -> int:
+    """The longest valid frame count (1 + k :func:`frame_step`, at most ``max_frames``) that ``frames`` frames hold: a
+    clip's frames as a run takes them (the reference's ``snap_frames_to_grid``); at least 1."""
+    step = frame_step(scale, two_stage, upscale)
+    return 1 + step * ((max(min(frames, max_frames), 1) - 1) // step)
+
+
+def reference_frames(frames: int, temporal_scale_factor: int = 1, scale: VideoScale = VideoScale()) -> int:
+    """Pixel frames of an IC-LoRA reference video made from ``frames`` frames (at most the guided video's): frame 0
+    and every ``temporal_scale_factor``-th after it, cut to the longest 1 + 8k (``sampling.guides.control_frames``;
+    the VAE encoder crops the same way)."""
+    count = 1 + -(-(max(frames, 1) - 1) // temporal_scale_factor)
+    return floor_frames(count, scale, max_frames=count)
+
+
 def snap_video_size(frames: int, height: int, width: int, scale: VideoScale = VideoScale(),
                     two_stage: bool = False, upscale: Upscale = Upscale()) -> tuple[int, int, int]:
     """Nearest valid (frames, height, width): frames to the nearest 1 + k :func:`frame_step` (ties round up),

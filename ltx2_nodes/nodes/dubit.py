@@ -19,7 +19,7 @@ import torch
 from .. import stages
 from ..errors import InputError
 from ..media.audio_clip import audio_segment
-from ..sampling.reference_audio import ReferenceAudio
+from ..sampling.reference_audio import ReferenceAudio, check_reference_length
 from .common import LATENT, engine
 from .comfy_types import fit_empty_channels, from_av_latents, latent_info, to_av_latents
 
@@ -45,9 +45,7 @@ def _encode_reference(audio_vae, audio: dict, start_seconds: float, seconds: flo
     length = audio["waveform"].shape[-1] / max(rate, 1)
     if start_seconds > 0 or seconds > 0:
         audio = audio_segment(audio, start_seconds, seconds if seconds > 0 else length - start_seconds)
-    if audio["waveform"].shape[-1] < rate / audio_vae.timing.latents_per_second:
-        raise InputError(f"the reference audio is {audio['waveform'].shape[-1] / max(rate, 1):.3f} s long; give at "
-                         f"least {1 / audio_vae.timing.latents_per_second:g} s of speech (about 3-10 s works best).")
+    check_reference_length(audio, audio_vae.timing)
     return stages.encode_audio_latent(audio_vae, audio, engine())
 
 

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..model.patchify import patchify_video, video_positions
-from ..model.shapes import VideoScale
+from ..model.shapes import VideoScale, reference_frames
 from .conditioning import _video_condition
 from .state import LatentState
 from .tokens import append_tokens
@@ -119,11 +119,14 @@ def mask_token_weights(mask: torch.Tensor, frames: int, height: int, width: int)
 @dataclass
 class ControlVideo:
     """An IC-LoRA control video to guide a run's first stage with (``generate``): IMAGE ``frames`` ``[F, H, W, 3]``,
-    the guide's ``strength`` and its ``attention`` strength (``conditioning_attention_strength``)."""
+    the guide's ``strength`` and its ``attention`` strength (``conditioning_attention_strength``); ``stage2``: guide
+    the refinement stage too, encoded again at its size (Dub-It: the clip guides both stages; the IC-LoRA pipeline
+    refines without the guide)."""
 
     frames: torch.Tensor
     strength: float = 1.0
     attention: float = 1.0
+    stage2: bool = False
 
 
 def reference_scale_factors(loras: Sequence) -> tuple[int, int]:
@@ -163,5 +166,5 @@ def control_frames(images: torch.Tensor, pixel_frames: int, temporal_scale_facto
         raise InputError(f"the control video must be IMAGE frames [F, H, W, 3] (its mask: MASK [F, H, W]), got "
                          f"{list(images.shape)}.")
     frames = images[:pixel_frames, ..., :3] if images.ndim == 4 else images[:pixel_frames]
-    frames = frames[[0, *range(1, frames.shape[0], temporal_scale_factor)]]
-    return frames[: (frames.shape[0] - 1) // scale.time * scale.time + 1]
+    count = reference_frames(frames.shape[0], temporal_scale_factor, scale)
+    return frames[[0, *range(1, frames.shape[0], temporal_scale_factor)]][:count]

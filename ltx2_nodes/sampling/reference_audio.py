@@ -37,6 +37,15 @@ def reference_audio_positions(batch: int, frames: int, timing: AudioTiming = Aud
     return positions - end - 1.0 / timing.latents_per_second
 
 
+def check_reference_length(audio: dict, timing: AudioTiming = AudioTiming(), what: str = "the reference audio"
+                           ) -> None:
+    """Refuse a reference AUDIO (``waveform`` ``[B, C, S]``, ``sample_rate``) shorter than one audio latent."""
+    rate = max(int(audio["sample_rate"]), 1)
+    if audio["waveform"].shape[-1] < rate / timing.latents_per_second:
+        raise InputError(f"{what} is {audio['waveform'].shape[-1] / rate:.3f} s long; give at least "
+                         f"{1 / timing.latents_per_second:g} s of speech (about 3-10 s works best).")
+
+
 @dataclass
 class ReferenceAudio:
     """Append ``latent`` ``[B|1, C, T_ref, M]`` (a normalised audio VAE latent) to an audio state as frozen
