@@ -165,16 +165,21 @@ def upscale_of(upscaler: UpscalerHandle | None, temporal: UpscalerHandle | None)
 
 
 def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, engine: MemoryEngine | None = None,
-             upscaler: UpscalerHandle | None = None, temporal_upscaler: UpscalerHandle | None = None) -> RunEstimate:
+             upscaler: UpscalerHandle | None = None, temporal_upscaler: UpscalerHandle | None = None, *,
+             loras: Sequence = (), audio_only: bool = False, encode_video: bool = False) -> RunEstimate:
     """``engine.precheck`` for the whole run from file headers (nothing loaded): raises
-    ``OutOfMemoryError`` naming what would fit when the run cannot."""
+    ``OutOfMemoryError`` naming what would fit when the run cannot. What is encoded is checked too: the
+    request's images, its control video (at the reference size of the IC-LoRA among ``loras``, with the
+    self-attention mask an attention strength below 1 makes) and, with ``encode_video``, a clip of the request's
+    size and frames (a retake's source, video-to-audio). ``audio_only``: text-to-audio on the audio-only DiT
+    (``DiTHandle.audio_stream``), the request's frames at its fps the length."""
     from .model.transformer import TransformerConfig
 
     engine = engine if engine is not None else default_engine()
     request = request.for_model(ltx2).with_upscalers(upscaler, temporal_upscaler)
     if request.frames is None:  # "auto": the longest clip the duration head can ask for (any longer duration clamps)
         request = dataclasses.replace(request, frames=clamped_frames_for_seconds(_LONGER_THAN_ANY_CLAMP, request.fps))
-    weights = dict(ltx2.stage_weights, gemma=gemma.stage_weights)
+    weights = dict(ltx2.audio_stage_weights if audio_only else ltx2.stage_weights, gemma=gemma.stage_weights)
     if upscaler is not None and request.two_stage:
         weights["upscaler"] = upscaler.stage_weights
     if temporal_upscaler is not None and request.two_stage:
@@ -188,9 +193,15 @@ def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, eng
                      vae_tile=((tile.tile_size_in_pixels or 4096, tile.tile_size_in_frames or 4096) if tile
                                else (512, 64)),
                      dtype=ltx2.dtype, refine_tiles=request.refine_tiles,
-                     tile_positions=request.refine_tile_positions, upscale=request.upscale, ranks=world().size)
+                     tile_positions=request.refine_tile_positions, upscale=request.upscale, ranks=world().size,
+                     audio_only=audio_only, images=len(request.images), encode_video=encode_video,
+                     control=(reference_scale_factors([lora for lora, _ in loras]) if request.control is not None
+                              else None),
+                     attention_mask=request.control is not None and request.control.attention < 1.0)
     text_shape = DecoderShape.of(gemma.files.model_config())
     dit_config = TransformerConfig.from_metadata(ltx2.ckpt.component_config("transformer"))
+    if audio_only:
+        dit_config = dataclasses.replace(dit_config, has_video=False)
     if world().size > 1:  # torchrun: refuse a process count the DiT's heads do not split into, before loading
         check_heads(dit_config, world().size)
     # the video decode at the loaded decoder's cost (LTX-2.5's diffusion decoder; None: the conv VAE's)
@@ -303,7 +314,8 @@ def generate(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, out
                   audio=request.audio is not None)
     log.info("%s: LTX-%s presets (sampling/recipe.py), mode %s, upscalers %s", ltx2.name, request.family,
              request.mode, request.upscale.describe() if request.two_stage else "none")
-    tiles = precheck(ltx2, gemma, request, engine, upscaler, temporal_upscaler).request.tiles()
+    tiles = precheck(ltx2, gemma, request, engine, upscaler, temporal_upscaler,
+                     loras=[*loras, *stage1_loras]).request.tiles()
 
     positive, negative = request_text(ltx2, gemma, request, engine, gemma_cache_dir)
     if request.frames is None:
@@ -389,8 +401,9 @@ def generate_sound(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateReques
     engine = engine if engine is not None else default_engine()
     request = request.for_model(ltx2)
     settings = request.stage1_settings()
-    if video is not None:  # one stage at the clip's size (the memory model of text-to-audio is not written yet)
-        precheck(ltx2, gemma, request, engine)
+    # one stage: at the clip's size, its frames encoded (video to audio), or the audio-only DiT (text to audio)
+    precheck(ltx2, gemma, dataclasses.replace(request, two_stage=False), engine, audio_only=video is None,
+             encode_video=video is not None)
     audio_vae = ltx2.audio_vae
     positive, negative = request_text(ltx2, gemma, request, engine, gemma_cache_dir)
     video_vae = ltx2.video_vae if video is not None else None

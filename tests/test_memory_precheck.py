@@ -43,13 +43,32 @@ def test_header_sizes_equal_the_loaded_model_as_the_engine_lays_it_out(dtype, fp
 
 
 @FLAVOURS
+@pytest.mark.parametrize("dtype", [None, torch.float32])
+@pytest.mark.parametrize("fp8", [False, True])
+def test_header_sizes_of_the_audio_only_dit_equal_the_built_audio_only_model(dtype, fp8, flavour):
+    """Text-to-audio prices the DiT as ``load_transformer(audio_only=True)`` builds it: the audio stream's tensors
+    alone, laid out as the engine lays them out (and cast as ``LTX2Models.audio_transformer`` casts them)."""
+    ckpt = LTX2Checkpoint(find_golden("transformer", flavour).weights_path)
+    weights = checkpoint_weights(ckpt, dtype=dtype, fp8=fp8, audio_only=True)
+    assert set(weights) == {"dit", "connectors", "audio_vae"}
+    model = load_transformer(ckpt, dtype=dtype, audio_only=True)
+    if fp8:
+        cast_linears_to_fp8(model.transformer_blocks)
+    loaded = module_weights("dit", model, model.transformer_blocks)
+    from_header = weights["dit"]
+    assert (from_header.fixed_bytes, from_header.block_bytes) == (loaded.fixed_bytes, loaded.block_bytes)
+    assert from_header.total < checkpoint_weights(ckpt, dtype=dtype, fp8=fp8)["dit"].total  # no video weights
+
+
+@FLAVOURS
 def test_checkpoint_weights_cover_every_stage_of_the_single_file(flavour):
     ckpt = LTX2Checkpoint(find_golden("transformer", flavour).weights_path)
     weights = checkpoint_weights(ckpt)
-    assert set(weights) == {"dit", "connectors", "video_vae", "audio_vae"}
+    assert set(weights) == {"dit", "connectors", "video_encoder", "video_vae", "audio_vae"}
     assert weights["dit"].block_bytes and not weights["connectors"].block_bytes
     components = {"dit": ("transformer",), "connectors": ("text_projection", "video_connector", "audio_connector"),
-                  "video_vae": ("video_decoder",), "audio_vae": ("audio_decoder", "vocoder")}
+                  "video_encoder": ("video_encoder",), "video_vae": ("video_decoder",),
+                  "audio_vae": ("audio_decoder", "vocoder")}
     for stage, names in components.items():
         # the file's tensors, less those no loader reads; the LTX-2.3 vocoder is counted in float32
         expected = sum(math.prod(t.shape) * (4 if name == "vocoder" and flavour == "2.3" else t.dtype.itemsize)
