@@ -73,6 +73,34 @@ def _guided_run(demo_models, *, attention: float | None, audio: bool = False):
     return latent, out, video_vae
 
 
+def test_the_counted_attention_mask_is_the_mask_the_model_builds(headless, demo_models, monkeypatch):
+    """The sampler's pre-check counts the additive self-attention mask of a guide at attention strength 0.5 with the
+    tokens, batch and dtype of the mask the DiT then builds (``layers.weights_to_additive_mask``)."""
+    from ltx2_nodes.memory import MemoryEngine
+    from ltx2_nodes.memory.estimates import additive_mask_bytes
+    from ltx2_nodes.model import transformer
+
+    built, checked = [], []
+    build, check = transformer.weights_to_additive_mask, MemoryEngine.precheck
+
+    def recording_build(weights, dtype):
+        mask = build(weights, dtype)
+        built.append(mask) if mask is not None else None
+        return mask
+
+    def recording_check(self, weights, request, **kwargs):
+        checked.append(request) if "dit" in weights else None
+        return check(self, weights, request, **kwargs)
+
+    monkeypatch.setattr(transformer, "weights_to_additive_mask", recording_build)
+    monkeypatch.setattr(MemoryEngine, "precheck", recording_check)
+    _guided_run(demo_models, attention=0.5)
+    (request,) = checked
+    assert built and request.masked_tokens() == built[0].shape[-1] == 24 + 6  # 3x2x4 grid + 3x1x2 guide tokens
+    assert {additive_mask_bytes(request.masked_tokens(), request.batch, request.dtype)} == {
+        mask.numel() * mask.element_size() for mask in built}
+
+
 def test_guide_node_encodes_the_control_video_at_the_loras_reference_size(headless, demo_models):
     guided, out, _ = _guided_run(demo_models, attention=1.0)
     (guide,) = latent_info(guided).guides

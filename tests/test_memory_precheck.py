@@ -216,3 +216,26 @@ def test_a_run_split_over_ranks_checks_each_ranks_share_of_the_video_tokens(rele
                for s in estimate_run(weights, replace(tiled, ranks=n), vram_budget=1 << 50, ram_budget=1 << 50).stages
                }["dit_stage2"] for n in (1, 2)]
     assert stage2[0] == stage2[1]
+
+
+def test_a_guide_attention_mask_is_counted_and_a_refusal_names_it_with_attention_one_as_the_way_out(released):
+    """An IC-LoRA control video at attention strength below 1: the DiT holds a T x T self-attention mask over the
+    grid and guide tokens; a run that fits without it is refused with it, the message naming the mask."""
+    from ltx2_nodes.memory.estimates import attention_mask_bytes
+
+    weights = dict(released, dit=released["dit"].as_fp8())
+    request = RunRequest(1280, 704, 121, control=(1, 1), attention_mask=True)
+    assert request.stage1_tokens() == 2 * 14080 and request.masked_tokens() == 2 * 14080  # grid + same-size guide
+    huge = dict(vram_budget=1 << 50, ram_budget=1 << 50)
+    plain, masked = ({s.name: s for s in estimate_run(weights, replace(request, attention_mask=mask), **huge).stages}
+                     ["dit"] for mask in (False, True))
+    assert masked.activation_bytes - plain.activation_bytes >= attention_mask_bytes(2 * 14080, 1, torch.bfloat16)
+    kwargs = dict(vram_budget=(plain.min_vram + masked.min_vram) // 2, ram_budget=64 * GiB)
+    with pytest.raises(OutOfMemoryError) as info:
+        precheck(weights, request, **kwargs)
+    message = str(info.value)
+    assert re.search(r"the dit stage needs at least .* of them the 28160 x 28160 self-attention mask an IC-LoRA "
+                     r"guide with attention strength below 1 or an attention mask needs; attention strength 1.0 "
+                     r"without a mask avoids it\)", message), message
+    assert "the IC-LoRA guide at attention strength 1.0 without an attention mask" in message.split("What would fit")[1]
+    precheck(weights, replace(request, attention_mask=False), **kwargs)
