@@ -199,3 +199,31 @@ def test_attention_mask_weighs_each_reference_token_times_the_attention_strength
     (guide,) = latent_info(guided).guides
     # a 3 x 1 x 2 reference: per latent frame the left token is off, the right one at the attention strength
     assert guide.attention.tolist() == [[0.0, 0.5] * 3]
+
+
+def test_the_run_precheck_counts_the_control_video_encode_its_guide_tokens_and_its_mask(demo_models):
+    """``generate.precheck`` with a control video: the video encoder stage at the IC-LoRA's reference size, stage 1's
+    DiT with the guide tokens, and the self-attention mask only when the attention strength is below 1."""
+    from ltx2_nodes.generate import GenerateRequest, precheck
+    from ltx2_nodes.handles import clear_caches, load_gemma, load_ltx2
+    from ltx2_nodes.memory import MemoryEngine
+    from ltx2_nodes.sampling.guides import ControlVideo
+
+    clear_caches()
+    ltx2, gemma = load_ltx2(demo_models.checkpoint_23, device="cpu"), load_gemma(demo_models.gemma, device="cpu")
+    lora = load_lora(demo_models.root / "loras" / IC_LORA_23)
+    engine = MemoryEngine("cpu", virtual=True, vram_budget=1 << 50)
+
+    def checked(attention: float):
+        control = ControlVideo(torch.zeros(17, 128, 128, 3), attention=attention)
+        request = GenerateRequest("a figure walks", width=128, height=128, frames=17, two_stage=False, control=control)
+        return precheck(ltx2, gemma, request, engine, loras=[(lora, 1.0)])
+
+    full, weighted = checked(1.0), checked(0.5)
+    assert full.request.control == (2, 1) and full.request.control_size() == (17, 64, 64)
+    assert "video_encoder" in {s.name for s in full.stages}
+    assert full.request.stage1_tokens() == 3 * 4 * 4 + 3 * 2 * 2 and full.request.masked_tokens() == 0
+    assert weighted.request.masked_tokens() == 60
+    dit = [{s.name: s.activation_bytes for s in e.stages}["dit"] for e in (full, weighted)]
+    assert dit[1] > dit[0]
+    clear_caches()

@@ -11,6 +11,13 @@ load (dtype change, fp8 cast), two staging buffers for blocks read from the file
 as float32 frames.
 If streamed blocks also fit in RAM the engine packs (pins) them for faster copies; the estimate
 reports that as ``ram_packed`` but only refuses on ``ram_required``.
+
+What a run encodes before sampling (``RunRequest.encodes``: image conditions, a source clip, an IC-LoRA control
+video) is the ``video_encoder`` stage, priced by the one VAE memory model (``memory.vae.encode_device_bytes``);
+stage 1's DiT holds the guide tokens too, and, when the guides attend with strength below 1 or through a mask,
+the T x T self-attention mask (``estimates.attention_mask_bytes``). An audio-only request (text-to-audio) is the
+audio-only DiT (``checkpoint_weights(audio_only=True)``) on audio tokens alone, then the audio decode; its advice
+is a shorter length.
 """
 
 from __future__ import annotations
