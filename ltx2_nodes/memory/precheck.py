@@ -395,16 +395,16 @@ def estimate_run(weights: Mapping[str, StageWeights], request: RunRequest, *, vr
                             f"activations{_mask_note(request) if name == 'dit' else ''}) but the budget is "
                             f"{gib(vram_budget)}")
     # RAM: the stages this run has (a video encoder's weights count only when something is encoded)
-    weights = {s.name if s.name != "dit_stage2" else "dit": s.weights for s in stages}
-    staging = max((2 * max(w.block_bytes) for w in weights.values() if w.block_bytes), default=0)
+    used = {s.name if s.name != "dit_stage2" else "dit": s.weights for s in stages}
+    staging = max((2 * max(w.block_bytes) for w in used.values() if w.block_bytes), default=0)
     # the decoded video as float32 frames, when the video is decoded (not for a check of a sampler alone)
-    frames_ram = request.frames * request.width * request.height * 3 * 4 if "video_vae" in weights else 0
-    required = PROCESS_RAM + sum(w.host_bytes for w in weights.values()) + staging + frames_ram
-    packable = sum(sum(w.block_bytes) for w in weights.values() if w.block_bytes and not w.host_bytes)
+    frames_ram = request.frames * request.width * request.height * 3 * 4 if "video_vae" in used else 0
+    required = PROCESS_RAM + sum(w.host_bytes for w in used.values()) + staging + frames_ram
+    packable = sum(sum(w.block_bytes) for w in used.values() if w.block_bytes and not w.host_bytes)
     packed = required - staging + packable if required - staging + packable <= ram_budget else required
     if required > ram_budget:
         problems.append(f"the run needs {gib(required)} of RAM (process {gib(PROCESS_RAM)}, weights converted on load "
-                        f"{gib(sum(w.host_bytes for w in weights.values()))}, block staging {gib(staging)}, decoded "
+                        f"{gib(sum(w.host_bytes for w in used.values()))}, block staging {gib(staging)}, decoded "
                         f"frames {gib(frames_ram)}) but the RAM budget is {gib(ram_budget)}")
     return RunEstimate(request, vram_budget, ram_budget, stages, required, packed, problems)
 
