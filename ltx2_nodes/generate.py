@@ -187,6 +187,10 @@ def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, eng
     settings = request.stage1_settings()
     passes = len(plan_passes(settings.video_guidance, settings.audio_guidance))
     tile = request.tiling if isinstance(request.tiling, TilingConfig) else None
+    # stage 1's appended tokens: one latent frame per image past frame 0 and per generated keyframe slot
+    slots = request.keyframes if isinstance(request.keyframes, int) else len(request.keyframes)
+    cells = math.prod(video_latent_size(1, *request.stage_size())[1:])
+    appended = (sum(c.frame_index > 0 for c in request.images) + slots) * cells
     run = RunRequest(request.width, request.height, request.frames, request.fps,
                      batch=passes if settings.batched_guidance else 1,
                      prompts=2 if _needs_negative(settings) else 1, two_stage=request.two_stage,
@@ -195,6 +199,7 @@ def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, eng
                      dtype=ltx2.dtype, refine_tiles=request.refine_tiles,
                      tile_positions=request.refine_tile_positions, upscale=request.upscale, ranks=world().size,
                      audio_only=audio_only, images=len(request.images), encode_video=encode_video,
+                     guide_tokens=0 if audio_only else appended,
                      control=(reference_scale_factors([lora for lora, _ in loras]) if request.control is not None
                               else None),
                      attention_mask=request.control is not None and request.control.attention < 1.0)

@@ -239,3 +239,17 @@ def test_a_guide_attention_mask_is_counted_and_a_refusal_names_it_with_attention
                      r"without a mask avoids it\)", message), message
     assert "the IC-LoRA guide at attention strength 1.0 without an attention mask" in message.split("What would fit")[1]
     precheck(weights, replace(request, attention_mask=False), **kwargs)
+
+
+def test_stage_one_tokens_count_the_control_guide_and_the_appended_tokens(released):
+    """Stage 1's DiT holds its grid, the control video's guide tokens (at the IC-LoRA's fraction of stage 1's size
+    and frames) and the tokens appended for images past frame 0 / keyframe slots; stage 2 only its grid."""
+    from ltx2_nodes.memory.estimates import audio_tokens, dit_activation_bytes
+
+    request = RunRequest(1536, 1024, 121, two_stage=True, control=(2, 2), guide_tokens=2 * 16 * 24)
+    assert request.stage1_shape() == (121, 512, 768)
+    assert request.control_size() == (57, 256, 384)  # 1 + 60 of 120 frames, cut to 1 + 8k
+    assert request.stage1_tokens() == 16 * 16 * 24 + 8 * 8 * 12 + 2 * 16 * 24
+    acts = {s.name: s.activation_bytes for s in estimate_run({"dit": released["dit"]}, request, vram_budget=1 << 50,
+                                                               ram_budget=1 << 50).stages}
+    assert acts["dit"] == dit_activation_bytes(TransformerConfig(), request.stage1_tokens(), audio_tokens(121, 24.0))
