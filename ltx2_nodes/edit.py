@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .editing import DEFAULT_OVERLAP_FRAMES, extend_window, join_extension, plan_extend, retake_window
 from .errors import InputError
-from .generate import GenerateRequest, request_text, require_parts, write_clip
+from .generate import GenerateRequest, precheck, request_text, require_parts, write_clip
 from .handles import GemmaHandle, LTX2Models
 from .latents import AVLatents
 from .memory import MemoryEngine
@@ -101,9 +101,12 @@ def edit_clip(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, ed
     """Extend and/or retake ``edit.source`` with ``request``'s prompt, preset and seed (single stage at the clip's
     size; segment ``i`` of an extend samples with seed + i); writes the whole clip to ``out_path``."""
     engine = engine if engine is not None else default_engine()
-    _, _, _, fps = check_source(edit)
+    frames, height, width, fps = check_source(edit)
     request = dataclasses.replace(request.for_model(ltx2), fps=fps, two_stage=False)
     require_parts(ltx2, images=True, audio=True)
+    if edit.extend_seconds <= 0:  # a retake encodes, samples and decodes the clip at its size: check it all first
+        precheck(ltx2, gemma, dataclasses.replace(request, width=width, height=height, frames=frames), engine,
+                 encode_video=True)
     positive, negative = request_text(ltx2, gemma, request, engine)
     settings = request.stage1_settings()
     clip = encode_clip(ltx2, edit, fps, engine)

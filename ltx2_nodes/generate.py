@@ -174,18 +174,22 @@ def upscale_of(upscaler: UpscalerHandle | None, temporal: UpscalerHandle | None)
 
 
 def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, engine: MemoryEngine | None = None,
-             upscaler: UpscalerHandle | None = None, temporal_upscaler: UpscalerHandle | None = None,
-             loras: Sequence = ()) -> RunEstimate:
+             upscaler: UpscalerHandle | None = None, temporal_upscaler: UpscalerHandle | None = None, *,
+             loras: Sequence = (), audio_only: bool = False, encode_video: bool = False) -> RunEstimate:
     """``engine.precheck`` for the whole run from file headers (nothing loaded): raises
-    ``OutOfMemoryError`` naming what would fit when the run cannot. ``loras``: ``[(LoRA, strength)]`` of the
-    guided stages, whose reference scale sizes a control video's tokens (counted with Dub-It's reference audio)."""
+    ``OutOfMemoryError`` naming what would fit when the run cannot. What is encoded is checked too: the
+    request's images, its control video (at the reference size of the IC-LoRA among ``loras``, in stage 1 and, for
+    Dub-It, stage 2, with the self-attention mask an attention strength below 1 makes; Dub-It's reference audio
+    tokens) and, with ``encode_video``, a clip of the request's size and frames (a retake's source,
+    video-to-audio). ``audio_only``: text-to-audio on the audio-only DiT
+    (``DiTHandle.audio_stream``), the request's frames at its fps the length."""
     from .model.transformer import TransformerConfig
 
     engine = engine if engine is not None else default_engine()
     request = request.for_model(ltx2).with_upscalers(upscaler, temporal_upscaler)
     if request.frames is None:  # "auto": the longest clip the duration head can ask for (any longer duration clamps)
         request = dataclasses.replace(request, frames=clamped_frames_for_seconds(_LONGER_THAN_ANY_CLAMP, request.fps))
-    weights = dict(ltx2.stage_weights, gemma=gemma.stage_weights)
+    weights = dict(ltx2.audio_stage_weights if audio_only else ltx2.stage_weights, gemma=gemma.stage_weights)
     if upscaler is not None and request.two_stage:
         weights["upscaler"] = upscaler.stage_weights
     if temporal_upscaler is not None and request.two_stage:
@@ -193,6 +197,10 @@ def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, eng
     settings = request.stage1_settings()
     passes = len(plan_passes(settings.video_guidance, settings.audio_guidance))
     tile = request.tiling if isinstance(request.tiling, TilingConfig) else None
+    # stage 1's appended tokens: one latent frame per image past frame 0 and per generated keyframe slot
+    slots = request.keyframes if isinstance(request.keyframes, int) else len(request.keyframes)
+    cells = math.prod(video_latent_size(1, *request.stage_size())[1:])
+    appended = (sum(c.frame_index > 0 for c in request.images) + slots) * cells
     run = RunRequest(request.width, request.height, request.frames, request.fps,
                      batch=passes if settings.batched_guidance else 1,
                      prompts=2 if _needs_negative(settings) else 1, two_stage=request.two_stage,
@@ -200,9 +208,14 @@ def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, eng
                                else (512, 64)),
                      dtype=ltx2.dtype, refine_tiles=request.refine_tiles,
                      tile_positions=request.refine_tile_positions, upscale=request.upscale, ranks=world().size,
-                     **_reference_sizes(request, loras))
+                     audio_only=audio_only, images=len(request.images), encode_video=encode_video,
+                     guide_tokens=0 if audio_only else appended,
+                     attention_mask=request.control is not None and request.control.attention < 1.0,
+                     **({} if audio_only else _control_sizes(request, loras)))
     text_shape = DecoderShape.of(gemma.files.model_config())
     dit_config = TransformerConfig.from_metadata(ltx2.ckpt.component_config("transformer"))
+    if audio_only:
+        dit_config = dataclasses.replace(dit_config, has_video=False)
     if world().size > 1:  # torchrun: refuse a process count the DiT's heads do not split into, before loading
         check_heads(dit_config, world().size)
     # the video decode at the loaded decoder's cost (LTX-2.5's diffusion decoder; None: the conv VAE's)
@@ -212,14 +225,13 @@ def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, eng
     return estimate
 
 
-def _reference_sizes(request: GenerateRequest, loras: Sequence) -> dict:
-    """``RunRequest``'s reference fields: the control video (its frames, the ``loras``' reference scale; both stages
-    for Dub-It) and the audio latents of Dub-It's reference audio (released 25 per second)."""
+def _control_sizes(request: GenerateRequest, loras: Sequence) -> dict:
+    """``RunRequest``'s control fields: the control video's reference scale (the IC-LoRA among ``loras``) and the
+    stages it guides (both for Dub-It), and the audio latents of Dub-It's reference audio (25 per second)."""
     sizes = {}
     if request.control is not None:
-        sizes = {"reference_video": (request.control.frames.shape[0],
-                                     *reference_scale_factors([lora for lora, _ in loras])),
-                 "reference_stages": 2 if request.control.stage2 else 1}
+        sizes = {"control": reference_scale_factors([lora for lora, _ in loras]),
+                 "control_stages": 2 if request.control.stage2 else 1}
     if request.reference_audio is not None:
         seconds = request.reference_audio["waveform"].shape[-1] / max(int(request.reference_audio["sample_rate"]), 1)
         sizes["reference_audio"] = math.ceil(seconds * AudioTiming().latents_per_second)
@@ -436,8 +448,9 @@ def generate_sound(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateReques
     engine = engine if engine is not None else default_engine()
     request = request.for_model(ltx2)
     settings = request.stage1_settings()
-    if video is not None:  # one stage at the clip's size (the memory model of text-to-audio is not written yet)
-        precheck(ltx2, gemma, request, engine)
+    # one stage: at the clip's size, its frames encoded (video to audio), or the audio-only DiT (text to audio)
+    precheck(ltx2, gemma, dataclasses.replace(request, two_stage=False), engine, audio_only=video is None,
+             encode_video=video is not None)
     audio_vae = ltx2.audio_vae
     positive, negative = request_text(ltx2, gemma, request, engine, gemma_cache_dir)
     video_vae = ltx2.video_vae if video is not None else None

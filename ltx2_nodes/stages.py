@@ -41,11 +41,12 @@ from .memory.estimates import (DecoderShape, audio_decode_activation_bytes, conn
                                upscaler_activation_bytes)
 from .memory.placement import module_tensors, tensor_bytes
 from .memory.precheck import RunEstimate, RunRequest, StageWeights
-from .memory.vae import (SMALLEST_TILE, auto_encode_tiling, auto_tiling, decode_budget, encode_device_bytes,
-                         feature_extent, tile_device_bytes)
+from .memory.vae import (SMALLEST_ENCODE_TILE, SMALLEST_TILE, auto_encode_tiling, auto_tiling, decode_budget,
+                         encode_device_bytes, feature_extent, tile_device_bytes)
 from .model.compiling import compiled_blocks
 from .model.connector import TextConditioning
-from .model.shapes import TEMPORAL_FACTOR, VideoScale, clamped_frames_for_seconds, pixel_frames, video_latent_size
+from .model.shapes import (TEMPORAL_FACTOR, AudioTiming, VideoScale, checked_latent_size, clamped_frames_for_seconds,
+                           pixel_frames)
 from .model.upsampler import upsample_latent
 from .model.dit_tiling import RefineTiles, TiledDiT, plan_refine_tiles
 from .model.sequence_parallel import SequenceParallelDiT
@@ -90,20 +91,26 @@ def _interrupt_hooks(module: nn.Module, bar: ProgressBar | None = None) -> list:
     return hooks
 
 
-def precheck_stage(engine: MemoryEngine, weights: StageWeights, video_shape: Sequence[int], scale: VideoScale, *,
-                   what: str, dtype: torch.dtype, fps: float = 24.0, batch: int = 1,
-                   vae_tile: tuple[int | None, int | None] | None = None, dit_config=None,
-                   ranks: int = 1) -> RunEstimate:
+def precheck_stage(engine: MemoryEngine, weights: StageWeights, video_shape: Sequence[int] | None,
+                   scale: VideoScale, *, what: str, dtype: torch.dtype, fps: float = 24.0, batch: int = 1,
+                   vae_tile: tuple[int | None, int | None] | None = None, dit_config=None, ranks: int = 1,
+                   audio_latents: int = 0, **request) -> RunEstimate:
     """``engine.precheck`` (the one pre-check, ``memory.precheck``) of one stage, ``weights.name``, at the size
     of its video latent ``[B, C, F', H', W']``, before anything of the stage is built or allocated: a stage
     that cannot fit is refused with ``OutOfMemoryError`` saying what would (the CLI's ``generate`` checks the
     whole run the same way). ``fps``: read for the audio length only; ``batch``: samples per model call;
     ``vae_tile``: (pixels, frames) of a decode tile; ``ranks``: processes the DiT's video tokens are split over
-    (each checks its share)."""
-    request = RunRequest(video_shape[4] * scale.width, video_shape[3] * scale.height,
+    (each checks its share). ``video_shape`` None: an audio-only stage of ``audio_latents`` latent frames (checked
+    as the frames at ``fps`` that make at least that many). ``request``: more ``RunRequest`` fields (what is
+    encoded, guide tokens, the guides' attention mask)."""
+    if video_shape is None:
+        frames = math.ceil(audio_latents * fps / AudioTiming().latents_per_second)
+        run = RunRequest(0, 0, frames, fps, batch=batch, prompts=1, dtype=dtype, audio_only=True)
+    else:
+        run = RunRequest(video_shape[4] * scale.width, video_shape[3] * scale.height,
                          pixel_frames(video_shape[2], scale), fps, batch=batch, prompts=1, vae_tile=vae_tile,
-                         dtype=dtype, ranks=ranks)
-    return engine.precheck({weights.name: weights}, request, dit_config=dit_config, what=what)
+                         dtype=dtype, ranks=ranks, **request)
+    return engine.precheck({weights.name: weights}, run, dit_config=dit_config, what=what)
 
 
 @contextlib.contextmanager
@@ -213,6 +220,7 @@ def encode_conditioning_images(video_vae: VideoVAEHandle, conds: Sequence[ImageC
     if not conds:
         return []
     engine = _engine(engine)
+    _precheck_encode(engine, video_vae, (1, grid.height, grid.width), "encoding the images at", images=len(conds))
     encoder = video_vae.encoder
     height, width = grid.height * grid.scale.height, grid.width * grid.scale.width
     profile = StageProfile(encode_device_bytes(video_vae.config, 1, height, width, _module_dtype(encoder)))
@@ -229,24 +237,37 @@ def encode_conditioning_images(video_vae: VideoVAEHandle, conds: Sequence[ImageC
     return items
 
 
+def _precheck_encode(engine: MemoryEngine, video_vae: VideoVAEHandle, latent_fhw: Sequence[int], what: str,
+                     **encodes) -> None:
+    """:func:`precheck_stage` of the video VAE encoder (``encodes``: ``RunRequest``'s ``images`` /
+    ``encode_video`` / ``encode_tile``) at a latent grid's size, before the encoder is built."""
+    weights = video_vae.models.stage_weights.get("video_encoder")
+    if weights is not None:
+        precheck_stage(engine, weights, (1, video_vae.latent_channels, *latent_fhw), video_vae.scale, what=what,
+                       dtype=video_vae.models.dtype, **encodes)
+
+
 def encode_video(video_vae: VideoVAEHandle, images: torch.Tensor, engine: MemoryEngine | None = None,
                  tiling: TilingConfig | str | None = "auto") -> torch.Tensor:
     """Frames ``[F, H, W, 3]`` in [0, 1] (ComfyUI IMAGE: a loaded video; F = 8k+1, H and W multiples of 32) ->
     normalised video latent ``[1, C, F', H', W']`` (float32, CPU), tile by tile (``"auto"``: the largest tiles
     the engine's budget holds, ``memory.vae.auto_encode_tiling``; each tile is mapped to [-1, 1] on its own)."""
     engine = _engine(engine)
-    encoder = video_vae.encoder
     if images.ndim != 4 or images.shape[-1] != 3:
         raise InputError(f"video encode expects IMAGE frames [F, H, W, 3], got {list(images.shape)}.")
     frames, height, width = images.shape[:3]
+    tile = None if tiling is None else SMALLEST_ENCODE_TILE if isinstance(tiling, str) else (
+        tiling.tile_size_in_pixels, tiling.tile_size_in_frames)  # "auto" picks a tile that fits, at worst this one
+    _precheck_encode(engine, video_vae, checked_latent_size(frames, height, width, video_vae.scale),
+                     "encoding the video of", encode_video=True, encode_tile=tile)
+    encoder = video_vae.encoder
     dtype = _module_dtype(encoder)
     if isinstance(tiling, str):
         budget = decode_budget(engine.budget(), tensor_bytes(module_tensors(encoder)))
         tiling = auto_encode_tiling(video_vae.config, frames, height, width, budget, dtype)
     pixels = images.permute(3, 0, 1, 2).unsqueeze(0)  # a view: [1, 3, F, H, W]
     bar = ProgressBar(len(plan_encode_tiles((frames, height, width), tiling, encoder.scale)))
-    latent_shape = (1, video_vae.latent_channels, *video_latent_size(frames, height, width, encoder.scale))
-    profile = StageProfile(tile_device_bytes(video_vae.config, latent_shape, tiling, dtype))
+    profile = StageProfile(encode_device_bytes(video_vae.config, frames, height, width, dtype, tiling))
 
     def prepare(tile: torch.Tensor) -> torch.Tensor:
         check_interrupted("while encoding the video")
@@ -359,16 +380,24 @@ def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, 
                              latents.audio is not None))
     batch = latents.batch * (passes if settings.batched_guidance else 1)
     plan = None
-    if latents.video is not None:  # an audio-only latent is seconds long: nothing to refuse
+    masked = any(isinstance(item, ReferenceVideoGuide) and item.attention_weights() is not None
+                 for item in conditioning)  # the guides' weights become a T x T self-attention mask
+    if latents.video is not None:
         fhw = tuple(latents.video.shape[2:])
         tiles = from_rank0(tiles)
         plan = plan_refine_tiles(fhw, tiles) if tiles is not None and tiles.count > 1 else None
         # tiled: the DiT's activations are the largest tile's (the blend buffers are latent-sized, small); split
         # over ranks (sequence parallel): this rank's share of the tokens
         checked = max((t.shape for t in plan), key=math.prod) if plan else fhw
-        precheck_stage(engine, dit.models.stage_weights["dit"], (*latents.video.shape[:2], *checked),
-                       latents.video_scale, what="sampling the latent of", dtype=dit.models.dtype, fps=latents.fps,
-                       batch=batch, dit_config=dit.config, ranks=1 if plan else world().size)
+        slots = len(latents.keyframe_slots) * fhw[1] * fhw[2]
+        precheck_stage(engine, dit.stage_weights, (*latents.video.shape[:2], *checked), latents.video_scale,
+                       what="sampling the latent of", dtype=dit.models.dtype, fps=latents.fps, batch=batch,
+                       dit_config=dit.config, ranks=1 if plan else world().size,
+                       guide_tokens=appended_tokens(conditioning) + slots, attention_mask=masked)
+    elif latents.audio is not None:  # the audio-only DiT (or the full one on an audio-only latent)
+        precheck_stage(engine, dit.stage_weights, None, latents.video_scale, what="sampling the audio latent of",
+                       dtype=dit.models.dtype, fps=latents.fps, batch=batch, dit_config=dit.config,
+                       audio_latents=latents.audio.shape[2])
     model = dit.model
     loras = dit.lora_list() if loras is None else list(loras)
     cfg = model.config
@@ -390,7 +419,7 @@ def run_sampler(dit: DiTHandle, positive: TextConditioning, latents: AVLatents, 
     audio_tokens = latents.audio.shape[2] + sum(item.latent.shape[2] for item in audio_conditioning) \
         if latents.audio is not None else 0
     profile = dit_profile(cfg, video_tokens, audio_tokens, text_tokens=positive.video_context.shape[1], batch=batch,
-                          dtype=model.compute_dtype)
+                          dtype=model.compute_dtype, masked_tokens=video_tokens if masked else 0)
     module = dit.model
     compiled = (compiled_blocks(module.transformer_blocks, dit.compiled) if dit.compiled is not None
                 else contextlib.nullcontext())

@@ -121,7 +121,7 @@ def sample_on(gpus: int, dit, positive, latents, settings, engine: MemoryEngine,
         return out, noise
     check_gpus(gpus, engine.device.device, dit.config)
     if engine.make_room is not None:  # ComfyUI: rank 0 shares this process's GPU; its own models make room
-        engine.make_room(dit.models.stage_weights["dit"].total)
+        engine.make_room(dit.stage_weights.total)
     engine.release()
     pool = pool_for(PoolSpec.of(gpus, engine))
     bar = ProgressBar(1) if callback is None else None

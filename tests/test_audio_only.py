@@ -163,3 +163,36 @@ def test_a_lora_of_video_layers_only_is_refused_on_the_audio_only_model_with_the
     with pytest.raises(CheckpointError, match="adapts none of the audio stream's layers.*drop it"):
         with applied_loras(model, [(lora, 1.0)]):
             pass
+
+
+def test_generate_audio_only_is_prechecked_as_the_audio_only_run_and_a_shorter_length_it_names_fits(demo_models,
+                                                                                                   tmp_path):
+    """``generate --audio-only``: the whole text-to-audio run (the audio-only DiT's weights, audio tokens alone, no
+    video stage) is checked before anything is built; a refusal names the seconds and a shorter length that fits."""
+    import dataclasses
+    import re
+
+    from ltx2_nodes.errors import OutOfMemoryError
+    from ltx2_nodes.generate import GenerateRequest, generate_sound, precheck
+    from ltx2_nodes.handles import load_gemma, load_ltx2
+
+    clear_caches()
+    ltx2, gemma = load_ltx2(demo_models.checkpoint_23, device="cpu"), load_gemma(demo_models.gemma, device="cpu")
+    request = GenerateRequest("rain on a tin roof", width=512, height=512, frames=1025, two_stage=False)
+
+    def least(frames: int) -> int:
+        estimate = precheck(ltx2, gemma, dataclasses.replace(request, frames=frames),
+                            MemoryEngine("cpu", virtual=True, vram_budget=1 << 50), audio_only=True)
+        assert {s.name for s in estimate.stages} == {"gemma", "connectors", "dit", "audio_vae"}
+        assert estimate.stages[2].weights == ltx2.audio_stage_weights["dit"]
+        return max(s.min_vram for s in estimate.stages)
+
+    engine = MemoryEngine("cpu", virtual=True, vram_budget=(least(49) + least(1025)) // 2)
+    with pytest.raises(OutOfMemoryError, match=r"^42.71 s of audio would not fit: the \w+ stage .* What would fit: "
+                                               r"\d+\.\d\d s of audio \((\d+) frames at 24 fps\)\.$") as info:
+        generate_sound(ltx2, gemma, request, tmp_path / "rain.wav", engine=engine)
+    assert not {"transformer", "audio_transformer"} & set(ltx2._lazy._built)
+    frames = int(re.search(r"\((\d+) frames at 24 fps\)", str(info.value)).group(1))
+    assert 49 <= frames < 1025
+    precheck(ltx2, gemma, dataclasses.replace(request, frames=frames), engine, audio_only=True)
+    clear_caches()

@@ -305,3 +305,55 @@ def test_run_on_a_separate_device_places_models_first_built_under_inference_mode
     code = main(["run", str(workflow), "--models-dir", str(demo_models.root), "--out", str(tmp_path / "out"), *sets])
     assert code == 0, capsys.readouterr().err
     assert [p.suffix for p in _written(tmp_path / "out")] == [".mp4"]
+
+
+def _audio_need(ltx2, dit, seconds: float) -> int:
+    """The least VRAM the pre-check says the audio-only sampler of ``seconds`` needs (one pass)."""
+    from ltx2_nodes.model.shapes import frames_for_seconds
+
+    request = RunRequest(0, 0, frames_for_seconds(seconds, 24.0), 24.0, prompts=1, dtype=ltx2.dtype, audio_only=True)
+    [stage] = estimate_run({"dit": dit.stage_weights}, request, vram_budget=1 << 50, ram_budget=1 << 50,
+                           dit_config=dit.config).stages
+    return stage.min_vram
+
+
+def test_the_audio_only_sampler_refuses_a_too_long_latent_before_building_the_dit_and_its_advice_runs(demo_models,
+                                                                                                     isolated):
+    """Text-to-audio (LTX-2 Audio-Only Model + Empty Audio Latent): the audio-only DiT's weights and audio tokens are
+    checked before it is built; the refusal names the seconds and a shorter length that then samples."""
+    from ltx2_nodes.nodes.latent import MAX_SECONDS
+    from ltx2_nodes.nodes.soundtrack import LTX2AudioOnlyModel, LTX2EmptyAudioLatent
+
+    ltx2 = load_ltx2(demo_models.checkpoint)
+    (dit,) = LTX2AudioOnlyModel().audio_only(ltx2.dit)
+    assert dit.stage_weights.total < ltx2.stage_weights["dit"].total  # the audio stream's weights alone
+    text = stages.connect_text(ltx2.text_connector, _features(demo_models))
+    conditioning = to_conditioning(stages.split_text(text, 0))
+    selection.configure_engine(device="cpu", virtual=True,
+                               vram_budget=(_audio_need(ltx2, dit, 2.0) + _audio_need(ltx2, dit, MAX_SECONDS)) // 2)
+    widgets = dict(seed=1, steps=1, schedule="ltx2", sigmas="", sampler="euler", video_cfg=1.0, audio_cfg=1.0,
+                   modality_scale=1.0, stg_scale=0.0, stg_blocks="29", rescale=0.0, start_sigma=1.0)
+    (latent,) = LTX2EmptyAudioLatent().create(MAX_SECONDS, 24.0, 1)
+    with pytest.raises(OutOfMemoryError, match=r"sampling the audio latent of \d+\.\d\d s of audio would not fit: "
+                                               r"the dit stage .* What would fit: ") as info:
+        LTX2Sampler().sample(dit, conditioning, latent, **widgets)
+    assert "audio_transformer" not in ltx2._lazy._built and "transformer" not in ltx2._lazy._built
+    seconds = [float(s) for s in re.findall(r"(\d+\.\d\d) s of audio \(", str(info.value).split("What would")[-1])]
+    assert len(seconds) == 1 and 2.0 <= seconds[0] < MAX_SECONDS
+    (shorter,) = LTX2EmptyAudioLatent().create(seconds[0], 24.0, 1)
+    out = to_av_latents(LTX2Sampler().sample(dit, conditioning, shorter, **widgets)[0])
+    assert out.video is None and torch.isfinite(out.audio).all()
+
+
+def test_a_video_encode_that_cannot_fit_is_refused_before_the_encoder_is_built_and_its_advice_runs(demo_models,
+                                                                                                  isolated):
+    _virtual_engine("100MiB")  # the smallest encode tile (192 px, 32 frames) needs more; a short small clip does not
+    ltx2 = load_ltx2(demo_models.checkpoint)
+    clip = torch.zeros(1, 1, 1, 3).expand(1025, 2048, 2048, 3)  # frames of a loaded video (a view: no memory)
+    with pytest.raises(OutOfMemoryError, match=r"encoding the video of 2048x2048x1025 would not fit: the "
+                                               r"video_encoder stage .* What would fit: ") as info:
+        stages.encode_video(ltx2.video_vae, clip)
+    assert "video_encoder" not in ltx2._lazy._built
+    width, height, frames = min(_suggestions(str(info.value)), key=lambda s: s[0] * s[1] * s[2])
+    latent = stages.encode_video(ltx2.video_vae, torch.rand(frames, height, width, 3))
+    assert latent.shape[2:] == ((frames - 1) // 8 + 1, height // 32, width // 32) and torch.isfinite(latent).all()

@@ -223,15 +223,13 @@ def test_precheck_counts_the_reference_video_and_audio_tokens():
     """Dub-It: the clip's reference tokens in both stages (at the LoRA's reference downscale), the reference audio in
     stage 1 and the stage-1 audio as the reference of stage 2; a control video (IC-LoRA pipeline): stage 1 only."""
     dit = TransformerConfig()
-    seen = 97  # a control video shorter than the run: its own frames count
     plain = RunRequest(768, 512, 121, 24.0, two_stage=True)
-    dub = RunRequest(768, 512, 121, 24.0, two_stage=True, reference_video=(seen, 2, 1), reference_stages=2,
-                     reference_audio=80)
-    control = RunRequest(768, 512, 121, 24.0, two_stage=True, reference_video=(seen, 2, 1))
+    dub = RunRequest(768, 512, 121, 24.0, two_stage=True, control=(2, 1), control_stages=2, reference_audio=80)
+    control = RunRequest(768, 512, 121, 24.0, two_stage=True, control=(2, 1))
     ta = audio_latent_frames(121, 24.0, AudioTiming())
     first, second = math.prod(video_latent_size(121, 256, 384)), math.prod(video_latent_size(121, 512, 768))
-    ref1 = math.prod(video_latent_size(reference_frames(seen), 128, 192))
-    ref2 = math.prod(video_latent_size(reference_frames(seen), 256, 384))
+    ref1 = math.prod(video_latent_size(reference_frames(121), 128, 192))
+    ref2 = math.prod(video_latent_size(reference_frames(121), 256, 384))
     acts = {name: _stage_activations(r, dit, GEMMA3_12B) for name, r in (("plain", plain), ("dub", dub),
                                                                          ("control", control))}
     assert acts["plain"]["dit"] == dit_activation_bytes(dit, first, ta)
@@ -239,6 +237,7 @@ def test_precheck_counts_the_reference_video_and_audio_tokens():
     assert acts["dub"]["dit_stage2"] == dit_activation_bytes(dit, second + ref2, 2 * ta)
     assert acts["control"]["dit"] == dit_activation_bytes(dit, first + ref1, ta)
     assert acts["control"]["dit_stage2"] == acts["plain"]["dit_stage2"]
+    assert len(dub.encodes()) == 2 and len(control.encodes()) == 1  # the clip is encoded at each guided stage's size
 
 
 def test_generate_precheck_passes_the_dub_reference_sizes(headless, demo_models, tmp_path, monkeypatch):
@@ -257,7 +256,7 @@ def test_generate_precheck_passes_the_dub_reference_sizes(headless, demo_models,
     precheck(ltx2, gemma, request, headless, upscaler=handles.load_upscaler(demo_models.upscaler_23, device="cpu"),
              loras=[(ic, 1.0)])
     (run,) = seen
-    assert (run.reference_video, run.reference_stages, run.reference_audio) == ((27, 2, 1), 2, 50)
+    assert (run.control, run.control_stages, run.reference_audio) == ((2, 1), 2, 50)
 
 
 class _Estimate:

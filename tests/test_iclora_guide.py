@@ -73,6 +73,34 @@ def _guided_run(demo_models, *, attention: float | None, audio: bool = False):
     return latent, out, video_vae
 
 
+def test_the_counted_attention_mask_is_the_mask_the_model_builds(headless, demo_models, monkeypatch):
+    """The sampler's pre-check counts the additive self-attention mask of a guide at attention strength 0.5 with the
+    tokens, batch and dtype of the mask the DiT then builds (``layers.weights_to_additive_mask``)."""
+    from ltx2_nodes.memory import MemoryEngine
+    from ltx2_nodes.memory.estimates import additive_mask_bytes
+    from ltx2_nodes.model import transformer
+
+    built, checked = [], []
+    build, check = transformer.weights_to_additive_mask, MemoryEngine.precheck
+
+    def recording_build(weights, dtype):
+        mask = build(weights, dtype)
+        built.append(mask) if mask is not None else None
+        return mask
+
+    def recording_check(self, weights, request, **kwargs):
+        checked.append(request) if "dit" in weights else None
+        return check(self, weights, request, **kwargs)
+
+    monkeypatch.setattr(transformer, "weights_to_additive_mask", recording_build)
+    monkeypatch.setattr(MemoryEngine, "precheck", recording_check)
+    _guided_run(demo_models, attention=0.5)
+    (request,) = checked
+    assert built and request.masked_tokens() == built[0].shape[-1] == 24 + 6  # 3x2x4 grid + 3x1x2 guide tokens
+    assert {additive_mask_bytes(request.masked_tokens(), request.batch, request.dtype)} == {
+        mask.numel() * mask.element_size() for mask in built}
+
+
 def test_guide_node_encodes_the_control_video_at_the_loras_reference_size(headless, demo_models):
     guided, out, _ = _guided_run(demo_models, attention=1.0)
     (guide,) = latent_info(guided).guides
@@ -171,3 +199,31 @@ def test_attention_mask_weighs_each_reference_token_times_the_attention_strength
     (guide,) = latent_info(guided).guides
     # a 3 x 1 x 2 reference: per latent frame the left token is off, the right one at the attention strength
     assert guide.attention.tolist() == [[0.0, 0.5] * 3]
+
+
+def test_the_run_precheck_counts_the_control_video_encode_its_guide_tokens_and_its_mask(demo_models):
+    """``generate.precheck`` with a control video: the video encoder stage at the IC-LoRA's reference size, stage 1's
+    DiT with the guide tokens, and the self-attention mask only when the attention strength is below 1."""
+    from ltx2_nodes.generate import GenerateRequest, precheck
+    from ltx2_nodes.handles import clear_caches, load_gemma, load_ltx2
+    from ltx2_nodes.memory import MemoryEngine
+    from ltx2_nodes.sampling.guides import ControlVideo
+
+    clear_caches()
+    ltx2, gemma = load_ltx2(demo_models.checkpoint_23, device="cpu"), load_gemma(demo_models.gemma, device="cpu")
+    lora = load_lora(demo_models.root / "loras" / IC_LORA_23)
+    engine = MemoryEngine("cpu", virtual=True, vram_budget=1 << 50)
+
+    def checked(attention: float):
+        control = ControlVideo(torch.zeros(17, 128, 128, 3), attention=attention)
+        request = GenerateRequest("a figure walks", width=128, height=128, frames=17, two_stage=False, control=control)
+        return precheck(ltx2, gemma, request, engine, loras=[(lora, 1.0)])
+
+    full, weighted = checked(1.0), checked(0.5)
+    assert full.request.control == (2, 1) and full.request.control_size() == (17, 64, 64)
+    assert "video_encoder" in {s.name for s in full.stages}
+    assert full.request.stage1_tokens() == 3 * 4 * 4 + 3 * 2 * 2 and full.request.masked_tokens() == 0
+    assert weighted.request.masked_tokens() == 60
+    dit = [{s.name: s.activation_bytes for s in e.stages}["dit"] for e in (full, weighted)]
+    assert dit[1] > dit[0]
+    clear_caches()

@@ -43,13 +43,32 @@ def test_header_sizes_equal_the_loaded_model_as_the_engine_lays_it_out(dtype, fp
 
 
 @FLAVOURS
+@pytest.mark.parametrize("dtype", [None, torch.float32])
+@pytest.mark.parametrize("fp8", [False, True])
+def test_header_sizes_of_the_audio_only_dit_equal_the_built_audio_only_model(dtype, fp8, flavour):
+    """Text-to-audio prices the DiT as ``load_transformer(audio_only=True)`` builds it: the audio stream's tensors
+    alone, laid out as the engine lays them out (and cast as ``LTX2Models.audio_transformer`` casts them)."""
+    ckpt = LTX2Checkpoint(find_golden("transformer", flavour).weights_path)
+    weights = checkpoint_weights(ckpt, dtype=dtype, fp8=fp8, audio_only=True)
+    assert set(weights) == {"dit", "connectors", "audio_vae"}
+    model = load_transformer(ckpt, dtype=dtype, audio_only=True)
+    if fp8:
+        cast_linears_to_fp8(model.transformer_blocks)
+    loaded = module_weights("dit", model, model.transformer_blocks)
+    from_header = weights["dit"]
+    assert (from_header.fixed_bytes, from_header.block_bytes) == (loaded.fixed_bytes, loaded.block_bytes)
+    assert from_header.total < checkpoint_weights(ckpt, dtype=dtype, fp8=fp8)["dit"].total  # no video weights
+
+
+@FLAVOURS
 def test_checkpoint_weights_cover_every_stage_of_the_single_file(flavour):
     ckpt = LTX2Checkpoint(find_golden("transformer", flavour).weights_path)
     weights = checkpoint_weights(ckpt)
-    assert set(weights) == {"dit", "connectors", "video_vae", "audio_vae"}
+    assert set(weights) == {"dit", "connectors", "video_encoder", "video_vae", "audio_vae"}
     assert weights["dit"].block_bytes and not weights["connectors"].block_bytes
     components = {"dit": ("transformer",), "connectors": ("text_projection", "video_connector", "audio_connector"),
-                  "video_vae": ("video_decoder",), "audio_vae": ("audio_decoder", "vocoder")}
+                  "video_encoder": ("video_encoder",), "video_vae": ("video_decoder",),
+                  "audio_vae": ("audio_decoder", "vocoder")}
     for stage, names in components.items():
         # the file's tensors, less those no loader reads; the LTX-2.3 vocoder is counted in float32
         expected = sum(math.prod(t.shape) * (4 if name == "vocoder" and flavour == "2.3" else t.dtype.itemsize)
@@ -197,3 +216,40 @@ def test_a_run_split_over_ranks_checks_each_ranks_share_of_the_video_tokens(rele
                for s in estimate_run(weights, replace(tiled, ranks=n), vram_budget=1 << 50, ram_budget=1 << 50).stages
                }["dit_stage2"] for n in (1, 2)]
     assert stage2[0] == stage2[1]
+
+
+def test_a_guide_attention_mask_is_counted_and_a_refusal_names_it_with_attention_one_as_the_way_out(released):
+    """An IC-LoRA control video at attention strength below 1: the DiT holds a T x T self-attention mask over the
+    grid and guide tokens; a run that fits without it is refused with it, the message naming the mask."""
+    from ltx2_nodes.memory.estimates import attention_mask_bytes
+
+    weights = dict(released, dit=released["dit"].as_fp8())
+    request = RunRequest(1280, 704, 121, control=(1, 1), attention_mask=True)
+    assert request.stage1_tokens() == 2 * 14080 and request.masked_tokens() == 2 * 14080  # grid + same-size guide
+    huge = dict(vram_budget=1 << 50, ram_budget=1 << 50)
+    plain, masked = ({s.name: s for s in estimate_run(weights, replace(request, attention_mask=mask), **huge).stages}
+                     ["dit"] for mask in (False, True))
+    assert masked.activation_bytes - plain.activation_bytes >= attention_mask_bytes(2 * 14080, 1, torch.bfloat16)
+    kwargs = dict(vram_budget=(plain.min_vram + masked.min_vram) // 2, ram_budget=64 * GiB)
+    with pytest.raises(OutOfMemoryError) as info:
+        precheck(weights, request, **kwargs)
+    message = str(info.value)
+    assert re.search(r"the dit stage needs at least .* of them the 28160 x 28160 self-attention mask an IC-LoRA "
+                     r"guide with attention strength below 1 or an attention mask needs; attention strength 1.0 "
+                     r"without a mask avoids it\)", message), message
+    assert "the IC-LoRA guide at attention strength 1.0 without an attention mask" in message.split("What would fit")[1]
+    precheck(weights, replace(request, attention_mask=False), **kwargs)
+
+
+def test_stage_one_tokens_count_the_control_guide_and_the_appended_tokens(released):
+    """Stage 1's DiT holds its grid, the control video's guide tokens (at the IC-LoRA's fraction of stage 1's size
+    and frames) and the tokens appended for images past frame 0 / keyframe slots; stage 2 only its grid."""
+    from ltx2_nodes.memory.estimates import audio_tokens, dit_activation_bytes
+
+    request = RunRequest(1536, 1024, 121, two_stage=True, control=(2, 2), guide_tokens=2 * 16 * 24)
+    assert request.stage1_shape() == (121, 512, 768)
+    assert request.control_size() == (57, 256, 384)  # 1 + 60 of 120 frames, cut to 1 + 8k
+    assert request.stage1_tokens() == 16 * 16 * 24 + 8 * 8 * 12 + 2 * 16 * 24
+    acts = {s.name: s.activation_bytes for s in estimate_run({"dit": released["dit"]}, request, vram_budget=1 << 50,
+                                                               ram_budget=1 << 50).stages}
+    assert acts["dit"] == dit_activation_bytes(TransformerConfig(), request.stage1_tokens(), audio_tokens(121, 24.0))

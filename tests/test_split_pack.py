@@ -142,7 +142,7 @@ def test_a_part_without_a_loader_is_refused_with_the_fix(models_dir):
 def test_the_memory_precheck_counts_every_file_of_the_pack(models_dir):
     pack = assemble_split_pack(_transformer(models_dir), search=paths.model_folders)
     weights = checkpoint_weights(pack, dtype=torch.float32)
-    assert set(weights) == {"dit", "connectors", "video_vae", "audio_vae"}
+    assert set(weights) == {"dit", "connectors", "video_encoder", "video_vae", "audio_vae"}
     projection = sum(t.numel() for t in pack.state_dict("text_projection").values()) * 4
     connectors_only = sum(t.numel() for c in ("video_connector", "audio_connector")
                           for t in pack.state_dict(c).values()) * 4

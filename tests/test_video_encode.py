@@ -10,7 +10,7 @@ from demo_support import demo_models, headless  # noqa: F401
 from ltx2_nodes import stages
 from ltx2_nodes.errors import InputError
 from ltx2_nodes.handles import clear_caches, load_ltx2
-from ltx2_nodes.memory.vae import auto_encode_tiling, tile_device_bytes
+from ltx2_nodes.memory.vae import auto_encode_tiling, encode_device_bytes
 from ltx2_nodes.model.video_vae import VideoVAEConfig
 from ltx2_nodes.nodes import NODE_CLASS_MAPPINGS
 from ltx2_nodes.nodes.comfy_types import to_av_latents
@@ -35,8 +35,8 @@ def test_auto_tiling_shrinks_tiles_to_the_budget_with_the_encoders_overlaps():
     assert auto_encode_tiling(config, 481, 512, 768, 10**13) is None  # everything fits: one piece
     tiling = auto_encode_tiling(config, 481, 512, 768, 3 * 10**9)
     assert tiling is not None and tiling.tile_overlap_in_pixels >= 64 and tiling.tile_overlap_in_frames >= 16
-    shape = (1, config.latent_channels, 61, 16, 24)
-    assert tile_device_bytes(config, shape, tiling) <= 3 * 10**9 < tile_device_bytes(config, shape, None)
+    assert encode_device_bytes(config, 481, 512, 768, tiling=tiling) <= 3 * 10**9 < encode_device_bytes(config, 481,
+                                                                                                    512, 768)
 
 
 def test_the_node_cuts_a_clip_to_a_valid_size_or_refuses_it_with_what_fits(ltx2):

@@ -209,6 +209,15 @@ class LTX2Models:
         return checkpoint_weights(self.pack if self.pack is not None else self.ckpt, dtype=self.dtype,
                                   fp8=self.fp8 == "cast bf16 to fp8")
 
+    @cached_property
+    def audio_stage_weights(self) -> dict:
+        """:attr:`stage_weights` of text-to-audio: the DiT as :meth:`audio_transformer` builds it (the audio stream's
+        tensors alone), no video VAE."""
+        from ..memory.precheck import checkpoint_weights
+
+        return checkpoint_weights(self.pack if self.pack is not None else self.ckpt, dtype=self.dtype,
+                                  fp8=self.fp8 == "cast bf16 to fp8", audio_only=True)
+
     def optional(self, attribute: str):
         """The handle if the file (or split pack) has that component, else None (DiT-only files). A single file
         missing a part is incomplete (truncated or stripped): that raises, at load time, instead of failing a
@@ -284,6 +293,12 @@ class DiTHandle(_BundlePart):
 
         cfg = TransformerConfig.from_metadata(self.models.ckpt.component_config("transformer"))
         return dataclasses.replace(cfg, has_video=False) if self.audio_only else cfg
+
+    @property
+    def stage_weights(self):
+        """The DiT stage's weight bytes as :attr:`model` loads them (``LTX2Models.stage_weights`` /
+        ``audio_stage_weights``), for the pre-checks; nothing is built."""
+        return (self.models.audio_stage_weights if self.audio_only else self.models.stage_weights)["dit"]
 
     def with_lora(self, lora: LoRA, strength: float, name: str = "") -> "DiTHandle":
         """This model plus ``lora``; a LoRA made for another model family is refused here, before sampling."""

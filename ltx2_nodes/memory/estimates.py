@@ -19,6 +19,13 @@ DiT activations of one forward (peak):
         is no larger with flash/memory-efficient SDPA, which never materialises the T x T scores; the
         LTX-2.3 gate logits are ``heads`` values per token, noise at these widths)
     io         = B*(Tv + Ta) * 1536   (float32 latents, velocity, denoised: 3 x 128 channels)
+    mask       = B*Tm^2*(s + 8)       (only with an IC-LoRA guide at attention strength < 1 or with a mask: the
+        DiT's additive self-attention mask over all Tm video tokens, grid + guides, ``[B, 1, Tm, Tm]`` in the
+        compute dtype (``layers.weights_to_additive_mask``), plus the float32 ``[B, Tm, Tm]`` weights handed in
+        (``ModalityInput.attention_mask``) and the sampler state's own copy; while the mask is formed a bool
+        ``[B, Tm, Tm]`` and two float32 temporaries of it are alive, B*Tm^2*9, before any block runs, so the
+        transient is the larger of that and the blocks' own; Tm = 30k: 3.6 GB per sample for the mask alone
+        in float32, 1.8 GB in bf16)
 fp8 blocks add the dequantisation transient of their largest Linear (``fp8_upcast_bytes``: 2 x its
 weight in the compute dtype, 256 MiB for the 19B feed-forward in bf16); the engine adds it to the
 activation reserve by itself. Checked against the real model code with ``measure.LiveBytes`` (tests: estimate within
@@ -47,7 +54,7 @@ Other stages (weights dominate; the activation terms are upper estimates):
   add to the peak since the blocks run one after another;
 * x2 upscaler: s*V*24576 with V = stage-1 latent voxels (1024 mid channels at 4x the voxels
   after the pixel shuffle, ~6 such tensors alive);
-* video VAE encode/decode: the one VAE memory model in ``memory/vae.py`` (per decoded voxel of a tile);
+* video VAE encode/decode: the one VAE memory model in ``memory/vae.py`` (per voxel of a tile);
 * audio VAE + vocoder: 4 bytes * 40000 * mel frames (float32 HiFi-GAN: up to 7680 channel-samples
   per mel frame per upsampling stage, a few alive).
 """
@@ -71,6 +78,8 @@ TEXT_KV_UNITS = 2
 PROMPT_ADALN_UNITS = 2
 CONNECTOR_TRANSIENT_UNITS = 10
 IO_BYTES_PER_TOKEN = 3 * 128 * 4
+MASK_WEIGHT_BYTES = 2 * 4  # the float32 attention weights handed to the DiT and the sampler state's own
+MASK_BUILD_BYTES = 1 + 2 * 4  # forming the additive mask: the bool of positive weights, two float32 temporaries
 UPSCALER_BYTES_PER_VOXEL = 24576
 VOCODER_BYTES_PER_MEL_FRAME = 40000 * 4
 DEQUANT_FLOAT32_BYTES = 4  # GGUF / NVFP4 dequantization works in float32 before the cast
@@ -115,10 +124,24 @@ def audio_tokens(frames: int, fps: float, timing: AudioTiming = AudioTiming()) -
 # DiT
 
 
+def additive_mask_bytes(tokens: int, batch: int = 1, dtype: torch.dtype = torch.bfloat16) -> int:
+    """The additive self-attention mask the DiT builds over ``tokens`` video tokens from an IC-LoRA guide's
+    attention weights (``layers.weights_to_additive_mask``): ``[batch, 1, T, T]`` in the compute dtype."""
+    return batch * tokens * tokens * itemsize(dtype)
+
+
+def attention_mask_bytes(tokens: int, batch: int = 1, dtype: torch.dtype = torch.bfloat16) -> int:
+    """Device bytes a self-attention mask over ``tokens`` holds while the DiT runs: the additive mask and the
+    float32 weights it is made of (given and the sampler's own, module doc); 0 without a mask (``tokens`` 0)."""
+    return additive_mask_bytes(tokens, batch, dtype) + batch * tokens * tokens * MASK_WEIGHT_BYTES
+
+
 def dit_activation_bytes(cfg: TransformerConfig, video_tokens: int, audio_tokens: int, *,
                          text_tokens: int = TEXT_TOKENS, batch: int = 1, dtype: torch.dtype = torch.bfloat16,
-                         per_token_timesteps: bool = True) -> int:
-    """``per_token_timesteps``: sigma varies per token (conditioning frames), which adds the AdaLN gather."""
+                         per_token_timesteps: bool = True, masked_tokens: int = 0) -> int:
+    """``per_token_timesteps``: sigma varies per token (conditioning frames), which adds the AdaLN gather;
+    ``masked_tokens``: the video tokens under a self-attention mask (an IC-LoRA guide at attention strength below 1
+    or with a mask: all of them, grid and guides; 0: no mask)."""
     s, b = itemsize(dtype), batch
     d, da, dx = cfg.inner_dim, cfg.audio_inner_dim, cfg.audio_cross_attention_dim
     tv = video_tokens if cfg.has_video else 0
@@ -131,7 +154,9 @@ def dit_activation_bytes(cfg: TransformerConfig, video_tokens: int, audio_tokens
     text_units = TEXT_KV_UNITS + (PROMPT_ADALN_UNITS if cfg.cross_attention_adaln else 0)
     widest = max((inner for inner, _ in widths), default=0)
     transient = s * b * (max(tv * d, ta * da) * units + text_tokens * widest * text_units)
-    return int(persistent + transient + b * (tv + ta) * IO_BYTES_PER_TOKEN)
+    transient = max(transient, b * masked_tokens * masked_tokens * MASK_BUILD_BYTES)
+    mask = attention_mask_bytes(masked_tokens, b, dtype)
+    return int(persistent + transient + mask + b * (tv + ta) * IO_BYTES_PER_TOKEN)
 
 
 def _attention_flops(tokens: int, width: int, context_tokens: int, context_width: int, inner: int) -> float:
@@ -163,10 +188,12 @@ def dit_block_flops(cfg: TransformerConfig, video_tokens: int, audio_tokens: int
 
 
 def dit_profile(cfg: TransformerConfig, video_tokens: int, audio_tokens: int, *, text_tokens: int = TEXT_TOKENS,
-                batch: int = 1, dtype: torch.dtype = torch.bfloat16) -> StageProfile:
-    """Placement profile of a DiT stage: ``batch`` = samples per model call (guidance passes run together)."""
+                batch: int = 1, dtype: torch.dtype = torch.bfloat16, masked_tokens: int = 0) -> StageProfile:
+    """Placement profile of a DiT stage: ``batch`` = samples per model call (guidance passes run together);
+    ``masked_tokens``: see :func:`dit_activation_bytes`."""
     return StageProfile(
-        dit_activation_bytes(cfg, video_tokens, audio_tokens, text_tokens=text_tokens, batch=batch, dtype=dtype),
+        dit_activation_bytes(cfg, video_tokens, audio_tokens, text_tokens=text_tokens, batch=batch, dtype=dtype,
+                             masked_tokens=masked_tokens),
         (dit_block_flops(cfg, video_tokens, audio_tokens, text_tokens=text_tokens, batch=batch),))
 
 

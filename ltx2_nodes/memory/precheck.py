@@ -11,6 +11,13 @@ load (dtype change, fp8 cast), two staging buffers for blocks read from the file
 as float32 frames.
 If streamed blocks also fit in RAM the engine packs (pins) them for faster copies; the estimate
 reports that as ``ram_packed`` but only refuses on ``ram_required``.
+
+What a run encodes before sampling (``RunRequest.encodes``: image conditions, a source clip, an IC-LoRA control
+video) is the ``video_encoder`` stage, priced by the one VAE memory model (``memory.vae.encode_device_bytes``);
+stage 1's DiT holds the guide tokens too, and, when the guides attend with strength below 1 or through a mask,
+the T x T self-attention mask (``estimates.attention_mask_bytes``). An audio-only request (text-to-audio) is the
+audio-only DiT (``checkpoint_weights(audio_only=True)``) on audio tokens alone, then the audio decode; its advice
+is a shorter length.
 """
 
 from __future__ import annotations
@@ -24,22 +31,23 @@ import torch
 from torch import nn
 
 from ..errors import InputError, OutOfMemoryError
-from ..loading.components import UNREAD, vocoder_dtype
+from ..loading.components import UNREAD, in_audio_only_model, vocoder_dtype
 from ..loading.quant import GGML_TYPE_SUFFIX, QUANT_SUFFIXES, QuantLinear, packed_logical_numel
 from ..model.shapes import (AudioTiming, Upscale, VideoScale, audio_latent_frames, frame_step, reference_frames,
                             size_multiple, stage1_frames, stage1_size, video_latent_size)
+from ..model.vae_tiling import TilingConfig
 from ..model.dit_tiling import RefineTiles, auto_refine_tiles, largest_tile_tokens, parse_refine_tiles
 from ..model.transformer import TransformerConfig
 from ..model.diffusion_vae import DiffusionDecoderConfig
 from ..model.video_vae import VideoVAEConfig
 from .estimates import (DEQUANT_FLOAT32_BYTES, GEMMA3_12B, IO_BYTES_PER_TOKEN, TEXT_TOKENS, DecoderShape,
-                        audio_decode_activation_bytes,
+                        attention_mask_bytes, audio_decode_activation_bytes,
                         connector_activation_bytes, decoder_activation_bytes, dit_activation_bytes, itemsize,
                         upscaler_activation_bytes)
 from .host import ALIGN, BlockLayout
 from .ledger import gib
 from .placement import module_tensors, tensor_bytes
-from .vae import tile_device_bytes, tiling_with_overlaps
+from .vae import SMALLEST_ENCODE_TILE, encode_device_bytes, encode_tiling, tile_device_bytes, tiling_with_overlaps
 
 PROCESS_RAM = 2 * 2 ** 30  # Python, torch and (on CUDA) the driver's host-side context, before any weights
 BLOCK_KEY = re.compile(r"(?:^|\.)(?:transformer_blocks|layers)\.(\d+)\.")
@@ -152,12 +160,22 @@ def module_weights(name: str, module: nn.Module, blocks: nn.ModuleList | None = 
                         packed=any(not m.weight.is_floating_point() for m in quantized))
 
 
-def checkpoint_weights(ckpt, *, dtype: torch.dtype | None = None, fp8: bool = False) -> dict[str, StageWeights]:
+def checkpoint_weights(ckpt, *, dtype: torch.dtype | None = None, fp8: bool = False,
+                       audio_only: bool = False) -> dict[str, StageWeights]:
     """Stage weights of an opened ``LTX2Checkpoint`` (or LTX-2.5 ``SplitPack``) from its headers (DiT,
-    connectors, VAEs, vocoder), each component in the dtype its loader uses (the LTX-2.3 vocoder: float32
-    whatever ``dtype``), without the tensors the loaders never read (``loading.components.UNREAD``)."""
+    connectors, video VAE encoder and decoder, audio VAE and vocoder), each component in the dtype its loader
+    uses (the LTX-2.3 vocoder: float32 whatever ``dtype``), without the tensors the loaders never read
+    (``loading.components.UNREAD``). ``audio_only``: the stages of text-to-audio, the DiT priced as the audio-only
+    transformer ``components.load_transformer(audio_only=True)`` builds (only the tensors it reads,
+    ``components.in_audio_only_model``), no video VAE."""
     groups = {"dit": ("transformer",), "connectors": ("text_projection", "video_connector", "audio_connector"),
-              "video_vae": ("video_decoder",), "audio_vae": ("audio_decoder", "vocoder")}
+              "video_encoder": ("video_encoder",), "video_vae": ("video_decoder",),
+              "audio_vae": ("audio_decoder", "vocoder")}
+    select = {}
+    if audio_only:
+        del groups["video_encoder"], groups["video_vae"]
+        audio_cfg = replace(TransformerConfig.from_metadata(ckpt.component_config("transformer")), has_video=False)
+        select["transformer"] = in_audio_only_model(audio_cfg)
     out = {}
     for stage, components in groups.items():
         parts = []
@@ -165,7 +183,9 @@ def checkpoint_weights(ckpt, *, dtype: torch.dtype | None = None, fp8: bool = Fa
             if not ckpt.has(component):
                 continue
             unread = UNREAD.get(component, ())
-            tensors = {f"{component}.{k}": v for k, v in ckpt.state_dict(component).items() if k not in unread}
+            wanted = select.get(component)
+            tensors = {f"{component}.{k}": v for k, v in ckpt.state_dict(component).items()
+                       if k not in unread and (wanted is None or wanted(k))}
             parts.append(stage_weights(stage, tensors, dtype=vocoder_dtype(ckpt, dtype) if component == "vocoder"
                                        else dtype, fp8_blocks=fp8 and stage == "dit", streamable=stage == "dit"))
         if parts:
@@ -197,16 +217,69 @@ class RunRequest:
     # processes the DiT's video tokens are split over (sequence parallel: torchrun, the sampler's gpus): each one's
     # activations are its share of the tokens (heads exchanged, so attention too); a tiled stage 2 is not split
     ranks: int = 1
-    # IC-LoRA reference video (a control video, Dub-It's clip): (its pixel frames, the LoRA's reference downscale and
-    # temporal factors); its tokens join the guided stages' video tokens: stage 1, and stage 2 too with
-    # ``reference_stages`` 2 (Dub-It)
-    reference_video: tuple[int, int, int] | None = None
-    reference_stages: int = 1
+    audio_only: bool = False  # text-to-audio on the audio-only DiT: ``frames`` at ``fps`` is the length, no video
+    # what the run encodes with the video VAE encoder before sampling (``stages``): image conditions (whole, one
+    # frame at each stage's size), a clip of the request's size and frames (extend / retake source, video-to-audio),
+    # tiled with ``encode_tile`` (pixels, frames: "auto" picks the largest that fits, at worst the smallest)
+    images: int = 0
+    encode_video: bool = False
+    encode_tile: tuple[int | None, int | None] | None = SMALLEST_ENCODE_TILE
+    # an IC-LoRA control video (a control clip, Dub-It's clip), (downscale, temporal) factors of its LoRA
+    # (``sampling.guides.reference_scale_factors``), encoded tiled at that fraction of each guided stage's size and
+    # frames; it guides stage 1, and stage 2 too with ``control_stages`` 2 (Dub-It)
+    control: tuple[int, int] | None = None
+    control_stages: int = 1
+    guide_tokens: int = 0  # more tokens appended after stage 1's grid (keyframes and guides given as latents)
+    # the guides attend with strength < 1 or through a mask: the DiT builds a T x T self-attention mask
+    attention_mask: bool = False
     # Dub-It: the audio latents of stage 1's reference audio (0: none); stage 2 then references the stage-1 audio
     reference_audio: int = 0
 
     def describe(self) -> str:
+        if self.audio_only:
+            return f"{self.frames / self.fps:.2f} s of audio"
         return f"{self.width}x{self.height}x{self.frames}"
+
+    def stage1_shape(self) -> tuple[int, int, int]:
+        """(frames, height, width) stage 1 samples (the request's own size for a single stage)."""
+        if not self.two_stage:
+            return self.frames, self.height, self.width
+        height, width = stage1_size(self.height, self.width, upscale=self.upscale)
+        return stage1_frames(self.frames, self.fps, self.upscale)[0], height, width
+
+    def control_size(self, stage: int = 1) -> tuple[int, int, int] | None:
+        """(frames, height, width) the control video is encoded at for ``stage`` (``stages.encode_reference_guide``):
+        at most the stage's frames as ``shapes.reference_frames`` takes them, ``1/downscale`` of its size; None when
+        the stage has no control video."""
+        if self.control is None or stage > self.control_stages:
+            return None
+        downscale, temporal = self.control
+        frames, height, width = self.stage1_shape() if stage == 1 else (self.frames, self.height, self.width)
+        scale = VideoScale()
+        return (reference_frames(frames, temporal, scale), max(height // downscale // scale.height, 1) * scale.height,
+                max(width // downscale // scale.width, 1) * scale.width)
+
+    def control_tokens(self, stage: int = 1) -> int:
+        """Video tokens the control video appends to ``stage``'s grid (0: none)."""
+        size = self.control_size(stage)
+        return math.prod(video_latent_size(*size, VideoScale())) if size else 0
+
+    def stage1_tokens(self) -> int:
+        """Video tokens of stage 1's DiT calls: its grid, the control video's guide tokens and ``guide_tokens``."""
+        return math.prod(video_latent_size(*self.stage1_shape(), VideoScale())) + self.guide_tokens \
+            + self.control_tokens(1)
+
+    def masked_tokens(self) -> int:
+        """The tokens under the guides' self-attention mask (0: none): all of stage 1's video tokens."""
+        return self.stage1_tokens() if self.attention_mask else 0
+
+    def encodes(self) -> list[tuple[int, int, int, TilingConfig | None]]:
+        """(frames, height, width, tiling) of each kind of clip the video VAE encoder takes in this run."""
+        tiling = None if self.encode_tile is None else encode_tiling(*self.encode_tile)
+        clips = [(1, self.height, self.width, None)] if self.images else []
+        clips += [(self.frames, self.height, self.width, tiling)] if self.encode_video else []
+        controls = [self.control_size(stage) for stage in (1, 2)]
+        return clips + [(*control, tiling) for control in controls if control]
 
     def stage2_grid(self) -> tuple[int, int, int]:
         """The (frames, height, width) latent grid the refinement stage samples."""
@@ -269,24 +342,26 @@ def _stage_activations(request: RunRequest, dit: TransformerConfig, text: Decode
     dtype = request.dtype
     vae = VideoVAEConfig()
     ta = audio_latent_frames(request.frames, request.fps, AudioTiming())
-    grid = video_latent_size(request.frames, request.height, request.width, vae.encoder_scale)
-    height, width, frames = request.height, request.width, request.frames
-    if request.two_stage:
-        height, width = stage1_size(height, width, upscale=request.upscale)
-        frames = stage1_frames(frames, request.fps, request.upscale)[0]
-    first = video_latent_size(frames, height, width, vae.encoder_scale)
-    # the diffusion decoder's attention reaches across tile edges: its overlaps have a floor
-    minimum = decoder.min_tile_overlaps if isinstance(decoder, DiffusionDecoderConfig) else (0, 0)
-    tiling = None if request.vae_tile is None else tiling_with_overlaps(*request.vae_tile, minimum)
     acts = {
         "gemma": decoder_activation_bytes(text, TEXT_TOKENS, batch=request.prompts, dtype=dtype),
         "connectors": connector_activation_bytes(text.hidden, text.layers,
                                                  (dit.context_width("video"), dit.context_width("audio")),
                                                  batch=request.prompts, dtype=dtype),
-        "dit": dit_activation_bytes(dit, -(-(math.prod(first) + _reference_tokens(request, frames, height, width))
-                                          // request.ranks), ta + request.reference_audio,
-                                    batch=request.batch, dtype=dtype),
     }
+    if request.audio_only:  # the audio-only DiT: audio tokens alone, then the audio decode
+        acts["dit"] = dit_activation_bytes(dit, 0, ta, batch=request.batch, dtype=dtype)
+        acts["audio_vae"] = audio_decode_activation_bytes(ta)
+        return acts
+    if request.encodes():  # the largest of the encodes (images whole, clips one tile at a time)
+        acts["video_encoder"] = max(encode_device_bytes(vae, f, h, w, dtype, tiling)
+                                      for f, h, w, tiling in request.encodes())
+    grid = video_latent_size(request.frames, request.height, request.width, vae.encoder_scale)
+    first = video_latent_size(*request.stage1_shape(), vae.encoder_scale)
+    # the diffusion decoder's attention reaches across tile edges: its overlaps have a floor
+    minimum = decoder.min_tile_overlaps if isinstance(decoder, DiffusionDecoderConfig) else (0, 0)
+    tiling = None if request.vae_tile is None else tiling_with_overlaps(*request.vae_tile, minimum)
+    acts["dit"] = dit_activation_bytes(dit, -(-request.stage1_tokens() // request.ranks), ta + request.reference_audio,
+                                       batch=request.batch, dtype=dtype, masked_tokens=request.masked_tokens())
     # two-stage: the upscaler takes stage 1's latent; single stage: the request is the upscaler's input
     acts["upscaler"] = upscaler_activation_bytes(math.prod(first), dtype)
     if request.two_stage and request.upscale.temporal:  # after the spatial upscaler: its output at stage-1 frames
@@ -294,28 +369,18 @@ def _stage_activations(request: RunRequest, dit: TransformerConfig, text: Decode
     if request.two_stage:
         # tiled: one tile's activations, plus the whole latent's sampler state and blend accumulators
         tile_tokens = largest_tile_tokens(grid, request.tiles())
-        # a guided stage 2 (Dub-It): the reference tokens too (a tile takes those it overlaps: at most all of them)
-        tokens = tile_tokens + (_reference_tokens(request, request.frames, request.height, request.width)
-                                if request.reference_stages > 1 else 0)
+        # a guided stage 2 (Dub-It): the control tokens too (a tile takes those it overlaps: at most all of them)
+        tokens = tile_tokens + request.control_tokens(2)
         share = tokens if tile_tokens < math.prod(grid) else -(-tokens // request.ranks)
         audio = ta + (ta if request.reference_audio else 0)  # Dub-It: the stage-1 audio as the reference
-        acts["dit_stage2"] = (dit_activation_bytes(dit, share, audio, batch=request.batch, dtype=dtype)
+        masked = tokens if request.attention_mask and request.control_tokens(2) else 0
+        acts["dit_stage2"] = (dit_activation_bytes(dit, share, audio, batch=request.batch, dtype=dtype,
+                                                   masked_tokens=masked)
                               + (request.batch * math.prod(grid) * IO_BYTES_PER_TOKEN
                                  if tile_tokens < math.prod(grid) else 0))
     acts["video_vae"] = tile_device_bytes(decoder or vae, (1, vae.latent_channels, *grid), tiling, dtype)
     acts["audio_vae"] = audio_decode_activation_bytes(ta)
     return acts
-
-
-def _reference_tokens(request: RunRequest, frames: int, height: int, width: int) -> int:
-    """Video tokens the IC-LoRA reference video appends to a stage sampling ``frames`` x ``height`` x ``width``
-    pixels (``stages.encode_reference_guide``): its frames as ``sampling.guides.control_frames`` takes them, at
-    1 / the downscale factor of the size."""
-    if request.reference_video is None:
-        return 0
-    count, downscale, temporal = request.reference_video
-    return math.prod(video_latent_size(reference_frames(min(count, frames), temporal), height // downscale,
-                                       width // downscale, VideoVAEConfig().encoder_scale))
 
 
 def estimate_run(weights: Mapping[str, StageWeights], request: RunRequest, *, vram_budget: int, ram_budget: int,
@@ -339,18 +404,31 @@ def estimate_run(weights: Mapping[str, StageWeights], request: RunRequest, *, vr
         if least > vram_budget:
             how = "streamed, " if w.block_bytes else ""
             problems.append(f"the {name} stage needs at least {gib(least)} of VRAM ({how}{gib(act)} of it "
-                            f"activations) but the budget is {gib(vram_budget)}")
-    staging = max((2 * max(w.block_bytes) for w in weights.values() if w.block_bytes), default=0)
+                            f"activations{_mask_note(request) if name == 'dit' else ''}) but the budget is "
+                            f"{gib(vram_budget)}")
+    # RAM: the stages this run has (a video encoder's weights count only when something is encoded)
+    used = {s.name if s.name != "dit_stage2" else "dit": s.weights for s in stages}
+    staging = max((2 * max(w.block_bytes) for w in used.values() if w.block_bytes), default=0)
     # the decoded video as float32 frames, when the video is decoded (not for a check of a sampler alone)
-    frames_ram = request.frames * request.width * request.height * 3 * 4 if "video_vae" in weights else 0
-    required = PROCESS_RAM + sum(w.host_bytes for w in weights.values()) + staging + frames_ram
-    packable = sum(sum(w.block_bytes) for w in weights.values() if w.block_bytes and not w.host_bytes)
+    frames_ram = request.frames * request.width * request.height * 3 * 4 if "video_vae" in used else 0
+    required = PROCESS_RAM + sum(w.host_bytes for w in used.values()) + staging + frames_ram
+    packable = sum(sum(w.block_bytes) for w in used.values() if w.block_bytes and not w.host_bytes)
     packed = required - staging + packable if required - staging + packable <= ram_budget else required
     if required > ram_budget:
         problems.append(f"the run needs {gib(required)} of RAM (process {gib(PROCESS_RAM)}, weights converted on load "
-                        f"{gib(sum(w.host_bytes for w in weights.values()))}, block staging {gib(staging)}, decoded "
+                        f"{gib(sum(w.host_bytes for w in used.values()))}, block staging {gib(staging)}, decoded "
                         f"frames {gib(frames_ram)}) but the RAM budget is {gib(ram_budget)}")
     return RunEstimate(request, vram_budget, ram_budget, stages, required, packed, problems)
+
+
+def _mask_note(request: RunRequest) -> str:
+    """What of the DiT's activations is the guides' self-attention mask, for a refusal ("" without one)."""
+    tokens = request.masked_tokens()
+    if not tokens:
+        return ""
+    mask = attention_mask_bytes(tokens, request.batch, request.dtype)
+    return (f", {gib(mask)} of them the {tokens} x {tokens} self-attention mask an IC-LoRA guide with attention "
+            "strength below 1 or an attention mask needs; attention strength 1.0 without a mask avoids it")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -413,11 +491,25 @@ def _size_and_frames(request: RunRequest, fits) -> list[str]:
     return [f"{w}x{h} with {frames_of(k)} frames"] if k is not None else []
 
 
+def _shorter_audio(request: RunRequest, fits) -> list[str]:
+    """The longest audio-only run (1 + 8k frames at its fps, as ``shapes.frames_for_seconds`` counts seconds)
+    shorter than the request that fits; its seconds rounded down, so that they give no more frames."""
+    time = VideoScale().time
+    k = _largest((request.frames - 1) // time - 1, lambda k: fits(frames=1 + time * k))
+    if k is None:
+        return []
+    seconds = math.floor((1 + time * k) / request.fps * 100) / 100
+    return [f"{seconds:.2f} s of audio ({1 + time * k} frames at {request.fps:g} fps)"]
+
+
 def _alternatives(weights, request: RunRequest, kwargs: dict) -> list[str]:
     def fits(w=weights, **change) -> bool:
         return estimate_run(w, replace(request, **change), **kwargs).fits
 
-    found = _size_and_frames(request, fits)
+    found = _shorter_audio(request, fits) if request.audio_only else _size_and_frames(request, fits)
+    if request.attention_mask and fits(attention_mask=False):
+        found.append("the IC-LoRA guide at attention strength 1.0 without an attention mask (no self-attention "
+                     "mask is built)")
     fp8 = {k: v.as_fp8() for k, v in weights.items()}
     if fp8 != dict(weights) and fits(fp8):
         found.append("fp8 weights (an -fp8 checkpoint, or cast the DiT blocks to fp8 on load)")
@@ -469,8 +561,8 @@ def precheck(weights: Mapping[str, StageWeights], request: RunRequest, *, vram_b
         return estimate
     options = _alternatives(weights, request, kwargs)
     advice = ("What would fit: " + "; ".join(options) + "." if options else
-              "Nothing smaller in resolution, frames or weight size fits these budgets; free VRAM/RAM or raise "
-              "the budgets.")
+              f"Nothing smaller in {'length' if request.audio_only else 'resolution, frames'} or weight size fits "
+              "these budgets; free VRAM/RAM or raise the budgets.")
     if estimate.ram_required > ram_budget:
         advice += (" To need less RAM: load weights in the file's dtype without casting (they stay memory-mapped), "
                    "use an -fp8 checkpoint file instead of casting to fp8 on load, or close other programs.")

@@ -11,8 +11,17 @@ channels at 4x4 pixels = 8) times :data:`LIVE_ACTIVATIONS` tensors times the ele
     bytes/voxel = LIVE_ACTIVATIONS * itemsize * max_stage(c / (t * s_h * s_w))
 
 LTX-2 19B in bf16: 9 * 2 * 8 = 144 bytes per output voxel (a 512x512 tile of 65 frames: 2.5 GB).
-The encoder mirrors the decoder (its first stage: the latent width on 4x4 patches), so an encode is
-modelled as the decode of the same size. Weights are not included.
+
+The encoder (:func:`encode_device_bytes`), per input voxel of an ``f``-frame tile: the same
+:data:`LIVE_ACTIVATIONS` tensors of its densest stage (from ``conv_in``: the latent width on the
+patches, then each ``compress_*_res`` multiplying it), one of them the causal time-padded copy, ``(f + 2) / f``
+of a tensor, plus the pixels: their copy on the device in the module's dtype, the patchified copy
+and its time-padded copy (``in_channels`` each)::
+
+    bytes/voxel = itemsize * [ in_channels * (2 + pad) + (LIVE_ACTIVATIONS - 1 + pad) * max_stage(c / (t s^2)) ]
+
+LTX-2 19B in bf16 (many frames): 2 * (3 * 3 + 9 * 8) = 162 bytes per input voxel. The padding term
+matters for images (one frame: ``pad`` = 3). Weights are not included.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ log = logging.getLogger("ltx2_nodes")
 # 7.3-9.7 counting glibc's heap retention; 9 leaves a margin. ComfyUI's LTX VAE estimate
 # (900 * 512 elements per latent voxel) is 56 elements per output voxel; 9 * 8 = 72 here.
 LIVE_ACTIVATIONS = 9
+PIXEL_COPIES = 2  # an encoded tile's pixels on the device and their patchified copy (+ the time-padded copy)
 HOST_DECODE_SHARE = 2  # without a device budget (decoding on the CPU) a decode may use 1/2 of the available RAM
 OUTPUT_BYTES = 4  # decoded tiles are float32
 
@@ -72,11 +82,29 @@ def tile_device_bytes(config: VideoVAEConfig | DiffusionDecoderConfig, latent_sh
     return int(batch * (per_voxel * voxels + config.out_channels * voxels * OUTPUT_BYTES))
 
 
+def encode_bytes_per_voxel(config: VideoVAEConfig, itemsize: int, frames: int) -> float:
+    """Peak encoder bytes per input voxel of a ``frames``-frame tile; see the module doc."""
+    pad = (frames + 2) / frames  # causal convs put two copies of the first frame in front
+    t, s, width = 1, config.patch_size, config.latent_channels
+    density = width / (s * s)
+    for name, params in config.encoder_blocks:
+        st, ss, _ = block_stride(name)
+        t, s = t * st, s * ss
+        if name.endswith("_res"):
+            width *= params.get("multiplier", 2)
+        density = max(density, width / (t * s * s))
+    return itemsize * (config.in_channels * (PIXEL_COPIES + pad) + (LIVE_ACTIVATIONS - 1 + pad) * density)
+
+
 def encode_device_bytes(config: VideoVAEConfig, frames: int, height: int, width: int,
-                        dtype: torch.dtype = torch.bfloat16) -> int:
-    """Device bytes of encoding one ``frames x height x width`` video (modelled as its untiled decode)."""
-    return tile_device_bytes(config, (1, config.latent_channels, *video_latent_size(frames, height, width,
-                                                                                  config.encoder_scale)), None, dtype)
+                        dtype: torch.dtype = torch.bfloat16, tiling: TilingConfig | None = None) -> int:
+    """Device bytes of encoding a ``frames x height x width`` clip: its largest tile's (the whole clip untiled;
+    ``tiling`` as :func:`encode_tiling` makes it), see :func:`encode_bytes_per_voxel`. The latent it makes, 1/48
+    of the pixels' size, is blended on the CPU."""
+    latent = video_latent_size(frames, height, width, config.encoder_scale)
+    tile_frames, tile_height, tile_width = largest_tile(latent, tiling, config.encoder_scale)
+    per_voxel = encode_bytes_per_voxel(config, _itemsize(dtype), tile_frames)
+    return int(per_voxel * tile_frames * tile_height * tile_width)
 
 
 def estimate_decode_bytes(config: VideoVAEConfig | DiffusionDecoderConfig, latent_shape: Sequence[int],
@@ -158,28 +186,37 @@ def auto_tiling(config: VideoVAEConfig | DiffusionDecoderConfig, latent_shape: S
 
 _ENCODE_SPATIAL = (None, 1024, 768, 512, 384, 256, 192)  # the encoder needs 64 px of overlap: no smaller tiles
 _ENCODE_TEMPORAL = (None, 128, 96, 64, 48, 32)
+SMALLEST_ENCODE_TILE = (_ENCODE_SPATIAL[-1], _ENCODE_TEMPORAL[-1])  # what "auto" encode tiling falls back to
+
+
+def encode_tiling(spatial: int | None, temporal: int | None) -> TilingConfig | None:
+    """Encode tiles of ``spatial`` pixels / ``temporal`` frames (None: that axis untiled; both: None) with the
+    overlaps the encoder needs: 64 px, 24 frames (16 for chunks under 48 frames)."""
+    if spatial is None and temporal is None:
+        return None
+    return TilingConfig(spatial, 64 if spatial else 0, temporal, (24 if temporal >= 48 else 16) if temporal else 0)
 
 
 def auto_encode_tiling(config: VideoVAEConfig, frames: int, height: int, width: int, memory_budget_bytes: int,
                        dtype: torch.dtype = torch.bfloat16) -> TilingConfig | None:
-    """The tiling of a video encode: the largest tiles whose :func:`tile_device_bytes` fits the budget, with the
-    overlaps the encoder needs (64 px; 24 frames, 16 for 32-frame chunks). ``None`` when the whole clip fits;
-    the smallest tiling (192 px, 32 frames) with a warning when nothing does. Memory then stays that of one
-    tile however long the clip is (its latent, 1/48 of the pixels' size, is the only thing that grows)."""
-    shape = (1, config.latent_channels, *video_latent_size(frames, height, width, config.encoder_scale))
+    """The tiling of a video encode: the largest tiles whose :func:`encode_device_bytes` fits the budget, with the
+    encoder's overlaps (:func:`encode_tiling`). ``None`` when the whole clip fits; the smallest tiling
+    (:data:`SMALLEST_ENCODE_TILE`) with a warning when nothing does. Memory then stays that of one tile however
+    long the clip is (its latent, 1/48 of the pixels' size, is the only thing that grows)."""
+    latent = video_latent_size(frames, height, width, config.encoder_scale)
     best, smallest = None, None
     for spatial in _ENCODE_SPATIAL:
         for temporal in _ENCODE_TEMPORAL:
-            tiling = smallest = None if spatial is None and temporal is None else TilingConfig(
-                spatial, 64 if spatial else 0, temporal, (24 if temporal >= 48 else 16) if temporal else 0)
-            if tile_device_bytes(config, shape, tiling, dtype) > memory_budget_bytes:
+            tiling = smallest = encode_tiling(spatial, temporal)
+            if encode_device_bytes(config, frames, height, width, dtype, tiling) > memory_budget_bytes:
                 continue
-            volume = math.prod(largest_tile(shape[2:], tiling, config.encoder_scale))
+            volume = math.prod(largest_tile(latent, tiling, config.encoder_scale))
             if best is None or volume > best[0]:
                 best = (volume, tiling)
     if best is None:
         log.warning("VAE encode: even %s needs about %.1f GB, more than the %.1f GB budget; trying it anyway.",
-                    smallest, tile_device_bytes(config, shape, smallest, dtype) / 1e9, memory_budget_bytes / 1e9)
+                    smallest, encode_device_bytes(config, frames, height, width, dtype, smallest) / 1e9,
+                    memory_budget_bytes / 1e9)
         return smallest
     return best[1]
 
