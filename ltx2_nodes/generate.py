@@ -175,14 +175,16 @@ def upscale_of(upscaler: UpscalerHandle | None, temporal: UpscalerHandle | None)
 
 def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, engine: MemoryEngine | None = None,
              upscaler: UpscalerHandle | None = None, temporal_upscaler: UpscalerHandle | None = None, *,
-             loras: Sequence = (), audio_only: bool = False, encode_video: bool = False) -> RunEstimate:
+             loras: Sequence = (), audio_only: bool = False, encode_video: bool = False,
+             decode_video: bool = True) -> RunEstimate:
     """``engine.precheck`` for the whole run from file headers (nothing loaded): raises
     ``OutOfMemoryError`` naming what would fit when the run cannot. What is encoded is checked too: the
     request's images, its control video (at the reference size of the IC-LoRA among ``loras``, in stage 1 and, for
     Dub-It, stage 2, with the self-attention mask an attention strength below 1 makes; Dub-It's reference audio
     tokens) and, with ``encode_video``, a clip of the request's size and frames (a retake's source,
     video-to-audio). ``audio_only``: text-to-audio on the audio-only DiT
-    (``DiTHandle.audio_stream``), the request's frames at its fps the length."""
+    (``DiTHandle.audio_stream``), the request's frames at its fps the length. ``decode_video`` False: the run
+    decodes no video (video-to-audio keeps the given frames), so no video decode is priced."""
     from .model.transformer import TransformerConfig
 
     engine = engine if engine is not None else default_engine()
@@ -190,6 +192,8 @@ def precheck(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateRequest, eng
     if request.frames is None:  # "auto": the longest clip the duration head can ask for (any longer duration clamps)
         request = dataclasses.replace(request, frames=clamped_frames_for_seconds(_LONGER_THAN_ANY_CLAMP, request.fps))
     weights = dict(ltx2.audio_stage_weights if audio_only else ltx2.stage_weights, gemma=gemma.stage_weights)
+    if not decode_video:
+        weights.pop("video_vae", None)
     if upscaler is not None and request.two_stage:
         weights["upscaler"] = upscaler.stage_weights
     if temporal_upscaler is not None and request.two_stage:
@@ -450,7 +454,7 @@ def generate_sound(ltx2: LTX2Models, gemma: GemmaHandle, request: GenerateReques
     settings = request.stage1_settings()
     # one stage: at the clip's size, its frames encoded (video to audio), or the audio-only DiT (text to audio)
     precheck(ltx2, gemma, dataclasses.replace(request, two_stage=False), engine, audio_only=video is None,
-             encode_video=video is not None)
+             encode_video=video is not None, decode_video=False)
     audio_vae = ltx2.audio_vae
     positive, negative = request_text(ltx2, gemma, request, engine, gemma_cache_dir)
     video_vae = ltx2.video_vae if video is not None else None

@@ -112,3 +112,28 @@ def test_generate_video_to_audio_keeps_the_original_frames_and_refuses_a_longer_
         assert main([*base, "--audio", "x.wav", "--out", str(tmp_path / "x.mp4")]) == 2
     finally:
         selection.configure_engine(previous) if previous is not None else setattr(selection, "_HEADLESS_ENGINE", None)
+
+
+def test_video_to_audio_is_prechecked_with_the_encode_it_runs_and_without_a_decode_it_never_runs(headless,
+                                                                                                 demo_models,
+                                                                                                 monkeypatch):
+    """The given frames are kept (never decoded): the run's pre-check prices the clip's encode, the DiT and the audio
+    decode, and no video decode (which would refuse a long clip on a small card for nothing)."""
+    from ltx2_nodes import generate as generate_module
+    from ltx2_nodes.generate import GenerateRequest, generate_sound
+    from ltx2_nodes.handles import load_gemma, load_ltx2
+
+    seen = []
+
+    def stop_after_precheck(ltx2, gemma, request, engine=None, *args, **kwargs):
+        seen.append({s.name for s in real_precheck(ltx2, gemma, request, engine, *args, **kwargs).stages})
+        raise InputError("stop here")
+
+    real_precheck = generate_module.precheck
+    monkeypatch.setattr(generate_module, "precheck", stop_after_precheck)
+    ltx2, gemma = load_ltx2(demo_models.checkpoint, device="cpu"), load_gemma(demo_models.gemma, device="cpu")
+    request = GenerateRequest("rain", width=64, height=64, frames=9, fps=24.0)
+    with pytest.raises(InputError, match="stop here"):
+        generate_sound(ltx2, gemma, request, "unused.mp4", video=torch.rand(9, 64, 64, 3), engine=headless)
+    (stages,) = seen
+    assert {"video_encoder", "dit", "audio_vae"} <= stages and "video_vae" not in stages
